@@ -1,0 +1,36 @@
+# Parcours — local workflow. Every target installs what it needs first.
+PY := .venv/bin/python
+STACK := $(PY) deploy/local/stack.py
+
+.PHONY: install up down status demo test unit lint typecheck bench clean
+
+install:            ## virtualenv, Kafka jars, PostgreSQL (only what is missing)
+	@bash deploy/local/install.sh
+
+up: install         ## start PostgreSQL, Kafka, the SMTP sink and every service
+	@$(STACK) up
+
+down:               ## stop everything make up started
+	@$(STACK) down
+
+status:             ## one line per process: pid, readiness, log
+	@$(STACK) status
+
+demo: up            ## the seed scenario end to end on the local stack
+	@$(PY) deploy/local/demo.py
+
+lint: install
+	@.venv/bin/ruff check .
+	@.venv/bin/mypy shared/domain
+
+unit: install       ## pure tests only, no services needed
+	@.venv/bin/pytest -q tests/unit
+
+test: up lint       ## the whole suite on real services
+	@.venv/bin/pytest -q
+
+bench: up           ## benchmarks beside their baselines (load on 127.0.0.1 only)
+	@$(PY) -m bench
+
+clean: down         ## remove run data (databases, topics, logs)
+	rm -rf .run

@@ -1,0 +1,390 @@
+"""Start, stop and report the local stack with no Docker: PostgreSQL, Kafka, the SMTP sink
+and Parcours' services, each its own process, logs and pids under ``.run/``.
+
+    python deploy/local/stack.py up | down | status
+    python deploy/local/stack.py start|stop|kill|restart NAME
+
+Every start waits for readiness with a deadline and says what to look at when it fails.
+Run it with the project's virtualenv (``make up`` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from shared.settings import RUN_DIR, get_settings  # noqa: E402
+
+settings = get_settings()
+LOGS, PIDS = RUN_DIR / "logs", RUN_DIR / "pids"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_DATA, PG_SOCK, PG_PORT = RUN_DIR / "pgdata", RUN_DIR / "pgsock", 5433
+KAFKA_DIR = RUN_DIR / "kafka"
+PYTHON = sys.executable
+
+
+class StackError(Exception):
+    pass
+
+
+def wait_until(check: Callable[[], bool], what: str, deadline_s: float, log: Path | None) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.2)
+    hint = f"; see {log.relative_to(ROOT)}" if log else ""
+    raise StackError(f"{what} not ready after {deadline_s:.0f}s{hint}")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+# --- processes ---------------------------------------------------------------------------
+
+def read_pid(name: str) -> int | None:
+    try:
+        pid = int((PIDS / f"{name}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    PIDS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"{name}.log", "ab") as log:
+        process = subprocess.Popen(
+            argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, **(env or {})},
+        )
+    (PIDS / f"{name}.pid").write_text(str(process.pid))
+    return process.pid
+
+
+def terminate(name: str, sig: int = signal.SIGTERM, deadline_s: float = 30) -> bool:
+    pid = read_pid(name)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end and read_pid(name) is not None:
+        _reap(pid)
+        time.sleep(0.1)
+    if read_pid(name) is not None:
+        os.killpg(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        _reap(pid)
+    (PIDS / f"{name}.pid").unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+def _pg_ready() -> bool:
+    probe = subprocess.run(
+        [str(PG_BIN / "pg_isready"), "-h", str(PG_SOCK), "-p", str(PG_PORT), "-q"], check=False
+    )
+    return probe.returncode == 0
+
+
+def pg_start() -> None:
+    if _pg_ready():
+        return
+    if not (PG_BIN / "initdb").exists():
+        raise StackError("PostgreSQL 15 is not installed; run deploy/local/install.sh")
+    for path in (PG_DATA.parent, PG_SOCK):
+        path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(PG_SOCK, "postgres")
+    if not (PG_DATA / "PG_VERSION").exists():
+        PG_DATA.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(PG_DATA, "postgres")
+        subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(PG_DATA), "-A", "trust",
+                                     "-U", "postgres", "-E", "UTF8", "--no-locale"]),
+                       check=True, stdout=subprocess.DEVNULL)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / "postgres.log"
+    log.touch()
+    if os.geteuid() == 0:
+        shutil.chown(log, "postgres")
+    options = (f"-p {PG_PORT} -k {PG_SOCK} -c listen_addresses=127.0.0.1"
+               " -c max_connections=200 -c shared_buffers=256MB")
+    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(PG_DATA), "-l", str(log),
+                                 "-o", options, "-w", "-t", "60", "start"]),
+                   check=True, stdout=subprocess.DEVNULL)
+    wait_until(_pg_ready, "PostgreSQL", 60, log)
+    _pg_bootstrap()
+
+
+def _psql(sql: str, database: str = "postgres") -> str:
+    result = subprocess.run(
+        ["psql", "-h", str(PG_SOCK), "-p", str(PG_PORT), "-U", "postgres", "-d", database,
+         "-tAc", sql], check=True, capture_output=True, text=True,
+    )
+    return result.stdout.strip()
+
+
+def _pg_bootstrap() -> None:
+    if _psql("SELECT 1 FROM pg_roles WHERE rolname = 'parcours'") != "1":
+        _psql("CREATE ROLE parcours LOGIN")
+    if _psql("SELECT 1 FROM pg_database WHERE datname = 'parcours'") != "1":
+        _psql("CREATE DATABASE parcours OWNER parcours")
+
+
+def pg_stop() -> None:
+    if (PG_DATA / "postmaster.pid").exists():
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(PG_DATA), "-m", "fast",
+                                     "-w", "stop"]), check=False, stdout=subprocess.DEVNULL)
+
+
+def migrate() -> None:
+    subprocess.run([PYTHON, "-m", "shared.adapters.postgres"], cwd=ROOT, check=True)
+
+
+# --- Kafka -------------------------------------------------------------------------------
+
+def _kafka_classpath() -> str:
+    marker = RUN_DIR / "kafka-lib"
+    if not marker.exists():
+        raise StackError("Kafka jars are not installed; run deploy/local/install.sh")
+    return f"{marker.read_text().strip()}/*"
+
+
+def _kafka_java(main: str, *args: str) -> list[str]:
+    return ["java", "-cp", _kafka_classpath(),
+            f"-Dlog4j2.configurationFile={ROOT / 'deploy/kafka/log4j2.properties'}", main, *args]
+
+
+def kafka_start() -> None:
+    if read_pid("kafka") is not None:
+        return
+    if port_open(9092):
+        raise StackError("port 9092 is taken by another process; stop it or free the port")
+    KAFKA_DIR.mkdir(parents=True, exist_ok=True)
+    properties = KAFKA_DIR / "server.properties"
+    template = (ROOT / "deploy/kafka/server.properties").read_text()
+    properties.write_text(template.replace("@LOG_DIRS@", str(KAFKA_DIR / "data")))
+    if not (KAFKA_DIR / "data" / "meta.properties").exists():
+        cluster_id = subprocess.run(_kafka_java("kafka.tools.StorageTool", "random-uuid"),
+                                    check=True, capture_output=True, text=True).stdout.split()[-1]
+        subprocess.run(_kafka_java("kafka.tools.StorageTool", "format", "--standalone",
+                                   "-t", cluster_id, "-c", str(properties), "--ignore-formatted"),
+                       check=True, stdout=subprocess.DEVNULL)
+    argv = ["java", "-Xms512m", "-Xmx512m", "-XX:+UseG1GC", "-cp", _kafka_classpath(),
+            f"-Dlog4j2.configurationFile={ROOT / 'deploy/kafka/log4j2.properties'}",
+            "kafka.Kafka", str(properties)]
+    spawn("kafka", argv)
+    log = LOGS / "kafka.log"
+    wait_until(lambda: port_open(9092), "Kafka's listener", 60, log)
+    wait_until(_kafka_metadata_answers, "Kafka metadata", 60, log)
+    subprocess.run([PYTHON, "-m", "shared.adapters.kafka"], cwd=ROOT, check=True)
+
+
+def _kafka_metadata_answers() -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                    request_timeout_ms=2000)
+        try:
+            await admin.start()
+            await admin.describe_cluster()
+            return True
+        except Exception:
+            return False
+        finally:
+            await admin.close()
+
+    return asyncio.run(probe())
+
+
+def kafka_stop() -> None:
+    terminate("kafka", deadline_s=40)
+
+
+# --- Parcours' services ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    ready_url: str
+
+
+SERVICES = (
+    Service("smtp-sink", "services.smtp_sink",
+            f"http://127.0.0.1:{settings.smtp_sink_http_port}/health/ready"),
+    Service("gateway", "services.gateway",
+            f"http://127.0.0.1:{settings.gateway_port}/health/ready"),
+    Service("processor", "services.processor",
+            f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"),
+    Service("sender-email", "services.sender_email",
+            f"http://127.0.0.1:{settings.sender_email_metrics_port}/metrics"),
+)
+SERVICE_BY_NAME = {s.name: s for s in SERVICES}
+GROUPS = {"processor": "parcours-processor", "sender-email": "parcours-sender-email"}
+
+
+def _group_has_members(group: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        try:
+            await admin.start()
+            [description] = await admin.describe_consumer_groups([group])
+            groups = description.to_object()["groups"]
+            return bool(groups and groups[0]["state"] == "Stable" and groups[0]["members"])
+        except Exception:
+            return False
+        finally:
+            await admin.close()
+
+    return asyncio.run(probe())
+
+
+def service_start(service: Service) -> None:
+    if read_pid(service.name) is None:
+        spawn(service.name, [PYTHON, "-m", service.module])
+    log = LOGS / f"{service.name}.log"
+    wait_until(lambda: http_ok(service.ready_url), service.name, 60, log)
+    if service.name in GROUPS:
+        # Consuming only once the group has settled: a test may post right away.
+        wait_until(lambda: _group_has_members(GROUPS[service.name]),
+                   f"{service.name}'s consumer group", 60, log)
+
+
+# --- commands ----------------------------------------------------------------------------
+
+def start(name: str) -> None:
+    if name == "postgres":
+        pg_start()
+        migrate()
+    elif name == "kafka":
+        kafka_start()
+    else:
+        service_start(SERVICE_BY_NAME[name])
+
+
+def stop(name: str, sig: int = signal.SIGTERM) -> None:
+    if name == "postgres":
+        pg_stop()
+    elif name == "kafka" and sig == signal.SIGTERM:
+        kafka_stop()
+    else:
+        terminate(name, sig)
+
+
+ORDER = ("postgres", "kafka", *SERVICE_BY_NAME)
+
+
+def up() -> None:
+    for name in ORDER:
+        began = time.monotonic()
+        print(f"  starting {name:<13}", end="", flush=True)
+        start(name)
+        print(f"ready in {time.monotonic() - began:4.1f}s")
+
+
+def down() -> None:
+    for name in reversed(ORDER):
+        stop(name)
+        print(f"  stopped {name}")
+
+
+def running(name: str) -> bool:
+    return _pg_ready() if name == "postgres" else read_pid(name) is not None
+
+
+def status() -> int:
+    ready = {
+        "postgres": _pg_ready,
+        "kafka": lambda: port_open(9092),
+        **{s.name: (lambda s=s: http_ok(s.ready_url)) for s in SERVICES},
+    }
+    print(f"{'service':<14}{'pid':>8}  {'state':<9}{'log'}")
+    all_ready = True
+    for name in ORDER:
+        pid = read_pid(name) if name != "postgres" else None
+        state = "ready" if ready[name]() else ("starting" if running(name) else "stopped")
+        all_ready &= state == "ready"
+        print(f"{name:<14}{pid or '-':>8}  {state:<9}.run/logs/{name}.log")
+    return 0 if all_ready else 1
+
+
+def main(argv: list[str]) -> int:
+    command, *names = argv or ["status"]
+    try:
+        if command == "up":
+            up()
+        elif command == "down":
+            down()
+        elif command == "status":
+            return status()
+        elif command in ("start", "stop", "kill", "restart") and names:
+            for name in names:
+                if name not in ORDER:
+                    raise StackError(f"unknown service {name!r}; one of {', '.join(ORDER)}")
+                if command in ("stop", "restart"):
+                    stop(name)
+                if command == "kill":
+                    stop(name, signal.SIGKILL)
+                if command in ("start", "restart"):
+                    start(name)
+        else:
+            print(__doc__)
+            return 2
+    except StackError as error:
+        print(f"\nerror: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

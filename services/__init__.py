@@ -1,0 +1,1 @@
+"""Deployable services; each runs as ``python -m services.<name>``."""

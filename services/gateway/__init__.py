@@ -1,0 +1,1 @@
+"""The ingestion gateway: HTTP events in, Kafka records out, statuses readable."""

@@ -1,0 +1,142 @@
+"""HTTP routes of the ingestion API (ACS shape: POST an event, GET its status)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Annotated
+
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
+
+from services.gateway.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, INGEST_SECONDS
+from services.gateway.wiring import Gateway
+from shared.adapters.kafka import encode
+from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.adapters.status_store import read_status
+from shared.domain.events import trigger_from_request
+from shared.domain.pkeys import mint_pkey, verify_pkey
+from shared.topics import EVENTS_IN
+
+MAX_BODY_BYTES = 256 * 1024
+TENANT = "default"  # one tenant until API keys carry theirs
+
+router = APIRouter()
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+class Accepted(BaseModel):
+    pKey: str
+    href: str
+    status: str = "pending"
+
+
+class EventStatus(BaseModel):
+    pKey: str
+    eventId: str
+    status: str
+    reason: str | None = None
+    updatedAt: str | None = None
+
+
+def _unavailable(what: str, reason: str) -> HTTPException:
+    EVENTS_REJECTED.labels(reason).inc()
+    return HTTPException(
+        503, f"{what} is unavailable; nothing was accepted, retry later",
+        headers={"Retry-After": "5"},
+    )
+
+
+@router.post("/v1/events/{event_id}", status_code=202, response_model=Accepted)
+async def post_event(event_id: str, request: Request, gateway: GatewayDep) -> Accepted | Response:
+    started = time.perf_counter()
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        EVENTS_REJECTED.labels("too_large").inc()
+        raise HTTPException(413, f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    try:
+        published = await gateway.catalog.get(TENANT, event_id)
+    except DB_UNAVAILABLE as error:
+        raise _unavailable("the configuration store", "db_unavailable") from error
+    if published is None:
+        EVENTS_REJECTED.labels("unknown_event").inc()
+        raise HTTPException(404, f"event {event_id!r} is not published")
+    try:
+        parsed = gateway.ingest_model(published).model_validate_json(body)
+    except ValidationError as error:
+        EVENTS_REJECTED.labels("invalid").inc()
+        detail = [
+            {**e, "loc": ["body", *e["loc"]]}
+            for e in error.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+    producer = gateway.producer
+    if producer is None:
+        raise _unavailable("Kafka", "kafka_unavailable")
+    secret = gateway.settings.pkey_secret.encode()
+    pkey = mint_pkey(secret, TENANT, event_id, os.urandom(12))
+    trigger = trigger_from_request(
+        parsed, pkey=pkey, tenant=TENANT, event_id=event_id, accepted_at=time.time()
+    )
+    key = next(iter(trigger.target.values()), pkey).lower().encode()
+    bound_s = gateway.settings.kafka_request_timeout_ms / 1000 + 1
+    try:
+        # 202 only once the broker acknowledged the write (acks=all).
+        await asyncio.wait_for(
+            producer.send_and_wait(EVENTS_IN.name, encode(trigger.model_dump(mode="json")), key),
+            bound_s,
+        )
+    except (KafkaError, TimeoutError) as error:
+        raise _unavailable("Kafka", "kafka_unavailable") from error
+    EVENTS_ACCEPTED.inc()
+    INGEST_SECONDS.observe(time.perf_counter() - started)
+    return Accepted(pKey=pkey, href=f"/v1/events/{event_id}/{pkey}")
+
+
+@router.get("/v1/events/{event_id}/{pkey}", response_model=EventStatus)
+async def get_status(event_id: str, pkey: str, gateway: GatewayDep) -> EventStatus:
+    if not verify_pkey(gateway.settings.pkey_secret.encode(), TENANT, event_id, pkey):
+        raise HTTPException(404, f"no event {pkey!r} for {event_id!r}")
+    try:
+        row = await read_status(gateway.pool, TENANT, event_id, pkey)
+    except DB_UNAVAILABLE as error:
+        raise _unavailable("the status store", "db_unavailable") from error
+    if row is None:  # issued, not yet recorded by any stage
+        return EventStatus(pKey=pkey, eventId=event_id, status="pending")
+    return EventStatus(
+        pKey=pkey, eventId=event_id, status=row.status.value,
+        reason=row.reason, updatedAt=row.updated_at,
+    )
+
+
+@router.get("/health/live", include_in_schema=False)
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/health/ready", include_in_schema=False)
+async def ready(gateway: GatewayDep) -> Response:
+    checks = {"kafka": gateway.producer is not None}
+    try:
+        await gateway.pool.fetchval("SELECT 1")
+        checks["postgres"] = True
+    except DB_UNAVAILABLE:
+        checks["postgres"] = False
+    return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

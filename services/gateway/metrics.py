@@ -1,0 +1,15 @@
+"""Gateway metrics. Labels are bounded: reasons and outcomes, never ids or targets."""
+
+from prometheus_client import Counter, Histogram
+
+EVENTS_ACCEPTED = Counter("parcours_gateway_events_accepted_total", "Events answered 202")
+EVENTS_REJECTED = Counter(
+    "parcours_gateway_events_rejected_total",
+    "Events refused, by reason",
+    ["reason"],  # invalid, unknown_event, too_large, kafka_unavailable
+)
+INGEST_SECONDS = Histogram(
+    "parcours_gateway_ingest_seconds",
+    "Time from request read to broker acknowledgement",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

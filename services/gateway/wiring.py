@@ -1,0 +1,73 @@
+"""The gateway's resources: database pool, Kafka producer, caches. Built once per process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel
+
+from shared.adapters.catalog_store import CatalogCache, PublishedEvent
+from shared.adapters.kafka import safe_producer
+from shared.adapters.postgres import create_pool
+from shared.domain.events import build_ingest_model
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    pool: asyncpg.Pool
+    catalog: CatalogCache
+    producer: AIOKafkaProducer | None = None
+    _models: dict[tuple[str, int], type[BaseModel]] = field(default_factory=dict)
+    _connector: asyncio.Task[None] | None = None
+
+    def ingest_model(self, published: PublishedEvent) -> type[BaseModel]:
+        key = (published.config.event_id, published.config.version)
+        if key not in self._models:
+            self._models[key] = build_ingest_model(published.config)
+        return self._models[key]
+
+    async def _connect_producer(self) -> None:
+        # The gateway starts even when Kafka is down (it answers 503 meanwhile) and
+        # connects as soon as the broker is back.
+        delay = 0.2
+        while True:
+            producer = safe_producer(
+                self.settings.kafka_bootstrap, self.settings.kafka_request_timeout_ms
+            )
+            try:
+                await producer.start()
+            except (KafkaError, OSError) as error:
+                await producer.stop()
+                log.warning("Kafka not reachable (%s); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.producer = producer
+            log.info("Kafka producer connected")
+            return
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Gateway:
+        pool = await create_pool(settings.pg_dsn, min_size=1, max_size=8)
+        gateway = cls(settings, pool, CatalogCache(pool, settings.config_cache_ttl_s))
+        gateway._connector = asyncio.create_task(gateway._connect_producer())
+        return gateway
+
+    async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        if self.producer is not None:
+            await self.producer.stop()
+        await self.pool.close()

@@ -1,0 +1,10 @@
+"""Run the processor: ``python -m services.processor``."""
+
+from faust.worker import Worker
+from prometheus_client import start_http_server
+
+from services.processor.app import app, settings
+
+if __name__ == "__main__":
+    start_http_server(settings.processor_metrics_port, addr="127.0.0.1")
+    Worker(app, loglevel="INFO").execute_from_commandline()

@@ -1,0 +1,60 @@
+"""The Faust application: one agent over the trigger-event topic.
+
+Faust runs at-least-once with ``concurrency=1`` per agent (higher concurrency has lost
+messages, faust-streaming issue 606): scale with partitions and workers instead.
+Output goes through our own idempotent, acks=all producer and is awaited before the
+record is acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from aiokafka.errors import KafkaError
+
+from services.processor.handlers import dead_letter, handle
+from services.processor.wiring import Processor
+from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.resilience import retry_forever
+from shared.settings import RUN_DIR, get_settings
+from shared.topics import EVENTS_IN
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+app = faust.App(
+    "parcours-processor",
+    broker=f"kafka://{settings.kafka_bootstrap}",
+    web_enabled=False,
+    topic_disable_leader=True,  # the broker does not create topics; we need no leader topic
+    consumer_auto_offset_reset="earliest",
+    broker_commit_interval=0.5,
+    producer_acks=-1,
+    store="memory://",
+    datadir=str(RUN_DIR / "faust"),
+)
+events_in = app.topic(
+    EVENTS_IN.name, key_type=bytes, value_type=bytes,
+    key_serializer="raw", value_serializer="raw", internal=False,
+)
+
+
+async def _open() -> Processor:
+    return await retry_forever(
+        lambda: Processor.open(settings), "opening the processor's connections",
+        (*DB_UNAVAILABLE, KafkaError),
+    )
+
+
+@app.agent(events_in, concurrency=1)
+async def process(stream: faust.StreamT[Any]) -> None:
+    processor = await _open()
+    async for event in stream.events():
+        key, raw = event.key, event.value
+        try:
+            await handle(processor, key, raw)
+        except Exception as error:  # a poison record must not block the partition (R7)
+            log.exception("record failed; sending it to the dead-letter topic")
+            await dead_letter(processor, key, raw, f"error: {type(error).__name__}: {error}")

@@ -1,0 +1,16 @@
+"""Processor metrics; label values are statuses and reasons from fixed sets."""
+
+from prometheus_client import Counter, Histogram
+
+EVENTS_PROCESSED = Counter(
+    "parcours_processor_events_total", "Trigger events handled, by outcome status", ["status"]
+)
+DEADLETTERED = Counter(
+    "parcours_processor_deadletter_total", "Records sent to the dead-letter topic", ["reason"]
+)
+RETRIES = Counter("parcours_processor_retries_total", "Waits on an unavailable dependency")
+PROCESS_SECONDS = Histogram(
+    "parcours_processor_event_seconds",
+    "Time to handle one trigger event",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)

@@ -1,0 +1,13 @@
+"""Run the email sender: ``python -m services.sender_email``."""
+
+from prometheus_client import start_http_server
+
+from services.sender_email.app import main
+from shared.logging_setup import configure_logging
+from shared.settings import get_settings
+
+if __name__ == "__main__":
+    configure_logging("sender-email")
+    settings = get_settings()
+    start_http_server(settings.sender_email_metrics_port, addr="127.0.0.1")
+    main(settings)

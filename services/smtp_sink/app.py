@@ -1,0 +1,78 @@
+"""SMTP protocol (aiosmtpd) and the HTTP read-back API, on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from starlette.responses import Response
+
+from services.smtp_sink.store import Mailbox
+from shared.settings import Settings
+
+RECEIVED = Counter("parcours_smtp_sink_received_total", "Messages the sink accepted")
+
+
+class StoringHandler:
+    def __init__(self, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
+        # Failure injection for tests: the next N messages get this reply instead.
+        self.reject_reply: str | None = None
+        self.reject_count = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.reject_count > 0 and self.reject_reply:
+            self.reject_count -= 1
+            return self.reject_reply
+        data = envelope.content if isinstance(envelope.content, bytes) else b""
+        self.mailbox.add(envelope.mail_from or "", list(envelope.rcpt_tos), data)
+        RECEIVED.inc()
+        return "250 Message accepted for delivery"
+
+
+def http_api(handler: StoringHandler) -> FastAPI:
+    api = FastAPI(title="Parcours SMTP sink")
+
+    @api.get("/messages")
+    async def messages(to: str | None = None) -> list[dict[str, Any]]:
+        return handler.mailbox.list(to)
+
+    @api.get("/duplicates")
+    async def duplicates() -> dict[str, int]:
+        return handler.mailbox.duplicates()
+
+    @api.delete("/messages", status_code=204)
+    async def clear() -> None:
+        handler.mailbox.clear()
+
+    @api.post("/reject", status_code=204)
+    async def reject(reply: str, count: int = 1) -> None:
+        handler.reject_reply, handler.reject_count = reply, count
+
+    @api.get("/health/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return api
+
+
+async def serve(settings: Settings) -> None:
+    handler = StoringHandler(Mailbox())
+    loop = asyncio.get_running_loop()
+    smtp_server = await loop.create_server(
+        lambda: SMTP(handler, enable_SMTPUTF8=True, data_size_limit=10 * 1024 * 1024),
+        host=settings.smtp_host, port=settings.smtp_port,
+    )
+    config = uvicorn.Config(http_api(handler), host=settings.smtp_host,
+                            port=settings.smtp_sink_http_port, access_log=False,
+                            log_level="warning")
+    async with smtp_server:
+        await uvicorn.Server(config).serve()

@@ -1,0 +1,90 @@
+"""Published event configurations and their messages, cached for a short time.
+
+Both the gateway and the processor read them per event; a short TTL keeps that to one
+query per event type every few seconds while publishing still takes effect quickly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from shared.domain.events import EventConfig
+from shared.domain.rendering import EmailTemplate
+
+
+@dataclass(frozen=True)
+class PublishedEvent:
+    config: EventConfig
+    message_version: int | None
+    template: dict[str, Any] | None
+
+    def email_template(self) -> EmailTemplate | None:
+        if self.template is None:
+            return None
+        return EmailTemplate(
+            subject=self.template.get("subject", ""),
+            html=self.template.get("html", ""),
+            text=self.template.get("text", ""),
+        )
+
+
+_LOAD = """
+SELECT c.definition, c.version,
+       m.version AS message_version, m.template
+  FROM event_configs c
+  LEFT JOIN LATERAL (
+        SELECT version, template FROM messages
+         WHERE tenant_id = c.tenant_id AND event_id = c.event_id AND state = 'published'
+         ORDER BY version DESC LIMIT 1) m ON true
+ WHERE c.tenant_id = $1 AND c.event_id = $2 AND c.state = 'published'
+"""
+
+
+async def load_published(pool: asyncpg.Pool, tenant: str, event_id: str) -> PublishedEvent | None:
+    row = await pool.fetchrow(_LOAD, tenant, event_id)
+    if row is None:
+        return None
+    config = EventConfig.model_validate({**row["definition"], "version": row["version"]})
+    return PublishedEvent(config, row["message_version"], row["template"])
+
+
+class CatalogCache:
+    def __init__(self, pool: asyncpg.Pool, ttl_s: float) -> None:
+        self._pool = pool
+        self._ttl_s = ttl_s
+        self._entries: dict[tuple[str, str], tuple[float, PublishedEvent | None]] = {}
+
+    async def get(self, tenant: str, event_id: str) -> PublishedEvent | None:
+        now = time.monotonic()
+        hit = self._entries.get((tenant, event_id))
+        if hit is not None and now - hit[0] < self._ttl_s:
+            return hit[1]
+        published = await load_published(self._pool, tenant, event_id)
+        self._entries[(tenant, event_id)] = (now, published)
+        return published
+
+
+async def save_event(
+    pool: asyncpg.Pool, tenant: str, config: EventConfig, template: dict[str, Any]
+) -> None:
+    """Publish an event configuration with a published message (demo and tests for now)."""
+    definition = config.model_dump(mode="json", exclude={"version"})
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "INSERT INTO event_configs (tenant_id, event_id, state, definition)"
+            " VALUES ($1, $2, 'published', $3)"
+            " ON CONFLICT (tenant_id, event_id) DO UPDATE SET definition = EXCLUDED.definition,"
+            " state = 'published', version = event_configs.version + 1, updated_at = now()",
+            tenant, config.event_id, definition,
+        )
+        await connection.execute(
+            "INSERT INTO messages (tenant_id, event_id, version, state, template)"
+            " VALUES ($1, $2, 1, 'published', $3)"
+            " ON CONFLICT (tenant_id, event_id, version) DO UPDATE"
+            " SET template = EXCLUDED.template, state = 'published', updated_at = now()",
+            tenant, config.event_id, template,
+        )

@@ -1,0 +1,74 @@
+"""Kafka producers, consumers and topic creation (aiokafka)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared.topics import ALL_TOPICS, Topic
+
+
+def safe_producer(bootstrap: str, request_timeout_ms: int, **options: object) -> AIOKafkaProducer:
+    """acks=all and idempotence: a write is acknowledged once it is safe, and retries
+    never duplicate it. aiokafka expires unsent batches after ``request_timeout_ms``, so a
+    send to a dead broker fails in bounded time instead of hanging."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=request_timeout_ms,
+        linger_ms=0,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def manual_consumer(
+    bootstrap: str, group: str, *topics: str, **options: object
+) -> AIOKafkaConsumer:
+    """Offsets are committed by the caller, only after the work is done (at-least-once)."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def encode(value: object) -> bytes:
+    return orjson.dumps(value)
+
+
+async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] = ALL_TOPICS) -> list[str]:
+    """Create the catalogue's missing topics; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t.name, t.partitions, replication_factor=1) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # a concurrent creator won the race; the topic is there
+        return [t.name for t in missing]
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    from shared.settings import get_settings
+
+    created = asyncio.run(ensure_topics(get_settings().kafka_bootstrap))
+    print(f"topics created: {', '.join(created) or 'none (all present)'}")
+
+
+if __name__ == "__main__":
+    main()

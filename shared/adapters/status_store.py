@@ -1,0 +1,61 @@
+"""Event statuses in PostgreSQL (table ``event_status``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from shared.domain.status import RANK, Status
+
+# A write replaces only a lower-ranked status: redelivered records cannot move an
+# event backwards (see shared.domain.status).
+_UPSERT = """
+INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, reason, message_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (pkey) DO UPDATE
+   SET status = EXCLUDED.status, rank = EXCLUDED.rank, reason = EXCLUDED.reason,
+       message_id = COALESCE(EXCLUDED.message_id, event_status.message_id), updated_at = now()
+ WHERE event_status.rank < EXCLUDED.rank
+"""
+
+
+@dataclass(frozen=True)
+class StatusWrite:
+    pkey: str
+    tenant: str
+    event_id: str
+    status: Status
+    reason: str | None = None
+    message_id: str | None = None
+
+    def row(self) -> tuple[object, ...]:
+        return (
+            self.pkey, self.tenant, self.event_id, self.status.value,
+            RANK[self.status], self.reason, self.message_id,
+        )
+
+
+async def record_statuses(connection: asyncpg.Connection, writes: list[StatusWrite]) -> None:
+    if writes:
+        await connection.executemany(_UPSERT, [w.row() for w in writes])
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    status: Status
+    reason: str | None
+    updated_at: str
+
+
+async def read_status(
+    pool: asyncpg.Pool, tenant: str, event_id: str, pkey: str
+) -> StatusRow | None:
+    row = await pool.fetchrow(
+        "SELECT status, reason, updated_at FROM event_status"
+        " WHERE pkey = $1 AND tenant_id = $2 AND event_id = $3",
+        pkey, tenant, event_id,
+    )
+    if row is None:
+        return None
+    return StatusRow(Status(row["status"]), row["reason"], row["updated_at"].isoformat())

@@ -1,0 +1,104 @@
+"""Event configurations, the ingestion request they accept, and the trigger record on Kafka."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from shared.domain.fields import (
+    CollectionSpec,
+    EmailAddress,
+    FieldSpec,
+    PhoneNumber,
+    build_ctx_model,
+)
+
+EVENT_ID_PATTERN = r"^EVT[A-Za-z0-9_]{1,61}$"  # prefix EVT, at most 64 characters
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+
+
+class Targeting(StrEnum):
+    EVENT = "event"  # the target is in the event; no profile data
+    PROFILE = "profile"  # the event is matched to a profile, which enriches it
+
+
+class EventConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: Annotated[str, StringConstraints(pattern=EVENT_ID_PATTERN)]
+    label: str
+    channel: Channel
+    targeting: Targeting
+    fields: tuple[FieldSpec, ...] = ()
+    collections: tuple[CollectionSpec, ...] = ()
+    version: int = 1
+
+
+def _target_fields(channel: Channel) -> dict[str, Any]:
+    if channel is Channel.EMAIL:
+        return {"email": (EmailAddress, ...)}
+    if channel is Channel.SMS:
+        return {"mobilePhone": (PhoneNumber, ...)}
+    return {
+        "registrationToken": (str, Field(min_length=1, max_length=4096)),
+        "application": (str, Field(min_length=1, max_length=255)),
+        "pushPlatform": (Annotated[str, StringConstraints(pattern=r"^(apns|fcm)$")], ...),
+    }
+
+
+def build_ingest_model(config: EventConfig) -> type[BaseModel]:
+    """The body ``POST /v1/events/{eventId}`` accepts for this configuration (ACS shape)."""
+    ctx_model = build_ctx_model(config.event_id, config.fields, config.collections)
+    model: type[BaseModel] = create_model(
+        f"{config.event_id}_request",
+        __config__=ConfigDict(extra="forbid"),
+        ctx=(ctx_model, Field(default_factory=ctx_model)),
+        scheduled=(AwareDatetime | None, None),
+        expiration=(AwareDatetime | None, None),
+        **_target_fields(config.channel),
+    )
+    return model
+
+
+TARGET_KEYS = ("email", "mobilePhone", "registrationToken", "application", "pushPlatform")
+
+
+class TriggerEvent(BaseModel):
+    """The record on ``parcours.events.in.v1``: one accepted event, before any processing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: int = 1
+    pKey: str
+    tenant: str
+    eventId: str
+    target: dict[str, str]
+    ctx: dict[str, Any] = Field(default_factory=dict)
+    scheduled: AwareDatetime | None = None
+    expiration: AwareDatetime | None = None
+    acceptedAt: float  # unix seconds at the gateway, for end-to-end latency
+    source: str = "http"
+
+
+def trigger_from_request(
+    request: BaseModel, *, pkey: str, tenant: str, event_id: str, accepted_at: float
+) -> TriggerEvent:
+    body = request.model_dump(mode="json", exclude_none=True)
+    target = {k: body.pop(k) for k in TARGET_KEYS if k in body}
+    return TriggerEvent(
+        pKey=pkey,
+        tenant=tenant,
+        eventId=event_id,
+        target=target,
+        ctx=body.get("ctx", {}),
+        scheduled=body.get("scheduled"),
+        expiration=body.get("expiration"),
+        acceptedAt=accepted_at,
+    )

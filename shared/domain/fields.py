@@ -1,0 +1,100 @@
+"""Typed event fields, and the pydantic models that validate an event's ``ctx`` against them.
+
+Models are built once per event configuration and reused for every request: building
+is slow, validating is fast.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+FIELD_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,29}$"  # ids at most 30 characters
+
+EmailAddress = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, max_length=254, pattern=r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$"
+    ),
+]
+PhoneNumber = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 .\-]{5,19}$")]
+
+
+class FieldType(StrEnum):
+    STRING = "string"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+    EMAIL = "email"
+    PHONE = "phone"
+
+
+# Strict where JSON has a native type, so "3" is not silently taken for 3;
+# dates and decimals arrive as strings or numbers in JSON and are parsed.
+_PYTHON_TYPES: dict[FieldType, Any] = {
+    FieldType.STRING: Annotated[str, Field(strict=True, max_length=10_000)],
+    FieldType.INTEGER: Annotated[int, Field(strict=True)],
+    FieldType.DECIMAL: Annotated[Decimal, Field(allow_inf_nan=False)],
+    FieldType.BOOLEAN: Annotated[bool, Field(strict=True)],
+    FieldType.DATE: date,
+    FieldType.DATETIME: AwareDatetime,
+    FieldType.EMAIL: EmailAddress,
+    FieldType.PHONE: PhoneNumber,
+}
+
+
+class FieldSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, StringConstraints(pattern=FIELD_ID_PATTERN)]
+    type: FieldType
+    label: str = ""
+    required: bool = False
+
+
+class CollectionSpec(BaseModel):
+    """A list of typed items inside ``ctx``, e.g. the products of a cart."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, StringConstraints(pattern=FIELD_ID_PATTERN)]
+    label: str = ""
+    fields: tuple[FieldSpec, ...]
+    max_items: int = Field(default=100, ge=1, le=1000)
+
+
+_STRICT_OBJECT = ConfigDict(extra="forbid")
+
+
+def _field_definitions(fields: tuple[FieldSpec, ...]) -> dict[str, Any]:
+    return {
+        f.id: (_PYTHON_TYPES[f.type], ...) if f.required else (_PYTHON_TYPES[f.type] | None, None)
+        for f in fields
+    }
+
+
+def build_ctx_model(
+    name: str, fields: tuple[FieldSpec, ...], collections: tuple[CollectionSpec, ...] = ()
+) -> type[BaseModel]:
+    """A model accepting exactly the configured fields and collections; unknown keys fail."""
+    definitions = _field_definitions(fields)
+    for collection in collections:
+        item = create_model(
+            f"{name}_{collection.id}_item",
+            __config__=_STRICT_OBJECT,
+            **_field_definitions(collection.fields),
+        )
+        definitions[collection.id] = (
+            Annotated[list[item], Field(max_length=collection.max_items)] | None,
+            None,
+        )
+    model: type[BaseModel] = create_model(
+        f"{name}_ctx", __config__=_STRICT_OBJECT, **definitions
+    )
+    return model

@@ -1,0 +1,72 @@
+"""The processor's decision for one trigger event: send it on, or end it with a status."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.domain.events import Channel, EventConfig, Targeting, TriggerEvent
+from shared.domain.status import Status
+
+_MESSAGE_NAMESPACE = uuid.UUID("6f1b8f0e-3c1a-5a7e-9d7e-7061726f7572")
+
+
+def message_id(tenant: str, pkey: str, step: str = "tx") -> str:
+    """Stable across retries and restarts: every side effect is deduplicated on it."""
+    return str(uuid.uuid5(_MESSAGE_NAMESPACE, f"{tenant}/{pkey}/{step}"))
+
+
+class SendRequest(BaseModel):
+    """The record on ``parcours.send.<channel>.<priority>.v1``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: int = 1
+    messageId: str
+    pKey: str
+    tenant: str
+    eventId: str
+    channel: Channel
+    priority: str = "tx"
+    to: dict[str, str]
+    ctx: dict[str, Any]
+    profile: dict[str, Any] | None = None
+    acceptedAt: float
+
+
+@dataclass(frozen=True)
+class Ended:
+    status: Status
+    reason: str
+
+
+Decision = SendRequest | Ended
+
+
+def decide(
+    config: EventConfig | None,
+    trigger: TriggerEvent,
+    profile: dict[str, Any] | None,
+    now: datetime,
+) -> Decision:
+    if config is None:
+        return Ended(Status.ROUTING_FAILED, f"event {trigger.eventId} is not published")
+    if trigger.expiration is not None and trigger.expiration <= now:
+        return Ended(Status.TOO_OLD, "expiration passed before processing")
+    if config.targeting is Targeting.PROFILE and profile is None:
+        return Ended(Status.TARGETING_FAILED, "no profile matches the event's target")
+    return SendRequest(
+        messageId=message_id(trigger.tenant, trigger.pKey),
+        pKey=trigger.pKey,
+        tenant=trigger.tenant,
+        eventId=trigger.eventId,
+        channel=config.channel,
+        to=trigger.target,
+        ctx=trigger.ctx,
+        profile=profile if config.targeting is Targeting.PROFILE else None,
+        acceptedAt=trigger.acceptedAt,
+    )

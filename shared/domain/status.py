@@ -1,0 +1,45 @@
+"""Event statuses and the one rule for moving between them.
+
+Kafka delivers at least once, so status writes can arrive late or twice: a write
+only wins over a status of lower rank, which keeps terminal statuses terminal.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    PAUSED = "paused"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    DELIVERY_FAILED = "deliveryFailed"
+    ROUTING_FAILED = "routingFailed"
+    TOO_OLD = "tooOld"
+    TARGETING_FAILED = "targetingFailed"
+
+
+TERMINAL = frozenset(
+    {
+        Status.PROCESSED,
+        Status.IGNORED,
+        Status.DELIVERY_FAILED,
+        Status.ROUTING_FAILED,
+        Status.TOO_OLD,
+        Status.TARGETING_FAILED,
+    }
+)
+
+RANK: dict[Status, int] = {
+    Status.PENDING: 0,
+    Status.PROCESSING: 1,
+    Status.PAUSED: 2,
+    **{status: 3 for status in TERMINAL},
+}
+
+
+def supersedes(new: Status, old: Status | None) -> bool:
+    """Whether ``new`` may replace ``old``; equal ranks keep the first write."""
+    return old is None or RANK[new] > RANK[old]

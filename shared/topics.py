@@ -1,0 +1,51 @@
+"""The one catalogue of Kafka topics: name, key, partition count and payload schema.
+
+Automatic topic creation is off on the broker, so every topic the project uses must be
+listed here; ``python -m shared.topics create`` creates the missing ones.
+Topics read by the same stage share key and partition count (co-partitioned).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: str
+    partitions: int
+    schema: str  # path under schemas/
+    description: str
+
+
+EVENTS_IN = Topic(
+    "parcours.events.in.v1", "target", 6, "topics/events.in.v1.json",
+    "Trigger events accepted by the gateway or produced by internal systems.",
+)
+SEND_EMAIL_TX = Topic(
+    "parcours.send.email.tx.v1", "message id", 6, "topics/send.v1.json",
+    "Transactional emails ready to render and send; own sender capacity.",
+)
+SEND_EMAIL_BULK = Topic(
+    "parcours.send.email.bulk.v1", "message id", 6, "topics/send.v1.json",
+    "Journey and marketing emails; never in front of transactional ones.",
+)
+SEND_SMS_TX = Topic(
+    "parcours.send.sms.tx.v1", "message id", 3, "topics/send.v1.json",
+    "Transactional SMS.",
+)
+SEND_PUSH_TX = Topic(
+    "parcours.send.push.tx.v1", "message id", 3, "topics/send.v1.json",
+    "Transactional push notifications.",
+)
+DEADLETTER = Topic(
+    "parcours.deadletter.v1", "original key", 3, "topics/deadletter.v1.json",
+    "Records that could not be processed, with the stage and the reason; replayable.",
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (
+    EVENTS_IN, SEND_EMAIL_TX, SEND_EMAIL_BULK, SEND_SMS_TX, SEND_PUSH_TX, DEADLETTER,
+)
+
+SEND_TX_TOPICS = {"email": SEND_EMAIL_TX, "sms": SEND_SMS_TX, "push": SEND_PUSH_TX}
