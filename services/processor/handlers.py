@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from services.processor.metrics import DEADLETTERED, EVENTS_PROCESSED, PROCESS_SECONDS, RETRIES
 from services.processor.wiring import Processor
-from shared.adapters.kafka import encode
+from shared.adapters.kafka import encode, publish_dead_letter
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import find_profile
 from shared.adapters.status_store import StatusWrite, record_statuses
@@ -24,7 +24,7 @@ from shared.domain.events import Targeting, TriggerEvent
 from shared.domain.routing import Ended, decide
 from shared.domain.status import Status
 from shared.resilience import retry_forever
-from shared.topics import DEADLETTER, SEND_TX_TOPICS
+from shared.topics import SEND_TX_TOPICS
 
 log = logging.getLogger(__name__)
 _TRANSIENT = (*DB_UNAVAILABLE, KafkaError)
@@ -32,9 +32,7 @@ _TRANSIENT = (*DB_UNAVAILABLE, KafkaError)
 
 async def dead_letter(processor: Processor, key: bytes | None, raw: bytes, reason: str) -> None:
     DEADLETTERED.labels(reason.split(":", 1)[0]).inc()
-    record = {"stage": "processor", "reason": reason, "original": raw.decode(errors="replace"),
-              "at": time.time()}
-    await processor.producer.send_and_wait(DEADLETTER.name, encode(record), key)
+    await publish_dead_letter(processor.producer, "processor", key, raw, reason)
 
 
 async def handle(processor: Processor, key: bytes | None, raw: bytes) -> None:

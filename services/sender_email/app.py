@@ -6,15 +6,34 @@ import asyncio
 import logging
 import signal
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 
 from services.sender_email.handlers import deliver
 from services.sender_email.wiring import Sender
+from shared.adapters.kafka import publish_dead_letter
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.resilience import retry_forever
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+async def _deliver_or_dead_letter(sender: Sender, key: bytes | None, value: bytes) -> None:
+    try:
+        await deliver(sender, key, value)
+    except Exception as error:  # one bad record must not stop the sender (R7)
+        log.exception("record failed; sending it to the dead-letter topic")
+        reason = f"error: {type(error).__name__}: {error}"
+        await publish_dead_letter(sender.producer, "sender-email", key, value, reason)
+
+
+async def _commit(sender: Sender) -> None:
+    try:
+        await sender.consumer.commit()
+    except (CommitFailedError, KafkaError) as error:
+        # A rebalance took the partitions away: their records come back to whoever
+        # owns them now, and the delivery ledger keeps them from being sent twice.
+        log.warning("offset commit failed (%s); records will be redelivered", error)
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -26,9 +45,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             batches = await sender.consumer.getmany(timeout_ms=200, max_records=200)
             for records in batches.values():
                 for record in records:
-                    await deliver(sender, record.key, record.value)
+                    await _deliver_or_dead_letter(sender, record.key, record.value)
             if batches:
-                await sender.consumer.commit()
+                await _commit(sender)
     finally:
         await sender.close()
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from services.sender_email.metrics import ACCEPTED_TO_SMTP, FAILED, RETRIES, SENT, SKIPPED
 from services.sender_email.wiring import Sender
 from shared.adapters import delivery_ledger
-from shared.adapters.kafka import encode
+from shared.adapters.kafka import publish_dead_letter
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.smtp import PermanentFailure, TransientFailure, build_email
 from shared.adapters.status_store import StatusWrite
@@ -25,7 +25,6 @@ from shared.domain.rendering import (
 from shared.domain.routing import SendRequest
 from shared.domain.status import Status
 from shared.resilience import retry_forever
-from shared.topics import DEADLETTER
 
 log = logging.getLogger(__name__)
 _TRANSIENT = (*DB_UNAVAILABLE, TransientFailure, KafkaError)
@@ -35,9 +34,8 @@ async def deliver(sender: Sender, key: bytes | None, raw: bytes) -> None:
     try:
         request = SendRequest.model_validate_json(raw)
     except ValidationError as error:
-        record = {"stage": "sender-email", "reason": f"invalid: {error.error_count()} errors",
-                  "original": raw.decode(errors="replace"), "at": time.time()}
-        await sender.producer.send_and_wait(DEADLETTER.name, encode(record), key)
+        reason = f"invalid: {error.error_count()} errors"
+        await publish_dead_letter(sender.producer, "sender-email", key, raw, reason)
         FAILED.labels("invalid").inc()
         return
 

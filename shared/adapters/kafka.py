@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from shared.topics import ALL_TOPICS, Topic
+from shared.domain.deadletter import dead_letter
+from shared.topics import ALL_TOPICS, DEADLETTER, Topic
 
 
 def safe_producer(bootstrap: str, request_timeout_ms: int, **options: object) -> AIOKafkaProducer:
@@ -42,6 +44,13 @@ def manual_consumer(
 
 def encode(value: object) -> bytes:
     return orjson.dumps(value)
+
+
+async def publish_dead_letter(
+    producer: AIOKafkaProducer, stage: str, key: bytes | None, raw: bytes, reason: str
+) -> None:
+    record = dead_letter(stage, reason, raw, time.time())
+    await producer.send_and_wait(DEADLETTER.name, encode(record.model_dump()), key)
 
 
 async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] = ALL_TOPICS) -> list[str]:

@@ -1,0 +1,47 @@
+"""JSON Schemas of the topic payloads, generated from the models that read and write them.
+
+``python -m shared.schemas`` rewrites ``schemas/topics/``; a unit test fails when the
+committed files drift from the models, so the documented contract is the real one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from shared.domain.deadletter import DeadLetter
+from shared.domain.events import TriggerEvent
+from shared.domain.routing import SendRequest
+from shared.topics import ALL_TOPICS
+
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+MODELS: dict[str, type[BaseModel]] = {
+    "topics/events.in.v1.json": TriggerEvent,
+    "topics/send.v1.json": SendRequest,
+    "topics/deadletter.v1.json": DeadLetter,
+}
+
+
+def render_schema(path: str) -> str:
+    topics = sorted(t.name for t in ALL_TOPICS if t.schema == path)
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://parcours.dev/schemas/{path}",
+        "x-topics": topics,
+        **MODELS[path].model_json_schema(mode="serialization"),
+    }
+    return json.dumps(schema, indent=2, sort_keys=False) + "\n"
+
+
+def main() -> None:
+    for path in MODELS:
+        target = SCHEMAS_DIR / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(render_schema(path))
+        print(f"wrote {target.relative_to(SCHEMAS_DIR.parent)}")
+
+
+if __name__ == "__main__":
+    main()

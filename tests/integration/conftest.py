@@ -1,0 +1,141 @@
+"""Fixtures for tests on the real local stack (``make up``): Kafka, PostgreSQL, the SMTP
+sink and the services, reached over their real protocols. Nothing here is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared.adapters.catalog_store import save_event
+from shared.adapters.postgres import create_pool
+from shared.adapters.profile_store import upsert_profiles
+from shared.domain.events import EventConfig
+from shared.domain.status import TERMINAL
+from shared.settings import get_settings
+from shared.topics import Topic
+
+settings = get_settings()
+ROOT = Path(__file__).resolve().parents[2]
+GATEWAY = f"http://127.0.0.1:{settings.gateway_port}"
+SINK = f"http://127.0.0.1:{settings.smtp_sink_http_port}"
+TENANT = "default"
+T = TypeVar("T")
+
+pytestmark = pytest.mark.integration
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], what: str, deadline_s: float = 15
+) -> T:
+    """Poll until ``probe`` returns something truthy; fail with ``what`` at the deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def stack(*args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "deploy/local/stack.py"), *args], check=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stack_is_up() -> None:
+    try:
+        httpx.get(f"{GATEWAY}/health/ready", timeout=2).raise_for_status()
+        httpx.get(f"{SINK}/health/ready", timeout=2).raise_for_status()
+    except httpx.HTTPError as error:
+        pytest.fail(f"the local stack is not running ({error}); start it with `make up`")
+
+
+@pytest.fixture(scope="session")
+async def pool() -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(settings.pg_dsn)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+def unique_email(label: str = "user") -> str:
+    return f"{label}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+DEFAULT_TEMPLATE = {
+    "subject": "Hello {{ profile.first_name or 'there' }}, about {{ ctx.item }}",
+    "html": "<p>{{ ctx.item }} for {{ profile.first_name }}</p>",
+    "text": "{{ ctx.item }} for {{ profile.first_name }} at {{ ctx.price }}",
+}
+
+
+async def publish_event(
+    pool: asyncpg.Pool, targeting: str = "profile", template: dict[str, str] | None = None
+) -> str:
+    event_id = f"EVTtest{uuid.uuid4().hex[:10]}"
+    config = EventConfig.model_validate({
+        "event_id": event_id, "label": "test", "channel": "email", "targeting": targeting,
+        "fields": [{"id": "item", "type": "string", "required": True},
+                   {"id": "price", "type": "decimal"},
+                   {"id": "quantity", "type": "integer"}],
+    })
+    await save_event(pool, TENANT, config, template or DEFAULT_TEMPLATE)
+    return event_id
+
+
+@pytest.fixture
+async def profile_event(pool: asyncpg.Pool) -> str:
+    return await publish_event(pool, "profile")
+
+
+async def add_profile(pool: asyncpg.Pool, email: str, first_name: str) -> None:
+    async with pool.acquire() as connection:
+        await upsert_profiles(connection, TENANT, [
+            {"profile_id": f"p-{uuid.uuid4().hex[:12]}", "email": email, "first_name": first_name}
+        ])
+
+
+async def final_status(
+    http: httpx.AsyncClient, href: str, deadline_s: float = 15
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await http.get(GATEWAY + href)).json()
+        return body if body["status"] in TERMINAL else None
+
+    return await eventually(probe, f"a final status at {href}", deadline_s)
+
+
+async def mails_to(http: httpx.AsyncClient, email: str) -> list[dict[str, Any]]:
+    response = await http.get(f"{SINK}/messages", params={"to": email})
+    response.raise_for_status()
+    messages: list[dict[str, Any]] = response.json()
+    return messages
+
+
+async def end_offsets(topic: Topic) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        offsets = await consumer.end_offsets(partitions)
+        assert len(offsets) == topic.partitions
+        return {tp.partition: offset for tp, offset in offsets.items()}
+    finally:
+        await consumer.stop()

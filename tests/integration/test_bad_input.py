@@ -1,0 +1,54 @@
+"""Bad input: a clear 4xx naming the field, and nothing produced to Kafka."""
+
+import httpx
+import pytest
+
+from shared.topics import EVENTS_IN
+from tests.integration.conftest import GATEWAY, end_offsets
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"email": "a@example.com", "ctx": {"item": "x", "price": "cheap"}},
+         ["body", "ctx", "price"]),
+        ({"email": "a@example.com", "ctx": {"item": "x", "quantity": "2"}},
+         ["body", "ctx", "quantity"]),
+        ({"email": "a@example.com", "ctx": {"item": "x", "colour": "red"}},
+         ["body", "ctx", "colour"]),
+        ({"email": "a@example.com", "ctx": {}}, ["body", "ctx", "item"]),
+        ({"ctx": {"item": "x"}}, ["body", "email"]),
+        ({"email": "not an email", "ctx": {"item": "x"}}, ["body", "email"]),
+        ({"email": "a@example.com", "ctx": {"item": "x"}, "expiration": "tomorrow"},
+         ["body", "expiration"]),
+    ],
+)
+async def test_invalid_event_is_422_naming_the_field_and_nothing_is_produced(
+    http: httpx.AsyncClient, profile_event: str, body: dict[str, object], loc: list[str]
+) -> None:
+    before = await end_offsets(EVENTS_IN)
+    response = await http.post(f"{GATEWAY}/v1/events/{profile_event}", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == loc
+    assert await end_offsets(EVENTS_IN) == before
+
+
+async def test_malformed_json_is_422(http: httpx.AsyncClient, profile_event: str) -> None:
+    response = await http.post(f"{GATEWAY}/v1/events/{profile_event}", content=b"{not json",
+                               headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+async def test_unknown_event_is_404(http: httpx.AsyncClient) -> None:
+    response = await http.post(f"{GATEWAY}/v1/events/EVTneverPublished",
+                               json={"email": "a@example.com"})
+    assert response.status_code == 404
+    assert "not published" in response.json()["detail"]
+
+
+async def test_body_over_256_kb_is_413(http: httpx.AsyncClient, profile_event: str) -> None:
+    before = await end_offsets(EVENTS_IN)
+    response = await http.post(f"{GATEWAY}/v1/events/{profile_event}",
+                               json={"email": "a@example.com", "ctx": {"item": "x" * 300_000}})
+    assert response.status_code == 413
+    assert await end_offsets(EVENTS_IN) == before

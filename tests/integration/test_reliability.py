@@ -1,0 +1,136 @@
+"""Poison records, redeliveries and SMTP refusals: nothing lost, nothing sent twice."""
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared.adapters.kafka import safe_producer
+from shared.domain.routing import SendRequest, message_id
+from shared.topics import DEADLETTER, EVENTS_IN, SEND_EMAIL_TX
+from tests.integration.conftest import (
+    GATEWAY,
+    SINK,
+    end_offsets,
+    eventually,
+    final_status,
+    mails_to,
+    publish_event,
+    settings,
+    unique_email,
+)
+
+
+@pytest.fixture(scope="module")
+async def producer() -> AsyncIterator[AIOKafkaProducer]:
+    producer = safe_producer(settings.kafka_bootstrap, 10_000)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def dead_letters_since(offsets: dict[int, int]) -> list[dict[str, object]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(DEADLETTER.name, p) for p in offsets]
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, offsets[tp.partition])
+        batches = await consumer.getmany(timeout_ms=500)
+        return [orjson.loads(r.value) for records in batches.values() for r in records]
+    finally:
+        await consumer.stop()
+
+
+async def test_poison_record_goes_to_dead_letter_and_the_partition_keeps_flowing(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    event_id = await publish_event(pool, "event")
+    email = unique_email("poison")
+    before = await end_offsets(DEADLETTER)
+    poison = b'{"this is": "not a trigger event"' + uuid.uuid4().hex.encode()
+    # Same key as the valid event below, so both land on the same partition.
+    await producer.send_and_wait(EVENTS_IN.name, poison, email.encode())
+    response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
+                               json={"email": email, "ctx": {"item": "after poison"}})
+    assert (await final_status(http, response.json()["href"]))["status"] == "processed"
+
+    async def poison_dead_lettered() -> list[dict[str, object]]:
+        return [d for d in await dead_letters_since(before) if d["original"] == poison.decode()]
+
+    [letter] = await eventually(poison_dead_lettered, "the poison record in the dead letters")
+    assert letter["stage"] == "processor"
+    assert str(letter["reason"]).startswith("invalid")
+
+
+def send_request(event_id: str, email: str) -> SendRequest:
+    pkey = uuid.uuid4().hex
+    return SendRequest(messageId=message_id("default", pkey), pKey=pkey, tenant="default",
+                       eventId=event_id, channel="email", to={"email": email},
+                       ctx={"item": "once"}, acceptedAt=time.time())
+
+
+async def test_a_redelivered_message_is_sent_once(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    event_id = await publish_event(pool, "event")
+    email = unique_email("once")
+    request = send_request(event_id, email)
+    for _ in range(3):  # what Kafka does after a crash before the offset commit
+        await producer.send_and_wait(SEND_EMAIL_TX.name, request.model_dump_json().encode(),
+                                     request.messageId.encode())
+    marker = send_request(event_id, email)  # sent after the copies, on its own key
+    await producer.send_and_wait(SEND_EMAIL_TX.name, marker.model_dump_json().encode(),
+                                 request.messageId.encode())
+
+    async def both_delivered() -> list[dict[str, object]] | None:
+        mails = await mails_to(http, email)
+        return mails if len(mails) >= 2 else None
+
+    mails = await eventually(both_delivered, "the message and the marker")
+    assert len(mails) == 2
+    ids = sorted(str(m["message_id"]) for m in mails)
+    assert ids == sorted(f"<{r.messageId}@parcours.localhost>" for r in (request, marker))
+    row = await pool.fetchrow("SELECT state, attempts FROM deliveries WHERE message_id = $1",
+                              uuid.UUID(request.messageId))
+    assert row["state"] == "sent" and row["attempts"] == 1
+
+
+async def test_smtp_permanent_refusal_ends_in_delivery_failed(
+    http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    event_id = await publish_event(pool, "event")
+    email = unique_email("refused")
+    await http.post(f"{SINK}/reject", params={"reply": "550 5.1.1 no such user", "count": 1})
+    response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
+                               json={"email": email, "ctx": {"item": "x"}})
+    status = await final_status(http, response.json()["href"])
+    assert status["status"] == "deliveryFailed"
+    assert "550" in status["reason"]
+    assert await mails_to(http, email) == []
+
+
+async def test_smtp_temporary_refusal_is_retried_until_delivered(
+    http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    event_id = await publish_event(pool, "event")
+    email = unique_email("later")
+    await http.post(f"{SINK}/reject", params={"reply": "451 4.3.0 try again later", "count": 2})
+    response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
+                               json={"email": email, "ctx": {"item": "x"}})
+    assert (await final_status(http, response.json()["href"]))["status"] == "processed"
+    assert len(await mails_to(http, email)) == 1
+
+
+async def test_deliveries_ledger_and_sink_agree_that_nothing_was_sent_twice(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get(f"{SINK}/duplicates")
+    assert response.json() == {}

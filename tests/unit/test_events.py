@@ -1,0 +1,66 @@
+import pytest
+from pydantic import ValidationError
+
+from shared.domain.events import (
+    Channel,
+    EventConfig,
+    Targeting,
+    build_ingest_model,
+    trigger_from_request,
+)
+from shared.domain.fields import FieldSpec, FieldType
+
+
+def config(channel: Channel = Channel.EMAIL) -> EventConfig:
+    return EventConfig(
+        event_id="EVTcart",
+        label="Cart",
+        channel=channel,
+        targeting=Targeting.PROFILE,
+        fields=(FieldSpec(id="url", type=FieldType.STRING),),
+    )
+
+
+def test_event_ids_start_with_evt_and_have_at_most_64_characters() -> None:
+    EventConfig(event_id="EVT" + "a" * 61, label="x", channel="email", targeting="event")
+    for bad in ("cart", "EVT", "EVT" + "a" * 62, "EVT-x"):
+        with pytest.raises(ValidationError):
+            EventConfig(event_id=bad, label="x", channel="email", targeting="event")
+
+
+def test_email_event_requires_an_email_target() -> None:
+    model = build_ingest_model(config())
+    with pytest.raises(ValidationError) as caught:
+        model.model_validate_json('{"ctx": {"url": "u"}}')
+    assert caught.value.errors()[0]["loc"] == ("email",)
+
+
+def test_sms_event_takes_a_phone_and_refuses_an_email() -> None:
+    model = build_ingest_model(config(Channel.SMS))
+    model.model_validate_json('{"mobilePhone": "+15551234567"}')
+    with pytest.raises(ValidationError):
+        model.model_validate_json('{"mobilePhone": "+15551234567", "email": "a@b.co"}')
+
+
+def test_push_event_takes_token_application_and_platform() -> None:
+    model = build_ingest_model(config(Channel.PUSH))
+    model.model_validate_json(
+        '{"registrationToken": "t", "application": "shop", "pushPlatform": "fcm"}'
+    )
+    with pytest.raises(ValidationError):
+        model.model_validate_json(
+            '{"registrationToken": "t", "application": "shop", "pushPlatform": "sms"}'
+        )
+
+
+def test_trigger_separates_target_from_ctx() -> None:
+    model = build_ingest_model(config())
+    request = model.model_validate_json(
+        '{"email": "a@b.co", "ctx": {"url": "u"}, "expiration": "2030-01-01T00:00:00Z"}'
+    )
+    trigger = trigger_from_request(
+        request, pkey="k", tenant="t", event_id="EVTcart", accepted_at=1.0
+    )
+    assert trigger.target == {"email": "a@b.co"}
+    assert trigger.ctx == {"url": "u"}
+    assert trigger.expiration is not None

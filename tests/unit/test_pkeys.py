@@ -1,0 +1,27 @@
+import pytest
+
+from shared.domain.pkeys import mint_pkey, verify_pkey
+
+SECRET = b"s3cret"
+NONCE = bytes(range(12))
+
+
+def test_a_minted_key_verifies() -> None:
+    key = mint_pkey(SECRET, "t", "EVTa", NONCE)
+    assert verify_pkey(SECRET, "t", "EVTa", key)
+    assert key == key.lower() and len(key) == 32
+
+
+@pytest.mark.parametrize(
+    ("secret", "tenant", "event_id"), [(b"other", "t", "EVTa"), (SECRET, "u", "EVTa"),
+                                       (SECRET, "t", "EVTb")],
+)
+def test_a_key_is_bound_to_secret_tenant_and_event(
+    secret: bytes, tenant: str, event_id: str
+) -> None:
+    assert not verify_pkey(secret, tenant, event_id, mint_pkey(SECRET, "t", "EVTa", NONCE))
+
+
+@pytest.mark.parametrize("forged", ["", "abc", "!!!!", "a" * 32, "a" * 200])
+def test_forged_keys_do_not_verify(forged: str) -> None:
+    assert not verify_pkey(SECRET, "t", "EVTa", forged)

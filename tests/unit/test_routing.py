@@ -1,0 +1,54 @@
+from datetime import UTC, datetime, timedelta
+
+from shared.domain.events import EventConfig, TriggerEvent
+from shared.domain.routing import Ended, SendRequest, decide, message_id
+from shared.domain.status import Status
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def config(targeting: str) -> EventConfig:
+    return EventConfig(event_id="EVTx", label="x", channel="email", targeting=targeting)
+
+
+def trigger(**overrides: object) -> TriggerEvent:
+    fields: dict[str, object] = {"pKey": "k1", "tenant": "t", "eventId": "EVTx",
+                                 "target": {"email": "a@b.co"}, "ctx": {"n": 1},
+                                 "acceptedAt": 1.0}
+    return TriggerEvent.model_validate({**fields, **overrides})
+
+
+def test_unpublished_event_fails_routing() -> None:
+    decision = decide(None, trigger(), None, NOW)
+    assert isinstance(decision, Ended) and decision.status is Status.ROUTING_FAILED
+
+
+def test_expired_event_is_too_old() -> None:
+    decision = decide(config("event"), trigger(expiration=NOW - timedelta(seconds=1)), None, NOW)
+    assert isinstance(decision, Ended) and decision.status is Status.TOO_OLD
+
+
+def test_profile_event_without_profile_fails_targeting() -> None:
+    decision = decide(config("profile"), trigger(), None, NOW)
+    assert isinstance(decision, Ended) and decision.status is Status.TARGETING_FAILED
+
+
+def test_profile_event_carries_the_profile() -> None:
+    decision = decide(config("profile"), trigger(), {"first_name": "Ada"}, NOW)
+    assert isinstance(decision, SendRequest)
+    assert decision.profile == {"first_name": "Ada"}
+    assert decision.to == {"email": "a@b.co"}
+
+
+def test_event_based_event_uses_no_profile_data() -> None:
+    decision = decide(config("event"), trigger(), {"first_name": "Ada"}, NOW)
+    assert isinstance(decision, SendRequest) and decision.profile is None
+
+
+def test_message_id_is_stable_and_distinct_per_event() -> None:
+    assert message_id("t", "k1") == message_id("t", "k1")
+    assert message_id("t", "k1") != message_id("t", "k2")
+    assert message_id("t", "k1") != message_id("u", "k1")
+    assert decide(config("event"), trigger(), None, NOW) == decide(
+        config("event"), trigger(), None, NOW
+    )
