@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import Annotated
@@ -18,15 +19,17 @@ from services.gateway.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, INGEST_SE
 from services.gateway.wiring import Gateway
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.adapters.status_store import read_status
+from shared.adapters.status_store import StatusWrite, read_status, record_statuses
 from shared.domain.events import trigger_from_request
 from shared.domain.pkeys import mint_pkey, verify_pkey
+from shared.domain.status import Status
 from shared.topics import EVENTS_IN
 
 MAX_BODY_BYTES = 256 * 1024
 TENANT = "default"  # one tenant until API keys carry theirs
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -57,6 +60,19 @@ def _unavailable(what: str, reason: str) -> HTTPException:
         503, f"{what} is unavailable; nothing was accepted, retry later",
         headers={"Retry-After": "5"},
     )
+
+
+async def _void(gateway: Gateway, event_id: str, pkey: str) -> None:
+    """The idempotent producer keeps an unacknowledged record and may still write it when
+    the broker is back. The caller was told 503, so the event must not be sent: a final
+    status recorded now makes the processor skip it (``begin_processing``)."""
+    refused = StatusWrite(pkey, TENANT, event_id, Status.IGNORED,
+                          "refused with 503 at ingestion (Kafka unavailable)")
+    try:
+        async with gateway.pool.acquire() as connection:
+            await record_statuses(connection, [refused])
+    except DB_UNAVAILABLE:
+        log.error("could not void a refused event: it may still be delivered once")
 
 
 @router.post("/v1/events/{event_id}", status_code=202, response_model=Accepted)
@@ -99,6 +115,7 @@ async def post_event(event_id: str, request: Request, gateway: GatewayDep) -> Ac
             bound_s,
         )
     except (KafkaError, TimeoutError) as error:
+        await _void(gateway, event_id, pkey)
         raise _unavailable("Kafka", "kafka_unavailable") from error
     EVENTS_ACCEPTED.inc()
     INGEST_SECONDS.observe(time.perf_counter() - started)

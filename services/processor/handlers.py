@@ -19,7 +19,7 @@ from services.processor.wiring import Processor
 from shared.adapters.kafka import encode, publish_dead_letter
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import find_profile
-from shared.adapters.status_store import StatusWrite, record_statuses
+from shared.adapters.status_store import StatusWrite, begin_processing, record_statuses
 from shared.domain.events import Targeting, TriggerEvent
 from shared.domain.routing import Ended, decide
 from shared.domain.status import Status
@@ -69,12 +69,13 @@ async def _route(processor: Processor, trigger: TriggerEvent) -> Status:
     if isinstance(decision, Ended):
         write = StatusWrite(trigger.pKey, trigger.tenant, trigger.eventId,
                             decision.status, decision.reason)
-    else:
-        topic = SEND_TX_TOPICS[decision.channel.value]
-        await processor.producer.send_and_wait(
-            topic.name, encode(decision.model_dump(mode="json")), decision.messageId.encode()
-        )
-        write = StatusWrite(trigger.pKey, trigger.tenant, trigger.eventId,
-                            Status.PROCESSING, None, decision.messageId)
-    await record_statuses(processor.connection, [write])
-    return write.status
+        await record_statuses(processor.connection, [write])
+        return write.status
+    if not await begin_processing(processor.connection, trigger.pKey, trigger.tenant,
+                                  trigger.eventId, decision.messageId):
+        return Status.IGNORED  # already final, e.g. refused by the gateway with a 503
+    topic = SEND_TX_TOPICS[decision.channel.value]
+    await processor.producer.send_and_wait(
+        topic.name, encode(decision.model_dump(mode="json")), decision.messageId.encode()
+    )
+    return Status.PROCESSING

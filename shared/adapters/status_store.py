@@ -41,6 +41,29 @@ async def record_statuses(connection: asyncpg.Connection, writes: list[StatusWri
         await connection.executemany(_UPSERT, [w.row() for w in writes])
 
 
+_BEGIN_PROCESSING = """
+INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, message_id)
+VALUES ($1, $2, $3, 'processing', $4, $5)
+ON CONFLICT (pkey) DO UPDATE SET updated_at = now()
+ WHERE event_status.rank <= EXCLUDED.rank
+RETURNING 1
+"""
+
+
+async def begin_processing(
+    connection: asyncpg.Connection, pkey: str, tenant: str, event_id: str, message_id: str
+) -> bool:
+    """Mark the event ``processing`` unless it already has a final status (then False).
+
+    Written before the send record is produced, so an event the gateway refused after
+    all (see ``refuse``) is never sent; a redelivery of a half-done event goes ahead.
+    """
+    row = await connection.fetchval(
+        _BEGIN_PROCESSING, pkey, tenant, event_id, RANK[Status.PROCESSING], message_id
+    )
+    return row is not None
+
+
 @dataclass(frozen=True)
 class StatusRow:
     status: Status

@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.adapters.catalog_store import save_event
 from shared.adapters.postgres import create_pool
@@ -127,6 +128,22 @@ async def mails_to(http: httpx.AsyncClient, email: str) -> list[dict[str, Any]]:
     response.raise_for_status()
     messages: list[dict[str, Any]] = response.json()
     return messages
+
+
+async def drained(group: str, topic: Topic) -> bool:
+    """Whether ``group`` has committed every record of ``topic`` written so far."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    ends = await end_offsets(topic)
+    return all(
+        committed.get(TopicPartition(topic.name, p)) is not None
+        and committed[TopicPartition(topic.name, p)].offset >= end
+        for p, end in ends.items()
+    )
 
 
 async def end_offsets(topic: Topic) -> dict[int, int]:

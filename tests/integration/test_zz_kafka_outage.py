@@ -8,8 +8,10 @@ import asyncpg
 import httpx
 import pytest
 
+from shared.topics import EVENTS_IN, SEND_EMAIL_TX
 from tests.integration.conftest import (
     GATEWAY,
+    drained,
     eventually,
     final_status,
     mails_to,
@@ -35,7 +37,8 @@ async def test_kafka_down_means_503_and_recovery_resumes_the_chain(
 
     await asyncio.to_thread(stack, "stop", "kafka")
     try:
-        during = await asyncio.gather(*(post(http, event_id, unique_email()) for _ in range(5)))
+        refused = [unique_email("refused") for _ in range(5)]
+        during = await asyncio.gather(*(post(http, event_id, email) for email in refused))
         assert [r.status_code for r in during] == [503] * 5
         assert during[0].headers["retry-after"]
         # Statuses stay readable: they live in PostgreSQL.
@@ -56,3 +59,10 @@ async def test_kafka_down_means_503_and_recovery_resumes_the_chain(
     assert (await final_status(http, after.json()["href"], deadline_s=60))["status"] == "processed"
     assert len(await mails_to(http, email)) == 1  # a 503 must never turn into a send
     assert (await final_status(http, before.json()["href"], deadline_s=60))["status"] == "processed"
+
+    # A 503 must never turn into a message, even though the producer keeps unsent
+    # batches and writes them when the broker is back.
+    await eventually(lambda: drained("parcours-processor", EVENTS_IN), "the processor to drain")
+    await eventually(lambda: drained("parcours-sender-email", SEND_EMAIL_TX), "the sender to drain")
+    for email in refused:
+        assert await mails_to(http, email) == []
