@@ -1,0 +1,50 @@
+"""R4: ``kill -9`` of the processor or the email sender under load: each restarts and
+resumes; every accepted event reaches ``processed`` and is emailed exactly once."""
+
+import asyncio
+import time
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.integration.conftest import (
+    GATEWAY,
+    eventually,
+    final_status,
+    mails_to,
+    publish_event,
+    stack,
+    unique_email,
+)
+
+pytestmark = pytest.mark.disruptive
+
+
+@pytest.mark.parametrize("victim", ["processor", "sender-email"])
+async def test_kill_9_mid_load_loses_and_duplicates_nothing(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, victim: str
+) -> None:
+    event_id = await publish_event(pool, "event")
+    emails = [unique_email(f"crash-{victim}") for _ in range(150)]
+    hrefs: list[str] = []
+
+    async def post_all() -> None:
+        for email in emails:
+            response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
+                                       json={"email": email, "ctx": {"item": "crash"}})
+            assert response.status_code == 202
+            hrefs.append(response.json()["href"])
+
+    load = asyncio.create_task(post_all())
+    await eventually(lambda: asyncio.sleep(0, len(hrefs) >= 40), "some load before the kill")
+    await asyncio.to_thread(stack, "kill", victim)
+    killed_at = time.monotonic()
+    await asyncio.to_thread(stack, "start", victim)  # returns once its group is stable
+    assert time.monotonic() - killed_at <= 15, "R4: resume within 15 s"
+    await load
+
+    for href in hrefs:
+        assert (await final_status(http, href, deadline_s=60))["status"] == "processed"
+    counts = [len(await mails_to(http, email)) for email in emails]
+    assert counts == [1] * len(emails)
