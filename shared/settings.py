@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = 10.0
     mail_from: str = "Parcours <no-reply@parcours.localhost>"
 
+    # Topic creation: 1 on the single local broker; 3 (and min ISR 2) on a real cluster.
+    kafka_replication_factor: int = 1
+
+    # Processor and sender metrics servers; 0.0.0.0 in containers so Prometheus can scrape.
+    metrics_host: str = "127.0.0.1"
+    # Faust's local state (no tables yet); an emptyDir volume in Kubernetes.
+    faust_datadir: str = str(RUN_DIR / "faust")
+
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     processor_metrics_port: int = 9102

@@ -18,7 +18,7 @@ from services.processor.handlers import dead_letter, handle
 from services.processor.wiring import Processor
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.resilience import retry_forever
-from shared.settings import RUN_DIR, get_settings
+from shared.settings import get_settings
 from shared.topics import EVENTS_IN
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ app = faust.App(
     broker_rebalance_timeout=20.0,
     producer_acks=-1,
     store="memory://",
-    datadir=str(RUN_DIR / "faust"),
+    datadir=settings.faust_datadir,
 )
 events_in = app.topic(
     EVENTS_IN.name, key_type=bytes, value_type=bytes,

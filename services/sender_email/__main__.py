@@ -9,5 +9,5 @@ from shared.settings import get_settings
 if __name__ == "__main__":
     configure_logging("sender-email")
     settings = get_settings()
-    start_http_server(settings.sender_email_metrics_port, addr="127.0.0.1")
+    start_http_server(settings.sender_email_metrics_port, addr=settings.metrics_host)
     main(settings)

@@ -53,7 +53,9 @@ async def publish_dead_letter(
     await producer.send_and_wait(DEADLETTER.name, encode(record.model_dump()), key)
 
 
-async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] = ALL_TOPICS) -> list[str]:
+async def ensure_topics(
+    bootstrap: str, replication_factor: int = 1, topics: tuple[Topic, ...] = ALL_TOPICS
+) -> list[str]:
     """Create the catalogue's missing topics; existing ones are left as they are."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -63,7 +65,7 @@ async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] = ALL_TOPICS) 
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t.name, t.partitions, replication_factor=1) for t in missing]
+                    [NewTopic(t.name, t.partitions, replication_factor) for t in missing]
                 )
             except TopicAlreadyExistsError:
                 pass  # a concurrent creator won the race; the topic is there
@@ -75,7 +77,10 @@ async def ensure_topics(bootstrap: str, topics: tuple[Topic, ...] = ALL_TOPICS) 
 def main() -> None:
     from shared.settings import get_settings
 
-    created = asyncio.run(ensure_topics(get_settings().kafka_bootstrap))
+    settings = get_settings()
+    created = asyncio.run(
+        ensure_topics(settings.kafka_bootstrap, settings.kafka_replication_factor)
+    )
     print(f"topics created: {', '.join(created) or 'none (all present)'}")
 
 
