@@ -1,0 +1,88 @@
+"""``python -m bench [--quick]``: B1, B2, P1, P4 in that order, then one table.
+
+Load goes to 127.0.0.1 only. The stack must be up (``make up``); nothing here starts,
+stops or restarts a service. A benchmark that fails is reported as failed and the
+others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+
+from bench import b1_kafka, b2_fastapi, p1_gateway, p4_latency
+from bench.common import RUNS, Row, progress
+from bench.loadgen import client_name
+from bench.report import table, write_json
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="runs of a few seconds (smoke)")
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                        help="closed-loop load generator for B2/P1 (auto: wrk if installed)")
+    parser.add_argument("--connections", type=int, default=64,
+                        help="keep-alive connections for B2/P1 (and P4's pool)")
+    parser.add_argument("--p4-rate", type=float, help="events/s (default 1000, quick 200)")
+    parser.add_argument("--p4-seconds", type=float, help="seconds (default 10, quick 3)")
+    return parser.parse_args(argv)
+
+
+def _attempt(bench_id: str, what: str, measure: Callable[[], list[Row]]) -> list[Row]:
+    began = time.monotonic()
+    try:
+        rows = measure()
+    except Exception as error:  # one broken benchmark must not hide the others' figures
+        traceback.print_exc()
+        progress(f"{bench_id} failed: {type(error).__name__}: {error}")
+        return [Row(bench_id, what, None, "", details={"error": f"{type(error).__name__}: "
+                                                                f"{error}"})]
+    progress(f"{bench_id} done in {time.monotonic() - began:.0f}s\n")
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    args = _parse(argv)
+    quick = args.quick
+    seconds = 3.0 if quick else 10.0
+    rate = args.p4_rate or (200.0 if quick else 1000.0)
+    p4_seconds = args.p4_seconds or (3.0 if quick else 10.0)
+    drain_s = 120.0 if quick else 300.0
+    client = client_name(args.client)
+    if args.client == "wrk" and client != "wrk":
+        progress("wrk is not installed; using the Python client")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    load = os.getloadavg()
+    progress(f"bench {'--quick ' if quick else ''}{stamp}: {os.cpu_count()} cores, load "
+             f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
+
+    rows: list[Row] = []
+    rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
+    rows += _attempt("B2", "bare FastAPI endpoint", lambda: [
+        b2_fastapi.run(seconds, args.connections, client)])
+    b2 = next((r for r in rows if r.id == "B2" and r.figure is not None), None)
+    rows += _attempt("P1", "gateway single-event ingestion", lambda: [
+        p1_gateway.run(seconds, args.connections, client, b2, drain_s)])
+    rows += _attempt("P4", "accepted → SMTP latency", lambda: p4_latency.run(
+        rate, p4_seconds, args.connections, drain_s))
+
+    meta = {
+        "timestamp": stamp, "quick": quick, "command": " ".join(["python -m bench", *argv]),
+        "client": client, "connections": args.connections, "runs_per_measurement": RUNS,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average_at_start": load},
+    }
+    path = write_json(rows, meta, stamp)
+    progress(table(rows))
+    progress(f"\nresults: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,111 @@
+"""Pure helpers for benchmark figures: percentiles, medians, ratios, Prometheus histograms.
+
+No I/O here, so ``tests/unit/test_bench_stats.py`` can check them without the stack.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0–100), linear between closest ranks (numpy's default), so
+    p50 of an even-sized sample is the mean of the middle two, like ``median``."""
+    if not values:
+        raise ValueError("percentile of an empty sample")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} is outside 0..100")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return percentile(values, 50)
+
+
+def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99/max in milliseconds, and the sample size."""
+    if not seconds:
+        return {"count": 0}
+    return {
+        "count": len(seconds),
+        "p50_ms": percentile(seconds, 50) * 1000,
+        "p95_ms": percentile(seconds, 95) * 1000,
+        "p99_ms": percentile(seconds, 99) * 1000,
+        "max_ms": max(seconds) * 1000,
+    }
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """None rather than a division error when either side is missing or zero."""
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def median_of(runs: Iterable[dict[str, float]], key: str) -> float | None:
+    """Median of one figure over the runs that have it (a failed run has none)."""
+    values = [run[key] for run in runs if run.get(key) is not None]
+    return median(values) if values else None
+
+
+# --- Prometheus text format --------------------------------------------------------------
+
+_SAMPLE = re.compile(r'^(?P<name>[A-Za-z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def prometheus_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample of metric ``name`` (exact) with its labels."""
+    samples = []
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match["name"] == name:
+            labels = dict(_LABEL.findall(match["labels"] or ""))
+            samples.append((labels, float(match["value"])))
+    return samples
+
+
+def histogram_buckets(
+    text: str, name: str, labels: dict[str, str] | None = None
+) -> list[tuple[float, float]]:
+    """Cumulative ``(le, count)`` pairs of histogram ``name``, sorted by ``le``; series
+    whose labels do not match ``labels`` are skipped."""
+    wanted = labels or {}
+    buckets = []
+    for sample_labels, value in prometheus_samples(text, f"{name}_bucket"):
+        if all(sample_labels.get(k) == v for k, v in wanted.items()):
+            buckets.append((float(sample_labels["le"]), value))
+    return sorted(buckets)
+
+
+def bucket_delta(
+    before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """What was observed between two scrapes (a counter that was absent counts from 0)."""
+    earlier = dict(before)
+    return [(le, count - earlier.get(le, 0.0)) for le, count in after]
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Prometheus' estimate of quantile q (0–1) from cumulative buckets: linear inside
+    the bucket that holds the rank; the upper bound of the last finite bucket if the rank
+    falls in +Inf. None when nothing was observed."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    total = buckets[-1][1]
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if math.isinf(le):
+                return lower_bound
+            if count == lower_count:
+                return le
+            return lower_bound + (le - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = le, count
+    return lower_bound
