@@ -31,6 +31,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="keep-alive connections for B2/P1 (and P4's pool)")
     parser.add_argument("--p4-rate", type=float, help="events/s (default 1000, quick 200)")
     parser.add_argument("--p4-seconds", type=float, help="seconds (default 10, quick 3)")
+    parser.add_argument("--only", nargs="+", choices=("B1", "B2", "P1", "P4"),
+                        help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
 
 
@@ -62,15 +64,20 @@ def main(argv: list[str]) -> int:
     progress(f"bench {'--quick ' if quick else ''}{stamp}: {os.cpu_count()} cores, load "
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
+    wanted = set(args.only or ("B1", "B2", "P1", "P4"))
     rows: list[Row] = []
-    rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
-    rows += _attempt("B2", "bare FastAPI endpoint", lambda: [
-        b2_fastapi.run(seconds, args.connections, client)])
+    if "B1" in wanted:
+        rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
+    if "B2" in wanted:
+        rows += _attempt("B2", "bare FastAPI endpoint", lambda: [
+            b2_fastapi.run(seconds, args.connections, client)])
     b2 = next((r for r in rows if r.id == "B2" and r.figure is not None), None)
-    rows += _attempt("P1", "gateway single-event ingestion", lambda: [
-        p1_gateway.run(seconds, args.connections, client, b2, drain_s)])
-    rows += _attempt("P4", "accepted → SMTP latency", lambda: p4_latency.run(
-        rate, p4_seconds, args.connections, drain_s))
+    if "P1" in wanted:
+        rows += _attempt("P1", "gateway single-event ingestion", lambda: [
+            p1_gateway.run(seconds, args.connections, client, b2, drain_s)])
+    if "P4" in wanted:
+        rows += _attempt("P4", "accepted → SMTP latency", lambda: p4_latency.run(
+            rate, p4_seconds, args.connections, drain_s))
 
     meta = {
         "timestamp": stamp, "quick": quick, "command": " ".join(["python -m bench", *argv]),

@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from shared.domain.events import EventConfig, build_ingest_model, trigger_from_request
+from shared.domain.events import EventConfig, build_ingest_model
+from shared.domain.events import trigger_record as gateway_record
 from shared.domain.pkeys import mint_pkey
 from shared.settings import get_settings
 
@@ -63,10 +64,10 @@ def trigger_record(body: bytes) -> tuple[bytes, bytes]:
     """(key, value) exactly as the gateway would write ``body`` to Kafka (for B1)."""
     parsed = build_ingest_model(BENCH_EVENT).model_validate_json(body)
     pkey = mint_pkey(b"bench", TENANT, BENCH_EVENT.event_id, bytes(12))  # a real pKey's size
-    trigger = trigger_from_request(parsed, pkey=pkey, tenant=TENANT,
-                                   event_id=BENCH_EVENT.event_id, accepted_at=time.time())
-    key = next(iter(trigger.target.values())).lower().encode()
-    return key, orjson.dumps(trigger.model_dump(mode="json"))
+    record = gateway_record(parsed, pkey=pkey, tenant=TENANT,
+                            event_id=BENCH_EVENT.event_id, accepted_at=time.time())
+    key = next(iter(record["target"].values())).lower().encode()
+    return key, orjson.dumps(record)
 
 
 @dataclass

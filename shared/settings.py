@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     smtp_port: int = 2525
     smtp_sink_http_port: int = 8025
     smtp_timeout_s: float = 10.0
+    # Messages go out in parallel over this many open connections per sender process.
+    smtp_connections: int = 8
     mail_from: str = "Parcours <no-reply@parcours.localhost>"
 
     # Topic creation: 1 on the single local broker; 3 (and min ISR 2) on a real cluster.

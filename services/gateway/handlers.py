@@ -20,7 +20,7 @@ from services.gateway.wiring import Gateway
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.status_store import StatusWrite, read_status, record_statuses
-from shared.domain.events import trigger_from_request
+from shared.domain.events import trigger_record
 from shared.domain.pkeys import mint_pkey, verify_pkey
 from shared.domain.status import Status
 from shared.topics import EVENTS_IN
@@ -32,7 +32,7 @@ router = APIRouter()
 log = logging.getLogger(__name__)
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:  # async: no threadpool hop per request
     gateway: Gateway = request.app.state.gateway
     return gateway
 
@@ -103,15 +103,15 @@ async def post_event(event_id: str, request: Request, gateway: GatewayDep) -> Ac
         raise _unavailable("Kafka", "kafka_unavailable")
     secret = gateway.settings.pkey_secret.encode()
     pkey = mint_pkey(secret, TENANT, event_id, os.urandom(12))
-    trigger = trigger_from_request(
+    record = trigger_record(
         parsed, pkey=pkey, tenant=TENANT, event_id=event_id, accepted_at=time.time()
     )
-    key = next(iter(trigger.target.values()), pkey).lower().encode()
+    key = next(iter(record["target"].values()), pkey).lower().encode()
     bound_s = gateway.settings.kafka_request_timeout_ms / 1000 + 1
     try:
         # 202 only once the broker acknowledged the write (acks=all).
         await asyncio.wait_for(
-            producer.send_and_wait(EVENTS_IN.name, encode(trigger.model_dump(mode="json")), key),
+            producer.send_and_wait(EVENTS_IN.name, encode(record), key),
             bound_s,
         )
     except (KafkaError, TimeoutError) as error:

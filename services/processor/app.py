@@ -9,20 +9,24 @@ record is acknowledged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
 
-from services.processor.handlers import dead_letter, handle
+from services.processor.handlers import Record, dead_letter, handle_batch
 from services.processor.wiring import Processor
 from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
 from shared.settings import get_settings
 from shared.topics import EVENTS_IN
 
 log = logging.getLogger(__name__)
 settings = get_settings()
+BATCH_MAX = 500
+BATCH_WINDOW_S = 0.005
 
 app = faust.App(
     "parcours-processor",
@@ -56,10 +60,15 @@ async def _open() -> Processor:
 @app.agent(events_in, concurrency=1)
 async def process(stream: faust.StreamT[Any]) -> None:
     processor = await _open()
-    async for event in stream.events():
-        key, raw = event.key, event.value
-        try:
-            await handle(processor, key, raw)
-        except Exception as error:  # a poison record must not block the partition (R7)
-            log.exception("record failed; sending it to the dead-letter topic")
-            await dead_letter(processor, key, raw, f"error: {type(error).__name__}: {error}")
+
+    async def handle(records: Sequence[Record]) -> None:
+        await handle_batch(processor, records)
+
+    async def poison(record: Record, reason: str) -> None:
+        await dead_letter(processor, record, reason)
+
+    # take_events acknowledges a batch only after this body has handled it. The window
+    # bounds the latency it adds; at load, batches fill before it ends.
+    async for events in stream.take_events(BATCH_MAX, within=BATCH_WINDOW_S):
+        records = [(event.key, event.value) for event in events]
+        await handle_isolating_poison(records, handle, poison)

@@ -1,14 +1,17 @@
-"""Handle one record of ``parcours.events.in.v1``.
+"""Handle a batch of ``parcours.events.in.v1`` records.
 
-At-least-once: the record is acknowledged only after its outcome (a send record, a
-status, or a dead letter) is durable; every write is idempotent, so a redelivery
-after a crash repeats writes without repeating effects.
+At-least-once: records are acknowledged only after their outcomes (send records,
+statuses, dead letters) are durable; every write is idempotent, so a redelivery after a
+crash repeats writes without repeating effects. A batch costs a handful of round trips
+(profiles, statuses, one produce per record awaited together), not several per event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from aiokafka.errors import KafkaError
@@ -18,64 +21,116 @@ from services.processor.metrics import DEADLETTERED, EVENTS_PROCESSED, PROCESS_S
 from services.processor.wiring import Processor
 from shared.adapters.kafka import encode, publish_dead_letter
 from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.adapters.profile_store import find_profile
+from shared.adapters.profile_store import find_profiles
 from shared.adapters.status_store import StatusWrite, begin_processing, record_statuses
-from shared.domain.events import Targeting, TriggerEvent
-from shared.domain.routing import Ended, decide
+from shared.domain.events import EventConfig, Targeting, TriggerEvent
+from shared.domain.routing import Ended, SendRequest, decide
 from shared.domain.status import Status
 from shared.resilience import retry_forever
 from shared.topics import SEND_TX_TOPICS
 
 log = logging.getLogger(__name__)
 _TRANSIENT = (*DB_UNAVAILABLE, KafkaError)
+Record = tuple[bytes | None, bytes]
 
 
-async def dead_letter(processor: Processor, key: bytes | None, raw: bytes, reason: str) -> None:
+async def dead_letter(processor: Processor, record: Record, reason: str) -> None:
     DEADLETTERED.labels(reason.split(":", 1)[0]).inc()
+    key, raw = record
     await publish_dead_letter(processor.producer, "processor", key, raw, reason)
 
 
-async def handle(processor: Processor, key: bytes | None, raw: bytes) -> None:
+def _invalid_reason(error: ValidationError) -> str:
+    fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                       for e in error.errors(include_input=False))
+    return f"invalid: {error.error_count()} errors: {fields}"
+
+
+async def _readable(processor: Processor, records: Sequence[Record]) -> list[TriggerEvent]:
+    """Parse the batch, dead-letter what cannot be read, keep one copy of each event."""
+    triggers: dict[str, TriggerEvent] = {}
+    for record in records:
+        try:
+            trigger = TriggerEvent.model_validate_json(record[1])
+        except ValidationError as error:
+            await dead_letter(processor, record, _invalid_reason(error))
+            continue
+        triggers.setdefault(trigger.pKey, trigger)
+    return list(triggers.values())
+
+
+async def handle_batch(processor: Processor, records: Sequence[Record]) -> None:
     started = time.perf_counter()
-    try:
-        trigger = TriggerEvent.model_validate_json(raw)
-    except ValidationError as error:
-        await dead_letter(processor, key, raw, f"invalid: {error.error_count()} errors: "
-                          + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                      for e in error.errors(include_input=False)))
-        return
+    triggers = await _readable(processor, records)
 
-    async def attempt() -> Status:
-        return await _route(processor, trigger)
+    async def attempt() -> list[Status]:
+        await processor.ensure_db()
+        return await _route(processor, triggers)
 
-    async def reconnect_then_attempt() -> Status:
-        if processor.connection.is_closed():
-            await processor.reconnect_db()
-        return await attempt()
-
-    status = await retry_forever(reconnect_then_attempt, "processing an event", _TRANSIENT,
-                                 on_retry=RETRIES.inc)
-    EVENTS_PROCESSED.labels(status.value).inc()
+    statuses = await retry_forever(attempt, "processing events", _TRANSIENT,
+                                   on_retry=RETRIES.inc)
+    for status in statuses:
+        EVENTS_PROCESSED.labels(status.value).inc()
     PROCESS_SECONDS.observe(time.perf_counter() - started)
 
 
-async def _route(processor: Processor, trigger: TriggerEvent) -> Status:
-    published = await processor.catalog.get(trigger.tenant, trigger.eventId)
-    config = published.config if published else None
-    profile = None
-    if config is not None and config.targeting is Targeting.PROFILE:
-        profile = await find_profile(processor.connection, trigger.tenant, trigger.target)
-    decision = decide(config, trigger, profile, datetime.now(UTC))
-    if isinstance(decision, Ended):
-        write = StatusWrite(trigger.pKey, trigger.tenant, trigger.eventId,
-                            decision.status, decision.reason)
-        await record_statuses(processor.connection, [write])
-        return write.status
-    if not await begin_processing(processor.connection, trigger.pKey, trigger.tenant,
-                                  trigger.eventId, decision.messageId):
-        return Status.IGNORED  # already final, e.g. refused by the gateway with a 503
-    topic = SEND_TX_TOPICS[decision.channel.value]
-    await processor.producer.send_and_wait(
-        topic.name, encode(decision.model_dump(mode="json")), decision.messageId.encode()
-    )
-    return Status.PROCESSING
+async def _configs(
+    processor: Processor, triggers: list[TriggerEvent]
+) -> dict[tuple[str, str], EventConfig | None]:
+    configs: dict[tuple[str, str], EventConfig | None] = {}
+    for key in {(t.tenant, t.eventId) for t in triggers}:
+        published = await processor.catalog.get(*key)
+        configs[key] = published.config if published else None
+    return configs
+
+
+async def _profiles(
+    processor: Processor, triggers: list[TriggerEvent],
+    configs: dict[tuple[str, str], EventConfig | None],
+) -> list[dict[str, object] | None]:
+    """The profile of each profile-targeted trigger (None for the others)."""
+    wanted = [
+        i for i, t in enumerate(triggers)
+        if (c := configs[(t.tenant, t.eventId)]) is not None and c.targeting is Targeting.PROFILE
+    ]
+    profiles: list[dict[str, object] | None] = [None] * len(triggers)
+    for tenant in {triggers[i].tenant for i in wanted}:
+        mine = [i for i in wanted if triggers[i].tenant == tenant]
+        found = await find_profiles(processor.connection, tenant,
+                                    [triggers[i].target for i in mine])
+        for i, profile in zip(mine, found, strict=True):
+            profiles[i] = profile
+    return profiles
+
+
+async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Status]:
+    configs = await _configs(processor, triggers)
+    profiles = await _profiles(processor, triggers, configs)
+    now = datetime.now(UTC)
+    ended: list[StatusWrite] = []
+    sends: list[SendRequest] = []
+    for trigger, profile in zip(triggers, profiles, strict=True):
+        decision = decide(configs[(trigger.tenant, trigger.eventId)], trigger, profile, now)
+        if isinstance(decision, Ended):
+            ended.append(StatusWrite(trigger.pKey, trigger.tenant, trigger.eventId,
+                                     decision.status, decision.reason))
+        else:
+            sends.append(decision)
+    await record_statuses(processor.connection, ended)
+    allowed = await begin_processing(processor.connection, [
+        StatusWrite(s.pKey, s.tenant, s.eventId, Status.PROCESSING, None, s.messageId)
+        for s in sends
+    ])
+    going = [s for s in sends if s.pKey in allowed]
+    # Sent together and awaited together: the producer batches them into few requests.
+    deliveries = [
+        await processor.producer.send(
+            SEND_TX_TOPICS[s.channel.value].name, encode(s.model_dump(mode="json")),
+            s.messageId.encode(),
+        )
+        for s in going
+    ]
+    await asyncio.gather(*deliveries)
+    skipped = len(sends) - len(going)  # already final, e.g. refused by the gateway (503)
+    return ([w.status for w in ended] + [Status.PROCESSING] * len(going)
+            + [Status.IGNORED] * skipped)

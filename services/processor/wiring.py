@@ -30,7 +30,6 @@ class Processor:
         return cls(settings, pool, connection, CatalogCache(pool, settings.config_cache_ttl_s),
                    producer)
 
-    async def reconnect_db(self) -> None:
-        if not self.connection.is_closed():
-            self.connection.terminate()
-        self.connection = await connect(self.settings.pg_dsn)
+    async def ensure_db(self) -> None:
+        if self.connection.is_closed():
+            self.connection = await connect(self.settings.pg_dsn)

@@ -5,26 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Sequence
 
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from services.sender_email.handlers import deliver
+from services.sender_email.handlers import Record, deliver_batch
 from services.sender_email.wiring import Sender
 from shared.adapters.kafka import publish_dead_letter
 from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-async def _deliver_or_dead_letter(sender: Sender, key: bytes | None, value: bytes) -> None:
-    try:
-        await deliver(sender, key, value)
-    except Exception as error:  # one bad record must not stop the sender (R7)
-        log.exception("record failed; sending it to the dead-letter topic")
-        reason = f"error: {type(error).__name__}: {error}"
-        await publish_dead_letter(sender.producer, "sender-email", key, value, reason)
 
 
 async def _commit(sender: Sender) -> None:
@@ -40,13 +33,19 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     sender = await retry_forever(lambda: Sender.open(settings), "opening the email sender",
                                  (*DB_UNAVAILABLE, KafkaError))
     log.info("email sender consuming")
+
+    async def deliver(records: Sequence[Record]) -> None:
+        await deliver_batch(sender, records)
+
+    async def poison(record: Record, reason: str) -> None:
+        await publish_dead_letter(sender.producer, "sender-email", record[0], record[1], reason)
+
     try:
         while not stop.is_set():
             batches = await sender.consumer.getmany(timeout_ms=200, max_records=200)
-            for records in batches.values():
-                for record in records:
-                    await _deliver_or_dead_letter(sender, record.key, record.value)
             if batches:
+                records = [(r.key, r.value) for rs in batches.values() for r in rs]
+                await handle_isolating_poison(records, deliver, poison)
                 await _commit(sender)
     finally:
         await sender.close()

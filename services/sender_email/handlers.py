@@ -1,9 +1,16 @@
-"""Deliver one record of ``parcours.send.email.tx.v1``: claim, render, send, settle."""
+"""Deliver a batch of ``parcours.send.email.*`` records: claim, render, send, settle.
+
+One ledger claim and one settle per batch; the messages themselves go out in parallel
+over the SMTP pool. Records that cannot be read go to the dead-letter topic.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -11,9 +18,10 @@ from pydantic import ValidationError
 from services.sender_email.metrics import ACCEPTED_TO_SMTP, FAILED, RETRIES, SENT, SKIPPED
 from services.sender_email.wiring import Sender
 from shared.adapters import delivery_ledger
+from shared.adapters.delivery_ledger import Claimable, Outcome
 from shared.adapters.kafka import publish_dead_letter
 from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.adapters.smtp import PermanentFailure, TransientFailure, build_email
+from shared.adapters.smtp import PermanentFailure, TransientFailure, encode_email
 from shared.adapters.status_store import StatusWrite
 from shared.domain.rendering import (
     CompiledEmail,
@@ -27,27 +35,53 @@ from shared.domain.status import Status
 from shared.resilience import retry_forever
 
 log = logging.getLogger(__name__)
-_TRANSIENT = (*DB_UNAVAILABLE, TransientFailure, KafkaError)
+_DB_OR_KAFKA = (*DB_UNAVAILABLE, KafkaError)
+Record = tuple[bytes | None, bytes]
+T = TypeVar("T")
 
 
-async def deliver(sender: Sender, key: bytes | None, raw: bytes) -> None:
-    try:
-        request = SendRequest.model_validate_json(raw)
-    except ValidationError as error:
-        reason = f"invalid: {error.error_count()} errors"
-        await publish_dead_letter(sender.producer, "sender-email", key, raw, reason)
-        FAILED.labels("invalid").inc()
-        return
+async def _readable(sender: Sender, records: Sequence[Record]) -> list[SendRequest]:
+    """Parse the batch, dead-letter what cannot be read, keep one copy of each message."""
+    requests: dict[str, SendRequest] = {}
+    for key, raw in records:
+        try:
+            request = SendRequest.model_validate_json(raw)
+        except ValidationError as error:
+            FAILED.labels("invalid").inc()
+            await publish_dead_letter(sender.producer, "sender-email", key, raw,
+                                      f"invalid: {error.error_count()} errors")
+            continue
+        if request.messageId in requests:
+            SKIPPED.inc()
+        requests.setdefault(request.messageId, request)
+    return list(requests.values())
 
-    async def attempt() -> None:
-        if sender.connection.is_closed():
-            await sender.reconnect_db()
-        await _deliver(sender, request)
 
-    def count_retry() -> None:
-        RETRIES.labels("delivery").inc()
+async def deliver_batch(sender: Sender, records: Sequence[Record]) -> None:
+    requests = await _readable(sender, records)
 
-    await retry_forever(attempt, "delivering an email", _TRANSIENT, on_retry=count_retry)
+    async def claim() -> set[str]:
+        await sender.ensure_db()
+        return await delivery_ledger.claim(
+            sender.connection, "email",
+            [Claimable(r.messageId, r.tenant, r.pKey) for r in requests],
+        )
+
+    claimed = await _with_retries(claim, "claiming deliveries")
+    SKIPPED.inc(len(requests) - len(claimed))
+    to_send = [r for r in requests if r.messageId in claimed]
+    outcomes = await asyncio.gather(*(_send(sender, r) for r in to_send))
+
+    async def settle() -> None:
+        await sender.ensure_db()
+        await delivery_ledger.settle(sender.connection, list(outcomes))
+
+    await _with_retries(settle, "settling deliveries")
+
+
+async def _with_retries(operation: Callable[[], Awaitable[T]], what: str) -> T:
+    return await retry_forever(operation, what, _DB_OR_KAFKA,
+                               on_retry=lambda: RETRIES.labels("database").inc())
 
 
 async def _compiled_template(sender: Sender, request: SendRequest) -> CompiledEmail | None:
@@ -62,44 +96,40 @@ async def _compiled_template(sender: Sender, request: SendRequest) -> CompiledEm
     return sender.templates[key]
 
 
-def _status(request: SendRequest, status: Status, reason: str | None = None) -> StatusWrite:
-    return StatusWrite(request.pKey, request.tenant, request.eventId, status, reason,
-                       request.messageId)
+def _outcome(request: SendRequest, status: Status, reason: str | None = None) -> Outcome:
+    write = StatusWrite(request.pKey, request.tenant, request.eventId, status, reason,
+                        request.messageId)
+    return Outcome(request.messageId, status is Status.PROCESSED, reason, write)
 
 
-async def _fail(sender: Sender, request: SendRequest, metric: str, reason: str) -> None:
+def _failed(request: SendRequest, metric: str, reason: str) -> Outcome:
     FAILED.labels(metric).inc()
-    await delivery_ledger.settle(sender.connection, request.messageId, False, reason,
-                                 _status(request, Status.DELIVERY_FAILED, reason))
+    return _outcome(request, Status.DELIVERY_FAILED, reason)
 
 
-async def _deliver(sender: Sender, request: SendRequest) -> None:
-    claim = await delivery_ledger.claim(
-        sender.connection, request.messageId, request.tenant, request.pKey, "email"
-    )
-    if claim is delivery_ledger.Claim.DONE:
-        SKIPPED.inc()
-        return
-    compiled = await _compiled_template(sender, request)
+async def _send(sender: Sender, request: SendRequest) -> Outcome:
+    compiled = await _with_retries(lambda: _compiled_template(sender, request),
+                                   "loading the template")
     if compiled is None:
-        await _fail(sender, request, "not_published", "the event's message is not published")
-        return
+        return _failed(request, "not_published", "the event's message is not published")
     event = {"eventId": request.eventId, "pKey": request.pKey}
     try:
         rendered = render_email(compiled, template_context(request.ctx, request.profile, event))
     except RenderError as error:
-        await _fail(sender, request, "render", f"template error: {error}")
-        return
-    message = build_email(
-        rendered, sender=sender.settings.mail_from, recipient=request.to["email"],
-        message_id=request.messageId, domain="parcours.localhost",
-    )
+        return _failed(request, "render", f"template error: {error}")
+    recipient = request.to["email"]
+    message = encode_email(rendered, sender=sender.settings.mail_from, recipient=recipient,
+                           message_id=request.messageId, domain="parcours.localhost")
+
+    async def hand_over() -> None:
+        async with sender.smtp.client() as client:
+            await client.send(sender.settings.mail_from, recipient, message)
+
     try:
-        await sender.smtp.send(message)
+        await retry_forever(hand_over, "sending an email", (TransientFailure,),
+                            on_retry=lambda: RETRIES.labels("smtp").inc())
     except PermanentFailure as error:
-        await _fail(sender, request, "smtp_permanent", str(error))
-        return
+        return _failed(request, "smtp_permanent", str(error))
     ACCEPTED_TO_SMTP.labels(request.priority).observe(time.time() - request.acceptedAt)
     SENT.labels(request.priority).inc()
-    await delivery_ledger.settle(sender.connection, request.messageId, True, None,
-                                 _status(request, Status.PROCESSED))
+    return _outcome(request, Status.PROCESSED)

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from shared.adapters.catalog_store import CatalogCache
 from shared.adapters.kafka import manual_consumer, safe_producer
 from shared.adapters.postgres import connect, create_pool
-from shared.adapters.smtp import SmtpClient
+from shared.adapters.smtp import SmtpPool
 from shared.domain.rendering import CompiledEmail
 from shared.settings import Settings
 from shared.topics import SEND_EMAIL_TX
@@ -26,7 +26,7 @@ class Sender:
     catalog: CatalogCache
     consumer: AIOKafkaConsumer
     producer: AIOKafkaProducer
-    smtp: SmtpClient
+    smtp: SmtpPool
     templates: dict[tuple[str, str, int], CompiledEmail] = field(default_factory=dict)
 
     @classmethod
@@ -38,14 +38,14 @@ class Sender:
         producer = safe_producer(settings.kafka_bootstrap, settings.kafka_request_timeout_ms)
         await consumer.start()
         await producer.start()
-        smtp = SmtpClient(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s)
+        smtp = SmtpPool(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s,
+                        settings.smtp_connections)
         return cls(settings, pool, connection, CatalogCache(pool, settings.config_cache_ttl_s),
                    consumer, producer, smtp)
 
-    async def reconnect_db(self) -> None:
-        if not self.connection.is_closed():
-            self.connection.terminate()
-        self.connection = await connect(self.settings.pg_dsn)
+    async def ensure_db(self) -> None:
+        if self.connection.is_closed():
+            self.connection = await connect(self.settings.pg_dsn)
 
     async def close(self) -> None:
         await self.consumer.stop()

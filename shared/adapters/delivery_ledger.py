@@ -1,51 +1,77 @@
 """The deduplication ledger that makes sending idempotent across redeliveries and crashes.
 
-Before handing a message to a provider the sender claims its row; after the provider
-accepted it, the row becomes ``sent`` in the same transaction as the event's status.
-A redelivered record whose row is ``sent`` or ``failed`` is skipped. A row left at
-``sending`` means a crash between the provider's answer and our commit: the message is
-sent again with the same Message-ID, the one window at-least-once cannot close with SMTP.
+Before handing messages to a provider the sender claims their rows; once the provider
+answered, the rows become ``sent`` or ``failed`` in the same transaction as the events'
+statuses. A redelivered message whose row is ``sent`` or ``failed`` is not claimed again.
+A row left at ``sending`` means a crash between the provider's answer and our commit:
+the message is claimed and sent again with the same Message-ID, the one window that
+at-least-once cannot close with SMTP. Both steps take one round trip per batch.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+import uuid
+from dataclasses import dataclass
 
 import asyncpg
 
 from shared.adapters.status_store import StatusWrite, record_statuses
 
+_CLAIM = """
+INSERT INTO deliveries (message_id, tenant_id, pkey, channel, state)
+SELECT m, t, p, $4, 'sending' FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(m, t, p)
+ON CONFLICT (message_id) DO UPDATE SET attempts = deliveries.attempts + 1, updated_at = now()
+ WHERE deliveries.state = 'sending'
+RETURNING message_id
+"""
 
-class Claim(StrEnum):
-    NEW = "new"
-    DONE = "done"  # already sent or failed for good: skip
-    RESUMED = "resumed"  # a crash left it mid-send: send again
+_SETTLE = """
+UPDATE deliveries AS d SET state = u.state, detail = u.detail, updated_at = now()
+  FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(message_id, state, detail)
+ WHERE d.message_id = u.message_id
+"""
+
+
+@dataclass(frozen=True)
+class Claimable:
+    message_id: str
+    tenant: str
+    pkey: str
 
 
 async def claim(
-    connection: asyncpg.Connection, message_id: str, tenant: str, pkey: str, channel: str
-) -> Claim:
-    row = await connection.fetchrow(
-        "INSERT INTO deliveries (message_id, tenant_id, pkey, channel, state)"
-        " VALUES ($1, $2, $3, $4, 'sending')"
-        " ON CONFLICT (message_id) DO UPDATE SET attempts = deliveries.attempts + 1,"
-        " updated_at = now() WHERE deliveries.state = 'sending'"
-        " RETURNING attempts",
-        message_id, tenant, pkey, channel,
+    connection: asyncpg.Connection, channel: str, messages: list[Claimable]
+) -> set[str]:
+    """Claim the messages not yet settled; returns the ids the caller may send.
+    ``messages`` must not repeat an id (one statement cannot touch a row twice)."""
+    if not messages:
+        return set()
+    rows = await connection.fetch(
+        _CLAIM,
+        [uuid.UUID(m.message_id) for m in messages],
+        [m.tenant for m in messages],
+        [m.pkey for m in messages],
+        channel,
     )
-    if row is None:
-        return Claim.DONE
-    return Claim.NEW if row["attempts"] == 1 else Claim.RESUMED
+    return {str(row["message_id"]) for row in rows}
 
 
-async def settle(
-    connection: asyncpg.Connection, message_id: str, sent: bool, detail: str | None,
-    status: StatusWrite,
-) -> None:
+@dataclass(frozen=True)
+class Outcome:
+    message_id: str
+    sent: bool
+    detail: str | None
+    status: StatusWrite
+
+
+async def settle(connection: asyncpg.Connection, outcomes: list[Outcome]) -> None:
+    if not outcomes:
+        return
     async with connection.transaction():
         await connection.execute(
-            "UPDATE deliveries SET state = $2, detail = $3, updated_at = now()"
-            " WHERE message_id = $1",
-            message_id, "sent" if sent else "failed", detail,
+            _SETTLE,
+            [uuid.UUID(o.message_id) for o in outcomes],
+            ["sent" if o.sent else "failed" for o in outcomes],
+            [o.detail for o in outcomes],
         )
-        await record_statuses(connection, [status])
+        await record_statuses(connection, [o.status for o in outcomes])

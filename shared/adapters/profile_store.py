@@ -9,7 +9,7 @@ import asyncpg
 _COLUMNS = "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, attributes"
 
 
-def _as_profile(row: asyncpg.Record) -> dict[str, Any]:
+def _as_profile(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     profile = dict(row)
     attributes = profile.pop("attributes") or {}
     if profile.get("birth_date") is not None:
@@ -17,21 +17,43 @@ def _as_profile(row: asyncpg.Record) -> dict[str, Any]:
     return {**attributes, **profile}
 
 
-async def find_profile(
-    connection: asyncpg.Connection, tenant: str, target: dict[str, str]
-) -> dict[str, Any] | None:
-    if "email" in target:
-        where, value = "lower(email) = lower($2)", target["email"]
-    elif "mobilePhone" in target:
-        where, value = "mobile_phone = $2", target["mobilePhone"]
-    elif "profileId" in target:
-        where, value = "profile_id = $2", target["profileId"]
-    else:
-        return None
-    row = await connection.fetchrow(
-        f"SELECT {_COLUMNS} FROM profiles WHERE tenant_id = $1 AND {where} LIMIT 1", tenant, value
-    )
-    return None if row is None else _as_profile(row)
+# How a target finds its profile: (target field, profiles column, normalisation).
+_LOOKUPS = (
+    ("email", "lower(email)", str.lower),
+    ("mobilePhone", "mobile_phone", str.strip),
+    ("profileId", "profile_id", str.strip),
+)
+
+
+def _lookup_key(target: dict[str, str]) -> tuple[int, str] | None:
+    for index, (field, _column, normalise) in enumerate(_LOOKUPS):
+        if field in target:
+            return index, normalise(target[field])
+    return None
+
+
+async def find_profiles(
+    connection: asyncpg.Connection, tenant: str, targets: list[dict[str, str]]
+) -> list[dict[str, Any] | None]:
+    """The profile of each target (or None), in order: one query per kind of target, so a
+    batch of events costs a round trip, not one per event."""
+    keys = [_lookup_key(t) for t in targets]
+    found: dict[tuple[int, str], dict[str, Any]] = {}
+    for index, (_field, column, _normalise) in enumerate(_LOOKUPS):
+        values = sorted({k[1] for k in keys if k is not None and k[0] == index})
+        if not values:
+            continue
+        # DISTINCT ON: when two profiles share an address, always the same one answers.
+        rows = await connection.fetch(
+            f"SELECT DISTINCT ON ({column}) {column} AS lookup, {_COLUMNS} FROM profiles"
+            f" WHERE tenant_id = $1 AND {column} = ANY($2::text[])"
+            f" ORDER BY {column}, profile_id",
+            tenant, values,
+        )
+        for row in rows:
+            profile = dict(row)
+            found[(index, profile.pop("lookup"))] = _as_profile(profile)
+    return [None if k is None else found.get(k) for k in keys]
 
 
 async def upsert_profiles(

@@ -1,4 +1,4 @@
-"""SMTP delivery over one long-lived connection (aiosmtplib).
+"""SMTP delivery: messages encoded once to bytes, sent over a pool of open connections.
 
 Failures are sorted so the caller can decide: ``PermanentFailure`` (5xx: the address or
 message is refused, do not retry) and ``TransientFailure`` (4xx, connection lost,
@@ -7,12 +7,23 @@ timeout: retry with backoff).
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-from email.utils import formatdate
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate, parseaddr
 
 import aiosmtplib
 
 from shared.domain.rendering import RenderedEmail
+
+# The legacy (compat32) MIME classes build and encode a message in ~0.25 ms, against
+# ~0.9 ms for EmailMessage with the default policy: the sender's ceiling is set here.
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
 
 
 class PermanentFailure(Exception):
@@ -23,23 +34,36 @@ class TransientFailure(Exception):
     pass
 
 
-def build_email(
+def _header(value: str) -> str:
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def encode_email(
     rendered: RenderedEmail, *, sender: str, recipient: str, message_id: str, domain: str
-) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = sender
+) -> bytes:
+    message = MIMEMultipart("alternative")
+    name, address = parseaddr(sender)
+    message["From"] = formataddr((name, address), charset="utf-8")
     message["To"] = recipient
-    message["Subject"] = rendered.subject
+    message["Subject"] = _header(rendered.subject)
     message["Date"] = formatdate(localtime=False)
-    # Stable Message-ID: a resend after a crash carries the same id, so receivers and
-    # our own sink can recognise it.
+    # Stable Message-ID: a resend after a crash carries the same id, so receivers can
+    # recognise it.
     message["Message-ID"] = f"<{message_id}@{domain}>"
-    message.set_content(rendered.text)
-    message.add_alternative(rendered.html, subtype="html")
-    return message
+    message.attach(MIMEText(rendered.text, "plain", _UTF8_QP))
+    message.attach(MIMEText(rendered.html, "html", _UTF8_QP))
+    return message.as_bytes()
+
+
+def _classify(code: int, text: str) -> Exception:
+    if 500 <= code < 600:
+        return PermanentFailure(f"smtp {code}: {text}")
+    return TransientFailure(f"smtp {code}: {text}")
 
 
 class SmtpClient:
+    """One connection, opened on first use and again after any failure."""
+
     def __init__(self, host: str, port: int, timeout_s: float) -> None:
         self._host, self._port, self._timeout_s = host, port, timeout_s
         self._smtp: aiosmtplib.SMTP | None = None
@@ -53,25 +77,19 @@ class SmtpClient:
             self._smtp = smtp
         return self._smtp
 
-    async def send(self, message: EmailMessage) -> str:
-        """Hand one message to the server; returns the server's reply."""
+    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+        """Hand one encoded message to the server; returns the server's reply."""
         try:
             smtp = await self._connected()
-            _refused, reply = await smtp.send_message(message)
+            _refused, reply = await smtp.sendmail(parseaddr(sender)[1], [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as error:
-            raise self._classify(error.recipients[0].code, str(error)) from error
-        except aiosmtplib.SMTPResponseException as error:
-            raise self._classify(error.code, error.message) from error
+            raise _classify(error.recipients[0].code, str(error)) from error
+        except aiosmtplib.SMTPResponseException as error:  # aiosmtplib has sent RSET
+            raise _classify(error.code, error.message) from error
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             await self.close()
             raise TransientFailure(f"smtp connection: {error}") from error
         return str(reply)
-
-    @staticmethod
-    def _classify(code: int, text: str) -> Exception:
-        if 500 <= code < 600:
-            return PermanentFailure(f"smtp {code}: {text}")
-        return TransientFailure(f"smtp {code}: {text}")
 
     async def close(self) -> None:
         if self._smtp is not None:
@@ -80,3 +98,25 @@ class SmtpClient:
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
                 self._smtp.close()
             self._smtp = None
+
+
+class SmtpPool:
+    """``size`` connections: messages go out in parallel, each connection one at a time."""
+
+    def __init__(self, host: str, port: int, timeout_s: float, size: int) -> None:
+        self._idle: asyncio.Queue[SmtpClient] = asyncio.Queue()
+        self._clients = [SmtpClient(host, port, timeout_s) for _ in range(size)]
+        for client in self._clients:
+            self._idle.put_nowait(client)
+
+    @asynccontextmanager
+    async def client(self) -> AsyncIterator[SmtpClient]:
+        client = await self._idle.get()
+        try:
+            yield client
+        finally:
+            self._idle.put_nowait(client)
+
+    async def close(self) -> None:
+        for client in self._clients:
+            await client.close()

@@ -43,25 +43,30 @@ async def record_statuses(connection: asyncpg.Connection, writes: list[StatusWri
 
 _BEGIN_PROCESSING = """
 INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, message_id)
-VALUES ($1, $2, $3, 'processing', $4, $5)
+SELECT p, t, e, 'processing', $5, m
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[]) AS u(p, t, e, m)
 ON CONFLICT (pkey) DO UPDATE SET updated_at = now()
  WHERE event_status.rank <= EXCLUDED.rank
-RETURNING 1
+RETURNING pkey
 """
 
 
-async def begin_processing(
-    connection: asyncpg.Connection, pkey: str, tenant: str, event_id: str, message_id: str
-) -> bool:
-    """Mark the event ``processing`` unless it already has a final status (then False).
+async def begin_processing(connection: asyncpg.Connection, writes: list[StatusWrite]) -> set[str]:
+    """Mark events ``processing`` unless they already have a final status; returns the
+    pKeys that may go on. ``writes`` must not repeat a pKey.
 
-    Written before the send record is produced, so an event the gateway refused after
-    all (see ``refuse``) is never sent; a redelivery of a half-done event goes ahead.
+    Written before the send records are produced, so an event the gateway refused after
+    all (its 503 path records it ``ignored``) is never sent; a redelivery of a half-done
+    event goes ahead.
     """
-    row = await connection.fetchval(
-        _BEGIN_PROCESSING, pkey, tenant, event_id, RANK[Status.PROCESSING], message_id
+    if not writes:
+        return set()
+    rows = await connection.fetch(
+        _BEGIN_PROCESSING,
+        [w.pkey for w in writes], [w.tenant for w in writes], [w.event_id for w in writes],
+        [w.message_id for w in writes], RANK[Status.PROCESSING],
     )
-    return row is not None
+    return {row["pkey"] for row in rows}
 
 
 @dataclass(frozen=True)

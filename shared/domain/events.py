@@ -87,18 +87,16 @@ class TriggerEvent(BaseModel):
     source: str = "http"
 
 
-def trigger_from_request(
+def trigger_record(
     request: BaseModel, *, pkey: str, tenant: str, event_id: str, accepted_at: float
-) -> TriggerEvent:
+) -> dict[str, Any]:
+    """The ``TriggerEvent`` record, JSON-ready, for a validated request. Built as a dict:
+    the request is already valid, and validating it again is the gateway's hot path."""
     body = request.model_dump(mode="json", exclude_none=True)
     target = {k: body.pop(k) for k in TARGET_KEYS if k in body}
-    return TriggerEvent(
-        pKey=pkey,
-        tenant=tenant,
-        eventId=event_id,
-        target=target,
-        ctx=body.get("ctx", {}),
-        scheduled=body.get("scheduled"),
-        expiration=body.get("expiration"),
-        acceptedAt=accepted_at,
-    )
+    record = {"v": 1, "pKey": pkey, "tenant": tenant, "eventId": event_id, "target": target,
+              "ctx": body.get("ctx", {}), "acceptedAt": accepted_at, "source": "http"}
+    for optional in ("scheduled", "expiration"):
+        if optional in body:
+            record[optional] = body[optional]
+    return record

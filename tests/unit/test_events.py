@@ -5,8 +5,9 @@ from shared.domain.events import (
     Channel,
     EventConfig,
     Targeting,
+    TriggerEvent,
     build_ingest_model,
-    trigger_from_request,
+    trigger_record,
 )
 from shared.domain.fields import FieldSpec, FieldType
 
@@ -58,8 +59,8 @@ def test_trigger_separates_target_from_ctx() -> None:
     request = model.model_validate_json(
         '{"email": "a@b.co", "ctx": {"url": "u"}, "expiration": "2030-01-01T00:00:00Z"}'
     )
-    trigger = trigger_from_request(
-        request, pkey="k", tenant="t", event_id="EVTcart", accepted_at=1.0
+    trigger = TriggerEvent.model_validate(
+        trigger_record(request, pkey="k", tenant="t", event_id="EVTcart", accepted_at=1.0)
     )
     assert trigger.target == {"email": "a@b.co"}
     assert trigger.ctx == {"url": "u"}
