@@ -88,10 +88,11 @@ async def _compiled_template(sender: Sender, request: SendRequest) -> CompiledEm
     published = await sender.catalog.get(request.tenant, request.eventId)
     if published is None or published.message_version is None:
         return None
-    key = (request.tenant, request.eventId, published.message_version)
+    template = published.email_template()
+    assert template is not None
+    # Keyed by content too: a republished message must not be served from the cache.
+    key = (request.tenant, request.eventId, published.message_version, template)
     if key not in sender.templates:
-        template = published.email_template()
-        assert template is not None
         sender.templates[key] = compile_email(template)
     return sender.templates[key]
 

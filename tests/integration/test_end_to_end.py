@@ -3,6 +3,8 @@
 import asyncpg
 import httpx
 
+from shared.adapters.catalog_store import save_event
+from shared.domain.events import EventConfig
 from tests.integration.conftest import (
     GATEWAY,
     add_profile,
@@ -108,3 +110,28 @@ async def test_many_events_all_reach_processed_once(
         return min(counts) == 1
 
     await eventually(all_delivered, "one email per event")
+
+
+async def test_a_republished_template_is_used_for_the_next_event(
+    http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    event_id = await publish_event(pool, "event")
+    first, second = unique_email("v1"), unique_email("v2")
+    response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
+                               json={"email": first, "ctx": {"item": "x"}})
+    await final_status(http, response.json()["href"])
+    config = EventConfig.model_validate({
+        "event_id": event_id, "label": "test", "channel": "email", "targeting": "event",
+        "fields": [{"id": "item", "type": "string", "required": True}],
+    })
+    await save_event(pool, "default", config, {"subject": "v2 {{ ctx.item }}", "html": "",
+                                               "text": "v2"})
+
+    async def republished_subject() -> str | None:
+        response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
+                                   json={"email": second, "ctx": {"item": "y"}})
+        await final_status(http, response.json()["href"])
+        subjects = [m["subject"] for m in await mails_to(http, second)]
+        return "v2 y" if "v2 y" in subjects else None
+
+    assert await eventually(republished_subject, "the new template in use") == "v2 y"
