@@ -47,7 +47,8 @@ CART_ABANDONMENT = EventConfig.model_validate({
 })
 
 TEMPLATE = {
-    "subject": "{{ profile.first_name }}, you left {{ ctx.products|length }} items in your cart",
+    "subject": "{{ profile.first_name }}, you left {{ ctx.products|length }}"
+               " item{{ 's' if ctx.products|length != 1 }} in your cart",
     "html": "<p>Hello {{ profile.first_name }},</p><ul>{% for p in ctx.products %}"
             "<li>{{ p.name }}: ${{ p.price }}</li>{% endfor %}</ul>"
             "<p><a href=\"{{ ctx.cartUrl }}\">Back to your cart</a>"
@@ -92,12 +93,14 @@ def post_events(client: httpx.Client) -> list[tuple[str, str]]:
 
 def wait_for_statuses(client: httpx.Client, accepted: list[tuple[str, str]]) -> dict[str, dict]:
     deadline = time.monotonic() + 30
+    shown = -1
     while True:
         statuses = {email: client.get(GATEWAY + href).json() for email, href in accepted}
         done = sum(s["status"] in TERMINAL for s in statuses.values())
-        print(f"\r  {done}/{len(accepted)} events reached a final status", end="", flush=True)
+        if done != shown:
+            print(f"  {done}/{len(accepted)} events reached a final status", flush=True)
+            shown = done
         if done == len(accepted) or time.monotonic() > deadline:
-            print()
             return statuses
         time.sleep(0.2)
 

@@ -327,9 +327,8 @@ ORDER = ("postgres", "kafka", *SERVICE_BY_NAME)
 def up() -> None:
     for name in ORDER:
         began = time.monotonic()
-        print(f"  starting {name:<13}", end="", flush=True)
         start(name)
-        print(f"ready in {time.monotonic() - began:4.1f}s")
+        print(f"  {name:<13} ready in {time.monotonic() - began:4.1f}s", flush=True)
 
 
 def down() -> None:
