@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+import orjson
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
@@ -24,10 +25,10 @@ from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.smtp import PermanentFailure, TransientFailure, encode_email
 from shared.adapters.status_store import StatusWrite
 from shared.domain.rendering import (
-    CompiledEmail,
+    CompiledMessage,
     RenderError,
-    compile_email,
-    render_email,
+    compile_message,
+    render_message,
     template_context,
 )
 from shared.domain.routing import SendRequest
@@ -84,16 +85,14 @@ async def _with_retries(operation: Callable[[], Awaitable[T]], what: str) -> T:
                                on_retry=lambda: RETRIES.labels("database").inc())
 
 
-async def _compiled_template(sender: Sender, request: SendRequest) -> CompiledEmail | None:
+async def _compiled_template(sender: Sender, request: SendRequest) -> CompiledMessage | None:
     published = await sender.catalog.get(request.tenant, request.eventId)
-    if published is None or published.message_version is None:
+    if published is None or published.template is None:
         return None
-    template = published.email_template()
-    assert template is not None
     # Keyed by content too: a republished message must not be served from the cache.
-    key = (request.tenant, request.eventId, published.message_version, template)
+    key = (request.tenant, request.eventId, orjson.dumps(published.template))
     if key not in sender.templates:
-        sender.templates[key] = compile_email(template)
+        sender.templates[key] = compile_message(request.channel, published.template)
     return sender.templates[key]
 
 
@@ -109,13 +108,13 @@ def _failed(request: SendRequest, metric: str, reason: str) -> Outcome:
 
 
 async def _send(sender: Sender, request: SendRequest) -> Outcome:
-    compiled = await _with_retries(lambda: _compiled_template(sender, request),
-                                   "loading the template")
-    if compiled is None:
-        return _failed(request, "not_published", "the event's message is not published")
     event = {"eventId": request.eventId, "pKey": request.pKey}
     try:
-        rendered = render_email(compiled, template_context(request.ctx, request.profile, event))
+        compiled = await _with_retries(lambda: _compiled_template(sender, request),
+                                       "loading the template")
+        if compiled is None:
+            return _failed(request, "not_published", "the event's message is not published")
+        rendered = render_message(compiled, template_context(request.ctx, request.profile, event))
     except RenderError as error:
         return _failed(request, "render", f"template error: {error}")
     recipient = request.to["email"]

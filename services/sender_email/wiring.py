@@ -11,7 +11,7 @@ from shared.adapters.catalog_store import CatalogCache
 from shared.adapters.kafka import manual_consumer, safe_producer
 from shared.adapters.postgres import connect, create_pool
 from shared.adapters.smtp import SmtpPool
-from shared.domain.rendering import CompiledEmail, EmailTemplate
+from shared.domain.rendering import CompiledMessage
 from shared.settings import Settings
 from shared.topics import SEND_EMAIL_TX
 
@@ -27,9 +27,7 @@ class Sender:
     consumer: AIOKafkaConsumer
     producer: AIOKafkaProducer
     smtp: SmtpPool
-    templates: dict[tuple[str, str, int, EmailTemplate], CompiledEmail] = field(
-        default_factory=dict
-    )
+    templates: dict[tuple[str, str, bytes], CompiledMessage] = field(default_factory=dict)
 
     @classmethod
     async def open(cls, settings: Settings) -> Sender:

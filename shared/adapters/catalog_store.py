@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 
 from shared.domain.events import EventConfig
-from shared.domain.rendering import EmailTemplate
 
 
 @dataclass(frozen=True)
@@ -21,15 +20,6 @@ class PublishedEvent:
     config: EventConfig
     message_version: int | None
     template: dict[str, Any] | None
-
-    def email_template(self) -> EmailTemplate | None:
-        if self.template is None:
-            return None
-        return EmailTemplate(
-            subject=self.template.get("subject", ""),
-            html=self.template.get("html", ""),
-            text=self.template.get("text", ""),
-        )
 
 
 _LOAD = """

@@ -18,7 +18,7 @@ from email.utils import formataddr, formatdate, parseaddr
 
 import aiosmtplib
 
-from shared.domain.rendering import RenderedEmail
+from shared.domain.rendering import RenderedMessage
 
 # The legacy (compat32) MIME classes build and encode a message in ~0.25 ms, against
 # ~0.9 ms for EmailMessage with the default policy: the sender's ceiling is set here.
@@ -39,19 +39,19 @@ def _header(value: str) -> str:
 
 
 def encode_email(
-    rendered: RenderedEmail, *, sender: str, recipient: str, message_id: str, domain: str
+    rendered: RenderedMessage, *, sender: str, recipient: str, message_id: str, domain: str
 ) -> bytes:
     message = MIMEMultipart("alternative")
     name, address = parseaddr(sender)
     message["From"] = formataddr((name, address), charset="utf-8")
     message["To"] = recipient
-    message["Subject"] = _header(rendered.subject)
+    message["Subject"] = _header(rendered.parts["subject"])
     message["Date"] = formatdate(localtime=False)
     # Stable Message-ID: a resend after a crash carries the same id, so receivers can
     # recognise it.
     message["Message-ID"] = f"<{message_id}@{domain}>"
-    message.attach(MIMEText(rendered.text, "plain", _UTF8_QP))
-    message.attach(MIMEText(rendered.html, "html", _UTF8_QP))
+    message.attach(MIMEText(rendered.parts["text"], "plain", _UTF8_QP))
+    message.attach(MIMEText(rendered.parts["html"], "html", _UTF8_QP))
     return message.as_bytes()
 
 

@@ -1,20 +1,41 @@
-"""Message templates: compiled once per message version, rendered per recipient.
+"""Message templates for every channel: compiled once per message version, rendered per
+recipient.
 
 Jinja2's ``SandboxedEnvironment`` keeps templates from reaching Python internals (a
 template is authored by marketers, not trusted code); HTML parts autoescape event data
-so a ``ctx`` value cannot inject markup.
+so a ``ctx`` value cannot inject markup; one-line parts (a subject, a push title) cannot
+carry a newline from data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from jinja2 import Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from shared.domain.events import Channel
+
 _HTML_ENV = SandboxedEnvironment(autoescape=True)
 _TEXT_ENV = SandboxedEnvironment(autoescape=False)
+
+
+class PartKind(Enum):
+    LINE = "line"  # one header-like line: whitespace from data collapses to spaces
+    TEXT = "text"
+    HTML = "html"
+
+
+# The parts of each channel's message; push also has ``data``: string values, each a
+# one-line template, handed to the app as is.
+CHANNEL_PARTS: dict[Channel, dict[str, PartKind]] = {
+    Channel.EMAIL: {"subject": PartKind.LINE, "html": PartKind.HTML, "text": PartKind.TEXT},
+    Channel.SMS: {"text": PartKind.TEXT},
+    Channel.PUSH: {"title": PartKind.LINE, "body": PartKind.TEXT},
+}
 
 
 class RenderError(Exception):
@@ -22,55 +43,54 @@ class RenderError(Exception):
 
 
 @dataclass(frozen=True)
-class EmailTemplate:
-    subject: str
-    html: str
-    text: str
+class CompiledMessage:
+    channel: Channel
+    parts: dict[str, tuple[PartKind, Template]]
+    data: dict[str, Template]
 
 
 @dataclass(frozen=True)
-class RenderedEmail:
-    subject: str
-    html: str
-    text: str
+class RenderedMessage:
+    channel: Channel
+    parts: dict[str, str]
+    data: dict[str, str]
 
 
-@dataclass(frozen=True)
-class CompiledEmail:
-    subject: Template
-    html: Template
-    text: Template
-
-
-def _compile(env: SandboxedEnvironment, part: str, source: str) -> Template:
+def _compile(kind: PartKind, part: str, source: str) -> Template:
     try:
-        return env.from_string(source)
+        return (_HTML_ENV if kind is PartKind.HTML else _TEXT_ENV).from_string(source)
     except TemplateError as error:
         raise RenderError(f"{part}: {error}") from error
 
 
-def compile_email(template: EmailTemplate) -> CompiledEmail:
-    return CompiledEmail(
-        subject=_compile(_TEXT_ENV, "subject", template.subject),
-        html=_compile(_HTML_ENV, "html", template.html),
-        text=_compile(_TEXT_ENV, "text", template.text),
+def compile_message(channel: Channel, template: Mapping[str, Any]) -> CompiledMessage:
+    """Missing parts compile as empty; unknown parts are refused."""
+    allowed = CHANNEL_PARTS[channel]
+    unknown = set(template) - set(allowed) - ({"data"} if channel is Channel.PUSH else set())
+    if unknown:
+        raise RenderError(f"{', '.join(sorted(unknown))}: not a part of a {channel} message")
+    data = template.get("data") or {}
+    return CompiledMessage(
+        channel=channel,
+        parts={p: (k, _compile(k, p, str(template.get(p, "")))) for p, k in allowed.items()},
+        data={key: _compile(PartKind.LINE, f"data.{key}", str(v)) for key, v in data.items()},
     )
 
 
-def _render(part: str, template: Template, context: dict[str, Any]) -> str:
+def _render(part: str, template: Template, context: dict[str, Any], kind: PartKind) -> str:
     try:
-        return template.render(context)
+        text = template.render(context)
     except TemplateError as error:
         raise RenderError(f"{part}: {error}") from error
+    return " ".join(text.split()) if kind is PartKind.LINE else text
 
 
-def render_email(compiled: CompiledEmail, context: dict[str, Any]) -> RenderedEmail:
-    # A subject is one header line: a newline from data must not start another header.
-    subject = " ".join(_render("subject", compiled.subject, context).split())
-    return RenderedEmail(
-        subject=subject,
-        html=_render("html", compiled.html, context),
-        text=_render("text", compiled.text, context),
+def render_message(compiled: CompiledMessage, context: dict[str, Any]) -> RenderedMessage:
+    return RenderedMessage(
+        channel=compiled.channel,
+        parts={p: _render(p, t, context, k) for p, (k, t) in compiled.parts.items()},
+        data={key: _render(f"data.{key}", t, context, PartKind.LINE)
+              for key, t in compiled.data.items()},
     )
 
 

@@ -1,41 +1,60 @@
 import pytest
 
+from shared.domain.events import Channel
 from shared.domain.rendering import (
-    EmailTemplate,
+    RenderedMessage,
     RenderError,
-    compile_email,
-    render_email,
+    compile_message,
+    render_message,
     template_context,
 )
 
 
-def render(subject: str = "s", html: str = "h", text: str = "t", **ctx: object):
-    compiled = compile_email(EmailTemplate(subject=subject, html=html, text=text))
-    return render_email(compiled, template_context(dict(ctx), {"first_name": "Ada"}, {}))
+def render(channel: Channel = Channel.EMAIL, **template: object) -> RenderedMessage:
+    ctx = template.pop("ctx", {})
+    compiled = compile_message(channel, template)
+    assert isinstance(ctx, dict)
+    return render_message(compiled, template_context(ctx, {"first_name": "Ada"}, {}))
 
 
 def test_personalises_from_ctx_profile_and_collections() -> None:
     rendered = render(
         subject="{{ profile.first_name }}: {{ ctx.products|length }} items",
         text="{% for p in ctx.products %}{{ p.name }};{% endfor %}",
-        products=[{"name": "shoes"}, {"name": "socks"}],
+        ctx={"products": [{"name": "shoes"}, {"name": "socks"}]},
     )
-    assert rendered.subject == "Ada: 2 items"
-    assert rendered.text == "shoes;socks;"
+    assert rendered.parts == {"subject": "Ada: 2 items", "html": "", "text": "shoes;socks;"}
 
 
 def test_html_escapes_event_data_but_text_does_not() -> None:
-    rendered = render(html="<p>{{ ctx.note }}</p>", text="{{ ctx.note }}", note="<b>&</b>")
-    assert rendered.html == "<p>&lt;b&gt;&amp;&lt;/b&gt;</p>"
-    assert rendered.text == "<b>&</b>"
+    rendered = render(html="<p>{{ ctx.note }}</p>", text="{{ ctx.note }}",
+                      ctx={"note": "<b>&</b>"})
+    assert rendered.parts["html"] == "<p>&lt;b&gt;&amp;&lt;/b&gt;</p>"
+    assert rendered.parts["text"] == "<b>&</b>"
 
 
-def test_subject_cannot_carry_a_second_header_line() -> None:
-    assert render(subject="{{ ctx.s }}", s="hi\r\nBcc: x@y.z").subject == "hi Bcc: x@y.z"
+def test_one_line_parts_cannot_carry_a_second_line() -> None:
+    ctx = {"s": "hi\r\nBcc: x@y.z"}
+    assert render(subject="{{ ctx.s }}", ctx=ctx).parts["subject"] == "hi Bcc: x@y.z"
+    push = render(Channel.PUSH, title="{{ ctx.s }}", ctx=ctx)
+    assert push.parts["title"] == "hi Bcc: x@y.z"
+
+
+def test_sms_has_text_only_and_push_has_title_body_and_data() -> None:
+    assert render(Channel.SMS, text="Hi {{ profile.first_name }}").parts == {"text": "Hi Ada"}
+    push = render(Channel.PUSH, title="t", body="b {{ ctx.n }}",
+                  data={"deepLink": "app://o/{{ ctx.n }}"}, ctx={"n": 7})
+    assert push.parts == {"title": "t", "body": "b 7"}
+    assert push.data == {"deepLink": "app://o/7"}
+
+
+def test_a_part_foreign_to_the_channel_is_refused() -> None:
+    with pytest.raises(RenderError, match="subject"):
+        compile_message(Channel.SMS, {"subject": "x", "text": "y"})
 
 
 def test_missing_values_render_empty() -> None:
-    assert render(text="[{{ ctx.absent }}][{{ profile.absent }}]").text == "[][]"
+    assert render(text="[{{ ctx.absent }}][{{ profile.absent }}]").parts["text"] == "[][]"
 
 
 @pytest.mark.parametrize(
@@ -53,4 +72,4 @@ def test_template_injection_fails_safely(attack: str) -> None:
 
 def test_syntax_errors_name_the_part() -> None:
     with pytest.raises(RenderError, match=r"^html:"):
-        compile_email(EmailTemplate(subject="s", html="{% for %}", text="t"))
+        compile_message(Channel.EMAIL, {"subject": "s", "html": "{% for %}", "text": "t"})
