@@ -43,8 +43,18 @@ class Settings(BaseSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    admin_port: int = 8001
     processor_metrics_port: int = 9102
     sender_email_metrics_port: int = 9103
+    sender_sms_metrics_port: int = 9104
+    sender_push_metrics_port: int = 9105
+
+    # SMS and push providers are reached over HTTP; locally, the provider sink records
+    # every request (services/provider_sink) so tests and the demo can read them back.
+    provider_sink_port: int = 8026
+    sms_provider_url: str = "http://127.0.0.1:8026/sms"
+    push_provider_url: str = "http://127.0.0.1:8026/push"
+    provider_timeout_s: float = 10.0
 
     # pKeys are signed so that GET can tell "accepted, not yet seen by the processor"
     # (answer pending) from "never issued" (answer 404) without a write per request.
