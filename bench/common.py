@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,13 @@ BENCH_TEMPLATE = {
 # gateway's work is the same either way. B2 parses the very same bodies.
 PAST_EXPIRATION = "2000-01-01T00:00:00Z"
 BODY_VARIANTS = 64  # distinct targets, so records spread over the topic's partitions
+
+
+def request_headers() -> dict[str, str]:
+    """JSON, with the ingestion key bench.pipeline created (inherited by subprocesses)."""
+    key = os.environ.get("PARCOURS_BENCH_KEY")
+    return {"Content-Type": "application/json",
+            **({"Authorization": f"Bearer {key}"} if key else {})}
 
 
 def ingest_bodies(count: int = BODY_VARIANTS) -> list[bytes]:

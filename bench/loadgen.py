@@ -25,10 +25,10 @@ from typing import Any
 
 import aiohttp
 
+from bench.common import request_headers
 from bench.stats import latency_summary
 from bench.wrk import run_wrk
 
-HEADERS = {"Content-Type": "application/json"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -98,7 +98,7 @@ async def _python_closed_loop(url: str, bodies: list[bytes], seconds: float,
             began = time.monotonic()
             try:
                 async with session.post(url, data=bodies[n % len(bodies)],
-                                        headers=HEADERS) as response:
+                                        headers=request_headers()) as response:
                     await response.read()
                     statuses[response.status] += 1
             except (aiohttp.ClientError, TimeoutError):
@@ -134,7 +134,8 @@ async def open_loop(
 
     async def post(session: aiohttp.ClientSession, i: int, due_wall: float) -> None:
         try:
-            async with session.post(url, data=make_body(i, due_wall), headers=HEADERS) as r:
+            body = make_body(i, due_wall)
+            async with session.post(url, data=body, headers=request_headers()) as r:
                 await r.read()
                 statuses[r.status] += 1
                 if 200 <= r.status < 300:

@@ -3,6 +3,7 @@ parser for its summary (``--latency`` adds the percentiles)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
@@ -14,9 +15,11 @@ def _lua_script(url: str, bodies: list[bytes]) -> str:
     # Requests are formatted once per thread in init(); request() only picks the next one.
     path = "/" + url.split("/", 3)[3]
     literals = ",\n".join(f"[==[{b.decode()}]==]" for b in bodies)
+    key = os.environ.get("PARCOURS_BENCH_KEY", "")
     return f"""
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
 local bodies = {{ {literals} }}
 local requests = {{}}
 local i = 0

@@ -17,8 +17,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from shared.adapters.catalog_store import save_event
+from shared.adapters.key_store import create_key
 from shared.adapters.postgres import create_pool
 from shared.adapters.profile_store import upsert_profiles
+from shared.domain.api_keys import Scope
 from shared.domain.events import EventConfig
 from shared.domain.status import TERMINAL
 from shared.settings import get_settings
@@ -62,12 +64,15 @@ def step(number: int, text: str) -> None:
     print(f"\n== step {number}: {text}")
 
 
-async def configure() -> None:
+async def configure() -> str:
+    """Seed, publish, and return an ingestion key for the website."""
     pool = await create_pool(settings.pg_dsn)
     try:
         async with pool.acquire() as connection:
             await upsert_profiles(connection, TENANT, PROFILES)
+            key = await create_key(connection, TENANT, Scope.INGEST, "demo website")
         await save_event(pool, TENANT, CART_ABANDONMENT, TEMPLATE)
+        return key
     finally:
         await pool.close()
 
@@ -107,9 +112,10 @@ def wait_for_statuses(client: httpx.Client, accepted: list[tuple[str, str]]) -> 
 
 def main() -> int:
     step(1, "seed profiles, configure and publish EVTcartAbandonment (email, profile-based)")
-    asyncio.run(configure())
+    key = asyncio.run(configure())
     print(f"  {len(PROFILES)} profiles; endpoint POST {GATEWAY}/v1/events/EVTcartAbandonment")
-    with httpx.Client(timeout=10) as client:
+    print(f"  the website's ingestion key: {key[:24]}…")
+    with httpx.Client(timeout=10, headers={"authorization": f"Bearer {key}"}) as client:
         client.delete(f"{SINK}/messages")
         step(2, "the website posts three cart abandonments")
         started = time.monotonic()

@@ -18,6 +18,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = await Gateway.open(settings)
+        app.state.authenticator = app.state.gateway.authenticator
         try:
             yield
         finally:

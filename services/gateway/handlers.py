@@ -20,13 +20,14 @@ from services.gateway.wiring import Gateway
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.status_store import StatusWrite, read_status, record_statuses
+from shared.api_auth import Caller, require
+from shared.domain.api_keys import Scope
 from shared.domain.events import trigger_record
 from shared.domain.pkeys import mint_pkey, verify_pkey
 from shared.domain.status import Status
 from shared.topics import EVENTS_IN
 
 MAX_BODY_BYTES = 256 * 1024
-TENANT = "default"  # one tenant until API keys carry theirs
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ async def get_gateway(request: Request) -> Gateway:  # async: no threadpool hop 
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+IngestCaller = Annotated[Caller, Depends(require(Scope.INGEST))]
 
 
 class Accepted(BaseModel):
@@ -62,11 +64,11 @@ def _unavailable(what: str, reason: str) -> HTTPException:
     )
 
 
-async def _void(gateway: Gateway, event_id: str, pkey: str) -> None:
+async def _void(gateway: Gateway, tenant: str, event_id: str, pkey: str) -> None:
     """The idempotent producer keeps an unacknowledged record and may still write it when
     the broker is back. The caller was told 503, so the event must not be sent: a final
     status recorded now makes the processor skip it (``begin_processing``)."""
-    refused = StatusWrite(pkey, TENANT, event_id, Status.IGNORED,
+    refused = StatusWrite(pkey, tenant, event_id, Status.IGNORED,
                           "refused with 503 at ingestion (Kafka unavailable)")
     try:
         async with gateway.pool.acquire() as connection:
@@ -76,14 +78,16 @@ async def _void(gateway: Gateway, event_id: str, pkey: str) -> None:
 
 
 @router.post("/v1/events/{event_id}", status_code=202, response_model=Accepted)
-async def post_event(event_id: str, request: Request, gateway: GatewayDep) -> Accepted | Response:
+async def post_event(
+    event_id: str, request: Request, gateway: GatewayDep, caller: IngestCaller
+) -> Accepted | Response:
     started = time.perf_counter()
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         EVENTS_REJECTED.labels("too_large").inc()
         raise HTTPException(413, f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
     try:
-        published = await gateway.catalog.get(TENANT, event_id)
+        published = await gateway.catalog.get(caller.tenant, event_id)
     except DB_UNAVAILABLE as error:
         raise _unavailable("the configuration store", "db_unavailable") from error
     if published is None:
@@ -102,9 +106,9 @@ async def post_event(event_id: str, request: Request, gateway: GatewayDep) -> Ac
     if producer is None:
         raise _unavailable("Kafka", "kafka_unavailable")
     secret = gateway.settings.pkey_secret.encode()
-    pkey = mint_pkey(secret, TENANT, event_id, os.urandom(12))
+    pkey = mint_pkey(secret, caller.tenant, event_id, os.urandom(12))
     record = trigger_record(
-        parsed, pkey=pkey, tenant=TENANT, event_id=event_id, accepted_at=time.time()
+        parsed, pkey=pkey, tenant=caller.tenant, event_id=event_id, accepted_at=time.time()
     )
     key = next(iter(record["target"].values()), pkey).lower().encode()
     bound_s = gateway.settings.kafka_request_timeout_ms / 1000 + 1
@@ -115,7 +119,7 @@ async def post_event(event_id: str, request: Request, gateway: GatewayDep) -> Ac
             bound_s,
         )
     except (KafkaError, TimeoutError) as error:
-        await _void(gateway, event_id, pkey)
+        await _void(gateway, caller.tenant, event_id, pkey)
         raise _unavailable("Kafka", "kafka_unavailable") from error
     EVENTS_ACCEPTED.inc()
     INGEST_SECONDS.observe(time.perf_counter() - started)
@@ -123,11 +127,13 @@ async def post_event(event_id: str, request: Request, gateway: GatewayDep) -> Ac
 
 
 @router.get("/v1/events/{event_id}/{pkey}", response_model=EventStatus)
-async def get_status(event_id: str, pkey: str, gateway: GatewayDep) -> EventStatus:
-    if not verify_pkey(gateway.settings.pkey_secret.encode(), TENANT, event_id, pkey):
+async def get_status(
+    event_id: str, pkey: str, gateway: GatewayDep, caller: IngestCaller
+) -> EventStatus:
+    if not verify_pkey(gateway.settings.pkey_secret.encode(), caller.tenant, event_id, pkey):
         raise HTTPException(404, f"no event {pkey!r} for {event_id!r}")
     try:
-        row = await read_status(gateway.pool, TENANT, event_id, pkey)
+        row = await read_status(gateway.pool, caller.tenant, event_id, pkey)
     except DB_UNAVAILABLE as error:
         raise _unavailable("the status store", "db_unavailable") from error
     if row is None:  # issued, not yet recorded by any stage

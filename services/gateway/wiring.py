@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from shared.adapters.catalog_store import CatalogCache, PublishedEvent
 from shared.adapters.kafka import safe_producer
 from shared.adapters.postgres import create_pool
+from shared.api_auth import Authenticator
 from shared.domain.events import build_ingest_model
 from shared.settings import Settings
 
@@ -26,6 +27,7 @@ class Gateway:
     settings: Settings
     pool: asyncpg.Pool
     catalog: CatalogCache
+    authenticator: Authenticator
     producer: AIOKafkaProducer | None = None
     _models: dict[tuple[str, int], type[BaseModel]] = field(default_factory=dict)
     _connector: asyncio.Task[None] | None = None
@@ -59,7 +61,8 @@ class Gateway:
     @classmethod
     async def open(cls, settings: Settings) -> Gateway:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=8)
-        gateway = cls(settings, pool, CatalogCache(pool, settings.config_cache_ttl_s))
+        gateway = cls(settings, pool, CatalogCache(pool, settings.config_cache_ttl_s),
+                      Authenticator(pool))
         gateway._connector = asyncio.create_task(gateway._connect_producer())
         return gateway
 

@@ -19,8 +19,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.adapters.catalog_store import save_event
+from shared.adapters.key_store import create_key
 from shared.adapters.postgres import create_pool
 from shared.adapters.profile_store import upsert_profiles
+from shared.domain.api_keys import Scope
 from shared.domain.events import EventConfig
 from shared.domain.status import TERMINAL
 from shared.settings import get_settings
@@ -71,8 +73,22 @@ async def pool() -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(scope="session")
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as client:
+async def ingest_key(pool: asyncpg.Pool) -> str:
+    async with pool.acquire() as connection:
+        return await create_key(connection, TENANT, Scope.INGEST, "tests")
+
+
+@pytest.fixture(scope="session")
+async def admin_key(pool: asyncpg.Pool) -> str:
+    async with pool.acquire() as connection:
+        return await create_key(connection, TENANT, Scope.ADMIN, "tests")
+
+
+@pytest.fixture(scope="session")
+async def http(ingest_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the ingestion API with an ingestion key (and of the sinks)."""
+    headers = {"authorization": f"Bearer {ingest_key}"}
+    async with httpx.AsyncClient(timeout=30, headers=headers) as client:
         yield client
 
 

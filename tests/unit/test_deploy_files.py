@@ -67,9 +67,14 @@ def module_of(command: list[str]) -> str | None:
     return None
 
 
+# Packages under services/ that are tools, not long-running deployables.
+NOT_DEPLOYED = frozenset({"cli"})
+
+
 @cache
 def service_modules() -> frozenset[str]:
-    return frozenset(p.parent.name for p in (ROOT / "services").glob("*/__init__.py"))
+    found = frozenset(p.parent.name for p in (ROOT / "services").glob("*/__init__.py"))
+    return found - NOT_DEPLOYED
 
 
 @cache

@@ -1,0 +1,63 @@
+"""``python -m services.cli`` (installed as ``parcours``)::
+
+    parcours tenants create TENANT "Name"
+    parcours keys create --tenant TENANT --scope admin|ingest [--label TEXT] [--rate N]
+    parcours keys revoke KEY_ID
+
+A new key is printed once; only its digest is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from shared.adapters.key_store import create_key, create_tenant, revoke_key
+from shared.adapters.postgres import connect
+from shared.domain.api_keys import Scope
+from shared.settings import get_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parcours", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    nouns = parser.add_subparsers(dest="noun", required=True)
+    tenants = nouns.add_parser("tenants").add_subparsers(dest="verb", required=True)
+    create = tenants.add_parser("create", help="create (or rename) a tenant")
+    create.add_argument("tenant")
+    create.add_argument("name")
+    keys = nouns.add_parser("keys").add_subparsers(dest="verb", required=True)
+    new_key = keys.add_parser("create", help="create an API key and print it once")
+    new_key.add_argument("--tenant", required=True)
+    new_key.add_argument("--scope", required=True, choices=[s.value for s in Scope])
+    new_key.add_argument("--label", default="")
+    new_key.add_argument("--rate", type=int, default=2000, help="requests/s (bursts of 2×)")
+    revoke = keys.add_parser("revoke", help="revoke a key (effective within 10 s)")
+    revoke.add_argument("key_id")
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    connection = await connect(get_settings().pg_dsn)
+    try:
+        if args.noun == "tenants":
+            await create_tenant(connection, args.tenant, args.name)
+            print(f"tenant {args.tenant} ready")
+        elif args.verb == "create":
+            print(await create_key(connection, args.tenant, Scope(args.scope), args.label,
+                                   args.rate))
+        elif not await revoke_key(connection, args.key_id):
+            print(f"no active key {args.key_id}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        await connection.close()
+
+
+def main() -> None:
+    sys.exit(asyncio.run(_run(_parser().parse_args())))
+
+
+if __name__ == "__main__":
+    main()
