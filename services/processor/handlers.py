@@ -19,11 +19,12 @@ from pydantic import ValidationError
 
 from services.processor.metrics import DEADLETTERED, EVENTS_PROCESSED, PROCESS_SECONDS, RETRIES
 from services.processor.wiring import Processor
+from shared.adapters.catalog_store import PublishedEvent
 from shared.adapters.kafka import encode, publish_dead_letter
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import find_profiles
 from shared.adapters.status_store import StatusWrite, begin_processing, record_statuses
-from shared.domain.events import EventConfig, Targeting, TriggerEvent
+from shared.domain.events import Targeting, TriggerEvent
 from shared.domain.routing import Ended, SendRequest, decide
 from shared.domain.status import Status
 from shared.resilience import retry_forever
@@ -74,24 +75,22 @@ async def handle_batch(processor: Processor, records: Sequence[Record]) -> None:
     PROCESS_SECONDS.observe(time.perf_counter() - started)
 
 
-async def _configs(
+async def _published(
     processor: Processor, triggers: list[TriggerEvent]
-) -> dict[tuple[str, str], EventConfig | None]:
-    configs: dict[tuple[str, str], EventConfig | None] = {}
-    for key in {(t.tenant, t.eventId) for t in triggers}:
-        published = await processor.catalog.get(*key)
-        configs[key] = published.config if published else None
-    return configs
+) -> dict[tuple[str, str], PublishedEvent | None]:
+    return {key: await processor.catalog.get(*key)
+            for key in {(t.tenant, t.eventId) for t in triggers}}
 
 
 async def _profiles(
     processor: Processor, triggers: list[TriggerEvent],
-    configs: dict[tuple[str, str], EventConfig | None],
+    published: dict[tuple[str, str], PublishedEvent | None],
 ) -> list[dict[str, object] | None]:
     """The profile of each profile-targeted trigger (None for the others)."""
     wanted = [
         i for i, t in enumerate(triggers)
-        if (c := configs[(t.tenant, t.eventId)]) is not None and c.targeting is Targeting.PROFILE
+        if (p := published[(t.tenant, t.eventId)]) is not None
+        and p.config.targeting is Targeting.PROFILE
     ]
     profiles: list[dict[str, object] | None] = [None] * len(triggers)
     for tenant in {triggers[i].tenant for i in wanted}:
@@ -104,13 +103,15 @@ async def _profiles(
 
 
 async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Status]:
-    configs = await _configs(processor, triggers)
-    profiles = await _profiles(processor, triggers, configs)
+    published = await _published(processor, triggers)
+    profiles = await _profiles(processor, triggers, published)
     now = datetime.now(UTC)
     ended: list[StatusWrite] = []
     sends: list[SendRequest] = []
     for trigger, profile in zip(triggers, profiles, strict=True):
-        decision = decide(configs[(trigger.tenant, trigger.eventId)], trigger, profile, now)
+        event = published[(trigger.tenant, trigger.eventId)]
+        decision = decide(event and event.config, event is not None and event.template is not None,
+                          trigger, profile, now)
         if isinstance(decision, Ended):
             ended.append(StatusWrite(trigger.pKey, trigger.tenant, trigger.eventId,
                                      decision.status, decision.reason))

@@ -6,10 +6,12 @@ from typing import Any
 
 import asyncpg
 
-_COLUMNS = "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, attributes"
+PROFILE_COLUMNS = (
+    "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, attributes"
+)
 
 
-def _as_profile(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+def as_profile(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     profile = dict(row)
     attributes = profile.pop("attributes") or {}
     if profile.get("birth_date") is not None:
@@ -45,14 +47,14 @@ async def find_profiles(
             continue
         # DISTINCT ON: when two profiles share an address, always the same one answers.
         rows = await connection.fetch(
-            f"SELECT DISTINCT ON ({column}) {column} AS lookup, {_COLUMNS} FROM profiles"
+            f"SELECT DISTINCT ON ({column}) {column} AS lookup, {PROFILE_COLUMNS} FROM profiles"
             f" WHERE tenant_id = $1 AND {column} = ANY($2::text[])"
             f" ORDER BY {column}, profile_id",
             tenant, values,
         )
         for row in rows:
             profile = dict(row)
-            found[(index, profile.pop("lookup"))] = _as_profile(profile)
+            found[(index, profile.pop("lookup"))] = as_profile(profile)
     return [None if k is None else found.get(k) for k in keys]
 
 

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic.alias_generators import to_camel
 
 from shared.domain.fields import (
     CollectionSpec,
@@ -30,7 +31,9 @@ class Targeting(StrEnum):
 
 
 class EventConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # camelCase on the API (eventId, like the ingestion API), snake_case in Python.
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel,
+                              populate_by_name=True)
 
     event_id: Annotated[str, StringConstraints(pattern=EVENT_ID_PATTERN)]
     label: str

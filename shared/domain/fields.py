@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic.alias_generators import to_camel
 
 FIELD_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,29}$"  # ids at most 30 characters
 
@@ -61,7 +62,8 @@ class FieldSpec(BaseModel):
 class CollectionSpec(BaseModel):
     """A list of typed items inside ``ctx``, e.g. the products of a cart."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel,
+                              populate_by_name=True)
 
     id: Annotated[str, StringConstraints(pattern=FIELD_ID_PATTERN)]
     label: str = ""

@@ -49,12 +49,15 @@ Decision = SendRequest | Ended
 
 def decide(
     config: EventConfig | None,
+    message_published: bool,
     trigger: TriggerEvent,
     profile: dict[str, Any] | None,
     now: datetime,
 ) -> Decision:
     if config is None:
         return Ended(Status.ROUTING_FAILED, f"event {trigger.eventId} is not published")
+    if not message_published:
+        return Ended(Status.ROUTING_FAILED, "the event's message is not published")
     if trigger.expiration is not None and trigger.expiration <= now:
         return Ended(Status.TOO_OLD, "expiration passed before processing")
     if config.targeting is Targeting.PROFILE and profile is None:

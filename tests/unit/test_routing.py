@@ -19,29 +19,36 @@ def trigger(**overrides: object) -> TriggerEvent:
 
 
 def test_unpublished_event_fails_routing() -> None:
-    decision = decide(None, trigger(), None, NOW)
+    decision = decide(None, True, trigger(), None, NOW)
     assert isinstance(decision, Ended) and decision.status is Status.ROUTING_FAILED
 
 
+def test_event_without_a_published_message_fails_routing() -> None:
+    decision = decide(config("event"), False, trigger(), None, NOW)
+    assert isinstance(decision, Ended) and decision.status is Status.ROUTING_FAILED
+    assert "message" in decision.reason
+
+
 def test_expired_event_is_too_old() -> None:
-    decision = decide(config("event"), trigger(expiration=NOW - timedelta(seconds=1)), None, NOW)
+    expired = trigger(expiration=NOW - timedelta(seconds=1))
+    decision = decide(config("event"), True, expired, None, NOW)
     assert isinstance(decision, Ended) and decision.status is Status.TOO_OLD
 
 
 def test_profile_event_without_profile_fails_targeting() -> None:
-    decision = decide(config("profile"), trigger(), None, NOW)
+    decision = decide(config("profile"), True, trigger(), None, NOW)
     assert isinstance(decision, Ended) and decision.status is Status.TARGETING_FAILED
 
 
 def test_profile_event_carries_the_profile() -> None:
-    decision = decide(config("profile"), trigger(), {"first_name": "Ada"}, NOW)
+    decision = decide(config("profile"), True, trigger(), {"first_name": "Ada"}, NOW)
     assert isinstance(decision, SendRequest)
     assert decision.profile == {"first_name": "Ada"}
     assert decision.to == {"email": "a@b.co"}
 
 
 def test_event_based_event_uses_no_profile_data() -> None:
-    decision = decide(config("event"), trigger(), {"first_name": "Ada"}, NOW)
+    decision = decide(config("event"), True, trigger(), {"first_name": "Ada"}, NOW)
     assert isinstance(decision, SendRequest) and decision.profile is None
 
 
@@ -49,6 +56,6 @@ def test_message_id_is_stable_and_distinct_per_event() -> None:
     assert message_id("t", "k1") == message_id("t", "k1")
     assert message_id("t", "k1") != message_id("t", "k2")
     assert message_id("t", "k1") != message_id("u", "k1")
-    assert decide(config("event"), trigger(), None, NOW) == decide(
+    assert decide(config("event"), True, trigger(), None, NOW) == decide(
         config("event"), trigger(), None, NOW
     )
