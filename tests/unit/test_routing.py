@@ -57,5 +57,5 @@ def test_message_id_is_stable_and_distinct_per_event() -> None:
     assert message_id("t", "k1") != message_id("t", "k2")
     assert message_id("t", "k1") != message_id("u", "k1")
     assert decide(config("event"), True, trigger(), None, NOW) == decide(
-        config("event"), trigger(), None, NOW
+        config("event"), True, trigger(), None, NOW
     )
