@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -124,6 +124,17 @@ async def post_event(
     EVENTS_ACCEPTED.inc()
     INGEST_SECONDS.observe(time.perf_counter() - started)
     return Accepted(pKey=pkey, href=f"/v1/events/{event_id}/{pkey}")
+
+
+@router.get("/v1/events/{event_id}/schema")
+async def event_schema(
+    event_id: str, gateway: GatewayDep, caller: IngestCaller
+) -> dict[str, Any]:
+    """The JSON Schema of this published event's request body."""
+    published = await gateway.catalog.get(caller.tenant, event_id)
+    if published is None:
+        raise HTTPException(404, f"event {event_id!r} is not published")
+    return gateway.ingest_model(published).model_json_schema()
 
 
 @router.get("/v1/events/{event_id}/{pkey}", response_model=EventStatus)

@@ -135,3 +135,14 @@ async def test_a_republished_template_is_used_for_the_next_event(
         return "v2 y" if "v2 y" in subjects else None
 
     assert await eventually(republished_subject, "the new template in use") == "v2 y"
+
+
+async def test_a_published_event_serves_its_json_schema(
+    http: httpx.AsyncClient, profile_event: str
+) -> None:
+    schema = (await http.get(f"{GATEWAY}/v1/events/{profile_event}/schema")).json()
+    assert schema["required"] == ["email"]
+    ctx = schema["$defs"][schema["properties"]["ctx"]["$ref"].rsplit("/", 1)[-1]]
+    assert ctx["required"] == ["item"]
+    assert set(ctx["properties"]) == {"item", "price", "quantity"}
+    assert (await http.get(f"{GATEWAY}/v1/events/EVTnothing/schema")).status_code == 404
