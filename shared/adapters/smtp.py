@@ -1,8 +1,8 @@
 """SMTP delivery: messages encoded once to bytes, sent over a pool of open connections.
 
-Failures are sorted so the caller can decide: ``PermanentFailure`` (5xx: the address or
-message is refused, do not retry) and ``TransientFailure`` (4xx, connection lost,
-timeout: retry with backoff).
+Failures are sorted so the caller can decide (``shared.adapters.delivery_errors``):
+``PermanentFailure`` (5xx: the address or message is refused, do not retry) and
+``TransientFailure`` (4xx, connection lost, timeout: retry with backoff).
 """
 
 from __future__ import annotations
@@ -18,20 +18,13 @@ from email.utils import formataddr, formatdate, parseaddr
 
 import aiosmtplib
 
+from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.domain.rendering import RenderedMessage
 
 # The legacy (compat32) MIME classes build and encode a message in ~0.25 ms, against
 # ~0.9 ms for EmailMessage with the default policy: the sender's ceiling is set here.
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
-
-
-class PermanentFailure(Exception):
-    pass
-
-
-class TransientFailure(Exception):
-    pass
 
 
 def _header(value: str) -> str:

@@ -1,0 +1,6 @@
+"""What every sender shares: consume ``parcours.send.<channel>.*`` → parse → claim in the
+delivery ledger → render → hand over to the provider with retries → settle → commit.
+
+A sender service supplies a ``SenderSpec`` (channel, topic, consumer group, metrics, and
+the provider that takes a rendered message); ``shared.sending.app.main`` runs it.
+"""

@@ -1,0 +1,63 @@
+"""The consume loop: a batch is committed only after each of its messages settled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from shared.adapters.kafka import publish_dead_letter
+from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.batches import handle_isolating_poison
+from shared.resilience import retry_forever
+from shared.sending.handlers import Record, deliver_batch
+from shared.sending.spec import SenderSpec
+from shared.sending.wiring import BATCH, Sender
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def _commit(sender: Sender) -> None:
+    try:
+        await sender.consumer.commit()
+    except (CommitFailedError, KafkaError) as error:
+        # A rebalance took the partitions away: their records come back to whoever
+        # owns them now, and the delivery ledger keeps them from being sent twice.
+        log.warning("offset commit failed (%s); records will be redelivered", error)
+
+
+async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event) -> None:
+    sender = await retry_forever(lambda: Sender.open(spec, settings), f"opening {spec.stage}",
+                                 (*DB_UNAVAILABLE, KafkaError))
+    log.info("%s consuming %s", spec.stage, spec.topic.name)
+
+    async def deliver(records: Sequence[Record]) -> None:
+        await deliver_batch(sender, records)
+
+    async def poison(record: Record, reason: str) -> None:
+        await publish_dead_letter(sender.producer, spec.stage, record[0], record[1], reason)
+
+    try:
+        while not stop.is_set():
+            batches = await sender.consumer.getmany(timeout_ms=200, max_records=BATCH)
+            if batches:
+                records = [(r.key, r.value) for rs in batches.values() for r in rs]
+                await handle_isolating_poison(records, deliver, poison)
+                await _commit(sender)
+    finally:
+        await sender.close()
+
+
+def main(spec: SenderSpec, settings: Settings) -> None:
+    async def supervised() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(spec, settings, stop)
+
+    asyncio.run(supervised())

@@ -1,0 +1,133 @@
+"""Deliver a batch of send records: claim, render, hand over, settle.
+
+One ledger claim and one settle per batch; the messages themselves go out in parallel
+through the provider. Records that cannot be read go to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import orjson
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from shared.adapters import delivery_ledger
+from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
+from shared.adapters.delivery_ledger import Claimable, Outcome
+from shared.adapters.kafka import publish_dead_letter
+from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.adapters.status_store import StatusWrite
+from shared.domain.rendering import (
+    CompiledMessage,
+    RenderError,
+    compile_message,
+    render_message,
+    template_context,
+)
+from shared.domain.routing import SendRequest
+from shared.domain.status import Status
+from shared.resilience import retry_forever
+from shared.sending.wiring import Sender
+
+log = logging.getLogger(__name__)
+_DB_OR_KAFKA = (*DB_UNAVAILABLE, KafkaError)
+Record = tuple[bytes | None, bytes]
+T = TypeVar("T")
+
+
+async def _readable(sender: Sender, records: Sequence[Record]) -> list[SendRequest]:
+    """Parse the batch, dead-letter what cannot be read, keep one copy of each message."""
+    requests: dict[str, SendRequest] = {}
+    for key, raw in records:
+        try:
+            request = SendRequest.model_validate_json(raw)
+        except ValidationError as error:
+            sender.spec.metrics.failed.labels("invalid").inc()
+            await publish_dead_letter(sender.producer, sender.spec.stage, key, raw,
+                                      f"invalid: {error.error_count()} errors")
+            continue
+        if request.messageId in requests:
+            sender.spec.metrics.duplicates.inc()
+        requests.setdefault(request.messageId, request)
+    return list(requests.values())
+
+
+async def deliver_batch(sender: Sender, records: Sequence[Record]) -> None:
+    requests = await _readable(sender, records)
+
+    async def claim() -> set[str]:
+        await sender.ensure_db()
+        return await delivery_ledger.claim(
+            sender.connection, sender.spec.channel.value,
+            [Claimable(r.messageId, r.tenant, r.pKey) for r in requests],
+        )
+
+    claimed = await _with_retries(sender, claim, "claiming deliveries")
+    sender.spec.metrics.duplicates.inc(len(requests) - len(claimed))
+    to_send = [r for r in requests if r.messageId in claimed]
+    outcomes = await asyncio.gather(*(_send(sender, r) for r in to_send))
+
+    async def settle() -> None:
+        await sender.ensure_db()
+        await delivery_ledger.settle(sender.connection, list(outcomes))
+
+    await _with_retries(sender, settle, "settling deliveries")
+
+
+async def _with_retries(sender: Sender, operation: Callable[[], Awaitable[T]], what: str) -> T:
+    retries = sender.spec.metrics.retries.labels("database")
+    return await retry_forever(operation, what, _DB_OR_KAFKA, on_retry=retries.inc)
+
+
+async def _compiled_template(sender: Sender, request: SendRequest) -> CompiledMessage | None:
+    published = await sender.catalog.get(request.tenant, request.eventId)
+    if published is None or published.template is None:
+        return None
+    # Keyed by content too: a republished message must not be served from the cache.
+    key = (request.tenant, request.eventId, orjson.dumps(published.template))
+    if key not in sender.templates:
+        sender.templates[key] = compile_message(request.channel, published.template)
+    return sender.templates[key]
+
+
+def _outcome(
+    request: SendRequest, status: Status, reason: str | None = None, reference: str | None = None
+) -> Outcome:
+    """The ledger keeps the failure's reason, or the provider's reference for the message."""
+    write = StatusWrite(request.pKey, request.tenant, request.eventId, status, reason,
+                        request.messageId)
+    return Outcome(request.messageId, status is Status.PROCESSED, reason or reference, write)
+
+
+def _failed(sender: Sender, request: SendRequest, metric: str, reason: str) -> Outcome:
+    sender.spec.metrics.failed.labels(metric).inc()
+    return _outcome(request, Status.DELIVERY_FAILED, reason)
+
+
+async def _send(sender: Sender, request: SendRequest) -> Outcome:
+    spec, event = sender.spec, {"eventId": request.eventId, "pKey": request.pKey}
+    try:
+        compiled = await _with_retries(sender, lambda: _compiled_template(sender, request),
+                                       "loading the template")
+        if compiled is None:
+            return _failed(sender, request, "not_published", "the event's message is not published")
+        rendered = render_message(compiled, template_context(request.ctx, request.profile, event))
+    except RenderError as error:
+        return _failed(sender, request, "render", f"template error: {error}")
+
+    try:
+        reference = await retry_forever(lambda: sender.provider.hand_over(request, rendered),
+                            f"handing a {spec.channel} message to the {spec.provider}",
+                            (TransientFailure,),
+                            on_retry=lambda: spec.metrics.retries.labels(spec.provider).inc())
+    except PermanentFailure as error:
+        return _failed(sender, request, f"{spec.provider}_permanent", str(error))
+    spec.metrics.accepted_to_provider.labels(request.priority).observe(
+        time.time() - request.acceptedAt)
+    spec.metrics.sent.labels(request.priority).inc()
+    return _outcome(request, Status.PROCESSED, reference=reference)

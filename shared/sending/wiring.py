@@ -1,0 +1,54 @@
+"""A sender's resources: PostgreSQL, Kafka, the catalogue, the provider, compiled templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.adapters.catalog_store import CatalogCache
+from shared.adapters.kafka import manual_consumer, safe_producer
+from shared.adapters.postgres import connect, create_pool
+from shared.domain.rendering import CompiledMessage
+from shared.sending.spec import Provider, SenderSpec
+from shared.settings import Settings
+
+BATCH = 200  # records per poll, claimed and settled together
+
+
+@dataclass
+class Sender:
+    spec: SenderSpec
+    settings: Settings
+    pool: asyncpg.Pool
+    connection: asyncpg.Connection
+    catalog: CatalogCache
+    consumer: AIOKafkaConsumer
+    producer: AIOKafkaProducer
+    provider: Provider
+    templates: dict[tuple[str, str, bytes], CompiledMessage] = field(default_factory=dict)
+
+    @classmethod
+    async def open(cls, spec: SenderSpec, settings: Settings) -> Sender:
+        pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)
+        connection = await connect(settings.pg_dsn)
+        consumer = manual_consumer(settings.kafka_bootstrap, spec.group, spec.topic.name,
+                                   max_poll_records=BATCH)
+        producer = safe_producer(settings.kafka_bootstrap, settings.kafka_request_timeout_ms)
+        await consumer.start()
+        await producer.start()
+        return cls(spec, settings, pool, connection,
+                   CatalogCache(pool, settings.config_cache_ttl_s), consumer, producer,
+                   spec.open_provider(settings))
+
+    async def ensure_db(self) -> None:
+        if self.connection.is_closed():
+            self.connection = await connect(self.settings.pg_dsn)
+
+    async def close(self) -> None:
+        await self.consumer.stop()
+        await self.producer.stop()
+        await self.provider.close()
+        await self.connection.close()
+        await self.pool.close()
