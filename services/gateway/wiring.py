@@ -61,8 +61,9 @@ class Gateway:
     @classmethod
     async def open(cls, settings: Settings) -> Gateway:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=8)
-        gateway = cls(settings, pool, CatalogCache(pool, settings.config_cache_ttl_s),
-                      Authenticator(pool))
+        catalog = CatalogCache(pool, settings.config_cache_ttl_s)
+        await catalog.listen(settings.pg_dsn)
+        gateway = cls(settings, pool, catalog, Authenticator(pool))
         gateway._connector = asyncio.create_task(gateway._connect_producer())
         return gateway
 
@@ -73,4 +74,5 @@ class Gateway:
                 await self._connector
         if self.producer is not None:
             await self.producer.stop()
+        await self.catalog.close()
         await self.pool.close()

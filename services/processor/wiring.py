@@ -27,8 +27,9 @@ class Processor:
         connection = await connect(settings.pg_dsn)
         producer = safe_producer(settings.kafka_bootstrap, settings.kafka_request_timeout_ms)
         await producer.start()
-        return cls(settings, pool, connection, CatalogCache(pool, settings.config_cache_ttl_s),
-                   producer)
+        catalog = CatalogCache(pool, settings.config_cache_ttl_s)
+        await catalog.listen(settings.pg_dsn)
+        return cls(settings, pool, connection, catalog, producer)
 
     async def ensure_db(self) -> None:
         if self.connection.is_closed():

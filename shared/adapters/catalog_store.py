@@ -42,11 +42,30 @@ async def load_published(pool: asyncpg.Pool, tenant: str, event_id: str) -> Publ
     return PublishedEvent(config, row["message_version"], row["template"])
 
 
+CHANNEL = "parcours_catalog"  # see migration 004
+
+
 class CatalogCache:
+    """Entries live ``ttl_s`` at most, and are dropped as soon as PostgreSQL announces a
+    change (``listen``); the TTL is the safety net if that connection is lost."""
+
     def __init__(self, pool: asyncpg.Pool, ttl_s: float) -> None:
         self._pool = pool
         self._ttl_s = ttl_s
         self._entries: dict[tuple[str, str], tuple[float, PublishedEvent | None]] = {}
+        self._listener: asyncpg.Connection | None = None
+
+    async def listen(self, dsn: str) -> None:
+        self._listener = await asyncpg.connect(dsn)
+        await self._listener.add_listener(CHANNEL, self._changed)
+
+    def _changed(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        tenant, _, event_id = payload.partition("/")
+        self._entries.pop((tenant, event_id), None)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
 
     async def get(self, tenant: str, event_id: str) -> PublishedEvent | None:
         now = time.monotonic()
