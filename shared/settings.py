@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     # SMS and push providers are reached over HTTP; locally, the provider sink records
     # every request (services/provider_sink) so tests and the demo can read them back.
     provider_sink_port: int = 8026
+    provider_sink_host: str = "127.0.0.1"  # the sink's bind address; 0.0.0.0 in containers
     sms_provider_url: str = "http://127.0.0.1:8026/sms"
     push_provider_url: str = "http://127.0.0.1:8026/push"
     provider_timeout_s: float = 10.0

@@ -1,5 +1,5 @@
-"""Start, stop and report the local stack with no Docker: PostgreSQL, Kafka, the SMTP sink
-and Parcours' services, each its own process, logs and pids under ``.run/``.
+"""Start, stop and report the local stack with no Docker: PostgreSQL, Kafka, the SMTP and
+provider sinks and Parcours' services, each its own process, logs and pids under ``.run/``.
 
     python deploy/local/stack.py up | down | status
     python deploy/local/stack.py start|stop|kill|restart NAME
@@ -260,6 +260,8 @@ class Service:
 SERVICES = (
     Service("smtp-sink", "services.smtp_sink",
             f"http://127.0.0.1:{settings.smtp_sink_http_port}/health/ready"),
+    Service("provider-sink", "services.provider_sink",
+            f"http://127.0.0.1:{settings.provider_sink_port}/health/ready"),
     Service("gateway", "services.gateway",
             f"http://127.0.0.1:{settings.gateway_port}/health/ready"),
     Service("processor", "services.processor",

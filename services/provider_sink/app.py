@@ -1,0 +1,90 @@
+"""The provider sink's HTTP API (FastAPI): the provider endpoints and the read-back API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import FastAPI, Header, Query
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from starlette.responses import Response
+
+from services.provider_sink.store import Answer, Faults, Inbox
+from shared.adapters.provider_payloads import PushPayload, SmsPayload
+from shared.settings import Settings
+
+REQUESTS = Counter("parcours_provider_sink_requests_total",
+                   "Provider requests, by channel and outcome", ["channel", "outcome"])
+# outcome: accepted, replayed (a known idempotency key), injected (a failure asked for by
+# /reject), conflict (a known key with another payload)
+
+IdempotencyKey = Annotated[str | None, Header(alias="idempotency-key")]
+
+
+def _accept(inbox: Inbox, faults: Faults, channel: str, to: str, payload: dict[str, Any],
+            key: str | None) -> JSONResponse:
+    known = inbox.answer_for(key) if key else None
+    if known is not None:
+        if known.payload != payload:
+            REQUESTS.labels(channel, "conflict").inc()
+            return JSONResponse({"detail": "Idempotency-Key reused with another payload"}, 422)
+        REQUESTS.labels(channel, "replayed").inc()
+        return JSONResponse(known.body, known.status)
+    injected = faults.take(channel, to)
+    if injected is not None:
+        REQUESTS.labels(channel, "injected").inc()
+        return JSONResponse({"detail": f"injected failure {injected}"}, injected)
+    received = inbox.add(channel, to, payload)
+    answer = Answer(202, {"id": received.id, "status": "accepted"}, payload)
+    if key:
+        inbox.remember(key, answer)
+    REQUESTS.labels(channel, "accepted").inc()
+    return JSONResponse(answer.body, answer.status)
+
+
+def http_api(inbox: Inbox, faults: Faults) -> FastAPI:
+    api = FastAPI(title="Parcours provider sink")
+
+    @api.post("/sms", status_code=202)
+    async def sms(payload: SmsPayload, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        return _accept(inbox, faults, "sms", payload.to, payload.model_dump(), idempotency_key)
+
+    @api.post("/push", status_code=202)
+    async def push(payload: PushPayload, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        return _accept(inbox, faults, "push", payload.token, payload.model_dump(),
+                       idempotency_key)
+
+    @api.get("/messages")
+    async def messages(channel: str | None = None, to: str | None = None) -> list[dict[str, Any]]:
+        return inbox.list(channel, to)
+
+    @api.delete("/messages", status_code=204)
+    async def clear() -> None:
+        inbox.clear()
+
+    @api.get("/duplicates")
+    async def duplicates() -> dict[str, int]:
+        return inbox.duplicates()
+
+    @api.post("/reject", status_code=204)
+    async def reject(status: Annotated[int, Query(ge=400, le=599)], count: int = 1,
+                     channel: str | None = None, to: str | None = None) -> None:
+        faults.status, faults.count, faults.channel, faults.to = status, count, channel, to
+
+    @api.get("/health/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return api
+
+
+async def serve(settings: Settings) -> None:
+    config = uvicorn.Config(http_api(Inbox(), Faults()), host=settings.provider_sink_host,
+                            port=settings.provider_sink_port, access_log=False,
+                            log_level="warning")
+    await uvicorn.Server(config).serve()

@@ -1,0 +1,82 @@
+"""What the sink received, the answers it gave per idempotency key, and injected failures."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Received:
+    id: str
+    channel: str
+    to: str
+    payload: dict[str, Any]
+    received_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "channel": self.channel, "to": self.to,
+                "messageId": self.payload["messageId"], "payload": self.payload,
+                "receivedAt": self.received_at}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    payload: dict[str, Any]  # what the key was first used for
+
+
+class Inbox:
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._capacity = capacity
+        self._messages: deque[Received] = deque(maxlen=capacity)
+        self._answers: OrderedDict[str, Answer] = OrderedDict()
+        self._ids = itertools.count(1)
+        self.message_ids: Counter[str] = Counter()
+
+    def add(self, channel: str, to: str, payload: dict[str, Any]) -> Received:
+        received = Received(f"{channel}-{next(self._ids):08d}", channel, to, payload,
+                            time.time())
+        self._messages.append(received)
+        self.message_ids[payload["messageId"]] += 1
+        return received
+
+    def answer_for(self, key: str) -> Answer | None:
+        return self._answers.get(key)
+
+    def remember(self, key: str, answer: Answer) -> None:
+        self._answers[key] = answer
+        if len(self._answers) > self._capacity:
+            self._answers.popitem(last=False)
+
+    def list(self, channel: str | None = None, to: str | None = None) -> list[dict[str, Any]]:
+        return [m.as_dict() for m in self._messages
+                if (channel is None or m.channel == channel) and (to is None or m.to == to)]
+
+    def duplicates(self) -> dict[str, int]:
+        return {mid: n for mid, n in self.message_ids.items() if n > 1}
+
+    def clear(self) -> None:
+        self._messages.clear()
+        self._answers.clear()
+        self.message_ids.clear()
+
+
+@dataclass
+class Faults:
+    """Failure injection for tests: the next ``count`` matching requests get ``status``."""
+
+    status: int = 0
+    count: int = 0
+    channel: str | None = None
+    to: str | None = None
+
+    def take(self, channel: str, to: str) -> int | None:
+        if self.count <= 0 or self.channel not in (None, channel) or self.to not in (None, to):
+            return None
+        self.count -= 1
+        return self.status
