@@ -268,9 +268,14 @@ SERVICES = (
             f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"),
     Service("sender-email", "services.sender_email",
             f"http://127.0.0.1:{settings.sender_email_metrics_port}/metrics"),
+    Service("sender-sms", "services.sender_sms",
+            f"http://127.0.0.1:{settings.sender_sms_metrics_port}/metrics"),
+    Service("sender-push", "services.sender_push",
+            f"http://127.0.0.1:{settings.sender_push_metrics_port}/metrics"),
 )
 SERVICE_BY_NAME = {s.name: s for s in SERVICES}
-GROUPS = {"processor": "parcours-processor", "sender-email": "parcours-sender-email"}
+GROUPS = {"processor": "parcours-processor", "sender-email": "parcours-sender-email",
+          "sender-sms": "parcours-sender-sms", "sender-push": "parcours-sender-push"}
 
 
 def _group_has_members(group: str) -> bool:

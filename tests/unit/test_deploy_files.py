@@ -41,6 +41,8 @@ SERVICE_PORTS = {
     "gateway": ("gateway_port",),
     "processor": ("processor_metrics_port",),
     "sender_email": ("sender_email_metrics_port",),
+    "sender_sms": ("sender_sms_metrics_port",),
+    "sender_push": ("sender_push_metrics_port",),
     "smtp_sink": ("smtp_port", "smtp_sink_http_port"),
     "provider_sink": ("provider_sink_port",),
 }
@@ -48,6 +50,8 @@ METRICS_PORT = {
     "gateway": "gateway_port",
     "processor": "processor_metrics_port",
     "sender_email": "sender_email_metrics_port",
+    "sender_sms": "sender_sms_metrics_port",
+    "sender_push": "sender_push_metrics_port",
     "smtp_sink": "smtp_sink_http_port",
     "provider_sink": "provider_sink_port",
 }

@@ -1,0 +1,26 @@
+"""The push sender: the shared sending loop (shared.sending) with an HTTP provider."""
+
+from services.sender_push.metrics import METRICS
+from shared.adapters.http_provider import HttpProvider
+from shared.adapters.provider_payloads import push_payload
+from shared.domain.events import Channel
+from shared.sending.http import HttpHandOver
+from shared.sending.spec import SenderSpec
+from shared.settings import Settings
+from shared.topics import SEND_PUSH_TX
+
+
+def open_provider(settings: Settings) -> HttpHandOver:
+    http = HttpProvider(settings.push_provider_url, settings.provider_timeout_s)
+    return HttpHandOver(http, push_payload)
+
+
+SPEC = SenderSpec(
+    stage="sender-push",
+    channel=Channel.PUSH,
+    topic=SEND_PUSH_TX,
+    group="parcours-sender-push",
+    provider="provider",
+    metrics=METRICS,
+    open_provider=open_provider,
+)

@@ -1,0 +1,22 @@
+"""Push sender metrics; label values come from fixed sets."""
+
+from prometheus_client import Counter, Histogram
+
+from shared.sending.spec import LATENCY_BUCKETS, SenderMetrics
+
+SENT = Counter("parcours_sender_push_sent_total", "Push notifications accepted by the provider",
+               ["priority"])
+# reason: invalid, render, provider_permanent, not_published
+FAILED = Counter("parcours_sender_push_failed_total",
+                 "Push notifications that failed for good, by reason", ["reason"])
+SKIPPED = Counter("parcours_sender_push_duplicates_total",
+                  "Redelivered messages already sent, not sent again")
+RETRIES = Counter("parcours_sender_push_retries_total", "Provider or database retries", ["what"])
+ACCEPTED_TO_PROVIDER = Histogram(
+    "parcours_sender_push_accepted_to_provider_seconds",
+    "From gateway acceptance to the provider's acceptance",
+    ["priority"],
+    buckets=LATENCY_BUCKETS,
+)
+
+METRICS = SenderMetrics(SENT, FAILED, SKIPPED, RETRIES, ACCEPTED_TO_PROVIDER)

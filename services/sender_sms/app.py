@@ -1,0 +1,26 @@
+"""The SMS sender: the shared sending loop (shared.sending) with an HTTP provider."""
+
+from services.sender_sms.metrics import METRICS
+from shared.adapters.http_provider import HttpProvider
+from shared.adapters.provider_payloads import sms_payload
+from shared.domain.events import Channel
+from shared.sending.http import HttpHandOver
+from shared.sending.spec import SenderSpec
+from shared.settings import Settings
+from shared.topics import SEND_SMS_TX
+
+
+def open_provider(settings: Settings) -> HttpHandOver:
+    http = HttpProvider(settings.sms_provider_url, settings.provider_timeout_s)
+    return HttpHandOver(http, sms_payload)
+
+
+SPEC = SenderSpec(
+    stage="sender-sms",
+    channel=Channel.SMS,
+    topic=SEND_SMS_TX,
+    group="parcours-sender-sms",
+    provider="provider",
+    metrics=METRICS,
+    open_provider=open_provider,
+)
