@@ -104,11 +104,12 @@ DEFAULT_TEMPLATE = {
 
 
 async def publish_event(
-    pool: asyncpg.Pool, targeting: str = "profile", template: dict[str, str] | None = None
+    pool: asyncpg.Pool, targeting: str = "profile", template: dict[str, Any] | None = None,
+    channel: str = "email",
 ) -> str:
     event_id = f"EVTtest{uuid.uuid4().hex[:10]}"
     config = EventConfig.model_validate({
-        "event_id": event_id, "label": "test", "channel": "email", "targeting": targeting,
+        "event_id": event_id, "label": "test", "channel": channel, "targeting": targeting,
         "fields": [{"id": "item", "type": "string", "required": True},
                    {"id": "price", "type": "decimal"},
                    {"id": "quantity", "type": "integer"}],
