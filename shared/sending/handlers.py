@@ -121,10 +121,11 @@ async def _send(sender: Sender, request: SendRequest) -> Outcome:
         return _failed(sender, request, "render", f"template error: {error}")
 
     try:
-        reference = await retry_forever(lambda: sender.provider.hand_over(request, rendered),
-                            f"handing a {spec.channel} message to the {spec.provider}",
-                            (TransientFailure,),
-                            on_retry=lambda: spec.metrics.retries.labels(spec.provider).inc())
+        reference = await retry_forever(
+            lambda: sender.provider.hand_over(request, rendered),
+            f"handing a message over ({spec.provider})", (TransientFailure,),
+            on_retry=spec.metrics.retries.labels(spec.provider).inc,
+        )
     except PermanentFailure as error:
         return _failed(sender, request, f"{spec.provider}_permanent", str(error))
     spec.metrics.accepted_to_provider.labels(request.priority).observe(
