@@ -4,8 +4,10 @@ Before handing messages to a provider the sender claims their rows; once the pro
 answered, the rows become ``sent`` or ``failed`` in the same transaction as the events'
 statuses. A redelivered message whose row is ``sent`` or ``failed`` is not claimed again.
 A row left at ``sending`` means a crash between the provider's answer and our commit:
-the message is claimed and sent again with the same Message-ID, the one window that
-at-least-once cannot close with SMTP. Both steps take one round trip per batch.
+the message is claimed and sent again. Over SMTP it carries the same Message-ID, the one
+window at-least-once cannot close there; over HTTP it carries the same Idempotency-Key,
+and the provider answers it without delivering it twice. Both steps take one round trip
+per batch; the ledger keeps the failure's reason or the provider's id for the message.
 """
 
 from __future__ import annotations
