@@ -1,7 +1,10 @@
 """Deliver a batch of send records: claim, render, hand over, settle.
 
-One ledger claim and one settle per batch; the messages themselves go out in parallel
-through the provider. Records that cannot be read go to the dead-letter topic.
+One ledger claim per batch; the messages go out in parallel through the provider, and
+each outcome is settled as soon as it is known, many to a transaction (group commit).
+Settling early keeps the window in which a crash makes us resend a message the provider
+already accepted down to one flush, not a whole batch. Records that cannot be read go
+to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -70,13 +73,45 @@ async def deliver_batch(sender: Sender, records: Sequence[Record]) -> None:
     claimed = await _with_retries(sender, claim, "claiming deliveries")
     sender.spec.metrics.duplicates.inc(len(requests) - len(claimed))
     to_send = [r for r in requests if r.messageId in claimed]
-    outcomes = await asyncio.gather(*(_send(sender, r) for r in to_send))
+    settler = _Settler(sender)
 
-    async def settle() -> None:
-        await sender.ensure_db()
-        await delivery_ledger.settle(sender.connection, list(outcomes))
+    async def send_and_settle(request: SendRequest) -> None:
+        settler.add(await _send(sender, request))
 
-    await _with_retries(sender, settle, "settling deliveries")
+    await asyncio.gather(*(send_and_settle(r) for r in to_send))
+    await settler.drain()
+
+
+class _Settler:
+    """Writes outcomes as they come: while one transaction is under way, the next ones
+    queue up and go together in the following one. One writer at a time, so the
+    sender's single connection is never used concurrently."""
+
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
+        self._pending: list[Outcome] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def add(self, outcome: Outcome) -> None:
+        self._pending.append(outcome)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        while self._pending:
+            outcomes, self._pending = self._pending, []
+
+            async def settle(batch: list[Outcome] = outcomes) -> None:
+                await self._sender.ensure_db()
+                await delivery_ledger.settle(self._sender.connection, batch)
+
+            await _with_retries(self._sender, settle, "settling deliveries")
+
+    async def drain(self) -> None:
+        while self._writer is not None and not self._writer.done():
+            await self._writer
+        if self._writer is not None:
+            self._writer.result()  # surface a failure
 
 
 async def _with_retries(sender: Sender, operation: Callable[[], Awaitable[T]], what: str) -> T:
