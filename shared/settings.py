@@ -43,6 +43,7 @@ class Settings(BaseSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    admin_host: str = "127.0.0.1"
     admin_port: int = 8001
     processor_metrics_port: int = 9102
     sender_email_metrics_port: int = 9103

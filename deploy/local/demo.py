@@ -11,17 +11,16 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from shared.adapters.catalog_store import save_event
 from shared.adapters.key_store import create_key
 from shared.adapters.postgres import create_pool
 from shared.adapters.profile_store import upsert_profiles
 from shared.domain.api_keys import Scope
-from shared.domain.events import EventConfig
 from shared.domain.status import TERMINAL
 from shared.settings import get_settings
 
@@ -36,8 +35,12 @@ PROFILES = [
      "city": "Atlanta"},
 ]
 
-CART_ABANDONMENT = EventConfig.model_validate({
-    "event_id": "EVTcartAbandonment",
+EVENT_ID = "EVTcartAbandonment"
+ADMIN = f"http://127.0.0.1:{settings.admin_port}/admin/v1"
+SAMPLE_CART = {"cartUrl": "https://shop.example.com/cart", "cartTotal": 42,
+               "products": [{"name": "Sample mug", "price": 42}]}
+CART_ABANDONMENT = {
+    "eventId": EVENT_ID,
     "label": "Cart abandonment",
     "channel": "email",
     "targeting": "profile",
@@ -46,7 +49,7 @@ CART_ABANDONMENT = EventConfig.model_validate({
     "collections": [{"id": "products", "fields": [
         {"id": "name", "type": "string", "required": True},
         {"id": "price", "type": "decimal"}]}],
-})
+}
 
 TEMPLATE = {
     "subject": "{{ profile.first_name }}, you left {{ ctx.products|length }}"
@@ -64,17 +67,63 @@ def step(number: int, text: str) -> None:
     print(f"\n== step {number}: {text}")
 
 
-async def configure() -> str:
-    """Seed, publish, and return an ingestion key for the website."""
+async def seed() -> tuple[str, str]:
+    """Profiles (one a test profile with sample cart data), and two keys: the
+    administrator's and the website's."""
     pool = await create_pool(settings.pg_dsn)
     try:
         async with pool.acquire() as connection:
             await upsert_profiles(connection, TENANT, PROFILES)
-            key = await create_key(connection, TENANT, Scope.INGEST, "demo website")
-        await save_event(pool, TENANT, CART_ABANDONMENT, TEMPLATE)
-        return key
+            await connection.execute(
+                "INSERT INTO profiles (tenant_id, profile_id, email, first_name, is_test,"
+                " sample_ctx) VALUES ($1, 'test-tess', 'tess@example.com', 'Tess', true, $2)"
+                " ON CONFLICT (tenant_id, profile_id) DO UPDATE SET sample_ctx = $2",
+                TENANT, SAMPLE_CART,
+            )
+            admin_key = await create_key(connection, TENANT, Scope.ADMIN, "demo admin")
+            ingest_key = await create_key(connection, TENANT, Scope.INGEST, "demo website")
+        return admin_key, ingest_key
     finally:
         await pool.close()
+
+
+def call(admin: httpx.Client, method: str, path: str, **body: object) -> dict[str, Any]:
+    response = admin.request(method, path, **body)  # type: ignore[arg-type]
+    if response.is_error:
+        raise SystemExit(f"{method} {path} -> {response.status_code}: {response.text}")
+    return response.json() if response.content else {}
+
+
+def configure_and_publish(admin: httpx.Client) -> None:
+    """Step 1, the administrator. A previous run's event is unpublished and deleted first."""
+    existing = admin.get(f"/events/{EVENT_ID}")
+    if existing.status_code == 200:
+        if existing.json()["state"] == "published":
+            call(admin, "POST", f"/events/{EVENT_ID}/unpublish")
+        call(admin, "DELETE", f"/events/{EVENT_ID}")
+    call(admin, "POST", "/events", json=CART_ABANDONMENT)
+    published = call(admin, "POST", f"/events/{EVENT_ID}/publish")
+    print(f"  {EVENT_ID} is {published['state']}: POST {GATEWAY}{published['endpoint']}")
+    message = call(admin, "GET", f"/events/{EVENT_ID}/message")
+    print(f"  its message was created: version {message['versions'][0]['version']},"
+          f" {message['versions'][0]['state']}, default template")
+
+
+def edit_preview_publish(admin: httpx.Client) -> None:
+    """Step 2, the marketer."""
+    call(admin, "PUT", f"/events/{EVENT_ID}/message", json=TEMPLATE)
+    preview = call(admin, "POST", f"/events/{EVENT_ID}/message/preview",
+                   json={"profileId": "test-tess"})
+    print(f"  preview for test profile Tess: subject {preview['parts']['subject']!r}")
+    print("    " + preview["parts"]["text"].strip().replace("\n", "\n    "))
+    proof = call(admin, "POST", f"/events/{EVENT_ID}/message/proof",
+                 json={"profileId": "test-tess"})
+    arrived = httpx.get(f"{SINK}/messages", params={"to": proof["sentTo"]}).json()
+    print(f"  proof sent to {proof['sentTo']}; the SMTP server has it:"
+          f" {arrived[-1]['subject']!r}" if arrived else "  the proof did not arrive")
+    published = call(admin, "POST", f"/events/{EVENT_ID}/message/publish")
+    version = published["versions"][0]
+    print(f"  message version {version['version']} is {version['state']}")
 
 
 def post_events(client: httpx.Client) -> list[tuple[str, str]]:
@@ -111,21 +160,25 @@ def wait_for_statuses(client: httpx.Client, accepted: list[tuple[str, str]]) -> 
 
 
 def main() -> int:
-    step(1, "seed profiles, configure and publish EVTcartAbandonment (email, profile-based)")
-    key = asyncio.run(configure())
-    print(f"  {len(PROFILES)} profiles; endpoint POST {GATEWAY}/v1/events/EVTcartAbandonment")
-    print(f"  the website's ingestion key: {key[:24]}…")
+    admin_key, key = asyncio.run(seed())
+    httpx.delete(f"{SINK}/messages")
+    with httpx.Client(base_url=ADMIN, timeout=10,
+                      headers={"authorization": f"Bearer {admin_key}"}) as admin:
+        step(1, "the administrator configures and publishes the cart-abandonment event")
+        configure_and_publish(admin)
+        step(2, "the marketer edits the message, previews it and sends a proof to a test"
+                " profile, publishes it")
+        edit_preview_publish(admin)
     with httpx.Client(timeout=10, headers={"authorization": f"Bearer {key}"}) as client:
         client.delete(f"{SINK}/messages")
-        step(2, "the website posts three cart abandonments")
+        step(3, "the website posts three cart abandonments (ingestion key)")
         started = time.monotonic()
         accepted = post_events(client)
-        step(3, "statuses")
+        step(4, "delivery: statuses, and the emails the SMTP server received")
         statuses = wait_for_statuses(client, accepted)
         print(f"  {'email':<22}{'status':<18}reason")
         for email, status in statuses.items():
             print(f"  {email:<22}{status['status']:<18}{status.get('reason') or ''}")
-        step(4, "emails received by the SMTP server")
         messages = client.get(f"{SINK}/messages").json()
         for message in messages:
             print(f"  to {', '.join(message['rcpt_to']):<20} subject: {message['subject']}")

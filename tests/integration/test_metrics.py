@@ -7,6 +7,7 @@ from tests.integration.conftest import GATEWAY, SINK, settings
 
 ENDPOINTS = {
     "gateway": (f"{GATEWAY}/metrics", "parcours_gateway_events_accepted_total"),
+    "admin": (f"http://127.0.0.1:{settings.admin_port}/metrics", "python_gc_objects_collected"),
     "processor": (f"http://127.0.0.1:{settings.processor_metrics_port}/metrics",
                   "parcours_processor_events_total"),
     "sender-email": (f"http://127.0.0.1:{settings.sender_email_metrics_port}/metrics",

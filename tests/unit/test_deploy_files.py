@@ -39,6 +39,7 @@ INIT_MODULES = ("shared.adapters.postgres", "shared.adapters.kafka")
 # module, with dashes.
 SERVICE_PORTS = {
     "gateway": ("gateway_port",),
+    "admin": ("admin_port",),
     "processor": ("processor_metrics_port",),
     "sender_email": ("sender_email_metrics_port",),
     "sender_sms": ("sender_sms_metrics_port",),
@@ -48,6 +49,7 @@ SERVICE_PORTS = {
 }
 METRICS_PORT = {
     "gateway": "gateway_port",
+    "admin": "admin_port",
     "processor": "processor_metrics_port",
     "sender_email": "sender_email_metrics_port",
     "sender_sms": "sender_sms_metrics_port",

@@ -1,0 +1,1 @@
+"""The admin API (``/admin/v1``): event configurations, their messages, previews."""

@@ -1,0 +1,39 @@
+"""The admin API's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.admin.handlers import operations, router
+from shared.adapters.postgres import create_pool
+from shared.api_auth import Authenticator
+from shared.domain.lifecycle import LifecycleError
+from shared.settings import Settings, get_settings
+
+
+async def _refused(_request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=409)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.pool = await create_pool(settings.pg_dsn, min_size=1, max_size=4)
+        app.state.authenticator = Authenticator(app.state.pool)
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)
+    app.include_router(router)
+    app.include_router(operations)
+    app.add_exception_handler(LifecycleError, _refused)
+    return app

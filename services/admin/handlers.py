@@ -1,0 +1,276 @@
+"""Admin routes: configure, publish and unpublish events; edit, preview and publish
+their messages. Every call needs an admin key and sees only its tenant."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.admin.models import (
+    EventOut,
+    MessageOut,
+    PreviewIn,
+    PreviewOut,
+    ProofIn,
+    ProofOut,
+    VersionOut,
+)
+from shared.adapters import admin_store as store
+from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
+from shared.adapters.smtp import SmtpClient, encode_email
+from shared.api_auth import Caller, require
+from shared.domain import lifecycle
+from shared.domain.api_keys import Scope
+from shared.domain.default_templates import default_template
+from shared.domain.events import Channel, EventConfig, build_ingest_model
+from shared.domain.lifecycle import EventState, MessageState
+from shared.domain.rendering import (
+    RenderedMessage,
+    RenderError,
+    compile_message,
+    render_message,
+    template_context,
+)
+from shared.settings import Settings
+
+router = APIRouter(prefix="/admin/v1")
+operations = APIRouter(include_in_schema=False)
+AdminCaller = Annotated[Caller, Depends(require(Scope.ADMIN))]
+
+
+async def transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as connection, connection.transaction():
+        yield connection
+
+
+Db = Annotated[asyncpg.Connection, Depends(transaction)]
+
+
+async def _locked(db: asyncpg.Connection, caller: Caller, event_id: str) -> store.StoredEvent:
+    stored = await store.lock_event(db, caller.tenant, event_id)
+    if stored is None:
+        raise HTTPException(404, f"no event {event_id!r}; create it with POST /admin/v1/events")
+    return stored
+
+
+@router.post("/events", status_code=201, response_model=EventOut, response_model_by_alias=True)
+async def create_event(config: EventConfig, caller: AdminCaller, db: Db) -> EventOut:
+    if not await store.create_event(db, caller.tenant, config):
+        raise HTTPException(409, f"event {config.event_id!r} exists; PUT it to change it")
+    return EventOut.of(await _locked(db, caller, config.event_id))
+
+
+@router.get("/events", response_model=list[EventOut], response_model_by_alias=True)
+async def list_events(caller: AdminCaller, db: Db) -> list[EventOut]:
+    return [EventOut.of(e) for e in await store.list_events(db, caller.tenant)]
+
+
+@router.get("/events/{event_id}", response_model=EventOut, response_model_by_alias=True)
+async def get_event(event_id: str, caller: AdminCaller, db: Db) -> EventOut:
+    return EventOut.of(await _locked(db, caller, event_id))
+
+
+@router.put("/events/{event_id}", response_model=EventOut, response_model_by_alias=True)
+async def update_event(event_id: str, config: EventConfig, caller: AdminCaller, db: Db) -> EventOut:
+    if config.event_id != event_id:
+        raise HTTPException(422, "eventId in the body must match the path")
+    stored = await _locked(db, caller, event_id)
+    lifecycle.check_update(stored.config, stored.state, config)
+    await store.update_event(db, caller.tenant, config)
+    return EventOut.of(await _locked(db, caller, event_id))
+
+
+@router.delete("/events/{event_id}", status_code=204)
+async def delete_event(event_id: str, caller: AdminCaller, db: Db) -> None:
+    lifecycle.check_delete((await _locked(db, caller, event_id)).state)
+    await store.delete_event(db, caller.tenant, event_id)
+
+
+@router.post("/events/{event_id}/publish", response_model=EventOut, response_model_by_alias=True)
+async def publish_event(event_id: str, caller: AdminCaller, db: Db) -> EventOut:
+    """Puts the ingestion endpoint up; the first publication creates the event's message
+    as a draft with a default template."""
+    stored = await _locked(db, caller, event_id)
+    lifecycle.check_publish_event(stored.state)
+    await store.set_event_state(db, caller.tenant, event_id, EventState.PUBLISHED)
+    if not await store.message_versions(db, caller.tenant, event_id):
+        await store.add_message_version(db, caller.tenant, event_id,
+                                        default_template(stored.config))
+    return EventOut.of(await _locked(db, caller, event_id))
+
+
+@router.post("/events/{event_id}/unpublish", response_model=EventOut,
+             response_model_by_alias=True)
+async def unpublish_event(event_id: str, caller: AdminCaller, db: Db) -> EventOut:
+    """Takes the endpoint down: new calls are refused (404, "not published")."""
+    lifecycle.check_unpublish_event((await _locked(db, caller, event_id)).state)
+    await store.set_event_state(db, caller.tenant, event_id, EventState.UNPUBLISHED)
+    return EventOut.of(await _locked(db, caller, event_id))
+
+
+@router.get("/events/{event_id}/schema")
+async def event_schema(event_id: str, caller: AdminCaller, db: Db) -> dict[str, Any]:
+    """The JSON Schema of ``POST /v1/events/{eventId}``'s body."""
+    config = (await _locked(db, caller, event_id)).config
+    return build_ingest_model(config).model_json_schema()
+
+
+async def _message(db: asyncpg.Connection, caller: Caller, event_id: str) -> MessageOut:
+    config = (await _locked(db, caller, event_id)).config
+    versions = await store.message_versions(db, caller.tenant, event_id)
+    return MessageOut(event_id=event_id, channel=config.channel.value,
+                      versions=[VersionOut.of(v) for v in versions])
+
+
+@router.get("/events/{event_id}/message", response_model=MessageOut,
+            response_model_by_alias=True)
+async def get_message(event_id: str, caller: AdminCaller, db: Db) -> MessageOut:
+    return await _message(db, caller, event_id)
+
+
+@router.put("/events/{event_id}/message", response_model=MessageOut,
+            response_model_by_alias=True)
+async def edit_message(
+    event_id: str, template: Annotated[dict[str, Any], Body()], caller: AdminCaller, db: Db
+) -> MessageOut | Response:
+    """Edits the draft, or opens a new draft version while the published one keeps
+    sending. The body holds the channel's parts: email ``subject``, ``html``, ``text``;
+    SMS ``text``; push ``title``, ``body``, ``data``."""
+    config = (await _locked(db, caller, event_id)).config
+    try:
+        compile_message(config.channel, template)
+    except RenderError as error:
+        part, _, why = str(error).partition(": ")
+        return JSONResponse({"detail": [{"loc": ["body", part], "msg": why,
+                                         "type": "template"}]}, status_code=422)
+    versions = await store.message_versions(db, caller.tenant, event_id)
+    latest = versions[0].state if versions else None
+    if lifecycle.edit_target(latest) == "update":
+        await store.update_draft(db, caller.tenant, event_id, template)
+    else:
+        await store.add_message_version(db, caller.tenant, event_id, template)
+    return await _message(db, caller, event_id)
+
+
+@router.post("/events/{event_id}/message/publish", response_model=MessageOut,
+             response_model_by_alias=True)
+async def publish_message(event_id: str, caller: AdminCaller, db: Db) -> MessageOut:
+    """The draft becomes the published version; the previous one is superseded."""
+    await _locked(db, caller, event_id)
+    versions = await store.message_versions(db, caller.tenant, event_id)
+    lifecycle.check_publish_message(versions[0].state if versions else None)
+    for live in (v for v in versions if v.state in (MessageState.PUBLISHED, MessageState.PAUSED)):
+        await store.set_message_state(db, caller.tenant, event_id, live.version,
+                                      MessageState.SUPERSEDED)
+    await store.set_message_state(db, caller.tenant, event_id, versions[0].version,
+                                  MessageState.PUBLISHED)
+    return await _message(db, caller, event_id)
+
+
+@router.post("/events/{event_id}/message/unpublish", response_model=MessageOut,
+             response_model_by_alias=True)
+async def unpublish_message(event_id: str, caller: AdminCaller, db: Db) -> MessageOut:
+    """Events keep being accepted and end as ``routingFailed`` until a version is published."""
+    await _locked(db, caller, event_id)
+    versions = await store.message_versions(db, caller.tenant, event_id)
+    live = next((v for v in versions
+                 if v.state in (MessageState.PUBLISHED, MessageState.PAUSED)), None)
+    lifecycle.check_unpublish_message(live.state if live else None)
+    assert live is not None
+    await store.set_message_state(db, caller.tenant, event_id, live.version,
+                                  MessageState.UNPUBLISHED)
+    return await _message(db, caller, event_id)
+
+
+async def _render_version(
+    db: asyncpg.Connection, caller: Caller, event_id: str, version: int | None,
+    profile_id: str | None, ctx: dict[str, Any],
+) -> tuple[int, RenderedMessage, dict[str, Any] | None]:
+    """A version (default: the newest) rendered for a test profile and its sample data."""
+    config = (await _locked(db, caller, event_id)).config
+    versions = await store.message_versions(db, caller.tenant, event_id)
+    chosen = next((v for v in versions if version in (None, v.version)), None)
+    if chosen is None:
+        raise HTTPException(404, "no such message version; publish the event to create one")
+    profile, sample = None, {}
+    if profile_id is not None:
+        found = await store.find_test_profile(db, caller.tenant, profile_id)
+        if found is None:
+            raise HTTPException(404, f"no test profile {profile_id!r}")
+        profile, sample = found
+    event = {"eventId": event_id, "pKey": "preview"}
+    try:
+        rendered = render_message(compile_message(config.channel, chosen.template),
+                                  template_context({**sample, **ctx}, profile, event))
+    except RenderError as error:
+        raise HTTPException(422, f"the template does not render: {error}") from error
+    return chosen.version, rendered, profile
+
+
+@router.post("/events/{event_id}/message/preview", response_model=PreviewOut,
+             response_model_by_alias=True)
+async def preview_message(
+    event_id: str, preview: PreviewIn, caller: AdminCaller, db: Db
+) -> PreviewOut:
+    version, rendered, _ = await _render_version(db, caller, event_id, preview.version,
+                                                 preview.profile_id, preview.ctx)
+    return PreviewOut(version=version, parts=rendered.parts, data=rendered.data)
+
+
+@router.post("/events/{event_id}/message/proof", status_code=202, response_model=ProofOut,
+             response_model_by_alias=True)
+async def send_proof(
+    event_id: str, proof: ProofIn, caller: AdminCaller, db: Db, request: Request
+) -> ProofOut:
+    """Sends a version, rendered for a test profile, to that profile's address, with
+    "[Proof]" before the subject."""
+    version, rendered, profile = await _render_version(db, caller, event_id, proof.version,
+                                                       proof.profile_id, {})
+    if rendered.channel is not Channel.EMAIL:
+        raise HTTPException(422, "proofs are sent for email messages only for now; "
+                                 "use the preview for SMS and push")
+    assert profile is not None
+    recipient = str(profile.get("email") or "")
+    if not recipient:
+        raise HTTPException(422, f"test profile {proof.profile_id!r} has no email address")
+    subject = f"[Proof] {rendered.parts['subject']}"
+    settings: Settings = request.app.state.settings
+    message = encode_email(
+        RenderedMessage(rendered.channel, {**rendered.parts, "subject": subject}, rendered.data),
+        sender=settings.mail_from, recipient=recipient,
+        message_id=f"proof-{uuid.uuid4()}", domain="parcours.localhost",
+    )
+    smtp = SmtpClient(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s)
+    try:
+        await smtp.send(settings.mail_from, recipient, message)
+    except PermanentFailure as error:
+        raise HTTPException(422, f"the SMTP server refused the proof: {error}") from error
+    except TransientFailure as error:
+        raise HTTPException(503, f"the SMTP server is unavailable ({error}); retry",
+                            headers={"Retry-After": "5"}) from error
+    finally:
+        await smtp.close()
+    return ProofOut(version=version, sent_to=recipient)
+
+
+@operations.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@operations.get("/health/ready")
+async def ready(request: Request) -> dict[str, str]:
+    await request.app.state.pool.fetchval("SELECT 1")
+    return {"status": "ok"}
+
+
+@operations.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

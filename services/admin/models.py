@@ -1,0 +1,74 @@
+"""Request and response bodies of the admin API (camelCase, like the ingestion API)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from shared.adapters.admin_store import MessageVersion, StoredEvent
+from shared.domain.events import EventConfig
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class EventOut(_Out):
+    config: EventConfig
+    state: str
+    updated_at: datetime
+    endpoint: str = Field(description="where the website posts this event, once published")
+    json_schema: str = Field(description="the JSON Schema of the event's request body")
+
+    @classmethod
+    def of(cls, stored: StoredEvent) -> EventOut:
+        event_id = stored.config.event_id
+        return cls(config=stored.config, state=stored.state.value,
+                   updated_at=stored.updated_at, endpoint=f"/v1/events/{event_id}",
+                   json_schema=f"/admin/v1/events/{event_id}/schema")
+
+
+class VersionOut(_Out):
+    version: int
+    state: str
+    template: dict[str, Any]
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, version: MessageVersion) -> VersionOut:
+        return cls(version=version.version, state=version.state.value,
+                   template=version.template, updated_at=version.updated_at)
+
+
+class MessageOut(_Out):
+    event_id: str
+    channel: str
+    versions: list[VersionOut] = Field(description="newest first")
+
+
+class PreviewIn(_Out):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    profile_id: str | None = Field(
+        default=None, description="a test profile; its sample event data fills ctx")
+    ctx: dict[str, Any] = Field(default_factory=dict, description="overrides the sample data")
+    version: int | None = Field(default=None, description="default: the newest version")
+
+
+class ProofIn(_Out):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    profile_id: str = Field(description="a test profile: the proof goes to its address")
+    version: int | None = Field(default=None, description="default: the newest version")
+
+
+class ProofOut(_Out):
+    version: int
+    sent_to: str
+
+
+class PreviewOut(_Out):
+    version: int
+    parts: dict[str, str]
+    data: dict[str, str]
