@@ -36,10 +36,11 @@ class Sender:
         consumer = manual_consumer(settings.kafka_bootstrap, spec.group, spec.topic.name,
                                    max_poll_records=BATCH)
         producer = safe_producer(settings.kafka_bootstrap, settings.kafka_request_timeout_ms)
+        catalog = CatalogCache(pool, settings.config_cache_ttl_s)
+        await catalog.listen(settings.pg_dsn)
         await consumer.start()
         await producer.start()
-        return cls(spec, settings, pool, connection,
-                   CatalogCache(pool, settings.config_cache_ttl_s), consumer, producer,
+        return cls(spec, settings, pool, connection, catalog, consumer, producer,
                    spec.open_provider(settings))
 
     async def ensure_db(self) -> None:
@@ -50,5 +51,6 @@ class Sender:
         await self.consumer.stop()
         await self.producer.stop()
         await self.provider.close()
+        await self.catalog.close()
         await self.connection.close()
         await self.pool.close()
