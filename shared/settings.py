@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # pKeys are signed so that GET can tell "accepted, not yet seen by the processor"
     # (answer pending) from "never issued" (answer 404) without a write per request.
     pkey_secret: str = "dev-only-change-me"
+    # Idempotency-Key: how long a key keeps its pKey (at least 24 h).
+    idempotency_hours: float = 24.0
     # Event configurations are cached by the gateway and processor for this long.
     config_cache_ttl_s: float = 2.0
 

@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
 import time
 from typing import Annotated, Any
 
-from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
+from services.gateway.ingest import (
+    Refused,
+    accept_once,
+    new_pkey,
+    produce_all,
+    unavailable,
+    validate,
+)
 from services.gateway.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, INGEST_SECONDS
 from services.gateway.wiring import Gateway
+from shared.adapters.catalog_store import PublishedEvent
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.adapters.status_store import StatusWrite, read_status, record_statuses
+from shared.adapters.status_store import read_status
 from shared.api_auth import Caller, require
 from shared.domain.api_keys import Scope
-from shared.domain.events import trigger_record
-from shared.domain.pkeys import mint_pkey, verify_pkey
-from shared.domain.status import Status
-from shared.topics import EVENTS_IN
+from shared.domain.pkeys import verify_pkey
 
 MAX_BODY_BYTES = 256 * 1024
+MAX_BATCH = 1000
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 
 router = APIRouter()
-log = logging.getLogger(__name__)
 
 
 async def get_gateway(request: Request) -> Gateway:  # async: no threadpool hop per request
@@ -56,74 +59,113 @@ class EventStatus(BaseModel):
     updatedAt: str | None = None
 
 
-def _unavailable(what: str, reason: str) -> HTTPException:
-    EVENTS_REJECTED.labels(reason).inc()
-    return HTTPException(
-        503, f"{what} is unavailable; nothing was accepted, retry later",
-        headers={"Retry-After": "5"},
-    )
+class BatchIn(BaseModel):
+    events: list[dict[str, Any]] = Field(max_length=MAX_BATCH)
 
 
-async def _void(gateway: Gateway, tenant: str, event_id: str, pkey: str) -> None:
-    """The idempotent producer keeps an unacknowledged record and may still write it when
-    the broker is back. The caller was told 503, so the event must not be sent: a final
-    status recorded now makes the processor skip it (``begin_processing``)."""
-    refused = StatusWrite(pkey, tenant, event_id, Status.IGNORED,
-                          "refused with 503 at ingestion (Kafka unavailable)")
+class ItemResult(BaseModel):
+    index: int
+    status: int
+    pKey: str | None = None
+    href: str | None = None
+    detail: Any = None
+
+
+class BatchOut(BaseModel):
+    accepted: int
+    refused: int
+    results: list[ItemResult]
+
+
+def _answer(refused: Refused) -> JSONResponse:
+    EVENTS_REJECTED.labels(refused.reason).inc()
+    headers = {"Retry-After": str(refused.retry_after_s)} if refused.retry_after_s else None
+    return JSONResponse({"detail": refused.detail}, status_code=refused.status, headers=headers)
+
+
+async def _published(gateway: Gateway, tenant: str, event_id: str) -> PublishedEvent:
     try:
-        async with gateway.pool.acquire() as connection:
-            await record_statuses(connection, [refused])
-    except DB_UNAVAILABLE:
-        log.error("could not void a refused event: it may still be delivered once")
+        published = await gateway.catalog.get(tenant, event_id)
+    except DB_UNAVAILABLE as error:
+        raise unavailable("the configuration store", "db_unavailable") from error
+    if published is None:
+        raise Refused(404, f"event {event_id!r} is not published", "unknown_event")
+    return published
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    body = await request.body()
+    if len(body) > limit:
+        raise Refused(413, f"body is {len(body)} bytes; the limit is {limit}", "too_large")
+    return body
 
 
 @router.post("/v1/events/{event_id}", status_code=202, response_model=Accepted)
 async def post_event(
-    event_id: str, request: Request, gateway: GatewayDep, caller: IngestCaller
+    event_id: str, request: Request, gateway: GatewayDep, caller: IngestCaller,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Accepted | Response:
+    """Accepts one event; 202 only once Kafka acknowledged it. With an
+    ``Idempotency-Key``, repeating the request returns the same pKey (one message)."""
     started = time.perf_counter()
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        EVENTS_REJECTED.labels("too_large").inc()
-        raise HTTPException(413, f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
     try:
-        published = await gateway.catalog.get(caller.tenant, event_id)
-    except DB_UNAVAILABLE as error:
-        raise _unavailable("the configuration store", "db_unavailable") from error
-    if published is None:
-        EVENTS_REJECTED.labels("unknown_event").inc()
-        raise HTTPException(404, f"event {event_id!r} is not published")
-    try:
-        parsed = gateway.ingest_model(published).model_validate_json(body)
-    except ValidationError as error:
-        EVENTS_REJECTED.labels("invalid").inc()
-        detail = [
-            {**e, "loc": ["body", *e["loc"]]}
-            for e in error.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        return JSONResponse({"detail": detail}, status_code=422)
-    producer = gateway.producer
-    if producer is None:
-        raise _unavailable("Kafka", "kafka_unavailable")
-    secret = gateway.settings.pkey_secret.encode()
-    pkey = mint_pkey(secret, caller.tenant, event_id, os.urandom(12))
-    record = trigger_record(
-        parsed, pkey=pkey, tenant=caller.tenant, event_id=event_id, accepted_at=time.time()
-    )
-    key = next(iter(record["target"].values()), pkey).lower().encode()
-    bound_s = gateway.settings.kafka_request_timeout_ms / 1000 + 1
-    try:
-        # 202 only once the broker acknowledged the write (acks=all).
-        await asyncio.wait_for(
-            producer.send_and_wait(EVENTS_IN.name, encode(record), key),
-            bound_s,
-        )
-    except (KafkaError, TimeoutError) as error:
-        await _void(gateway, caller.tenant, event_id, pkey)
-        raise _unavailable("Kafka", "kafka_unavailable") from error
+        body = await _body(request, MAX_BODY_BYTES)
+        published = await _published(gateway, caller.tenant, event_id)
+        parsed = validate(gateway, published, body)
+        if idempotency_key:
+            pkey = await accept_once(gateway, caller.tenant, event_id, parsed, idempotency_key)
+        else:
+            pkey = new_pkey(gateway, caller.tenant, event_id)
+            [ok] = await produce_all(gateway, caller.tenant, event_id, [(parsed, pkey)])
+            if not ok:
+                raise unavailable("Kafka", "kafka_unavailable")
+    except Refused as refused:
+        return _answer(refused)
     EVENTS_ACCEPTED.inc()
     INGEST_SECONDS.observe(time.perf_counter() - started)
     return Accepted(pKey=pkey, href=f"/v1/events/{event_id}/{pkey}")
+
+
+@router.post("/v1/events/{event_id}/batch", response_model=BatchOut)
+async def post_batch(
+    event_id: str, request: Request, gateway: GatewayDep, caller: IngestCaller
+) -> BatchOut | Response:
+    """Up to 1,000 events of one kind; a result per item, in order (202, 422 or 503)."""
+    try:
+        body = await _body(request, MAX_BATCH_BYTES)
+        published = await _published(gateway, caller.tenant, event_id)
+    except Refused as refused:
+        return _answer(refused)
+    try:
+        batch = BatchIn.model_validate_json(body)
+    except ValidationError as error:
+        too_many = any(e["type"] == "too_long" for e in error.errors())
+        return _answer(Refused(413 if too_many else 422, error.errors(
+            include_url=False, include_input=False, include_context=False), "invalid"))
+    results: list[ItemResult] = []
+    valid: list[tuple[int, BaseModel, str]] = []
+    for index, item in enumerate(batch.events):
+        try:
+            parsed = validate(gateway, published, encode(item))
+        except Refused as refused:
+            EVENTS_REJECTED.labels(refused.reason).inc()
+            results.append(ItemResult(index=index, status=422, detail=refused.detail))
+            continue
+        valid.append((index, parsed, new_pkey(gateway, caller.tenant, event_id)))
+    acknowledged = await produce_all(gateway, caller.tenant, event_id,
+                                     [(parsed, pkey) for _, parsed, pkey in valid])
+    for (index, _, pkey), ok in zip(valid, acknowledged, strict=True):
+        if ok:
+            results.append(ItemResult(index=index, status=202, pKey=pkey,
+                                      href=f"/v1/events/{event_id}/{pkey}"))
+        else:
+            EVENTS_REJECTED.labels("kafka_unavailable").inc()
+            results.append(ItemResult(index=index, status=503,
+                                      detail="Kafka is unavailable; retry this item"))
+    results.sort(key=lambda r: r.index)
+    accepted = sum(r.status == 202 for r in results)
+    EVENTS_ACCEPTED.inc(accepted)
+    return BatchOut(accepted=accepted, refused=len(results) - accepted, results=results)
 
 
 @router.get("/v1/events/{event_id}/schema")
@@ -140,13 +182,13 @@ async def event_schema(
 @router.get("/v1/events/{event_id}/{pkey}", response_model=EventStatus)
 async def get_status(
     event_id: str, pkey: str, gateway: GatewayDep, caller: IngestCaller
-) -> EventStatus:
+) -> EventStatus | Response:
     if not verify_pkey(gateway.settings.pkey_secret.encode(), caller.tenant, event_id, pkey):
         raise HTTPException(404, f"no event {pkey!r} for {event_id!r}")
     try:
         row = await read_status(gateway.pool, caller.tenant, event_id, pkey)
-    except DB_UNAVAILABLE as error:
-        raise _unavailable("the status store", "db_unavailable") from error
+    except DB_UNAVAILABLE:
+        return _answer(unavailable("the status store", "db_unavailable"))
     if row is None:  # issued, not yet recorded by any stage
         return EventStatus(pKey=pkey, eventId=event_id, status="pending")
     return EventStatus(

@@ -12,9 +12,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
+from shared.adapters import idempotency_store
 from shared.adapters.catalog_store import CatalogCache, PublishedEvent
 from shared.adapters.kafka import safe_producer
-from shared.adapters.postgres import create_pool
+from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
 from shared.api_auth import Authenticator
 from shared.domain.events import build_ingest_model
 from shared.settings import Settings
@@ -30,7 +31,7 @@ class Gateway:
     authenticator: Authenticator
     producer: AIOKafkaProducer | None = None
     _models: dict[tuple[str, int], type[BaseModel]] = field(default_factory=dict)
-    _connector: asyncio.Task[None] | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def ingest_model(self, published: PublishedEvent) -> type[BaseModel]:
         key = (published.config.event_id, published.config.version)
@@ -64,14 +65,24 @@ class Gateway:
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
         await catalog.listen(settings.pg_dsn)
         gateway = cls(settings, pool, catalog, Authenticator(pool))
-        gateway._connector = asyncio.create_task(gateway._connect_producer())
+        gateway._tasks = [asyncio.create_task(gateway._connect_producer()),
+                          asyncio.create_task(gateway._forget_old_idempotency_keys())]
         return gateway
 
+    async def _forget_old_idempotency_keys(self) -> None:
+        while True:
+            try:
+                await idempotency_store.forget_older_than(self.pool,
+                                                          self.settings.idempotency_hours)
+            except DB_UNAVAILABLE as error:
+                log.warning("could not forget old idempotency keys (%s)", error)
+            await asyncio.sleep(600)
+
     async def close(self) -> None:
-        if self._connector is not None:
-            self._connector.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._connector
+                await task
         if self.producer is not None:
             await self.producer.stop()
         await self.catalog.close()

@@ -1,0 +1,138 @@
+"""Accepting events: validate, produce with the broker's acknowledgement, honour
+Idempotency-Key. Shared by the single-event and batch routes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
+
+from services.gateway.wiring import Gateway
+from shared.adapters import idempotency_store
+from shared.adapters.catalog_store import PublishedEvent
+from shared.adapters.kafka import encode
+from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.adapters.status_store import StatusWrite, record_statuses
+from shared.domain.events import trigger_record
+from shared.domain.pkeys import mint_pkey
+from shared.domain.status import Status
+from shared.topics import EVENTS_IN
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Refused(Exception):
+    """An answer other than 202, with what the caller needs to fix or retry it."""
+
+    status: int
+    detail: Any
+    reason: str  # the rejected-events metric label
+    retry_after_s: int | None = None
+
+
+def unavailable(what: str, reason: str) -> Refused:
+    return Refused(503, f"{what} is unavailable; nothing was accepted, retry later", reason, 5)
+
+
+def validate(gateway: Gateway, published: PublishedEvent, body: bytes) -> BaseModel:
+    try:
+        return gateway.ingest_model(published).model_validate_json(body)
+    except ValidationError as error:
+        detail = [
+            {**e, "loc": ["body", *e["loc"]]}
+            for e in error.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise Refused(422, detail, "invalid") from error
+
+
+def new_pkey(gateway: Gateway, tenant: str, event_id: str) -> str:
+    return mint_pkey(gateway.settings.pkey_secret.encode(), tenant, event_id, os.urandom(12))
+
+
+def _record(parsed: BaseModel, tenant: str, event_id: str, pkey: str) -> tuple[bytes, bytes]:
+    record = trigger_record(parsed, pkey=pkey, tenant=tenant, event_id=event_id,
+                            accepted_at=time.time())
+    key = next(iter(record["target"].values()), pkey).lower().encode()
+    return key, encode(record)
+
+
+async def produce_all(
+    gateway: Gateway, tenant: str, event_id: str, events: list[tuple[BaseModel, str]]
+) -> list[bool]:
+    """Write every (request, pKey); True where the broker acknowledged it. A refused
+    event is voided so that a late write by the producer is never sent (R5)."""
+    producer = gateway.producer
+    if producer is None:
+        return [False] * len(events)
+    bound_s = gateway.settings.kafka_request_timeout_ms / 1000 + 1
+
+    async def one(parsed: BaseModel, pkey: str) -> bool:
+        key, value = _record(parsed, tenant, event_id, pkey)
+        try:
+            await asyncio.wait_for(producer.send_and_wait(EVENTS_IN.name, value, key), bound_s)
+        except (KafkaError, TimeoutError):
+            return False
+        return True
+
+    acknowledged = list(await asyncio.gather(*(one(p, k) for p, k in events)))
+    refused = [pkey for (_, pkey), ok in zip(events, acknowledged, strict=True) if not ok]
+    if refused:
+        await _void(gateway, tenant, event_id, refused)
+    return acknowledged
+
+
+async def _void(gateway: Gateway, tenant: str, event_id: str, pkeys: list[str]) -> None:
+    """The idempotent producer keeps an unacknowledged record and may still write it when
+    the broker is back. The caller was told 503, so the event must not be sent: a final
+    status recorded now makes the processor skip it (``begin_processing``)."""
+    reason = "refused with 503 at ingestion (Kafka unavailable)"
+    refused = [StatusWrite(p, tenant, event_id, Status.IGNORED, reason) for p in pkeys]
+    try:
+        async with gateway.pool.acquire() as connection:
+            await record_statuses(connection, refused)
+    except DB_UNAVAILABLE:
+        log.error("could not void %d refused events: they may still be delivered once",
+                  len(pkeys))
+
+
+def body_digest(parsed: BaseModel) -> bytes:
+    """Of the validated request, so key order and whitespace do not make it "another body"."""
+    return hashlib.sha256(parsed.model_dump_json().encode()).digest()
+
+
+async def accept_once(
+    gateway: Gateway, tenant: str, event_id: str, parsed: BaseModel, idempotency_key: str
+) -> str:
+    """Accept under an Idempotency-Key: the first request produces, the others with the
+    same body get its pKey once it is acknowledged; another body is a 422."""
+    digest = body_digest(parsed)
+    deadline = time.monotonic() + gateway.settings.kafka_request_timeout_ms / 1000 + 2
+    while True:
+        pkey = new_pkey(gateway, tenant, event_id)
+        try:
+            owner = await idempotency_store.claim(gateway.pool, tenant, idempotency_key,
+                                                  event_id, digest, pkey)
+        except DB_UNAVAILABLE as error:
+            raise unavailable("the idempotency store", "db_unavailable") from error
+        if owner is None:
+            [ok] = await produce_all(gateway, tenant, event_id, [(parsed, pkey)])
+            await idempotency_store.settle(gateway.pool, tenant, idempotency_key, ok)
+            if not ok:
+                raise unavailable("Kafka", "kafka_unavailable")
+            return pkey
+        if owner.event_id != event_id or owner.body_sha256 != digest:
+            raise Refused(422, "this Idempotency-Key was used with another event or body;"
+                               " use a new key for a new event", "idempotency_conflict")
+        if owner.accepted:
+            return owner.pkey
+        if time.monotonic() > deadline:
+            raise unavailable("Kafka", "kafka_unavailable")
+        await asyncio.sleep(0.02)  # the owner is writing it; its outcome decides ours
