@@ -4,7 +4,13 @@
     parcours keys create --tenant TENANT --scope admin|ingest [--label TEXT] [--rate N]
     parcours keys revoke KEY_ID
 
-A new key is printed once; only its digest is stored.
+    parcours events list | create FILE.json | show|publish|unpublish|delete|schema EVENT
+    parcours message show EVENT | edit EVENT FILE.json | preview EVENT [--profile ID]
+    parcours message proof EVENT --profile ID | publish|unpublish EVENT
+
+A new key is printed once; only its digest is stored. Tenants and keys are written to
+PostgreSQL directly (bootstrapping needs no key); events and messages go through the admin
+API with PARCOURS_ADMIN_KEY (and PARCOURS_ADMIN_URL, default the local one).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import argparse
 import asyncio
 import sys
 
+from services.cli import admin_client
 from shared.adapters.key_store import create_key, create_tenant, revoke_key
 from shared.adapters.postgres import connect
 from shared.domain.api_keys import Scope
@@ -35,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     new_key.add_argument("--rate", type=int, default=2000, help="requests/s (bursts of 2×)")
     revoke = keys.add_parser("revoke", help="revoke a key (effective within 10 s)")
     revoke.add_argument("key_id")
+    admin_client.add_verbs(nouns)
     return parser
 
 
@@ -56,7 +64,10 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def main() -> None:
-    sys.exit(asyncio.run(_run(_parser().parse_args())))
+    args = _parser().parse_args()
+    if args.noun in ("events", "message"):
+        sys.exit(admin_client.run(args))
+    sys.exit(asyncio.run(_run(args)))
 
 
 if __name__ == "__main__":
