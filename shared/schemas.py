@@ -13,12 +13,14 @@ from pydantic import BaseModel
 
 from shared.domain.deadletter import DeadLetter
 from shared.domain.events import TriggerEvent
+from shared.domain.produced import ProducedEvent
 from shared.domain.routing import SendRequest
 from shared.topics import ALL_TOPICS
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 MODELS: dict[str, type[BaseModel]] = {
     "topics/events.in.v1.json": TriggerEvent,
+    "topics/events.kafka.v1.json": ProducedEvent,
     "topics/send.v1.json": SendRequest,
     "topics/deadletter.v1.json": DeadLetter,
 }

@@ -21,7 +21,17 @@ class Topic:
 
 EVENTS_IN = Topic(
     "parcours.events.in.v1", "target", 6, "topics/events.in.v1.json",
-    "Trigger events accepted by the gateway or produced by internal systems.",
+    "Trigger events the gateway accepted: validated, with a signed pKey. Written by the "
+    "gateway only.",
+)
+# Internal systems' own input, apart from EVENTS_IN: its records are not validated yet, so
+# producers get write access here and never to EVENTS_IN (whose records the processor
+# trusts), a backlog here never sits in front of the website's events, and each topic has
+# one schema. Same key and partition count: the processor reads both (co-partitioned).
+EVENTS_KAFKA = Topic(
+    "parcours.events.kafka.v1", "target", 6, "topics/events.kafka.v1.json",
+    "Events internal systems produce straight to Kafka; validated by the processor like "
+    "HTTP requests, the invalid ones dead-lettered with the reason.",
 )
 SEND_EMAIL_TX = Topic(
     "parcours.send.email.tx.v1", "message id", 6, "topics/send.v1.json",
@@ -45,7 +55,7 @@ DEADLETTER = Topic(
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (
-    EVENTS_IN, SEND_EMAIL_TX, SEND_EMAIL_BULK, SEND_SMS_TX, SEND_PUSH_TX, DEADLETTER,
+    EVENTS_IN, EVENTS_KAFKA, SEND_EMAIL_TX, SEND_EMAIL_BULK, SEND_SMS_TX, SEND_PUSH_TX, DEADLETTER,
 )
 
 SEND_TX_TOPICS = {"email": SEND_EMAIL_TX, "sms": SEND_SMS_TX, "push": SEND_PUSH_TX}

@@ -56,16 +56,23 @@ def _target_fields(channel: Channel) -> dict[str, Any]:
     }
 
 
+def ingest_fields(config: EventConfig) -> dict[str, Any]:
+    """The fields of an event's body: its target, typed ``ctx``, ``scheduled``, ``expiration``.
+    Shared by the HTTP request and the record internal systems produce to Kafka."""
+    ctx_model = build_ctx_model(config.event_id, config.fields, config.collections)
+    return {
+        "ctx": (ctx_model, Field(default_factory=ctx_model)),
+        "scheduled": (AwareDatetime | None, None),
+        "expiration": (AwareDatetime | None, None),
+        **_target_fields(config.channel),
+    }
+
+
 def build_ingest_model(config: EventConfig) -> type[BaseModel]:
     """The body ``POST /v1/events/{eventId}`` accepts for this configuration (ACS shape)."""
-    ctx_model = build_ctx_model(config.event_id, config.fields, config.collections)
     model: type[BaseModel] = create_model(
-        f"{config.event_id}_request",
-        __config__=ConfigDict(extra="forbid"),
-        ctx=(ctx_model, Field(default_factory=ctx_model)),
-        scheduled=(AwareDatetime | None, None),
-        expiration=(AwareDatetime | None, None),
-        **_target_fields(config.channel),
+        f"{config.event_id}_request", __config__=ConfigDict(extra="forbid"),
+        **ingest_fields(config),
     )
     return model
 
@@ -91,14 +98,15 @@ class TriggerEvent(BaseModel):
 
 
 def trigger_record(
-    request: BaseModel, *, pkey: str, tenant: str, event_id: str, accepted_at: float
+    request: BaseModel, *, pkey: str, tenant: str, event_id: str, accepted_at: float,
+    source: str = "http",
 ) -> dict[str, Any]:
     """The ``TriggerEvent`` record, JSON-ready, for a validated request. Built as a dict:
     the request is already valid, and validating it again is the gateway's hot path."""
     body = request.model_dump(mode="json", exclude_none=True)
     target = {k: body.pop(k) for k in TARGET_KEYS if k in body}
     record = {"v": 1, "pKey": pkey, "tenant": tenant, "eventId": event_id, "target": target,
-              "ctx": body.get("ctx", {}), "acceptedAt": accepted_at, "source": "http"}
+              "ctx": body.get("ctx", {}), "acceptedAt": accepted_at, "source": source}
     for optional in ("scheduled", "expiration"):
         if optional in body:
             record[optional] = body[optional]
