@@ -1,4 +1,6 @@
-"""The Faust application: one agent over the trigger-event topic.
+"""The Faust application: one agent over the two trigger topics, the gateway's and the one
+internal systems produce to (same key, same partition count), so both share one batch
+loop, one database connection and one producer.
 
 Faust runs at-least-once with ``concurrency=1`` per agent (higher concurrency has lost
 messages, faust-streaming issue 606): scale with partitions and workers instead.
@@ -9,6 +11,7 @@ record is acknowledged.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +24,7 @@ from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
 from shared.settings import get_settings
-from shared.topics import EVENTS_IN
+from shared.topics import EVENTS_IN, EVENTS_KAFKA
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -44,8 +47,8 @@ app = faust.App(
     store="memory://",
     datadir=settings.faust_datadir,
 )
-events_in = app.topic(
-    EVENTS_IN.name, key_type=bytes, value_type=bytes,
+triggers = app.topic(
+    EVENTS_IN.name, EVENTS_KAFKA.name, key_type=bytes, value_type=bytes,
     key_serializer="raw", value_serializer="raw", internal=False,
 )
 
@@ -57,7 +60,7 @@ async def _open() -> Processor:
     )
 
 
-@app.agent(events_in, concurrency=1)
+@app.agent(triggers, concurrency=1)
 async def process(stream: faust.StreamT[Any]) -> None:
     processor = await _open()
 
@@ -65,10 +68,11 @@ async def process(stream: faust.StreamT[Any]) -> None:
         await handle_batch(processor, records)
 
     async def poison(record: Record, reason: str) -> None:
-        await dead_letter(processor, record, reason)
+        await dead_letter(processor, [(record, reason)])
 
     # take_events acknowledges a batch only after this body has handled it. The window
     # bounds the latency it adds; at load, batches fill before it ends.
     async for events in stream.take_events(BATCH_MAX, within=BATCH_WINDOW_S):
-        records = [(event.key, event.value) for event in events]
+        records = [Record(e.message.topic, e.key, e.value, e.message.timestamp or time.time())
+                   for e in events]
         await handle_isolating_poison(records, handle, poison)

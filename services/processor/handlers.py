@@ -1,4 +1,5 @@
-"""Handle a batch of ``parcours.events.in.v1`` records.
+"""Handle a batch of trigger records: the gateway's (``parcours.events.in.v1``, already
+validated) and internal systems' (``parcours.events.kafka.v1``, validated here).
 
 At-least-once: records are acknowledged only after their outcomes (send records,
 statuses, dead letters) are durable; every write is idempotent, so a redelivery after a
@@ -13,63 +14,144 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from services.processor.metrics import DEADLETTERED, EVENTS_PROCESSED, PROCESS_SECONDS, RETRIES
+from services.processor.metrics import (
+    DEADLETTERED,
+    EVENTS_PROCESSED,
+    KAFKA_EVENTS,
+    PROCESS_SECONDS,
+    RETRIES,
+)
 from services.processor.wiring import Processor
 from shared.adapters.catalog_store import PublishedEvent
-from shared.adapters.kafka import encode, publish_dead_letter
+from shared.adapters.kafka import encode, publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import find_profiles
-from shared.adapters.status_store import StatusWrite, begin_processing, record_statuses
+from shared.adapters.status_store import (
+    StatusWrite,
+    begin_processing,
+    record_first_statuses,
+    record_statuses,
+)
+from shared.domain.deadletter import invalid_reason
 from shared.domain.events import Targeting, TriggerEvent
+from shared.domain.produced import Identified, Rejected, admit, identify
 from shared.domain.routing import Ended, SendRequest, decide
 from shared.domain.status import Status
 from shared.resilience import retry_forever
-from shared.topics import SEND_TX_TOPICS
+from shared.topics import EVENTS_KAFKA, SEND_TX_TOPICS
 
 log = logging.getLogger(__name__)
 _TRANSIENT = (*DB_UNAVAILABLE, KafkaError)
-Record = tuple[bytes | None, bytes]
 
 
-async def dead_letter(processor: Processor, record: Record, reason: str) -> None:
-    DEADLETTERED.labels(reason.split(":", 1)[0]).inc()
-    key, raw = record
-    await publish_dead_letter(processor.producer, "processor", key, raw, reason)
+class Record(NamedTuple):
+    topic: str
+    key: bytes | None
+    value: bytes
+    timestamp: float  # the Kafka record's, in seconds
 
 
-def _invalid_reason(error: ValidationError) -> str:
-    fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                       for e in error.errors(include_input=False))
-    return f"invalid: {error.error_count()} errors: {fields}"
+Letter = tuple[Record, str]  # a record for the dead-letter topic, and why
 
 
-async def _readable(processor: Processor, records: Sequence[Record]) -> list[TriggerEvent]:
-    """Parse the batch, dead-letter what cannot be read, keep one copy of each event."""
-    triggers: dict[str, TriggerEvent] = {}
+async def dead_letter(processor: Processor, letters: Sequence[Letter]) -> None:
+    for _, reason in letters:
+        DEADLETTERED.labels(reason.split(":", 1)[0]).inc()
+    await retry_forever(
+        lambda: publish_dead_letters(processor.producer, "processor",
+                                     [(r.key, r.value, reason) for r, reason in letters]),
+        "dead-lettering records", (KafkaError,), on_retry=RETRIES.inc,
+    )
+
+
+class Read(NamedTuple):
+    """A batch, read: gateway events, identified Kafka records, and the unreadable."""
+
+    triggers: list[TriggerEvent]
+    produced: list[tuple[Record, Identified]]
+    unreadable: list[Letter]
+
+
+def _read(records: Sequence[Record], secret: bytes) -> Read:
+    read = Read([], [], [])
     for record in records:
-        try:
-            trigger = TriggerEvent.model_validate_json(record[1])
-        except ValidationError as error:
-            await dead_letter(processor, record, _invalid_reason(error))
+        if record.topic == EVENTS_KAFKA.name:
+            identified = identify(record.value, secret)
+            if isinstance(identified, Rejected):
+                KAFKA_EVENTS.labels("invalid").inc()
+                read.unreadable.append((record, identified.reason))
+            else:
+                read.produced.append((record, identified))
             continue
-        triggers.setdefault(trigger.pKey, trigger)
-    return list(triggers.values())
+        try:
+            read.triggers.append(TriggerEvent.model_validate_json(record.value))
+        except ValidationError as error:
+            read.unreadable.append((record, invalid_reason(error)))
+    return read
+
+
+class Admitted(NamedTuple):
+    triggers: list[TriggerEvent]
+    rejected: list[Letter]
+    statuses: list[StatusWrite]  # of the rejected records that name an event
+
+
+async def _admit(processor: Processor, produced: list[tuple[Record, Identified]]) -> Admitted:
+    """Validate Kafka records against their published events. The first record of an
+    eventKey decides its event; a later invalid copy is dead-lettered but changes nothing."""
+    admitted = Admitted([], [], [])
+    seen: set[str] = set()
+    for record, event in produced:
+        published = await processor.catalog.get(event.tenant, event.event_id)
+        model = processor.produced_model(published) if published else None
+        outcome = admit(record.value, event, model, record.timestamp)
+        first = event.pkey not in seen
+        seen.add(event.pkey)
+        if isinstance(outcome, Rejected):
+            admitted.rejected.append((record, outcome.reason))
+            if first:
+                admitted.statuses.append(StatusWrite(event.pkey, event.tenant, event.event_id,
+                                                     Status.ROUTING_FAILED, outcome.reason))
+        elif first:
+            admitted.triggers.append(outcome)
+    return admitted
+
+
+def _once(triggers: list[TriggerEvent]) -> list[TriggerEvent]:
+    """One copy of each event (Kafka delivers at least once; producers may repeat)."""
+    first: dict[str, TriggerEvent] = {}
+    for trigger in triggers:
+        first.setdefault(trigger.pKey, trigger)
+    return list(first.values())
 
 
 async def handle_batch(processor: Processor, records: Sequence[Record]) -> None:
     started = time.perf_counter()
-    triggers = await _readable(processor, records)
+    read = _read(records, processor.settings.pkey_secret.encode())
+    if read.unreadable:
+        await dead_letter(processor, read.unreadable)
 
-    async def attempt() -> list[Status]:
+    async def attempt() -> tuple[list[Status], Admitted]:
         await processor.ensure_db()
-        return await _route(processor, triggers)
+        admitted = await _admit(processor, read.produced)
+        await record_first_statuses(processor.connection, admitted.statuses)
+        routed = await _route(processor, _once(read.triggers + admitted.triggers))
+        return [w.status for w in admitted.statuses] + routed, admitted
 
-    statuses = await retry_forever(attempt, "processing events", _TRANSIENT,
-                                   on_retry=RETRIES.inc)
+    statuses, admitted = await retry_forever(attempt, "processing events", _TRANSIENT,
+                                             on_retry=RETRIES.inc)
+    # After the statuses: a crash in between redelivers the records, which rewrites
+    # nothing and dead-letters them then.
+    if admitted.rejected:
+        await dead_letter(processor, admitted.rejected)
+    for _, reason in admitted.rejected:
+        KAFKA_EVENTS.labels(reason.split(":", 1)[0]).inc()
+    KAFKA_EVENTS.labels("admitted").inc(len(admitted.triggers))
     for status in statuses:
         EVENTS_PROCESSED.labels(status.value).inc()
     PROCESS_SECONDS.observe(time.perf_counter() - started)

@@ -8,6 +8,10 @@ EVENTS_PROCESSED = Counter(
 DEADLETTERED = Counter(
     "parcours_processor_deadletter_total", "Records sent to the dead-letter topic", ["reason"]
 )
+KAFKA_EVENTS = Counter(
+    "parcours_processor_kafka_events_total",
+    "Records internal systems produced to Kafka, by outcome", ["outcome"],
+)  # admitted, invalid, unknown_event
 RETRIES = Counter("parcours_processor_retries_total", "Waits on an unavailable dependency")
 PROCESS_SECONDS = Histogram(
     "parcours_processor_event_seconds",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
 
-from shared.adapters.catalog_store import CatalogCache
+from shared.adapters.catalog_store import CatalogCache, PublishedEvent
 from shared.adapters.kafka import safe_producer
 from shared.adapters.postgres import connect, create_pool
+from shared.domain.events import EventConfig
+from shared.domain.produced import build_produced_model
 from shared.settings import Settings
 
 
@@ -20,6 +23,9 @@ class Processor:
     connection: asyncpg.Connection  # held, not pooled: a pool's reset query doubles round trips
     catalog: CatalogCache
     producer: AIOKafkaProducer
+    # Building a model is slow, validating with it fast. Keyed by the configuration itself:
+    # a version number alone repeats across tenants, and after a delete and re-create.
+    _models: dict[EventConfig, type[BaseModel]] = field(default_factory=dict)
 
     @classmethod
     async def open(cls, settings: Settings) -> Processor:
@@ -30,6 +36,13 @@ class Processor:
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
         await catalog.listen(settings.pg_dsn)
         return cls(settings, pool, connection, catalog, producer)
+
+    def produced_model(self, published: PublishedEvent) -> type[BaseModel]:
+        """What a record produced to Kafka for this published event must look like."""
+        model = self._models.get(published.config)
+        if model is None:
+            model = self._models[published.config] = build_produced_model(published.config)
+        return model
 
     async def ensure_db(self) -> None:
         if self.connection.is_closed():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -49,8 +50,21 @@ def encode(value: object) -> bytes:
 async def publish_dead_letter(
     producer: AIOKafkaProducer, stage: str, key: bytes | None, raw: bytes, reason: str
 ) -> None:
-    record = dead_letter(stage, reason, raw, time.time())
-    await producer.send_and_wait(DEADLETTER.name, encode(record.model_dump()), key)
+    await publish_dead_letters(producer, stage, [(key, raw, reason)])
+
+
+async def publish_dead_letters(
+    producer: AIOKafkaProducer, stage: str, letters: Sequence[tuple[bytes | None, bytes, str]]
+) -> None:
+    """(key, original record, reason) each; sent together and awaited together, so a burst
+    of bad records costs a few produce requests, not one round trip each."""
+    at = time.time()
+    deliveries = [
+        await producer.send(DEADLETTER.name,
+                            encode(dead_letter(stage, reason, raw, at).model_dump()), key)
+        for key, raw, reason in letters
+    ]
+    await asyncio.gather(*deliveries)
 
 
 async def ensure_topics(

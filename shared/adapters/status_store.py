@@ -41,6 +41,23 @@ async def record_statuses(connection: asyncpg.Connection, writes: list[StatusWri
         await connection.executemany(_UPSERT, [w.row() for w in writes])
 
 
+_INSERT_FIRST = """
+INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, reason, message_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (pkey) DO NOTHING
+"""
+
+
+async def record_first_statuses(
+    connection: asyncpg.Connection, writes: list[StatusWrite]
+) -> None:
+    """Record statuses only for events no stage has recorded yet. For a rejected record
+    produced to Kafka under an eventKey that already names an event, in flight or done:
+    the event stands, the copy only goes to the dead letters."""
+    if writes:
+        await connection.executemany(_INSERT_FIRST, [w.row() for w in writes])
+
+
 _BEGIN_PROCESSING = """
 INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, message_id)
 SELECT p, t, e, 'processing', $5, m

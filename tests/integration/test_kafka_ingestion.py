@@ -1,0 +1,203 @@
+"""Internal systems produce straight to parcours.events.kafka.v1: validated like HTTP
+requests, a status readable with the derived pKey, copies sent once, invalid records
+dead-lettered with the reason while the partition keeps flowing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared.adapters.kafka import safe_producer
+from shared.domain.pkeys import derive_pkey
+from shared.topics import DEADLETTER, EVENTS_KAFKA, SEND_EMAIL_TX
+from tests.integration.conftest import (
+    GATEWAY,
+    SINK,
+    TENANT,
+    add_profile,
+    drained,
+    end_offsets,
+    eventually,
+    final_status,
+    mails_to,
+    publish_event,
+    settings,
+    unique_email,
+)
+
+
+@pytest.fixture(scope="module")
+async def producer() -> AsyncIterator[AIOKafkaProducer]:
+    producer = safe_producer(settings.kafka_bootstrap, 10_000)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+def produced(event_id: str, to: str, **fields: Any) -> dict[str, Any]:
+    """A record of an email event; a field set to None is left out."""
+    record = {"tenant": TENANT, "eventId": event_id, "eventKey": f"order-{uuid.uuid4().hex}",
+              "email": to, "ctx": {"item": "shoes", "price": 89.9}, **fields}
+    return {k: v for k, v in record.items() if v is not None}
+
+
+async def produce(producer: AIOKafkaProducer, record: dict[str, Any] | bytes, key: str) -> None:
+    value = record if isinstance(record, bytes) else orjson.dumps(record)
+    await producer.send_and_wait(EVENTS_KAFKA.name, value, key.lower().encode())
+
+
+def href(record: dict[str, Any]) -> str:
+    pkey = derive_pkey(settings.pkey_secret.encode(), record["tenant"], record["eventId"],
+                       record["eventKey"])
+    return f"/v1/events/{record['eventId']}/{pkey}"
+
+
+async def dead_letter_of(before: dict[int, int], marker: str) -> dict[str, Any]:
+    """The dead letter whose original record contains ``marker``, written after ``before``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(DEADLETTER.name, p) for p in before]
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, before[tp.partition])
+
+        async def found() -> dict[str, Any] | None:
+            batches = await consumer.getmany(timeout_ms=200)
+            letters = [orjson.loads(r.value) for rs in batches.values() for r in rs]
+            return next((d for d in letters if marker in d["original"]), None)
+
+        return await eventually(found, f"a dead letter for {marker}")
+    finally:
+        await consumer.stop()
+
+
+async def test_a_record_produced_to_kafka_becomes_an_email_with_a_readable_status(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    event_id = await publish_event(pool, "profile")
+    email = unique_email("kafka")
+    await add_profile(pool, email, "Ada")
+    record = produced(event_id, email)
+    await produce(producer, record, email)
+    status = await final_status(http, href(record))
+    assert status["status"] == "processed", status
+    [mail] = await mails_to(http, email)
+    assert mail["subject"] == "Hello Ada, about shoes"
+
+
+async def test_a_record_produced_three_times_is_sent_once(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    event_id = await publish_event(pool, "event")
+    email, marker_email = unique_email("thrice"), unique_email("marker")
+    record = produced(event_id, email)
+    for _ in range(3):
+        await produce(producer, record, email)
+    marker = produced(event_id, marker_email)  # behind the copies, on the same partition
+    await produce(producer, marker, email)
+    assert (await final_status(http, href(marker)))["status"] == "processed"
+    assert (await final_status(http, href(record)))["status"] == "processed"
+    await eventually(lambda: drained("parcours-sender-email", SEND_EMAIL_TX),
+                     "the email sender to drain")
+    assert len(await mails_to(http, email)) == 1
+    assert (await http.get(f"{SINK}/duplicates")).json() == {}
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"ctx": {"item": "x", "price": "cheap"}},
+         "invalid: ctx.price: Input should be a valid decimal"),
+        ({"ctx": {"item": "x", "quantity": "2"}},
+         "invalid: ctx.quantity: Input should be a valid integer"),
+        ({"ctx": {"item": "x", "colour": "red"}},
+         "invalid: ctx.colour: Extra inputs are not permitted"),
+        ({"source": "billing"}, "invalid: source: Extra inputs are not permitted"),
+        ({"ctx": {"price": 1}}, "invalid: ctx.item: Field required"),
+        ({"email": None}, "invalid: email: Field required"),
+        ({"eventId": "EVTneverPublished"},
+         "unknown_event: event EVTneverPublished is not published"),
+    ],
+)
+async def test_an_invalid_record_is_dead_lettered_with_a_status_and_the_partition_flows(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, producer: AIOKafkaProducer,
+    fields: dict[str, Any], reason: str,
+) -> None:
+    event_id = await publish_event(pool, "event")
+    email = unique_email("bad")
+    before = await end_offsets(DEADLETTER)
+    bad = produced(event_id, email, **fields)
+    await produce(producer, bad, email)
+    good = produced(event_id, email)  # same key: same partition, behind the bad one
+    await produce(producer, good, email)
+
+    assert (await final_status(http, href(good)))["status"] == "processed"
+    status = await final_status(http, href(bad))
+    assert status["status"] == "routingFailed" and status["reason"] == reason, status
+    letter = await dead_letter_of(before, bad["eventKey"])
+    assert letter["stage"] == "processor" and letter["reason"] == reason
+    assert orjson.loads(letter["original"]) == bad  # replayable as is
+    assert len(await mails_to(http, email)) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"tenant": "default", "eventKey": "%s"', "invalid: Invalid JSON"),
+        (b'{"tenant": "default", "eventId": "EVTx", "note": "%s"}',
+         "invalid: eventKey: Field required"),
+    ],
+)
+async def test_a_record_that_names_no_event_is_dead_lettered_and_the_partition_flows(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, producer: AIOKafkaProducer,
+    raw: bytes, reason: str,
+) -> None:
+    event_id = await publish_event(pool, "event")
+    email, marker = unique_email("unnamed"), uuid.uuid4().hex
+    before = await end_offsets(DEADLETTER)
+    await produce(producer, raw.replace(b"%s", marker.encode()), email)
+    good = produced(event_id, email)
+    await produce(producer, good, email)
+    assert (await final_status(http, href(good)))["status"] == "processed"
+    letter = await dead_letter_of(before, marker)
+    assert letter["reason"].startswith(reason)
+
+
+async def test_a_burst_of_invalid_records_does_not_hold_up_a_valid_one(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    event_id = await publish_event(pool, "event")
+    email = unique_email("burst")
+    for _ in range(200):
+        await producer.send(EVENTS_KAFKA.name, orjson.dumps(
+            produced(event_id, email, ctx={"item": 1})), email.encode())
+    good = produced(event_id, email)
+    await produce(producer, good, email)
+    status = await final_status(http, href(good), deadline_s=10)
+    assert status["status"] == "processed"
+
+
+async def test_an_invalid_copy_of_a_processed_event_leaves_its_status(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    event_id = await publish_event(pool, "event")
+    email = unique_email("copy")
+    record = produced(event_id, email)
+    await produce(producer, record, email)
+    assert (await final_status(http, href(record)))["status"] == "processed"
+    before = await end_offsets(DEADLETTER)
+    copy = {**record, "ctx": {"item": "x", "colour": "red"}}
+    await produce(producer, copy, email)
+    letter = await dead_letter_of(before, '"colour"')
+    assert record["eventKey"] in letter["original"]
+    assert (await http.get(GATEWAY + href(record))).json()["status"] == "processed"
+    assert len(await mails_to(http, email)) == 1
