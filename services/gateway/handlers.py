@@ -27,7 +27,7 @@ from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.status_store import read_status
 from shared.api_auth import Caller, require
 from shared.domain.api_keys import Scope
-from shared.domain.pkeys import verify_pkey
+from shared.domain.pkeys import derive_pkey, verify_pkey
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_BATCH = 1000
@@ -177,6 +177,15 @@ async def event_schema(
     if published is None:
         raise HTTPException(404, f"event {event_id!r} is not published")
     return gateway.ingest_model(published).model_json_schema()
+
+
+@router.get("/v1/events/{event_id}/keys/{event_key:path}", response_model=EventStatus)
+async def get_status_by_event_key(
+    event_id: str, event_key: str, gateway: GatewayDep, caller: IngestCaller
+) -> EventStatus | Response:
+    """The status of an event produced straight to Kafka, by the producer's eventKey."""
+    pkey = derive_pkey(gateway.settings.pkey_secret.encode(), caller.tenant, event_id, event_key)
+    return await get_status(event_id, pkey, gateway, caller)
 
 
 @router.get("/v1/events/{event_id}/{pkey}", response_model=EventStatus)

@@ -17,7 +17,7 @@ from shared.adapters.catalog_store import CatalogCache, PublishedEvent
 from shared.adapters.kafka import safe_producer
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
 from shared.api_auth import Authenticator
-from shared.domain.events import build_ingest_model
+from shared.domain.events import EventConfig, build_ingest_model
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,14 +30,16 @@ class Gateway:
     catalog: CatalogCache
     authenticator: Authenticator
     producer: AIOKafkaProducer | None = None
-    _models: dict[tuple[str, int], type[BaseModel]] = field(default_factory=dict)
+    # Keyed by the configuration itself: ids and versions repeat across tenants and when
+    # an event is deleted and created again.
+    _models: dict[EventConfig, type[BaseModel]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def ingest_model(self, published: PublishedEvent) -> type[BaseModel]:
-        key = (published.config.event_id, published.config.version)
-        if key not in self._models:
-            self._models[key] = build_ingest_model(published.config)
-        return self._models[key]
+        config = published.config
+        if config not in self._models:
+            self._models[config] = build_ingest_model(config)
+        return self._models[config]
 
     async def _connect_producer(self) -> None:
         # The gateway starts even when Kafka is down (it answers 503 meanwhile) and

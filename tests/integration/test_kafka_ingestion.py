@@ -92,6 +92,9 @@ async def test_a_record_produced_to_kafka_becomes_an_email_with_a_readable_statu
     assert status["status"] == "processed", status
     [mail] = await mails_to(http, email)
     assert mail["subject"] == "Hello Ada, about shoes"
+    # The producer reads it by its own key, without knowing the pKey secret.
+    by_key = await http.get(f"{GATEWAY}/v1/events/{event_id}/keys/{record['eventKey']}")
+    assert by_key.json() == status
 
 
 async def test_a_record_produced_three_times_is_sent_once(
