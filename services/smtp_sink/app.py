@@ -23,9 +23,11 @@ class StoringHandler:
         # Failure injection for tests: the next N messages get this reply instead.
         self.reject_reply: str | None = None
         self.reject_count = 0
+        self.reject_to: str | None = None  # only messages to this address, if set
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.reject_count > 0 and self.reject_reply:
+        wanted = self.reject_to is None or self.reject_to in (r.lower() for r in envelope.rcpt_tos)
+        if self.reject_count > 0 and self.reject_reply and wanted:
             self.reject_count -= 1
             return self.reject_reply
         data = envelope.content if isinstance(envelope.content, bytes) else b""
@@ -50,8 +52,9 @@ def http_api(handler: StoringHandler) -> FastAPI:
         handler.mailbox.clear()
 
     @api.post("/reject", status_code=204)
-    async def reject(reply: str, count: int = 1) -> None:
+    async def reject(reply: str, count: int = 1, to: str | None = None) -> None:
         handler.reject_reply, handler.reject_count = reply, count
+        handler.reject_to = to.lower() if to else None
 
     @api.get("/health/ready")
     async def ready() -> dict[str, str]:

@@ -108,7 +108,8 @@ async def test_smtp_permanent_refusal_ends_in_delivery_failed(
 ) -> None:
     event_id = await publish_event(pool, "event")
     email = unique_email("refused")
-    await http.post(f"{SINK}/reject", params={"reply": "550 5.1.1 no such user", "count": 1})
+    await http.post(f"{SINK}/reject",
+                    params={"reply": "550 5.1.1 no such user", "count": 1, "to": email})
     response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
                                json={"email": email, "ctx": {"item": "x"}})
     status = await final_status(http, response.json()["href"])
@@ -122,7 +123,8 @@ async def test_smtp_temporary_refusal_is_retried_until_delivered(
 ) -> None:
     event_id = await publish_event(pool, "event")
     email = unique_email("later")
-    await http.post(f"{SINK}/reject", params={"reply": "451 4.3.0 try again later", "count": 2})
+    await http.post(f"{SINK}/reject",
+                    params={"reply": "451 4.3.0 try again later", "count": 2, "to": email})
     response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
                                json={"email": email, "ctx": {"item": "x"}})
     assert (await final_status(http, response.json()["href"]))["status"] == "processed"
