@@ -4,7 +4,7 @@ their messages. Every call needs an admin key and sees only its tenant."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import asyncpg
@@ -174,19 +174,42 @@ async def publish_message(event_id: str, caller: AdminCaller, db: Db) -> Message
     return await _message(db, caller, event_id)
 
 
-@router.post("/events/{event_id}/message/unpublish", response_model=MessageOut,
-             response_model_by_alias=True)
-async def unpublish_message(event_id: str, caller: AdminCaller, db: Db) -> MessageOut:
-    """Events keep being accepted and end as ``routingFailed`` until a version is published."""
+async def _move_live(
+    db: asyncpg.Connection, caller: Caller, event_id: str,
+    check: Callable[[MessageState | None], None], to: MessageState,
+) -> MessageOut:
+    """Move the live (published or paused) version to ``to`` if ``check`` allows it."""
     await _locked(db, caller, event_id)
     versions = await store.message_versions(db, caller.tenant, event_id)
     live = next((v for v in versions
                  if v.state in (MessageState.PUBLISHED, MessageState.PAUSED)), None)
-    lifecycle.check_unpublish_message(live.state if live else None)
+    check(live.state if live else None)
     assert live is not None
-    await store.set_message_state(db, caller.tenant, event_id, live.version,
-                                  MessageState.UNPUBLISHED)
+    await store.set_message_state(db, caller.tenant, event_id, live.version, to)
     return await _message(db, caller, event_id)
+
+
+@router.post("/events/{event_id}/message/unpublish", response_model=MessageOut,
+             response_model_by_alias=True)
+async def unpublish_message(event_id: str, caller: AdminCaller, db: Db) -> MessageOut:
+    """Events keep being accepted and end as ``routingFailed`` until a version is published."""
+    return await _move_live(db, caller, event_id, lifecycle.check_unpublish_message,
+                            MessageState.UNPUBLISHED)
+
+
+@router.post("/events/{event_id}/message/pause", response_model=MessageOut,
+             response_model_by_alias=True)
+async def pause_message(event_id: str, caller: AdminCaller, db: Db) -> MessageOut:
+    """Events keep being accepted, with status ``paused``, and are held."""
+    return await _move_live(db, caller, event_id, lifecycle.check_pause, MessageState.PAUSED)
+
+
+@router.post("/events/{event_id}/message/resume", response_model=MessageOut,
+             response_model_by_alias=True)
+async def resume_message(event_id: str, caller: AdminCaller, db: Db) -> MessageOut:
+    """Held events are sent within about a second, except those whose expiration passed
+    (``tooOld``)."""
+    return await _move_live(db, caller, event_id, lifecycle.check_resume, MessageState.PUBLISHED)
 
 
 async def _render_version(

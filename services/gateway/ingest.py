@@ -20,7 +20,7 @@ from shared.adapters.catalog_store import PublishedEvent
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.status_store import StatusWrite, record_statuses
-from shared.domain.events import trigger_record
+from shared.domain.events import target_key, trigger_record
 from shared.domain.pkeys import mint_pkey
 from shared.domain.status import Status
 from shared.topics import EVENTS_IN
@@ -60,8 +60,7 @@ def new_pkey(gateway: Gateway, tenant: str, event_id: str) -> str:
 def _record(parsed: BaseModel, tenant: str, event_id: str, pkey: str) -> tuple[bytes, bytes]:
     record = trigger_record(parsed, pkey=pkey, tenant=tenant, event_id=event_id,
                             accepted_at=time.time())
-    key = next(iter(record["target"].values()), pkey).lower().encode()
-    return key, encode(record)
+    return target_key(record["target"], pkey), encode(record)
 
 
 async def produce_all(

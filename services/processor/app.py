@@ -10,6 +10,7 @@ record is acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 
-from services.processor.handlers import Record, dead_letter, handle_batch
+from services.processor.handlers import Record, dead_letter, handle_batch, release_held
 from services.processor.wiring import Processor
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.batches import handle_isolating_poison
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 settings = get_settings()
 BATCH_MAX = 500
 BATCH_WINDOW_S = 0.005
+RELEASE_EVERY_S = 1.0
 
 app = faust.App(
     "parcours-processor",
@@ -53,11 +55,32 @@ triggers = app.topic(
 )
 
 
+_processor: asyncio.Future[Processor] | None = None
+
+
 async def _open() -> Processor:
-    return await retry_forever(
-        lambda: Processor.open(settings), "opening the processor's connections",
-        (*DB_UNAVAILABLE, KafkaError),
-    )
+    """One set of connections per worker, shared by the agent and the release timer."""
+    global _processor
+    if _processor is None:
+        _processor = asyncio.ensure_future(retry_forever(
+            lambda: Processor.open(settings), "opening the processor's connections",
+            (*DB_UNAVAILABLE, KafkaError),
+        ))
+    return await _processor
+
+
+@app.timer(interval=RELEASE_EVERY_S)
+async def release() -> None:
+    """Events held while their message was paused go again once it is resumed."""
+    processor = await _open()
+    try:
+        released = await release_held(processor)
+    except (*DB_UNAVAILABLE, KafkaError) as error:
+        log.warning("releasing held events failed (%s); retrying in %.0fs", error,
+                    RELEASE_EVERY_S)
+        return
+    if released:
+        log.info("released %d held events", released)
 
 
 @app.agent(triggers, concurrency=1)

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -27,6 +27,7 @@ from services.processor.metrics import (
     RETRIES,
 )
 from services.processor.wiring import Processor
+from shared.adapters import held_store
 from shared.adapters.catalog_store import PublishedEvent
 from shared.adapters.kafka import encode, publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
@@ -38,14 +39,16 @@ from shared.adapters.status_store import (
     record_statuses,
 )
 from shared.domain.deadletter import invalid_reason
-from shared.domain.events import Targeting, TriggerEvent
+from shared.domain.events import Targeting, TriggerEvent, target_key
 from shared.domain.produced import Identified, Rejected, admit, identify
-from shared.domain.routing import Ended, SendRequest, decide
+from shared.domain.routing import Ended, Hold, SendRequest, decide
 from shared.domain.status import Status
 from shared.resilience import retry_forever
-from shared.topics import EVENTS_KAFKA, SEND_TX_TOPICS
+from shared.topics import EVENTS_IN, EVENTS_KAFKA, SEND_TX_TOPICS
 
 log = logging.getLogger(__name__)
+RELEASE_BATCH = 500
+_PAUSED = "the event's message is paused: it is sent on resume, unless it expires first"
 _TRANSIENT = (*DB_UNAVAILABLE, KafkaError)
 
 
@@ -189,17 +192,22 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
     profiles = await _profiles(processor, triggers, published)
     now = datetime.now(UTC)
     ended: list[StatusWrite] = []
+    held: list[tuple[dict[str, Any], StatusWrite]] = []
     sends: list[SendRequest] = []
     for trigger, profile in zip(triggers, profiles, strict=True):
         event = published[(trigger.tenant, trigger.eventId)]
-        decision = decide(event and event.config, event is not None and event.template is not None,
+        decision = decide(event and event.config, event and event.message_state,
                           trigger, profile, now)
         if isinstance(decision, Ended):
             ended.append(StatusWrite(trigger.pKey, trigger.tenant, trigger.eventId,
                                      decision.status, decision.reason))
+        elif isinstance(decision, Hold):
+            held.append((trigger.model_dump(mode="json"), StatusWrite(
+                trigger.pKey, trigger.tenant, trigger.eventId, Status.PAUSED, _PAUSED)))
         else:
             sends.append(decision)
     await record_statuses(processor.connection, ended)
+    await held_store.hold(processor.connection, held)
     allowed = await begin_processing(processor.connection, [
         StatusWrite(s.pKey, s.tenant, s.eventId, Status.PROCESSING, None, s.messageId)
         for s in sends
@@ -215,5 +223,24 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
     ]
     await asyncio.gather(*deliveries)
     skipped = len(sends) - len(going)  # already final, e.g. refused by the gateway (503)
-    return ([w.status for w in ended] + [Status.PROCESSING] * len(going)
-            + [Status.IGNORED] * skipped)
+    return ([w.status for w in ended] + [Status.PAUSED] * len(held)
+            + [Status.PROCESSING] * len(going) + [Status.IGNORED] * skipped)
+
+
+async def release_held(processor: Processor) -> int:
+    """Put events held for a message that is published again back on the input topic;
+    routed again, they are sent, or end ``tooOld`` if they expired meanwhile. Deleted in
+    the same transaction that found them: a crash re-releases them, and the status and
+    ledger keep a second pass from sending twice."""
+    async with processor.pool.acquire() as connection, connection.transaction():
+        held = await held_store.releasable(connection, RELEASE_BATCH)
+        if not held:
+            return 0
+        deliveries = [
+            await processor.producer.send(EVENTS_IN.name, encode(trigger),
+                                          target_key(trigger["target"], pkey))
+            for pkey, trigger in held
+        ]
+        await asyncio.gather(*deliveries)
+        await held_store.forget(connection, [pkey for pkey, _ in held])
+    return len(held)

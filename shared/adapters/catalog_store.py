@@ -13,22 +13,25 @@ from typing import Any
 import asyncpg
 
 from shared.domain.events import EventConfig
+from shared.domain.lifecycle import MessageState
 
 
 @dataclass(frozen=True)
 class PublishedEvent:
     config: EventConfig
     message_version: int | None
+    message_state: MessageState | None  # of the live version: published or paused
     template: dict[str, Any] | None
 
 
 _LOAD = """
 SELECT c.definition, c.version,
-       m.version AS message_version, m.template
+       m.version AS message_version, m.state AS message_state, m.template
   FROM event_configs c
   LEFT JOIN LATERAL (
-        SELECT version, template FROM messages
-         WHERE tenant_id = c.tenant_id AND event_id = c.event_id AND state = 'published'
+        SELECT version, state, template FROM messages
+         WHERE tenant_id = c.tenant_id AND event_id = c.event_id
+           AND state IN ('published', 'paused')
          ORDER BY version DESC LIMIT 1) m ON true
  WHERE c.tenant_id = $1 AND c.event_id = $2 AND c.state = 'published'
 """
@@ -39,7 +42,9 @@ async def load_published(pool: asyncpg.Pool, tenant: str, event_id: str) -> Publ
     if row is None:
         return None
     config = EventConfig.model_validate({**row["definition"], "version": row["version"]})
-    return PublishedEvent(config, row["message_version"], row["template"])
+    state = row["message_state"]
+    return PublishedEvent(config, row["message_version"],
+                          MessageState(state) if state else None, row["template"])
 
 
 CHANNEL = "parcours_catalog"  # see migration 004

@@ -97,6 +97,11 @@ class TriggerEvent(BaseModel):
     source: str = "http"
 
 
+def target_key(target: dict[str, str], fallback: str) -> bytes:
+    """The partition key of a trigger: its target, so one recipient's events keep order."""
+    return next(iter(target.values()), fallback).lower().encode()
+
+
 def trigger_record(
     request: BaseModel, *, pkey: str, tenant: str, event_id: str, accepted_at: float,
     source: str = "http",

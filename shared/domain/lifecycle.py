@@ -63,6 +63,16 @@ def check_publish_message(latest: MessageState | None) -> None:
         raise LifecycleError("there is no draft to publish; edit the message first")
 
 
+def check_pause(live: MessageState | None) -> None:
+    if live is not MessageState.PUBLISHED:
+        raise LifecycleError("only a published message can be paused")
+
+
+def check_resume(live: MessageState | None) -> None:
+    if live is not MessageState.PAUSED:
+        raise LifecycleError("the message is not paused")
+
+
 def check_unpublish_message(live: MessageState | None) -> None:
     if live not in (MessageState.PUBLISHED, MessageState.PAUSED):
         raise LifecycleError("the message is not published")

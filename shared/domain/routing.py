@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from shared.domain.events import Channel, EventConfig, Targeting, TriggerEvent
+from shared.domain.lifecycle import MessageState
 from shared.domain.status import Status
 
 _MESSAGE_NAMESPACE = uuid.UUID("6f1b8f0e-3c1a-5a7e-9d7e-7061726f7572")
@@ -44,22 +45,30 @@ class Ended:
     reason: str
 
 
-Decision = SendRequest | Ended
+@dataclass(frozen=True)
+class Hold:
+    """The event's message is paused: keep the event until it is resumed."""
+
+
+Decision = SendRequest | Ended | Hold
 
 
 def decide(
     config: EventConfig | None,
-    message_published: bool,
+    message: MessageState | None,
     trigger: TriggerEvent,
     profile: dict[str, Any] | None,
     now: datetime,
 ) -> Decision:
+    """``message``: the state of the event's live message version, None when none is."""
     if config is None:
         return Ended(Status.ROUTING_FAILED, f"event {trigger.eventId} is not published")
-    if not message_published:
+    if message not in (MessageState.PUBLISHED, MessageState.PAUSED):
         return Ended(Status.ROUTING_FAILED, "the event's message is not published")
     if trigger.expiration is not None and trigger.expiration <= now:
         return Ended(Status.TOO_OLD, "expiration passed before processing")
+    if message is MessageState.PAUSED:
+        return Hold()
     if config.targeting is Targeting.PROFILE and profile is None:
         return Ended(Status.TARGETING_FAILED, "no profile matches the event's target")
     return SendRequest(

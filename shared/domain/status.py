@@ -32,10 +32,12 @@ TERMINAL = frozenset(
     }
 )
 
+# paused ranks below processing: a held event moves on to processing when its message
+# is resumed, never back.
 RANK: dict[Status, int] = {
     Status.PENDING: 0,
-    Status.PROCESSING: 1,
-    Status.PAUSED: 2,
+    Status.PAUSED: 1,
+    Status.PROCESSING: 2,
     **{status: 3 for status in TERMINAL},
 }
 

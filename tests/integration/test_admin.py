@@ -3,6 +3,7 @@ publish its message, and the website's calls follow what the administrator did."
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -249,3 +250,40 @@ async def test_a_proof_goes_to_the_test_profile_marked_as_a_proof(
     assert "https://sample" in mail["text"]
     missing = await admin.post(f"/events/{event_id}/message/proof", json={"profileId": "nobody"})
     assert missing.status_code == 404
+
+
+async def test_a_paused_message_holds_events_and_sends_them_on_resume_unless_expired(
+    admin: httpx.AsyncClient, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    event_id = new_id()
+    await admin.post("/events", json={**cart_event(event_id), "targeting": "event"})
+    await admin.post(f"/events/{event_id}/publish")
+    await admin.put(f"/events/{event_id}/message", json={"subject": "{{ ctx.cartUrl }}"})
+    await admin.post(f"/events/{event_id}/message/publish")
+    paused = await admin.post(f"/events/{event_id}/message/pause")
+    assert paused.json()["versions"][0]["state"] == "paused"
+    assert (await admin.post(f"/events/{event_id}/message/pause")).status_code == 409
+
+    url = f"{GATEWAY}/v1/events/{event_id}"
+    kept, expiring = unique_email("kept"), unique_email("expiring")
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    first = await http.post(url, json={"email": kept, "ctx": {"cartUrl": "held"}})
+    second = await http.post(url, json={"email": expiring, "ctx": {"cartUrl": "x"},
+                                        "expiration": soon})
+    for response in (first, second):
+        async def paused_status(href: str = response.json()["href"]) -> bool:
+            return (await http.get(GATEWAY + href)).json()["status"] == "paused"
+
+        await eventually(paused_status, "the event to be held, status paused")
+    assert await mails_to(http, kept) == []
+
+    async def expired() -> bool:
+        return datetime.now(UTC) > datetime.fromisoformat(soon)
+
+    await eventually(expired, "the second event's expiration to pass", deadline_s=5)
+    assert (await admin.post(f"/events/{event_id}/message/resume")).status_code == 200
+    assert (await final_status(http, first.json()["href"]))["status"] == "processed"
+    assert (await final_status(http, second.json()["href"]))["status"] == "tooOld"
+    [mail] = await mails_to(http, kept)
+    assert mail["subject"] == "held"
+    assert await mails_to(http, expiring) == []

@@ -6,8 +6,10 @@ from shared.domain.lifecycle import (
     LifecycleError,
     MessageState,
     check_delete,
+    check_pause,
     check_publish_event,
     check_publish_message,
+    check_resume,
     check_unpublish_event,
     check_unpublish_message,
     check_update,
@@ -77,3 +79,14 @@ def test_the_default_template_compiles_and_shows_every_field(channel: str) -> No
         {"url": "https://x", "items": [{"name": "shoes"}]}, None, {}))
     text = " ".join(rendered.parts.values())
     assert "https://x" in text and "shoes" in text
+
+
+def test_only_a_published_message_pauses_and_only_a_paused_one_resumes() -> None:
+    check_pause(MessageState.PUBLISHED)
+    check_resume(MessageState.PAUSED)
+    for state in (MessageState.PAUSED, MessageState.DRAFT, None):
+        with pytest.raises(LifecycleError):
+            check_pause(state)
+    for state in (MessageState.PUBLISHED, MessageState.DRAFT, None):
+        with pytest.raises(LifecycleError):
+            check_resume(state)

@@ -1,10 +1,12 @@
 from datetime import UTC, datetime, timedelta
 
 from shared.domain.events import EventConfig, TriggerEvent
-from shared.domain.routing import Ended, SendRequest, decide, message_id
+from shared.domain.lifecycle import MessageState
+from shared.domain.routing import Ended, Hold, SendRequest, decide, message_id
 from shared.domain.status import Status
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+LIVE = MessageState.PUBLISHED
 
 
 def config(targeting: str) -> EventConfig:
@@ -19,36 +21,36 @@ def trigger(**overrides: object) -> TriggerEvent:
 
 
 def test_unpublished_event_fails_routing() -> None:
-    decision = decide(None, True, trigger(), None, NOW)
+    decision = decide(None, LIVE, trigger(), None, NOW)
     assert isinstance(decision, Ended) and decision.status is Status.ROUTING_FAILED
 
 
 def test_event_without_a_published_message_fails_routing() -> None:
-    decision = decide(config("event"), False, trigger(), None, NOW)
+    decision = decide(config("event"), None, trigger(), None, NOW)
     assert isinstance(decision, Ended) and decision.status is Status.ROUTING_FAILED
     assert "message" in decision.reason
 
 
 def test_expired_event_is_too_old() -> None:
     expired = trigger(expiration=NOW - timedelta(seconds=1))
-    decision = decide(config("event"), True, expired, None, NOW)
+    decision = decide(config("event"), LIVE, expired, None, NOW)
     assert isinstance(decision, Ended) and decision.status is Status.TOO_OLD
 
 
 def test_profile_event_without_profile_fails_targeting() -> None:
-    decision = decide(config("profile"), True, trigger(), None, NOW)
+    decision = decide(config("profile"), LIVE, trigger(), None, NOW)
     assert isinstance(decision, Ended) and decision.status is Status.TARGETING_FAILED
 
 
 def test_profile_event_carries_the_profile() -> None:
-    decision = decide(config("profile"), True, trigger(), {"first_name": "Ada"}, NOW)
+    decision = decide(config("profile"), LIVE, trigger(), {"first_name": "Ada"}, NOW)
     assert isinstance(decision, SendRequest)
     assert decision.profile == {"first_name": "Ada"}
     assert decision.to == {"email": "a@b.co"}
 
 
 def test_event_based_event_uses_no_profile_data() -> None:
-    decision = decide(config("event"), True, trigger(), {"first_name": "Ada"}, NOW)
+    decision = decide(config("event"), LIVE, trigger(), {"first_name": "Ada"}, NOW)
     assert isinstance(decision, SendRequest) and decision.profile is None
 
 
@@ -56,6 +58,19 @@ def test_message_id_is_stable_and_distinct_per_event() -> None:
     assert message_id("t", "k1") == message_id("t", "k1")
     assert message_id("t", "k1") != message_id("t", "k2")
     assert message_id("t", "k1") != message_id("u", "k1")
-    assert decide(config("event"), True, trigger(), None, NOW) == decide(
-        config("event"), True, trigger(), None, NOW
+    assert decide(config("event"), LIVE, trigger(), None, NOW) == decide(
+        config("event"), LIVE, trigger(), None, NOW
     )
+
+
+def test_an_event_whose_message_is_paused_is_held_unless_already_expired() -> None:
+    assert isinstance(decide(config("event"), MessageState.PAUSED, trigger(), None, NOW), Hold)
+    expired = trigger(expiration=NOW - timedelta(seconds=1))
+    decision = decide(config("event"), MessageState.PAUSED, expired, None, NOW)
+    assert isinstance(decision, Ended) and decision.status is Status.TOO_OLD
+
+
+def test_a_draft_or_unpublished_message_fails_routing() -> None:
+    for state in (MessageState.DRAFT, MessageState.UNPUBLISHED, None):
+        decision = decide(config("event"), state, trigger(), None, NOW)
+        assert isinstance(decision, Ended) and decision.status is Status.ROUTING_FAILED
