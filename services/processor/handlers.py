@@ -172,16 +172,15 @@ async def _profiles(
     published: dict[tuple[str, str], PublishedEvent | None],
 ) -> list[dict[str, object] | None]:
     """The profile of each profile-targeted trigger (None for the others)."""
-    wanted = [
-        i for i, t in enumerate(triggers)
-        if (p := published[(t.tenant, t.eventId)]) is not None
-        and p.config.targeting is Targeting.PROFILE
-    ]
+    lookups: dict[int, dict[str, str]] = {}
+    for i, trigger in enumerate(triggers):
+        event = published[(trigger.tenant, trigger.eventId)]
+        if event is not None and event.config.targeting is Targeting.PROFILE:
+            lookups[i] = event.config.profile_lookup(trigger.target, trigger.ctx)
     profiles: list[dict[str, object] | None] = [None] * len(triggers)
-    for tenant in {triggers[i].tenant for i in wanted}:
-        mine = [i for i in wanted if triggers[i].tenant == tenant]
-        found = await find_profiles(processor.connection, tenant,
-                                    [triggers[i].target for i in mine])
+    for tenant in {triggers[i].tenant for i in lookups}:
+        mine = [i for i in lookups if triggers[i].tenant == tenant]
+        found = await find_profiles(processor.connection, tenant, [lookups[i] for i in mine])
         for i, profile in zip(mine, found, strict=True):
             profiles[i] = profile
     return profiles

@@ -5,7 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from shared.domain.fields import (
@@ -41,7 +49,26 @@ class EventConfig(BaseModel):
     targeting: Targeting
     fields: tuple[FieldSpec, ...] = ()
     collections: tuple[CollectionSpec, ...] = ()
+    # Enrichment: the ctx field whose value is the profile's id. Without it, a
+    # profile-based event finds its profile by the target (email or mobile phone).
+    profile_key: str | None = None
     version: int = 1
+
+    @model_validator(mode="after")
+    def _profile_key_is_a_field(self) -> EventConfig:
+        if self.profile_key is not None:
+            if self.targeting is not Targeting.PROFILE:
+                raise ValueError("profileKey needs profile-based targeting")
+            if self.profile_key not in {f.id for f in self.fields}:
+                raise ValueError(f"profileKey {self.profile_key!r} is not one of the fields")
+        return self
+
+    def profile_lookup(self, target: dict[str, str], ctx: dict[str, Any]) -> dict[str, str]:
+        """How the event's profile is found: by the key field when it is set and present,
+        else by the target."""
+        if self.profile_key is not None and ctx.get(self.profile_key) is not None:
+            return {"profileId": str(ctx[self.profile_key])}
+        return target
 
 
 def _target_fields(channel: Channel) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """One event through the real chain: gateway → Kafka → processor → sender → SMTP."""
 
+import uuid
+
 import asyncpg
 import httpx
 
 from shared.adapters.catalog_store import save_event
+from shared.adapters.profile_store import upsert_profiles
 from shared.domain.events import EventConfig
 from tests.integration.conftest import (
     GATEWAY,
@@ -146,3 +149,29 @@ async def test_a_published_event_serves_its_json_schema(
     assert ctx["required"] == ["item"]
     assert set(ctx["properties"]) == {"item", "price", "quantity"}
     assert (await http.get(f"{GATEWAY}/v1/events/EVTnothing/schema")).status_code == 404
+
+
+async def test_a_profile_key_field_finds_the_profile_by_id(
+    http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    event_id = f"EVTkey{uuid.uuid4().hex[:10]}"
+    config = EventConfig.model_validate({
+        "event_id": event_id, "label": "by id", "channel": "email", "targeting": "profile",
+        "fields": [{"id": "item", "type": "string"}, {"id": "customerId", "type": "string"}],
+        "profileKey": "customerId",
+    })
+    await save_event(pool, "default", config, {"subject": "Hi {{ profile.first_name }}",
+                                               "html": "", "text": ""})
+    customer = f"C-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as connection:
+        await upsert_profiles(connection, "default", [
+            {"profile_id": customer, "email": unique_email("crm"), "first_name": "Grace"}])
+    email = unique_email("byid")  # not the profile's address: the key field decides
+    response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
+                               json={"email": email, "ctx": {"customerId": customer}})
+    assert (await final_status(http, response.json()["href"]))["status"] == "processed"
+    [mail] = await mails_to(http, email)
+    assert mail["subject"] == "Hi Grace"
+    unknown = await http.post(f"{GATEWAY}/v1/events/{event_id}",
+                              json={"email": email, "ctx": {"customerId": "C-none"}})
+    assert (await final_status(http, unknown.json()["href"]))["status"] == "targetingFailed"

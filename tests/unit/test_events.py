@@ -65,3 +65,17 @@ def test_trigger_separates_target_from_ctx() -> None:
     assert trigger.target == {"email": "a@b.co"}
     assert trigger.ctx == {"url": "u"}
     assert trigger.expiration is not None
+
+
+def test_a_profile_key_names_a_field_of_a_profile_based_event() -> None:
+    fields = [{"id": "customerId", "type": "string"}]
+    base = {"event_id": "EVTk", "label": "k", "channel": "email", "fields": fields}
+    config = EventConfig.model_validate({**base, "targeting": "profile",
+                                         "profileKey": "customerId"})
+    assert config.profile_lookup({"email": "a@b.co"}, {"customerId": "C42"}) == {
+        "profileId": "C42"}
+    assert config.profile_lookup({"email": "a@b.co"}, {}) == {"email": "a@b.co"}
+    with pytest.raises(ValidationError, match="not one of the fields"):
+        EventConfig.model_validate({**base, "targeting": "profile", "profileKey": "nope"})
+    with pytest.raises(ValidationError, match="profile-based"):
+        EventConfig.model_validate({**base, "targeting": "event", "profileKey": "customerId"})
