@@ -14,11 +14,13 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.adapters.catalog_store import save_event
+from shared.adapters.kafka import safe_producer
 from shared.adapters.key_store import create_key
 from shared.adapters.postgres import create_pool
 from shared.adapters.profile_store import upsert_profiles
@@ -26,7 +28,7 @@ from shared.domain.api_keys import Scope
 from shared.domain.events import EventConfig
 from shared.domain.status import TERMINAL
 from shared.settings import get_settings
-from shared.topics import Topic
+from shared.topics import DEADLETTER, Topic
 
 settings = get_settings()
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,5 +173,35 @@ async def end_offsets(topic: Topic) -> dict[int, int]:
         offsets = await consumer.end_offsets(partitions)
         assert len(offsets) == topic.partitions
         return {tp.partition: offset for tp, offset in offsets.items()}
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture(scope="session")
+async def producer() -> AsyncIterator[AIOKafkaProducer]:
+    """A safe producer, for tests that write straight to Kafka."""
+    producer = safe_producer(settings.kafka_bootstrap, 10_000)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def dead_letter_of(before: dict[int, int], marker: str) -> dict[str, Any]:
+    """The dead letter whose original record contains ``marker``, written after ``before``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(DEADLETTER.name, p) for p in before]
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, before[tp.partition])
+
+        async def found() -> dict[str, Any] | None:
+            batches = await consumer.getmany(timeout_ms=200)
+            letters = [orjson.loads(r.value) for rs in batches.values() for r in rs]
+            return next((d for d in letters if marker in d["original"]), None)
+
+        return await eventually(found, f"a dead letter for {marker}")
     finally:
         await consumer.stop()

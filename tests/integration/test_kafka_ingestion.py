@@ -5,16 +5,14 @@ dead-lettered with the reason while the partition keeps flowing."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from shared.adapters.kafka import safe_producer
 from shared.domain.pkeys import derive_pkey
 from shared.topics import DEADLETTER, EVENTS_KAFKA, SEND_EMAIL_TX
 from tests.integration.conftest import (
@@ -22,6 +20,7 @@ from tests.integration.conftest import (
     SINK,
     TENANT,
     add_profile,
+    dead_letter_of,
     drained,
     end_offsets,
     eventually,
@@ -31,14 +30,6 @@ from tests.integration.conftest import (
     settings,
     unique_email,
 )
-
-
-@pytest.fixture(scope="module")
-async def producer() -> AsyncIterator[AIOKafkaProducer]:
-    producer = safe_producer(settings.kafka_bootstrap, 10_000)
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 def produced(event_id: str, to: str, **fields: Any) -> dict[str, Any]:
@@ -59,25 +50,6 @@ def href(record: dict[str, Any]) -> str:
     return f"/v1/events/{record['eventId']}/{pkey}"
 
 
-async def dead_letter_of(before: dict[int, int], marker: str) -> dict[str, Any]:
-    """The dead letter whose original record contains ``marker``, written after ``before``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(DEADLETTER.name, p) for p in before]
-        consumer.assign(partitions)
-        for tp in partitions:
-            consumer.seek(tp, before[tp.partition])
-
-        async def found() -> dict[str, Any] | None:
-            batches = await consumer.getmany(timeout_ms=200)
-            letters = [orjson.loads(r.value) for rs in batches.values() for r in rs]
-            return next((d for d in letters if marker in d["original"]), None)
-
-        return await eventually(found, f"a dead letter for {marker}")
-    finally:
-        await consumer.stop()
 
 
 async def test_a_record_produced_to_kafka_becomes_an_email_with_a_readable_status(

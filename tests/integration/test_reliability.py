@@ -2,51 +2,24 @@
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
-import orjson
-import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from shared.adapters.kafka import safe_producer
 from shared.domain.routing import SendRequest, message_id
 from shared.topics import DEADLETTER, EVENTS_IN, SEND_EMAIL_TX
 from tests.integration.conftest import (
     GATEWAY,
     SINK,
+    dead_letter_of,
     end_offsets,
     eventually,
     final_status,
     mails_to,
     publish_event,
-    settings,
     unique_email,
 )
-
-
-@pytest.fixture(scope="module")
-async def producer() -> AsyncIterator[AIOKafkaProducer]:
-    producer = safe_producer(settings.kafka_bootstrap, 10_000)
-    await producer.start()
-    yield producer
-    await producer.stop()
-
-
-async def dead_letters_since(offsets: dict[int, int]) -> list[dict[str, object]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(DEADLETTER.name, p) for p in offsets]
-        consumer.assign(partitions)
-        for tp in partitions:
-            consumer.seek(tp, offsets[tp.partition])
-        batches = await consumer.getmany(timeout_ms=500)
-        return [orjson.loads(r.value) for records in batches.values() for r in records]
-    finally:
-        await consumer.stop()
 
 
 async def test_poison_record_goes_to_dead_letter_and_the_partition_keeps_flowing(
@@ -62,10 +35,7 @@ async def test_poison_record_goes_to_dead_letter_and_the_partition_keeps_flowing
                                json={"email": email, "ctx": {"item": "after poison"}})
     assert (await final_status(http, response.json()["href"]))["status"] == "processed"
 
-    async def poison_dead_lettered() -> list[dict[str, object]]:
-        return [d for d in await dead_letters_since(before) if d["original"] == poison.decode()]
-
-    [letter] = await eventually(poison_dead_lettered, "the poison record in the dead letters")
+    letter = await dead_letter_of(before, poison.decode())
     assert letter["stage"] == "processor"
     assert str(letter["reason"]).startswith("invalid")
 
