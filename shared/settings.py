@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = 10.0
     # Messages go out in parallel over this many open connections per sender process.
     smtp_connections: int = 8
+    # The bulk sender's own, smaller pool (shared/sending/priority.py): journey and
+    # marketing email never waits for, nor takes, a transactional connection.
+    smtp_bulk_connections: int = 2
+    # A cap on each bulk sender process, messages/s (0: none); e.g. a relay's or a sending
+    # IP's agreed rate, or headroom for tx on a small shared machine. Tx is never capped.
+    sender_bulk_rate_per_s: float = 0.0
+    # The bulk sender lowers its own CPU priority by this much (0: not at all), so that
+    # tx, the gateway and the processor win the cores when the machine is busy.
+    sender_bulk_nice: int = 10
     mail_from: str = "Parcours <no-reply@parcours.localhost>"
 
     # Topic creation: 1 on the single local broker; 3 (and min ISR 2) on a real cluster.
@@ -47,6 +56,7 @@ class Settings(BaseSettings):
     admin_port: int = 8001
     processor_metrics_port: int = 9102
     sender_email_metrics_port: int = 9103
+    sender_email_bulk_metrics_port: int = 9106
     sender_sms_metrics_port: int = 9104
     sender_push_metrics_port: int = 9105
 

@@ -270,6 +270,8 @@ SERVICES = (
             f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"),
     Service("sender-email", "services.sender_email",
             f"http://127.0.0.1:{settings.sender_email_metrics_port}/metrics"),
+    Service("sender-email-bulk", "services.sender_email_bulk",
+            f"http://127.0.0.1:{settings.sender_email_bulk_metrics_port}/metrics"),
     Service("sender-sms", "services.sender_sms",
             f"http://127.0.0.1:{settings.sender_sms_metrics_port}/metrics"),
     Service("sender-push", "services.sender_push",
@@ -277,6 +279,7 @@ SERVICES = (
 )
 SERVICE_BY_NAME = {s.name: s for s in SERVICES}
 GROUPS = {"processor": "parcours-processor", "sender-email": "parcours-sender-email",
+          "sender-email-bulk": "parcours-sender-email-bulk",
           "sender-sms": "parcours-sender-sms", "sender-push": "parcours-sender-push"}
 
 
@@ -337,7 +340,7 @@ def up() -> None:
     for name in ORDER:
         began = time.monotonic()
         start(name)
-        print(f"  {name:<13} ready in {time.monotonic() - began:4.1f}s", flush=True)
+        print(f"  {name:<17} ready in {time.monotonic() - began:4.1f}s", flush=True)
 
 
 def down() -> None:
@@ -356,13 +359,13 @@ def status() -> int:
         "kafka": lambda: port_open(9092),
         **{s.name: (lambda s=s: http_ok(s.ready_url)) for s in SERVICES},
     }
-    print(f"{'service':<14}{'pid':>8}  {'state':<9}{'log'}")
+    print(f"{'service':<18}{'pid':>8}  {'state':<9}{'log'}")
     all_ready = True
     for name in ORDER:
         pid = read_pid(name) if name != "postgres" else None
         state = "ready" if ready[name]() else ("starting" if running(name) else "stopped")
         all_ready &= state == "ready"
-        print(f"{name:<14}{pid or '-':>8}  {state:<9}.run/logs/{name}.log")
+        print(f"{name:<18}{pid or '-':>8}  {state:<9}.run/logs/{name}.log")
     return 0 if all_ready else 1
 
 

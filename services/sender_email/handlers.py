@@ -16,9 +16,13 @@ class SmtpProvider:
     mail_from: str
 
     @classmethod
-    def open(cls, settings: Settings) -> SmtpProvider:
+    def open(cls, settings: Settings, connections: int | None = None) -> SmtpProvider:
         return cls(SmtpPool(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s,
-                            settings.smtp_connections), settings.mail_from)
+                            connections or settings.smtp_connections), settings.mail_from)
+
+    @classmethod
+    def open_bulk(cls, settings: Settings) -> SmtpProvider:
+        return cls.open(settings, settings.smtp_bulk_connections)
 
     async def hand_over(self, request: SendRequest, rendered: RenderedMessage) -> None:
         # SMTP gives no reference worth keeping; the Message-ID is the message id already.

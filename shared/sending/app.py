@@ -1,4 +1,8 @@
-"""The consume loop: a batch is committed only after each of its messages settled."""
+"""The consume loop: a batch is committed only after each of its messages settled.
+
+The same loop serves a tx lane and a bulk lane (``shared.sending.priority``), each run
+as its own process with its own consumer group, connections and provider pool.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
 from shared.sending.handlers import Record, deliver_batch
+from shared.sending.priority import Lane
 from shared.sending.spec import SenderSpec
-from shared.sending.wiring import BATCH, Sender
+from shared.sending.wiring import Sender
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,9 +35,9 @@ async def _commit(sender: Sender) -> None:
         log.warning("offset commit failed (%s); records will be redelivered", error)
 
 
-async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event) -> None:
-    sender = await retry_forever(lambda: Sender.open(spec, settings), f"opening {spec.stage}",
-                                 (*DB_UNAVAILABLE, KafkaError))
+async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event, lane: Lane) -> None:
+    sender = await retry_forever(lambda: Sender.open(spec, settings, lane.batch),
+                                 f"opening {spec.stage}", (*DB_UNAVAILABLE, KafkaError))
     log.info("%s consuming %s", spec.stage, spec.topic.name)
 
     async def deliver(records: Sequence[Record]) -> None:
@@ -43,21 +48,23 @@ async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event) -> None
 
     try:
         while not stop.is_set():
-            batches = await sender.consumer.getmany(timeout_ms=200, max_records=BATCH)
+            await lane.turn(stop)
+            batches = await sender.consumer.getmany(timeout_ms=200, max_records=lane.batch)
             if batches:
                 records = [(r.key, r.value) for rs in batches.values() for r in rs]
                 await handle_isolating_poison(records, deliver, poison)
                 await _commit(sender)
+                lane.took(len(records))
     finally:
         await sender.close()
 
 
-def main(spec: SenderSpec, settings: Settings) -> None:
+def main(spec: SenderSpec, settings: Settings, lane: Lane | None = None) -> None:
     async def supervised() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run(spec, settings, stop)
+        await run(spec, settings, stop, lane or Lane.tx())
 
     asyncio.run(supervised())

@@ -14,8 +14,6 @@ from shared.domain.rendering import CompiledMessage
 from shared.sending.spec import Provider, SenderSpec
 from shared.settings import Settings
 
-BATCH = 200  # records per poll, claimed and settled together
-
 
 @dataclass
 class Sender:
@@ -30,11 +28,11 @@ class Sender:
     templates: dict[tuple[str, str, bytes], CompiledMessage] = field(default_factory=dict)
 
     @classmethod
-    async def open(cls, spec: SenderSpec, settings: Settings) -> Sender:
+    async def open(cls, spec: SenderSpec, settings: Settings, batch: int) -> Sender:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)
         connection = await connect(settings.pg_dsn)
         consumer = manual_consumer(settings.kafka_bootstrap, spec.group, spec.topic.name,
-                                   max_poll_records=BATCH)
+                                   max_poll_records=batch)
         producer = safe_producer(settings.kafka_bootstrap, settings.kafka_request_timeout_ms)
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
         await catalog.listen(settings.pg_dsn)
