@@ -1,4 +1,4 @@
-"""``python -m bench [--quick]``: B1, B2, P1, P4 in that order, then one table.
+"""``python -m bench [--quick]``: B1, B2, P1, P4, P5 in that order, then one table.
 
 Load goes to 127.0.0.1 only. The stack must be up (``make up``); nothing here starts,
 stops or restarts a service. A benchmark that fails is reported as failed and the
@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from datetime import datetime
 
-from bench import b1_kafka, b2_fastapi, p1_gateway, p4_latency
+from bench import b1_kafka, b2_fastapi, p1_gateway, p4_latency, p5_priority
 from bench.common import RUNS, Row, progress
 from bench.loadgen import client_name
 from bench.report import table, write_json
@@ -31,7 +31,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="keep-alive connections for B2/P1 (and P4's pool)")
     parser.add_argument("--p4-rate", type=float, help="events/s (default 1000, quick 200)")
     parser.add_argument("--p4-seconds", type=float, help="seconds (default 10, quick 3)")
-    parser.add_argument("--only", nargs="+", choices=("B1", "B2", "P1", "P4"),
+    parser.add_argument("--p5-rate", type=float, default=100.0,
+                        help="P5 transactional events/s through the gateway (default 100)")
+    parser.add_argument("--p5-bulk-rate", type=float, default=2000.0,
+                        help="P5 bulk records/s produced to the bulk topic (default 2000)")
+    parser.add_argument("--p5-seconds", type=float,
+                        help="P5 seconds per phase (default 10, quick 3; TARGETS: 600)")
+    parser.add_argument("--only", nargs="+", choices=("B1", "B2", "P1", "P4", "P5"),
                         help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
 
@@ -64,7 +70,7 @@ def main(argv: list[str]) -> int:
     progress(f"bench {'--quick ' if quick else ''}{stamp}: {os.cpu_count()} cores, load "
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
-    wanted = set(args.only or ("B1", "B2", "P1", "P4"))
+    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P5"))
     rows: list[Row] = []
     if "B1" in wanted:
         rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
@@ -78,6 +84,10 @@ def main(argv: list[str]) -> int:
     if "P4" in wanted:
         rows += _attempt("P4", "accepted → SMTP latency", lambda: p4_latency.run(
             rate, p4_seconds, args.connections, drain_s))
+    if "P5" in wanted:
+        p5_seconds = args.p5_seconds or (3.0 if quick else 10.0)
+        rows += _attempt("P5", "tx latency beside a bulk flood", lambda: p5_priority.run(
+            args.p5_rate, args.p5_bulk_rate, p5_seconds, args.connections, drain_s))
 
     meta = {
         "timestamp": stamp, "quick": quick, "command": " ".join(["python -m bench", *argv]),

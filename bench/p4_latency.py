@@ -46,7 +46,7 @@ def _body(run_id: str) -> Any:
     return make
 
 
-def _ours(messages: list[dict[str, Any]], run_id: str) -> dict[str, list[float]]:
+def latencies_by_order(messages: list[dict[str, Any]], run_id: str) -> dict[str, list[float]]:
     """order id → latencies (seconds) of this run's messages (more than one = a duplicate)."""
     found: dict[str, list[float]] = {}
     for message in messages:
@@ -67,7 +67,7 @@ async def _wait_arrivals(http: httpx.AsyncClient, run_id: str, expected: int,
         overwrite(f"  waiting for SMTP: {arrived - sink_before:,.0f}/{expected:,}")
         if arrived - sink_before >= expected or time.monotonic() > end:
             response = await http.get(f"{SINK}/messages", timeout=60)
-            found = _ours(response.json(), run_id)
+            found = latencies_by_order(response.json(), run_id)
             if len(found) >= expected or time.monotonic() > end:
                 progress("")
                 return found

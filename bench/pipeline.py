@@ -27,13 +27,14 @@ from shared.adapters.catalog_store import save_event
 from shared.adapters.key_store import create_key
 from shared.adapters.postgres import create_pool
 from shared.domain.api_keys import Scope
-from shared.topics import EVENTS_IN, SEND_EMAIL_TX, Topic
+from shared.topics import EVENTS_IN, SEND_EMAIL_BULK, SEND_EMAIL_TX, Topic
 
 EVENT_URL = f"{GATEWAY}/v1/events/{BENCH_EVENT.event_id}"
 PROCESSOR_METRICS = f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"
 # Consumer groups of the chain, and the topic each one reads.
 GROUPS: dict[str, Topic] = {"parcours-processor": EVENTS_IN,
-                            "parcours-sender-email": SEND_EMAIL_TX}
+                            "parcours-sender-email": SEND_EMAIL_TX,
+                            "parcours-sender-email-bulk": SEND_EMAIL_BULK}
 
 
 async def _publish() -> None:
@@ -83,28 +84,44 @@ def counter_total(url: str, name: str) -> float:
     return sum(value for _labels, value in prometheus_samples(scrape(url), name))
 
 
-async def _lags() -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                request_timeout_ms=5000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                request_timeout_ms=5000)
-    await admin.start()
-    await consumer.start()
-    try:
-        lags = {}
+class LagProbe:
+    """Each group's committed offsets and its topic's end offsets (summed over partitions),
+    with the clients kept open between readings."""
+
+    async def __aenter__(self) -> LagProbe:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                          request_timeout_ms=5000)
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                          request_timeout_ms=5000)
+        await self._admin.start()
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._consumer.stop()
+        await self._admin.close()
+
+    async def offsets(self) -> dict[str, tuple[int, int]]:
+        """group → (records committed, records written), over the topic's partitions."""
+        found = {}
         for group, topic in GROUPS.items():
             partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
-            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-            ends = await consumer.end_offsets(partitions)
-            starts = await consumer.beginning_offsets(partitions)
-            lags[group] = sum(
-                ends[tp] - max(committed[tp].offset if tp in committed else -1, starts[tp])
-                for tp in partitions
-            )
-        return lags
-    finally:
-        await consumer.stop()
-        await admin.close()
+            committed = await self._admin.list_consumer_group_offsets(group,
+                                                                      partitions=partitions)
+            ends = await self._consumer.end_offsets(partitions)
+            starts = await self._consumer.beginning_offsets(partitions)
+            done = sum(max(committed[tp].offset if tp in committed else -1, starts[tp])
+                       for tp in partitions)
+            found[group] = (done, sum(ends.values()))
+        return found
+
+    async def lags(self) -> dict[str, int]:
+        return {group: end - done for group, (done, end) in (await self.offsets()).items()}
+
+
+async def _lags() -> dict[str, int]:
+    async with LagProbe() as probe:
+        return await probe.lags()
 
 
 def consumer_lags() -> dict[str, int]:
@@ -112,7 +129,7 @@ def consumer_lags() -> dict[str, int]:
 
 
 def wait_drained(label: str, deadline_s: float) -> tuple[bool, float, dict[str, int]]:
-    """Poll both groups' lag until it is 0; returns (drained, seconds waited, first lags)."""
+    """Poll every group's lag until it is 0; returns (drained, seconds waited, first lags)."""
     began = time.monotonic()
     first: dict[str, int] = {}
     while True:
