@@ -7,8 +7,8 @@ import uuid
 
 import asyncpg
 import httpx
+from aiokafka import AIOKafkaProducer
 
-from shared.adapters.kafka import safe_producer
 from shared.domain.routing import SendRequest, message_id
 from shared.topics import SEND_EMAIL_BULK
 from tests.integration.conftest import (
@@ -36,25 +36,20 @@ def bulk_request(event_id: str, recipient: str) -> SendRequest:
                        acceptedAt=time.time())
 
 
-async def produce_backlog(requests: list[SendRequest]) -> None:
-    producer = safe_producer(settings.kafka_bootstrap, 10_000)
-    await producer.start()
-    try:
-        sent = [await producer.send(SEND_EMAIL_BULK.name, r.model_dump_json().encode(),
-                                    r.messageId.encode()) for r in requests]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
+async def produce_backlog(producer: AIOKafkaProducer, requests: list[SendRequest]) -> None:
+    sent = [await producer.send(SEND_EMAIL_BULK.name, r.model_dump_json().encode(),
+                                r.messageId.encode()) for r in requests]
+    await asyncio.gather(*sent)
 
 
 async def test_transactional_mail_overtakes_a_bulk_backlog_and_both_arrive_once(
-    http: httpx.AsyncClient, pool: asyncpg.Pool
+    http: httpx.AsyncClient, pool: asyncpg.Pool, producer: AIOKafkaProducer
 ) -> None:
     event_id = await publish_event(pool, "event")
     label = f"bulk-{uuid.uuid4().hex[:8]}"
     recipients = [f"{label}-{n:02d}@example.com" for n in range(BULK_RECIPIENTS)]
     backlog = [bulk_request(event_id, recipients[i % BULK_RECIPIENTS]) for i in range(BACKLOG)]
-    await produce_backlog(backlog)
+    await produce_backlog(producer, backlog)
     assert not await drained(BULK_GROUP, SEND_EMAIL_BULK)
 
     began = time.monotonic()
