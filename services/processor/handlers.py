@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -49,6 +49,15 @@ from shared.topics import EVENTS_IN, EVENTS_KAFKA, SEND_TX_TOPICS
 log = logging.getLogger(__name__)
 RELEASE_BATCH = 500
 _PAUSED = "the event's message is paused: it is sent on resume, unless it expires first"
+
+
+def _held_status(trigger: TriggerEvent, hold: Hold) -> StatusWrite:
+    """``paused`` while the message is paused, else ``pending`` until the scheduled time."""
+    reasons = [_PAUSED] if hold.paused else []
+    if hold.until is not None:
+        reasons.append(f"scheduled for {hold.until.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}")
+    return StatusWrite(trigger.pKey, trigger.tenant, trigger.eventId,
+                       Status.PAUSED if hold.paused else Status.PENDING, "; ".join(reasons))
 _TRANSIENT = (*DB_UNAVAILABLE, KafkaError)
 
 
@@ -191,7 +200,7 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
     profiles = await _profiles(processor, triggers, published)
     now = datetime.now(UTC)
     ended: list[StatusWrite] = []
-    held: list[tuple[dict[str, Any], StatusWrite]] = []
+    held: list[held_store.Held] = []
     sends: list[SendRequest] = []
     for trigger, profile in zip(triggers, profiles, strict=True):
         event = published[(trigger.tenant, trigger.eventId)]
@@ -201,8 +210,8 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
             ended.append(StatusWrite(trigger.pKey, trigger.tenant, trigger.eventId,
                                      decision.status, decision.reason))
         elif isinstance(decision, Hold):
-            held.append((trigger.model_dump(mode="json"), StatusWrite(
-                trigger.pKey, trigger.tenant, trigger.eventId, Status.PAUSED, _PAUSED)))
+            held.append((trigger.model_dump(mode="json"), decision.until,
+                         _held_status(trigger, decision)))
         else:
             sends.append(decision)
     await record_statuses(processor.connection, ended)
@@ -222,17 +231,17 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
     ]
     await asyncio.gather(*deliveries)
     skipped = len(sends) - len(going)  # already final, e.g. refused by the gateway (503)
-    return ([w.status for w in ended] + [Status.PAUSED] * len(held)
+    return ([w.status for w in ended] + [s.status for _, _, s in held]
             + [Status.PROCESSING] * len(going) + [Status.IGNORED] * skipped)
 
 
 async def release_held(processor: Processor) -> int:
-    """Put events held for a message that is published again back on the input topic;
-    routed again, they are sent, or end ``tooOld`` if they expired meanwhile. Deleted in
-    the same transaction that found them: a crash re-releases them, and the status and
-    ledger keep a second pass from sending twice."""
+    """Put held events that are due (their message is published, their scheduled time has
+    come) back on the input topic; routed again, they are sent, or end ``tooOld`` if they
+    expired meanwhile. Deleted in the same transaction that found them: a crash re-releases
+    them, and the status and ledger keep a second pass from sending twice."""
     async with processor.pool.acquire() as connection, connection.transaction():
-        held = await held_store.releasable(connection, RELEASE_BATCH)
+        held = await held_store.releasable(connection, RELEASE_BATCH, datetime.now(UTC))
         if not held:
             return 0
         deliveries = [

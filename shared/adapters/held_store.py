@@ -1,7 +1,9 @@
-"""Events held while their message is paused (table ``held_events``)."""
+"""Events held until their message is published again (it is paused) and their due time
+has come (``scheduled``): table ``held_events``."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -10,34 +12,41 @@ from shared.adapters.status_store import StatusWrite, record_statuses
 
 _RELEASABLE = """
 SELECT h.pkey, h.trigger FROM held_events h
- WHERE EXISTS (SELECT 1 FROM messages m
+ WHERE h.due_at <= $2
+   AND EXISTS (SELECT 1 FROM messages m
                 WHERE m.tenant_id = h.tenant_id AND m.event_id = h.event_id
                   AND m.state = 'published')
- ORDER BY h.held_at
+ ORDER BY h.due_at
  LIMIT $1
  FOR UPDATE OF h SKIP LOCKED
 """
 
 
-async def hold(
-    connection: asyncpg.Connection, held: list[tuple[dict[str, Any], StatusWrite]]
-) -> None:
-    """Keep the events and mark them ``paused``, together."""
+Held = tuple[dict[str, Any], datetime | None, StatusWrite]  # trigger, due (None: now), status
+
+
+async def hold(connection: asyncpg.Connection, held: list[Held]) -> None:
+    """Keep the events and record their status (``paused``, or ``pending`` until their
+    scheduled time), together."""
     if not held:
         return
     async with connection.transaction():
         await connection.executemany(
-            "INSERT INTO held_events (pkey, tenant_id, event_id, trigger)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (pkey) DO NOTHING",
-            [(s.pkey, s.tenant, s.event_id, trigger) for trigger, s in held],
+            "INSERT INTO held_events (pkey, tenant_id, event_id, trigger, due_at)"
+            " VALUES ($1, $2, $3, $4, coalesce($5, now())) ON CONFLICT (pkey) DO NOTHING",
+            [(s.pkey, s.tenant, s.event_id, trigger, due) for trigger, due, s in held],
         )
-        await record_statuses(connection, [s for _, s in held])
+        await record_statuses(connection, [s for _, _, s in held])
 
 
-async def releasable(connection: asyncpg.Connection, limit: int) -> list[tuple[str, Any]]:
-    """Held events whose message is published again, locked until the transaction ends
-    (several workers can release at once without taking the same events)."""
-    rows = await connection.fetch(_RELEASABLE, limit)
+async def releasable(
+    connection: asyncpg.Connection, limit: int, now: datetime
+) -> list[tuple[str, Any]]:
+    """Held events that are due by ``now`` (the caller's clock, the one it routes by, so
+    a release is never early for it) and whose message is published, earliest first,
+    locked until the transaction ends (several workers can release at once without taking
+    the same events)."""
+    rows = await connection.fetch(_RELEASABLE, limit, now)
     return [(row["pkey"], row["trigger"]) for row in rows]
 
 

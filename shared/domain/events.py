@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     create_model,
     model_validator,
 )
@@ -83,14 +86,38 @@ def _target_fields(channel: Channel) -> dict[str, Any]:
     }
 
 
+SCHEDULE_HORIZON = timedelta(days=365)
+
+
+def _within_horizon(scheduled: datetime | None) -> datetime | None:
+    """A send scheduled years ahead is a typo far more often than a plan."""
+    if scheduled is not None and scheduled > datetime.now(UTC) + SCHEDULE_HORIZON:
+        raise ValueError(f"must be at most {SCHEDULE_HORIZON.days} days ahead")
+    return scheduled
+
+
+def _after_scheduled(expiration: datetime | None, info: ValidationInfo) -> datetime | None:
+    """An event that expires before it is due could only ever end ``tooOld``."""
+    scheduled = info.data.get("scheduled")
+    if expiration is not None and scheduled is not None and expiration <= scheduled:
+        raise ValueError("must be after scheduled")
+    return expiration
+
+
+SCHEDULED_HELP = "Send at this instant, not before; at most 365 days ahead."
+EXPIRATION_HELP = "Not sent after this instant (status tooOld); after scheduled."
+Scheduled = Annotated[AwareDatetime | None, AfterValidator(_within_horizon)]
+Expiration = Annotated[AwareDatetime | None, AfterValidator(_after_scheduled)]
+
+
 def ingest_fields(config: EventConfig) -> dict[str, Any]:
     """The fields of an event's body: its target, typed ``ctx``, ``scheduled``, ``expiration``.
     Shared by the HTTP request and the record internal systems produce to Kafka."""
     ctx_model = build_ctx_model(config.event_id, config.fields, config.collections)
     return {
         "ctx": (ctx_model, Field(default_factory=ctx_model)),
-        "scheduled": (AwareDatetime | None, None),
-        "expiration": (AwareDatetime | None, None),
+        "scheduled": (Scheduled, Field(None, description=SCHEDULED_HELP)),
+        "expiration": (Expiration, Field(None, description=EXPIRATION_HELP)),
         **_target_fields(config.channel),
     }
 

@@ -29,6 +29,8 @@ from pydantic.json_schema import SkipJsonSchema
 from shared.domain.deadletter import invalid_reason
 from shared.domain.events import (
     EVENT_ID_PATTERN,
+    EXPIRATION_HELP,
+    SCHEDULED_HELP,
     EventConfig,
     TriggerEvent,
     ingest_fields,
@@ -74,8 +76,8 @@ class ProducedEvent(_StrictRecord):
     pushPlatform: Literal["apns", "fcm"] | NoNull = Field(None, description="Push events.")
     ctx: dict[str, Any] = Field(default_factory=dict,
                                 description="The event's fields and collections, as configured.")
-    scheduled: AwareDatetime | None = None
-    expiration: AwareDatetime | None = Field(None, description="Not sent after this instant.")
+    scheduled: AwareDatetime | None = Field(None, description=SCHEDULED_HELP)
+    expiration: AwareDatetime | None = Field(None, description=EXPIRATION_HELP)
 
 
 def build_produced_model(config: EventConfig) -> type[BaseModel]:

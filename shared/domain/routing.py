@@ -47,7 +47,11 @@ class Ended:
 
 @dataclass(frozen=True)
 class Hold:
-    """The event's message is paused: keep the event until it is resumed."""
+    """Keep the event until its message is published (it is paused) and ``until`` has come
+    (it is scheduled for later); either or both."""
+
+    until: datetime | None = None
+    paused: bool = False
 
 
 Decision = SendRequest | Ended | Hold
@@ -67,8 +71,9 @@ def decide(
         return Ended(Status.ROUTING_FAILED, "the event's message is not published")
     if trigger.expiration is not None and trigger.expiration <= now:
         return Ended(Status.TOO_OLD, "expiration passed before processing")
-    if message is MessageState.PAUSED:
-        return Hold()
+    later = trigger.scheduled if trigger.scheduled and trigger.scheduled > now else None
+    if message is MessageState.PAUSED or later:
+        return Hold(until=later, paused=message is MessageState.PAUSED)
     if config.targeting is Targeting.PROFILE and profile is None:
         return Ended(Status.TARGETING_FAILED, "no profile matches the event's target")
     return SendRequest(

@@ -34,6 +34,7 @@ settings = get_settings()
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = f"http://127.0.0.1:{settings.gateway_port}"
 SINK = f"http://127.0.0.1:{settings.smtp_sink_http_port}"
+ADMIN = f"http://127.0.0.1:{settings.admin_port}/admin/v1"
 TENANT = "default"
 T = TypeVar("T")
 
@@ -84,6 +85,14 @@ async def ingest_key(pool: asyncpg.Pool) -> str:
 async def admin_key(pool: asyncpg.Pool) -> str:
     async with pool.acquire() as connection:
         return await create_key(connection, TENANT, Scope.ADMIN, "tests")
+
+
+@pytest.fixture(scope="session")
+async def admin(admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The admin API, with an admin key of the default tenant."""
+    headers = {"authorization": f"Bearer {admin_key}"}
+    async with httpx.AsyncClient(base_url=ADMIN, headers=headers, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

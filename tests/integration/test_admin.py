@@ -2,7 +2,6 @@
 publish its message, and the website's calls follow what the administrator did."""
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -10,22 +9,13 @@ import httpx
 import pytest
 
 from tests.integration.conftest import (
+    ADMIN,
     GATEWAY,
     eventually,
     final_status,
     mails_to,
-    settings,
     unique_email,
 )
-
-ADMIN = f"http://127.0.0.1:{settings.admin_port}/admin/v1"
-
-
-@pytest.fixture(scope="session")
-async def admin(admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"authorization": f"Bearer {admin_key}"}
-    async with httpx.AsyncClient(base_url=ADMIN, headers=headers, timeout=30) as client:
-        yield client
 
 
 def cart_event(event_id: str, channel: str = "email") -> dict[str, object]:

@@ -21,6 +21,10 @@ from tests.integration.conftest import GATEWAY, end_offsets
         ({"email": "not an email", "ctx": {"item": "x"}}, ["body", "email"]),
         ({"email": "a@example.com", "ctx": {"item": "x"}, "expiration": "tomorrow"},
          ["body", "expiration"]),
+        ({"email": "a@example.com", "ctx": {"item": "x"}, "scheduled": "2999-01-01T00:00:00Z"},
+         ["body", "scheduled"]),
+        ({"email": "a@example.com", "ctx": {"item": "x"}, "scheduled": "2020-01-02T00:00:00Z",
+          "expiration": "2020-01-01T00:00:00Z"}, ["body", "expiration"]),
     ],
 )
 async def test_invalid_event_is_422_naming_the_field_and_nothing_is_produced(

@@ -1,3 +1,6 @@
+import json
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import ValidationError
 
@@ -79,3 +82,21 @@ def test_a_profile_key_names_a_field_of_a_profile_based_event() -> None:
         EventConfig.model_validate({**base, "targeting": "profile", "profileKey": "nope"})
     with pytest.raises(ValidationError, match="profile-based"):
         EventConfig.model_validate({**base, "targeting": "event", "profileKey": "customerId"})
+
+
+def test_scheduled_is_at_most_a_year_ahead_and_before_expiration() -> None:
+    model = build_ingest_model(config())
+    soon = datetime.now(UTC) + timedelta(hours=1)
+
+    def body(**times: datetime) -> str:
+        return json.dumps({"email": "a@b.co", **{k: v.isoformat() for k, v in times.items()}})
+
+    model.model_validate_json(body(scheduled=soon, expiration=soon + timedelta(seconds=1)))
+    with pytest.raises(ValidationError) as far:
+        model.model_validate_json(body(scheduled=soon + timedelta(days=366)))
+    assert far.value.errors()[0]["loc"] == ("scheduled",)
+    assert "365 days" in far.value.errors()[0]["msg"]
+    with pytest.raises(ValidationError) as early:
+        model.model_validate_json(body(scheduled=soon, expiration=soon))
+    assert early.value.errors()[0]["loc"] == ("expiration",)
+    assert "after scheduled" in early.value.errors()[0]["msg"]

@@ -109,6 +109,8 @@ def test_a_record_that_does_not_say_whose_event_it_is_has_no_status(
         (record(mobilePhone="+15551234567"), "invalid: mobilePhone: Extra inputs are not"),
         (record(source="billing"), "invalid: source: Extra inputs are not permitted"),
         (record(expiration="tomorrow"), "invalid: expiration: Input should be a valid datetime"),
+        (record(scheduled="2999-01-01T00:00:00Z"),
+         "invalid: scheduled: Value error, must be at most 365 days ahead"),
     ],
 )
 def test_an_invalid_record_is_rejected_naming_the_field_with_a_status(

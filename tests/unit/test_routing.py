@@ -74,3 +74,22 @@ def test_a_draft_or_unpublished_message_fails_routing() -> None:
     for state in (MessageState.DRAFT, MessageState.UNPUBLISHED, None):
         decision = decide(config("event"), state, trigger(), None, NOW)
         assert isinstance(decision, Ended) and decision.status is Status.ROUTING_FAILED
+
+
+def test_an_event_scheduled_for_later_is_held_until_then_and_goes_once_due() -> None:
+    later = trigger(scheduled=NOW + timedelta(minutes=5))
+    assert decide(config("profile"), LIVE, later, None, NOW) == Hold(
+        until=NOW + timedelta(minutes=5), paused=False)
+    due = NOW + timedelta(minutes=5)
+    assert isinstance(decide(config("event"), LIVE, later, None, due), SendRequest)
+    past = trigger(scheduled=NOW - timedelta(minutes=5))
+    assert isinstance(decide(config("event"), LIVE, past, None, NOW), SendRequest)
+
+
+def test_a_scheduled_event_whose_message_is_paused_waits_for_both() -> None:
+    later = trigger(scheduled=NOW + timedelta(minutes=5))
+    assert decide(config("event"), MessageState.PAUSED, later, None, NOW) == Hold(
+        until=NOW + timedelta(minutes=5), paused=True)
+    expired = trigger(scheduled=NOW - timedelta(minutes=5), expiration=NOW)
+    decision = decide(config("event"), LIVE, expired, None, NOW)
+    assert isinstance(decision, Ended) and decision.status is Status.TOO_OLD
