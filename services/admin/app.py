@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.admin.handlers import operations, router
+from services.admin.handlers import readiness, router
 from shared.adapters.postgres import create_pool
 from shared.api_auth import Authenticator
 from shared.domain.lifecycle import LifecycleError
+from shared.operations import operations_router
 from shared.settings import Settings, get_settings
 
 
@@ -34,6 +35,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)
     app.include_router(router)
-    app.include_router(operations)
+    app.include_router(operations_router(readiness))
     app.add_exception_handler(LifecycleError, _refused)
     return app

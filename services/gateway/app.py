@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.gateway.handlers import router
+from services.gateway.handlers import readiness, router
 from services.gateway.wiring import Gateway
+from shared.operations import operations_router
 from shared.settings import Settings, get_settings
 
 
@@ -26,4 +27,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Parcours ingestion API", version="1", lifespan=lifespan)
     app.include_router(router)
+    app.include_router(operations_router(readiness))
     return app

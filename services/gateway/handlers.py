@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
@@ -206,22 +205,13 @@ async def get_status(
     )
 
 
-@router.get("/health/live", include_in_schema=False)
-async def live() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@router.get("/health/ready", include_in_schema=False)
-async def ready(gateway: GatewayDep) -> Response:
+async def readiness(request: Request) -> dict[str, bool]:
+    """Ready when Kafka's producer is connected and PostgreSQL answers."""
+    gateway = await get_gateway(request)
     checks = {"kafka": gateway.producer is not None}
     try:
         await gateway.pool.fetchval("SELECT 1")
         checks["postgres"] = True
     except DB_UNAVAILABLE:
         checks["postgres"] = False
-    return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
-
-
-@router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return checks

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 import uvicorn
 from fastapi import FastAPI, Header, Query
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from starlette.responses import Response
+from prometheus_client import Counter
 
 from services.provider_sink.store import Answer, Faults, Inbox
 from shared.adapters.provider_payloads import PushPayload, SmsPayload
+from shared.operations import operations_router
 from shared.settings import Settings
 
 REQUESTS = Counter("parcours_provider_sink_requests_total",
@@ -72,14 +72,7 @@ def http_api(inbox: Inbox, faults: Faults) -> FastAPI:
                      channel: str | None = None, to: str | None = None) -> None:
         faults.status, faults.count, faults.channel, faults.to = status, count, channel, to
 
-    @api.get("/health/ready")
-    async def ready() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @api.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    api.include_router(operations_router())
     return api
 
 

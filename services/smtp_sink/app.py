@@ -8,10 +8,10 @@ from typing import Any
 import uvicorn
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from starlette.responses import Response
+from prometheus_client import Counter
 
 from services.smtp_sink.store import Mailbox
+from shared.operations import operations_router
 from shared.settings import Settings
 
 RECEIVED = Counter("parcours_smtp_sink_received_total", "Messages the sink accepted")
@@ -56,14 +56,7 @@ def http_api(handler: StoringHandler) -> FastAPI:
         handler.reject_reply, handler.reject_count = reply, count
         handler.reject_to = to.lower() if to else None
 
-    @api.get("/health/ready")
-    async def ready() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @api.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    api.include_router(operations_router())
     return api
 
 
