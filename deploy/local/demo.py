@@ -68,18 +68,11 @@ def step(number: int, text: str) -> None:
 
 
 async def seed() -> tuple[str, str]:
-    """Profiles (one a test profile with sample cart data), and two keys: the
-    administrator's and the website's."""
+    """Customer profiles and two keys: the administrator's and the website's."""
     pool = await create_pool(settings.pg_dsn)
     try:
         async with pool.acquire() as connection:
             await upsert_profiles(connection, TENANT, PROFILES)
-            await connection.execute(
-                "INSERT INTO profiles (tenant_id, profile_id, email, first_name, is_test,"
-                " sample_ctx) VALUES ($1, 'test-tess', 'tess@example.com', 'Tess', true, $2)"
-                " ON CONFLICT (tenant_id, profile_id) DO UPDATE SET sample_ctx = $2",
-                TENANT, SAMPLE_CART,
-            )
             admin_key = await create_key(connection, TENANT, Scope.ADMIN, "demo admin")
             ingest_key = await create_key(connection, TENANT, Scope.INGEST, "demo website")
         return admin_key, ingest_key
@@ -110,7 +103,9 @@ def configure_and_publish(admin: httpx.Client) -> None:
 
 
 def edit_preview_publish(admin: httpx.Client) -> None:
-    """Step 2, the marketer."""
+    """Step 2, the marketer, with a test profile that carries sample cart data."""
+    call(admin, "PUT", "/test-profiles/test-tess", json={
+        "email": "tess@example.com", "firstName": "Tess", "sampleCtx": SAMPLE_CART})
     call(admin, "PUT", f"/events/{EVENT_ID}/message", json=TEMPLATE)
     preview = call(admin, "POST", f"/events/{EVENT_ID}/message/preview",
                    json={"profileId": "test-tess"})

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.admin import proofs, test_profiles
 from services.admin.handlers import readiness, router
 from shared.adapters.postgres import create_pool
 from shared.api_auth import Authenticator
@@ -35,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)
     app.include_router(router)
+    app.include_router(proofs.router)
+    app.include_router(test_profiles.router)
     app.include_router(operations_router(readiness))
     app.add_exception_handler(LifecycleError, _refused)
     return app

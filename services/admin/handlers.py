@@ -3,7 +3,6 @@ their messages. Every call needs an admin key and sees only its tenant."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -16,18 +15,14 @@ from services.admin.models import (
     MessageOut,
     PreviewIn,
     PreviewOut,
-    ProofIn,
-    ProofOut,
     VersionOut,
 )
 from shared.adapters import admin_store as store
-from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
-from shared.adapters.smtp import SmtpClient, encode_email
 from shared.api_auth import Caller, require
 from shared.domain import lifecycle
 from shared.domain.api_keys import Scope
 from shared.domain.default_templates import default_template
-from shared.domain.events import Channel, EventConfig, build_ingest_model
+from shared.domain.events import EventConfig, build_ingest_model
 from shared.domain.lifecycle import EventState, MessageState
 from shared.domain.rendering import (
     RenderedMessage,
@@ -36,7 +31,6 @@ from shared.domain.rendering import (
     render_message,
     template_context,
 )
-from shared.settings import Settings
 
 router = APIRouter(prefix="/admin/v1")
 AdminCaller = Annotated[Caller, Depends(require(Scope.ADMIN))]
@@ -210,7 +204,7 @@ async def resume_message(event_id: str, caller: AdminCaller, db: Db) -> MessageO
     return await _move_live(db, caller, event_id, lifecycle.check_resume, MessageState.PUBLISHED)
 
 
-async def _render_version(
+async def render_version(
     db: asyncpg.Connection, caller: Caller, event_id: str, version: int | None,
     profile_id: str | None, ctx: dict[str, Any],
 ) -> tuple[int, RenderedMessage, dict[str, Any] | None]:
@@ -240,45 +234,9 @@ async def _render_version(
 async def preview_message(
     event_id: str, preview: PreviewIn, caller: AdminCaller, db: Db
 ) -> PreviewOut:
-    version, rendered, _ = await _render_version(db, caller, event_id, preview.version,
+    version, rendered, _ = await render_version(db, caller, event_id, preview.version,
                                                  preview.profile_id, preview.ctx)
     return PreviewOut(version=version, parts=rendered.parts, data=rendered.data)
-
-
-@router.post("/events/{event_id}/message/proof", status_code=202, response_model=ProofOut,
-             response_model_by_alias=True)
-async def send_proof(
-    event_id: str, proof: ProofIn, caller: AdminCaller, db: Db, request: Request
-) -> ProofOut:
-    """Sends a version, rendered for a test profile, to that profile's address, with
-    "[Proof]" before the subject."""
-    version, rendered, profile = await _render_version(db, caller, event_id, proof.version,
-                                                       proof.profile_id, {})
-    if rendered.channel is not Channel.EMAIL:
-        raise HTTPException(422, "proofs are sent for email messages only for now; "
-                                 "use the preview for SMS and push")
-    assert profile is not None
-    recipient = str(profile.get("email") or "")
-    if not recipient:
-        raise HTTPException(422, f"test profile {proof.profile_id!r} has no email address")
-    subject = f"[Proof] {rendered.parts['subject']}"
-    settings: Settings = request.app.state.settings
-    message = encode_email(
-        RenderedMessage(rendered.channel, {**rendered.parts, "subject": subject}, rendered.data),
-        sender=settings.mail_from, recipient=recipient,
-        message_id=f"proof-{uuid.uuid4()}", domain="parcours.localhost",
-    )
-    smtp = SmtpClient(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s)
-    try:
-        await smtp.send(settings.mail_from, recipient, message)
-    except PermanentFailure as error:
-        raise HTTPException(422, f"the SMTP server refused the proof: {error}") from error
-    except TransientFailure as error:
-        raise HTTPException(503, f"the SMTP server is unavailable ({error}); retry",
-                            headers={"Retry-After": "5"}) from error
-    finally:
-        await smtp.close()
-    return ProofOut(version=version, sent_to=recipient)
 
 
 async def readiness(request: Request) -> bool:

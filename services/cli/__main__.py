@@ -6,11 +6,13 @@
 
     parcours events list | create FILE.json | show|publish|unpublish|delete|schema EVENT
     parcours message show EVENT | edit EVENT FILE.json | preview EVENT [--profile ID]
-    parcours message proof EVENT --profile ID | publish|unpublish EVENT
+    parcours message proof EVENT --profile ID | publish|unpublish|pause|resume EVENT
+    parcours test-profiles list | show|delete ID | put ID FILE.json
 
 A new key is printed once; only its digest is stored. Tenants and keys are written to
-PostgreSQL directly (bootstrapping needs no key); events and messages go through the admin
-API with PARCOURS_ADMIN_KEY (and PARCOURS_ADMIN_URL, default the local one).
+PostgreSQL directly (bootstrapping needs no key); events, messages and test profiles go
+through the admin API with PARCOURS_ADMIN_KEY (and PARCOURS_ADMIN_URL, default the local
+one).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main() -> None:
     args = _parser().parse_args()
-    if args.noun in ("events", "message"):
+    if args.noun in ("events", "message", "test-profiles"):
         sys.exit(admin_client.run(args))
     sys.exit(asyncio.run(_run(args)))
 

@@ -34,8 +34,17 @@ def add_verbs(nouns: Any) -> None:
         parser = verbs.add_parser(verb)
         parser.add_argument("event_id")
         parser.add_argument("--profile", required=verb == "proof", help="a test profile id")
-    for verb in ("publish", "unpublish"):
+    for verb in ("publish", "unpublish", "pause", "resume"):
         verbs.add_parser(verb).add_argument("event_id")
+
+    profiles = nouns.add_parser("test-profiles", help="test profiles: proofs go to them")
+    verbs = profiles.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("list", help="a table of the tenant's test profiles")
+    put = verbs.add_parser("put", help="create or replace from a JSON file (see README)")
+    put.add_argument("profile_id")
+    put.add_argument("file", type=Path)
+    for verb in ("show", "delete"):
+        verbs.add_parser(verb).add_argument("profile_id")
 
 
 def _client() -> httpx.Client:
@@ -56,19 +65,41 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     return response.json() if response.content else None
 
 
-def _table(events: list[dict[str, Any]]) -> str:
-    rows = [("event", "channel", "targeting", "state", "version")] + [
-        (e["config"]["eventId"], e["config"]["channel"], e["config"]["targeting"], e["state"],
-         str(e["config"]["version"])) for e in events]
+def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
+def _events_table(events: list[dict[str, Any]]) -> str:
+    return _table([("event", "channel", "targeting", "state", "version")] + [
+        (e["config"]["eventId"], e["config"]["channel"], e["config"]["targeting"], e["state"],
+         str(e["config"]["version"])) for e in events])
+
+
+def _profiles_table(profiles: list[dict[str, Any]]) -> str:
+    return _table([("test profile", "email", "mobile phone", "push devices", "sample ctx")] + [
+        (p["profileId"], p["email"] or "-", p["mobilePhone"] or "-",
+         str(len(p["pushRegistrations"])), ", ".join(sorted(p["sampleCtx"])) or "-")
+        for p in profiles])
+
+
+def _test_profiles(client: httpx.Client, args: argparse.Namespace) -> Any:
+    if args.verb == "list":
+        print(_profiles_table(_call(client, "GET", "/test-profiles")))
+        return None
+    path = f"/test-profiles/{args.profile_id}"
+    if args.verb == "put":
+        return _call(client, "PUT", path, json=json.loads(args.file.read_text()))
+    return _call(client, "GET" if args.verb == "show" else "DELETE", path)
+
+
 def run(args: argparse.Namespace) -> int:
     with _client() as client:
-        if args.noun == "events":
+        if args.noun == "test-profiles":
+            result = _test_profiles(client, args)
+        elif args.noun == "events":
             if args.verb == "list":
-                print(_table(_call(client, "GET", "/events")))
+                print(_events_table(_call(client, "GET", "/events")))
                 return 0
             if args.verb == "create":
                 result = _call(client, "POST", "/events", json=json.loads(args.file.read_text()))

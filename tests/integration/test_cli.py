@@ -42,3 +42,31 @@ def test_errors_say_what_to_do_next() -> None:
     key = parcours("keys", "create", "--tenant", "default", "--scope", "admin").stdout.strip()
     missing = parcours("events", "publish", "EVTnoSuchEvent", admin_key=key)
     assert missing.returncode != 0 and "POST /admin/v1/events" in missing.stderr
+
+
+def test_test_profiles_and_an_sms_proof_from_the_command_line(tmp_path: Path) -> None:
+    key = parcours("keys", "create", "--tenant", "default", "--scope", "admin").stdout.strip()
+    event_id = f"EVTcli{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "event.json"
+    config.write_text(json.dumps({"eventId": event_id, "label": "CLI", "channel": "sms",
+                                  "targeting": "event",
+                                  "fields": [{"id": "code", "type": "string"}]}))
+    assert parcours("events", "create", str(config), admin_key=key).returncode == 0
+    assert parcours("events", "publish", event_id, admin_key=key).returncode == 0
+    profile_id = f"cli-{uuid.uuid4().hex[:8]}"
+    profile = tmp_path / "tess.json"
+    profile.write_text(json.dumps({"firstName": "Tess", "mobilePhone": "+15550001111",
+                                   "sampleCtx": {"code": "1234"}}))
+    put = parcours("test-profiles", "put", profile_id, str(profile), admin_key=key)
+    assert put.returncode == 0, put.stderr
+    listed = parcours("test-profiles", "list", admin_key=key).stdout
+    assert profile_id in listed and "+15550001111" in listed and "code" in listed
+    proof = parcours("message", "proof", event_id, "--profile", profile_id, admin_key=key)
+    assert proof.returncode == 0, proof.stderr
+    assert json.loads(proof.stdout)["sentTo"] == "+15550001111"
+    assert parcours("message", "publish", event_id, admin_key=key).returncode == 0
+    paused = parcours("message", "pause", event_id, admin_key=key)
+    assert json.loads(paused.stdout)["versions"][0]["state"] == "paused"
+    assert parcours("test-profiles", "delete", profile_id, admin_key=key).returncode == 0
+    gone = parcours("test-profiles", "show", profile_id, admin_key=key)
+    assert gone.returncode != 0 and "no test profile" in gone.stderr

@@ -1,0 +1,88 @@
+"""Test profiles through the admin API: who receives proofs, and the sample event data
+previews and proofs are rendered with."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from services.admin.handlers import AdminCaller, Db
+from shared.adapters import test_profile_store as store
+from shared.domain.fields import EmailAddress, PhoneNumber
+
+router = APIRouter(prefix="/admin/v1/test-profiles", tags=["test profiles"])
+ProfileId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+Name = Annotated[str, StringConstraints(max_length=255)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class PushRegistration(_Model):
+    registration_token: str = Field(min_length=1, max_length=4096)
+    application: str = Field(min_length=1, max_length=255)
+    push_platform: Literal["apns", "fcm"]
+
+
+class TestProfileIn(_Model):
+    email: EmailAddress | None = None
+    mobile_phone: PhoneNumber | None = None
+    first_name: Name | None = None
+    last_name: Name | None = None
+    city: Name | None = None
+    birth_date: date | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict,
+                                       description="more profile fields, as templates see them")
+    push_registrations: list[PushRegistration] = Field(
+        default_factory=list, max_length=10, description="devices that receive push proofs")
+    sample_ctx: dict[str, Any] = Field(
+        default_factory=dict, description="sample event data: fills ctx in previews and proofs")
+
+
+class TestProfileOut(TestProfileIn):
+    profile_id: str
+    updated_at: datetime
+
+
+def _out(row: dict[str, Any]) -> TestProfileOut:
+    return TestProfileOut.model_validate(row)
+
+
+@router.put("/{profile_id}", response_model=TestProfileOut, response_model_by_alias=True)
+async def put_test_profile(
+    profile_id: ProfileId, profile: TestProfileIn, caller: AdminCaller, db: Db
+) -> TestProfileOut:
+    """Create or replace a test profile."""
+    fields = profile.model_dump()
+    # Devices are kept as the API spells them, like the targets of push events.
+    fields["push_registrations"] = [r.model_dump(by_alias=True)
+                                    for r in profile.push_registrations]
+    row = await store.put_test_profile(db, caller.tenant, profile_id, fields)
+    if row is None:
+        raise HTTPException(409, f"{profile_id!r} is a real profile; pick another id")
+    return _out(row)
+
+
+@router.get("", response_model=list[TestProfileOut], response_model_by_alias=True)
+async def list_test_profiles(caller: AdminCaller, db: Db) -> list[TestProfileOut]:
+    return [_out(row) for row in await store.list_test_profiles(db, caller.tenant)]
+
+
+@router.get("/{profile_id}", response_model=TestProfileOut, response_model_by_alias=True)
+async def get_test_profile(profile_id: str, caller: AdminCaller, db: Db) -> TestProfileOut:
+    row = await store.get_test_profile(db, caller.tenant, profile_id)
+    if row is None:
+        raise HTTPException(404, f"no test profile {profile_id!r}")
+    return _out(row)
+
+
+@router.delete("/{profile_id}", status_code=204)
+async def delete_test_profile(profile_id: str, caller: AdminCaller, db: Db) -> Response:
+    if not await store.delete_test_profile(db, caller.tenant, profile_id):
+        raise HTTPException(404, f"no test profile {profile_id!r}")
+    return Response(status_code=204)

@@ -1,0 +1,57 @@
+"""Test profiles (``profiles.is_test``): the recipients of proofs, carrying sample event
+data for previews. They live beside real profiles but never replace one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+_COLUMNS = (
+    "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, attributes,"
+    " push_registrations, sample_ctx, updated_at"
+)
+_FIELDS = ("email", "mobile_phone", "first_name", "last_name", "city", "birth_date",
+           "attributes", "push_registrations", "sample_ctx")
+
+# The WHERE keeps a real profile with the same id untouched: no row comes back then.
+_UPSERT = f"""
+INSERT INTO profiles (tenant_id, profile_id, is_test, {", ".join(_FIELDS)})
+VALUES ($1, $2, true, {", ".join(f"${i}" for i in range(3, 3 + len(_FIELDS)))})
+ON CONFLICT (tenant_id, profile_id) DO UPDATE
+   SET {", ".join(f"{f} = EXCLUDED.{f}" for f in _FIELDS)}, updated_at = now()
+ WHERE profiles.is_test
+RETURNING {_COLUMNS}
+"""
+
+
+async def put_test_profile(
+    connection: asyncpg.Connection, tenant: str, profile_id: str, fields: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Create or replace a test profile (``fields``: every column of ``_FIELDS``); None
+    when a real profile has that id."""
+    row = await connection.fetchrow(_UPSERT, tenant, profile_id, *(fields[f] for f in _FIELDS))
+    return None if row is None else dict(row)
+
+
+async def get_test_profile(
+    connection: asyncpg.Connection, tenant: str, profile_id: str
+) -> dict[str, Any] | None:
+    row = await connection.fetchrow(
+        f"SELECT {_COLUMNS} FROM profiles WHERE tenant_id = $1 AND profile_id = $2"
+        " AND is_test", tenant, profile_id)
+    return None if row is None else dict(row)
+
+
+async def list_test_profiles(connection: asyncpg.Connection, tenant: str) -> list[dict[str, Any]]:
+    rows = await connection.fetch(
+        f"SELECT {_COLUMNS} FROM profiles WHERE tenant_id = $1 AND is_test"
+        " ORDER BY profile_id", tenant)
+    return [dict(row) for row in rows]
+
+
+async def delete_test_profile(connection: asyncpg.Connection, tenant: str, profile_id: str) -> bool:
+    deleted = await connection.fetchval(
+        "DELETE FROM profiles WHERE tenant_id = $1 AND profile_id = $2 AND is_test"
+        " RETURNING profile_id", tenant, profile_id)
+    return deleted is not None

@@ -1,0 +1,108 @@
+"""Test profiles through the admin API, and proofs on every channel: email to the test
+profile's address, SMS to its phone, push to each of its devices."""
+
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.integration.conftest import mails_to, publish_event, settings, unique_email
+
+PROVIDER = f"http://127.0.0.1:{settings.provider_sink_port}"
+SMS_TEMPLATE = {"text": "Hi {{ profile.first_name }}, {{ ctx.item }} is back"}
+PUSH_TEMPLATE = {"title": "{{ ctx.item }} shipped", "body": "Hello {{ profile.first_name }}",
+                 "data": {"item": "{{ ctx.item }}"}}
+
+
+def new_tester(**fields: Any) -> tuple[str, dict[str, Any]]:
+    return f"tp-{uuid.uuid4().hex[:10]}", {"firstName": "Tess", "sampleCtx": {"item": "Boots"},
+                                          **fields}
+
+
+async def provider_inbox(http: httpx.AsyncClient, channel: str, to: str) -> list[dict[str, Any]]:
+    response = await http.get(f"{PROVIDER}/messages", params={"channel": channel, "to": to})
+    response.raise_for_status()
+    inbox: list[dict[str, Any]] = response.json()
+    return inbox
+
+
+async def test_test_profiles_are_created_read_listed_replaced_and_deleted(
+    admin: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    profile_id, body = new_tester(email=unique_email("tess"), birthDate="1990-05-01",
+                              pushRegistrations=[{"registrationToken": "t1",
+                                                  "application": "shop",
+                                                  "pushPlatform": "fcm"}])
+    created = await admin.put(f"/test-profiles/{profile_id}", json=body)
+    assert created.status_code == 200, created.text
+    assert created.json()["sampleCtx"] == {"item": "Boots"}
+    assert created.json()["birthDate"] == "1990-05-01"
+    assert (await admin.get(f"/test-profiles/{profile_id}")).json()["firstName"] == "Tess"
+    listed = [p["profileId"] for p in (await admin.get("/test-profiles")).json()]
+    assert profile_id in listed
+
+    replaced = await admin.put(f"/test-profiles/{profile_id}", json={"firstName": "Tessa"})
+    assert replaced.json()["firstName"] == "Tessa" and replaced.json()["email"] is None
+
+    bad = await admin.put(f"/test-profiles/{profile_id}", json={"email": "not an email"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "email"]
+    async with pool.acquire() as connection:
+        await connection.execute("INSERT INTO profiles (tenant_id, profile_id, email)"
+                                 " VALUES ('default', $1, 'real@example.com')", profile_id + "r")
+    clash = await admin.put(f"/test-profiles/{profile_id}r", json={"firstName": "X"})
+    assert clash.status_code == 409 and "real profile" in clash.json()["detail"]
+
+    assert (await admin.delete(f"/test-profiles/{profile_id}")).status_code == 204
+    assert (await admin.get(f"/test-profiles/{profile_id}")).status_code == 404
+    assert (await admin.delete(f"/test-profiles/{profile_id}r")).status_code == 404
+
+
+async def test_an_email_proof_goes_to_the_test_profile_address(
+    admin: httpx.AsyncClient, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    event_id = await publish_event(pool, "profile")
+    address = unique_email("proof")
+    profile_id, body = new_tester(email=address)
+    await admin.put(f"/test-profiles/{profile_id}", json=body)
+    sent = await admin.post(f"/events/{event_id}/message/proof", json={"profileId": profile_id})
+    assert sent.status_code == 202 and sent.json()["sentTo"] == address
+    [mail] = await mails_to(http, address)
+    assert mail["subject"] == "[Proof] Hello Tess, about Boots"
+
+
+async def test_an_sms_proof_goes_to_the_test_profile_phone(
+    admin: httpx.AsyncClient, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    event_id = await publish_event(pool, "profile", SMS_TEMPLATE, channel="sms")
+    phone = f"+1555{uuid.uuid4().int % 10**7:07d}"
+    profile_id, body = new_tester(mobilePhone=phone)
+    await admin.put(f"/test-profiles/{profile_id}", json=body)
+    sent = await admin.post(f"/events/{event_id}/message/proof", json={"profileId": profile_id})
+    assert sent.status_code == 202, sent.text
+    assert sent.json()["sentTo"] == phone
+    [sms] = await provider_inbox(http, "sms", phone)
+    assert sms["payload"]["text"] == "[Proof] Hi Tess, Boots is back"
+
+    no_phone, body = new_tester(email=unique_email("nophone"))
+    await admin.put(f"/test-profiles/{no_phone}", json=body)
+    refused = await admin.post(f"/events/{event_id}/message/proof", json={"profileId": no_phone})
+    assert refused.status_code == 422 and "mobile phone" in refused.json()["detail"]
+
+
+async def test_a_push_proof_goes_to_every_device_of_the_test_profile(
+    admin: httpx.AsyncClient, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    event_id = await publish_event(pool, "profile", PUSH_TEMPLATE, channel="push")
+    tokens = [f"tok-{uuid.uuid4().hex}" for _ in range(2)]
+    profile_id, body = new_tester(pushRegistrations=[
+        {"registrationToken": tokens[0], "application": "shop", "pushPlatform": "fcm"},
+        {"registrationToken": tokens[1], "application": "shop", "pushPlatform": "apns"}])
+    await admin.put(f"/test-profiles/{profile_id}", json=body)
+    sent = await admin.post(f"/events/{event_id}/message/proof", json={"profileId": profile_id})
+    assert sent.status_code == 202, sent.text
+    assert sent.json()["sentTo"] == "shop (fcm), shop (apns)"
+    for token in tokens:
+        [push] = await provider_inbox(http, "push", token)
+        assert push["payload"]["title"] == "[Proof] Boots shipped"
+        assert push["payload"]["data"] == {"item": "Boots"}
