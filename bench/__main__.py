@@ -1,4 +1,4 @@
-"""``python -m bench [--quick]``: B1, B2, P1, P4, P5 in that order, then one table.
+"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P8 in that order, then one table.
 
 Load goes to 127.0.0.1 only. The stack must be up (``make up``); nothing here starts,
 stops or restarts a service. A benchmark that fails is reported as failed and the
@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from datetime import datetime
 
-from bench import b1_kafka, b2_fastapi, p1_gateway, p4_latency, p5_priority
+from bench import b1_kafka, b2_fastapi, p1_gateway, p4_latency, p5_priority, p8_scheduled
 from bench.common import RUNS, Row, progress
 from bench.loadgen import client_name
 from bench.report import table, write_json
@@ -37,7 +37,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="P5 bulk records/s produced to the bulk topic (default 2000)")
     parser.add_argument("--p5-seconds", type=float,
                         help="P5 seconds per phase (default 10, quick 3; TARGETS: 600)")
-    parser.add_argument("--only", nargs="+", choices=("B1", "B2", "P1", "P4", "P5"),
+    parser.add_argument("--p8-backlog", type=int,
+                        help="P8 far-future timers pending beside the scheduled sends "
+                             "(default 1,000,000, quick 10,000)")
+    parser.add_argument("--p8-count", type=int,
+                        help="P8 scheduled sends per run (default 1,000, quick 200)")
+    parser.add_argument("--only", nargs="+", choices=("B1", "B2", "P1", "P4", "P5", "P8"),
                         help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
 
@@ -70,7 +75,7 @@ def main(argv: list[str]) -> int:
     progress(f"bench {'--quick ' if quick else ''}{stamp}: {os.cpu_count()} cores, load "
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
-    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P5"))
+    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P5", "P8"))
     rows: list[Row] = []
     if "B1" in wanted:
         rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
@@ -88,6 +93,12 @@ def main(argv: list[str]) -> int:
         p5_seconds = args.p5_seconds or (3.0 if quick else 10.0)
         rows += _attempt("P5", "tx latency beside a bulk flood", lambda: p5_priority.run(
             args.p5_rate, args.p5_bulk_rate, p5_seconds, args.connections, drain_s))
+    if "P8" in wanted:
+        backlog = args.p8_backlog if args.p8_backlog is not None else (
+            10_000 if quick else 1_000_000)
+        count = args.p8_count or (200 if quick else 1000)
+        rows += _attempt("P8", "scheduled sends beside pending timers", lambda: p8_scheduled.run(
+            backlog, count, 5.0 if quick else 10.0, drain_s))
 
     meta = {
         "timestamp": stamp, "quick": quick, "command": " ".join(["python -m bench", *argv]),
