@@ -16,11 +16,7 @@ def parcours(*args: str, admin_key: str | None = None) -> subprocess.CompletedPr
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_a_marketer_configures_and_publishes_from_the_command_line(tmp_path: Path) -> None:
-    created = parcours("keys", "create", "--tenant", "default", "--scope", "admin")
-    assert created.returncode == 0
-    key = created.stdout.strip()
-    assert key.startswith("prc_admin_")
+def create_and_publish_sms_event(tmp_path: Path, key: str) -> str:
     event_id = f"EVTcli{uuid.uuid4().hex[:8]}"
     config = tmp_path / "event.json"
     config.write_text(json.dumps({"eventId": event_id, "label": "CLI", "channel": "sms",
@@ -28,6 +24,15 @@ def test_a_marketer_configures_and_publishes_from_the_command_line(tmp_path: Pat
                                   "fields": [{"id": "code", "type": "string"}]}))
     assert parcours("events", "create", str(config), admin_key=key).returncode == 0
     assert parcours("events", "publish", event_id, admin_key=key).returncode == 0
+    return event_id
+
+
+def test_a_marketer_configures_and_publishes_from_the_command_line(tmp_path: Path) -> None:
+    created = parcours("keys", "create", "--tenant", "default", "--scope", "admin")
+    assert created.returncode == 0
+    key = created.stdout.strip()
+    assert key.startswith("prc_admin_")
+    event_id = create_and_publish_sms_event(tmp_path, key)
     template = tmp_path / "sms.json"
     template.write_text(json.dumps({"text": "Your code is {{ ctx.code }}"}))
     assert parcours("message", "edit", event_id, str(template), admin_key=key).returncode == 0
@@ -46,13 +51,7 @@ def test_errors_say_what_to_do_next() -> None:
 
 def test_test_profiles_and_an_sms_proof_from_the_command_line(tmp_path: Path) -> None:
     key = parcours("keys", "create", "--tenant", "default", "--scope", "admin").stdout.strip()
-    event_id = f"EVTcli{uuid.uuid4().hex[:8]}"
-    config = tmp_path / "event.json"
-    config.write_text(json.dumps({"eventId": event_id, "label": "CLI", "channel": "sms",
-                                  "targeting": "event",
-                                  "fields": [{"id": "code", "type": "string"}]}))
-    assert parcours("events", "create", str(config), admin_key=key).returncode == 0
-    assert parcours("events", "publish", event_id, admin_key=key).returncode == 0
+    event_id = create_and_publish_sms_event(tmp_path, key)
     profile_id = f"cli-{uuid.uuid4().hex[:8]}"
     profile = tmp_path / "tess.json"
     profile.write_text(json.dumps({"firstName": "Tess", "mobilePhone": "+15550001111",
