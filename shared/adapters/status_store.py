@@ -62,15 +62,18 @@ _BEGIN_PROCESSING = """
 INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, message_id)
 SELECT p, t, e, 'processing', $5, m
   FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[]) AS u(p, t, e, m)
-ON CONFLICT (pkey) DO UPDATE SET updated_at = now()
+ON CONFLICT (pkey) DO UPDATE
+   SET status = EXCLUDED.status, rank = EXCLUDED.rank, reason = NULL,
+       message_id = EXCLUDED.message_id, updated_at = now()
  WHERE event_status.rank <= EXCLUDED.rank
 RETURNING pkey
 """
 
 
 async def begin_processing(connection: asyncpg.Connection, writes: list[StatusWrite]) -> set[str]:
-    """Mark events ``processing`` unless they already have a final status; returns the
-    pKeys that may go on. ``writes`` must not repeat a pKey.
+    """Mark events ``processing`` unless they already have a final status (a held one
+    leaves ``paused`` or ``pending … scheduled``); returns the pKeys that may go on.
+    ``writes`` must not repeat a pKey.
 
     Written before the send records are produced, so an event the gateway refused after
     all (its 503 path records it ``ignored``) is never sent; a redelivery of a half-done
