@@ -4,7 +4,8 @@ recipient.
 Jinja2's ``SandboxedEnvironment`` keeps templates from reaching Python internals (a
 template is authored by marketers, not trusted code); HTML parts autoescape event data
 so a ``ctx`` value cannot inject markup; one-line parts (a subject, a push title) cannot
-carry a newline from data.
+carry a newline from data. Rendering is limited in time and size (``render_limits``): a
+template that loops too long or builds too much fails with a RenderError naming the part.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from jinja2 import Template, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import Template
 
 from shared.domain.events import Channel
+from shared.domain.render_limits import (
+    RENDER_TIME_LIMIT,
+    LimitedEnvironment,
+    RenderTimeout,
+    collect,
+    within_deadline,
+)
 
-_HTML_ENV = SandboxedEnvironment(autoescape=True)
-_TEXT_ENV = SandboxedEnvironment(autoescape=False)
+_HTML_ENV = LimitedEnvironment(autoescape=True)
+_TEXT_ENV = LimitedEnvironment(autoescape=False)
 
 
 class PartKind(Enum):
@@ -59,8 +66,8 @@ class RenderedMessage:
 def _compile(kind: PartKind, part: str, source: str) -> Template:
     try:
         return (_HTML_ENV if kind is PartKind.HTML else _TEXT_ENV).from_string(source)
-    except TemplateError as error:
-        raise RenderError(f"{part}: {error}") from error
+    except Exception as error:  # a syntax error, or a template nested too deep
+        raise RenderError(f"{part}: {str(error) or type(error).__name__}") from error
 
 
 def compile_message(channel: Channel, template: Mapping[str, Any]) -> CompiledMessage:
@@ -77,20 +84,35 @@ def compile_message(channel: Channel, template: Mapping[str, Any]) -> CompiledMe
     )
 
 
-def _render(part: str, template: Template, context: dict[str, Any], kind: PartKind) -> str:
-    try:
-        text = template.render(context)
-    except TemplateError as error:
-        raise RenderError(f"{part}: {error}") from error
+def _render(template: Template, context: dict[str, Any], kind: PartKind) -> str:
+    text = collect(template.generate(context))
     return " ".join(text.split()) if kind is PartKind.LINE else text
 
 
-def render_message(compiled: CompiledMessage, context: dict[str, Any]) -> RenderedMessage:
+def render_message(
+    compiled: CompiledMessage, context: dict[str, Any], *,
+    time_limit: float = RENDER_TIME_LIMIT,
+) -> RenderedMessage:
+    """Renders every part within ``time_limit`` seconds in all."""
+    jobs = [(p, k, t) for p, (k, t) in compiled.parts.items()]
+    jobs += [(f"data.{key}", PartKind.LINE, t) for key, t in compiled.data.items()]
+    done: dict[str, str] = {}
+
+    def render_all() -> None:
+        for part, kind, template in jobs:
+            done[part] = _render(template, context, kind)
+
+    try:
+        within_deadline(time_limit, render_all)
+    except Exception as error:  # the sandbox lets any exception through (1/0, a bad type)
+        part = next((p for p, _, _ in jobs if p not in done), jobs[-1][0] if jobs else "")
+        why = (f"rendering took longer than {time_limit * 1000:g} ms (loops too large?)"
+               if isinstance(error, RenderTimeout) else str(error) or type(error).__name__)
+        raise RenderError(f"{part}: {why}") from error
     return RenderedMessage(
         channel=compiled.channel,
-        parts={p: _render(p, t, context, k) for p, (k, t) in compiled.parts.items()},
-        data={key: _render(f"data.{key}", t, context, PartKind.LINE)
-              for key, t in compiled.data.items()},
+        parts={p: done[p] for p in compiled.parts},
+        data={key: done[f"data.{key}"] for key in compiled.data},
     )
 
 
