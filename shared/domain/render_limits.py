@@ -4,8 +4,13 @@ part, and checks *before* the operations that can build a huge value in one step
 A timer alone cannot do it: a signal is handled between Python bytecodes, so it cannot
 stop one long C call (``'x' * 10**9``, ``10 ** (10 ** 9)``, ``'x'|center(10**9)``), and it
 works on the main thread only. So those operations are refused before they run; loops,
-calls and output chunks check the deadline on any thread; and on the main thread SIGALRM
-is the backstop for Python-level work between checks (a filter's own loop).
+calls and output chunks check the deadline on any thread; and on the main thread a
+CPU-time timer (SIGPROF) is the backstop for Python-level work between checks (a filter's
+own loop).
+
+The deadline counts the rendering thread's CPU time, not wall time: a sender starved of
+CPU (the bulk sender runs at a lower priority) or paused by the scheduler must not fail a
+legitimate message, and no template gets more than its share of computation either.
 """
 
 from __future__ import annotations
@@ -31,14 +36,16 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 from markupsafe import soft_str
 
-RENDER_TIME_LIMIT = 0.1  # seconds per message, all its parts together
+RENDER_TIME_LIMIT = 0.1  # CPU seconds per message, all its parts together
 MAX_OUTPUT = 1_000_000  # characters per part, and per string or list a template builds
 MAX_RANGE = 10_000  # items per range() (Jinja's sandbox allows 100,000)
 MAX_INT_BITS = 4_096  # bits per integer built by * or ** (about 1,200 digits)
 MAX_WIDTH = 1_000  # padding and %/format widths and precisions, batch sizes
 MAX_LIPSUM_WORDS = 10_000
 _CHECK_EVERY = 256  # loop iterations between two deadline checks
-_ALARM_REPEAT = 0.01  # seconds; the alarm repeats in case something swallowed it
+_ALARM_REPEAT = 0.01  # CPU seconds; the alarm repeats in case something swallowed it
+_ALARM, _TIMER = signal.SIGPROF, signal.ITIMER_PROF  # the process's CPU time
+_cpu_time = time.thread_time
 
 T = TypeVar("T")
 
@@ -62,14 +69,14 @@ def _check_width(width: object, what: str) -> None:
         raise LimitExceeded(f"{what}: {width:,} is over the limit of {MAX_WIDTH:,}")
 
 
-# -- the deadline: checked by loops, calls and output chunks; SIGALRM on the main thread
+# -- the deadline: checked by loops, calls and output chunks; SIGPROF on the main thread
 
 _deadline: ContextVar[float] = ContextVar("render_deadline", default=math.inf)
-_armed = False  # main thread only: the SIGALRM handler raises only while this is set
+_armed = False  # main thread only: the SIGPROF handler raises only while this is set
 
 
 def check_deadline() -> None:
-    if time.perf_counter() > _deadline.get():
+    if _cpu_time() > _deadline.get():
         raise RenderTimeout()
 
 
@@ -79,33 +86,33 @@ def _on_alarm(signum: int, frame: object) -> None:
 
 
 def within_deadline(seconds: float, render: Callable[[], T]) -> T:
-    """Runs ``render`` under a deadline; past it, the next check (or SIGALRM) raises
+    """Runs ``render`` under a deadline; past it, the next check (or SIGPROF) raises
     RenderTimeout. No alarm if another one (or a C-level handler) is in place."""
     global _armed
-    token = _deadline.set(time.perf_counter() + seconds)
+    token = _deadline.set(_cpu_time() + seconds)
     on_main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGALRM) if on_main and not _armed else None
-    alarm = previous is not None and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    previous = signal.getsignal(_ALARM) if on_main and not _armed else None
+    alarm = previous is not None and signal.getitimer(_TIMER) == (0.0, 0.0)
     try:
         if alarm:  # armed inside the try: an early alarm still reaches the finally
-            signal.signal(signal.SIGALRM, _on_alarm)
+            signal.signal(_ALARM, _on_alarm)
             _armed = True
-            signal.setitimer(signal.ITIMER_REAL, seconds, _ALARM_REPEAT)
+            signal.setitimer(_TIMER, seconds, _ALARM_REPEAT)
         return render()
     finally:
         if alarm:
             # First, before any call (where a pending signal is handled): from here on
             # an alarm is ignored, so none can raise outside the render.
             _armed = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            signal.setitimer(_TIMER, 0)
+            signal.signal(_ALARM, previous)
         _deadline.reset(token)
 
 
 def collect(chunks: Iterable[str]) -> str:
     """A template's output, checking its size and the deadline between chunks."""
     out: list[str] = []
-    size, deadline, now = 0, _deadline.get(), time.perf_counter
+    size, deadline, now = 0, _deadline.get(), _cpu_time
     for chunk in chunks:
         size += len(chunk)
         if size > MAX_OUTPUT:

@@ -87,7 +87,7 @@ def test_an_attack_fails_fast_naming_the_part(part: str, source: str, why: str) 
 
 @pytest.mark.parametrize(("source", "why"), ATTACKS)
 def test_a_worker_thread_is_limited_too(source: str, why: str) -> None:
-    # No SIGALRM off the main thread: the loop, call and output checks must do it alone.
+    # No SIGPROF off the main thread: the loop, call and output checks must do it alone.
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -104,7 +104,7 @@ def test_a_worker_thread_is_limited_too(source: str, why: str) -> None:
 
 
 def test_the_alarm_stops_work_between_checks_on_the_main_thread() -> None:
-    # wordwrap is one filter call with its own Python loop: only SIGALRM can cut it short
+    # wordwrap is one filter call with its own Python loop: only SIGPROF can cut it short
     why = fails_fast("text", "{{ (ctx.s * 1000)|wordwrap(1)|length }}", time_limit=0.02)
     assert why == "text: rendering took longer than 20 ms (loops too large?)"
 
@@ -134,9 +134,9 @@ def own_alarm_handler() -> Iterator[Callable[[int, Any], None]]:
     def handler(signum: int, frame: Any) -> None:
         raise AssertionError("a render left an alarm behind")
 
-    previous = signal.signal(signal.SIGALRM, handler)
+    previous = signal.signal(signal.SIGPROF, handler)
     yield handler
-    signal.signal(signal.SIGALRM, previous)
+    signal.signal(signal.SIGPROF, previous)
 
 
 @pytest.mark.parametrize("source", ["{{ ctx.s }}", ATTACKS[0].values[0], "{{ 1 / 0 }}"])
@@ -147,8 +147,8 @@ def test_the_alarm_is_disarmed_and_the_handler_restored(
         render({"text": source}, Channel.SMS)
     except RenderError:
         pass
-    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    assert signal.getsignal(signal.SIGALRM) is own_alarm_handler
+    assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGPROF) is own_alarm_handler
 
 
 ORDINARY = {
