@@ -20,6 +20,7 @@ from bench import b1_kafka, b2_fastapi, p1_gateway, p4_latency, p5_priority, p8_
 from bench.common import RUNS, Row, progress
 from bench.loadgen import client_name
 from bench.report import table, write_json
+from shared.settings import get_settings
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -35,6 +36,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="P5 transactional events/s through the gateway (default 100)")
     parser.add_argument("--p5-bulk-rate", type=float, default=2000.0,
                         help="P5 bulk records/s produced to the bulk topic (default 2000)")
+    parser.add_argument("--p5-flood-nice", type=int, default=get_settings().sender_bulk_nice,
+                        help="the flood's CPU niceness, as the marketing processes it stands "
+                             "for run (default: the bulk sender's, PARCOURS_SENDER_BULK_NICE;"
+                             " 0: same priority as transactional)")
     parser.add_argument("--p5-seconds", type=float,
                         help="P5 seconds per phase (default 10, quick 3; TARGETS: 600)")
     parser.add_argument("--p8-backlog", type=int,
@@ -92,7 +97,8 @@ def main(argv: list[str]) -> int:
     if "P5" in wanted:
         p5_seconds = args.p5_seconds or (3.0 if quick else 10.0)
         rows += _attempt("P5", "tx latency beside a bulk flood", lambda: p5_priority.run(
-            args.p5_rate, args.p5_bulk_rate, p5_seconds, args.connections, drain_s))
+            args.p5_rate, args.p5_bulk_rate, p5_seconds, args.connections, drain_s,
+            args.p5_flood_nice))
     if "P8" in wanted:
         backlog = args.p8_backlog if args.p8_backlog is not None else (
             10_000 if quick else 1_000_000)

@@ -18,6 +18,7 @@ from shared.settings import get_settings
 settings = get_settings()
 GATEWAY = f"http://127.0.0.1:{settings.gateway_port}"
 SINK = f"http://127.0.0.1:{settings.smtp_sink_http_port}"
+BULK_SINK = f"http://127.0.0.1:{settings.smtp_bulk_sink_http_port}"  # bulk email's relay
 SENDER_METRICS = f"http://127.0.0.1:{settings.sender_email_metrics_port}/metrics"
 TENANT = "default"
 BENCH_TOPIC = "parcours.bench.v1"  # bench-only; never read by the services

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from bench.common import BENCH_DOMAIN, BENCH_EVENT, TENANT, settings
 from shared.domain.events import Channel
 from shared.domain.routing import SendRequest, message_id
+from shared.sending.priority import lower_cpu_priority
 from shared.topics import SEND_EMAIL_BULK
 
 BULK_TARGETS = 256
@@ -72,11 +73,14 @@ def main() -> None:
     parser.add_argument("rate", type=float)
     parser.add_argument("seconds", type=float)
     parser.add_argument("run_id")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="lower this process's CPU priority, as marketing producers run")
     args = parser.parse_args()
     if not settings.kafka_bootstrap.startswith("127.0.0.1:"):
         parser.error("load goes to 127.0.0.1 only (PARCOURS_KAFKA_BOOTSTRAP)")
     if not 0 < args.seconds <= 900:
         parser.error("seconds must be in (0, 900]")
+    lower_cpu_priority(args.nice)  # started in its own session: its own autogroup
     print(json.dumps(asyncio.run(flood(args.rate, args.seconds, args.run_id))), flush=True)
 
 

@@ -27,7 +27,16 @@ import httpx
 import orjson
 
 from bench import pipeline
-from bench.common import BENCH_DOMAIN, RUNS, SENDER_METRICS, SINK, Row, overwrite, progress
+from bench.common import (
+    BENCH_DOMAIN,
+    BULK_SINK,
+    RUNS,
+    SENDER_METRICS,
+    SINK,
+    Row,
+    overwrite,
+    progress,
+)
 from bench.loadgen import ROOT, open_loop
 from bench.p4_latency import latencies_by_order
 from bench.stats import latency_summary, median_of, prometheus_samples
@@ -84,9 +93,13 @@ async def _sample_lags(probe: pipeline.LagProbe, samples: list[dict[str, int]],
             pass
 
 
-async def _start_flood(rate: float, seconds: float, run_id: str) -> asyncio.subprocess.Process:
+async def _start_flood(rate: float, seconds: float, run_id: str,
+                       nice: int) -> asyncio.subprocess.Process:
+    """The flood stands in for the journey engine and other marketing producers, which
+    run at the marketing CPU priority like the bulk sender (``nice``; 0: not lowered)."""
     flood = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.flood", str(rate), str(seconds), run_id, cwd=ROOT,
+        sys.executable, "-m", "bench.flood", str(rate), str(seconds), run_id,
+        "--nice", str(nice), cwd=ROOT, start_new_session=True,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE)
     assert flood.stdout is not None
     line = await asyncio.wait_for(flood.stdout.readline(), 60)
@@ -105,14 +118,15 @@ async def _flood_result(flood: asyncio.subprocess.Process, seconds: float) -> di
 
 async def _phase(http: httpx.AsyncClient, probe: pipeline.LagProbe, label: str, rate: float,
                  seconds: float, connections: int, run_id: str,
-                 bulk_rate: float | None) -> dict[str, Any]:
+                 bulk_rate: float | None, flood_nice: int = 0) -> dict[str, Any]:
     count = int(rate * seconds)
     sent_before = await _tx_sent(http)
     offsets_before = await probe.offsets()
     samples: list[dict[str, int]] = []
     sampling_done = asyncio.Event()
     sampler = asyncio.create_task(_sample_lags(probe, samples, sampling_done))
-    flood = await _start_flood(bulk_rate, seconds, run_id) if bulk_rate else None
+    flood = (await _start_flood(bulk_rate, seconds, run_id, flood_nice) if bulk_rate
+             else None)
     began = time.monotonic()
     try:
         sent = await open_loop(
@@ -164,14 +178,15 @@ async def _wait_bulk_drained(probe: pipeline.LagProbe, deadline_s: float) -> flo
 
 
 async def _one_run(n: int, rate: float, bulk_rate: float, seconds: float, connections: int,
-                   drain_deadline_s: float) -> dict[str, Any]:
+                   drain_deadline_s: float, flood_nice: int) -> dict[str, Any]:
     run_id = f"P5r{n}t{int(time.time())}"
     async with httpx.AsyncClient() as http, pipeline.LagProbe() as probe:
-        (await http.delete(f"{SINK}/messages")).raise_for_status()
+        for sink in (SINK, BULK_SINK):  # the bulk relay's would otherwise grow run by run
+            (await http.delete(f"{sink}/messages")).raise_for_status()
         alone = await _phase(http, probe, f"P5 run {n}/{RUNS} alone", rate, seconds,
                              connections, f"{run_id}a", None)
         flood = await _phase(http, probe, f"P5 run {n}/{RUNS} with the flood", rate, seconds,
-                             connections, f"{run_id}f", bulk_rate)
+                             connections, f"{run_id}f", bulk_rate, flood_nice)
         drained_s = await _wait_bulk_drained(probe, drain_deadline_s)
     produced = flood.get("produced", 0)
     # From the start of the flood to an empty bulk backlog.
@@ -188,7 +203,8 @@ def _grew(phase: dict[str, Any], group: str, per_s: float) -> bool | None:
     return bool(end - start > per_s)
 
 
-def _summarize(runs: list[dict[str, Any]], rate: float, bulk_rate: float) -> list[Row]:
+def _summarize(runs: list[dict[str, Any]], rate: float, bulk_rate: float,
+               flood_nice: int) -> list[Row]:
     alone, flood = [r["alone"] for r in runs], [r["flood"] for r in runs]
     p50_alone, p99_alone = median_of(alone, "p50_ms"), median_of(alone, "p99_ms")
     p50_flood, p99_flood = median_of(flood, "p50_ms"), median_of(flood, "p99_ms")
@@ -201,7 +217,7 @@ def _summarize(runs: list[dict[str, Any]], rate: float, bulk_rate: float) -> lis
                       for p in (*alone, *flood))
     tx = f"tx at {rate:,.0f}/s"
     offered = f"offered {bulk_rate:,.0f}/s"
-    details = {"runs": runs, "rate": rate, "bulk_rate": bulk_rate,
+    details = {"runs": runs, "rate": rate, "bulk_rate": bulk_rate, "flood_nice": flood_nice,
                "latency": "intended send time (client) → SMTP sink received_at",
                "tx_lag_grew": tx_grew, "bulk_lag_grew": bulk_grew, "all_arrived": all_arrived}
     produced = median_of(flood, "produced_per_s")
@@ -219,7 +235,8 @@ def _summarize(runs: list[dict[str, Any]], rate: float, bulk_rate: float) -> lis
             baseline=f"alone {p99_alone or 0:,.1f} ms", ratio=ratio,
             target=f"unchanged (≤ {UNCHANGED} × alone)",
             met=None if ratio is None else ratio <= UNCHANGED and all_arrived),
-        Row("P5", "bulk produced to parcours.send.email.bulk.v1", produced, "records/s",
+        Row("P5", f"bulk produced to parcours.send.email.bulk.v1 (at nice {flood_nice})",
+            produced, "records/s",
             baseline=offered, ratio=(produced or 0) / bulk_rate),
         Row("P5", "bulk handed to SMTP during the flood", sent, "msg/s", baseline=offered,
             ratio=(sent or 0) / bulk_rate),
@@ -235,9 +252,10 @@ def _summarize(runs: list[dict[str, Any]], rate: float, bulk_rate: float) -> lis
 
 
 def run(rate: float, bulk_rate: float, seconds: float, connections: int,
-        drain_deadline_s: float) -> list[Row]:
+        drain_deadline_s: float, flood_nice: int) -> list[Row]:
     progress(f"P5 tx at {rate:,.0f} events/s for {seconds:.0f} s alone, then beside a bulk "
-             f"flood of {bulk_rate:,.0f} records/s, {RUNS} runs")
+             f"flood of {bulk_rate:,.0f} records/s (flood process at nice {flood_nice}), "
+             f"{RUNS} runs")
     pipeline.prepare_gateway()
     runs = []
     for n in range(1, RUNS + 1):
@@ -246,11 +264,11 @@ def run(rate: float, bulk_rate: float, seconds: float, connections: int,
         if not drained:
             progress("  starting anyway: the alone phase includes a backlog")
         result = asyncio.run(_one_run(n, rate, bulk_rate, seconds, connections,
-                                      drain_deadline_s))
+                                      drain_deadline_s, flood_nice))
         a, f = result["alone"], result["flood"]
         progress(f"  P5 run {n}/{RUNS}: p99 alone {a.get('p99_ms', float('nan')):.1f} ms, "
                  f"with the flood {f.get('p99_ms', float('nan')):.1f} ms; bulk produced "
                  f"{f.get('produced_per_s', 0):,.0f}/s, sent during it "
                  f"{f['bulk_sent_per_s']:,.0f}/s; tx lag max {f['lags_max'].get(TX_GROUP)}")
         runs.append(result)
-    return _summarize(runs, rate, bulk_rate)
+    return _summarize(runs, rate, bulk_rate, flood_nice)

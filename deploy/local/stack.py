@@ -255,11 +255,14 @@ class Service:
     name: str
     module: str
     ready_url: str
+    args: tuple[str, ...] = ()
 
 
 SERVICES = (
     Service("smtp-sink", "services.smtp_sink",
             f"http://127.0.0.1:{settings.smtp_sink_http_port}/health/ready"),
+    Service("smtp-sink-bulk", "services.smtp_sink",
+            f"http://127.0.0.1:{settings.smtp_bulk_sink_http_port}/health/ready", ("--bulk",)),
     Service("provider-sink", "services.provider_sink",
             f"http://127.0.0.1:{settings.provider_sink_port}/health/ready"),
     Service("gateway", "services.gateway",
@@ -303,7 +306,7 @@ def _group_has_members(group: str) -> bool:
 
 def service_start(service: Service) -> None:
     if read_pid(service.name) is None:
-        spawn(service.name, [PYTHON, "-m", service.module])
+        spawn(service.name, [PYTHON, "-m", service.module, *service.args])
     log = LOGS / f"{service.name}.log"
     wait_until(lambda: http_ok(service.ready_url), service.name, 60, log)
     if service.name in GROUPS:

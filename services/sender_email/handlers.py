@@ -16,13 +16,16 @@ class SmtpProvider:
     mail_from: str
 
     @classmethod
-    def open(cls, settings: Settings, connections: int | None = None) -> SmtpProvider:
+    def open(cls, settings: Settings) -> SmtpProvider:
         return cls(SmtpPool(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s,
-                            connections or settings.smtp_connections), settings.mail_from)
+                            settings.smtp_connections), settings.mail_from)
 
     @classmethod
     def open_bulk(cls, settings: Settings) -> SmtpProvider:
-        return cls.open(settings, settings.smtp_bulk_connections)
+        """Bulk email's own relay and its own, smaller pool of connections."""
+        return cls(SmtpPool(settings.smtp_bulk_host, settings.smtp_bulk_port,
+                            settings.smtp_timeout_s, settings.smtp_bulk_connections),
+                   settings.mail_from)
 
     async def hand_over(self, request: SendRequest, rendered: RenderedMessage) -> None:
         # SMTP gives no reference worth keeping; the Message-ID is the message id already.

@@ -1,11 +1,20 @@
-"""Run the SMTP sink: ``python -m services.smtp_sink``."""
+"""Run the SMTP sink: ``python -m services.smtp_sink`` for transactional mail (smtp_port,
+HTTP on smtp_sink_http_port), ``--bulk`` for the bulk relay (smtp_bulk_port, HTTP on
+smtp_bulk_sink_http_port)."""
 
+import argparse
 import asyncio
 
 from services.smtp_sink.app import serve
 from shared.logging_setup import configure_logging
+from shared.sending.priority import lower_cpu_priority
 from shared.settings import get_settings
 
 if __name__ == "__main__":
-    configure_logging("smtp-sink")
-    asyncio.run(serve(get_settings()))
+    parser = argparse.ArgumentParser(prog="python -m services.smtp_sink", description=__doc__)
+    parser.add_argument("--bulk", action="store_true", help="be the bulk email relay")
+    bulk = parser.parse_args().bulk
+    configure_logging("smtp-sink-bulk" if bulk else "smtp-sink")
+    if bulk:  # it stands in for the marketing relay, which runs elsewhere in production
+        lower_cpu_priority(get_settings().sender_bulk_nice)
+    asyncio.run(serve(get_settings(), bulk=bulk))

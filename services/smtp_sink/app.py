@@ -60,15 +60,18 @@ def http_api(handler: StoringHandler) -> FastAPI:
     return api
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, bulk: bool = False) -> None:
+    """``bulk``: stand in for the bulk email relay instead of the transactional one."""
+    host = settings.smtp_bulk_host if bulk else settings.smtp_host
     handler = StoringHandler(Mailbox())
     loop = asyncio.get_running_loop()
     smtp_server = await loop.create_server(
         lambda: SMTP(handler, enable_SMTPUTF8=True, data_size_limit=10 * 1024 * 1024),
-        host=settings.smtp_host, port=settings.smtp_port,
+        host=host, port=settings.smtp_bulk_port if bulk else settings.smtp_port,
     )
-    config = uvicorn.Config(http_api(handler), host=settings.smtp_host,
-                            port=settings.smtp_sink_http_port, access_log=False,
-                            log_level="warning")
+    config = uvicorn.Config(http_api(handler), host=host,
+                            port=(settings.smtp_bulk_sink_http_port if bulk
+                                  else settings.smtp_sink_http_port),
+                            access_log=False, log_level="warning")
     async with smtp_server:
         await uvicorn.Server(config).serve()

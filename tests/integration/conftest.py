@@ -34,6 +34,7 @@ settings = get_settings()
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = f"http://127.0.0.1:{settings.gateway_port}"
 SINK = f"http://127.0.0.1:{settings.smtp_sink_http_port}"
+BULK_SINK = f"http://127.0.0.1:{settings.smtp_bulk_sink_http_port}"  # the bulk relay's
 ADMIN = f"http://127.0.0.1:{settings.admin_port}/admin/v1"
 TENANT = "default"
 T = TypeVar("T")
@@ -151,8 +152,10 @@ async def final_status(
     return await eventually(probe, f"a final status at {href}", deadline_s)
 
 
-async def mails_to(http: httpx.AsyncClient, email: str) -> list[dict[str, Any]]:
-    response = await http.get(f"{SINK}/messages", params={"to": email})
+async def mails_to(
+    http: httpx.AsyncClient, email: str, sink: str = SINK
+) -> list[dict[str, Any]]:
+    response = await http.get(f"{sink}/messages", params={"to": email})
     response.raise_for_status()
     messages: list[dict[str, Any]] = response.json()
     return messages

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from shared.domain.routing import SendRequest, message_id
 from shared.topics import SEND_EMAIL_BULK
 from tests.integration.conftest import (
+    BULK_SINK,
     GATEWAY,
     drained,
     eventually,
@@ -74,8 +75,12 @@ async def test_transactional_mail_overtakes_a_bulk_backlog_and_both_arrive_once(
         return await drained(BULK_GROUP, SEND_EMAIL_BULK)
 
     await eventually(backlog_drained, f"{BACKLOG} bulk messages sent", 180)
-    received = [str(m["message_id"]) for r in recipients for m in await mails_to(http, r)]
+    received = [str(m["message_id"]) for r in recipients
+                for m in await mails_to(http, r, BULK_SINK)]
     assert len(received) == BACKLOG
+    # Each through its own relay: bulk never queued at the transactional one.
+    assert [m for r in recipients for m in await mails_to(http, r)] == []
+    assert [m for e in tx_emails for m in await mails_to(http, e, BULK_SINK)] == []
     assert set(received) == {f"<{r.messageId}@parcours.localhost>" for r in backlog}
 
     metrics = (await http.get(BULK_METRICS)).text
