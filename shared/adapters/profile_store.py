@@ -46,9 +46,11 @@ async def find_profiles(
         if not values:
             continue
         # DISTINCT ON: when two profiles share an address, always the same one answers.
+        # Test profiles receive proofs only: a marketer's test profile with a customer's
+        # address must never stand in for the customer.
         rows = await connection.fetch(
             f"SELECT DISTINCT ON ({column}) {column} AS lookup, {PROFILE_COLUMNS} FROM profiles"
-            f" WHERE tenant_id = $1 AND {column} = ANY($2::text[])"
+            f" WHERE tenant_id = $1 AND {column} = ANY($2::text[]) AND NOT is_test"
             f" ORDER BY {column}, profile_id",
             tenant, values,
         )

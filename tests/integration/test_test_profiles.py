@@ -7,7 +7,15 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.integration.conftest import mails_to, publish_event, settings, unique_email
+from tests.integration.conftest import (
+    GATEWAY,
+    add_profile,
+    final_status,
+    mails_to,
+    publish_event,
+    settings,
+    unique_email,
+)
 
 PROVIDER = f"http://127.0.0.1:{settings.provider_sink_port}"
 SMS_TEMPLATE = {"text": "Hi {{ profile.first_name }}, {{ ctx.item }} is back"}
@@ -106,3 +114,23 @@ async def test_a_push_proof_goes_to_every_device_of_the_test_profile(
         [push] = await provider_inbox(http, "push", token)
         assert push["payload"]["title"] == "[Proof] Boots shipped"
         assert push["payload"]["data"] == {"item": "Boots"}
+
+
+async def test_live_events_never_target_a_test_profile(
+    admin: httpx.AsyncClient, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    event_id = await publish_event(pool, "profile")
+    shared, test_only = unique_email("shared"), unique_email("test-only")
+    await add_profile(pool, shared, "Ada")  # a customer, id p-…
+    for address in (shared, test_only):  # "0…" sorts before "p-…"
+        await admin.put(f"/test-profiles/0tp-{uuid.uuid4().hex[:8]}",
+                        json={"email": address, "firstName": "Tess"})
+    hrefs = []
+    for address in (shared, test_only):
+        response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
+                                   json={"email": address, "ctx": {"item": "Boots"}})
+        hrefs.append(response.json()["href"])
+    assert (await final_status(http, hrefs[0]))["status"] == "processed"
+    [mail] = await mails_to(http, shared)
+    assert mail["subject"] == "Hello Ada, about Boots"
+    assert (await final_status(http, hrefs[1]))["status"] == "targetingFailed"
