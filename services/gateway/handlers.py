@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
@@ -99,14 +101,50 @@ async def _body(request: Request, limit: int) -> bytes:
     return body
 
 
-@router.post("/v1/events/{event_id}", status_code=202, response_model=Accepted)
-async def post_event(
-    event_id: str, request: Request, gateway: GatewayDep, caller: IngestCaller,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> Accepted | Response:
+class RequestRoute(APIRoute):
+    """A route whose endpoint takes the ``Request`` and returns its ``Response``: FastAPI
+    solves no dependencies and serialises no response model per request (a third of the
+    gateway's CPU under load, measured with py-spy). The OpenAPI entry still comes from the
+    route's ``response_model``, ``responses`` and ``openapi_extra``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
+        return handler
+
+
+MAX_IDEMPOTENCY_KEY = 255
+_VALIDATION_ERROR = {"description": "Validation Error", "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
+_POST_EVENT_PARAMETERS = [
+    {"name": "event_id", "in": "path", "required": True,
+     "schema": {"type": "string", "title": "Event Id"}},
+    {"name": "idempotency-key", "in": "header", "required": False,
+     "schema": {"anyOf": [{"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+                          {"type": "null"}], "title": "Idempotency-Key"}},
+]
+
+
+def _header_too_long(value: str) -> JSONResponse:
+    """FastAPI's own 422 for a header over its max_length."""
+    EVENTS_REJECTED.labels("invalid").inc()
+    return JSONResponse({"detail": [{
+        "type": "string_too_long", "loc": ["header", "idempotency-key"],
+        "msg": f"String should have at most {MAX_IDEMPOTENCY_KEY} characters", "input": value,
+        "ctx": {"max_length": MAX_IDEMPOTENCY_KEY}}]}, status_code=422)
+
+
+async def post_event(request: Request) -> Response:
     """Accepts one event; 202 only once Kafka acknowledged it. With an
     ``Idempotency-Key``, repeating the request returns the same pKey (one message)."""
     started = time.perf_counter()
+    event_id: str = request.path_params["event_id"]
+    gateway: Gateway = request.app.state.gateway
+    headers = request.headers
+    caller = await gateway.authenticator.authenticate(headers.get("authorization"),
+                                                      Scope.INGEST)
+    idempotency_key = headers.get("idempotency-key")
+    if idempotency_key is not None and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        return _header_too_long(idempotency_key)
     try:
         body = await _body(request, MAX_BODY_BYTES)
         published = await _published(gateway, caller.tenant, event_id)
@@ -122,7 +160,15 @@ async def post_event(
         return _answer(refused)
     EVENTS_ACCEPTED.inc()
     INGEST_SECONDS.observe(time.perf_counter() - started)
-    return Accepted(pKey=pkey, href=f"/v1/events/{event_id}/{pkey}")
+    return Response(encode({"pKey": pkey, "href": f"/v1/events/{event_id}/{pkey}",
+                            "status": "pending"}), 202, media_type="application/json")
+
+
+router.add_api_route(
+    "/v1/events/{event_id}", post_event, methods=["POST"], status_code=202,
+    response_model=Accepted, responses={422: _VALIDATION_ERROR},
+    openapi_extra={"parameters": _POST_EVENT_PARAMETERS}, route_class_override=RequestRoute,
+)
 
 
 @router.post("/v1/events/{event_id}/batch", response_model=BatchOut)
