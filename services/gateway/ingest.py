@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
@@ -63,6 +64,18 @@ def _record(parsed: BaseModel, tenant: str, event_id: str, pkey: str) -> tuple[b
     return target_key(record["target"], pkey), encode(record)
 
 
+async def _produce(producer: AIOKafkaProducer, key: bytes, value: bytes, bound_s: float) -> bool:
+    """True once the broker acknowledged the record. ``asyncio.timeout`` rather than
+    ``wait_for``: no task per record (wait_for and gather made two, 8% of the gateway's CPU)."""
+    try:
+        async with asyncio.timeout(bound_s):
+            delivery = await producer.send(EVENTS_IN.name, value, key)
+            await delivery
+    except (KafkaError, TimeoutError):
+        return False
+    return True
+
+
 async def produce_all(
     gateway: Gateway, tenant: str, event_id: str, events: list[tuple[BaseModel, str]]
 ) -> list[bool]:
@@ -72,16 +85,12 @@ async def produce_all(
     if producer is None:
         return [False] * len(events)
     bound_s = gateway.settings.kafka_request_timeout_ms / 1000 + 1
-
-    async def one(parsed: BaseModel, pkey: str) -> bool:
-        key, value = _record(parsed, tenant, event_id, pkey)
-        try:
-            await asyncio.wait_for(producer.send_and_wait(EVENTS_IN.name, value, key), bound_s)
-        except (KafkaError, TimeoutError):
-            return False
-        return True
-
-    acknowledged = list(await asyncio.gather(*(one(p, k) for p, k in events)))
+    records = [_record(parsed, tenant, event_id, pkey) for parsed, pkey in events]
+    if len(records) == 1:  # the single-event route: awaited in the request's own task
+        acknowledged = [await _produce(producer, *records[0], bound_s)]
+    else:
+        acknowledged = list(await asyncio.gather(
+            *(_produce(producer, key, value, bound_s) for key, value in records)))
     refused = [pkey for (_, pkey), ok in zip(events, acknowledged, strict=True) if not ok]
     if refused:
         await _void(gateway, tenant, event_id, refused)
