@@ -19,12 +19,14 @@ from jinja2 import Template
 
 from shared.domain.events import Channel
 from shared.domain.render_limits import (
+    MAX_OUTPUT,
     RENDER_TIME_LIMIT,
     LimitedEnvironment,
     RenderTimeout,
     collect,
     within_deadline,
 )
+from shared.domain.text_size import TooDeep, text_size
 
 _HTML_ENV = LimitedEnvironment(autoescape=True)
 _TEXT_ENV = LimitedEnvironment(autoescape=False)
@@ -47,6 +49,18 @@ CHANNEL_PARTS: dict[Channel, dict[str, PartKind]] = {
 
 class RenderError(Exception):
     """A template failed to compile or render; the message says which part and why."""
+
+
+_MAX_REASON = 1_000  # characters of an error's message a RenderError repeats
+
+
+def _too_long_to_make(error: Exception) -> bool:
+    """A KeyError's message is its key's repr, and others hold a value's: a template can
+    make one of a gigabyte from a small value (``{}.pop((s,) * 1000)``)."""
+    try:
+        return text_size(error.args, MAX_OUTPUT) > MAX_OUTPUT
+    except TooDeep:
+        return True
 
 
 @dataclass(frozen=True)
@@ -106,8 +120,15 @@ def render_message(
         within_deadline(time_limit, render_all)
     except Exception as error:  # the sandbox lets any exception through (1/0, a bad type)
         part = next((p for p, _, _ in jobs if p not in done), jobs[-1][0] if jobs else "")
-        why = (f"rendering took longer than {time_limit * 1000:g} ms (loops too large?)"
-               if isinstance(error, RenderTimeout) else str(error) or type(error).__name__)
+        if isinstance(error, RenderTimeout):
+            why = f"rendering took longer than {time_limit * 1000:g} ms (loops too large?)"
+        elif _too_long_to_make(error):  # and not as a cause either: a traceback shows it
+            raise RenderError(f"{part}: {type(error).__name__}, with a message too long"
+                              " to show") from None
+        else:
+            why = str(error) or type(error).__name__
+            if len(why) > _MAX_REASON:
+                why = f"{why[:_MAX_REASON]}..."
         raise RenderError(f"{part}: {why}") from error
     return RenderedMessage(
         channel=compiled.channel,

@@ -1,16 +1,21 @@
 """Render limits: each attack fails fast with a RenderError naming the part; ordinary
 templates render as before. The 2 s bounds only guard against a hang, they time nothing."""
 
+import json
+import pprint
 import signal
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import Namespace
 
 from shared.domain.events import Channel
+from shared.domain.render_limits import LimitedEnvironment, LimitExceeded
 from shared.domain.rendering import (
     RenderedMessage,
     RenderError,
@@ -18,6 +23,7 @@ from shared.domain.rendering import (
     render_message,
     template_context,
 )
+from shared.domain.text_size import MAX_DEPTH, TooDeep, text_size
 
 CTX = {"items": list(range(1000)), "s": "x" * 1000, "note": "<b>&</b>"}
 
@@ -78,6 +84,86 @@ ATTACKS = [
     pytest.param("{{ {}|tojson(1000000000) }}", "tojson indent", id="tojson"),
 ]
 
+# Text of a container holding many references to one long string: b is 1,000,000
+# characters (at the limit), [b] * 1000 only 1,000 items, its text a gigabyte, made by one
+# C call (str, a join, JSON) before any check of the output could run.
+B = "{% set b = ctx.s * 1000 %}"
+BIG_TEXT = [
+    pytest.param(B + "{{ ([b] * 1000)|join }}", "|join would make 1,000,000,000", id="join"),
+    pytest.param(B + "{{ ([b] * 1000)|join(', ') }}", "|join would make", id="join-sep"),
+    pytest.param(B + "{{ [1, 2]|join([b] * 1000) }}", "|join of a list would make",
+                 id="join-list-separator"),
+    pytest.param(B + "{{ ([{'a': b}] * 1000)|join(attribute='a') }}", "|join would make",
+                 id="join-attribute"),
+    pytest.param(B + "{{ ([b] * 1000)|map('string')|join }}", "|join would make more",
+                 id="map-string-join"),
+    pytest.param(B + "{{ ([b] * 1000)|map('lower')|join }}", "|join would make more",
+                 id="join-of-a-generator-making-copies"),
+    pytest.param(B + "{{ ''.join([b] * 1000) }}", "join() would make", id="str-join"),
+    pytest.param(B + "{{ (b|safe).join([b] * 1000) }}", "join() would make",
+                 id="markup-join"),
+    pytest.param(B + "{{ [b] * 1000 }}", "output of a list would make more than 1,000,000",
+                 id="print-list"),
+    pytest.param(B + "{{ [[b] * 10] * 100 }}", "output of a list", id="nested-lists"),
+    pytest.param(B + "{{ dict(a=b, c=b, d=b) }}", "output of a dict", id="dict-values"),
+    pytest.param(B + "{{ {'a': [b] * 1000}.values() }}", "output of a dict_values",
+                 id="dict-view"),
+    pytest.param(B + "{% set ns = namespace(l=[b] * 1000) %}{{ ns }}",
+                 "output of a Namespace", id="namespace"),
+    pytest.param(B + "{{ ([b] * 1000)|string }}", "|string of a list", id="string"),
+    pytest.param(B + "{{ ([b] * 1000)|list|string }}", "|string of a list",
+                 id="list-string"),
+    pytest.param(B + "{{ (b|list)|string }}", "|string of a list", id="chars-string"),
+    pytest.param(B + "{{ ([b] * 1000)|pprint }}", "|pprint of a list", id="pprint"),
+    pytest.param(B + "{{ ([b] * 1000)|tojson }}", "|tojson of a list", id="tojson-list"),
+    pytest.param(B + "{{ ([0] * 300000)|tojson(b) }}", "|tojson of a list",
+                 id="tojson-indent-string"),
+    pytest.param(B + "{{ ([b] * 1000)|e }}", "|e of a list", id="escape"),
+    pytest.param(B + "{{ ([b] * 1000)|upper }}", "|upper of a list", id="upper"),
+    pytest.param(B + "{{ ([b] * 1000)|safe }}", "|safe of a list", id="safe"),
+    pytest.param(B + "{{ b|replace('x', [b] * 1000) }}", "|replace of a list",
+                 id="replace-argument"),
+    pytest.param(B + "{{ ctx.s|urlize(target=[b] * 1000) }}", "|urlize of a list",
+                 id="urlize-target"),
+    pytest.param(B + "{{ {'a': [b] * 1000}|xmlattr }}", "|xmlattr of a dict", id="xmlattr"),
+    pytest.param(B + "{{ ([(b, b)] * 1000)|urlencode }}", "|urlencode would make",
+                 id="urlencode"),
+    pytest.param(B + "{{ ([b] * 1000) is lower }}", "is lower of a list", id="test-lower"),
+    pytest.param(B + "{{ ([b] * 1000) ~ '' }}", "'~' of a list", id="tilde"),
+    pytest.param(B + "{{ '%s'|format([b] * 1000) }}", "|format would make",
+                 id="format-filter-list"),
+    pytest.param(B + "{{ ('%s' * 1000)|format(*([b] * 1000)) }}", "|format would make",
+                 id="format-filter-args"),
+    pytest.param(B + "{{ '%s' % ([b] * 1000) }}", "'%' would make", id="percent-list"),
+    pytest.param(B + "{{ ('%(a)s' * 1000) % {'a': b} }}", "'%' would make",
+                 id="percent-repeated-key"),
+    pytest.param(B + "{{ ('%s'|safe) % ([b] * 1000) }}", "'%' would make",
+                 id="markup-percent"),
+    pytest.param(B + "{{ '{}'.format([b] * 1000) }}", "format() of a list",
+                 id="str-format-list"),
+    pytest.param(B + "{{ ('{0}' * 1000).format(b) }}", "format() would make",
+                 id="str-format-repeated-field"),
+    pytest.param(B + "{{ '{x}'.format_map({'x': [b] * 1000}) }}", "format() of a list",
+                 id="format-map"),
+    pytest.param(B + "{{ ('{}'|safe).format([b] * 1000) }}", "format() of a list",
+                 id="markup-format"),
+    pytest.param(B + "{{ ([b] * 1000)|sum(start='') }}", "can't sum strings",
+                 id="sum-strings"),
+    # beside text: single C calls building a huge value from small arguments
+    pytest.param(B + "{{ ([[0] * 999999] + [[]] * 999999)|sum(start=[]) }}",
+                 "|sum of these lists would copy", id="sum-lists-quadratic"),
+    pytest.param(B + "{{ b.translate({120: b}) }}", "translate would make", id="translate"),
+    pytest.param("{% set l = [ctx.s] %}{% for i in range(40) %}{{ l.extend(l) or '' }}"
+                 "{% endfor %}", "extend() would make", id="list-doubling"),
+    # error messages: an Undefined's name, list.index's (a C %R), a KeyError's key
+    pytest.param(B + "{{ [].index([b] * 1000) }}", "index() of a list", id="index-message"),
+    pytest.param(B + "{{ {}[[b] * 1000].x }}", "dict object has no element <a list>",
+                 id="undefined-message"),
+    pytest.param(B + "{{ {}.pop((b,) * 1000) }}", "KeyError, with a message too long",
+                 id="key-error-message"),
+]
+ATTACKS += BIG_TEXT
+
 
 @pytest.mark.parametrize(("source", "why"), ATTACKS)
 @pytest.mark.parametrize("part", ["html", "text"])
@@ -101,6 +187,17 @@ def test_a_worker_thread_is_limited_too(source: str, why: str) -> None:
     worker.join(5)
     assert not worker.is_alive()
     assert errors == []
+
+
+@pytest.mark.parametrize(("source", "why"), BIG_TEXT)
+def test_the_text_of_a_big_value_is_refused_before_it_is_made(source: str, why: str) -> None:
+    tracemalloc.start()
+    try:
+        assert why in fails_fast("text", source)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000  # b itself is a megabyte
 
 
 def test_the_alarm_stops_work_between_checks_on_the_main_thread() -> None:
@@ -127,6 +224,11 @@ def test_a_huge_literal_neither_compiles_slowly_nor_renders() -> None:
 def test_any_exception_while_rendering_is_a_render_error() -> None:
     with pytest.raises(RenderError, match=r"^text: division by zero"):
         render({"text": "{{ 1 / 0 }}"})
+    with pytest.raises(RenderError, match=r"^text: 'key'$"):
+        render({"text": "{{ {}.pop('key') }}"})
+    with pytest.raises(RenderError) as error:
+        render({"text": "{{ {}.pop(ctx.s * 10) }}"})
+    assert str(error.value) == f"text: '{'x' * 999}..."
 
 
 @pytest.fixture
@@ -181,3 +283,94 @@ def test_ordinary_templates_render_as_with_the_stock_sandbox() -> None:
     }
     assert render(ORDINARY).parts == expected
     assert "&lt;b&gt;&amp;&lt;/b&gt;" in expected["html"] and "<br>" in expected["html"]
+
+
+CONTAINERS = (
+    "{{ ctx['items'] }} {{ ctx['items']|join(', ') }} {{ ctx|tojson }} {{ ctx|tojson(2) }}"
+    " {{ ctx }} {{ [ctx.note, 1, none, 2.5, true, 2 ** 100, missing] }} {{ missing }}"
+    " {{ {'a': [1, {'b': ctx.note}]} }} {{ {'a': 1}.items() }} {{ ctx['items']|string }}"
+    " {{ ctx['items'][:40]|pprint }} {{ ctx['items']|map('string')|join('-') }}"
+    " {{ [{'n': 'a'}, {'n': '<b>'}]|join(attribute='n') }} {{ ctx['items'][:5] ~ '!' }}"
+    " {{ ctx['items'][:5]|e }} {{ [ctx.note]|upper }} {{ ([1] * 3) is lower }}"
+    " {{ '%s and %s'|format(ctx['items'][:3], ctx.note) }} {{ '%s' % ([1, 2],) }}"
+    " {{ '%(a)s %(a)r' % {'a': [ctx.note]} }} {{ '%s' % {'k': 1} }} {{ ctx.note|safe ~ [1] }}"
+    " {{ '{} {x}'.format([1, 2], x={'k': ctx.note}) }} {{ '{a[0]}'.format_map({'a': 'xy'}) }}"
+    " {{ ('{}'|safe).format([ctx.note]) }} {{ ', '.join(['a', ctx.note]) }}"
+    " {{ (ctx.note|safe).join(['<i>', 'b']) }} {{ {'a': 1, 'b': ctx.note}|urlencode }}"
+    " {{ [('a', 'b c')]|urlencode }} {{ {'class': 'x', 'data-n': [1]}|xmlattr }}"
+    " {{ [[1], [2, 3]]|sum(start=[]) }} {{ 'abca'.translate({97: 'xy', 98: none}) }}"
+    " {% set ns = namespace(a=[1]) %}{{ ns }} {{ [1, 2].index(2) }} {{ ctx['items']|sum }}"
+    " {% set l = [1] %}{{ l.extend([2]) or l }} {{ [1, 2]|join([0]) }} {{ ''|join }}"
+)
+
+
+@pytest.mark.parametrize("part", ["html", "text"])
+def test_printed_containers_render_as_with_the_stock_sandbox(part: str) -> None:
+    context = template_context(CTX, {"first_name": "Ada"}, {})
+    stock = SandboxedEnvironment(autoescape=part == "html").from_string(CONTAINERS)
+    assert render({part: CONTAINERS}).parts[part] == stock.render(context)
+
+
+def test_a_finalize_of_its_own_runs_first() -> None:
+    env = LimitedEnvironment(autoescape=False, finalize=lambda v: "-" if v is None else v)
+    assert env.from_string("{{ none }} {{ [1] }}").render() == "- [1]"
+    with pytest.raises(LimitExceeded, match="output of a list"):
+        env.from_string("{{ ['x' * 1000000] * 2 }}").render()
+
+
+def test_a_value_nested_too_deep_is_not_printed() -> None:
+    nest = ("{% set ns = namespace(l=[]) %}{% for i in range(200) %}{% set ns.l = [ns.l] %}"
+            "{% endfor %}{{ ns.l }}")
+    assert f"nested more than {MAX_DEPTH} levels deep" in fails_fast("text", nest)
+
+
+def _cyclic() -> list[Any]:
+    items: list[Any] = [1, "a"]
+    items.append(items)
+    return items
+
+
+VALUES: list[Any] = [
+    "", "ab", 0, 7, 8, -8, 99, 100, 2 ** 100, -(10 ** 40), 3.5, 1e300, True, None, [], [1],
+    ["a", "b"], ("x",), (1, 2), {"a": [1, {"b": None}]}, {}, {1: "x"}, [[], [[]]],
+    {"k": ("v", 1.0)}, set(), {1, 2}, frozenset({"a"}), b"ab", [b"x\x00"], {"a": 1}.items(),
+    {"a": 1}.keys(), {"a": 1}.values(), Namespace(a=[1, "x"]), ["\x00" * 10], ["é\n"],
+    [10 ** 50] * 3, [7] * 20, list(range(1000)), [["ab"] * 3] * 3, _cyclic(), [True, None],
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=repr)
+def test_text_size_is_at_most_the_text(value: Any) -> None:
+    assert text_size(value, 10 ** 9) <= min(len(str(value)), len(pprint.pformat(value)))
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        return
+    assert text_size(value, 10 ** 9) <= len(text)
+    for indent in (1, 4):
+        assert text_size(value, 10 ** 9, indent=indent) <= len(json.dumps(value, indent=indent))
+
+
+def test_text_size_stops_early_and_counts_a_shared_value_once() -> None:
+    big = ["x" * 1000] * 1000
+    assert text_size(big, 10 ** 9) >= 1_000_000
+    started = time.perf_counter()
+    assert text_size([[big] * 1000] * 1000, 10 ** 15) >= 10 ** 12
+    assert text_size(list(range(10 ** 6)), 1000) > 1000
+    assert time.perf_counter() - started < 0.5
+    nested: list[Any] = []
+    for _ in range(MAX_DEPTH + 1):
+        nested = [nested]
+    with pytest.raises(TooDeep):
+        text_size(nested, 10 ** 9)
+
+
+@pytest.mark.parametrize("source", ["{{ ctx.nope.x }}", "{{ nope.x }}", "{{ nope() }}",
+                                    "{{ ctx['items'][5000].x }}", "{{ {}[none].x }}",
+                                    "{{ {}[(1, 'a')].x }}", "{{ ctx[ctx.s[:150]].x }}"])
+def test_undefined_errors_read_as_with_the_stock_sandbox(source: str) -> None:
+    with pytest.raises(Exception) as stock:
+        SandboxedEnvironment().from_string(source).render(ctx=CTX)
+    with pytest.raises(RenderError) as error:
+        render({"text": source})
+    assert str(error.value) == f"text: {stock.value}"
