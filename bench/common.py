@@ -20,6 +20,11 @@ GATEWAY = f"http://127.0.0.1:{settings.gateway_port}"
 SINK = f"http://127.0.0.1:{settings.smtp_sink_http_port}"
 BULK_SINK = f"http://127.0.0.1:{settings.smtp_bulk_sink_http_port}"  # bulk email's relay
 SENDER_METRICS = f"http://127.0.0.1:{settings.sender_email_metrics_port}/metrics"
+# The tx email sender's series in its metrics (shared.sending.metrics, one set for every
+# channel): messages sent, and gateway acceptance → SMTP acceptance.
+SENDER_SENT = "parcours_sender_sent_total"
+SENDER_LATENCY = "parcours_sender_accepted_to_provider_seconds"
+EMAIL_TX = {"channel": "email", "priority": "tx"}
 TENANT = "default"
 BENCH_TOPIC = "parcours.bench.v1"  # bench-only; never read by the services
 BENCH_DOMAIN = "bench.example.com"  # every bench recipient, so our mail is easy to pick out

@@ -20,7 +20,17 @@ import httpx
 import orjson
 
 from bench import pipeline
-from bench.common import BENCH_DOMAIN, RUNS, SENDER_METRICS, SINK, Row, overwrite, progress
+from bench.common import (
+    BENCH_DOMAIN,
+    EMAIL_TX,
+    RUNS,
+    SENDER_LATENCY,
+    SENDER_METRICS,
+    SINK,
+    Row,
+    overwrite,
+    progress,
+)
 from bench.loadgen import open_loop
 from bench.stats import (
     bucket_delta,
@@ -32,7 +42,6 @@ from bench.stats import (
 )
 
 TARGET_P50_MS, TARGET_P99_MS = 50, 250
-HISTOGRAM = "parcours_accepted_to_smtp_seconds"
 _TEXT = re.compile(r"order=(?P<order>\S+)\s+sent-at=(?P<sent>[\d.]+)")  # CRLF in mail
 TARGETS = 256  # distinct recipients: spreads events over partitions like real traffic
 
@@ -79,8 +88,8 @@ async def _one_run(n: int, rate: float, seconds: float, connections: int) -> dic
     run_id = f"P4r{n}t{int(time.time())}"
     async with httpx.AsyncClient() as http:
         (await http.delete(f"{SINK}/messages")).raise_for_status()
-        histogram_before = histogram_buckets(await _text(http, SENDER_METRICS), HISTOGRAM,
-                                             {"priority": "tx"})
+        histogram_before = histogram_buckets(await _text(http, SENDER_METRICS), SENDER_LATENCY,
+                                             EMAIL_TX)
         sink_before = pipeline.counter_total(f"{SINK}/metrics",
                                              "parcours_smtp_sink_received_total")
         sent = await open_loop(
@@ -92,7 +101,7 @@ async def _one_run(n: int, rate: float, seconds: float, connections: int) -> dic
         found = await _wait_arrivals(http, run_id, len(sent["accepted"]), sink_before,
                                      max(60, count / 50))
         histogram = bucket_delta(histogram_before, histogram_buckets(
-            await _text(http, SENDER_METRICS), HISTOGRAM, {"priority": "tx"}))
+            await _text(http, SENDER_METRICS), SENDER_LATENCY, EMAIL_TX))
     return _summarize(sent, found, histogram, rate, count)
 
 

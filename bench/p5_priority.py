@@ -30,8 +30,10 @@ from bench import pipeline
 from bench.common import (
     BENCH_DOMAIN,
     BULK_SINK,
+    EMAIL_TX,
     RUNS,
     SENDER_METRICS,
+    SENDER_SENT,
     SINK,
     Row,
     overwrite,
@@ -58,9 +60,8 @@ def _tx_body(run_id: str) -> Callable[[int, float], bytes]:
 
 async def _tx_sent(http: httpx.AsyncClient) -> float:
     response = await http.get(SENDER_METRICS, timeout=10)
-    return sum(v for labels, v in prometheus_samples(response.text,
-                                                     "parcours_sender_email_sent_total")
-               if labels.get("priority") == "tx")
+    return sum(v for labels, v in prometheus_samples(response.text, SENDER_SENT)
+               if EMAIL_TX.items() <= labels.items())
 
 
 async def _tx_arrivals(http: httpx.AsyncClient, run_id: str, expected: int, sent_before: float,

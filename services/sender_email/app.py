@@ -1,7 +1,6 @@
 """The email sender: the shared sending loop (shared.sending) with SMTP as the provider."""
 
 from services.sender_email.handlers import SmtpProvider
-from services.sender_email.metrics import METRICS
 from shared.domain.events import Channel
 from shared.sending.spec import SenderSpec
 from shared.topics import SEND_EMAIL_TX
@@ -12,6 +11,5 @@ SPEC = SenderSpec(
     topic=SEND_EMAIL_TX,
     group="parcours-sender-email",
     provider="smtp",
-    metrics=METRICS,
     open_provider=SmtpProvider.open,
 )

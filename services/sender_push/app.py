@@ -1,6 +1,5 @@
 """The push sender: the shared sending loop (shared.sending) with an HTTP provider."""
 
-from services.sender_push.metrics import METRICS
 from shared.adapters.http_provider import HttpProvider
 from shared.adapters.provider_payloads import push_payload
 from shared.domain.events import Channel
@@ -21,6 +20,5 @@ SPEC = SenderSpec(
     topic=SEND_PUSH_TX,
     group="parcours-sender-push",
     provider="provider",
-    metrics=METRICS,
     open_provider=open_provider,
 )

@@ -1,6 +1,5 @@
 """The SMS sender: the shared sending loop (shared.sending) with an HTTP provider."""
 
-from services.sender_sms.metrics import METRICS
 from shared.adapters.http_provider import HttpProvider
 from shared.adapters.provider_payloads import sms_payload
 from shared.domain.events import Channel
@@ -21,6 +20,5 @@ SPEC = SenderSpec(
     topic=SEND_SMS_TX,
     group="parcours-sender-sms",
     provider="provider",
-    metrics=METRICS,
     open_provider=open_provider,
 )

@@ -50,7 +50,7 @@ async def _readable(sender: Sender, records: Sequence[Record]) -> list[SendReque
         try:
             request = SendRequest.model_validate_json(raw)
         except ValidationError as error:
-            sender.spec.metrics.failed.labels("invalid").inc()
+            sender.spec.metrics.failed("invalid").inc()
             await publish_dead_letter(sender.producer, sender.spec.stage, key, raw,
                                       f"invalid: {error.error_count()} errors")
             continue
@@ -115,7 +115,7 @@ class _Settler:
 
 
 async def _with_retries(sender: Sender, operation: Callable[[], Awaitable[T]], what: str) -> T:
-    retries = sender.spec.metrics.retries.labels("database")
+    retries = sender.spec.metrics.retries("database")
     return await retry_forever(operation, what, _DB_OR_KAFKA, on_retry=retries.inc)
 
 
@@ -140,7 +140,7 @@ def _outcome(
 
 
 def _failed(sender: Sender, request: SendRequest, metric: str, reason: str) -> Outcome:
-    sender.spec.metrics.failed.labels(metric).inc()
+    sender.spec.metrics.failed(metric).inc()
     return _outcome(request, Status.DELIVERY_FAILED, reason)
 
 
@@ -159,11 +159,11 @@ async def _send(sender: Sender, request: SendRequest) -> Outcome:
         reference = await retry_forever(
             lambda: sender.provider.hand_over(request, rendered),
             f"handing a message over ({spec.provider})", (TransientFailure,),
-            on_retry=spec.metrics.retries.labels(spec.provider).inc,
+            on_retry=spec.metrics.retries(spec.provider).inc,
         )
     except PermanentFailure as error:
         return _failed(sender, request, f"{spec.provider}_permanent", str(error))
-    spec.metrics.accepted_to_provider.labels(request.priority).observe(
+    spec.metrics.accepted_to_provider(request.priority).observe(
         time.time() - request.acceptedAt)
-    spec.metrics.sent.labels(request.priority).inc()
+    spec.metrics.sent(request.priority).inc()
     return _outcome(request, Status.PROCESSED, reference=reference)

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
-
-from prometheus_client import Counter, Histogram
 
 from shared.domain.events import Channel
 from shared.domain.rendering import RenderedMessage
 from shared.domain.routing import SendRequest
+from shared.sending.metrics import SenderMetrics
 from shared.settings import Settings
 from shared.topics import Topic
-
-# Gateway acceptance → provider acceptance; the objective is 1 s.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class Provider(Protocol):
@@ -28,22 +24,15 @@ class Provider(Protocol):
 
 
 @dataclass(frozen=True)
-class SenderMetrics:
-    """Each service defines its own (literal names, so deployment files can be checked)."""
-
-    sent: Counter  # labels: priority
-    failed: Counter  # labels: reason (invalid, render, not_published, <provider>_permanent)
-    duplicates: Counter
-    retries: Counter  # labels: what (database, <provider>)
-    accepted_to_provider: Histogram  # labels: priority
-
-
-@dataclass(frozen=True)
 class SenderSpec:
     stage: str  # e.g. "sender-email": the dead letters' stage, the logs
     channel: Channel
     topic: Topic
     group: str
     provider: str  # "smtp", "provider": in retry labels and permanent failure reasons
-    metrics: SenderMetrics
     open_provider: Callable[[Settings], Provider]
+    # The shared sender metrics, bound to this channel (shared.sending.metrics).
+    metrics: SenderMetrics = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", SenderMetrics(self.channel))

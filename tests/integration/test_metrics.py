@@ -11,13 +11,13 @@ ENDPOINTS = {
     "processor": (f"http://127.0.0.1:{settings.processor_metrics_port}/metrics",
                   "parcours_processor_events_total"),
     "sender-email": (f"http://127.0.0.1:{settings.sender_email_metrics_port}/metrics",
-                     "parcours_accepted_to_smtp_seconds_bucket"),
+                     'parcours_sender_duplicates_total{channel="email"}'),
     "smtp-sink": (f"{SINK}/metrics", "parcours_smtp_sink_received_total"),
-    # Unlabelled counters: present from the start, before any message went out.
+    # The senders' duplicates counter: present from the start, before any message went out.
     "sender-sms": (f"http://127.0.0.1:{settings.sender_sms_metrics_port}/metrics",
-                   "parcours_sender_sms_duplicates_total"),
+                   'parcours_sender_duplicates_total{channel="sms"}'),
     "sender-push": (f"http://127.0.0.1:{settings.sender_push_metrics_port}/metrics",
-                    "parcours_sender_push_duplicates_total"),
+                    'parcours_sender_duplicates_total{channel="push"}'),
     "provider-sink": (f"http://127.0.0.1:{settings.provider_sink_port}/metrics",
                       "parcours_provider_sink_requests_total"),
 }

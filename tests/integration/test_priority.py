@@ -84,5 +84,6 @@ async def test_transactional_mail_overtakes_a_bulk_backlog_and_both_arrive_once(
     assert set(received) == {f"<{r.messageId}@parcours.localhost>" for r in backlog}
 
     metrics = (await http.get(BULK_METRICS)).text
-    assert 'parcours_sender_email_sent_total{priority="bulk"}' in metrics
-    assert 'parcours_accepted_to_smtp_seconds_bucket{le="1.0",priority="bulk"}' in metrics
+    assert 'parcours_sender_sent_total{channel="email",priority="bulk"}' in metrics
+    assert ('parcours_sender_accepted_to_provider_seconds_bucket'
+            '{channel="email",le="1.0",priority="bulk"}') in metrics

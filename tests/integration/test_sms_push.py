@@ -133,8 +133,8 @@ async def test_a_provider_400_ends_in_delivery_failed_with_the_reason(
 
 async def retries_so_far(http: httpx.AsyncClient) -> float:
     text = (await http.get(SMS_METRICS)).text
-    found = re.search(r'^parcours_sender_sms_retries_total\{what="provider"\} (\S+)$', text,
-                      re.MULTILINE)
+    found = re.search(r'^parcours_sender_retries_total\{channel="sms",what="provider"\} (\S+)$',
+                      text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
 

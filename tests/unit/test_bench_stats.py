@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from bench.common import EMAIL_TX, SENDER_LATENCY
 from bench.stats import (
     bucket_delta,
     histogram_buckets,
@@ -76,28 +77,32 @@ def test_ratio_is_none_when_a_side_is_missing() -> None:
 
 
 METRICS = """\
-# HELP parcours_accepted_to_smtp_seconds From gateway acceptance
-# TYPE parcours_accepted_to_smtp_seconds histogram
-parcours_accepted_to_smtp_seconds_bucket{le="0.01",priority="tx"} 10.0
-parcours_accepted_to_smtp_seconds_bucket{le="0.05",priority="tx"} 90.0
-parcours_accepted_to_smtp_seconds_bucket{le="0.1",priority="tx"} 100.0
-parcours_accepted_to_smtp_seconds_bucket{le="+Inf",priority="tx"} 100.0
-parcours_accepted_to_smtp_seconds_bucket{le="0.01",priority="bulk"} 5.0
-parcours_accepted_to_smtp_seconds_bucket{le="+Inf",priority="bulk"} 5.0
-parcours_accepted_to_smtp_seconds_count{priority="tx"} 100.0
+# HELP parcours_sender_accepted_to_provider_seconds From gateway acceptance
+# TYPE parcours_sender_accepted_to_provider_seconds histogram
+parcours_sender_accepted_to_provider_seconds_bucket{channel="email",le="0.01",priority="tx"} 10.0
+parcours_sender_accepted_to_provider_seconds_bucket{channel="email",le="0.05",priority="tx"} 90.0
+parcours_sender_accepted_to_provider_seconds_bucket{channel="email",le="0.1",priority="tx"} 100.0
+parcours_sender_accepted_to_provider_seconds_bucket{channel="email",le="+Inf",priority="tx"} 100.0
+parcours_sender_accepted_to_provider_seconds_bucket{channel="email",le="0.01",priority="bulk"} 5.0
+parcours_sender_accepted_to_provider_seconds_bucket{channel="email",le="+Inf",priority="bulk"} 5.0
+parcours_sender_accepted_to_provider_seconds_bucket{channel="sms",le="0.01",priority="tx"} 7.0
+parcours_sender_accepted_to_provider_seconds_bucket{channel="sms",le="+Inf",priority="tx"} 7.0
+parcours_sender_accepted_to_provider_seconds_count{channel="email",priority="tx"} 100.0
 parcours_smtp_sink_received_total 315.0
 """
 
 
 def test_prometheus_samples_by_exact_name() -> None:
     assert prometheus_samples(METRICS, "parcours_smtp_sink_received_total") == [({}, 315.0)]
-    count = prometheus_samples(METRICS, "parcours_accepted_to_smtp_seconds_count")
-    assert count == [({"priority": "tx"}, 100.0)]
+    count = prometheus_samples(METRICS, "parcours_sender_accepted_to_provider_seconds_count")
+    assert count == [({"channel": "email", "priority": "tx"}, 100.0)]
 
 
 def test_histogram_buckets_filter_labels_and_sort() -> None:
-    buckets = histogram_buckets(METRICS, "parcours_accepted_to_smtp_seconds", {"priority": "tx"})
+    buckets = histogram_buckets(METRICS, SENDER_LATENCY, EMAIL_TX)
     assert buckets == [(0.01, 10.0), (0.05, 90.0), (0.1, 100.0), (math.inf, 100.0)]
+    assert histogram_buckets(METRICS, SENDER_LATENCY, {"channel": "sms"}) == [
+        (0.01, 7.0), (math.inf, 7.0)]
 
 
 def test_histogram_quantile_interpolates_inside_the_bucket() -> None:
