@@ -25,7 +25,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.gateway.close()
 
-    app = FastAPI(title="Parcours ingestion API", version="1", lifespan=lifespan)
+    # FastAPI's own OpenTelemetry hooks are off: Parcours reports through Prometheus
+    # (/metrics), and checking for an OpenTelemetry provider costs every request.
+    app = FastAPI(title="Parcours ingestion API", version="1", lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.include_router(router)
     app.include_router(operations_router(readiness))
     return app
