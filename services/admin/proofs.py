@@ -101,7 +101,7 @@ async def send_proof(
     try:
         sent_to = await _DELIVER[rendered.channel](request.app.state.settings, rendered, profile)
     except PermanentFailure as error:
-        raise HTTPException(422, f"the {rendered.channel} server refused the proof: "
+        raise HTTPException(422, f"the {rendered.channel} proof was refused: "
                                  f"{error}") from error
     except TransientFailure as error:
         raise HTTPException(503, f"the {rendered.channel} server is unavailable ({error}); "

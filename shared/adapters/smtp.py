@@ -1,8 +1,9 @@
 """SMTP delivery: messages encoded once to bytes, sent over a pool of open connections.
 
 Failures are sorted so the caller can decide (``shared.adapters.delivery_errors``):
-``PermanentFailure`` (5xx: the address or message is refused, do not retry) and
-``TransientFailure`` (4xx, connection lost, timeout: retry with backoff).
+``PermanentFailure`` (5xx: the address or message is refused, or the address is one SMTP
+cannot carry: do not retry) and ``TransientFailure`` (4xx, connection lost, timeout: retry
+with backoff).
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ class SmtpClient:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             await self.close()
             raise TransientFailure(f"smtp connection: {error}") from error
+        except ValueError as error:
+            # An address SMTP cannot carry (a character outside ASCII, or a control
+            # character): no retry sends it. The server may hold a half-open transaction.
+            await self.close()
+            raise PermanentFailure(f"{recipient!r} cannot be sent over SMTP: {error}") from error
         return str(reply)
 
     async def close(self) -> None:

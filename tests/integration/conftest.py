@@ -117,7 +117,7 @@ DEFAULT_TEMPLATE = {
 
 async def publish_event(
     pool: asyncpg.Pool, targeting: str = "profile", template: dict[str, Any] | None = None,
-    channel: str = "email",
+    channel: str = "email", tenant: str = TENANT,
 ) -> str:
     event_id = f"EVTtest{uuid.uuid4().hex[:10]}"
     config = EventConfig.model_validate({
@@ -126,7 +126,7 @@ async def publish_event(
                    {"id": "price", "type": "decimal"},
                    {"id": "quantity", "type": "integer"}],
     })
-    await save_event(pool, TENANT, config, template or DEFAULT_TEMPLATE)
+    await save_event(pool, tenant, config, template or DEFAULT_TEMPLATE)
     return event_id
 
 
