@@ -24,6 +24,7 @@ from shared.domain.fields import (
     EmailAddress,
     FieldSpec,
     PhoneNumber,
+    Text,
     build_ctx_model,
 )
 
@@ -80,8 +81,8 @@ def _target_fields(channel: Channel) -> dict[str, Any]:
     if channel is Channel.SMS:
         return {"mobilePhone": (PhoneNumber, ...)}
     return {
-        "registrationToken": (str, Field(min_length=1, max_length=4096)),
-        "application": (str, Field(min_length=1, max_length=255)),
+        "registrationToken": (Text, Field(min_length=1, max_length=4096)),
+        "application": (Text, Field(min_length=1, max_length=255)),
         "pushPlatform": (Annotated[str, StringConstraints(pattern=r"^(apns|fcm)$")], ...),
     }
 

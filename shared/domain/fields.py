@@ -11,18 +11,40 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+)
 from pydantic.alias_generators import to_camel
 
 FIELD_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,29}$"  # ids at most 30 characters
 
+# Printable ASCII only: SMTP without SMTPUTF8 cannot carry anything else, and an address
+# a relay would refuse must be a 422 at the door, not a dead letter downstream.
+_ADDRESS_PART = r"[!#-;=?A-~]+"  # printable ASCII but space, '"', '<', '>' and '@'
 EmailAddress = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, max_length=254, pattern=r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$"
-    ),
+    StringConstraints(strip_whitespace=True, max_length=254,
+                      pattern=rf"^{_ADDRESS_PART}@{_ADDRESS_PART}\.{_ADDRESS_PART}$"),
 ]
 PhoneNumber = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 .\-]{5,19}$")]
+
+
+def _no_nul(text: str) -> str:
+    """PostgreSQL cannot store U+0000 in text or jsonb: an accepted event carrying one
+    could never be held or recorded, so it is refused at the door."""
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+INT64 = (-(2**63), 2**63 - 1)  # what Kafka records (orjson) and PostgreSQL can carry
 
 
 class FieldType(StrEnum):
@@ -39,8 +61,8 @@ class FieldType(StrEnum):
 # Strict where JSON has a native type, so "3" is not silently taken for 3;
 # dates and decimals arrive as strings or numbers in JSON and are parsed.
 _PYTHON_TYPES: dict[FieldType, Any] = {
-    FieldType.STRING: Annotated[str, Field(strict=True, max_length=10_000)],
-    FieldType.INTEGER: Annotated[int, Field(strict=True)],
+    FieldType.STRING: Annotated[Text, Field(strict=True, max_length=10_000)],
+    FieldType.INTEGER: Annotated[int, Field(strict=True, ge=INT64[0], le=INT64[1])],
     FieldType.DECIMAL: Annotated[Decimal, Field(allow_inf_nan=False)],
     FieldType.BOOLEAN: Annotated[bool, Field(strict=True)],
     FieldType.DATE: date,

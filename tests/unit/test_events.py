@@ -100,3 +100,36 @@ def test_scheduled_is_at_most_a_year_ahead_and_before_expiration() -> None:
         model.model_validate_json(body(scheduled=soon, expiration=soon))
     assert early.value.errors()[0]["loc"] == ("expiration",)
     assert "after scheduled" in early.value.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "message"),
+    [
+        ({"email": "a@b.co", "ctx": {"url": "a\u0000b"}}, ("ctx", "url"), "NUL"),
+        ({"email": "é@b.co"}, ("email",), "pattern"),
+        ({"email": "a\u0001@b.co"}, ("email",), "pattern"),
+        ({"email": "a@b@c.co"}, ("email",), "pattern"),
+    ],
+)
+def test_what_a_relay_or_postgresql_could_not_carry_is_refused_naming_the_field(
+    body: dict[str, object], loc: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        build_ingest_model(config()).model_validate_json(json.dumps(body))
+    assert refused.value.errors()[0]["loc"] == loc
+    assert message in refused.value.errors()[0]["msg"]
+
+
+def test_integers_stay_within_64_bits_and_push_targets_carry_no_nul() -> None:
+    fields = [{"id": "n", "type": "integer"}]
+    counted = EventConfig.model_validate({"event_id": "EVTn", "label": "n", "channel": "email",
+                                          "targeting": "event", "fields": fields})
+    model = build_ingest_model(counted)
+    model.model_validate_json(json.dumps({"email": "a@b.co", "ctx": {"n": 2**63 - 1}}))
+    with pytest.raises(ValidationError) as big:
+        model.model_validate_json(json.dumps({"email": "a@b.co", "ctx": {"n": 2**63}}))
+    assert big.value.errors()[0]["loc"] == ("ctx", "n")
+    with pytest.raises(ValidationError) as nul:
+        build_ingest_model(config(Channel.PUSH)).model_validate_json(json.dumps(
+            {"registrationToken": "t\u0000", "application": "shop", "pushPlatform": "fcm"}))
+    assert nul.value.errors()[0]["loc"] == ("registrationToken",)
