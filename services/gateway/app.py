@@ -5,12 +5,41 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from fastapi.exception_handlers import http_exception_handler
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
-from services.gateway.handlers import readiness, router
+from services.gateway.handlers import post_event, readiness, router
 from services.gateway.wiring import Gateway
 from shared.operations import operations_router
 from shared.settings import Settings, get_settings
+
+_EVENTS = "/v1/events/"
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with one shortcut: ``POST /v1/events/{eventId}``, the ingestion hot path,
+    goes straight to its endpoint (the route FastAPI documents and would call), past the
+    middleware stack and the router. An ``HTTPException`` (401, 403, 429) is answered by
+    FastAPI's own handler; anything else propagates to uvicorn, which logs it and answers
+    500, as ``ServerErrorMiddleware`` would. Every other request is FastAPI's."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            event_id = path[len(_EVENTS):]
+            if path.startswith(_EVENTS) and event_id and "/" not in event_id:
+                scope["app"] = self
+                scope["path_params"] = {"event_id": event_id}
+                request = Request(scope, receive, send)
+                try:
+                    response = await post_event(request)
+                except HTTPException as error:
+                    response = await http_exception_handler(request, error)
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,8 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # FastAPI's own OpenTelemetry hooks are off: Parcours reports through Prometheus
     # (/metrics), and checking for an OpenTelemetry provider costs every request.
-    app = FastAPI(title="Parcours ingestion API", version="1", lifespan=lifespan,
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = GatewayApp(title="Parcours ingestion API", version="1", lifespan=lifespan,
+                     telemetry={"tracing": False, "metrics": False, "logs": False})
     app.include_router(router)
     app.include_router(operations_router(readiness))
     return app
