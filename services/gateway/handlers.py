@@ -15,6 +15,7 @@ from starlette.responses import Response
 from services.gateway.ingest import (
     Refused,
     accept_once,
+    item_body,
     new_pkey,
     produce_all,
     unavailable,
@@ -28,6 +29,7 @@ from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.status_store import read_status
 from shared.api_auth import Caller, require
 from shared.domain.api_keys import Scope
+from shared.domain.events import is_event_id
 from shared.domain.pkeys import derive_pkey, verify_pkey
 
 MAX_BODY_BYTES = 256 * 1024
@@ -191,7 +193,7 @@ async def post_batch(
     valid: list[tuple[int, BaseModel, str]] = []
     for index, item in enumerate(batch.events):
         try:
-            parsed = validate(gateway, published, encode(item))
+            parsed = validate(gateway, published, item_body(item))
         except Refused as refused:
             EVENTS_REJECTED.labels(refused.reason).inc()
             results.append(ItemResult(index=index, status=422, detail=refused.detail))
@@ -237,7 +239,8 @@ async def get_status_by_event_key(
 async def get_status(
     event_id: str, pkey: str, gateway: GatewayDep, caller: IngestCaller
 ) -> EventStatus | Response:
-    if not verify_pkey(gateway.settings.pkey_secret.encode(), caller.tenant, event_id, pkey):
+    if not is_event_id(event_id) or not verify_pkey(
+            gateway.settings.pkey_secret.encode(), caller.tenant, event_id, pkey):
         raise HTTPException(404, f"no event {pkey!r} for {event_id!r}")
     try:
         row = await read_status(gateway.pool, caller.tenant, event_id, pkey)

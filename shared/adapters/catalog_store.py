@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.domain.events import EventConfig
+from shared.domain.events import EventConfig, is_event_id
 from shared.domain.lifecycle import MessageState
 
 
@@ -52,7 +52,11 @@ CHANNEL = "parcours_catalog"  # see migration 004
 
 class CatalogCache:
     """Entries live ``ttl_s`` at most, and are dropped as soon as PostgreSQL announces a
-    change (``listen``); the TTL is the safety net if that connection is lost."""
+    change (``listen``); the TTL is the safety net if that connection is lost. A string
+    that cannot be an event id is answered None without a query; at most ``MAX_ENTRIES``
+    are kept, so calls to made-up event ids cannot grow it without bound."""
+
+    MAX_ENTRIES = 10_000
 
     def __init__(self, pool: asyncpg.Pool, ttl_s: float) -> None:
         self._pool = pool
@@ -73,11 +77,17 @@ class CatalogCache:
             await self._listener.close()
 
     async def get(self, tenant: str, event_id: str) -> PublishedEvent | None:
+        if not is_event_id(event_id):
+            return None
         now = time.monotonic()
         hit = self._entries.get((tenant, event_id))
         if hit is not None and now - hit[0] < self._ttl_s:
             return hit[1]
         published = await load_published(self._pool, tenant, event_id)
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries = {k: v for k, v in self._entries.items() if now - v[0] < self._ttl_s}
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
         self._entries[(tenant, event_id)] = (now, published)
         return published
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -29,6 +30,7 @@ from shared.domain.fields import (
 )
 
 EVENT_ID_PATTERN = r"^EVT[A-Za-z0-9_]{1,61}$"  # prefix EVT, at most 64 characters
+is_event_id = re.compile(EVENT_ID_PATTERN).fullmatch
 
 
 class Channel(StrEnum):

@@ -60,3 +60,24 @@ async def test_body_over_256_kb_is_413(http: httpx.AsyncClient, profile_event: s
                                json={"email": "a@example.com", "ctx": {"item": "x" * 300_000}})
     assert response.status_code == 413
     assert await end_offsets(EVENTS_IN) == before
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/v1/events/%00"), ("POST", "/v1/events/EVT%00x/batch"),
+    ("GET", "/v1/events/%00/schema"), ("GET", "/v1/events/EVT%00x/keys/k1"),
+])
+async def test_an_impossible_event_id_is_404_not_a_server_error(
+    http: httpx.AsyncClient, method: str, path: str
+) -> None:
+    response = await http.request(method, GATEWAY + path, json={"events": []})
+    assert response.status_code == 404, response.text
+
+
+async def test_a_batch_item_with_an_integer_past_64_bits_is_422_and_the_others_go(
+    http: httpx.AsyncClient, profile_event: str
+) -> None:
+    item = {"email": "a@example.com", "ctx": {"item": "x"}}
+    response = await http.post(f"{GATEWAY}/v1/events/{profile_event}/batch", json={
+        "events": [item, {**item, "ctx": {"item": "x", "unknown": 2**64}}]})
+    assert response.status_code == 200
+    assert [r["status"] for r in response.json()["results"]] == [202, 422]
