@@ -29,9 +29,12 @@ class PushRegistration(_Model):
     push_platform: Literal["apns", "fcm"]
 
 
-class TestProfileIn(_Model):
-    email: EmailAddress | None = None
-    mobile_phone: PhoneNumber | None = None
+class _TestProfile(_Model):
+    """What is stored, read back as stored: the input rules (below) may tighten later, and
+    a profile saved under older rules must still list."""
+
+    email: str | None = None
+    mobile_phone: str | None = None
     first_name: Name | None = None
     last_name: Name | None = None
     city: Name | None = None
@@ -44,7 +47,12 @@ class TestProfileIn(_Model):
         default_factory=dict, description="sample event data: fills ctx in previews and proofs")
 
 
-class TestProfileOut(TestProfileIn):
+class TestProfileIn(_TestProfile):
+    email: EmailAddress | None = None
+    mobile_phone: PhoneNumber | None = None
+
+
+class TestProfileOut(_TestProfile):
     profile_id: str
     updated_at: datetime
 
