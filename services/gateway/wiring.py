@@ -48,8 +48,9 @@ class Gateway:
             self._models[config] = build_ingest_model(config)
         if len(self._by_identity) >= 4096:  # each catalogue reload brings new objects
             self._by_identity.clear()
-        model = self._by_identity[id(config)] = (config, self._models[config])
-        return model[1]
+        model = self._models[config]
+        self._by_identity[id(config)] = (config, model)
+        return model
 
     async def _connect_producer(self) -> None:
         # The gateway starts even when Kafka is down (it answers 503 meanwhile) and

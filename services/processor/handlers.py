@@ -49,6 +49,7 @@ from shared.topics import EVENTS_IN, EVENTS_KAFKA, SEND_TX_TOPICS
 log = logging.getLogger(__name__)
 RELEASE_BATCH = 500
 _PAUSED = "the event's message is paused: it is sent on resume, unless it expires first"
+_TRANSIENT = (*DB_UNAVAILABLE, KafkaError)
 
 
 def _held_status(trigger: TriggerEvent, hold: Hold) -> StatusWrite:
@@ -58,7 +59,6 @@ def _held_status(trigger: TriggerEvent, hold: Hold) -> StatusWrite:
         reasons.append(f"scheduled for {hold.until.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}")
     return StatusWrite(trigger.pKey, trigger.tenant, trigger.eventId,
                        Status.PAUSED if hold.paused else Status.PENDING, "; ".join(reasons))
-_TRANSIENT = (*DB_UNAVAILABLE, KafkaError)
 
 
 class Record(NamedTuple):

@@ -36,6 +36,8 @@ GATEWAY = f"http://127.0.0.1:{settings.gateway_port}"
 SINK = f"http://127.0.0.1:{settings.smtp_sink_http_port}"
 BULK_SINK = f"http://127.0.0.1:{settings.smtp_bulk_sink_http_port}"  # the bulk relay's
 ADMIN = f"http://127.0.0.1:{settings.admin_port}/admin/v1"
+PROVIDER = f"http://127.0.0.1:{settings.provider_sink_port}"  # the SMS and push providers'
+
 TENANT = "default"
 T = TypeVar("T")
 
@@ -156,6 +158,16 @@ async def mails_to(
     http: httpx.AsyncClient, email: str, sink: str = SINK
 ) -> list[dict[str, Any]]:
     response = await http.get(f"{sink}/messages", params={"to": email})
+    response.raise_for_status()
+    messages: list[dict[str, Any]] = response.json()
+    return messages
+
+
+async def provider_messages(
+    http: httpx.AsyncClient, channel: str, to: str
+) -> list[dict[str, Any]]:
+    """What the provider sink received on ``channel`` (sms, push) for ``to``."""
+    response = await http.get(f"{PROVIDER}/messages", params={"channel": channel, "to": to})
     response.raise_for_status()
     messages: list[dict[str, Any]] = response.json()
     return messages

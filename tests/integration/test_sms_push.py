@@ -4,7 +4,6 @@ provider (the provider sink), exactly once, with refusals sorted as for email.""
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -12,7 +11,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared.adapters.kafka import safe_producer
 from shared.adapters.profile_store import upsert_profiles
 from shared.domain.events import Channel
 from shared.domain.rendering import compile_message, render_message, template_context
@@ -20,14 +18,15 @@ from shared.domain.routing import SendRequest, message_id
 from shared.topics import SEND_SMS_TX
 from tests.integration.conftest import (
     GATEWAY,
+    PROVIDER,
     TENANT,
     eventually,
     final_status,
+    provider_messages,
     publish_event,
     settings,
 )
 
-PROVIDER = f"http://127.0.0.1:{settings.provider_sink_port}"
 SMS_METRICS = f"http://127.0.0.1:{settings.sender_sms_metrics_port}/metrics"
 SMS_TEMPLATE = {"text": "Hi {{ profile.first_name or 'there' }}, {{ ctx.item }}"
                         " x{{ ctx.quantity }}"}
@@ -55,13 +54,6 @@ def push_target() -> dict[str, str]:
             "pushPlatform": "fcm"}
 
 
-async def received(http: httpx.AsyncClient, channel: str, to: str) -> list[dict[str, Any]]:
-    response = await http.get(f"{PROVIDER}/messages", params={"channel": channel, "to": to})
-    response.raise_for_status()
-    messages: list[dict[str, Any]] = response.json()
-    return messages
-
-
 async def post(http: httpx.AsyncClient, event_id: str, body: dict[str, Any]) -> str:
     response = await http.post(f"{GATEWAY}/v1/events/{event_id}", json=body)
     assert response.status_code == 202, response.text
@@ -77,7 +69,7 @@ async def test_an_sms_event_becomes_a_personalised_sms(
     href = await post(http, event_id, {"mobilePhone": phone,
                                        "ctx": {"item": "Trail shoes", "quantity": 2}})
     assert (await final_status(http, href))["status"] == "processed"
-    [sms] = await received(http, "sms", phone)
+    [sms] = await provider_messages(http, "sms", phone)
     pkey = href.rsplit("/", 1)[1]
     assert sms["payload"] == {"to": phone, "text": "Hi there, Trail shoes x2",
                               "messageId": message_id(TENANT, pkey)}
@@ -90,7 +82,7 @@ async def test_a_push_event_becomes_a_push_notification(
     target = push_target()
     href = await post(http, event_id, {**target, "ctx": {"item": "Rain jacket"}})
     assert (await final_status(http, href))["status"] == "processed"
-    [push] = await received(http, "push", target["registrationToken"])
+    [push] = await provider_messages(http, "push", target["registrationToken"])
     assert push["payload"] == {
         "token": target["registrationToken"], "application": "shop", "platform": "fcm",
         "title": "Rain jacket has shipped", "body": "Hello there, it arrives tomorrow.",
@@ -112,10 +104,10 @@ async def test_a_profile_sms_finds_the_profile_by_mobile_phone(
                                                                       "quantity": 1}})
     unknown = await post(http, event_id, {"mobilePhone": stranger, "ctx": {"item": "Socks"}})
     assert (await final_status(http, known))["status"] == "processed"
-    [sms] = await received(http, "sms", phone)
+    [sms] = await provider_messages(http, "sms", phone)
     assert sms["payload"]["text"] == "Hi Grace, Socks x1"
     assert (await final_status(http, unknown))["status"] == "targetingFailed"
-    assert await received(http, "sms", stranger) == []
+    assert await provider_messages(http, "sms", stranger) == []
 
 
 async def test_a_provider_400_ends_in_delivery_failed_with_the_reason(
@@ -128,7 +120,7 @@ async def test_a_provider_400_ends_in_delivery_failed_with_the_reason(
     status = await final_status(http, href)
     assert status["status"] == "deliveryFailed"
     assert status["reason"].startswith("provider 400") and "injected failure" in status["reason"]
-    assert await received(http, "sms", phone) == []
+    assert await provider_messages(http, "sms", phone) == []
 
 
 async def retries_so_far(http: httpx.AsyncClient) -> float:
@@ -147,16 +139,8 @@ async def test_a_provider_503_is_retried_until_accepted_once(
     await http.post(f"{PROVIDER}/reject", params={"status": 503, "count": 2, "to": phone})
     href = await post(http, event_id, {"mobilePhone": phone, "ctx": {"item": "later"}})
     assert (await final_status(http, href))["status"] == "processed"
-    assert len(await received(http, "sms", phone)) == 1
+    assert len(await provider_messages(http, "sms", phone)) == 1
     assert await retries_so_far(http) - before >= 2
-
-
-@pytest.fixture(scope="module")
-async def producer() -> AsyncIterator[AIOKafkaProducer]:
-    producer = safe_producer(settings.kafka_bootstrap, 10_000)
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 def sms_request(event_id: str, phone: str, item: str) -> SendRequest:
@@ -188,7 +172,7 @@ async def test_a_redelivered_sms_is_sent_once(
     await produce(producer, marker)
 
     async def both_arrived() -> list[dict[str, Any]] | None:
-        messages = await received(http, "sms", phone)
+        messages = await provider_messages(http, "sms", phone)
         return messages if len(messages) >= 2 else None
 
     messages = await eventually(both_arrived, "the message and the marker")
@@ -226,7 +210,7 @@ async def test_a_resend_after_a_crash_is_answered_by_the_provider_not_delivered_
     row = await eventually(settled, "the resent message to settle")
     assert row["state"] == "sent" and row["attempts"] == 2
     assert row["detail"] == first.json()["id"]  # the provider's first answer, replayed
-    assert len(await received(http, "sms", phone)) == 1
+    assert len(await provider_messages(http, "sms", phone)) == 1
 
 
 async def test_the_provider_sink_saw_no_message_twice(http: httpx.AsyncClient) -> None:

@@ -12,12 +12,11 @@ from tests.integration.conftest import (
     add_profile,
     final_status,
     mails_to,
+    provider_messages,
     publish_event,
-    settings,
     unique_email,
 )
 
-PROVIDER = f"http://127.0.0.1:{settings.provider_sink_port}"
 SMS_TEMPLATE = {"text": "Hi {{ profile.first_name }}, {{ ctx.item }} is back"}
 PUSH_TEMPLATE = {"title": "{{ ctx.item }} shipped", "body": "Hello {{ profile.first_name }}",
                  "data": {"item": "{{ ctx.item }}"}}
@@ -26,13 +25,6 @@ PUSH_TEMPLATE = {"title": "{{ ctx.item }} shipped", "body": "Hello {{ profile.fi
 def new_tester(**fields: Any) -> tuple[str, dict[str, Any]]:
     return f"tp-{uuid.uuid4().hex[:10]}", {"firstName": "Tess", "sampleCtx": {"item": "Boots"},
                                           **fields}
-
-
-async def provider_inbox(http: httpx.AsyncClient, channel: str, to: str) -> list[dict[str, Any]]:
-    response = await http.get(f"{PROVIDER}/messages", params={"channel": channel, "to": to})
-    response.raise_for_status()
-    inbox: list[dict[str, Any]] = response.json()
-    return inbox
 
 
 async def test_test_profiles_are_created_read_listed_replaced_and_deleted(
@@ -113,7 +105,7 @@ async def test_an_sms_proof_goes_to_the_test_profile_phone(
     sent = await admin.post(f"/events/{event_id}/message/proof", json={"profileId": profile_id})
     assert sent.status_code == 202, sent.text
     assert sent.json()["sentTo"] == phone
-    [sms] = await provider_inbox(http, "sms", phone)
+    [sms] = await provider_messages(http, "sms", phone)
     assert sms["payload"]["text"] == "[Proof] Hi Tess, Boots is back"
 
     no_phone, body = new_tester(email=unique_email("nophone"))
@@ -135,7 +127,7 @@ async def test_a_push_proof_goes_to_every_device_of_the_test_profile(
     assert sent.status_code == 202, sent.text
     assert sent.json()["sentTo"] == "shop (fcm), shop (apns)"
     for token in tokens:
-        [push] = await provider_inbox(http, "push", token)
+        [push] = await provider_messages(http, "push", token)
         assert push["payload"]["title"] == "[Proof] Boots shipped"
         assert push["payload"]["data"] == {"item": "Boots"}
 
