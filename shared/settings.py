@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     # pKeys are signed so that GET can tell "accepted, not yet seen by the processor"
     # (answer pending) from "never issued" (answer 404) without a write per request.
     pkey_secret: str = "dev-only-change-me"
+    # Derives the secret of every kafka key (shared/domain/record_signing.py), with which
+    # producers sign the records they write to Kafka's input topics. Only the processor
+    # (verifies) and whoever creates keys (the CLI) need it. Changing it invalidates every
+    # kafka key: create new ones for each producer.
+    kafka_signing_secret: str = "dev-only-change-me-too"
     # Idempotency-Key: how long a key keeps its pKey (at least 24 h).
     idempotency_hours: float = 24.0
     # Event configurations are cached by the gateway and processor for this long.

@@ -1,7 +1,7 @@
 """``python -m services.cli`` (installed as ``parcours``)::
 
     parcours tenants create TENANT "Name"
-    parcours keys create --tenant TENANT --scope admin|ingest [--label TEXT] [--rate N]
+    parcours keys create --tenant TENANT --scope admin|ingest|kafka [--label TEXT] [--rate N]
     parcours keys revoke KEY_ID
 
     parcours events list | create FILE.json | show|publish|unpublish|delete|schema EVENT
@@ -9,10 +9,12 @@
     parcours message proof EVENT --profile ID | publish|unpublish|pause|resume EVENT
     parcours test-profiles list | show|delete ID | put ID FILE.json
 
-A new key is printed once; only its digest is stored. Tenants and keys are written to
-PostgreSQL directly (bootstrapping needs no key); events, messages and test profiles go
-through the admin API with PARCOURS_ADMIN_KEY (and PARCOURS_ADMIN_URL, default the local
-one).
+A new key is printed once; only its digest is stored. A kafka key signs the records a
+producer writes straight to Kafka (shared/kafka_signing.py); creating one needs the
+server's PARCOURS_KAFKA_SIGNING_SECRET, from which its secret derives. Tenants and keys
+are written to PostgreSQL directly (bootstrapping needs no key); events, messages and
+test profiles go through the admin API with PARCOURS_ADMIN_KEY (and PARCOURS_ADMIN_URL,
+default the local one).
 """
 
 from __future__ import annotations
@@ -55,8 +57,16 @@ async def _run(args: argparse.Namespace) -> int:
             await create_tenant(connection, args.tenant, args.name)
             print(f"tenant {args.tenant} ready")
         elif args.verb == "create":
-            print(await create_key(connection, args.tenant, Scope(args.scope), args.label,
-                                   args.rate))
+            scope = Scope(args.scope)
+            print(await create_key(
+                connection, args.tenant, scope, args.label, args.rate,
+                kafka_signing_secret=get_settings().kafka_signing_secret.encode(),
+            ))
+            if scope is Scope.KAFKA:
+                print("sign each record with it: headers parcours-key-id (the 12 characters"
+                      " after prc_kafka_) and parcours-signature (hex HMAC-SHA256 of the"
+                      " value bytes, keyed with the 43 characters after the key id and _);"
+                      " see shared/kafka_signing.py", file=sys.stderr)
         elif not await revoke_key(connection, args.key_id):
             print(f"no active key {args.key_id}", file=sys.stderr)
             return 1
