@@ -145,8 +145,6 @@ def _once(triggers: list[TriggerEvent]) -> list[TriggerEvent]:
 async def handle_batch(processor: Processor, records: Sequence[Record]) -> None:
     started = time.perf_counter()
     read = _read(records, processor.settings.pkey_secret.encode())
-    if read.unreadable:
-        await dead_letter(processor, read.unreadable)
 
     async def attempt() -> tuple[list[Status], Admitted]:
         await processor.ensure_db()
@@ -157,10 +155,12 @@ async def handle_batch(processor: Processor, records: Sequence[Record]) -> None:
 
     statuses, admitted = await retry_forever(attempt, "processing events", _TRANSIENT,
                                              on_retry=RETRIES.inc)
-    # After the statuses: a crash in between redelivers the records, which rewrites
-    # nothing and dead-letters them then.
-    if admitted.rejected:
-        await dead_letter(processor, admitted.rejected)
+    # Dead letters once the batch went through: a batch that fails is handled again
+    # record by record (handle_isolating_poison), which must not write them twice. After
+    # the statuses: a crash in between redelivers the records, which rewrites nothing and
+    # dead-letters them then.
+    if letters := read.unreadable + admitted.rejected:
+        await dead_letter(processor, letters)
     for _, reason in admitted.rejected:
         KAFKA_EVENTS.labels(reason.split(":", 1)[0]).inc()
     KAFKA_EVENTS.labels("admitted").inc(len(admitted.triggers))
