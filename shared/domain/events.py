@@ -118,7 +118,9 @@ def ingest_fields(config: EventConfig) -> dict[str, Any]:
     Shared by the HTTP request and the record internal systems produce to Kafka."""
     ctx_model = build_ctx_model(config.event_id, config.fields, config.collections)
     return {
-        "ctx": (ctx_model, Field(default_factory=ctx_model)),
+        # A missing ctx is validated as an empty one, so a required field is named where
+        # it is missing (ctx.orderId), not as if it were at the top of the body.
+        "ctx": (ctx_model, Field(default_factory=dict, validate_default=True)),
         "scheduled": (Scheduled, Field(None, description=SCHEDULED_HELP)),
         "expiration": (Expiration, Field(None, description=EXPIRATION_HELP)),
         **_target_fields(config.channel),

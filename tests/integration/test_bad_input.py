@@ -17,6 +17,7 @@ from tests.integration.conftest import GATEWAY, end_offsets
         ({"email": "a@example.com", "ctx": {"item": "x", "colour": "red"}},
          ["body", "ctx", "colour"]),
         ({"email": "a@example.com", "ctx": {}}, ["body", "ctx", "item"]),
+        ({"email": "a@example.com"}, ["body", "ctx", "item"]),
         ({"ctx": {"item": "x"}}, ["body", "email"]),
         ({"email": "not an email", "ctx": {"item": "x"}}, ["body", "email"]),
         ({"email": "a@example.com", "ctx": {"item": "x"}, "expiration": "tomorrow"},
