@@ -41,6 +41,14 @@ from shared.adapters.status_store import (
 from shared.domain.deadletter import invalid_reason
 from shared.domain.events import Targeting, TriggerEvent, target_key
 from shared.domain.produced import Identified, Rejected, admit, identify
+from shared.domain.record_signing import (
+    Refused,
+    Signed,
+    SigningKey,
+    authorize,
+    check_signature,
+    check_tenant,
+)
 from shared.domain.routing import Ended, Hold, SendRequest, decide
 from shared.domain.status import Status
 from shared.resilience import retry_forever
@@ -66,6 +74,7 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes
     timestamp: float  # the Kafka record's, in seconds
+    headers: Sequence[tuple[str, bytes]] = ()  # the signature of a record on EVENTS_KAFKA
 
 
 Letter = tuple[Record, str]  # a record for the dead-letter topic, and why
@@ -89,12 +98,44 @@ class Read(NamedTuple):
     unreadable: list[Letter]
 
 
-def _read(records: Sequence[Record], secret: bytes) -> Read:
+Signer = SigningKey | Refused | None  # of a Kafka record; None for the gateway's
+
+
+async def _signers(processor: Processor, records: Sequence[Record]) -> list[Signer]:
+    """The key that signed each record produced straight to Kafka, or why it is refused.
+    Only keys of valid signatures are looked up, many to a query, through a cache."""
+    secret = processor.settings.kafka_signing_secret.encode()
+    checked = [check_signature(r.headers, r.value, secret) if r.topic == EVENTS_KAFKA.name
+               else None for r in records]
+    key_ids = {c.key_id for c in checked if isinstance(c, Signed)}
+    keys = await retry_forever(lambda: processor.signing_keys.get_many(key_ids),
+                               "looking up signing keys", _TRANSIENT,
+                               on_retry=RETRIES.inc) if key_ids else {}
+    return [authorize(c, keys[c.key_id]) if isinstance(c, Signed) else c for c in checked]
+
+
+def _identify_signed(record: Record, signer: Signer, secret: bytes
+                     ) -> Identified | Rejected | Refused:
+    if not isinstance(signer, SigningKey):
+        return signer or Refused("unsigned")
+    identified = identify(record.value, secret)
+    if isinstance(identified, Rejected):
+        return identified
+    return check_tenant(signer, identified.tenant) or identified
+
+
+def _read(records: Sequence[Record], secret: bytes, signers: Sequence[Signer]) -> Read:
+    """A record on EVENTS_KAFKA is read only when its signer may act for the tenant it
+    names; otherwise it is dead-lettered with no status, so a forger writes nothing of
+    another tenant's."""
     read = Read([], [], [])
-    for record in records:
+    for record, signer in zip(records, signers, strict=True):
         if record.topic == EVENTS_KAFKA.name:
-            identified = identify(record.value, secret)
-            if isinstance(identified, Rejected):
+            identified = _identify_signed(record, signer, secret)
+            if isinstance(identified, Refused):
+                KAFKA_EVENTS.labels("refused").inc()
+                read.unreadable.append((record, identified.reason))
+            elif isinstance(identified, Rejected):
                 KAFKA_EVENTS.labels("invalid").inc()
                 read.unreadable.append((record, identified.reason))
             else:
@@ -144,7 +185,8 @@ def _once(triggers: list[TriggerEvent]) -> list[TriggerEvent]:
 
 async def handle_batch(processor: Processor, records: Sequence[Record]) -> None:
     started = time.perf_counter()
-    read = _read(records, processor.settings.pkey_secret.encode())
+    read = _read(records, processor.settings.pkey_secret.encode(),
+                 await _signers(processor, records))
 
     async def attempt() -> tuple[list[Status], Admitted]:
         await processor.ensure_db()

@@ -11,7 +11,11 @@ DEADLETTERED = Counter(
 KAFKA_EVENTS = Counter(
     "parcours_processor_kafka_events_total",
     "Records internal systems produced to Kafka, by outcome", ["outcome"],
-)  # admitted, invalid, unknown_event
+)  # admitted, invalid, unknown_event, refused (signature or tenant: record_signing)
+SIGNING_KEY_QUERIES = Counter(
+    "parcours_processor_signing_key_queries_total",
+    "Lookups of the keys that sign Kafka records that reached PostgreSQL (not the cache)",
+)
 RETRIES = Counter("parcours_processor_retries_total", "Waits on an unavailable dependency")
 PROCESS_SECONDS = Histogram(
     "parcours_processor_event_seconds",

@@ -8,9 +8,11 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
+from services.processor.metrics import SIGNING_KEY_QUERIES
 from shared.adapters.catalog_store import CatalogCache, PublishedEvent
 from shared.adapters.kafka import safe_producer
 from shared.adapters.postgres import connect, create_pool
+from shared.adapters.signing_keys import SigningKeyCache
 from shared.domain.events import EventConfig
 from shared.domain.produced import build_produced_model
 from shared.settings import Settings
@@ -23,6 +25,7 @@ class Processor:
     connection: asyncpg.Connection  # held, not pooled: a pool's reset query doubles round trips
     catalog: CatalogCache
     producer: AIOKafkaProducer
+    signing_keys: SigningKeyCache  # the kafka keys that sign records (record_signing)
     # Building a model is slow, validating with it fast. Keyed by the configuration itself:
     # a version number alone repeats across tenants, and after a delete and re-create.
     _models: dict[EventConfig, type[BaseModel]] = field(default_factory=dict)
@@ -35,7 +38,9 @@ class Processor:
         await producer.start()
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
         await catalog.listen(settings.pg_dsn)
-        return cls(settings, pool, connection, catalog, producer)
+        signing_keys = SigningKeyCache(pool, on_query=SIGNING_KEY_QUERIES.inc)
+        await signing_keys.listen(settings.pg_dsn)
+        return cls(settings, pool, connection, catalog, producer, signing_keys)
 
     def produced_model(self, published: PublishedEvent) -> type[BaseModel]:
         """What a record produced to Kafka for this published event must look like."""

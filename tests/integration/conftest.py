@@ -27,6 +27,7 @@ from shared.adapters.profile_store import upsert_profiles
 from shared.domain.api_keys import Scope
 from shared.domain.events import EventConfig
 from shared.domain.status import TERMINAL
+from shared.kafka_signing import RecordSigner
 from shared.settings import get_settings
 from shared.topics import DEADLETTER, Topic
 
@@ -88,6 +89,20 @@ async def ingest_key(pool: asyncpg.Pool) -> str:
 async def admin_key(pool: asyncpg.Pool) -> str:
     async with pool.acquire() as connection:
         return await create_key(connection, TENANT, Scope.ADMIN, "tests")
+
+
+async def kafka_signer(pool: asyncpg.Pool, tenant: str = TENANT) -> RecordSigner:
+    """A new kafka key of ``tenant``, to sign records produced straight to Kafka."""
+    async with pool.acquire() as connection:
+        return RecordSigner(await create_key(
+            connection, tenant, Scope.KAFKA, "tests",
+            kafka_signing_secret=settings.kafka_signing_secret.encode()))
+
+
+@pytest.fixture(scope="session")
+async def signer(pool: asyncpg.Pool) -> RecordSigner:
+    """Signs records of the default tenant for parcours.events.kafka.v1."""
+    return await kafka_signer(pool)
 
 
 @pytest.fixture(scope="session")
