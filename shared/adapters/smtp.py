@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from email.charset import QP, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 
 import aiosmtplib
 
@@ -28,8 +29,11 @@ _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 
 
-def _header(value: str) -> str:
-    return value if value.isascii() else Header(value, "utf-8").encode()
+def _header(name: str, value: str) -> str | Header:
+    """A Header object, not its encoded text: folded by the generator, which counts the
+    header's name in the first line. Encoded beforehand, a long value broke the line right
+    after "Subject:", and readers showed the subject with a leading space."""
+    return value if value.isascii() else Header(value, "utf-8", header_name=name)
 
 
 def encode_email(
@@ -39,8 +43,9 @@ def encode_email(
     name, address = parseaddr(sender)
     message["From"] = formataddr((name, address), charset="utf-8")
     message["To"] = recipient
-    message["Subject"] = _header(rendered.parts["subject"])
-    message["Date"] = formatdate(localtime=False)
+    message["Subject"] = _header("Subject", rendered.parts["subject"])
+    # +0000, the offset of a time known to be UTC; -0000 means "local time unknown".
+    message["Date"] = format_datetime(datetime.now(UTC))
     # Stable Message-ID: a resend after a crash carries the same id, so receivers can
     # recognise it.
     message["Message-ID"] = f"<{message_id}@{domain}>"
