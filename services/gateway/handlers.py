@@ -257,7 +257,7 @@ async def get_status(
 async def readiness(request: Request) -> dict[str, bool]:
     """Ready when Kafka's producer is connected and PostgreSQL answers."""
     gateway = await get_gateway(request)
-    checks = {"kafka": gateway.producer is not None}
+    checks = {"kafka": gateway.producer.ready}
     try:
         await gateway.pool.fetchval("SELECT 1")
         checks["postgres"] = True

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
@@ -20,6 +19,7 @@ from shared.adapters import idempotency_store
 from shared.adapters.catalog_store import PublishedEvent
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.adapters.producer import RenewingProducer
 from shared.adapters.status_store import StatusWrite, record_statuses
 from shared.domain.events import target_key, trigger_record
 from shared.domain.pkeys import mint_pkey
@@ -74,7 +74,7 @@ def _record(parsed: BaseModel, tenant: str, event_id: str, pkey: str) -> tuple[b
     return target_key(record["target"], pkey), encode(record)
 
 
-async def _produce(producer: AIOKafkaProducer, key: bytes, value: bytes, bound_s: float) -> bool:
+async def _produce(producer: RenewingProducer, key: bytes, value: bytes, bound_s: float) -> bool:
     """True once the broker acknowledged the record. ``asyncio.timeout`` rather than
     ``wait_for``: no task per record (wait_for and gather made two, 8% of the gateway's CPU)."""
     try:
@@ -92,7 +92,7 @@ async def produce_all(
     """Write every (request, pKey); True where the broker acknowledged it. A refused
     event is voided so that a late write by the producer is never sent (R5)."""
     producer = gateway.producer
-    if producer is None:
+    if not producer.ready:  # the broker is away, or a producer is being renewed: 503 now
         return [False] * len(events)
     bound_s = gateway.settings.kafka_request_timeout_ms / 1000 + 1
     records = [_record(parsed, tenant, event_id, pkey) for parsed, pkey in events]

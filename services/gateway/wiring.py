@@ -8,14 +8,12 @@ import logging
 from dataclasses import dataclass, field
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
 from shared.adapters import idempotency_store
 from shared.adapters.catalog_store import CatalogCache, PublishedEvent
-from shared.adapters.kafka import safe_producer
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
+from shared.adapters.producer import RenewingProducer
 from shared.api_auth import Authenticator
 from shared.domain.events import EventConfig, build_ingest_model
 from shared.settings import Settings
@@ -29,7 +27,7 @@ class Gateway:
     pool: asyncpg.Pool
     catalog: CatalogCache
     authenticator: Authenticator
-    producer: AIOKafkaProducer | None = None
+    producer: RenewingProducer
     # Keyed by the configuration itself: ids and versions repeat across tenants and when
     # an event is deleted and created again.
     _models: dict[EventConfig, type[BaseModel]] = field(default_factory=dict)
@@ -52,34 +50,18 @@ class Gateway:
         self._by_identity[id(config)] = (config, model)
         return model
 
-    async def _connect_producer(self) -> None:
-        # The gateway starts even when Kafka is down (it answers 503 meanwhile) and
-        # connects as soon as the broker is back.
-        delay = 0.2
-        while True:
-            producer = safe_producer(
-                self.settings.kafka_bootstrap, self.settings.kafka_request_timeout_ms
-            )
-            try:
-                await producer.start()
-            except (KafkaError, OSError) as error:
-                await producer.stop()
-                log.warning("Kafka not reachable (%s); retrying in %.1fs", error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self.producer = producer
-            log.info("Kafka producer connected")
-            return
-
     @classmethod
     async def open(cls, settings: Settings) -> Gateway:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=8)
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
         await catalog.listen(settings.pg_dsn)
-        gateway = cls(settings, pool, catalog, Authenticator(pool))
-        gateway._tasks = [asyncio.create_task(gateway._connect_producer()),
-                          asyncio.create_task(gateway._forget_old_idempotency_keys())]
+        # The gateway starts even when Kafka is down (it answers 503 meanwhile) and
+        # connects as soon as the broker is back; so does a renewed producer.
+        producer = RenewingProducer(settings.kafka_bootstrap, settings.kafka_request_timeout_ms,
+                                    "gateway")
+        producer.start_in_background()
+        gateway = cls(settings, pool, catalog, Authenticator(pool), producer)
+        gateway._tasks = [asyncio.create_task(gateway._forget_old_idempotency_keys())]
         return gateway
 
     async def _forget_old_idempotency_keys(self) -> None:
@@ -96,7 +78,6 @@ class Gateway:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.producer is not None:
-            await self.producer.stop()
+        await self.producer.stop()
         await self.catalog.close()
         await self.pool.close()

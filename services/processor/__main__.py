@@ -1,10 +1,23 @@
 """Run the processor: ``python -m services.processor``."""
 
+import signal
+
 from faust.worker import Worker
 from prometheus_client import start_http_server
 
 from services.processor.app import app, settings
+from shared.shutdown import exit_within
+
+
+class BoundedWorker(Worker):
+    """Faust's worker, with the shutdown deadline armed by the signal that stops it: a
+    graceful stop can wait forever on a broker that is away."""
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        exit_within()
+        super()._schedule_shutdown(signal)
+
 
 if __name__ == "__main__":
     start_http_server(settings.processor_metrics_port, addr=settings.metrics_host)
-    Worker(app, loglevel="INFO").execute_from_commandline()
+    BoundedWorker(app, loglevel="INFO").execute_from_commandline()

@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from services.processor.metrics import SIGNING_KEY_QUERIES
 from shared.adapters.catalog_store import CatalogCache, PublishedEvent
-from shared.adapters.kafka import safe_producer
 from shared.adapters.postgres import connect, create_pool
+from shared.adapters.producer import RenewingProducer
 from shared.adapters.signing_keys import SigningKeyCache
 from shared.domain.events import EventConfig
 from shared.domain.produced import build_produced_model
@@ -24,7 +23,7 @@ class Processor:
     pool: asyncpg.Pool  # catalog reads
     connection: asyncpg.Connection  # held, not pooled: a pool's reset query doubles round trips
     catalog: CatalogCache
-    producer: AIOKafkaProducer
+    producer: RenewingProducer
     signing_keys: SigningKeyCache  # the kafka keys that sign records (record_signing)
     # Building a model is slow, validating with it fast. Keyed by the configuration itself:
     # a version number alone repeats across tenants, and after a delete and re-create.
@@ -34,7 +33,8 @@ class Processor:
     async def open(cls, settings: Settings) -> Processor:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)
         connection = await connect(settings.pg_dsn)
-        producer = safe_producer(settings.kafka_bootstrap, settings.kafka_request_timeout_ms)
+        producer = RenewingProducer(settings.kafka_bootstrap,
+                                    settings.kafka_request_timeout_ms, "processor")
         await producer.start()
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
         await catalog.listen(settings.pg_dsn)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import uvicorn
 from fastapi import FastAPI, Header, Query
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
@@ -13,6 +12,7 @@ from services.provider_sink.store import Answer, Faults, Inbox
 from shared.adapters.provider_payloads import PushPayload, SmsPayload
 from shared.operations import operations_router
 from shared.settings import Settings
+from shared.shutdown import Server, http_config
 
 REQUESTS = Counter("parcours_provider_sink_requests_total",
                    "Provider requests, by channel and outcome", ["channel", "outcome"])
@@ -77,7 +77,6 @@ def http_api(inbox: Inbox, faults: Faults) -> FastAPI:
 
 
 async def serve(settings: Settings) -> None:
-    config = uvicorn.Config(http_api(Inbox(), Faults()), host=settings.provider_sink_host,
-                            port=settings.provider_sink_port, access_log=False,
-                            log_level="warning")
-    await uvicorn.Server(config).serve()
+    config = http_config(http_api(Inbox(), Faults()), settings.provider_sink_host,
+                         settings.provider_sink_port, log_level="warning")
+    await Server(config).serve()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import uvicorn
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
 from prometheus_client import Counter
@@ -13,6 +12,7 @@ from prometheus_client import Counter
 from services.smtp_sink.store import Mailbox
 from shared.operations import operations_router
 from shared.settings import Settings
+from shared.shutdown import Server, http_config
 
 RECEIVED = Counter("parcours_smtp_sink_received_total", "Messages the sink accepted")
 
@@ -43,6 +43,10 @@ def http_api(handler: StoringHandler) -> FastAPI:
     async def messages(to: str | None = None) -> list[dict[str, Any]]:
         return handler.mailbox.list(to)
 
+    @api.get("/recipients")
+    async def recipients(containing: str) -> list[str]:
+        return handler.mailbox.recipients(containing)
+
     @api.get("/duplicates")
     async def duplicates() -> dict[str, int]:
         return handler.mailbox.duplicates()
@@ -69,9 +73,8 @@ async def serve(settings: Settings, bulk: bool = False) -> None:
         lambda: SMTP(handler, enable_SMTPUTF8=True, data_size_limit=10 * 1024 * 1024),
         host=host, port=settings.smtp_bulk_port if bulk else settings.smtp_port,
     )
-    config = uvicorn.Config(http_api(handler), host=host,
-                            port=(settings.smtp_bulk_sink_http_port if bulk
-                                  else settings.smtp_sink_http_port),
-                            access_log=False, log_level="warning")
+    config = http_config(http_api(handler), host,
+                         settings.smtp_bulk_sink_http_port if bulk
+                         else settings.smtp_sink_http_port, log_level="warning")
     async with smtp_server:
-        await uvicorn.Server(config).serve()
+        await Server(config).serve()

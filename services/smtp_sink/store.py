@@ -63,6 +63,12 @@ class Mailbox:
             if wanted is None or wanted in (r.lower() for r in m.rcpt_to)
         ]
 
+    def recipients(self, containing: str) -> list[str]:
+        """Every recipient address holding ``containing``, once per message, unparsed:
+        cheap enough to count thousands of messages in a load test."""
+        wanted = containing.lower()
+        return [r for m in self._messages for r in m.rcpt_to if wanted in r.lower()]
+
     def duplicates(self) -> dict[str, int]:
         return {mid: n for mid, n in self.message_ids.items() if n > 1 and mid}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -13,6 +14,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from shared.domain.deadletter import dead_letter
 from shared.topics import ALL_TOPICS, DEADLETTER, Topic
+
+if TYPE_CHECKING:  # the renewing producer is built on safe_producer, below
+    from shared.adapters.producer import RenewingProducer
 
 
 def safe_producer(bootstrap: str, request_timeout_ms: int, **options: object) -> AIOKafkaProducer:
@@ -48,13 +52,13 @@ def encode(value: object) -> bytes:
 
 
 async def publish_dead_letter(
-    producer: AIOKafkaProducer, stage: str, key: bytes | None, raw: bytes, reason: str
+    producer: RenewingProducer, stage: str, key: bytes | None, raw: bytes, reason: str
 ) -> None:
     await publish_dead_letters(producer, stage, [(key, raw, reason)])
 
 
 async def publish_dead_letters(
-    producer: AIOKafkaProducer, stage: str, letters: Sequence[tuple[bytes | None, bytes, str]]
+    producer: RenewingProducer, stage: str, letters: Sequence[tuple[bytes | None, bytes, str]]
 ) -> None:
     """(key, original record, reason) each; sent together and awaited together, so a burst
     of bad records costs a few produce requests, not one round trip each."""

@@ -22,6 +22,7 @@ from shared.sending.priority import Lane
 from shared.sending.spec import SenderSpec
 from shared.sending.wiring import Sender
 from shared.settings import Settings
+from shared.shutdown import exit_within
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,12 @@ def main(spec: SenderSpec, settings: Settings, lane: Lane | None = None) -> None
     async def supervised() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        def stopping() -> None:
+            exit_within()
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopping)
         await run(spec, settings, stop, lane or Lane.tx())
 
     asyncio.run(supervised())

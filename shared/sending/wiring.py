@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from shared.adapters.catalog_store import CatalogCache
-from shared.adapters.kafka import manual_consumer, safe_producer
+from shared.adapters.kafka import manual_consumer
 from shared.adapters.postgres import connect, create_pool
+from shared.adapters.producer import RenewingProducer
 from shared.domain.rendering import CompiledMessage
 from shared.sending.spec import Provider, SenderSpec
 from shared.settings import Settings
@@ -23,7 +24,7 @@ class Sender:
     connection: asyncpg.Connection
     catalog: CatalogCache
     consumer: AIOKafkaConsumer
-    producer: AIOKafkaProducer
+    producer: RenewingProducer
     provider: Provider
     templates: dict[tuple[str, str, bytes], CompiledMessage] = field(default_factory=dict)
 
@@ -33,7 +34,8 @@ class Sender:
         connection = await connect(settings.pg_dsn)
         consumer = manual_consumer(settings.kafka_bootstrap, spec.group, spec.topic.name,
                                    max_poll_records=batch)
-        producer = safe_producer(settings.kafka_bootstrap, settings.kafka_request_timeout_ms)
+        producer = RenewingProducer(settings.kafka_bootstrap,
+                                    settings.kafka_request_timeout_ms, spec.stage)
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
         await catalog.listen(settings.pg_dsn)
         await consumer.start()

@@ -44,6 +44,8 @@ class Catalog:
 
 
 class Producer:
+    ready = True
+
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes]] = []
 

@@ -1,0 +1,197 @@
+"""An idempotent producer that replaces itself when the broker stops taking its writes.
+
+aiokafka's idempotent producer numbers each partition's batches. A batch it gives up on
+(expired while the broker was away, or failed by an error) leaves a gap in those
+numbers, and the broker refuses every later batch with ``OutOfOrderSequenceNumber``,
+forever: the producer never recovers by itself (aio-libs/aiokafka issue 1017). The Java
+client resets its producer id or bumps its epoch in that case (KAFKA-12152); aiokafka
+has neither, so we do the equivalent: on the first failed delivery of a generation,
+the producer is retired and a new one (a new producer id, sequences from zero) takes
+over. Every caller already treats a failed delivery as "not written": the processor
+and the senders write again (their outputs are idempotent by message id), the gateway
+answers 503 and voids the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
+from shared.adapters.kafka import safe_producer
+
+log = logging.getLogger(__name__)
+
+
+class ProducerRetired(KafkaError):
+    """The delivery was abandoned with the producer that held it; it was not written."""
+
+
+class ProducerUnavailable(KafkaConnectionError):
+    """No producer is connected right now (the broker is away or one is being renewed)."""
+
+
+# send() raises these before the record is in a batch: nothing was numbered, no gap.
+_NO_GAP = (KafkaTimeoutError, ProducerUnavailable)
+# Bounds on the steps of closing a producer, within the services' 10 s to stop.
+_FLUSH_ON_STOP_S = 3.0
+_RETIRE_TIMEOUT_S = 2.0
+_MAX_BACKOFF_S = 1.0  # the gateway must accept again within 10 s of the broker's return
+
+
+class RenewingProducer:
+    """``send`` as aiokafka's, on whichever producer is current."""
+
+    def __init__(self, bootstrap: str, request_timeout_ms: int, name: str,
+                 **options: Any) -> None:
+        self._bootstrap = bootstrap
+        self._request_timeout_ms = request_timeout_ms
+        self._options = options
+        self._name = name
+        self._current: AIOKafkaProducer | None = None
+        self._generation = 0
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._work: set[asyncio.Task[None]] = set()
+        self.renewals = 0  # how many times a producer was replaced (tests, metrics)
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    async def start(self) -> None:
+        """Connect now; raises while the broker cannot be reached (the caller retries)."""
+        producer = self._new()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._install(producer)
+
+    def start_in_background(self) -> None:
+        """Connect as soon as the broker answers, meanwhile ``ready`` is False."""
+        self._spawn(self._connect())
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
+        """Queue the record; the returned future is its delivery. While a producer is
+        being renewed, waits for the new one up to the request timeout."""
+        producer = self._current
+        if producer is None:
+            producer = await self._wait_current()
+        generation = self._generation
+        try:
+            delivery: asyncio.Future[Any] = await producer.send(topic, value, key,
+                                                                headers=headers)
+        except KafkaError as error:
+            if not isinstance(error, _NO_GAP):
+                self._retire(generation, error)
+            raise
+        delivery.add_done_callback(lambda done: self._delivered(generation, done))
+        return delivery
+
+    async def stop(self) -> None:
+        """Flush what is queued, for a bounded time (a broker that is away would make it
+        forever), then close: what could not be written fails, and its callers know."""
+        self._closed = True
+        for task in list(self._work):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        producer, self._current = self._current, None
+        if producer is None:
+            return
+        with contextlib.suppress(TimeoutError, KafkaError):
+            async with asyncio.timeout(_FLUSH_ON_STOP_S):
+                await producer.flush()
+        await _abandon(producer, ProducerRetired("the producer was stopped"))
+
+    # --- renewal --------------------------------------------------------------------
+
+    def _new(self) -> AIOKafkaProducer:
+        return safe_producer(self._bootstrap, self._request_timeout_ms, **self._options)
+
+    def _install(self, producer: AIOKafkaProducer) -> None:
+        self._current = producer
+        self._ready.set()
+
+    async def _wait_current(self) -> AIOKafkaProducer:
+        try:
+            async with asyncio.timeout(self._request_timeout_ms / 1000):
+                while self._current is None:
+                    await self._ready.wait()
+        except TimeoutError:
+            raise ProducerUnavailable(f"{self._name}: no Kafka producer is connected") from None
+        return self._current
+
+    def _delivered(self, generation: int, delivery: asyncio.Future[Any]) -> None:
+        if delivery.cancelled():  # the caller stopped waiting; the batch goes on
+            return
+        error = delivery.exception()
+        if error is not None:
+            self._retire(generation, error)
+
+    def _retire(self, generation: int, error: BaseException) -> None:
+        """Once per generation: later failures of the same producer are the same event."""
+        if generation != self._generation or self._closed:
+            return
+        self._generation += 1
+        old, self._current = self._current, None
+        self._ready.clear()
+        self.renewals += 1
+        log.warning("%s: Kafka producer failed (%s: %s); replacing it with a new one",
+                    self._name, type(error).__name__, error)
+        self._spawn(self._replace(old))
+
+    async def _replace(self, old: AIOKafkaProducer | None) -> None:
+        if old is not None:
+            await _abandon(old, ProducerRetired("abandoned with a failed Kafka producer"))
+        await self._connect()
+
+    async def _connect(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            producer = self._new()
+            try:
+                await producer.start()
+            except (KafkaError, OSError) as error:
+                await producer.stop()
+                log.warning("%s: Kafka not reachable (%s); retrying in %.1fs", self._name,
+                            error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+                continue
+            self._install(producer)
+            log.info("%s: Kafka producer connected", self._name)
+            return
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+
+
+async def _abandon(producer: AIOKafkaProducer, error: KafkaError) -> None:
+    """Close a producer without waiting for the broker. Requests already on the wire
+    finish first (their answers settle their batches: written or not, never unknown);
+    then every batch still queued fails, so its callers know it was not written and no
+    later retry of it can land behind a newer producer's writes. aiokafka has no public
+    way to do this: its sender and accumulator are reached directly (pinned 0.14.0;
+    tests/unit/test_producer.py fails if they move)."""
+    sender = producer._sender
+    try:
+        async with asyncio.timeout(_RETIRE_TIMEOUT_S):
+            await sender.close()
+    except (TimeoutError, KafkaError) as failure:
+        log.warning("retiring a Kafka producer: %s", failure)
+    producer._message_accumulator.fail_all(error)
+    try:
+        async with asyncio.timeout(_RETIRE_TIMEOUT_S):
+            await producer.stop()
+    except (TimeoutError, KafkaError) as failure:
+        log.warning("closing a retired Kafka producer: %s", failure)
