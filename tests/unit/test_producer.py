@@ -1,0 +1,152 @@
+"""RenewingProducer's rules, with stand-in producers: one renewal per failed producer,
+none for a caller that stopped waiting or for a send refused before it was numbered, and
+sends wait for the new producer. The broker restart itself is tested on the real stack
+(tests/integration/test_zz_broker_restart.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError, OutOfOrderSequenceNumber
+
+from shared.adapters import producer as module
+from shared.adapters.producer import ProducerRetired, ProducerUnavailable, RenewingProducer
+
+
+class Accumulator:
+    def __init__(self) -> None:
+        self.failed_with: BaseException | None = None
+
+    def fail_all(self, error: BaseException) -> None:
+        self.failed_with = error
+
+
+class Sender:
+    async def close(self) -> None:
+        pass
+
+
+class Fake:
+    """The few parts of AIOKafkaProducer that RenewingProducer uses."""
+
+    def __init__(self, starts: bool = True) -> None:
+        self.starts = starts
+        self.deliveries: list[asyncio.Future[Any]] = []
+        self.refuse: Exception | None = None
+        self.stopped = False
+        self._sender = Sender()
+        self._message_accumulator = Accumulator()
+
+    async def start(self) -> None:
+        if not self.starts:
+            raise OSError("connection refused")
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None,
+                   headers: Any = None) -> asyncio.Future[Any]:
+        if self.refuse is not None:
+            raise self.refuse
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.deliveries.append(delivery)
+        return delivery
+
+    async def flush(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+class Factory:
+    """Every producer the RenewingProducer builds (``made``), in order; ``queued`` ones
+    are handed out first (e.g. producers that fail to start: the broker is away)."""
+
+    def __init__(self) -> None:
+        self.made: list[Fake] = []
+        self.queued: list[Fake] = []
+
+    def __call__(self, *_renewing: RenewingProducer) -> Fake:
+        fake = self.queued.pop(0) if self.queued else Fake()
+        self.made.append(fake)
+        return fake
+
+
+@pytest.fixture
+def factory(monkeypatch: pytest.MonkeyPatch) -> Factory:
+    factory = Factory()
+    monkeypatch.setattr(RenewingProducer, "_new", factory)
+    monkeypatch.setattr(module, "_MAX_BACKOFF_S", 0.01)
+    return factory
+
+
+async def _until(condition: Any) -> None:
+    """Polls with a deadline: the renewal runs in the producer's own task."""
+    async with asyncio.timeout(2):
+        while not condition():  # noqa: ASYNC110 (a condition over several objects)
+            await asyncio.sleep(0.001)
+
+
+async def test_a_failed_delivery_renews_the_producer_once(factory: Factory) -> None:
+    renewing = RenewingProducer("unused:9092", 1000, "test")
+    await renewing.start()
+    first = [await renewing.send("t", b"v") for _ in range(3)]
+    first[0].set_exception(OutOfOrderSequenceNumber())
+    first[1].set_exception(OutOfOrderSequenceNumber())  # the same broken producer
+    await _until(lambda: renewing.ready and len(factory.made) == 2)
+    assert renewing.renewals == 1
+    assert factory.made[0].stopped
+    assert isinstance(factory.made[0]._message_accumulator.failed_with, ProducerRetired)
+    later = await renewing.send("t", b"v")
+    assert later in factory.made[1].deliveries
+    await renewing.stop()
+
+
+async def test_no_renewal_when_the_caller_stops_waiting_or_nothing_was_numbered(
+    factory: Factory
+) -> None:
+    renewing = RenewingProducer("unused:9092", 1000, "test")
+    await renewing.start()
+    (await renewing.send("t", b"v")).cancel()  # the gateway's own deadline
+    factory.made[0].refuse = KafkaTimeoutError()  # no metadata in time: refused before a batch
+    with pytest.raises(KafkaTimeoutError):
+        await renewing.send("t", b"v")
+    await asyncio.sleep(0)
+    assert renewing.renewals == 0 and renewing.ready and len(factory.made) == 1
+    await renewing.stop()
+
+
+async def test_sends_wait_for_the_new_producer_while_the_broker_is_away(
+    factory: Factory
+) -> None:
+    renewing = RenewingProducer("unused:9092", 2000, "test")
+    await renewing.start()
+    factory.queued.extend([Fake(starts=False), Fake(starts=False)])
+    (await renewing.send("t", b"v")).set_exception(OutOfOrderSequenceNumber())
+    await asyncio.sleep(0)
+    assert not renewing.ready
+    waiting = await renewing.send("t", b"v")  # returns once the fourth producer starts
+    assert len(factory.made) == 4 and waiting in factory.made[3].deliveries
+    await renewing.stop()
+
+
+async def test_a_send_gives_up_after_the_request_timeout_when_no_producer_comes(
+    factory: Factory
+) -> None:
+    renewing = RenewingProducer("unused:9092", 50, "test")
+    await renewing.start()
+    factory.queued.extend([Fake(starts=False)] * 1000)
+    (await renewing.send("t", b"v")).set_exception(OutOfOrderSequenceNumber())
+    await asyncio.sleep(0)  # done callbacks run on the loop's next turn
+    with pytest.raises(ProducerUnavailable):
+        await renewing.send("t", b"v")
+    await renewing.stop()
+
+
+async def test_the_aiokafka_internals_a_retirement_reaches_are_there() -> None:
+    """aiokafka has no public way to fail a producer's queued batches; we use two of its
+    attributes (pinned 0.14.0). An upgrade that moves them fails here, not in production."""
+    real = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
+    assert callable(real._sender.close)
+    assert callable(real._message_accumulator.fail_all)
