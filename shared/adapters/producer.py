@@ -21,10 +21,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from prometheus_client import Counter
 
 from shared.adapters.kafka import safe_producer
 
 log = logging.getLogger(__name__)
+RENEWALS = Counter("parcours_kafka_producer_renewals_total",
+                   "Kafka producers replaced after a failed delivery (e.g. a broker restart)",
+                   ["service"])
 
 
 class ProducerRetired(KafkaError):
@@ -144,6 +148,7 @@ class RenewingProducer:
         old, self._current = self._current, None
         self._ready.clear()
         self.renewals += 1
+        RENEWALS.labels(self._name).inc()
         log.warning("%s: Kafka producer failed (%s: %s); replacing it with a new one",
                     self._name, type(error).__name__, error)
         self._spawn(self._replace(old))
