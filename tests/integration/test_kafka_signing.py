@@ -297,8 +297,9 @@ async def test_a_flood_of_made_up_key_ids_costs_no_key_lookup(
     marker = acme.record(to)
     await send_signed(producer, marker, acme.signer)
     await processed(pool, marker)
-    # The marker's key may have left the cache meanwhile (one query); the flood none.
-    assert await processor_key_queries() - queries <= 1
+    # The flood costs none: 500 records, at most the marker's key again (it may have left
+    # the cache) and a few of tests running beside this one, never one per record.
+    assert await processor_key_queries() - queries <= 5
 
 
 async def test_a_kafka_key_from_the_cli_signs_records_its_tenant_s_events(
