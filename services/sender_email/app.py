@@ -1,7 +1,7 @@
 """The email sender: the shared sending loop (shared.sending) with SMTP as the provider."""
 
-from services.sender_email.handlers import SmtpProvider
 from shared.domain.events import Channel
+from shared.sending.smtp import SmtpHandOver
 from shared.sending.spec import SenderSpec
 from shared.topics import SEND_EMAIL_TX
 
@@ -11,5 +11,5 @@ SPEC = SenderSpec(
     topic=SEND_EMAIL_TX,
     group="parcours-sender-email",
     provider="smtp",
-    open_provider=SmtpProvider.open,
+    open_provider=SmtpHandOver.open,
 )

@@ -1,17 +1,17 @@
-"""The bulk lane of the email sender: the same loop, SMTP provider and metrics (the
+"""The bulk lane of the email sender: the same loop, SMTP hand-over and metrics (the
 ``priority`` label and the scrape job tell them apart) on the bulk topic, in its own
-consumer group, with a smaller SMTP pool."""
+consumer group, through the bulk relay with a smaller SMTP pool."""
 
-from dataclasses import replace
-
-from services.sender_email.app import SPEC as TX_SPEC
-from services.sender_email.handlers import SmtpProvider
+from shared.domain.events import Channel
+from shared.sending.smtp import SmtpHandOver
+from shared.sending.spec import SenderSpec
 from shared.topics import SEND_EMAIL_BULK
 
-SPEC = replace(
-    TX_SPEC,
+SPEC = SenderSpec(
     stage="sender-email-bulk",
+    channel=Channel.EMAIL,
     topic=SEND_EMAIL_BULK,
     group="parcours-sender-email-bulk",
-    open_provider=SmtpProvider.open_bulk,
+    provider="smtp",
+    open_provider=SmtpHandOver.open_bulk,
 )

@@ -1,4 +1,5 @@
-"""Hand a rendered email to the SMTP server: encoded once, sent over the connection pool."""
+"""The email senders' provider: a rendered email encoded once and handed to the SMTP relay
+over a pool of open connections (the HTTP providers' counterpart is shared/sending/http.py)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,17 @@ from shared.settings import Settings
 
 
 @dataclass
-class SmtpProvider:
+class SmtpHandOver:
     smtp: SmtpPool
     mail_from: str
 
     @classmethod
-    def open(cls, settings: Settings) -> SmtpProvider:
+    def open(cls, settings: Settings) -> SmtpHandOver:
         return cls(SmtpPool(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s,
                             settings.smtp_connections), settings.mail_from)
 
     @classmethod
-    def open_bulk(cls, settings: Settings) -> SmtpProvider:
+    def open_bulk(cls, settings: Settings) -> SmtpHandOver:
         """Bulk email's own relay and its own, smaller pool of connections."""
         return cls(SmtpPool(settings.smtp_bulk_host, settings.smtp_bulk_port,
                             settings.smtp_timeout_s, settings.smtp_bulk_connections),
