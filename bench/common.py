@@ -40,9 +40,8 @@ BENCH_EVENT = EventConfig.model_validate({
                {"id": "amount", "type": "decimal"},
                {"id": "sentAt", "type": "string"}],
 })
-# sent-at is read back from the SMTP sink to time each message (P4). The sender caches the
-# compiled template by message version, which save_event never bumps: change the event id
-# if this template ever changes, or running senders keep the old one.
+# sent-at is read back from the SMTP sink to time each message (P4). Senders cache the
+# compiled template by its content, so a change here takes effect at once.
 BENCH_TEMPLATE = {
     "subject": "Order {{ ctx.orderId }}",
     "html": "<p>Order {{ ctx.orderId }}: {{ ctx.amount }}</p><p>sent-at={{ ctx.sentAt }}</p>",

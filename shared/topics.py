@@ -1,7 +1,8 @@
 """The one catalogue of Kafka topics: name, key, partition count and payload schema.
 
 Automatic topic creation is off on the broker, so every topic the project uses must be
-listed here; ``python -m shared.topics create`` creates the missing ones.
+listed here; ``python -m shared.adapters.kafka`` (run by ``make up``) creates the missing
+ones.
 Topics read by the same stage share key and partition count (co-partitioned).
 """
 
@@ -22,11 +23,11 @@ class Topic:
 EVENTS_IN = Topic(
     "parcours.events.in.v1", "target", 6, "topics/events.in.v1.json",
     "Trigger events the gateway accepted: validated, with a signed pKey. Written by the "
-    "gateway only.",
+    "gateway, and by the processor when it releases a held (paused or scheduled) event.",
 )
-# Internal systems' own input, apart from EVENTS_IN: its records are not validated yet, so
-# producers get write access here and never to EVENTS_IN (whose records the processor
-# trusts), a backlog here never sits in front of the website's events, and each topic has
+# Internal systems' own input, apart from EVENTS_IN: its records are not validated yet
+# (each is signed by its tenant's kafka key), so producers get write access here and never
+# to EVENTS_IN (whose records the processor trusts), a backlog here never sits in front of the website's events, and each topic has
 # one schema. Same key and partition count: the processor reads both (co-partitioned).
 EVENTS_KAFKA = Topic(
     "parcours.events.kafka.v1", "target", 6, "topics/events.kafka.v1.json",
