@@ -29,9 +29,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.pool = await create_pool(settings.pg_dsn, min_size=1, max_size=4)
         app.state.authenticator = Authenticator(app.state.pool)
+        await app.state.authenticator.start(settings.pg_dsn)
         try:
             yield
         finally:
+            await app.state.authenticator.close()
             await app.state.pool.close()
 
     app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)

@@ -49,9 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = await Gateway.open(settings)
         app.state.authenticator = app.state.gateway.authenticator
+        await app.state.authenticator.start(settings.pg_dsn)
         try:
             yield
         finally:
+            await app.state.authenticator.close()
             await app.state.gateway.close()
 
     # FastAPI's own OpenTelemetry hooks are off: Parcours reports through Prometheus

@@ -114,6 +114,11 @@ class RequestRoute(APIRoute):
         return handler
 
 
+def client_address(request: Request) -> str | None:
+    client = request.scope.get("client")
+    return client[0] if client else None
+
+
 MAX_IDEMPOTENCY_KEY = 255
 _VALIDATION_ERROR = {"description": "Validation Error", "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
@@ -143,7 +148,7 @@ async def post_event(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     headers = request.headers
     caller = await gateway.authenticator.authenticate(headers.get("authorization"),
-                                                      Scope.INGEST)
+                                                      Scope.INGEST, client_address(request))
     idempotency_key = headers.get("idempotency-key")
     if idempotency_key is not None and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
         return _header_too_long(idempotency_key)

@@ -15,6 +15,7 @@ from shared.adapters.catalog_store import CatalogCache, PublishedEvent
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.api_auth import Authenticator
+from shared.bounded import BoundedDict
 from shared.domain.events import EventConfig, build_ingest_model
 from shared.settings import Settings
 
@@ -30,7 +31,8 @@ class Gateway:
     producer: RenewingProducer
     # Keyed by the configuration itself: ids and versions repeat across tenants and when
     # an event is deleted and created again.
-    _models: dict[EventConfig, type[BaseModel]] = field(default_factory=dict)
+    _models: dict[EventConfig, type[BaseModel]] = field(
+        default_factory=lambda: BoundedDict(1024))  # each configuration change adds one
     # The same lookup by the object the catalogue cache hands out, so the hot path neither
     # hashes nor compares the configuration (6% of the gateway's CPU under load). The
     # entry keeps its configuration alive, so an id is never reused while it is here.

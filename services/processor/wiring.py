@@ -12,6 +12,7 @@ from shared.adapters.catalog_store import CatalogCache, PublishedEvent
 from shared.adapters.postgres import connect, create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.signing_keys import SigningKeyCache
+from shared.bounded import BoundedDict
 from shared.domain.events import EventConfig
 from shared.domain.produced import build_produced_model
 from shared.settings import Settings
@@ -27,7 +28,8 @@ class Processor:
     signing_keys: SigningKeyCache  # the kafka keys that sign records (record_signing)
     # Building a model is slow, validating with it fast. Keyed by the configuration itself:
     # a version number alone repeats across tenants, and after a delete and re-create.
-    _models: dict[EventConfig, type[BaseModel]] = field(default_factory=dict)
+    _models: dict[EventConfig, type[BaseModel]] = field(
+        default_factory=lambda: BoundedDict(1024))  # each configuration change adds one
 
     @classmethod
     async def open(cls, settings: Settings) -> Processor:

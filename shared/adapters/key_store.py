@@ -52,6 +52,15 @@ async def create_key(
     return format_key(scope, key_id, secret)
 
 
+CHANNEL = "parcours_keys"  # the changed key's id; see migration 009
+
+
+async def load_key_ids(pool: asyncpg.Pool) -> set[str]:
+    """The ids of every key not revoked: a few thousand short strings at most."""
+    rows = await pool.fetch("SELECT key_id FROM api_keys WHERE revoked_at IS NULL")
+    return {row["key_id"] for row in rows}
+
+
 async def find_key(pool: asyncpg.Pool, key_id: str) -> KeyRow | None:
     row = await pool.fetchrow(
         "SELECT key_id, tenant_id, scope, secret_sha256, rate_per_s, revoked_at IS NOT NULL"

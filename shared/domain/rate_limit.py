@@ -1,4 +1,5 @@
-"""A token bucket per API key: ``rate`` requests a second, bursts up to ``burst``."""
+"""Token buckets: ``rate`` requests a second, bursts up to ``burst`` (per API key, per
+client address for failed authentications)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,9 @@ def take(bucket: Bucket | None, now: float, rate: float, burst: float) -> tuple[
     if tokens >= 1:
         return Bucket(tokens - 1, now), Verdict(True, 0)
     return Bucket(tokens, now), Verdict(False, max(1, math.ceil((1 - tokens) / rate)))
+
+
+def available(bucket: Bucket | None, now: float, rate: float, burst: float,
+              need: float = 1) -> bool:
+    """Whether the bucket holds ``need`` tokens now (``take`` allows one at 1), untouched."""
+    return bucket is None or min(burst, bucket.tokens + (now - bucket.at) * rate) >= need

@@ -11,6 +11,7 @@ from shared.adapters.catalog_store import CatalogCache
 from shared.adapters.kafka import manual_consumer
 from shared.adapters.postgres import connect, create_pool
 from shared.adapters.producer import RenewingProducer
+from shared.bounded import BoundedDict
 from shared.domain.rendering import CompiledMessage
 from shared.sending.spec import Provider, SenderSpec
 from shared.settings import Settings
@@ -26,7 +27,9 @@ class Sender:
     consumer: AIOKafkaConsumer
     producer: RenewingProducer
     provider: Provider
-    templates: dict[tuple[str, str, bytes], CompiledMessage] = field(default_factory=dict)
+    # Bounded: each published version adds one; a rebuild costs one compilation.
+    templates: dict[tuple[str, str, bytes], CompiledMessage] = field(
+        default_factory=lambda: BoundedDict(512))
 
     @classmethod
     async def open(cls, spec: SenderSpec, settings: Settings, batch: int) -> Sender:

@@ -58,8 +58,8 @@ class Producer:
 
 def _keys(authenticator: Authenticator, rate: int) -> None:
     for key_id, scope in ((KEY_ID, Scope.INGEST), ("adminadmin12", Scope.ADMIN)):
-        authenticator._keys[key_id] = (float("inf"), KeyRow(  # never looked up again
-            key_id, "default", scope, secret_digest(SECRET), rate, False))
+        authenticator.remember(KeyRow(key_id, "default", scope, secret_digest(SECRET), rate,
+                                      False), until=float("inf"))  # never looked up again
 
 
 @pytest.fixture
@@ -191,3 +191,16 @@ async def test_the_request_model_is_built_once_for_equal_configurations(
     first = gw.ingest_model(PublishedEvent(EVENT, 1, None, None))
     assert gw.ingest_model(PublishedEvent(EVENT.model_copy(), 1, None, None)) is first
     assert len(gw._models) == 1
+
+
+BODY = b'{"email": "a@example.com", "ctx": {"item": "x"}}'
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+async def test_the_bearer_scheme_is_case_insensitive(
+    gateway: tuple[httpx.AsyncClient, Gateway, Producer], scheme: str,
+) -> None:
+    client, _, _ = gateway
+    answer = await client.post("/v1/events/EVTfront", content=BODY, headers={
+        "authorization": f"{scheme} {INGEST_KEY}", "content-type": "application/json"})
+    assert answer.status_code == 202, answer.text
