@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from services.gateway.ingest import (
@@ -23,14 +23,15 @@ from services.gateway.ingest import (
 )
 from services.gateway.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, INGEST_SECONDS
 from services.gateway.wiring import Gateway
-from shared.adapters.catalog_store import PublishedEvent
+from shared.adapters.catalog_store import PublishedEvent, event_configured
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.adapters.status_store import read_status
+from shared.adapters.status_store import StatusRow, read_status
 from shared.api_auth import Caller, require
 from shared.domain.api_keys import Scope
 from shared.domain.events import is_event_id
 from shared.domain.pkeys import derive_pkey, verify_pkey
+from shared.domain.status import Status
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_BATCH = 1000
@@ -48,25 +49,30 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 IngestCaller = Annotated[Caller, Depends(require(Scope.INGEST))]
 
 
-class Accepted(BaseModel):
+class _Api(BaseModel):
+    # Titles are the field names as the API spells them (pydantic's default: "Pkey").
+    model_config = ConfigDict(field_title_generator=lambda name, _info: name)
+
+
+class Accepted(_Api):
     pKey: str
     href: str
-    status: str = "pending"
+    status: Status = Status.PENDING
 
 
-class EventStatus(BaseModel):
+class EventStatus(_Api):
     pKey: str
     eventId: str
-    status: str
+    status: Status
     reason: str | None = None
     updatedAt: str | None = None
 
 
-class BatchIn(BaseModel):
+class BatchIn(_Api):
     events: list[dict[str, Any]] = Field(max_length=MAX_BATCH)
 
 
-class ItemResult(BaseModel):
+class ItemResult(_Api):
     index: int
     status: int
     pKey: str | None = None
@@ -74,7 +80,7 @@ class ItemResult(BaseModel):
     detail: Any = None
 
 
-class BatchOut(BaseModel):
+class BatchOut(_Api):
     accepted: int
     refused: int
     results: list[ItemResult]
@@ -120,24 +126,46 @@ def client_address(request: Request) -> str | None:
 
 
 MAX_IDEMPOTENCY_KEY = 255
+NOT_SEEN = ("this eventKey has not been seen yet: no record with it has been handled so far;"
+            " if this lasts, check the key")
 _VALIDATION_ERROR = {"description": "Validation Error", "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
 _POST_EVENT_PARAMETERS = [
     {"name": "event_id", "in": "path", "required": True,
      "schema": {"type": "string", "title": "Event Id"}},
     {"name": "idempotency-key", "in": "header", "required": False,
-     "schema": {"anyOf": [{"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+     "schema": {"anyOf": [{"type": "string", "minLength": 1,
+                           "maxLength": MAX_IDEMPOTENCY_KEY},
                           {"type": "null"}], "title": "Idempotency-Key"}},
 ]
 
 
-def _header_too_long(value: str) -> JSONResponse:
-    """FastAPI's own 422 for a header over its max_length."""
+def _bad_idempotency_key(value: str) -> JSONResponse:
+    """FastAPI's own 422 for a header outside its min_length or max_length: an empty key
+    would otherwise be no key, and a retried request a second event."""
     EVENTS_REJECTED.labels("invalid").inc()
-    return JSONResponse({"detail": [{
-        "type": "string_too_long", "loc": ["header", "idempotency-key"],
-        "msg": f"String should have at most {MAX_IDEMPOTENCY_KEY} characters", "input": value,
-        "ctx": {"max_length": MAX_IDEMPOTENCY_KEY}}]}, status_code=422)
+    if value:
+        kind, msg, ctx = ("string_too_long",
+                          f"String should have at most {MAX_IDEMPOTENCY_KEY} characters",
+                          {"max_length": MAX_IDEMPOTENCY_KEY})
+    else:
+        kind, msg, ctx = "string_too_short", "String should have at least 1 character", {
+            "min_length": 1}
+    return JSONResponse({"detail": [{"type": kind, "loc": ["header", "idempotency-key"],
+                                     "msg": msg, "input": value, "ctx": ctx}]}, status_code=422)
+
+
+_UNSUPPORTED = Refused(415, "send the event as JSON: content-type: application/json",
+                       "unsupported_media_type")
+
+
+def is_json(content_type: str | None) -> bool:
+    """``application/json`` (any case, any parameters) or a ``+json`` type."""
+    if content_type == "application/json":  # what nearly every client sends: no parsing
+        return True
+    media = (content_type or "").partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
 
 
 async def post_event(request: Request) -> Response:
@@ -149,9 +177,11 @@ async def post_event(request: Request) -> Response:
     headers = request.headers
     caller = await gateway.authenticator.authenticate(headers.get("authorization"),
                                                       Scope.INGEST, client_address(request))
+    if not is_json(headers.get("content-type")):
+        return _answer(_UNSUPPORTED)
     idempotency_key = headers.get("idempotency-key")
-    if idempotency_key is not None and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-        return _header_too_long(idempotency_key)
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        return _bad_idempotency_key(idempotency_key)
     try:
         body = await _body(request, MAX_BODY_BYTES)
         published = await _published(gateway, caller.tenant, event_id)
@@ -173,7 +203,8 @@ async def post_event(request: Request) -> Response:
 
 router.add_api_route(
     "/v1/events/{event_id}", post_event, methods=["POST"], status_code=202,
-    response_model=Accepted, responses={422: _VALIDATION_ERROR},
+    response_model=Accepted, responses={422: _VALIDATION_ERROR, 415: {
+        "description": "The body is not JSON (content-type)"}},
     openapi_extra={"parameters": _POST_EVENT_PARAMETERS}, route_class_override=RequestRoute,
 )
 
@@ -183,6 +214,8 @@ async def post_batch(
     event_id: str, request: Request, gateway: GatewayDep, caller: IngestCaller
 ) -> BatchOut | Response:
     """Up to 1,000 events of one kind; a result per item, in order (202, 422 or 503)."""
+    if not is_json(request.headers.get("content-type")):
+        return _answer(_UNSUPPORTED)
     try:
         body = await _body(request, MAX_BATCH_BYTES)
         published = await _published(gateway, caller.tenant, event_id)
@@ -231,32 +264,62 @@ async def event_schema(
     return gateway.ingest_model(published).model_json_schema()
 
 
-@router.get("/v1/events/{event_id}/keys/{event_key:path}", response_model=EventStatus)
+_NOT_FOUND = {"description": "No such event", "content": {"application/json": {
+    "schema": {"type": "object", "properties": {"detail": {"type": "string"}}}}}}
+
+
+async def _status_row(
+    gateway: Gateway, tenant: str, event_id: str, pkey: str, *, by_key: bool = False
+) -> StatusRow | None:
+    """The event's status row; for a key with none, 404 unless its event is configured
+    (a second query, only while no stage has recorded the event)."""
+    row = await read_status(gateway.pool, tenant, event_id, pkey)
+    if row is None and by_key and not await event_configured(gateway.pool, tenant, event_id):
+        raise HTTPException(404, f"no event {event_id!r} is configured")
+    return row
+
+
+def _status_of(pkey: str, event_id: str, row: StatusRow | None, unseen: str | None
+               ) -> EventStatus:
+    if row is None:  # issued (or keyed), not yet recorded by any stage
+        return EventStatus(pKey=pkey, eventId=event_id, status=Status.PENDING, reason=unseen)
+    return EventStatus(pKey=pkey, eventId=event_id, status=row.status,
+                       reason=row.reason, updatedAt=row.updated_at)
+
+
+@router.get("/v1/events/{event_id}/keys/{event_key:path}", response_model=EventStatus,
+            responses={404: _NOT_FOUND})
 async def get_status_by_event_key(
     event_id: str, event_key: str, gateway: GatewayDep, caller: IngestCaller
 ) -> EventStatus | Response:
-    """The status of an event produced straight to Kafka, by the producer's eventKey."""
+    """The status of an event produced straight to Kafka, by the producer's eventKey: 404
+    for an event id the tenant has not configured, ``pending`` with the reason "not seen
+    yet" for a key no record has brought so far."""
+    if not is_event_id(event_id):
+        raise HTTPException(404, f"no event {event_id!r} is configured")
     pkey = derive_pkey(gateway.settings.pkey_secret.encode(), caller.tenant, event_id, event_key)
-    return await get_status(event_id, pkey, gateway, caller)
+    try:
+        row = await _status_row(gateway, caller.tenant, event_id, pkey, by_key=True)
+    except DB_UNAVAILABLE:
+        return _answer(unavailable("the status store", "db_unavailable"))
+    return _status_of(pkey, event_id, row, NOT_SEEN)
 
 
-@router.get("/v1/events/{event_id}/{pkey}", response_model=EventStatus)
+@router.get("/v1/events/{event_id}/{pkey}", response_model=EventStatus,
+            responses={404: _NOT_FOUND})
 async def get_status(
     event_id: str, pkey: str, gateway: GatewayDep, caller: IngestCaller
 ) -> EventStatus | Response:
+    """The status of an event by the pKey its 202 gave; 404 for any pKey this gateway did
+    not issue to this tenant for this event."""
     if not is_event_id(event_id) or not verify_pkey(
             gateway.settings.pkey_secret.encode(), caller.tenant, event_id, pkey):
         raise HTTPException(404, f"no event {pkey!r} for {event_id!r}")
     try:
-        row = await read_status(gateway.pool, caller.tenant, event_id, pkey)
+        row = await _status_row(gateway, caller.tenant, event_id, pkey)
     except DB_UNAVAILABLE:
         return _answer(unavailable("the status store", "db_unavailable"))
-    if row is None:  # issued, not yet recorded by any stage
-        return EventStatus(pKey=pkey, eventId=event_id, status="pending")
-    return EventStatus(
-        pKey=pkey, eventId=event_id, status=row.status.value,
-        reason=row.reason, updatedAt=row.updated_at,
-    )
+    return _status_of(pkey, event_id, row, None)
 
 
 async def readiness(request: Request) -> dict[str, bool]:

@@ -6,7 +6,9 @@ EVENTS_ACCEPTED = Counter("parcours_gateway_events_accepted_total", "Events answ
 EVENTS_REJECTED = Counter(
     "parcours_gateway_events_rejected_total",
     "Events refused, by reason",
-    ["reason"],  # invalid, unknown_event, too_large, kafka_unavailable
+    # invalid, unsupported_media_type, unknown_event, too_large, idempotency_conflict,
+    # kafka_unavailable, db_unavailable
+    ["reason"],
 )
 INGEST_SECONDS = Histogram(
     "parcours_gateway_ingest_seconds",

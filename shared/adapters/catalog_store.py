@@ -112,3 +112,11 @@ async def save_event(
             " SET template = EXCLUDED.template, state = 'published', updated_at = now()",
             tenant, config.event_id, template,
         )
+
+
+async def event_configured(pool: asyncpg.Pool, tenant: str, event_id: str) -> bool:
+    """Whether the tenant has configured this event, in any state (statuses of events
+    since unpublished stay readable)."""
+    return bool(await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM event_configs WHERE tenant_id = $1 AND event_id = $2)",
+        tenant, event_id))

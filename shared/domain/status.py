@@ -45,3 +45,21 @@ RANK: dict[Status, int] = {
 def supersedes(new: Status, old: Status | None) -> bool:
     """Whether ``new`` may replace ``old``; equal ranks keep the first write."""
     return old is None or RANK[new] > RANK[old]
+
+
+# What each status means, for the API's documentation (OpenAPI) and the README.
+DESCRIPTIONS: dict[Status, str] = {
+    Status.PENDING: "accepted, not handled yet (or waiting for its scheduled time)",
+    Status.PAUSED: "held while the event's message is paused; sent on resume",
+    Status.PROCESSING: "routed to its sender; the message is on its way",
+    Status.PROCESSED: "the SMTP server or provider accepted the message",
+    Status.IGNORED: "refused with a 503 at ingestion; never sent",
+    Status.DELIVERY_FAILED: "the SMTP server or provider refused it (reason: its reply)",
+    Status.ROUTING_FAILED: "event or message not published, or an invalid record produced "
+                           "to Kafka",
+    Status.TOO_OLD: "its expiration passed before it could be sent",
+    Status.TARGETING_FAILED: "a profile-based event that matched no profile",
+}
+# The enum's docstring is its description in JSON Schema (pydantic reads ``__doc__``).
+Status.__doc__ = "The event's status:\n\n" + "\n".join(
+    f"- `{status.value}`: {meaning}" for status, meaning in DESCRIPTIONS.items())

@@ -82,3 +82,47 @@ async def test_a_batch_item_with_an_integer_past_64_bits_is_422_and_the_others_g
         "events": [item, {**item, "ctx": {"item": "x", "unknown": 2**64}}]})
     assert response.status_code == 200
     assert [r["status"] for r in response.json()["results"]] == [202, 422]
+
+
+@pytest.mark.parametrize("headers", [{"content-type": "text/plain"}, {}])
+@pytest.mark.parametrize("batch", [False, True])
+async def test_a_body_that_is_not_json_is_415_and_nothing_is_produced(
+    http: httpx.AsyncClient, profile_event: str, headers: dict[str, str], batch: bool
+) -> None:
+    item = b'{"email": "a@example.com", "ctx": {"item": "x"}}'
+    path, body = ((f"/v1/events/{profile_event}/batch", b'{"events": [%s]}' % item) if batch
+                  else (f"/v1/events/{profile_event}", item))
+    before = await end_offsets(EVENTS_IN)
+    response = await http.post(GATEWAY + path, content=body, headers=headers)
+    assert response.status_code == 415, response.text
+    assert "application/json" in response.json()["detail"]
+    assert await end_offsets(EVENTS_IN) == before
+
+
+async def test_an_empty_idempotency_key_is_422_naming_the_header(
+    http: httpx.AsyncClient, profile_event: str
+) -> None:
+    before = await end_offsets(EVENTS_IN)
+    response = await http.post(f"{GATEWAY}/v1/events/{profile_event}",
+                               json={"email": "a@example.com", "ctx": {"item": "x"}},
+                               headers={"idempotency-key": ""})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["header", "idempotency-key"]
+    assert await end_offsets(EVENTS_IN) == before
+
+
+async def test_a_status_by_event_key_is_404_for_an_event_not_configured(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get(f"{GATEWAY}/v1/events/EVTneverConfigured/keys/order-1")
+    assert response.status_code == 404
+    assert "EVTneverConfigured" in response.json()["detail"]
+
+
+async def test_a_status_by_an_event_key_not_seen_yet_says_so(
+    http: httpx.AsyncClient, profile_event: str
+) -> None:
+    response = await http.get(f"{GATEWAY}/v1/events/{profile_event}/keys/no-such-order")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "pending" and "not been seen yet" in body["reason"], body

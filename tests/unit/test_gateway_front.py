@@ -3,7 +3,6 @@ Kafka, the catalogue and the key store: the same answers as through FastAPI's st
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from shared.api_auth import Authenticator
 from shared.domain.api_keys import Scope, format_key, secret_digest
 from shared.domain.events import EventConfig
 from shared.domain.pkeys import verify_pkey
+from shared.domain.status import Status
 from shared.settings import get_settings
 
 SECRET = "s" * 43
@@ -49,11 +49,8 @@ class Producer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes]] = []
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+    async def deliver(self, topic: str, value: bytes, key: bytes) -> None:
         self.sent.append((topic, value, key))
-        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        delivery.set_result(None)
-        return delivery
 
 
 def _keys(authenticator: Authenticator, rate: int) -> None:
@@ -152,7 +149,7 @@ async def test_a_send_kafka_refuses_is_503_and_the_event_is_voided(
     client, gw, _ = gateway
 
     class Unavailable(Producer):
-        async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+        async def deliver(self, topic: str, value: bytes, key: bytes) -> None:
             raise KafkaConnectionError("the broker is down")
 
     gw.producer = Unavailable()  # type: ignore[assignment]
@@ -178,7 +175,7 @@ async def test_other_requests_still_go_through_fastapi(
     spec = (await client.get("/openapi.json")).json()
     operation = spec["paths"]["/v1/events/{event_id}"]["post"]
     assert [p["name"] for p in operation["parameters"]] == ["event_id", "idempotency-key"]
-    assert set(operation["responses"]) == {"202", "422"}
+    assert set(operation["responses"]) == {"202", "415", "422"}
 
 
 async def test_the_request_model_is_built_once_for_equal_configurations(
@@ -196,6 +193,32 @@ async def test_the_request_model_is_built_once_for_equal_configurations(
 BODY = b'{"email": "a@example.com", "ctx": {"item": "x"}}'
 
 
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "application/jsonx", "multipart/form-data"])
+@pytest.mark.parametrize("path", ["/v1/events/EVTfront", "/v1/events/EVTfront/batch"])
+async def test_anything_but_json_is_415_and_nothing_is_sent(
+    gateway: tuple[httpx.AsyncClient, Gateway, Producer], content_type: str | None, path: str,
+) -> None:
+    client, _, producer = gateway
+    headers = _bearer(INGEST_KEY) | ({"content-type": content_type} if content_type else {})
+    body = BODY if path.endswith("EVTfront") else b'{"events": [%s]}' % BODY
+    answer = await client.post(path, content=body, headers=headers)
+    assert answer.status_code == 415, answer.text
+    assert "application/json" in answer.json()["detail"]
+    assert producer.sent == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8",
+                                          "Application/JSON", "application/event+json"])
+async def test_json_with_parameters_any_case_or_a_json_suffix_is_accepted(
+    gateway: tuple[httpx.AsyncClient, Gateway, Producer], content_type: str,
+) -> None:
+    client, _, _ = gateway
+    answer = await client.post("/v1/events/EVTfront", content=BODY,
+                               headers=_bearer(INGEST_KEY) | {"content-type": content_type})
+    assert answer.status_code == 202, answer.text
+
+
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
 async def test_the_bearer_scheme_is_case_insensitive(
     gateway: tuple[httpx.AsyncClient, Gateway, Producer], scheme: str,
@@ -204,3 +227,42 @@ async def test_the_bearer_scheme_is_case_insensitive(
     answer = await client.post("/v1/events/EVTfront", content=BODY, headers={
         "authorization": f"{scheme} {INGEST_KEY}", "content-type": "application/json"})
     assert answer.status_code == 202, answer.text
+
+
+async def test_an_empty_idempotency_key_is_422_naming_the_header(
+    gateway: tuple[httpx.AsyncClient, Gateway, Producer],
+) -> None:
+    client, _, producer = gateway
+    answer = await client.post("/v1/events/EVTfront", content=BODY, headers={
+        **_bearer(INGEST_KEY), "content-type": "application/json", "idempotency-key": ""})
+    assert answer.status_code == 422
+    [error] = answer.json()["detail"]
+    assert (error["loc"], error["type"]) == (["header", "idempotency-key"], "string_too_short")
+    assert producer.sent == []
+
+
+async def test_a_body_without_ctx_is_422_at_ctx(
+    gateway: tuple[httpx.AsyncClient, Gateway, Producer],
+) -> None:
+    client, _, _ = gateway
+    answer = await client.post("/v1/events/EVTfront", headers=_bearer(INGEST_KEY),
+                               json={"email": "a@example.com"})
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] in (["body", "ctx", "item"], ["body", "ctx"])
+
+
+async def test_the_openapi_document_has_a_status_enum_and_readable_titles(
+    gateway: tuple[httpx.AsyncClient, Gateway, Producer],
+) -> None:
+    client, _, _ = gateway
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    status = schemas["Status"]
+    assert set(status["enum"]) == {s.value for s in Status} and len(status["enum"]) == 9
+    for value in status["enum"]:
+        assert f"`{value}`: " in status["description"]
+    for name in ("EventStatus", "Accepted"):
+        assert schemas[name]["properties"]["status"]["$ref"] == "#/components/schemas/Status"
+    titles = {t for s in schemas.values() for p in s.get("properties", {}).values()
+              if (t := p.get("title"))}
+    assert {"pKey", "eventId", "updatedAt"} <= titles
+    assert not titles & {"Pkey", "Eventid", "Updatedat"}
