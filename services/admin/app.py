@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from services.admin import proofs, test_profiles
 from services.admin.handlers import readiness, router
+from services.admin.limits import BodyLimit
 from shared.adapters.postgres import create_pool
 from shared.api_auth import Authenticator
 from shared.domain.lifecycle import LifecycleError
@@ -42,4 +43,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(test_profiles.router)
     app.include_router(operations_router(readiness))
     app.add_exception_handler(LifecycleError, _refused)
+    app.add_middleware(BodyLimit)
     return app

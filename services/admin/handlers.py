@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from services.admin.limits import MAX_LABEL, part_problems
 from services.admin.models import (
     EventOut,
     MessageOut,
@@ -63,8 +64,16 @@ async def _locked(db: asyncpg.Connection, caller: Caller, event_id: str) -> stor
     return stored
 
 
+def _check_label(config: EventConfig) -> None:
+    """Checked here, not in EventConfig: configurations stored before the limit still load."""
+    if len(config.label) > MAX_LABEL:
+        raise RequestValidationError([{"type": "string_too_long", "loc": ["body", "label"],
+                                       "msg": f"at most {MAX_LABEL} characters"}])
+
+
 @router.post("/events", status_code=201, response_model=EventOut, response_model_by_alias=True)
 async def create_event(config: EventConfig, caller: AdminCaller, db: Db) -> EventOut:
+    _check_label(config)
     if not await store.create_event(db, caller.tenant, config):
         raise HTTPException(409, f"event {config.event_id!r} exists; PUT it to change it")
     return EventOut.of(await _locked(db, caller, config.event_id))
@@ -85,6 +94,7 @@ async def update_event(event_id: str, config: EventConfig, caller: AdminCaller, 
     if config.event_id != event_id:
         raise RequestValidationError([{"type": "value_error", "loc": ["body", "eventId"],
                                        "msg": f"must match the path's event id {event_id!r}"}])
+    _check_label(config)
     stored = await _locked(db, caller, event_id)
     lifecycle.check_update(stored.config, stored.state, config)
     await store.update_event(db, caller.tenant, config)
@@ -140,13 +150,16 @@ async def get_message(event_id: str, caller: AdminCaller, db: Db) -> MessageOut:
 
 
 def _not_templates(channel: Channel, template: dict[str, Any]) -> list[dict[str, Any]]:
-    """The parts that are not templates: each is a string (1 is not "1", null is not
-    "None"), and a push message's ``data`` an object of them, one per key."""
+    """The parts that are not templates, or past their limits (``limits.MAX_PART``): each
+    is a string (1 is not "1", null is not "None"), and a push message's ``data`` an
+    object of them, one per key."""
     errors: list[dict[str, Any]] = []
 
     def refuse(loc: list[str], msg: str) -> None:
         errors.append({"loc": ["body", *loc], "msg": msg, "type": "template"})
 
+    for loc, why in part_problems(template):
+        refuse(loc, why)
     for part, value in template.items():
         if part == "data" and channel is Channel.PUSH:
             if not isinstance(value, dict):

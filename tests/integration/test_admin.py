@@ -339,3 +339,26 @@ async def test_a_paused_message_holds_events_and_sends_them_on_resume_unless_exp
     [mail] = await mails_to(http, kept)
     assert mail["subject"] == "held"
     assert await mails_to(http, expiring) == []
+
+
+async def test_a_body_over_the_limit_is_413_and_parts_and_labels_have_limits(
+    admin: httpx.AsyncClient,
+) -> None:
+    event_id = new_id()
+    huge_label = await admin.post("/events", json={**cart_event(event_id), "label": "x" * 2**20})
+    assert huge_label.status_code == 413
+    long_label = await admin.post("/events", json={**cart_event(event_id), "label": "x" * 201})
+    assert long_label.status_code == 422
+    assert long_label.json()["detail"][0]["loc"] == ["body", "label"]
+    assert (await admin.post("/events", json=cart_event(event_id))).status_code == 201
+    assert (await admin.post(f"/events/{event_id}/publish")).status_code == 200
+    five_mb = await admin.put(f"/events/{event_id}/message", json={
+        "subject": "s", "html": "<p>" + "x" * 5 * 2**20, "text": "t"})
+    assert five_mb.status_code == 413
+    over_parts = await admin.put(f"/events/{event_id}/message", json={
+        "subject": "s" * 1001, "html": "<p>" + "x" * 500_000, "text": "t"})
+    assert over_parts.status_code == 422
+    assert [e["loc"] for e in over_parts.json()["detail"]] == [["body", "subject"],
+                                                              ["body", "html"]]
+    versions = (await admin.get(f"/events/{event_id}/message")).json()["versions"]
+    assert "x" * 1000 not in str(versions)  # nothing refused was stored
