@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from services.admin import proofs, test_profiles
 from services.admin.handlers import readiness, router
 from services.admin.limits import BodyLimit
+from services.admin.metrics import RequestMetrics
 from shared.adapters.postgres import create_pool
 from shared.api_auth import Authenticator
 from shared.domain.lifecycle import LifecycleError
@@ -44,4 +45,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations_router(readiness))
     app.add_exception_handler(LifecycleError, _refused)
     app.add_middleware(BodyLimit)
+    app.add_middleware(RequestMetrics)  # added last: outermost, it counts the 413s too
     return app

@@ -29,3 +29,24 @@ async def test_service_exposes_its_metrics(http: httpx.AsyncClient, service: str
     text = (await http.get(url)).text
     assert name in text
     assert "@" not in text, "an email address leaked into a metric"
+
+
+async def test_the_admin_api_counts_its_requests_by_route_and_answer(
+    admin: httpx.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    url = f"http://127.0.0.1:{settings.admin_port}/metrics"
+
+    def count(text: str, route: str, status: str) -> float:
+        line = f'parcours_admin_requests_total{{method="GET",route="{route}",status="{status}"}}'
+        return next((float(x.split()[-1]) for x in text.splitlines()
+                     if x.startswith(line)), 0.0)
+
+    route = "/admin/v1/events/{event_id}"
+    before = (await http.get(url)).text
+    assert (await admin.get("/events/EVTnoSuchEvent")).status_code == 404
+    assert (await admin.get("/events")).status_code == 200
+    after = (await http.get(url)).text
+    assert count(after, route, "404") == count(before, route, "404") + 1
+    assert count(after, "/admin/v1/events", "200") >= count(before, "/admin/v1/events", "200") + 1
+    assert "parcours_admin_request_seconds_bucket" in after
+    assert "EVTnoSuchEvent" not in after  # route templates, never ids
