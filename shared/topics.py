@@ -27,8 +27,9 @@ EVENTS_IN = Topic(
 )
 # Internal systems' own input, apart from EVENTS_IN: its records are not validated yet
 # (each is signed by its tenant's kafka key), so producers get write access here and never
-# to EVENTS_IN (whose records the processor trusts), a backlog here never sits in front of the website's events, and each topic has
-# one schema. Same key and partition count: the processor reads both (co-partitioned).
+# to EVENTS_IN (whose records the processor trusts), a backlog here never sits in front of
+# the website's events, and each topic has one schema. Same key and partition count: the
+# processor reads both (co-partitioned).
 EVENTS_KAFKA = Topic(
     "parcours.events.kafka.v1", "target", 6, "topics/events.kafka.v1.json",
     "Events internal systems produce straight to Kafka; validated by the processor like "

@@ -79,8 +79,7 @@ async def _produce(producer: RenewingProducer, key: bytes, value: bytes, bound_s
     ``wait_for``: no task per record (wait_for and gather made two, 8% of the gateway's CPU)."""
     try:
         async with asyncio.timeout(bound_s):
-            delivery = await producer.send(EVENTS_IN.name, value, key)
-            await delivery
+            await producer.deliver(EVENTS_IN.name, value, key)
     except (KafkaError, TimeoutError):
         return False
     return True

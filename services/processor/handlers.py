@@ -9,7 +9,6 @@ crash repeats writes without repeating effects. A batch costs a handful of round
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -264,14 +263,11 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
     ])
     going = [s for s in sends if s.pKey in allowed]
     # Sent together and awaited together: the producer batches them into few requests.
-    deliveries = [
-        await processor.producer.send(
-            SEND_TX_TOPICS[s.channel.value].name, encode(s.model_dump(mode="json")),
-            s.messageId.encode(),
-        )
+    await processor.producer.deliver_all([
+        (SEND_TX_TOPICS[s.channel.value].name, encode(s.model_dump(mode="json")),
+         s.messageId.encode())
         for s in going
-    ]
-    await asyncio.gather(*deliveries)
+    ])
     skipped = len(sends) - len(going)  # already final, e.g. refused by the gateway (503)
     return ([w.status for w in ended] + [s.status for _, _, s in held]
             + [Status.PROCESSING] * len(going) + [Status.IGNORED] * skipped)
@@ -286,11 +282,9 @@ async def release_held(processor: Processor) -> int:
         held = await held_store.releasable(connection, RELEASE_BATCH, datetime.now(UTC))
         if not held:
             return 0
-        deliveries = [
-            await processor.producer.send(EVENTS_IN.name, encode(trigger),
-                                          target_key(trigger["target"], pkey))
+        await processor.producer.deliver_all([
+            (EVENTS_IN.name, encode(trigger), target_key(trigger["target"], pkey))
             for pkey, trigger in held
-        ]
-        await asyncio.gather(*deliveries)
+        ])
         await held_store.forget(connection, [pkey for pkey, _ in held])
     return len(held)

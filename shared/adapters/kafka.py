@@ -63,12 +63,10 @@ async def publish_dead_letters(
     """(key, original record, reason) each; sent together and awaited together, so a burst
     of bad records costs a few produce requests, not one round trip each."""
     at = time.time()
-    deliveries = [
-        await producer.send(DEADLETTER.name,
-                            encode(dead_letter(stage, reason, raw, at).model_dump()), key)
+    await producer.deliver_all([
+        (DEADLETTER.name, encode(dead_letter(stage, reason, raw, at).model_dump()), key)
         for key, raw, reason in letters
-    ]
-    await asyncio.gather(*deliveries)
+    ])
 
 
 async def ensure_topics(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 RENEWALS = Counter("parcours_kafka_producer_renewals_total",
                    "Kafka producers replaced after a failed delivery (e.g. a broker restart)",
                    ["service"])
+
+
+Record = tuple[str, bytes, bytes | None]  # topic, value, key
 
 
 class ProducerRetired(KafkaError):
@@ -48,7 +52,8 @@ _MAX_BACKOFF_S = 1.0  # the gateway must accept again within 10 s of the broker'
 
 
 class RenewingProducer:
-    """``send`` as aiokafka's, on whichever producer is current."""
+    """Writes records on whichever producer is current. Failures are seen where the
+    caller awaits its deliveries (no callback per record: they cost ~3 µs each)."""
 
     def __init__(self, bootstrap: str, request_timeout_ms: int, name: str,
                  **options: Any) -> None:
@@ -81,23 +86,39 @@ class RenewingProducer:
         """Connect as soon as the broker answers, meanwhile ``ready`` is False."""
         self._spawn(self._connect())
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None,
-                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
-        """Queue the record; the returned future is its delivery. While a producer is
-        being renewed, waits for the new one up to the request timeout."""
-        producer = self._current
-        if producer is None:
-            producer = await self._wait_current()
+    async def deliver(self, topic: str, value: bytes, key: bytes | None = None,
+                      headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Write one record; returns once the broker acknowledged it, raises KafkaError
+        if it was not written. While a producer is being renewed, waits for the new one
+        up to the request timeout."""
+        producer = self._current or await self._wait_current()
         generation = self._generation
         try:
-            delivery: asyncio.Future[Any] = await producer.send(topic, value, key,
-                                                                headers=headers)
+            delivery = await producer.send(topic, value, key, headers=headers)
+            await delivery
         except KafkaError as error:
-            if not isinstance(error, _NO_GAP):
-                self._retire(generation, error)
+            self._failed(generation, error)
             raise
-        delivery.add_done_callback(lambda done: self._delivered(generation, done))
-        return delivery
+
+    async def deliver_all(self, records: Sequence[Record]) -> None:
+        """Write (topic, value, key) records together (the producer batches them) and
+        wait for all; raises the first KafkaError if any was not written."""
+        producer = self._current or await self._wait_current()
+        generation = self._generation
+        try:
+            deliveries = [await producer.send(topic, value, key)
+                          for topic, value, key in records]
+        except KafkaError as error:
+            self._failed(generation, error)
+            raise
+        # Every outcome is collected, so no failed delivery is left unread.
+        outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, KafkaError):
+                self._failed(generation, outcome)
+                raise outcome
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def stop(self) -> None:
         """Flush what is queued, for a bounded time (a broker that is away would make it
@@ -133,11 +154,8 @@ class RenewingProducer:
             raise ProducerUnavailable(f"{self._name}: no Kafka producer is connected") from None
         return self._current
 
-    def _delivered(self, generation: int, delivery: asyncio.Future[Any]) -> None:
-        if delivery.cancelled():  # the caller stopped waiting; the batch goes on
-            return
-        error = delivery.exception()
-        if error is not None:
+    def _failed(self, generation: int, error: KafkaError) -> None:
+        if not isinstance(error, _NO_GAP):
             self._retire(generation, error)
 
     def _retire(self, generation: int, error: BaseException) -> None:

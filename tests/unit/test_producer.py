@@ -88,18 +88,46 @@ async def _until(condition: Any) -> None:
             await asyncio.sleep(0.001)
 
 
+async def _failing(renewing: RenewingProducer, factory: Factory, n: int) -> list[Any]:
+    """n deliveries on the current producer, each failed by the broker."""
+    waiting = [asyncio.create_task(renewing.deliver("t", b"v")) for _ in range(n)]
+    await _until(lambda: len(factory.made[-1].deliveries) >= n)
+    for delivery in factory.made[-1].deliveries[-n:]:
+        delivery.set_exception(OutOfOrderSequenceNumber())
+    return await asyncio.gather(*waiting, return_exceptions=True)
+
+
 async def test_a_failed_delivery_renews_the_producer_once(factory: Factory) -> None:
     renewing = RenewingProducer("unused:9092", 1000, "test")
     await renewing.start()
-    first = [await renewing.send("t", b"v") for _ in range(3)]
-    first[0].set_exception(OutOfOrderSequenceNumber())
-    first[1].set_exception(OutOfOrderSequenceNumber())  # the same broken producer
+    outcomes = await _failing(renewing, factory, 3)  # the same broken producer, 3 times
+    assert all(isinstance(o, OutOfOrderSequenceNumber) for o in outcomes)
     await _until(lambda: renewing.ready and len(factory.made) == 2)
     assert renewing.renewals == 1
     assert factory.made[0].stopped
     assert isinstance(factory.made[0]._message_accumulator.failed_with, ProducerRetired)
-    later = await renewing.send("t", b"v")
-    assert later in factory.made[1].deliveries
+    later = asyncio.create_task(renewing.deliver("t", b"v"))
+    await _until(lambda: factory.made[1].deliveries)
+    factory.made[1].deliveries[0].set_result(None)
+    await later
+    await renewing.stop()
+
+
+async def test_deliver_all_renews_on_any_failure_and_reads_every_outcome(
+    factory: Factory
+) -> None:
+    renewing = RenewingProducer("unused:9092", 1000, "test")
+    await renewing.start()
+    writing = asyncio.create_task(renewing.deliver_all([("t", b"v", None)] * 3))
+    await _until(lambda: len(factory.made[0].deliveries) == 3)
+    first, second, third = factory.made[0].deliveries
+    first.set_result(None)
+    second.set_exception(OutOfOrderSequenceNumber())
+    third.set_exception(OutOfOrderSequenceNumber())
+    with pytest.raises(OutOfOrderSequenceNumber):
+        await writing
+    await _until(lambda: renewing.ready and len(factory.made) == 2)
+    assert renewing.renewals == 1
     await renewing.stop()
 
 
@@ -108,39 +136,41 @@ async def test_no_renewal_when_the_caller_stops_waiting_or_nothing_was_numbered(
 ) -> None:
     renewing = RenewingProducer("unused:9092", 1000, "test")
     await renewing.start()
-    (await renewing.send("t", b"v")).cancel()  # the gateway's own deadline
+    with pytest.raises(TimeoutError):  # the gateway's own deadline
+        async with asyncio.timeout(0.01):
+            await renewing.deliver("t", b"v")
     factory.made[0].refuse = KafkaTimeoutError()  # no metadata in time: refused before a batch
     with pytest.raises(KafkaTimeoutError):
-        await renewing.send("t", b"v")
+        await renewing.deliver("t", b"v")
     await asyncio.sleep(0)
     assert renewing.renewals == 0 and renewing.ready and len(factory.made) == 1
     await renewing.stop()
 
 
-async def test_sends_wait_for_the_new_producer_while_the_broker_is_away(
+async def test_deliveries_wait_for_the_new_producer_while_the_broker_is_away(
     factory: Factory
 ) -> None:
     renewing = RenewingProducer("unused:9092", 2000, "test")
     await renewing.start()
     factory.queued.extend([Fake(starts=False), Fake(starts=False)])
-    (await renewing.send("t", b"v")).set_exception(OutOfOrderSequenceNumber())
-    await asyncio.sleep(0)
+    await _failing(renewing, factory, 1)
     assert not renewing.ready
-    waiting = await renewing.send("t", b"v")  # returns once the fourth producer starts
-    assert len(factory.made) == 4 and waiting in factory.made[3].deliveries
+    waiting = asyncio.create_task(renewing.deliver("t", b"v"))
+    await _until(lambda: len(factory.made) == 4 and factory.made[3].deliveries)
+    factory.made[3].deliveries[0].set_result(None)  # written by the fourth producer
+    await waiting
     await renewing.stop()
 
 
-async def test_a_send_gives_up_after_the_request_timeout_when_no_producer_comes(
+async def test_a_delivery_gives_up_after_the_request_timeout_when_no_producer_comes(
     factory: Factory
 ) -> None:
     renewing = RenewingProducer("unused:9092", 50, "test")
     await renewing.start()
     factory.queued.extend([Fake(starts=False)] * 1000)
-    (await renewing.send("t", b"v")).set_exception(OutOfOrderSequenceNumber())
-    await asyncio.sleep(0)  # done callbacks run on the loop's next turn
+    await _failing(renewing, factory, 1)
     with pytest.raises(ProducerUnavailable):
-        await renewing.send("t", b"v")
+        await renewing.deliver("t", b"v")
     await renewing.stop()
 
 
