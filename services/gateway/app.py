@@ -10,7 +10,7 @@ from fastapi.exception_handlers import http_exception_handler
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from services.gateway.handlers import post_event, readiness, router
+from services.gateway.routes import post_event, readiness, router
 from services.gateway.wiring import Gateway
 from shared.operations import operations_router
 from shared.settings import Settings, get_settings
