@@ -16,14 +16,14 @@ from pydantic import BaseModel, ValidationError
 
 from services.gateway.wiring import Gateway
 from shared.adapters import idempotency_store
-from shared.adapters.catalog_store import PublishedEvent
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.producer import RenewingProducer
-from shared.adapters.status_store import StatusWrite, record_statuses
+from shared.adapters.status_store import record_statuses
 from shared.domain.events import target_key, trigger_record
+from shared.domain.lifecycle import PublishedEvent
 from shared.domain.pkeys import mint_pkey
-from shared.domain.status import Status
+from shared.domain.status import Status, StatusWrite
 from shared.topics import EVENTS_IN
 
 log = logging.getLogger(__name__)

@@ -23,13 +23,14 @@ from services.gateway.ingest import (
 )
 from services.gateway.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, INGEST_SECONDS
 from services.gateway.wiring import Gateway
-from shared.adapters.catalog_store import PublishedEvent, event_configured
+from shared.adapters.catalog_store import event_configured
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.status_store import StatusRow, read_status
 from shared.api_auth import Caller, require
 from shared.domain.api_keys import Scope
 from shared.domain.events import is_event_id
+from shared.domain.lifecycle import PublishedEvent
 from shared.domain.pkeys import derive_pkey, verify_pkey
 from shared.domain.status import Status
 

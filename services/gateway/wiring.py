@@ -11,12 +11,13 @@ import asyncpg
 from pydantic import BaseModel
 
 from shared.adapters import idempotency_store
-from shared.adapters.catalog_store import CatalogCache, PublishedEvent
+from shared.adapters.catalog_store import CatalogCache
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.api_auth import Authenticator
 from shared.bounded import BoundedDict
 from shared.domain.events import EventConfig, build_ingest_model
+from shared.domain.lifecycle import PublishedEvent
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

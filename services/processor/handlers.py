@@ -27,18 +27,13 @@ from services.processor.metrics import (
 )
 from services.processor.wiring import Processor
 from shared.adapters import held_store
-from shared.adapters.catalog_store import PublishedEvent
 from shared.adapters.kafka import encode, publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import find_profiles
-from shared.adapters.status_store import (
-    StatusWrite,
-    begin_processing,
-    record_first_statuses,
-    record_statuses,
-)
+from shared.adapters.status_store import begin_processing, record_first_statuses, record_statuses
 from shared.domain.deadletter import invalid_reason
 from shared.domain.events import Targeting, TriggerEvent, target_key
+from shared.domain.lifecycle import PublishedEvent
 from shared.domain.produced import Identified, Rejected, admit, identify
 from shared.domain.record_signing import (
     Refused,
@@ -49,7 +44,7 @@ from shared.domain.record_signing import (
     check_tenant,
 )
 from shared.domain.routing import Ended, Hold, SendRequest, decide
-from shared.domain.status import Status
+from shared.domain.status import Status, StatusWrite
 from shared.resilience import retry_forever
 from shared.topics import EVENTS_IN, EVENTS_KAFKA, SEND_TX_TOPICS
 

@@ -8,12 +8,13 @@ import asyncpg
 from pydantic import BaseModel
 
 from services.processor.metrics import SIGNING_KEY_QUERIES
-from shared.adapters.catalog_store import CatalogCache, PublishedEvent
+from shared.adapters.catalog_store import CatalogCache
 from shared.adapters.postgres import connect, create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.signing_keys import SigningKeyCache
 from shared.bounded import BoundedDict
 from shared.domain.events import EventConfig
+from shared.domain.lifecycle import PublishedEvent
 from shared.domain.produced import build_produced_model
 from shared.settings import Settings
 

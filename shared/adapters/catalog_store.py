@@ -7,22 +7,12 @@ query per event type every few seconds while publishing still takes effect quick
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from shared.domain.events import EventConfig, is_event_id
-from shared.domain.lifecycle import MessageState
-
-
-@dataclass(frozen=True)
-class PublishedEvent:
-    config: EventConfig
-    message_version: int | None
-    message_state: MessageState | None  # of the live version: published or paused
-    template: dict[str, Any] | None
-
+from shared.domain.lifecycle import MessageState, PublishedEvent
 
 _LOAD = """
 SELECT c.definition, c.version,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.adapters.status_store import StatusWrite, record_statuses
+from shared.adapters.status_store import record_statuses
+from shared.domain.status import StatusWrite
 
 _CLAIM = """
 INSERT INTO deliveries (message_id, tenant_id, pkey, channel, state)

@@ -8,7 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from shared.adapters.status_store import StatusWrite, record_statuses
+from shared.adapters.status_store import record_statuses
+from shared.domain.status import StatusWrite
 
 _RELEASABLE = """
 SELECT h.pkey, h.trigger FROM held_events h

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.domain.status import RANK, Status
+from shared.domain.status import RANK, Status, StatusWrite
 
 # A write replaces only a lower-ranked status: redelivered records cannot move an
 # event backwards (see shared.domain.status).
@@ -19,21 +19,6 @@ ON CONFLICT (pkey) DO UPDATE
  WHERE event_status.rank < EXCLUDED.rank
 """
 
-
-@dataclass(frozen=True)
-class StatusWrite:
-    pkey: str
-    tenant: str
-    event_id: str
-    status: Status
-    reason: str | None = None
-    message_id: str | None = None
-
-    def row(self) -> tuple[object, ...]:
-        return (
-            self.pkey, self.tenant, self.event_id, self.status.value,
-            RANK[self.status], self.reason, self.message_id,
-        )
 
 
 async def record_statuses(connection: asyncpg.Connection, writes: list[StatusWrite]) -> None:

@@ -5,7 +5,9 @@ Pure rules; the admin API turns a refusal into 409 with this text.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from shared.domain.events import EventConfig
 
@@ -26,6 +28,17 @@ class MessageState(StrEnum):
     PAUSED = "paused"
     UNPUBLISHED = "unpublished"
     SUPERSEDED = "superseded"  # an earlier published version, replaced by a newer one
+
+
+@dataclass(frozen=True)
+class PublishedEvent:
+    """A published event configuration with its live message, as the gateway, the
+    processor and the senders read it."""
+
+    config: EventConfig
+    message_version: int | None
+    message_state: MessageState | None  # of the live version: published or paused
+    template: dict[str, Any] | None
 
 
 def check_update(current: EventConfig, state: EventState, new: EventConfig) -> None:

@@ -6,6 +6,7 @@ only wins over a status of lower rank, which keeps terminal statuses terminal.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -63,3 +64,21 @@ DESCRIPTIONS: dict[Status, str] = {
 # The enum's docstring is its description in JSON Schema (pydantic reads ``__doc__``).
 Status.__doc__ = "The event's status:\n\n" + "\n".join(
     f"- `{status.value}`: {meaning}" for status, meaning in DESCRIPTIONS.items())
+
+
+@dataclass(frozen=True)
+class StatusWrite:
+    """A status for an event, as every stage records it (in batches)."""
+
+    pkey: str
+    tenant: str
+    event_id: str
+    status: Status
+    reason: str | None = None
+    message_id: str | None = None
+
+    def row(self) -> tuple[object, ...]:
+        return (
+            self.pkey, self.tenant, self.event_id, self.status.value,
+            RANK[self.status], self.reason, self.message_id,
+        )

@@ -24,7 +24,6 @@ from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.delivery_ledger import Claimable, Outcome
 from shared.adapters.kafka import publish_dead_letter
 from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.adapters.status_store import StatusWrite
 from shared.domain.rendering import (
     CompiledMessage,
     RenderError,
@@ -33,7 +32,7 @@ from shared.domain.rendering import (
     template_context,
 )
 from shared.domain.routing import SendRequest
-from shared.domain.status import Status
+from shared.domain.status import Status, StatusWrite
 from shared.resilience import retry_forever
 from shared.sending.wiring import Sender
 

@@ -5,8 +5,8 @@ import uuid
 import asyncpg
 
 from shared.adapters.postgres import apply_migrations
-from shared.adapters.status_store import StatusWrite, begin_processing, record_statuses
-from shared.domain.status import Status
+from shared.adapters.status_store import begin_processing, record_statuses
+from shared.domain.status import Status, StatusWrite
 from tests.integration.conftest import settings
 
 

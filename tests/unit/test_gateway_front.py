@@ -13,11 +13,11 @@ from aiokafka.errors import KafkaConnectionError
 
 from services.gateway.app import create_app
 from services.gateway.wiring import Gateway
-from shared.adapters.catalog_store import PublishedEvent
 from shared.adapters.key_store import KeyRow
 from shared.api_auth import Authenticator
 from shared.domain.api_keys import Scope, format_key, secret_digest
 from shared.domain.events import EventConfig
+from shared.domain.lifecycle import PublishedEvent
 from shared.domain.pkeys import verify_pkey
 from shared.domain.status import Status
 from shared.settings import get_settings
