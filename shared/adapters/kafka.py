@@ -51,12 +51,6 @@ def encode(value: object) -> bytes:
     return orjson.dumps(value)
 
 
-async def publish_dead_letter(
-    producer: RenewingProducer, stage: str, key: bytes | None, raw: bytes, reason: str
-) -> None:
-    await publish_dead_letters(producer, stage, [(key, raw, reason)])
-
-
 async def publish_dead_letters(
     producer: RenewingProducer, stage: str, letters: Sequence[tuple[bytes | None, bytes, str]]
 ) -> None:

@@ -13,11 +13,10 @@ from collections.abc import Sequence
 
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from shared.adapters.kafka import publish_dead_letter
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
-from shared.sending.handlers import Record, deliver_batch
+from shared.sending.handlers import Record, dead_letter, deliver_batch
 from shared.sending.priority import Lane
 from shared.sending.spec import SenderSpec
 from shared.sending.wiring import Sender
@@ -45,7 +44,7 @@ async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event, lane: L
         await deliver_batch(sender, records)
 
     async def poison(record: Record, reason: str) -> None:
-        await publish_dead_letter(sender.producer, spec.stage, record[0], record[1], reason)
+        await dead_letter(sender, [(record[0], record[1], reason)])
 
     try:
         while not stop.is_set():

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from shared.adapters import delivery_ledger
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.delivery_ledger import Claimable, Outcome
-from shared.adapters.kafka import publish_dead_letter
+from shared.adapters.kafka import publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.domain.rendering import (
     CompiledMessage,
@@ -42,25 +42,35 @@ Record = tuple[bytes | None, bytes]
 T = TypeVar("T")
 
 
-async def _readable(sender: Sender, records: Sequence[Record]) -> list[SendRequest]:
-    """Parse the batch, dead-letter what cannot be read, keep one copy of each message."""
+Letter = tuple[bytes | None, bytes, str]  # a record for the dead-letter topic, and why
+
+
+def _readable(sender: Sender, records: Sequence[Record]) -> tuple[list[SendRequest], list[Letter]]:
+    """Parse the batch, keep one copy of each message; what cannot be read, and why."""
     requests: dict[str, SendRequest] = {}
+    letters: list[Letter] = []
     for key, raw in records:
         try:
             request = SendRequest.model_validate_json(raw)
         except ValidationError as error:
-            sender.spec.metrics.failed("invalid").inc()
-            await publish_dead_letter(sender.producer, sender.spec.stage, key, raw,
-                                      f"invalid: {error.error_count()} errors")
+            letters.append((key, raw, f"invalid: {error.error_count()} errors"))
             continue
         if request.messageId in requests:
             sender.spec.metrics.duplicates.inc()
         requests.setdefault(request.messageId, request)
-    return list(requests.values())
+    return list(requests.values()), letters
+
+
+async def dead_letter(sender: Sender, letters: Sequence[Letter]) -> None:
+    """Written until the broker takes them: a dead letter is never dropped."""
+    retries = sender.spec.metrics.retries("kafka")
+    await retry_forever(
+        lambda: publish_dead_letters(sender.producer, sender.spec.stage, letters),
+        "dead-lettering records", (KafkaError,), on_retry=retries.inc)
 
 
 async def deliver_batch(sender: Sender, records: Sequence[Record]) -> None:
-    requests = await _readable(sender, records)
+    requests, letters = _readable(sender, records)
 
     async def claim() -> set[str]:
         await sender.ensure_db()
@@ -79,6 +89,11 @@ async def deliver_batch(sender: Sender, records: Sequence[Record]) -> None:
 
     await asyncio.gather(*(send_and_settle(r) for r in to_send))
     await settler.drain()
+    # Once the batch went through: a batch that fails is handled again record by record
+    # (handle_isolating_poison), which must not write its dead letters twice.
+    if letters:
+        sender.spec.metrics.failed("invalid").inc(len(letters))
+        await dead_letter(sender, letters)
 
 
 class _Settler:

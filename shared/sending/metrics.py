@@ -22,7 +22,7 @@ FAILED = Counter("parcours_sender_failed_total", "Messages that failed for good,
                  ["channel", "reason"])
 DUPLICATES = Counter("parcours_sender_duplicates_total",
                      "Redelivered messages already sent, not sent again", ["channel"])
-# what: database, <provider> (smtp, provider)
+# what: database, kafka (dead letters), <provider> (smtp, provider)
 RETRIES = Counter("parcours_sender_retries_total", "Provider or database retries",
                   ["channel", "what"])
 ACCEPTED_TO_PROVIDER = Histogram(
