@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +51,18 @@ class Settings(BaseSettings):
     # throughput and halved tx p50 under a flood against 10 (bench P5).
     sender_bulk_nice: int = 19
     mail_from: str = "Parcours <no-reply@parcours.localhost>"
+
+    # How every Kafka client of Parcours authenticates (deploy/kafka/SECURITY.md): PLAINTEXT
+    # on the local broker; in production SASL_SSL with SCRAM-SHA-512 and the CA, or SSL
+    # with a client certificate (the principal is the certificate's subject).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None  # PEM; the system's CAs when unset
+    kafka_ssl_certfile: str | None = None  # PEM client certificate, for mutual TLS
+    kafka_ssl_keyfile: str | None = None
 
     # Topic creation: 1 on the single local broker; 3 (and min ISR 2) on a real cluster.
     kafka_replication_factor: int = 1

@@ -60,8 +60,7 @@ class Gateway:
         await catalog.listen(settings.pg_dsn)
         # The gateway starts even when Kafka is down (it answers 503 meanwhile) and
         # connects as soon as the broker is back; so does a renewed producer.
-        producer = RenewingProducer(settings.kafka_bootstrap, settings.kafka_request_timeout_ms,
-                                    "gateway")
+        producer = RenewingProducer(settings, "gateway")
         producer.start_in_background()
         gateway = cls(settings, pool, catalog, Authenticator(pool), producer)
         gateway._tasks = [asyncio.create_task(gateway._forget_old_idempotency_keys())]

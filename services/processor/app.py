@@ -27,10 +27,11 @@ from services.processor.handlers import (
     release_held,
 )
 from services.processor.wiring import Processor
+from shared.adapters.kafka import client_security
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from shared.topics import EVENTS_IN, EVENTS_KAFKA
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,22 @@ BATCH_WINDOW_S = 0.005
 # Scheduled sends fire at most this late (plus one hop through Kafka), never early.
 RELEASE_EVERY_S = 0.5
 
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """Faust's form of the client security every other Kafka client gets."""
+    options = client_security(settings)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"], password=options["sasl_plain_password"],
+            ssl_context=options.get("ssl_context"), mechanism=settings.kafka_sasl_mechanism)
+    if settings.kafka_security_protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
+
+
 app = faust.App(
     "parcours-processor",
     broker=f"kafka://{settings.kafka_bootstrap}",
+    broker_credentials=broker_credentials(settings),
     web_enabled=False,
     topic_disable_leader=True,  # the broker does not create topics; we need no leader topic
     consumer_auto_offset_reset="earliest",

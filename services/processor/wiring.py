@@ -36,8 +36,7 @@ class Processor:
     async def open(cls, settings: Settings) -> Processor:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)
         connection = await connect(settings.pg_dsn)
-        producer = RenewingProducer(settings.kafka_bootstrap,
-                                    settings.kafka_request_timeout_ms, "processor")
+        producer = RenewingProducer(settings, "processor")
         await producer.start()
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
         await catalog.listen(settings.pg_dsn)

@@ -5,18 +5,38 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from shared.domain.deadletter import dead_letter
+from shared.settings import Settings, get_settings
 from shared.topics import ALL_TOPICS, DEADLETTER, Topic
 
 if TYPE_CHECKING:  # the renewing producer is built on safe_producer, below
     from shared.adapters.producer import RenewingProducer
+
+
+def client_security(settings: Settings) -> dict[str, Any]:
+    """aiokafka's options for authenticating to the broker, for every client we make:
+    producers, consumers and the admin client (deploy/kafka/SECURITY.md)."""
+    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=password.get_secret_value() if password else None,
+        )
+    if settings.kafka_security_protocol.endswith("SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile, certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile)
+    return options
 
 
 def safe_producer(bootstrap: str, request_timeout_ms: int, **options: object) -> AIOKafkaProducer:
@@ -64,10 +84,12 @@ async def publish_dead_letters(
 
 
 async def ensure_topics(
-    bootstrap: str, replication_factor: int = 1, topics: tuple[Topic, ...] = ALL_TOPICS
+    settings: Settings, topics: tuple[Topic, ...] = ALL_TOPICS
 ) -> list[str]:
     """Create the catalogue's missing topics; existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                **client_security(settings))
+    replication_factor = settings.kafka_replication_factor
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -85,12 +107,8 @@ async def ensure_topics(
 
 
 def main() -> None:
-    from shared.settings import get_settings
-
     settings = get_settings()
-    created = asyncio.run(
-        ensure_topics(settings.kafka_bootstrap, settings.kafka_replication_factor)
-    )
+    created = asyncio.run(ensure_topics(settings))
     print(f"topics created: {', '.join(created) or 'none (all present)'}")
 
 

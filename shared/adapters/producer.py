@@ -24,7 +24,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from prometheus_client import Counter
 
-from shared.adapters.kafka import safe_producer
+from shared.adapters.kafka import client_security, safe_producer
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 RENEWALS = Counter("parcours_kafka_producer_renewals_total",
@@ -55,11 +56,10 @@ class RenewingProducer:
     """Writes records on whichever producer is current. Failures are seen where the
     caller awaits its deliveries (no callback per record: they cost ~3 µs each)."""
 
-    def __init__(self, bootstrap: str, request_timeout_ms: int, name: str,
-                 **options: Any) -> None:
-        self._bootstrap = bootstrap
-        self._request_timeout_ms = request_timeout_ms
-        self._options = options
+    def __init__(self, settings: Settings, name: str) -> None:
+        self._bootstrap = settings.kafka_bootstrap
+        self._request_timeout_ms = settings.kafka_request_timeout_ms
+        self._options = client_security(settings)
         self._name = name
         self._current: AIOKafkaProducer | None = None
         self._generation = 0

@@ -8,7 +8,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from shared.adapters.catalog_store import CatalogCache
-from shared.adapters.kafka import manual_consumer
+from shared.adapters.kafka import client_security, manual_consumer
 from shared.adapters.postgres import connect, create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.bounded import BoundedDict
@@ -36,9 +36,8 @@ class Sender:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)
         connection = await connect(settings.pg_dsn)
         consumer = manual_consumer(settings.kafka_bootstrap, spec.group, spec.topic.name,
-                                   max_poll_records=batch)
-        producer = RenewingProducer(settings.kafka_bootstrap,
-                                    settings.kafka_request_timeout_ms, spec.stage)
+                                   max_poll_records=batch, **client_security(settings))
+        producer = RenewingProducer(settings, spec.stage)
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
         await catalog.listen(settings.pg_dsn)
         await consumer.start()

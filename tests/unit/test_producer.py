@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaTimeoutError, OutOfOrderSequenceNumber
 
 from shared.adapters import producer as module
 from shared.adapters.producer import ProducerRetired, ProducerUnavailable, RenewingProducer
+from shared.settings import Settings
 
 
 class Accumulator:
@@ -81,6 +82,10 @@ def factory(monkeypatch: pytest.MonkeyPatch) -> Factory:
     return factory
 
 
+def _settings(request_timeout_ms: int) -> Settings:
+    return Settings(kafka_bootstrap="unused:9092", kafka_request_timeout_ms=request_timeout_ms)
+
+
 async def _until(condition: Any) -> None:
     """Polls with a deadline: the renewal runs in the producer's own task."""
     async with asyncio.timeout(2):
@@ -98,7 +103,7 @@ async def _failing(renewing: RenewingProducer, factory: Factory, n: int) -> list
 
 
 async def test_a_failed_delivery_renews_the_producer_once(factory: Factory) -> None:
-    renewing = RenewingProducer("unused:9092", 1000, "test")
+    renewing = RenewingProducer(_settings(1000), "test")
     await renewing.start()
     outcomes = await _failing(renewing, factory, 3)  # the same broken producer, 3 times
     assert all(isinstance(o, OutOfOrderSequenceNumber) for o in outcomes)
@@ -116,7 +121,7 @@ async def test_a_failed_delivery_renews_the_producer_once(factory: Factory) -> N
 async def test_deliver_all_renews_on_any_failure_and_reads_every_outcome(
     factory: Factory
 ) -> None:
-    renewing = RenewingProducer("unused:9092", 1000, "test")
+    renewing = RenewingProducer(_settings(1000), "test")
     await renewing.start()
     writing = asyncio.create_task(renewing.deliver_all([("t", b"v", None)] * 3))
     await _until(lambda: len(factory.made[0].deliveries) == 3)
@@ -134,7 +139,7 @@ async def test_deliver_all_renews_on_any_failure_and_reads_every_outcome(
 async def test_no_renewal_when_the_caller_stops_waiting_or_nothing_was_numbered(
     factory: Factory
 ) -> None:
-    renewing = RenewingProducer("unused:9092", 1000, "test")
+    renewing = RenewingProducer(_settings(1000), "test")
     await renewing.start()
     with pytest.raises(TimeoutError):  # the gateway's own deadline
         async with asyncio.timeout(0.01):
@@ -150,7 +155,7 @@ async def test_no_renewal_when_the_caller_stops_waiting_or_nothing_was_numbered(
 async def test_deliveries_wait_for_the_new_producer_while_the_broker_is_away(
     factory: Factory
 ) -> None:
-    renewing = RenewingProducer("unused:9092", 2000, "test")
+    renewing = RenewingProducer(_settings(2000), "test")
     await renewing.start()
     factory.queued.extend([Fake(starts=False), Fake(starts=False)])
     await _failing(renewing, factory, 1)
@@ -165,7 +170,7 @@ async def test_deliveries_wait_for_the_new_producer_while_the_broker_is_away(
 async def test_a_delivery_gives_up_after_the_request_timeout_when_no_producer_comes(
     factory: Factory
 ) -> None:
-    renewing = RenewingProducer("unused:9092", 50, "test")
+    renewing = RenewingProducer(_settings(50), "test")
     await renewing.start()
     factory.queued.extend([Fake(starts=False)] * 1000)
     await _failing(renewing, factory, 1)
