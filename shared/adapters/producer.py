@@ -103,6 +103,8 @@ class RenewingProducer:
     async def deliver_all(self, records: Sequence[Record]) -> None:
         """Write (topic, value, key) records together (the producer batches them) and
         wait for all; raises the first KafkaError if any was not written."""
+        if not records:  # nothing to write needs no producer, even while there is none
+            return
         producer = self._current or await self._wait_current()
         generation = self._generation
         try:

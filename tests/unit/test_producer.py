@@ -167,6 +167,12 @@ async def test_deliveries_wait_for_the_new_producer_while_the_broker_is_away(
     await renewing.stop()
 
 
+async def test_nothing_to_write_needs_no_producer(factory: Factory) -> None:
+    renewing = RenewingProducer(_settings(50), "test")  # never started: no producer at all
+    await renewing.deliver_all([])
+    assert factory.made == []
+
+
 async def test_a_delivery_gives_up_after_the_request_timeout_when_no_producer_comes(
     factory: Factory
 ) -> None:
