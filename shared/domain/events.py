@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import (
@@ -16,10 +17,12 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     create_model,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from shared.domain.exact import validate_exact
 from shared.domain.fields import (
     CollectionSpec,
     EmailAddress,
@@ -27,6 +30,7 @@ from shared.domain.fields import (
     PhoneNumber,
     Text,
     build_ctx_model,
+    unique_ids,
 )
 
 EVENT_ID_PATTERN = r"^EVT[A-Za-z0-9_]{1,61}$"  # prefix EVT, at most 64 characters
@@ -59,6 +63,22 @@ class EventConfig(BaseModel):
     # profile-based event finds its profile by the target (email or mobile phone).
     profile_key: str | None = None
     version: int = 1
+
+    @field_validator("fields")
+    @classmethod
+    def _unique_fields(cls, fields: tuple[FieldSpec, ...]) -> tuple[FieldSpec, ...]:
+        unique_ids("field", [f.id for f in fields])
+        return fields
+
+    @field_validator("collections")
+    @classmethod
+    def _unique_collections(
+        cls, collections: tuple[CollectionSpec, ...], info: ValidationInfo
+    ) -> tuple[CollectionSpec, ...]:
+        """A collection is a key of ctx beside the fields: its id is theirs to share."""
+        fields = [f.id for f in info.data.get("fields", ())]
+        unique_ids("field or collection", [*fields, *(c.id for c in collections)])
+        return collections
 
     @model_validator(mode="after")
     def _profile_key_is_a_field(self) -> EventConfig:
@@ -113,14 +133,20 @@ Scheduled = Annotated[AwareDatetime | None, AfterValidator(_within_horizon)]
 Expiration = Annotated[AwareDatetime | None, AfterValidator(_after_scheduled)]
 
 
+@lru_cache(maxsize=4096)
+def ctx_model(config: EventConfig) -> type[BaseModel]:
+    """The model of the event's ``ctx``, built once per configuration: the same one checks
+    it at ingestion (HTTP and Kafka) and types it for the preview, the proof and the sender."""
+    return build_ctx_model(config.event_id, config.fields, config.collections)
+
+
 def ingest_fields(config: EventConfig) -> dict[str, Any]:
     """The fields of an event's body: its target, typed ``ctx``, ``scheduled``, ``expiration``.
     Shared by the HTTP request and the record internal systems produce to Kafka."""
-    ctx_model = build_ctx_model(config.event_id, config.fields, config.collections)
     return {
         # A missing ctx is validated as an empty one, so a required field is named where
         # it is missing (ctx.orderId), not as if it were at the top of the body.
-        "ctx": (ctx_model, Field(default_factory=dict, validate_default=True)),
+        "ctx": (ctx_model(config), Field(default_factory=dict, validate_default=True)),
         "scheduled": (Scheduled, Field(None, description=SCHEDULED_HELP)),
         "expiration": (Expiration, Field(None, description=EXPIRATION_HELP)),
         **_target_fields(config.channel),
@@ -136,6 +162,16 @@ def build_ingest_model(config: EventConfig) -> type[BaseModel]:
     return model
 
 
+def typed_ctx(config: EventConfig, ctx: bytes) -> dict[str, Any]:
+    """``ctx`` as templates see it, from its JSON text (a request's, a record's): validated
+    as at ingestion, values typed (exact Decimal, date, datetime), keys the event's own
+    ids; a field absent or null is left out (undefined in a template), as on Kafka."""
+    return validate_exact(ctx_model(config), ctx).model_dump(by_alias=True, exclude_none=True)
+
+
+CTX_ON_KAFKA = ("The event's fields and collections in JSON: decimals as strings of their "
+                "exact digits, dates and datetimes in ISO 8601. Typed again by the event's "
+                "configuration before a template sees them.")
 TARGET_KEYS = ("email", "mobilePhone", "registrationToken", "application", "pushPlatform")
 
 
@@ -149,7 +185,7 @@ class TriggerEvent(BaseModel):
     tenant: str
     eventId: str
     target: dict[str, str]
-    ctx: dict[str, Any] = Field(default_factory=dict)
+    ctx: dict[str, Any] = Field(default_factory=dict, description=CTX_ON_KAFKA)
     scheduled: AwareDatetime | None = None
     expiration: AwareDatetime | None = None
     acceptedAt: float  # unix seconds at the gateway, for end-to-end latency

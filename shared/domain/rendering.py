@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Context, DivisionByZero, InvalidOperation, Overflow, localcontext
 from enum import Enum
 from typing import Any
 
 from jinja2 import Template
 
 from shared.domain.events import Channel
+from shared.domain.fields import DECIMAL_DIGITS
 from shared.domain.render_limits import (
     MAX_OUTPUT,
     RENDER_TIME_LIMIT,
@@ -45,6 +47,13 @@ CHANNEL_PARTS: dict[Channel, dict[str, PartKind]] = {
     Channel.SMS: {"text": PartKind.TEXT},
     Channel.PUSH: {"title": PartKind.LINE, "body": PartKind.TEXT},
 }
+
+
+# Template arithmetic on ctx's exact decimals: enough digits that the sum or product of two
+# of them (38 digits each) is exact, not Python's default 28; exponents bounded so that
+# no '{:f}' of a result writes more than a thousand digits.
+_DECIMALS = Context(prec=2 * DECIMAL_DIGITS, Emax=999, Emin=-999,
+                    traps=[InvalidOperation, DivisionByZero, Overflow])
 
 
 class RenderError(Exception):
@@ -113,8 +122,9 @@ def render_message(
     done: dict[str, str] = {}
 
     def render_all() -> None:
-        for part, kind, template in jobs:
-            done[part] = _render(template, context, kind)
+        with localcontext(_DECIMALS):
+            for part, kind, template in jobs:
+                done[part] = _render(template, context, kind)
 
     try:
         within_deadline(time_limit, render_all)

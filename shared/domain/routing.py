@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.domain.events import Channel, EventConfig, Targeting, TriggerEvent
+from shared.domain.events import CTX_ON_KAFKA, Channel, EventConfig, Targeting, TriggerEvent
 from shared.domain.lifecycle import MessageState
 from shared.domain.status import Status
 
@@ -34,7 +34,7 @@ class SendRequest(BaseModel):
     channel: Channel
     priority: str = "tx"
     to: dict[str, str]
-    ctx: dict[str, Any]
+    ctx: dict[str, Any] = Field(description=CTX_ON_KAFKA)
     profile: dict[str, Any] | None = None
     acceptedAt: float
 

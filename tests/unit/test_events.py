@@ -1,5 +1,6 @@
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
@@ -11,7 +12,9 @@ from shared.domain.events import (
     TriggerEvent,
     build_ingest_model,
     trigger_record,
+    typed_ctx,
 )
+from shared.domain.exact import validate_exact
 from shared.domain.fields import FieldSpec, FieldType
 
 
@@ -133,3 +136,49 @@ def test_integers_stay_within_64_bits_and_push_targets_carry_no_nul() -> None:
         build_ingest_model(config(Channel.PUSH)).model_validate_json(json.dumps(
             {"registrationToken": "t\u0000", "application": "shop", "pushPlatform": "fcm"}))
     assert nul.value.errors()[0]["loc"] == ("registrationToken",)
+
+
+def priced(**extra: object) -> EventConfig:
+    return EventConfig.model_validate({
+        "event_id": "EVTp", "label": "p", "channel": "email", "targeting": "event",
+        "fields": [{"id": "total", "type": "decimal"}, {"id": "day", "type": "date"},
+                   {"id": "model_dump", "type": "string"}], **extra})
+
+
+@pytest.mark.parametrize(
+    ("extra", "loc", "twice"),
+    [({"fields": [{"id": "total", "type": "decimal"}, {"id": "total", "type": "string"}]},
+      ("fields",), "total"),
+     ({"collections": [{"id": "day", "fields": [{"id": "x", "type": "string"}]}]},
+      ("collections",), "day"),
+     ({"collections": [{"id": "c", "fields": [{"id": "x", "type": "string"}]},
+                       {"id": "c", "fields": [{"id": "y", "type": "string"}]}]},
+      ("collections",), "c")],
+)
+def test_two_fields_or_collections_with_one_id_are_refused_naming_it(
+    extra: dict[str, object], loc: tuple[str, ...], twice: str
+) -> None:
+    """They were accepted and silently merged into one key of ctx."""
+    with pytest.raises(ValidationError) as caught:
+        priced(**extra)
+    assert caught.value.errors()[0]["loc"] == loc
+    assert f"'{twice}' is used twice" in caught.value.errors()[0]["msg"]
+
+
+def test_the_record_carries_decimals_exactly_and_typed_ctx_types_them_again() -> None:
+    config = priced()
+    request = validate_exact(build_ingest_model(config),  # as the gateway and processor do
+        b'{"email": "a@b.co", "ctx": {"total": 12345678901234567890.123456789,'
+        b' "day": "2026-02-01", "model_dump": "x"}}')
+    record = trigger_record(request, pkey="k", tenant="t", event_id="EVTp", accepted_at=1.0)
+    assert record["ctx"] == {"total": "12345678901234567890.123456789", "day": "2026-02-01",
+                             "model_dump": "x"}
+    assert typed_ctx(config, json.dumps(record["ctx"]).encode()) == {
+        "total": Decimal("12345678901234567890.123456789"), "day": date(2026, 2, 1),
+        "model_dump": "x"}
+
+
+def test_typed_ctx_refuses_what_ingestion_refuses_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        typed_ctx(priced(), b'{"total": "abc", "zzz": 1}')
+    assert [e["loc"] for e in caught.value.errors()] == [("total",), ("zzz",)]

@@ -20,6 +20,7 @@ from shared.domain.produced import (
     admit,
     build_produced_model,
     identify,
+    trigger_identity,
 )
 
 SECRET = b"s3cret"
@@ -186,3 +187,23 @@ def test_invalid_reason_names_the_location() -> None:
     with pytest.raises(ValidationError) as caught:
         build_ingest_model(config()).model_validate_json('{"ctx": {"item": "x"}}')
     assert invalid_reason(caught.value) == "invalid: email: Field required"
+
+
+def test_a_produced_record_keeps_its_decimals_exactly() -> None:
+    """It went through a float: 12345678901234567890.123456789 became 12345678901234567000."""
+    exact = b"12345678901234567890.123456789"
+    raw = record(ctx={"item": "x"}).replace(b'"x"}', b'"x", "price": ' + exact + b"}")
+    trigger = outcome(raw)
+    assert isinstance(trigger, TriggerEvent)
+    assert trigger.ctx["price"] == "12345678901234567890.123456789"
+    too_small = outcome(record(ctx={"item": "x"}).replace(b'"x"}', b'"x", "price": 1e-400}'))
+    assert isinstance(too_small, Rejected) and too_small.reason.startswith("invalid: ctx.price")
+
+
+def test_a_gateway_record_names_its_event_only_with_a_pkey_the_gateway_minted() -> None:
+    pkey = derive_pkey(SECRET, "acme", "EVTcart", "x")
+    trigger = {"pKey": pkey, "tenant": "acme", "eventId": "EVTcart", "ctx": {"a": "\u0000"}}
+    assert trigger_identity(json.dumps(trigger).encode(), SECRET) == Identified(
+        "acme", "EVTcart", pkey)
+    assert trigger_identity(json.dumps({**trigger, "tenant": "other"}).encode(), SECRET) is None
+    assert trigger_identity(b"{not json", SECRET) is None

@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 import pytest
 
 from shared.domain.events import Channel
@@ -73,3 +75,11 @@ def test_template_injection_fails_safely(attack: str) -> None:
 def test_syntax_errors_name_the_part() -> None:
     with pytest.raises(RenderError, match=r"^html:"):
         compile_message(Channel.EMAIL, {"subject": "s", "html": "{% for %}", "text": "t"})
+
+
+def test_exact_decimals_add_and_multiply_past_python_s_28_digits() -> None:
+    big = Decimal("12345678901234567890.123456789")
+    rendered = render(subject="{{ ctx.total * 2 }} {{ ctx.big + ctx.big }} {{ ctx.big * 3 }}",
+                      ctx={"total": Decimal("19.9"), "big": big})
+    assert rendered.parts["subject"] == (  # Python's default context keeps 28 digits
+        "39.8 24691357802469135780.246913578 37037036703703703670.370370367")
