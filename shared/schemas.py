@@ -1,6 +1,7 @@
-"""JSON Schemas of the topic payloads, generated from the models that read and write them.
+"""JSON Schemas of the topic payloads and of conditions, generated from the models that
+read and write them.
 
-``python -m shared.schemas`` rewrites ``schemas/topics/``; a unit test fails when the
+``python -m shared.schemas`` rewrites ``schemas/``; a unit test fails when the
 committed files drift from the models, so the documented contract is the real one.
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from shared.domain.conditions import Condition
 from shared.domain.deadletter import DeadLetter
 from shared.domain.events import TriggerEvent
 from shared.domain.produced import ProducedEvent
@@ -23,6 +25,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "topics/events.kafka.v1.json": ProducedEvent,
     "topics/send.v1.json": SendRequest,
     "topics/deadletter.v1.json": DeadLetter,
+    "conditions.v1.json": Condition,
 }
 
 
@@ -31,7 +34,7 @@ def render_schema(path: str) -> str:
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://parcours.dev/schemas/{path}",
-        "x-topics": topics,
+        **({"x-topics": topics} if topics else {}),
         **MODELS[path].model_json_schema(mode="serialization"),
     }
     return json.dumps(schema, indent=2, sort_keys=False) + "\n"
