@@ -134,7 +134,8 @@ class Authenticator:
             raise self._refuse(address, "unknown or revoked API key")
         if row.scope is not scope:
             raise HTTPException(
-                403, f"this is an {row.scope.value} key; this endpoint needs an {scope.value} key"
+                403, f"this is a key of scope {row.scope.value}; this endpoint needs one of"
+                     f" scope {scope.value}"
             )
         self._limit(row)
         return Caller(row.tenant, row.key_id, row.scope)

@@ -1,7 +1,8 @@
 """``python -m services.cli`` (installed as ``parcours``)::
 
     parcours tenants create TENANT "Name"
-    parcours keys create --tenant TENANT --scope admin|ingest|kafka [--label TEXT] [--rate N]
+    parcours keys create --tenant TENANT --scope admin|ingest|kafka|profiles
+                         [--label TEXT] [--rate N]
     parcours keys revoke KEY_ID
 
     parcours events list | create FILE.json | show|publish|unpublish|delete|schema EVENT

@@ -1,7 +1,7 @@
 """API keys: ``prc_<scope>_<key id>_<secret>``. The key id finds the row; the secret is
 compared by its SHA-256 in constant time. Scopes keep administration and ingestion apart;
 a ``kafka`` key signs records produced straight to Kafka (``record_signing``) and opens no
-HTTP endpoint.
+HTTP endpoint; a ``profiles`` key reads and writes profiles (the profile API).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ class Scope(StrEnum):
     ADMIN = "admin"
     INGEST = "ingest"
     KAFKA = "kafka"
+    PROFILES = "profiles"
 
 
-_KEY = re.compile(r"^prc_(admin|ingest|kafka)_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+_KEY = re.compile(r"^prc_(admin|ingest|kafka|profiles)_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 
 
 @dataclass(frozen=True)
