@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from services.admin.limits import MAX_LABEL, part_problems
 from services.admin.models import (
@@ -25,7 +26,8 @@ from shared.api_auth import Caller, require
 from shared.domain import lifecycle
 from shared.domain.api_keys import Scope
 from shared.domain.default_templates import default_template
-from shared.domain.events import Channel, EventConfig, build_ingest_model
+from shared.domain.events import Channel, EventConfig, build_ingest_model, typed_ctx
+from shared.domain.exact import exact_json, read_exact
 from shared.domain.lifecycle import EventState, MessageState
 from shared.domain.rendering import (
     CHANNEL_PARTS,
@@ -256,7 +258,10 @@ async def render_version(
     db: asyncpg.Connection, caller: Caller, event_id: str, version: int | None,
     profile_id: str | None, ctx: dict[str, Any],
 ) -> tuple[int, RenderedMessage, dict[str, Any] | None]:
-    """A version (default: the newest) rendered for a test profile and its sample data."""
+    """A version (default: the newest) rendered for a test profile and its sample data,
+    which ``ctx`` (read with ``read_exact``) overrides. A ctx that ingestion would refuse is
+    a 422 naming the field: ``["body", "ctx", …]``, or ``["testProfile", "sampleCtx", …]``
+    when it comes from the test profile."""
     config = (await _locked(db, caller, event_id)).config
     versions = await store.message_versions(db, caller.tenant, event_id)
     chosen = next((v for v in versions if version in (None, v.version)), None)
@@ -269,9 +274,17 @@ async def render_version(
             raise HTTPException(404, f"no test profile {profile_id!r}")
         profile, sample = found
     event = {"eventId": event_id, "pKey": "preview"}
+    try:  # typed as the sender types it: what the preview shows is what is sent
+        typed = typed_ctx(config, exact_json({**sample, **ctx}))
+    except ValidationError as error:
+        raise RequestValidationError([
+            {**e, "loc": ["body", "ctx", *e["loc"]] if e["loc"][:1] and e["loc"][0] in ctx
+             else ["testProfile", "sampleCtx", *e["loc"]]}
+            for e in error.errors(include_url=False, include_context=False,
+                                  include_input=False)]) from error
     try:
         rendered = render_message(compile_message(config.channel, chosen.template),
-                                  template_context({**sample, **ctx}, profile, event))
+                                  template_context(typed, profile, event))
     except RenderError as error:
         raise HTTPException(422, f"the template does not render: {error}") from error
     return chosen.version, rendered, profile
@@ -280,10 +293,12 @@ async def render_version(
 @router.post("/events/{event_id}/message/preview", response_model=PreviewOut,
              response_model_by_alias=True)
 async def preview_message(
-    event_id: str, preview: PreviewIn, caller: AdminCaller, db: Db
+    event_id: str, preview: PreviewIn, caller: AdminCaller, db: Db, request: Request
 ) -> PreviewOut:
+    # ctx again from the body's text: FastAPI read its numbers as floats (19.90 -> 19.9)
+    ctx = read_exact(await request.body()).get("ctx") or {}
     version, rendered, _ = await render_version(db, caller, event_id, preview.version,
-                                                 preview.profile_id, preview.ctx)
+                                                 preview.profile_id, ctx)
     return PreviewOut(version=version, parts=rendered.parts, data=rendered.data)
 
 

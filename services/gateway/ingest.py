@@ -21,6 +21,7 @@ from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.status_store import record_statuses
 from shared.domain.events import target_key, trigger_record
+from shared.domain.exact import validate_exact
 from shared.domain.lifecycle import PublishedEvent
 from shared.domain.pkeys import mint_pkey
 from shared.domain.status import Status, StatusWrite
@@ -45,7 +46,7 @@ def unavailable(what: str, reason: str) -> Refused:
 
 def validate(gateway: Gateway, published: PublishedEvent, body: bytes) -> BaseModel:
     try:
-        return gateway.ingest_model(published).model_validate_json(body)
+        return validate_exact(gateway.ingest_model(published), body)  # decimals as written
     except ValidationError as error:
         detail = [
             {**e, "loc": ["body", *e["loc"]]}

@@ -22,8 +22,8 @@ from aiokafka.errors import KafkaError
 from services.processor.handlers import (
     RELEASE_BATCH,
     Record,
-    dead_letter,
     handle_batch,
+    poisoned,
     release_held,
 )
 from services.processor.wiring import Processor
@@ -118,7 +118,7 @@ async def process(stream: faust.StreamT[Any]) -> None:
         await handle_batch(processor, records)
 
     async def poison(record: Record, reason: str) -> None:
-        await dead_letter(processor, [(record, reason)])
+        await poisoned(processor, record, reason)  # with a final status, never pending
 
     # take_events acknowledges a batch only after this body has handled it. The window
     # bounds the latency it adds; at load, batches fill before it ends.

@@ -34,7 +34,7 @@ from shared.adapters.status_store import begin_processing, record_first_statuses
 from shared.domain.deadletter import invalid_reason
 from shared.domain.events import Targeting, TriggerEvent, target_key
 from shared.domain.lifecycle import PublishedEvent
-from shared.domain.produced import Identified, Rejected, admit, identify
+from shared.domain.produced import Identified, Rejected, admit, identify, trigger_identity
 from shared.domain.record_signing import (
     Refused,
     Signed,
@@ -203,6 +203,31 @@ async def handle_batch(processor: Processor, records: Sequence[Record]) -> None:
     for status in statuses:
         EVENTS_PROCESSED.labels(status.value).inc()
     PROCESS_SECONDS.observe(time.perf_counter() - started)
+
+
+async def poisoned(processor: Processor, record: Record, reason: str) -> None:
+    """A record that failed unexpectedly, alone (``handle_isolating_poison``): its event,
+    when the record says whose it is (and, on Kafka, its signer may say so), ends
+    ``routingFailed`` with the reason instead of reading ``pending`` forever; then the
+    record is dead-lettered."""
+    secret = processor.settings.pkey_secret.encode()
+    if record.topic == EVENTS_KAFKA.name:
+        [signer] = await _signers(processor, [record])
+        named = _identify_signed(record, signer, secret)
+        event = named if isinstance(named, Identified) else None
+    else:
+        event = trigger_identity(record.value, secret)
+    if event is not None:
+        write = StatusWrite(event.pkey, event.tenant, event.event_id, Status.ROUTING_FAILED,
+                            reason)
+
+        async def attempt() -> None:
+            await processor.ensure_db()
+            await record_statuses(processor.connection, [write])
+
+        await retry_forever(attempt, "recording a failed record's status", _TRANSIENT,
+                            on_retry=RETRIES.inc)
+    await dead_letter(processor, [(record, reason)])
 
 
 async def _published(

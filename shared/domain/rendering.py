@@ -30,8 +30,19 @@ from shared.domain.render_limits import (
 )
 from shared.domain.text_size import TooDeep, text_size
 
-_HTML_ENV = LimitedEnvironment(autoescape=True)
-_TEXT_ENV = LimitedEnvironment(autoescape=False)
+
+class _Environment(LimitedEnvironment):
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``ctx.items``, ``p.copy``: a key the event's configuration named wins over the
+        dict's own method of that name (Jinja prefers the attribute), as the id's owner
+        means it; ``ctx.items()`` still works where no field is called ``items``."""
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+_HTML_ENV = _Environment(autoescape=True)
+_TEXT_ENV = _Environment(autoescape=False)
 
 
 class PartKind(Enum):

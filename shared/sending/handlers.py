@@ -24,6 +24,8 @@ from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.delivery_ledger import Claimable, Outcome
 from shared.adapters.kafka import publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.domain.deadletter import invalid_reason
+from shared.domain.events import EventConfig, typed_ctx
 from shared.domain.rendering import (
     CompiledMessage,
     RenderError,
@@ -133,7 +135,9 @@ async def _with_retries(sender: Sender, operation: Callable[[], Awaitable[T]], w
     return await retry_forever(operation, what, _DB_OR_KAFKA, on_retry=retries.inc)
 
 
-async def _compiled_template(sender: Sender, request: SendRequest) -> CompiledMessage | None:
+async def _compiled_template(
+    sender: Sender, request: SendRequest
+) -> tuple[CompiledMessage, EventConfig] | None:
     published = await sender.catalog.get(request.tenant, request.eventId)
     if published is None or published.template is None:
         return None
@@ -141,7 +145,7 @@ async def _compiled_template(sender: Sender, request: SendRequest) -> CompiledMe
     key = (request.tenant, request.eventId, orjson.dumps(published.template))
     if key not in sender.templates:
         sender.templates[key] = compile_message(request.channel, published.template)
-    return sender.templates[key]
+    return sender.templates[key], published.config
 
 
 def _outcome(
@@ -161,13 +165,20 @@ def _failed(sender: Sender, request: SendRequest, metric: str, reason: str) -> O
 async def _send(sender: Sender, request: SendRequest) -> Outcome:
     spec, event = sender.spec, {"eventId": request.eventId, "pKey": request.pKey}
     try:
-        compiled = await _with_retries(sender, lambda: _compiled_template(sender, request),
-                                       "loading the template")
-        if compiled is None:
+        found = await _with_retries(sender, lambda: _compiled_template(sender, request),
+                                    "loading the template")
+        if found is None:
             return _failed(sender, request, "not_published", "the event's message is not published")
-        rendered = render_message(compiled, template_context(request.ctx, request.profile, event))
+        compiled, config = found
+        # The record carries ctx as JSON (decimals as strings); the template sees it typed
+        # by the event's fields, exactly as the preview does: what it shows is what goes.
+        ctx = typed_ctx(config, orjson.dumps(request.ctx))
+        rendered = render_message(compiled, template_context(ctx, request.profile, event))
     except RenderError as error:
         return _failed(sender, request, "render", f"template error: {error}")
+    except ValidationError as error:  # the fields changed since the event was accepted
+        return _failed(sender, request, "ctx", f"ctx no longer matches the event's fields: "
+                                               f"{invalid_reason(error)}")
 
     try:
         reference = await retry_forever(

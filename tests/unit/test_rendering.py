@@ -83,3 +83,12 @@ def test_exact_decimals_add_and_multiply_past_python_s_28_digits() -> None:
                       ctx={"total": Decimal("19.9"), "big": big})
     assert rendered.parts["subject"] == (  # Python's default context keeps 28 digits
         "39.8 24691357802469135780.246913578 37037036703703703670.370370367")
+
+
+def test_a_field_named_like_a_dict_method_is_the_field() -> None:
+    """{% for p in ctx.items %} iterated dict.items, a method: the send failed."""
+    rendered = render(subject="{% for p in ctx.items %}{{ p.copy }}{% endfor %} {{ ctx.keys }}",
+                      text="{{ ctx.get('keys') }} {{ profile.items()|list|length }}",
+                      ctx={"items": [{"copy": "a"}, {"copy": "b"}], "keys": 3})
+    assert rendered.parts["subject"] == "ab 3"
+    assert rendered.parts["text"] == "3 1"
