@@ -15,6 +15,7 @@ from starlette.responses import Response
 from services.gateway.ingest import (
     Refused,
     accept_once,
+    batch_items,
     item_body,
     new_pkey,
     produce_all,
@@ -223,14 +224,14 @@ async def post_batch(
     except Refused as refused:
         return _answer(refused)
     try:
-        batch = BatchIn.model_validate_json(body)
+        BatchIn.model_validate_json(body)  # count and shape; the items: batch_items
     except ValidationError as error:
         too_many = any(e["type"] == "too_long" for e in error.errors())
         return _answer(Refused(413 if too_many else 422, error.errors(
             include_url=False, include_input=False, include_context=False), "invalid"))
     results: list[ItemResult] = []
     valid: list[tuple[int, BaseModel, str]] = []
-    for index, item in enumerate(batch.events):
+    for index, item in enumerate(batch_items(body)):  # numbers as written
         try:
             parsed = validate(gateway, published, item_body(item))
         except Refused as refused:

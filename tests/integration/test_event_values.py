@@ -83,6 +83,27 @@ async def test_the_preview_shows_what_the_customer_receives(
     assert mail["subject"] == preview.json()["parts"]["subject"] == f"T 39.8 {BIG} 2026"
 
 
+async def test_a_batch_item_keeps_its_decimals_exactly(
+    admin: httpx.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    """The batch endpoint read its items' numbers as floats before validating them."""
+    event_id = await live_event(admin, PRICED, {"subject": SUBJECT, "text": "x"})
+    email = unique_email("batch")
+    item = f'{{"email": "{email}", "ctx": {{"total": 19.90, "big": {BIG}, "day": "2026-02-01"}}}}'
+
+    async def posted() -> httpx.Response | None:
+        response = await http.post(f"{GATEWAY}/v1/events/{event_id}/batch",
+                                   content=f'{{"events": [{item}]}}'.encode(),
+                                   headers={"content-type": "application/json"})
+        return response if response.status_code != 404 else None
+
+    [result] = (await eventually(posted, "the batch endpoint to go live")).json()["results"]
+    assert result["status"] == 202, result
+    assert (await final_status(http, result["href"]))["status"] == "processed"
+    [mail] = await mails_to(http, email)
+    assert mail["subject"] == f"T 39.80 {BIG} 2026"
+
+
 async def test_a_proof_types_the_sample_data_as_a_send_does(
     admin: httpx.AsyncClient, http: httpx.AsyncClient
 ) -> None:
