@@ -25,8 +25,11 @@ from pydantic import (
     StringConstraints,
     Tag,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from shared.domain.conditions.problems import ConditionError, Loc, Problem
 
@@ -41,7 +44,23 @@ PATH_PATTERN = rf"^{SEGMENT}(\.{SEGMENT}){{0,3}}$"
 Path = Annotated[str, StringConstraints(pattern=PATH_PATTERN), Field(
     description="a field of the record: a built-in such as `city`, `attributes.<id>`,"
                 " `consent.<channel>` or `ctx.<field>`, as the caller's schema names them")]
-Scalar = StrictBool | StrictInt | StrictFloat | Annotated[StrictStr, Field(max_length=MAX_TEXT)]
+
+
+def _one_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """One error for a value of no JSON scalar type, not one per member of the union."""
+    try:
+        return handler(value)
+    except ValidationError:
+        if isinstance(value, str):
+            raise PydanticCustomError("string_too_long",
+                                      f"must have at most {MAX_TEXT} characters") from None
+        raise PydanticCustomError("scalar", "must be a string, a number or a boolean") from None
+
+
+Scalar = Annotated[
+    StrictBool | StrictInt | StrictFloat | Annotated[StrictStr, Field(max_length=MAX_TEXT)],
+    WrapValidator(_one_error),
+]
 Part = Literal["year", "month", "day"]
 PartField = Annotated[Part | None, Field(
     description="compare the year, month or day of a date or datetime (datetimes in UTC)")]
@@ -108,7 +127,7 @@ class Span(BaseModel):
 
     @model_validator(mode="after")
     def _one_unit(self) -> Span:
-        if len(self.model_fields_set) != 1:
+        if sum(getattr(self, unit) is not None for unit in type(self).model_fields) != 1:
             raise ValueError("give exactly one of hours, days, months, years")
         return self
 
