@@ -14,6 +14,7 @@ from shared.adapters import idempotency_store
 from shared.adapters.catalog_store import CatalogCache
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
 from shared.adapters.producer import RenewingProducer
+from shared.adapters.profile_schema_store import ProfileSchemaCache
 from shared.api_auth import Authenticator
 from shared.bounded import BoundedDict
 from shared.domain.events import EventConfig, build_ingest_model
@@ -30,6 +31,7 @@ class Gateway:
     catalog: CatalogCache
     authenticator: Authenticator
     producer: RenewingProducer
+    profile_schemas: ProfileSchemaCache = field(default=None)  # type: ignore[assignment]
     # Keyed by the configuration itself: ids and versions repeat across tenants and when
     # an event is deleted and created again.
     _models: dict[EventConfig, type[BaseModel]] = field(
@@ -62,7 +64,9 @@ class Gateway:
         # connects as soon as the broker is back; so does a renewed producer.
         producer = RenewingProducer(settings, "gateway")
         producer.start_in_background()
-        gateway = cls(settings, pool, catalog, Authenticator(pool), producer)
+        profile_schemas = ProfileSchemaCache(pool)
+        await profile_schemas.listen(settings.pg_dsn)
+        gateway = cls(settings, pool, catalog, Authenticator(pool), producer, profile_schemas)
         gateway._tasks = [asyncio.create_task(gateway._forget_old_idempotency_keys())]
         return gateway
 
@@ -82,4 +86,6 @@ class Gateway:
                 await task
         await self.producer.stop()
         await self.catalog.close()
+        if self.profile_schemas is not None:
+            await self.profile_schemas.close()
         await self.pool.close()

@@ -1,13 +1,22 @@
-"""Profiles in PostgreSQL: lookup by the event's target, and seeding."""
+"""Profiles in PostgreSQL: lookup by the event's target, writes (last writer wins),
+reads, erasure, and seeding."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
 import asyncpg
+import jiter
+
+from shared.adapters import consent_store, erasure
+from shared.domain.profile_schema import BUILT_INS, attributes_json
+from shared.domain.profiles import ProfileWrite
 
 PROFILE_COLUMNS = (
-    "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, attributes"
+    "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, time_zone,"
+    " locale, attributes"
 )
 
 
@@ -78,3 +87,119 @@ async def upsert_profiles(
             for p in profiles
         ],
     )
+
+
+# --- writes: the profile API now, Kafka and imports later --------------------------------
+
+_COLUMNS = tuple(BUILT_INS.values())
+_SET = ",\n       ".join(
+    f"{c} = CASE WHEN '{c}' = ANY($15::text[]) THEN EXCLUDED.{c} ELSE p.{c} END"
+    for c in _COLUMNS)
+# One statement: insert, or update only a real profile last written no later than this
+# write (last writer wins by the write's timestamp; a test profile is the admin API's).
+_WRITE = f"""
+INSERT INTO profiles AS p (tenant_id, profile_id, {", ".join(_COLUMNS)}, attributes,
+                           push_registrations, written_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb,
+        coalesce($12::jsonb, '[]'::jsonb), $13)
+ON CONFLICT (tenant_id, profile_id) DO UPDATE
+   SET {_SET},
+       attributes = CASE WHEN $14 THEN EXCLUDED.attributes
+                         ELSE (p.attributes || EXCLUDED.attributes) - $16::text[] END,
+       push_registrations = CASE WHEN $12::jsonb IS NULL THEN p.push_registrations
+                                 ELSE EXCLUDED.push_registrations END,
+       written_at = EXCLUDED.written_at, updated_at = now()
+ WHERE NOT p.is_test AND p.written_at <= EXCLUDED.written_at
+RETURNING xmax = 0 AS created
+"""
+
+Outcome = Literal["created", "updated", "stale", "test"]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    outcome: Outcome
+    written_at: datetime | None = None  # for "stale": the later write's timestamp
+
+
+async def apply_profile_write(
+    connection: asyncpg.Connection, tenant: str, write: ProfileWrite, written_at: datetime
+) -> WriteResult:
+    """Apply a validated write made at ``written_at``: the profile in one statement (a
+    write older than the stored one loses: "stale"; a test profile's id: "test"), then its
+    consent changes, each of which wins by the same timestamp. Call it in a transaction."""
+    values = [write.fields.get(c) for c in _COLUMNS]
+    devices = None if write.devices is None else list(write.devices)
+    created = await connection.fetchval(
+        _WRITE, tenant, write.profile_id, *values, attributes_json(write.attributes), devices,
+        written_at, write.replace, list(write.fields), list(write.removed))
+    if created is None:
+        row = await connection.fetchrow(
+            "SELECT is_test, written_at FROM profiles WHERE tenant_id = $1 AND profile_id = $2",
+            tenant, write.profile_id)
+        if row is None:  # cannot happen: the row the statement saw is still locked
+            raise RuntimeError(f"profile {write.profile_id!r} vanished during its write")
+        return WriteResult("test") if row["is_test"] else WriteResult("stale", row["written_at"])
+    await consent_store.apply_changes(connection, tenant, write.profile_id, write.consent,
+                                      written_at, write.source)
+    return WriteResult("created" if created else "updated")
+
+
+# --- reads ------------------------------------------------------------------------------
+
+_READ = (f"SELECT profile_id, {', '.join(_COLUMNS)}, attributes::text AS attributes_text,"
+         " push_registrations, written_at, updated_at FROM profiles")
+
+
+def _stored(row: asyncpg.Record) -> dict[str, Any]:
+    """A row with its attributes read exactly: decimals as Decimal, not binary floats."""
+    stored = dict(row)
+    stored["attributes"] = jiter.from_json(stored.pop("attributes_text").encode(),
+                                           float_mode="decimal")
+    return stored
+
+
+async def read_profile(
+    connection: asyncpg.Connection, tenant: str, profile_id: str
+) -> dict[str, Any] | None:
+    """A real profile's row (never a test profile's)."""
+    row = await connection.fetchrow(
+        f"{_READ} WHERE tenant_id = $1 AND profile_id = $2 AND NOT is_test", tenant, profile_id)
+    return None if row is None else _stored(row)
+
+
+async def is_test_profile(connection: asyncpg.Connection, tenant: str, profile_id: str) -> bool:
+    return bool(await connection.fetchval(
+        "SELECT is_test FROM profiles WHERE tenant_id = $1 AND profile_id = $2",
+        tenant, profile_id))
+
+
+async def lookup_profiles(
+    connection: asyncpg.Connection, tenant: str, *, email: str | None = None,
+    mobile_phone: str | None = None, limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Real profiles with this email address (in any case) or mobile phone, by id."""
+    column, value = (("lower(email)", email.strip().lower()) if email is not None
+                     else ("mobile_phone", (mobile_phone or "").strip()))
+    rows = await connection.fetch(
+        f"{_READ} WHERE tenant_id = $1 AND {column} = $2 AND NOT is_test"
+        " ORDER BY profile_id LIMIT $3", tenant, value, limit)
+    return [_stored(row) for row in rows]
+
+
+# --- erasure and export -------------------------------------------------------------------
+
+async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
+                 ) -> dict[str, int]:
+    devices = await connection.fetch(
+        "DELETE FROM profiles WHERE tenant_id = $1 AND profile_id = $2 AND NOT is_test"
+        " RETURNING jsonb_array_length(push_registrations) AS devices", tenant, profile_id)
+    return {"profile": len(devices), "pushDevices": sum(r["devices"] for r in devices)}
+
+
+async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
+                  ) -> dict[str, Any]:
+    return {"profile": await read_profile(connection, tenant, profile_id)}
+
+
+erasure.register(erasure.PersonalData("profile", _erase, _export, order=erasure.LAST))
