@@ -31,6 +31,7 @@ import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextvars import ContextVar
+from decimal import Decimal
 from functools import lru_cache, wraps
 from string import Formatter
 from typing import Any, TypeVar, cast
@@ -545,10 +546,23 @@ class _LimitedCodeGenerator(CodeGenerator):
         self.write("))")
 
 
+_ARITHMETIC = frozenset({"+", "-", "*", "/", "//", "%", "**"})
+
+
+def _exact_operands(left: Any, right: Any) -> tuple[Any, Any]:
+    """A float beside a Decimal becomes the Decimal its literal was: a marketer's
+    ``ctx.total * 1.2`` means 1.2 exactly, and Python refuses to mix the two types."""
+    if isinstance(left, Decimal) and isinstance(right, float):
+        return left, Decimal(repr(right))
+    if isinstance(right, Decimal) and isinstance(left, float):
+        return Decimal(repr(left)), right
+    return left, right
+
+
 class LimitedEnvironment(SandboxedEnvironment):
     """Jinja's sandbox with the limits above."""
 
-    intercepted_binops = frozenset(_BINOPS)
+    intercepted_binops = frozenset(_BINOPS) | _ARITHMETIC
     code_generator_class = _LimitedCodeGenerator
 
     def __init__(self, *, autoescape: bool, finalize: Callable[..., Any] | None = None) -> None:
@@ -567,7 +581,10 @@ class LimitedEnvironment(SandboxedEnvironment):
             tests[name] = _checked_filter(tests[name], check)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        _BINOPS[operator](left, right)
+        left, right = _exact_operands(left, right)
+        check = _BINOPS.get(operator)
+        if check is not None:
+            check(left, right)
         return super().call_binop(context, operator, left, right)
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:

@@ -85,6 +85,15 @@ def test_exact_decimals_add_and_multiply_past_python_s_28_digits() -> None:
         "39.8 24691357802469135780.246913578 37037036703703703670.370370367")
 
 
+def test_a_float_literal_beside_a_decimal_is_the_decimal_it_was_written_as() -> None:
+    """Python refuses Decimal * float; a marketer's 1.2 means exactly 1.2."""
+    rendered = render(
+        subject="{{ ctx.total * 1.2 }} {{ 0.1 + ctx.total }} {{ ctx.total - 0.9 }}"
+                " {{ ctx.total / 2.5 }} {{ ctx.total // 0.5 }} {{ ctx.total % 0.5 }}",
+        ctx={"total": Decimal("19.9")})
+    assert rendered.parts["subject"] == "23.88 20.0 19.0 7.96 39 0.4"
+
+
 def test_a_field_named_like_a_dict_method_is_the_field() -> None:
     """{% for p in ctx.items %} iterated dict.items, a method: the send failed."""
     rendered = render(subject="{% for p in ctx.items %}{{ p.copy }}{% endfor %} {{ ctx.keys }}",
