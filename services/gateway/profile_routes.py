@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import asyncpg
-import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -28,6 +26,7 @@ from shared.adapters.profile_schema_store import TenantSchema
 from shared.api_auth import Caller, require
 from shared.domain.api_keys import Scope
 from shared.domain.consent import consent_view
+from shared.domain.exact import exact_json
 from shared.domain.profile_schema import typed_attributes
 from shared.domain.profiles import (
     PROFILE_ID,
@@ -53,15 +52,9 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
-def _as_number(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(str(value))  # its exact digits, as a JSON number
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body, default=_as_number), status,
-                    media_type="application/json")
+    """Decimals as JSON numbers with their exact digits."""
+    return Response(exact_json(body), status, media_type="application/json")
 
 
 _UNDECLARED = ("not an attribute of this tenant's profile schema; declare it with PUT"

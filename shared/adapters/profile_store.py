@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
-import jiter
 
 from shared.adapters import consent_store, erasure
+from shared.domain.exact import read_exact
 from shared.domain.profile_schema import BUILT_INS, attributes_json
 from shared.domain.profiles import ProfileWrite
 
@@ -154,8 +154,7 @@ _READ = (f"SELECT profile_id, {', '.join(_COLUMNS)}, attributes::text AS attribu
 def _stored(row: asyncpg.Record) -> dict[str, Any]:
     """A row with its attributes read exactly: decimals as Decimal, not binary floats."""
     stored = dict(row)
-    stored["attributes"] = jiter.from_json(stored.pop("attributes_text").encode(),
-                                           float_mode="decimal")
+    stored["attributes"] = read_exact(stored.pop("attributes_text").encode())
     return stored
 
 

@@ -164,8 +164,9 @@ def _definition(python_type: Any, required: bool, alias: str) -> tuple[Any, Any]
     return python_type | None, Field(None, alias=alias)
 
 
-def _object(name: str, items: list[tuple[str, Any, bool]]) -> type[BaseModel]:
-    """A strict object of (JSON key, type, required); the keys are aliases of f_0, f_1..."""
+def aliased_object(name: str, items: list[tuple[str, Any, bool]]) -> type[BaseModel]:
+    """A strict object of (JSON key, type, required); the keys are aliases of f_0, f_1...
+    (also the model of a profile's attributes: any name users choose is safe as a key)"""
     definitions = {f"f_{n}": _definition(t, required, key)
                    for n, (key, t, required) in enumerate(items)}
     model: type[BaseModel] = create_model(  # type: ignore[call-overload]
@@ -184,8 +185,8 @@ def build_ctx_model(
     Dump it ``by_alias`` (its config does) to get the event's own ids back."""
     items = _fields(fields)
     for collection in collections:
-        item = _object(f"{name}_{collection.id}_item", _fields(collection.fields))
+        item = aliased_object(f"{name}_{collection.id}_item", _fields(collection.fields))
         items.append((collection.id,
                       Annotated[list[item], Field(max_length=collection.max_items)],  # type: ignore[valid-type]
                       False))
-    return _object(f"{name}_ctx", items)
+    return aliased_object(f"{name}_ctx", items)

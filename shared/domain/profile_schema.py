@@ -9,9 +9,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
+
+from shared.domain.exact import exact_json
 
 # Built-in fields: the API's name -> the profiles column (what templates see).
 BUILT_INS: dict[str, str] = {
@@ -113,15 +114,9 @@ EMPTY_SCHEMA = ProfileSchema()
 # read back as date and datetime.
 
 
-def _as_number(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(str(value))  # its exact text, as a JSON number
-    raise TypeError(f"{type(value).__name__} cannot be stored in attributes")
-
-
 def attributes_json(attributes: dict[str, Any]) -> str:
     """JSON text of typed attribute values, decimals as numbers with their exact digits."""
-    return orjson.dumps(attributes, default=_as_number).decode()
+    return exact_json(attributes).decode()
 
 
 def typed_attributes(schema: ProfileSchema, stored: dict[str, Any]) -> dict[str, Any]:

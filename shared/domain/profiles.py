@@ -4,8 +4,8 @@ later.
 
 A body is JSON parsed with exact decimals (``parse_body``), then validated by the model
 ``build_write_model`` makes for the tenant's schema. Attribute names and topic ids are the
-tenant's words and never become Python names: the models' fields are ``a_<n>`` and
-``t_<n>`` with the name as alias, and only aliases are accepted as keys.
+tenant's words and never become Python names: their models are ``fields.aliased_object``
+(``f_<n>`` with the name as alias, and only aliases are accepted as keys), as for events.
 
 PUT replaces the profile: a field or attribute left out is cleared, devices too. PATCH
 merges: what is left out stays, ``null`` clears a field or removes an attribute. Either
@@ -14,11 +14,9 @@ way, consent and subscriptions change only where the body says so.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,7 +34,8 @@ from pydantic import (
 )
 
 from shared.domain.consent import ConsentChange, ConsentIn, consent_changes
-from shared.domain.fields import INT64, EmailAddress, PhoneNumber
+from shared.domain.exact import read_exact
+from shared.domain.fields import INT64, EmailAddress, ExactDecimal, PhoneNumber, aliased_object
 from shared.domain.profile_schema import BUILT_INS, AttributeType, ProfileSchema
 
 PROFILE_ID = r"^[A-Za-z0-9_.@+\-]{1,128}$"
@@ -90,12 +89,11 @@ DateTimeText = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
 # The ingestion API's address rules, on storable text.
 Email = Annotated[Text, *EmailAddress.__metadata__]
 Phone = Annotated[Text, *PhoneNumber.__metadata__]
-Decimal38 = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=38)]
 
 ATTRIBUTE_TYPES: dict[AttributeType, Any] = {
     AttributeType.STRING: Annotated[Text, StringConstraints(max_length=MAX_TEXT)],
     AttributeType.INTEGER: Annotated[int, Field(strict=True, ge=INT64[0], le=INT64[1])],
-    AttributeType.DECIMAL: Decimal38,
+    AttributeType.DECIMAL: ExactDecimal,
     AttributeType.BOOLEAN: StrictBool,
     AttributeType.DATE: DateText,
     AttributeType.DATETIME: DateTimeText,
@@ -145,27 +143,21 @@ assert set(BUILT_INS.values()) <= set(_ProfileBody.model_fields)
 def build_write_model(schema: ProfileSchema, name: str = "ProfileWrite") -> type[BaseModel]:
     """The model of a profile write for this schema: built-ins, the declared attributes
     (each optional, typed) and subscriptions to the declared topics."""
-    attributes: dict[str, Any] = {
-        f"a_{n}": (ATTRIBUTE_TYPES[spec.type] | None, Field(None, alias=spec.name))
-        for n, spec in enumerate(schema.attributes)}
-    topics: dict[str, Any] = {f"t_{n}": (StrictBool | None, Field(None, alias=topic.id))
-                              for n, topic in enumerate(schema.topics)}
-    attributes_model = create_model(f"{name}Attributes", __config__=_STRICT, **attributes)
-    topics_model = create_model(f"{name}Topics", __config__=_STRICT, **topics)
-    model: type[BaseModel] = create_model(
-        name, __base__=_ProfileBody, attributes=(attributes_model | None, None),
-        topics=(topics_model | None, None))
+    attributes = aliased_object(f"{name}Attributes", [
+        (spec.name, ATTRIBUTE_TYPES[spec.type], False) for spec in schema.attributes])
+    topics = aliased_object(f"{name}Topics", [
+        (topic.id, StrictBool, False) for topic in schema.topics])
+    nested: dict[str, Any] = {"attributes": (attributes | None, None),
+                              "topics": (topics | None, None)}
+    model: type[BaseModel] = create_model(name, __base__=_ProfileBody, **nested)
     return model
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def parse_body(body: bytes) -> Any:
     """JSON text as Python values, numbers with a fraction or an exponent as exact Decimals
-    (never through a binary float). Raises ValueError for what is not JSON."""
-    return json.loads(body, parse_float=Decimal, parse_constant=_no_constant)
+    (never through a binary float: ``exact.read_exact``). Raises ValueError for what is not
+    JSON; NaN and Infinity are refused by the fields they reach."""
+    return read_exact(body)
 
 
 @dataclass(frozen=True)
