@@ -8,8 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.admin import proofs, test_profiles
-from services.admin.handlers import readiness, router
+from services.admin import event_routes, proof_routes, test_profile_routes
 from services.admin.limits import BodyLimit
 from services.admin.metrics import RequestMetrics
 from shared.adapters.postgres import create_pool
@@ -39,10 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.pool.close()
 
     app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)
-    app.include_router(router)
-    app.include_router(proofs.router)
-    app.include_router(test_profiles.router)
-    app.include_router(operations_router(readiness))
+    for routes in (event_routes, proof_routes, test_profile_routes):
+        app.include_router(routes.router)
+    app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestMetrics)  # added last: outermost, it counts the 413s too

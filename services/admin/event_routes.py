@@ -1,17 +1,19 @@
-"""Admin routes: configure, publish and unpublish events; edit, preview and publish
-their messages. Every call needs an admin key and sees only its tenant."""
+"""Admin routes for events and their messages: configure, publish and unpublish events;
+edit, preview and publish their messages. Every call needs an admin key and sees only its
+tenant."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from services.admin.dependencies import AdminCaller, Db
 from services.admin.limits import MAX_LABEL, part_problems
 from services.admin.models import (
     EventOut,
@@ -20,11 +22,9 @@ from services.admin.models import (
     PreviewOut,
     VersionOut,
 )
-from services.admin.storable import storable
 from shared.adapters import admin_store as store
-from shared.api_auth import Caller, require
+from shared.api_auth import Caller
 from shared.domain import lifecycle
-from shared.domain.api_keys import Scope
 from shared.domain.default_templates import default_template
 from shared.domain.events import Channel, EventConfig, build_ingest_model, typed_ctx
 from shared.domain.exact import exact_json, read_exact
@@ -39,24 +39,6 @@ from shared.domain.rendering import (
 )
 
 router = APIRouter(prefix="/admin/v1")
-AdminCaller = Annotated[Caller, Depends(require(Scope.ADMIN))]
-
-
-async def transaction(
-    request: Request, _storable: Annotated[None, Depends(storable)]
-) -> AsyncIterator[asyncpg.Connection]:
-    """A connection in a transaction, once the request holds nothing PostgreSQL would refuse
-    to store (``storable``: a 422 naming the field)."""
-    pool: asyncpg.Pool = request.app.state.pool
-    async with pool.acquire() as connection, connection.transaction():
-        yield connection
-
-
-# scope="function": the transaction commits when the route returns, before the answer is
-# sent. FastAPI's default ("request") closes it after the answer went out, so a client's
-# next call could miss what a 200 had just reported (about 1 in 4 under load), and a
-# failed commit came after a success.
-Db = Annotated[asyncpg.Connection, Depends(transaction, scope="function")]
 
 
 async def _locked(db: asyncpg.Connection, caller: Caller, event_id: str) -> store.StoredEvent:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from services.admin.handlers import AdminCaller, Db
+from services.admin.dependencies import AdminCaller, Db
 from shared.adapters import test_profile_store as store
 from shared.domain.fields import EmailAddress, PhoneNumber
 

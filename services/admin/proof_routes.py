@@ -10,7 +10,8 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from services.admin.handlers import AdminCaller, Db, render_version
+from services.admin.dependencies import AdminCaller, Db
+from services.admin.event_routes import render_version
 from services.admin.models import ProofIn, ProofOut
 from shared.adapters import test_profile_store
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
