@@ -31,6 +31,7 @@ from shared.domain.conditions import (
 )
 from shared.domain.conditions.model import MAX_DEPTH, MAX_NODES, MAX_VALUES
 from shared.domain.fields import FieldType
+from shared.domain.profile_schema import AttributeType
 from tests.condition_cases import EMAILS, NOW, SCHEMA, TAGS, TEXT, conditions, profiles
 
 V = ValueType
@@ -176,8 +177,20 @@ def test_every_problem_is_named_at_its_place_all_at_once() -> None:
     assert "must be a datetime with its offset" in found[9][1]
 
 
-def test_the_attribute_types_include_every_event_field_type() -> None:
+def test_the_types_are_the_profile_attribute_types_and_include_the_event_field_types() -> None:
+    assert {t.value for t in AttributeType} == {t.value for t in V}
     assert {t.value for t in FieldType} <= {t.value for t in V}
+
+
+def test_paths_take_attribute_names_and_topic_ids() -> None:
+    long_name = "a" * 64
+    schema = {f"attributes.{long_name}": PathSpec(V.INTEGER, attribute_sql(long_name, V.INTEGER)),
+              "topics.weekly-news.subscribed": PathSpec(V.BOOLEAN, "subscribed")}
+    checked({"path": f"attributes.{long_name}", "op": "eq", "value": 1}, schema)
+    checked({"path": "topics.weekly-news.subscribed", "op": "eq", "value": True}, schema)
+    assert problems({"path": "a" * 65, "op": "eq", "value": 1})[0][0] == ["path"]
+    with pytest.raises(ValueError, match="not an attribute name"):
+        attribute_sql("a" * 65, V.INTEGER)
 
 
 def test_attribute_sql_is_null_when_missing_and_refuses_what_is_not_a_name() -> None:

@@ -38,12 +38,14 @@ MAX_NODES = 200  # all, any, not and tests together
 MAX_VALUES = 1_000  # values of an `in` or `notIn` list
 MAX_TEXT = 1_000  # characters of a string value
 
-SEGMENT = r"[A-Za-z][A-Za-z0-9_]{0,29}"
+# Segments are field ids, attribute names (64 characters) and topic ids (with "-").
+SEGMENT = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
 PATH_PATTERN = rf"^{SEGMENT}(\.{SEGMENT}){{0,3}}$"
 
 Path = Annotated[str, StringConstraints(pattern=PATH_PATTERN), Field(
-    description="a field of the record: a built-in such as `city`, `attributes.<id>`,"
-                " `consent.<channel>` or `ctx.<field>`, as the caller's schema names them")]
+    description="a field of the record: a built-in such as `city`, `attributes.<name>`,"
+                " `consent.<channel>.marketing` or `ctx.<field>`, as the caller's schema"
+                " names them")]
 
 
 def _one_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.domain.fields import INT64
+from shared.domain.profile_schema import ATTRIBUTE_NAME
 
 DECIMAL_DIGITS = 38  # what numeric(38, s) and payment systems keep; 1e400 is a typo
 
@@ -135,14 +136,14 @@ def fold_email(text: str) -> str:
     return text.translate(_ASCII_LOWER)
 
 
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,29}")
+_NAME = re.compile(ATTRIBUTE_NAME)
 _COLUMN = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
 
 
 def attribute_sql(name: str, type_: ValueType, column: str = "attributes") -> str:
     """The SQL of a custom attribute kept in a jsonb column, NULL when missing or JSON null.
-    Attribute names are users' words: only a field id (letters, digits, ``_``) is ever
-    written into SQL."""
+    Attribute names are users' words: only a name the profile schema allows (letters,
+    digits, ``_``) is ever written into SQL."""
     if not _NAME.fullmatch(name) or not _COLUMN.fullmatch(column):
         raise ValueError(f"not an attribute name or column: {name!r}, {column!r}")
     if type_ is ValueType.STRING_LIST:
