@@ -81,6 +81,7 @@ def test_the_seed_audience_reads_and_round_trips_as_json() -> None:
     ({"path": "city", "op": "eq", "value": "x", "extra": 1}, ["extra"], "Extra inputs"),
     ({"path": "city", "op": "eq", "value": None}, ["value"], "a string, a number"),
     ({"path": "city name", "op": "eq", "value": "x"}, ["path"], "pattern"),
+    ({"path": "city", "op": "in", "value": ["Zoë", "\ud800"]}, ["value", 1], "unicode"),
     ({"path": "city", "op": "startsWith", "value": ""}, ["value"], "at least 1 character"),
     ({"path": "city", "op": "exists", "value": True, "part": "year"}, ["part"], "Extra"),
     ({"path": "d", "op": "within", "last": {"days": 1, "hours": 1}}, ["last"], "exactly one"),

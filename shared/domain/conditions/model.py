@@ -52,10 +52,10 @@ def _one_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     """One error for a value of no JSON scalar type, not one per member of the union."""
     try:
         return handler(value)
-    except ValidationError:
-        if isinstance(value, str):
-            raise PydanticCustomError("string_too_long",
-                                      f"must have at most {MAX_TEXT} characters") from None
+    except ValidationError as error:
+        if isinstance(value, str):  # the string member's own error: too long, not Unicode
+            last = error.errors()[-1]
+            raise PydanticCustomError(last["type"], "{msg}", {"msg": last["msg"]}) from None
         raise PydanticCustomError("scalar", "must be a string, a number or a boolean") from None
 
 
