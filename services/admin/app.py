@@ -8,7 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.admin import event_routes, proof_routes, test_profile_routes
+from services.admin import (
+    event_routes,
+    profile_schema_routes,
+    proof_routes,
+    test_profile_routes,
+)
 from services.admin.limits import BodyLimit
 from services.admin.metrics import RequestMetrics
 from shared.adapters.postgres import create_pool
@@ -38,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.pool.close()
 
     app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)
-    for routes in (event_routes, proof_routes, test_profile_routes):
+    for routes in (event_routes, proof_routes, test_profile_routes, profile_schema_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)
