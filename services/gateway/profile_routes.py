@@ -115,7 +115,8 @@ def _refusal(result: profile_store.WriteResult, profile_id: str) -> HTTPExceptio
                                   " written through the admin API (/admin/v1/test-profiles)")
     return HTTPException(409, f"a later write of {profile_id!r} (at"
                               f" {result.written_at.isoformat() if result.written_at else '?'})"
-                              " was applied already: the later write wins")
+                              " was applied already: the later write wins (its consent"
+                              " changes count where newer than the consent they change)")
 
 
 async def _write(request: Request, caller: Caller, profile_id: str, replace: bool

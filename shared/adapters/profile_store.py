@@ -126,8 +126,9 @@ async def apply_profile_write(
     connection: asyncpg.Connection, tenant: str, write: ProfileWrite, written_at: datetime
 ) -> WriteResult:
     """Apply a validated write made at ``written_at``: the profile in one statement (a
-    write older than the stored one loses: "stale"; a test profile's id: "test"), then its
-    consent changes, each of which wins by the same timestamp. Call it in a transaction."""
+    write older than the stored one loses: "stale"; a test profile's id: "test", nothing
+    written), then its consent changes, each against the value it would replace, by the
+    same timestamp. Call it in a transaction."""
     values = [write.fields.get(c) for c in _COLUMNS]
     devices = None if write.devices is None else list(write.devices)
     created = await connection.fetchval(
@@ -139,9 +140,14 @@ async def apply_profile_write(
             tenant, write.profile_id)
         if row is None:  # cannot happen: the row the statement saw is still locked
             raise RuntimeError(f"profile {write.profile_id!r} vanished during its write")
-        return WriteResult("test") if row["is_test"] else WriteResult("stale", row["written_at"])
+        if row["is_test"]:
+            return WriteResult("test")
+    # Consent changes are judged one by one, by their own timestamps: an unsubscribe made
+    # before the profile's last write, but after the last consent change, still counts.
     await consent_store.apply_changes(connection, tenant, write.profile_id, write.consent,
                                       written_at, write.source)
+    if created is None:
+        return WriteResult("stale", row["written_at"])
     return WriteResult("created" if created else "updated")
 
 
