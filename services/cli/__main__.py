@@ -9,13 +9,15 @@
     parcours message show EVENT | edit EVENT FILE.json | preview EVENT [--profile ID]
     parcours message proof EVENT --profile ID | publish|unpublish|pause|resume EVENT
     parcours test-profiles list | show|delete ID | put ID FILE.json
+    parcours profiles get ID [--export] | delete ID
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a
 producer writes straight to Kafka (shared/kafka_signing.py); creating one needs the
 server's PARCOURS_KAFKA_SIGNING_SECRET, from which its secret derives. Tenants and keys
 are written to PostgreSQL directly (bootstrapping needs no key); events, messages and
 test profiles go through the admin API with PARCOURS_ADMIN_KEY (and PARCOURS_ADMIN_URL,
-default the local one).
+default the local one); profiles through the profile API with PARCOURS_PROFILES_KEY (and
+PARCOURS_GATEWAY_URL).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import argparse
 import asyncio
 import sys
 
-from services.cli import admin_client
+from services.cli import admin_client, profiles_client
 from shared.adapters.key_store import create_key, create_tenant, revoke_key
 from shared.adapters.postgres import connect
 from shared.domain.api_keys import Scope
@@ -48,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key (effective within 10 s)")
     revoke.add_argument("key_id")
     admin_client.add_verbs(nouns)
+    profiles_client.add_verbs(nouns)
     return parser
 
 
@@ -80,6 +83,8 @@ def main() -> None:
     args = _parser().parse_args()
     if args.noun in ("events", "message", "test-profiles"):
         sys.exit(admin_client.run(args))
+    if args.noun == "profiles":
+        sys.exit(profiles_client.run(args))
     sys.exit(asyncio.run(_run(args)))
 
 
