@@ -42,9 +42,9 @@ FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, data
                 suppress_health_check=list(HealthCheck))
 
 # Where a tenant's rows live; emptied for the fuzz tenant afterwards (messages go with
-# their event configuration, API keys with the tenant).
+# their event configuration, consent with its profile, API keys with the tenant).
 _TENANT_TABLES = ("event_configs", "profiles", "event_status", "deliveries",
-                  "idempotency_keys", "held_events")
+                  "idempotency_keys", "held_events", "profile_schemas")
 
 
 @dataclass(frozen=True)
