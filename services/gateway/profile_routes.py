@@ -281,9 +281,9 @@ async def post_batch(request: Request, caller: ProfilesCaller) -> Response:
         writes.append((index, to_write(profile_id, parsed, replace=batch.mode == "replace")))
     now = datetime.now(UTC)
     async with gateway.pool.acquire() as connection, connection.transaction():
-        for index, write in writes:
-            result = await profile_store.apply_profile_write(connection, caller.tenant, write,
-                                                             now)
+        applied = await profile_store.apply_profile_writes(
+            connection, caller.tenant, [write for _, write in writes], now)
+        for (index, write), result in zip(writes, applied, strict=True):
             if result.outcome in ("test", "stale"):
                 results.append(_item(index, 409, write.profile_id,
                                      _refusal(result, write.profile_id).detail))

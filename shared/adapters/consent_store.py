@@ -17,25 +17,33 @@ from shared.domain.consent import ConsentChange, ConsentRow
 _APPLY = """
 WITH changed AS (
     INSERT INTO consents AS c (tenant_id, profile_id, kind, name, value, changed_at, source)
-    SELECT $1, $2, kind, name, value, $6, $7
-      FROM unnest($3::text[], $4::text[], $5::text[]) AS u(kind, name, value)
+    SELECT $1, profile_id, kind, name, value, $7, source
+      FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+           AS u(profile_id, kind, name, value, source)
     ON CONFLICT (tenant_id, profile_id, kind, name) DO UPDATE
        SET value = EXCLUDED.value, changed_at = EXCLUDED.changed_at, source = EXCLUDED.source
      WHERE c.changed_at <= EXCLUDED.changed_at AND c.value <> EXCLUDED.value
-    RETURNING kind, name, value)
+    RETURNING profile_id, kind, name, value, source)
 INSERT INTO consent_history (tenant_id, profile_id, kind, name, value, changed_at, source)
-SELECT $1, $2, kind, name, value, $6, $7 FROM changed
+SELECT $1, profile_id, kind, name, value, $7, source FROM changed
 """
+
+Change = tuple[str, ConsentChange, str]  # profile id, change, source
 
 
 async def apply_changes(
-    connection: asyncpg.Connection, tenant: str, profile_id: str,
-    changes: tuple[ConsentChange, ...], changed_at: datetime, source: str,
+    connection: asyncpg.Connection, tenant: str, changes: list[Change], changed_at: datetime
 ) -> None:
-    if changes:
+    """Consent changes of one or many profiles, made at ``changed_at``, in one statement;
+    of two changes of the same value, the later in the list is the one made."""
+    last = {(profile_id, c.kind, c.name): (profile_id, c, source)
+            for profile_id, c, source in changes}
+    if last:
+        rows = list(last.values())
         await connection.execute(
-            _APPLY, tenant, profile_id, [c.kind.value for c in changes],
-            [c.name for c in changes], [c.value for c in changes], changed_at, source)
+            _APPLY, tenant, [r[0] for r in rows], [r[1].kind.value for r in rows],
+            [r[1].name for r in rows], [r[1].value for r in rows], [r[2] for r in rows],
+            changed_at)
 
 
 async def read_consent(
@@ -50,11 +58,12 @@ async def read_consent(
 async def read_history(
     connection: asyncpg.Connection, tenant: str, profile_id: str, limit: int = 1000
 ) -> list[dict[str, Any]]:
-    """The changes, oldest first."""
+    """The changes, oldest first (those of one write by kind and name)."""
     rows = await connection.fetch(
         "SELECT kind, name, value, changed_at AS \"changedAt\", source,"
         " recorded_at AS \"recordedAt\" FROM consent_history"
-        " WHERE tenant_id = $1 AND profile_id = $2 ORDER BY id LIMIT $3",
+        " WHERE tenant_id = $1 AND profile_id = $2 ORDER BY changed_at, kind, name, id"
+        " LIMIT $3",
         tenant, profile_id, limit)
     return [dict(row) for row in rows]
 

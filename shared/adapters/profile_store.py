@@ -122,6 +122,17 @@ class WriteResult:
     written_at: datetime | None = None  # for "stale": the later write's timestamp
 
 
+def _arguments(tenant: str, write: ProfileWrite, written_at: datetime) -> tuple[Any, ...]:
+    devices = None if write.devices is None else list(write.devices)
+    return (tenant, write.profile_id, *(write.fields.get(c) for c in _COLUMNS),
+            attributes_json(write.attributes), devices, written_at, write.replace,
+            list(write.fields), list(write.removed))
+
+
+def _consent(writes: list[ProfileWrite]) -> list[consent_store.Change]:
+    return [(w.profile_id, change, w.source) for w in writes for change in w.consent]
+
+
 async def apply_profile_write(
     connection: asyncpg.Connection, tenant: str, write: ProfileWrite, written_at: datetime
 ) -> WriteResult:
@@ -129,11 +140,7 @@ async def apply_profile_write(
     write older than the stored one loses: "stale"; a test profile's id: "test", nothing
     written), then its consent changes, each against the value it would replace, by the
     same timestamp. Call it in a transaction."""
-    values = [write.fields.get(c) for c in _COLUMNS]
-    devices = None if write.devices is None else list(write.devices)
-    created = await connection.fetchval(
-        _WRITE, tenant, write.profile_id, *values, attributes_json(write.attributes), devices,
-        written_at, write.replace, list(write.fields), list(write.removed))
+    created = await connection.fetchval(_WRITE, *_arguments(tenant, write, written_at))
     if created is None:
         row = await connection.fetchrow(
             "SELECT is_test, written_at FROM profiles WHERE tenant_id = $1 AND profile_id = $2",
@@ -144,11 +151,43 @@ async def apply_profile_write(
             return WriteResult("test")
     # Consent changes are judged one by one, by their own timestamps: an unsubscribe made
     # before the profile's last write, but after the last consent change, still counts.
-    await consent_store.apply_changes(connection, tenant, write.profile_id, write.consent,
-                                      written_at, write.source)
+    await consent_store.apply_changes(connection, tenant, _consent([write]), written_at)
     if created is None:
         return WriteResult("stale", row["written_at"])
     return WriteResult("created" if created else "updated")
+
+
+_LOCK = ("SELECT profile_id, is_test, written_at FROM profiles WHERE tenant_id = $1"
+         " AND profile_id = ANY($2::text[]) ORDER BY profile_id FOR UPDATE")
+
+
+async def apply_profile_writes(
+    connection: asyncpg.Connection, tenant: str, writes: list[ProfileWrite],
+    written_at: datetime,
+) -> list[WriteResult]:
+    """``apply_profile_write`` for many writes made at ``written_at`` (a batch, a poll of
+    records), in order, in four round trips whatever their number: the rows are locked,
+    the same statement runs for each write (pipelined), the rows are read again to tell
+    each outcome, and the consent changes go in one statement. Call it in a transaction."""
+    ids = sorted({w.profile_id for w in writes})
+    before = {row["profile_id"] for row in await connection.fetch(_LOCK, tenant, ids)}
+    await connection.executemany(_WRITE, [_arguments(tenant, w, written_at) for w in writes])
+    after = {row["profile_id"]: row for row in await connection.fetch(_LOCK, tenant, ids)}
+    results: list[WriteResult] = []
+    seen: set[str] = set()
+    for write in writes:
+        row = after[write.profile_id]
+        if row["is_test"]:
+            results.append(WriteResult("test"))
+        elif row["written_at"] != written_at:  # a later write holds the row
+            results.append(WriteResult("stale", row["written_at"]))
+        else:
+            existed = write.profile_id in before or write.profile_id in seen
+            results.append(WriteResult("updated" if existed else "created"))
+        seen.add(write.profile_id)
+    await consent_store.apply_changes(connection, tenant, _consent(
+        [w for w, r in zip(writes, results, strict=True) if r.outcome != "test"]), written_at)
+    return results
 
 
 # --- reads ------------------------------------------------------------------------------

@@ -52,8 +52,9 @@ async def test_an_older_consent_change_does_not_undo_a_newer_one(pool: asyncpg.P
     async with pool.acquire() as connection:
         await profile_store.apply_profile_write(connection, TENANT, ProfileWrite(
             profile_id, False, {}, {}, consent=(opt_out,), source="unsubscribe"), now)
-        await consent_store.apply_changes(connection, TENANT, profile_id, (opt_in,),
-                                          now - timedelta(minutes=1), "old import")
+        await consent_store.apply_changes(connection, TENANT, [(profile_id, opt_in,
+                                                                 "old import")],
+                                          now - timedelta(minutes=1))
         [row] = await consent_store.read_consent(connection, TENANT, profile_id)
         assert (row.value, row.source, row.changed_at) == ("opted-out", "unsubscribe", now)
         history = await consent_store.read_history(connection, TENANT, profile_id)
@@ -79,3 +80,34 @@ async def test_a_stale_write_still_brings_a_consent_change_newer_than_the_consen
         assert (row.name, row.value) == ("sms", "opted-out")
         profile = await profile_store.read_profile(connection, TENANT, profile_id)
         assert profile is not None and profile["city"] == "Paris"
+
+
+async def test_many_writes_at_once_tell_each_outcome(pool: asyncpg.Pool) -> None:
+    tag = uuid.uuid4().hex[:8]
+    new, old, later, tester = (f"{k}-{tag}" for k in ("new", "old", "later", "tp"))
+    now = datetime.now(UTC)
+    async with pool.acquire() as connection:
+        await profile_store.apply_profile_write(connection, TENANT, write(old, city="A"),
+                                                now - timedelta(days=1))
+        await profile_store.apply_profile_write(connection, TENANT, write(later, city="B"),
+                                                now + timedelta(days=1))
+        await connection.execute("INSERT INTO profiles (tenant_id, profile_id, is_test)"
+                                 " VALUES ($1, $2, true)", TENANT, tester)
+        sms_out = ConsentChange(ConsentKind.MARKETING, "sms", "opted-out")
+        async with connection.transaction():
+            results = await profile_store.apply_profile_writes(connection, TENANT, [
+                write(new, city="N1"), write(old, city="O"), write(new, first_name="Twice"),
+                write(later, city="Lost"), write(tester, city="T"),
+                ProfileWrite(new, False, {}, {}, consent=(sms_out,), source="batch")], now)
+        assert [r.outcome for r in results] == [
+            "created", "updated", "updated", "stale", "test", "updated"]
+        assert results[3].written_at == now + timedelta(days=1)
+        first = await profile_store.read_profile(connection, TENANT, new)
+        assert first is not None and (first["city"], first["first_name"]) == ("N1", "Twice")
+        stale = await profile_store.read_profile(connection, TENANT, later)
+        assert stale is not None and stale["city"] == "B"
+        assert await connection.fetchval(
+            "SELECT city FROM profiles WHERE tenant_id = $1 AND profile_id = $2",
+            TENANT, tester) is None
+        [consent] = await consent_store.read_consent(connection, TENANT, new)
+        assert (consent.value, consent.source) == ("opted-out", "batch")

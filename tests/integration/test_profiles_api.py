@@ -210,8 +210,8 @@ async def test_consent_and_subscriptions_are_kept_with_their_history(tenant: Ten
     assert [(c["kind"], c["name"], c["value"], c["source"]) for c in history] == [
         ("marketing", "email", "opted-in", "signup-form"),
         ("topic", "newsletter", "subscribed", "signup-form"),
-        ("marketing", "email", "opted-out", "unsubscribe-link"),
         ("block", "sms", "blocked", "unsubscribe-link"),
+        ("marketing", "email", "opted-out", "unsubscribe-link"),
         ("topic", "newsletter", "unsubscribed", "unsubscribe-link"),
         ("topic", "offers", "subscribed", "unsubscribe-link"),
     ]
