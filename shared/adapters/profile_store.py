@@ -14,15 +14,18 @@ from shared.domain.exact import read_exact
 from shared.domain.profile_schema import BUILT_INS, attributes_json
 from shared.domain.profiles import ProfileWrite
 
+# Attributes as jsonb text, read with read_exact: a decimal attribute reaches the template
+# as the Decimal that was written (the connection's jsonb codec would make it a float).
 PROFILE_COLUMNS = (
     "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, time_zone,"
-    " locale, attributes"
+    " locale, attributes::text AS attributes"
 )
 
 
 def as_profile(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     profile = dict(row)
-    attributes = profile.pop("attributes") or {}
+    text = profile.pop("attributes")
+    attributes = read_exact(text.encode()) if text else {}
     if profile.get("birth_date") is not None:
         profile["birth_date"] = profile["birth_date"].isoformat()
     return {**attributes, **profile}

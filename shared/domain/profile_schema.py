@@ -128,13 +128,13 @@ def typed_attributes(schema: ProfileSchema, stored: dict[str, Any]) -> dict[str,
 
 def _typed(kind: AttributeType | None, value: Any) -> Any:
     try:
-        if kind is AttributeType.DECIMAL and isinstance(value, int | Decimal) and not isinstance(
-                value, bool):
+        if kind is AttributeType.DECIMAL and isinstance(value, int | str | Decimal) and (
+                not isinstance(value, bool)):  # a send record carries decimals as strings
             return Decimal(value)
         if kind is AttributeType.DATE and isinstance(value, str):
             return date.fromisoformat(value)
         if kind is AttributeType.DATETIME and isinstance(value, str):
             return datetime.fromisoformat(value)
-    except ValueError:
+    except (ValueError, ArithmeticError):  # decimal.InvalidOperation is an ArithmeticError
         pass
     return value

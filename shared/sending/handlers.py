@@ -26,6 +26,7 @@ from shared.adapters.kafka import publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.domain.deadletter import invalid_reason
 from shared.domain.events import EventConfig, typed_ctx
+from shared.domain.profile_schema import ProfileSchema, typed_attributes
 from shared.domain.rendering import (
     CompiledMessage,
     RenderError,
@@ -137,7 +138,9 @@ async def _with_retries(sender: Sender, operation: Callable[[], Awaitable[T]], w
 
 async def _compiled_template(
     sender: Sender, request: SendRequest
-) -> tuple[CompiledMessage, EventConfig] | None:
+) -> tuple[CompiledMessage, EventConfig, ProfileSchema] | None:
+    """The message's template, and what types its values: the event's fields, the
+    tenant's profile schema."""
     published = await sender.catalog.get(request.tenant, request.eventId)
     if published is None or published.template is None:
         return None
@@ -145,7 +148,8 @@ async def _compiled_template(
     key = (request.tenant, request.eventId, orjson.dumps(published.template))
     if key not in sender.templates:
         sender.templates[key] = compile_message(request.channel, published.template)
-    return sender.templates[key], published.config
+    profile_schema = (await sender.profile_schemas.get(request.tenant)).schema
+    return sender.templates[key], published.config, profile_schema
 
 
 def _outcome(
@@ -169,11 +173,13 @@ async def _send(sender: Sender, request: SendRequest) -> Outcome:
                                     "loading the template")
         if found is None:
             return _failed(sender, request, "not_published", "the event's message is not published")
-        compiled, config = found
-        # The record carries ctx as JSON (decimals as strings); the template sees it typed
-        # by the event's fields, exactly as the preview does: what it shows is what goes.
+        compiled, config, profile_schema = found
+        # The record carries ctx and the profile as JSON (decimals as strings); the template
+        # sees them typed by the event's fields and the tenant's profile schema, exactly as
+        # the preview does: what it shows is what goes.
         ctx = typed_ctx(config, orjson.dumps(request.ctx))
-        rendered = render_message(compiled, template_context(ctx, request.profile, event))
+        profile = request.profile and typed_attributes(profile_schema, request.profile)
+        rendered = render_message(compiled, template_context(ctx, profile, event))
     except RenderError as error:
         return _failed(sender, request, "render", f"template error: {error}")
     except ValidationError as error:  # the fields changed since the event was accepted

@@ -11,6 +11,7 @@ from shared.adapters.catalog_store import CatalogCache
 from shared.adapters.kafka import client_security, manual_consumer
 from shared.adapters.postgres import connect, create_pool
 from shared.adapters.producer import RenewingProducer
+from shared.adapters.profile_schema_store import ProfileSchemaCache
 from shared.bounded import BoundedDict
 from shared.domain.rendering import CompiledMessage
 from shared.sending.spec import Provider, SenderSpec
@@ -27,6 +28,7 @@ class Sender:
     consumer: AIOKafkaConsumer
     producer: RenewingProducer
     provider: Provider
+    profile_schemas: ProfileSchemaCache  # types the profile a record carries
     # Bounded: each published version adds one; a rebuild costs one compilation.
     templates: dict[tuple[str, str, bytes], CompiledMessage] = field(
         default_factory=lambda: BoundedDict(512))
@@ -40,10 +42,12 @@ class Sender:
         producer = RenewingProducer(settings, spec.stage)
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
         await catalog.listen(settings.pg_dsn)
+        profile_schemas = ProfileSchemaCache(pool)
+        await profile_schemas.listen(settings.pg_dsn)
         await consumer.start()
         await producer.start()
         return cls(spec, settings, pool, connection, catalog, consumer, producer,
-                   spec.open_provider(settings))
+                   spec.open_provider(settings), profile_schemas)
 
     async def ensure_db(self) -> None:
         if self.connection.is_closed():
@@ -54,5 +58,6 @@ class Sender:
         await self.producer.stop()
         await self.provider.close()
         await self.catalog.close()
+        await self.profile_schemas.close()
         await self.connection.close()
         await self.pool.close()

@@ -269,6 +269,34 @@ async def test_an_event_accepted_after_a_write_sees_it(tenant: Tenant, pool: asy
         assert mail["subject"] == f"{name} America/New_York gold"
 
 
+async def test_a_decimal_attribute_reaches_the_email_as_written(
+    tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """19.90 stays 19.90 from the write to the message: through PostgreSQL, the send record
+    (a string there) and the tenant's schema, never through a binary float."""
+    event_id = await publish_event(pool, "profile", tenant=tenant.name, template={
+        "subject": "LTV {{ profile.lifetimeValue }} x2 {{ profile.lifetimeValue * 2 }}"
+                   " {{ profile.joined.year }}",
+        "text": "{{ ctx.item }}", "html": "<p>{{ ctx.item }}</p>"})
+    email = unique_email("ltv")
+    # The number as written, not through a float: JSON text, the email in by concatenation.
+    body = (b'{"email": "' + email.encode() + b'", "attributes": {"lifetimeValue": '
+            b'12345678901234567890.10, "joined": "2021-03-04"}}')
+
+    async def written() -> bool:
+        response = await tenant.profiles.put("/p-ltv", content=body,
+                                             headers={"content-type": "application/json"})
+        return response.status_code == 201
+
+    await eventually(written, "the profile written (the schema reaches the gateway)")
+    posted = await tenant.ingest.post(f"/v1/events/{event_id}",
+                                      json={"email": email, "ctx": {"item": "x"}})
+    assert posted.status_code == 202, posted.text
+    [mail] = await eventually(lambda: mails_to(tenant.ingest, email), "the email")
+    assert mail["subject"] == (
+        "LTV 12345678901234567890.10 x2 24691357802469135780.20 2021")
+
+
 async def _held(pool: asyncpg.Pool, tenant: str, email: str) -> asyncpg.Record | None:
     return await pool.fetchrow(
         "SELECT pkey FROM held_events WHERE tenant_id = $1 AND trigger->'target'->>'email' = $2",
