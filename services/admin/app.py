@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.admin import (
+    audience_routes,
     event_routes,
     profile_schema_routes,
     proof_routes,
@@ -43,7 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.pool.close()
 
     app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)
-    for routes in (event_routes, proof_routes, test_profile_routes, profile_schema_routes):
+    for routes in (event_routes, proof_routes, test_profile_routes, profile_schema_routes,
+                   audience_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)

@@ -10,6 +10,7 @@
     parcours message proof EVENT --profile ID | publish|unpublish|pause|resume EVENT
     parcours test-profiles list | show|delete ID | put ID FILE.json
     parcours profiles get ID [--export] | delete ID
+    parcours audiences create FILE.json | list | count|preview AUDIENCE [--limit N]
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a
 producer writes straight to Kafka (shared/kafka_signing.py); creating one needs the
@@ -26,7 +27,7 @@ import argparse
 import asyncio
 import sys
 
-from services.cli import admin_client, profiles_client
+from services.cli import admin_client, audiences, profiles_client
 from shared.adapters.key_store import create_key, create_tenant, revoke_key
 from shared.adapters.postgres import connect
 from shared.domain.api_keys import Scope
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     admin_client.add_verbs(nouns)
     profiles_client.add_verbs(nouns)
+    audiences.add_verbs(nouns)
     return parser
 
 
@@ -83,6 +85,8 @@ def main() -> None:
     args = _parser().parse_args()
     if args.noun in ("events", "message", "test-profiles"):
         sys.exit(admin_client.run(args))
+    if args.noun == "audiences":
+        sys.exit(audiences.run(args))
     if args.noun == "profiles":
         sys.exit(profiles_client.run(args))
     sys.exit(asyncio.run(_run(args)))
