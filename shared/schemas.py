@@ -16,6 +16,7 @@ from shared.domain.conditions import Condition
 from shared.domain.deadletter import DeadLetter
 from shared.domain.events import TriggerEvent
 from shared.domain.produced import ProducedEvent
+from shared.domain.profile_records import ProfileRecord
 from shared.domain.routing import SendRequest
 from shared.topics import ALL_TOPICS
 
@@ -25,6 +26,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "topics/events.kafka.v1.json": ProducedEvent,
     "topics/send.v1.json": SendRequest,
     "topics/deadletter.v1.json": DeadLetter,
+    "topics/profiles.v1.json": ProfileRecord,
     "conditions.v1.json": Condition,
 }
 

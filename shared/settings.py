@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     sender_email_bulk_metrics_port: int = 9106
     sender_sms_metrics_port: int = 9104
     sender_push_metrics_port: int = 9105
+    # profile-ingest (parcours.profiles.v1): its metrics, and its CPU priority, lower than
+    # the event path's so a profile sync never slows a transactional message.
+    profile_ingest_metrics_port: int = 9107
+    profile_ingest_nice: int = 10
 
     # SMS and push providers are reached over HTTP; locally, the provider sink records
     # every request (services/provider_sink) so tests and the demo can read them back.

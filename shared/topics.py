@@ -1,4 +1,5 @@
-"""The one catalogue of Kafka topics: name, key, partition count and payload schema.
+"""The one catalogue of Kafka topics: name, key, partition count, payload schema and topic
+configuration (applied when the topic is created).
 
 Automatic topic creation is off on the broker, so every topic the project uses must be
 listed here; ``python -m shared.adapters.kafka`` (run by ``make up``) creates the missing
@@ -8,7 +9,16 @@ Topics read by the same stage share key and partition count (co-partitioned).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+# Records expire with their segment after 7 days (the broker's log.retention.hours=168,
+# stated per topic so the catalogue says it).
+RETAINED_7_DAYS = {"cleanup.policy": "delete", "retention.ms": str(WEEK_MS)}
+# The last record of each key is kept for good; a tombstone (a null value) is kept 7 days
+# after compaction reaches it, so a consumer away for less than that still sees it.
+COMPACTED = {"cleanup.policy": "compact", "delete.retention.ms": str(WEEK_MS),
+             "min.cleanable.dirty.ratio": "0.5"}
 
 
 @dataclass(frozen=True)
@@ -18,6 +28,8 @@ class Topic:
     partitions: int
     schema: str  # path under schemas/
     description: str
+    # Kafka topic configs (cleanup.policy, retention.ms, ...), set at creation.
+    config: dict[str, str] = field(default_factory=lambda: dict(RETAINED_7_DAYS), hash=False)
 
 
 EVENTS_IN = Topic(
@@ -56,8 +68,19 @@ DEADLETTER = Topic(
     "Records that could not be processed, with the stage and the reason; replayable.",
 )
 
+# Profile writes from internal systems, keyed "<tenant>\0<profileId>": compacted, so the
+# topic keeps each profile's last write (or its tombstone, an erasure) and nothing older.
+# Read by services/profile_ingest, apart from the event path.
+PROFILES = Topic(
+    "parcours.profiles.v1", "tenant NUL profile id", 6, "topics/profiles.v1.json",
+    "Profile upserts and erasures (tombstones) internal systems produce, each signed by its "
+    "tenant; validated like the profile API, the invalid ones dead-lettered with the reason.",
+    config=dict(COMPACTED),
+)
+
 ALL_TOPICS: tuple[Topic, ...] = (
     EVENTS_IN, EVENTS_KAFKA, SEND_EMAIL_TX, SEND_EMAIL_BULK, SEND_SMS_TX, SEND_PUSH_TX, DEADLETTER,
+    PROFILES,
 )
 
 SEND_TX_TOPICS = {"email": SEND_EMAIL_TX, "sms": SEND_SMS_TX, "push": SEND_PUSH_TX}

@@ -279,11 +279,14 @@ SERVICES = (
             f"http://127.0.0.1:{settings.sender_sms_metrics_port}/metrics"),
     Service("sender-push", "services.sender_push",
             f"http://127.0.0.1:{settings.sender_push_metrics_port}/metrics"),
+    Service("profile-ingest", "services.profile_ingest",
+            f"http://127.0.0.1:{settings.profile_ingest_metrics_port}/metrics"),
 )
 SERVICE_BY_NAME = {s.name: s for s in SERVICES}
 GROUPS = {"processor": "parcours-processor", "sender-email": "parcours-sender-email",
           "sender-email-bulk": "parcours-sender-email-bulk",
-          "sender-sms": "parcours-sender-sms", "sender-push": "parcours-sender-push"}
+          "sender-sms": "parcours-sender-sms", "sender-push": "parcours-sender-push",
+          "profile-ingest": "parcours-profile-ingest"}
 
 
 def _group_has_members(group: str) -> bool:

@@ -86,7 +86,8 @@ async def publish_dead_letters(
 async def ensure_topics(
     settings: Settings, topics: tuple[Topic, ...] = ALL_TOPICS
 ) -> list[str]:
-    """Create the catalogue's missing topics; existing ones are left as they are."""
+    """Create the catalogue's missing topics with their configs (``Topic.config``:
+    cleanup.policy, retention); existing ones are left as they are."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 **client_security(settings))
     replication_factor = settings.kafka_replication_factor
@@ -97,7 +98,8 @@ async def ensure_topics(
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t.name, t.partitions, replication_factor) for t in missing]
+                    [NewTopic(t.name, t.partitions, replication_factor,
+                              topic_configs=dict(t.config)) for t in missing]
                 )
             except TopicAlreadyExistsError:
                 pass  # a concurrent creator won the race; the topic is there

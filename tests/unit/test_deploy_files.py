@@ -45,6 +45,7 @@ SERVICE_PORTS = {
     "sender_email_bulk": ("sender_email_bulk_metrics_port",),
     "sender_sms": ("sender_sms_metrics_port",),
     "sender_push": ("sender_push_metrics_port",),
+    "profile_ingest": ("profile_ingest_metrics_port",),
     "smtp_sink": ("smtp_port", "smtp_sink_http_port"),
     "provider_sink": ("provider_sink_port",),
 }
@@ -56,6 +57,7 @@ METRICS_PORT = {
     "sender_email_bulk": "sender_email_bulk_metrics_port",
     "sender_sms": "sender_sms_metrics_port",
     "sender_push": "sender_push_metrics_port",
+    "profile_ingest": "profile_ingest_metrics_port",
     "smtp_sink": "smtp_sink_http_port",
     "provider_sink": "provider_sink_port",
 }
