@@ -10,7 +10,7 @@ from fastapi.exception_handlers import http_exception_handler
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from services.gateway import profile_routes
+from services.gateway import import_routes, profile_routes
 from services.gateway.routes import post_event, readiness, router
 from services.gateway.wiring import Gateway
 from shared.operations import operations_router
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = GatewayApp(title="Parcours ingestion API", version="1", lifespan=lifespan,
                      telemetry={"tracing": False, "metrics": False, "logs": False})
     app.include_router(router)
+    app.include_router(import_routes.router)
     app.include_router(profile_routes.router)
     app.include_router(operations_router(readiness))
     return app

@@ -1,0 +1,249 @@
+"""Bulk import of profiles (``POST /v1/profiles/import``): a CSV file with a header, or
+NDJSON, read as it arrives, each row turned into the same ``ProfileWrite`` the profile API
+makes (validated by the tenant's write model, ``profiles.build_write_model``), or into a
+``Reject`` naming its line, field and reason.
+
+Every row is a merge (PATCH): a CSV file sets the columns of its header, an empty cell
+clears a field or removes an attribute; an NDJSON line is a batch item
+(``{"profileId": …, …}``, a key left out stays). CSV columns are the API's names:
+``profileId`` (required), ``email``, ``mobilePhone``, ``firstName``, …, custom attributes
+by name (a ``stringList`` as ``a|b|c``, a boolean as ``true``/``false``), ``consentSource``,
+``topics.<topic>`` (``true``/``false``) and ``consent.<email|sms|push>.<marketing|blocked>``.
+``pushDevices`` are written through the profile API only.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from shared.domain.profile_schema import BUILT_INS, AttributeType, ProfileSchema, attributes_json
+from shared.domain.profiles import PROFILE_ID, ProfileWrite, parse_body, to_write
+
+SOURCE = "import"
+COLUMNS = tuple(BUILT_INS.values())  # the profiles columns a row may set, in mask order
+_BITS = {column: 1 << n for n, column in enumerate(COLUMNS)}
+_PROFILE_ID = re.compile(PROFILE_ID)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_CHANNELS = ("email", "sms", "push")
+_TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
+_NOT_IMPORTED = ("pushDevices",)
+
+
+class HeaderError(ValueError):
+    """The file cannot be read at all (a CSV header naming an unknown column…)."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    line: int
+    profile_id: str | None
+    field: str | None
+    reason: str
+    errors: tuple[dict[str, str], ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"line": self.line, "profileId": self.profile_id, "field": self.field,
+                "reason": self.reason, "errors": list(self.errors)}
+
+
+@dataclass
+class Row:
+    """A valid row: its line (of its first physical line) and its write."""
+
+    line: int
+    write: ProfileWrite
+
+
+def staging_record(row: Row) -> tuple[Any, ...]:
+    """The row as the staging table holds it: (line, profile id, the built-in columns,
+    a mask of the columns it sets, attributes as JSON text, attributes it removes)."""
+    write = row.write
+    mask = 0
+    for column in write.fields:
+        mask |= _BITS[column]
+    return (row.line, write.profile_id, *(write.fields.get(c) for c in COLUMNS), mask,
+            attributes_json(write.attributes), list(write.removed))
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+class RowReader:
+    """Rows of one file checked against one tenant's schema and write model."""
+
+    def __init__(self, schema: ProfileSchema, model: type[BaseModel]) -> None:
+        self.schema = schema
+        self.model = model
+        self.types = schema.attribute_types()
+        self.topics = {t.id for t in schema.topics}
+        self._columns: list[tuple[str, tuple[str, ...], Any]] = []
+        self._id_index = -1
+
+    # --- CSV ------------------------------------------------------------------------
+
+    def csv_header(self, header: list[str]) -> None:
+        """Map each column to where its value goes; an unknown or repeated column, or no
+        profileId, refuses the whole file."""
+        seen: set[str] = set()
+        columns: list[tuple[str, tuple[str, ...], Any]] = []
+        for index, raw in enumerate(header):
+            name = raw.strip()
+            if name in seen:
+                raise HeaderError(f"column {name!r} appears twice in the header")
+            seen.add(name)
+            if name == "profileId":
+                self._id_index = index
+                columns.append((name, (), None))
+            elif name in BUILT_INS or name == "consentSource":
+                columns.append((name, (name,), None))
+            elif name in self.types:
+                columns.append((name, ("attributes", name), self.types[name]))
+            elif name.startswith("topics.") and name[7:] in self.topics:
+                columns.append((name, ("topics", name[7:]), AttributeType.BOOLEAN))
+            elif (parts := name.split(".")) and len(parts) == 3 and parts[0] == "consent" \
+                    and parts[1] in _CHANNELS and parts[2] in ("marketing", "blocked"):
+                kind = AttributeType.BOOLEAN if parts[2] == "blocked" else None
+                columns.append((name, tuple(parts), kind))
+            else:
+                raise HeaderError(
+                    f"column {name!r} is not a profile field, an attribute of this tenant's"
+                    " schema, topics.<topic> or consent.<channel>.<marketing|blocked>")
+        if self._id_index < 0:
+            raise HeaderError("the header has no profileId column")
+        self._columns = columns
+
+    def csv_row(self, line: int, cells: list[str]) -> Row | Reject:
+        if len(cells) != len(self._columns):
+            profile_id = cells[self._id_index] if len(cells) > self._id_index else None
+            return Reject(line, profile_id, None, f"{len(cells)} cells; the header has"
+                                                  f" {len(self._columns)} columns")
+        body: dict[str, Any] = {}
+        for (name, path, kind), text in zip(self._columns, cells, strict=True):
+            if not path:
+                continue
+            if text == "":
+                if path[0] in ("topics", "consent") or name == "consentSource":
+                    continue  # nothing said
+                value: Any = None
+            else:
+                value = _cell(text, kind)
+            target = body
+            for key in path[:-1]:
+                target = target.setdefault(key, {})
+            target[path[-1]] = value
+        return self._write(line, cells[self._id_index], body)
+
+    # --- NDJSON ---------------------------------------------------------------------
+
+    def ndjson_row(self, line: int, text: str) -> Row | Reject | None:
+        """A line of NDJSON (None for a blank line)."""
+        if not text.strip():
+            return None
+        try:
+            item = parse_body(text.encode())
+        except (ValueError, RecursionError) as error:
+            return Reject(line, None, None, f"not JSON: {error}")
+        if not isinstance(item, dict):
+            return Reject(line, None, None, "a line is a JSON object: {\"profileId\": …}")
+        profile_id = item.pop("profileId", None)
+        for key in _NOT_IMPORTED:
+            if key in item:
+                return Reject(line, profile_id if isinstance(profile_id, str) else None, key,
+                              f"{key} are written through the profile API, not imported")
+        return self._write(line, profile_id, item)
+
+    # --- both -----------------------------------------------------------------------
+
+    def _write(self, line: int, profile_id: Any, body: dict[str, Any]) -> Row | Reject:
+        if not isinstance(profile_id, str) or not _PROFILE_ID.match(profile_id):
+            return Reject(line, profile_id if isinstance(profile_id, str) else None,
+                          "profileId", "a profile id: 1 to 128 of A-Z a-z 0-9 _ . @ + -")
+        try:
+            parsed = self.model.model_validate(body)
+        except ValidationError as error:
+            errors = tuple({"field": _location(e["loc"]), "reason": e["msg"]}
+                           for e in error.errors())
+            return Reject(line, profile_id, errors[0]["field"], errors[0]["reason"], errors)
+        return Row(line, to_write(profile_id, parsed, replace=False, source=SOURCE))
+
+
+def _cell(text: str, kind: AttributeType | None) -> Any:
+    """A CSV cell as the JSON value the API would take; what does not convert is left as
+    text, for validation to refuse with the API's message."""
+    if kind is AttributeType.INTEGER and _INTEGER.fullmatch(text):
+        return int(text)
+    if kind is AttributeType.BOOLEAN:
+        lowered = text.strip().lower()
+        return True if lowered in _TRUE else False if lowered in _FALSE else text
+    if kind is AttributeType.STRING_LIST:
+        return text.split("|")
+    return text
+
+
+@dataclass
+class CsvRecords:
+    """CSV text as it arrives, cut into whole records (a quoted cell may hold newlines)
+    with the line each starts on; the first record is the header."""
+
+    _pending: str = ""
+    _pending_quotes: int = 0
+    _lines: int = 0  # physical lines handed to the csv module so far
+    header: list[str] | None = None
+    _ready: list[str] = field(default_factory=list)
+
+    def feed(self, text: str, final: bool = False) -> list[tuple[int, list[str]]]:
+        parts = (self._pending + text).split("\n")
+        self._pending = parts.pop()
+        complete: list[str] = []
+        quotes = self._pending_quotes
+        start = 0  # first line of the record being gathered, in ``lines``
+        lines = self._ready + [p + "\n" for p in parts]
+        for index, line in enumerate(lines):
+            quotes += line.count('"')
+            if quotes % 2 == 0:
+                complete.extend(lines[start:index + 1])
+                start = index + 1
+                quotes = 0
+        self._ready = lines[start:]
+        self._pending_quotes = quotes
+        if final:
+            tail = self._ready + ([self._pending] if self._pending else [])
+            complete.extend(tail)
+            self._ready, self._pending, self._pending_quotes = [], "", 0
+        records = []
+        reader = csv.reader(complete)
+        previous = 0
+        try:
+            for cells in reader:
+                first = self._lines + previous + 1
+                previous = reader.line_num
+                if cells:  # a blank line is no record
+                    records.append((first, cells))
+        except csv.Error as error:
+            raise HeaderError(f"line {self._lines + reader.line_num}: not CSV: {error}"
+                              ) from None
+        self._lines += len(complete)
+        if self.header is None and records:
+            self.header = records.pop(0)[1]
+        return records
+
+
+@dataclass
+class NdjsonLines:
+    """NDJSON text as it arrives, cut into lines with their numbers."""
+
+    _pending: str = ""
+    _lines: int = 0
+
+    def feed(self, text: str, final: bool = False) -> list[tuple[int, str]]:
+        parts = (self._pending + text).split("\n")
+        self._pending = "" if final else parts.pop()
+        numbered = [(self._lines + n + 1, part) for n, part in enumerate(parts)]
+        self._lines += len(parts)
+        return numbered
