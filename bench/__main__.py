@@ -1,4 +1,4 @@
-"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P8 in that order, then one table.
+"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P7, P8 in that order, then one table.
 
 Load goes to 127.0.0.1 only. The stack must be up (``make up``); nothing here starts,
 stops or restarts a service. A benchmark that fails is reported as failed and the
@@ -16,7 +16,15 @@ import traceback
 from collections.abc import Callable
 from datetime import datetime
 
-from bench import b1_kafka, b2_fastapi, p1_gateway, p4_latency, p5_priority, p8_scheduled
+from bench import (
+    b1_kafka,
+    b2_fastapi,
+    p1_gateway,
+    p4_latency,
+    p5_priority,
+    p7_audiences,
+    p8_scheduled,
+)
 from bench.common import RUNS, Row, progress
 from bench.loadgen import client_name
 from bench.report import table, write_json
@@ -47,7 +55,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                              "(default 1,000,000, quick 10,000)")
     parser.add_argument("--p8-count", type=int,
                         help="P8 scheduled sends per run (default 1,000, quick 200)")
-    parser.add_argument("--only", nargs="+", choices=("B1", "B2", "P1", "P4", "P5", "P8"),
+    parser.add_argument("--p7-profiles", type=int,
+                        help="P7 profiles created (default 1,000,000, quick 50,000)")
+    parser.add_argument("--only", nargs="+",
+                        choices=("B1", "B2", "P1", "P4", "P5", "P7", "P8"),
                         help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
 
@@ -80,7 +91,7 @@ def main(argv: list[str]) -> int:
     progress(f"bench {'--quick ' if quick else ''}{stamp}: {os.cpu_count()} cores, load "
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
-    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P5", "P8"))
+    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P5", "P7", "P8"))
     rows: list[Row] = []
     if "B1" in wanted:
         rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
@@ -99,6 +110,9 @@ def main(argv: list[str]) -> int:
         rows += _attempt("P5", "tx latency beside a bulk flood", lambda: p5_priority.run(
             args.p5_rate, args.p5_bulk_rate, p5_seconds, args.connections, drain_s,
             args.p5_flood_nice))
+    if "P7" in wanted:
+        profiles = args.p7_profiles or (50_000 if quick else 1_000_000)
+        rows += _attempt("P7", "read audience", lambda: p7_audiences.run(profiles))
     if "P8" in wanted:
         backlog = args.p8_backlog if args.p8_backlog is not None else (
             10_000 if quick else 1_000_000)
