@@ -1,4 +1,4 @@
-"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P7, P8 in that order, then one table.
+"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P7, P8, IMPORT in that order, then one table.
 
 Load goes to 127.0.0.1 only. The stack must be up (``make up``); nothing here starts,
 stops or restarts a service. A benchmark that fails is reported as failed and the
@@ -24,6 +24,7 @@ from bench import (
     p5_priority,
     p7_audiences,
     p8_scheduled,
+    p_import,
 )
 from bench.common import RUNS, Row, progress
 from bench.loadgen import client_name
@@ -57,8 +58,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="P8 scheduled sends per run (default 1,000, quick 200)")
     parser.add_argument("--p7-profiles", type=int,
                         help="P7 profiles created (default 1,000,000, quick 50,000)")
+    parser.add_argument("--import-rows", type=int,
+                        help="IMPORT profiles in the CSV (default 1,000,000, quick 20,000)")
     parser.add_argument("--only", nargs="+",
-                        choices=("B1", "B2", "P1", "P4", "P5", "P7", "P8"),
+                        choices=("B1", "B2", "P1", "P4", "P5", "P7", "P8", "IMPORT"),
                         help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
 
@@ -91,7 +94,7 @@ def main(argv: list[str]) -> int:
     progress(f"bench {'--quick ' if quick else ''}{stamp}: {os.cpu_count()} cores, load "
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
-    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P5", "P7", "P8"))
+    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P5", "P7", "P8", "IMPORT"))
     rows: list[Row] = []
     if "B1" in wanted:
         rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
@@ -119,6 +122,10 @@ def main(argv: list[str]) -> int:
         count = args.p8_count or (200 if quick else 1000)
         rows += _attempt("P8", "scheduled sends beside pending timers", lambda: p8_scheduled.run(
             backlog, count, 5.0 if quick else 10.0, drain_s))
+    if "IMPORT" in wanted:
+        import_rows = args.import_rows or (20_000 if quick else 1_000_000)
+        rows += _attempt("IMPORT", "profile import beside raw COPY", lambda: p_import.run(
+            import_rows))
 
     meta = {
         "timestamp": stamp, "quick": quick, "command": " ".join(["python -m bench", *argv]),

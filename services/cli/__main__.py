@@ -10,6 +10,7 @@
     parcours message proof EVENT --profile ID | publish|unpublish|pause|resume EVENT
     parcours test-profiles list | show|delete ID | put ID FILE.json
     parcours profiles get ID [--export] | delete ID
+    parcours profiles import FILE.csv|FILE.ndjson [--rejects PATH]
     parcours audiences create FILE.json | list | count|preview AUDIENCE [--limit N]
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a

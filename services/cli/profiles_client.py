@@ -3,7 +3,7 @@
 
 ``parcours profiles get ID`` prints the profile with its consent; ``--export`` prints
 everything held about it (an access request). ``parcours profiles delete ID`` erases it
-and prints what was removed.
+and prints what was removed. ``parcours profiles import FILE`` is ``profiles_import``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
+from services.cli import profiles_import
 from shared.settings import get_settings
 
 
@@ -28,6 +29,7 @@ def add_verbs(nouns: Any) -> None:
     get.add_argument("--export", action="store_true")
     verbs.add_parser("delete", help="erase a profile and what is held about it"
                      ).add_argument("profile_id")
+    profiles_import.add_verb(verbs)
 
 
 def _client() -> httpx.Client:
@@ -42,6 +44,8 @@ def _client() -> httpx.Client:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verb == "import":
+        return profiles_import.run(args)
     path = "/" + quote(args.profile_id, safe="")
     if args.verb == "get" and args.export:
         path += "/export"
