@@ -1,6 +1,7 @@
 """The cart-abandonment scenario end to end on the local stack (``make demo``).
 
-1. seed profiles; 2. configure and publish the event ``EVTcartAbandonment`` with its
+0. the CRM imports the customers through the profile API's import (a profiles key); 1.
+configure and publish the event ``EVTcartAbandonment`` with its
 email; 3. the website posts events; 4. print the statuses and the emails that arrived
 at the SMTP server.
 """
@@ -8,6 +9,7 @@ at the SMTP server.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -19,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from shared.adapters.key_store import create_key
 from shared.adapters.postgres import create_pool
-from shared.adapters.profile_store import upsert_profiles
 from shared.domain.api_keys import Scope
 from shared.domain.status import TERMINAL
 from shared.settings import get_settings
@@ -29,11 +30,11 @@ GATEWAY = f"http://127.0.0.1:{settings.gateway_port}"
 SINK = f"http://127.0.0.1:{settings.smtp_sink_http_port}"
 TENANT = "default"
 
-PROFILES = [
-    {"profile_id": "p-ada", "email": "ada@example.com", "first_name": "Ada", "city": "Seattle"},
-    {"profile_id": "p-grace", "email": "grace@example.com", "first_name": "Grace",
-     "city": "Atlanta"},
-]
+# The customers, as a CRM exports them: a CSV file with the profile API's names.
+CUSTOMERS_CSV = """profileId,email,firstName,city
+p-ada,ada@example.com,Ada,Seattle
+p-grace,grace@example.com,Grace,Atlanta
+"""
 
 EVENT_ID = "EVTcartAbandonment"
 ADMIN = f"http://127.0.0.1:{settings.admin_port}/admin/v1"
@@ -67,17 +68,38 @@ def step(number: int, text: str) -> None:
     print(f"\n== step {number}: {text}")
 
 
-async def seed() -> tuple[str, str]:
-    """Customer profiles and two keys: the administrator's and the website's."""
+async def seed() -> tuple[str, str, str]:
+    """Three keys: the administrator's, the website's and the CRM's (profiles)."""
     pool = await create_pool(settings.pg_dsn)
     try:
         async with pool.acquire() as connection:
-            await upsert_profiles(connection, TENANT, PROFILES)
             admin_key = await create_key(connection, TENANT, Scope.ADMIN, "demo admin")
             ingest_key = await create_key(connection, TENANT, Scope.INGEST, "demo website")
-        return admin_key, ingest_key
+            profiles_key = await create_key(connection, TENANT, Scope.PROFILES, "demo crm")
+        return admin_key, ingest_key, profiles_key
     finally:
         await pool.close()
+
+
+def import_customers(profiles_key: str) -> None:
+    """Step 0, the CRM: the customers through POST /v1/profiles/import. A key just created
+    reaches the gateway within a moment (NOTIFY), so a 401 is retried for up to 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.post(f"{GATEWAY}/v1/profiles/import", content=CUSTOMERS_CSV,
+                              timeout=30, headers={"authorization": f"Bearer {profiles_key}",
+                                                   "content-type": "text/csv"})
+        if response.status_code != 401 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if response.is_error:
+        raise SystemExit(f"POST /v1/profiles/import -> {response.status_code}: {response.text}")
+    summary = json.loads(response.text.partition("\n")[0])["summary"]
+    print(f"  POST /v1/profiles/import (CSV, {summary['read']} rows): inserted"
+          f" {summary['inserted']}, updated {summary['updated']}, unchanged"
+          f" {summary['unchanged']}, rejected {summary['rejected']}")
+    if summary["rejected"]:
+        raise SystemExit(f"rows were rejected: {response.text}")
 
 
 def call(admin: httpx.Client, method: str, path: str, **body: object) -> dict[str, Any]:
@@ -155,8 +177,10 @@ def wait_for_statuses(client: httpx.Client, accepted: list[tuple[str, str]]) -> 
 
 
 def main() -> int:
-    admin_key, key = asyncio.run(seed())
+    admin_key, key, profiles_key = asyncio.run(seed())
     httpx.delete(f"{SINK}/messages")
+    step(0, "the CRM imports the customers (profiles key, the profile API's import)")
+    import_customers(profiles_key)
     with httpx.Client(base_url=ADMIN, timeout=10,
                       headers={"authorization": f"Bearer {admin_key}"}) as admin:
         step(1, "the administrator configures and publishes the cart-abandonment event")
