@@ -15,10 +15,11 @@ WEEK_MS = 7 * 24 * 3600 * 1000
 # Records expire with their segment after 7 days (the broker's log.retention.hours=168,
 # stated per topic so the catalogue says it).
 RETAINED_7_DAYS = {"cleanup.policy": "delete", "retention.ms": str(WEEK_MS)}
-# The last record of each key is kept for good; a tombstone (a null value) is kept 7 days
-# after compaction reaches it, so a consumer away for less than that still sees it.
-COMPACTED = {"cleanup.policy": "compact", "delete.retention.ms": str(WEEK_MS),
-             "min.cleanable.dirty.ratio": "0.5"}
+# The last record of each key is kept for good. No record is compacted away before it is
+# 7 days old (as long as any other topic keeps its records), so a consumer that lags less
+# than that reads every merge; a tombstone (a null value) is kept 7 days more.
+COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(WEEK_MS),
+             "delete.retention.ms": str(WEEK_MS)}
 
 
 @dataclass(frozen=True)

@@ -275,4 +275,5 @@ async def test_the_topic_is_compacted_on_the_broker() -> None:
     configs = {entry[0]: entry[1] for entry in entries}
     assert name == PROFILES.name
     assert configs["cleanup.policy"] == "compact"
-    assert configs["delete.retention.ms"] == PROFILES.config["delete.retention.ms"]
+    for name in ("delete.retention.ms", "min.compaction.lag.ms"):
+        assert configs[name] == PROFILES.config[name], name
