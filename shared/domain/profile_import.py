@@ -32,6 +32,7 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 _CHANNELS = ("email", "sms", "push")
 _TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 _NOT_IMPORTED = ("pushDevices",)
+MAX_RECORD_LINES = 1000  # a record (quoted newlines) spans at most this many lines
 
 
 class HeaderError(ValueError):
@@ -192,7 +193,6 @@ class CsvRecords:
     with the line each starts on; the first record is the header."""
 
     _pending: str = ""
-    _pending_quotes: int = 0
     _lines: int = 0  # physical lines handed to the csv module so far
     header: list[str] | None = None
     _ready: list[str] = field(default_factory=list)
@@ -201,7 +201,7 @@ class CsvRecords:
         parts = (self._pending + text).split("\n")
         self._pending = parts.pop()
         complete: list[str] = []
-        quotes = self._pending_quotes
+        quotes = 0
         start = 0  # first line of the record being gathered, in ``lines``
         lines = self._ready + [p + "\n" for p in parts]
         for index, line in enumerate(lines):
@@ -210,12 +210,14 @@ class CsvRecords:
                 complete.extend(lines[start:index + 1])
                 start = index + 1
                 quotes = 0
-        self._ready = lines[start:]
-        self._pending_quotes = quotes
+        self._ready = lines[start:]  # the lines of a record still open (a quoted newline)
+        if len(self._ready) > MAX_RECORD_LINES:
+            raise HeaderError(f"line {self._lines + start + 1}: a quoted cell runs over"
+                              f" {MAX_RECORD_LINES} lines: a quote is not closed")
         if final:
             tail = self._ready + ([self._pending] if self._pending else [])
             complete.extend(tail)
-            self._ready, self._pending, self._pending_quotes = [], "", 0
+            self._ready, self._pending = [], ""
         records = []
         reader = csv.reader(complete)
         previous = 0

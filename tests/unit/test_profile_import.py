@@ -1,0 +1,164 @@
+"""The pure part of the bulk import: CSV and NDJSON text cut into records with their line
+numbers however it arrives, and rows turned into profile writes or rejects by the profile
+API's rules."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from shared.domain.profile_import import (
+    COLUMNS,
+    CsvRecords,
+    HeaderError,
+    NdjsonLines,
+    Reject,
+    Row,
+    RowReader,
+    staging_record,
+)
+from shared.domain.profile_schema import ProfileSchema
+from shared.domain.profiles import build_write_model
+
+SCHEMA = ProfileSchema.model_validate({
+    "attributes": [{"name": "tier", "type": "string"}, {"name": "orders", "type": "integer"},
+                   {"name": "ltv", "type": "decimal"}, {"name": "vip", "type": "boolean"},
+                   {"name": "tags", "type": "stringList"}, {"name": "joined", "type": "date"}],
+    "topics": [{"id": "news"}]})
+
+CSV_TEXT = ('profileId,email,firstName,orders,tags\r\n'
+            'p1,a@example.com,Ada,3,x|y\r\n'
+            '\r\n'
+            'p2,b@example.com,"Two\nlines, and a ""quote""",,\r\n'
+            'p3,c@example.com,Cee,4,z\r\n')
+
+
+def reader() -> RowReader:
+    return RowReader(SCHEMA, build_write_model(SCHEMA))
+
+
+def records_of(text: str, piece: int) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
+    splitter = CsvRecords()
+    records = []
+    for start in range(0, len(text), piece):
+        records += splitter.feed(text[start:start + piece])
+    records += splitter.feed("", final=True)
+    return splitter.header, records
+
+
+@pytest.mark.parametrize("piece", [1, 2, 7, 1000])
+def test_csv_records_and_their_lines_whatever_the_chunks(piece: int) -> None:
+    header, records = records_of(CSV_TEXT, piece)
+    assert header == ["profileId", "email", "firstName", "orders", "tags"]
+    assert records == [
+        (2, ["p1", "a@example.com", "Ada", "3", "x|y"]),
+        (4, ["p2", "b@example.com", 'Two\nlines, and a "quote"', "", ""]),
+        (6, ["p3", "c@example.com", "Cee", "4", "z"])]
+
+
+def test_a_last_line_without_newline_is_a_record() -> None:
+    assert records_of("profileId\np1\np2", 3)[1] == [(2, ["p1"]), (3, ["p2"])]
+
+
+def test_an_unclosed_quote_refuses_the_file_rather_than_swallowing_it() -> None:
+    splitter = CsvRecords()
+    splitter.feed('profileId,city\np1,"Paris\n')
+    with pytest.raises(HeaderError, match="line 2: a quoted cell"):
+        splitter.feed("p2,Lyon\n" * 1001)
+
+
+def test_csv_cells_become_the_values_the_api_takes() -> None:
+    rows = reader()
+    rows.csv_header(["profileId", "firstName", "orders", "vip", "tags", "ltv", "joined",
+                     "tier", "topics.news", "consent.email.marketing"])
+    row = rows.csv_row(2, ["p1", "Ada", "12", "TRUE", "a|b", "19.90", "2024-02-29", "",
+                           "true", "opted-out"])
+    assert isinstance(row, Row) and row.line == 2
+    write = row.write
+    assert write.profile_id == "p1" and not write.replace and write.source == "import"
+    assert write.fields == {"first_name": "Ada"}  # only the header's columns are set
+    assert write.attributes == {"orders": 12, "vip": True, "tags": ["a", "b"],
+                                "ltv": Decimal("19.90"), "joined": date(2024, 2, 29)}
+    assert write.removed == ("tier",)  # an empty cell removes the attribute
+    assert {(c.kind.value, c.name, c.value) for c in write.consent} == {
+        ("topic", "news", "subscribed"), ("marketing", "email", "opted-out")}
+
+
+def test_an_empty_cell_clears_a_field_and_says_nothing_of_consent() -> None:
+    rows = reader()
+    rows.csv_header(["profileId", "city", "topics.news"])
+    row = rows.csv_row(2, ["p1", "", ""])
+    assert isinstance(row, Row)
+    assert row.write.fields == {"city": None} and row.write.consent == ()
+
+
+def test_a_bad_value_is_rejected_with_its_line_field_and_the_apis_reason() -> None:
+    rows = reader()
+    rows.csv_header(["profileId", "email", "orders"])
+    reject = rows.csv_row(7, ["p1", "not-an-address", "3.5"])
+    assert isinstance(reject, Reject)
+    assert (reject.line, reject.profile_id, reject.field) == (7, "p1", "email")
+    assert {e["field"] for e in reject.errors} == {"email", "attributes.orders"}
+    assert "integer" in next(e["reason"] for e in reject.errors
+                             if e["field"] == "attributes.orders")
+    bad_id = rows.csv_row(8, ["no spaces", "a@example.com", "1"])
+    assert isinstance(bad_id, Reject) and bad_id.field == "profileId"
+    short = rows.csv_row(9, ["p2", "a@example.com"])
+    assert isinstance(short, Reject) and "2 cells" in short.reason
+
+
+@pytest.mark.parametrize(("header", "says"), [
+    (["email"], "no profileId"),
+    (["profileId", "nickname"], "'nickname'"),
+    (["profileId", "email", "email"], "twice"),
+    (["profileId", "topics.unknown"], "'topics.unknown'"),
+    (["profileId", "consent.fax.marketing"], "'consent.fax.marketing'"),
+])
+def test_a_header_the_schema_does_not_know_refuses_the_file(header: list[str], says: str
+                                                           ) -> None:
+    with pytest.raises(HeaderError, match=says):
+        reader().csv_header(header)
+
+
+def test_ndjson_lines_are_batch_items() -> None:
+    splitter = NdjsonLines()
+    lines = splitter.feed('{"profileId": "p1", "ltv": 1}\n\n{"pro') + splitter.feed(
+        'fileId": "p2", "attributes": {"ltv": 12.50}, "topics": {"news": false}}', final=True)
+    assert [n for n, _ in lines] == [1, 2, 3]
+    rows = reader()
+    assert rows.ndjson_row(2, lines[1][1]) is None  # a blank line
+    refused = rows.ndjson_row(1, lines[0][1])
+    assert isinstance(refused, Reject) and refused.field == "ltv"  # not a built-in field
+    row = rows.ndjson_row(3, lines[2][1])
+    assert isinstance(row, Row)
+    assert row.write.attributes == {"ltv": Decimal("12.50")} and row.write.fields == {}
+    assert [(c.name, c.value) for c in row.write.consent] == [("news", "unsubscribed")]
+
+
+@pytest.mark.parametrize(("text", "field", "says"), [
+    ("[1]", None, "JSON object"),
+    ("{nope", None, "not JSON"),
+    ('{"email": "a@example.com"}', "profileId", "profile id"),
+    ('{"profileId": "p1", "pushDevices": []}', "pushDevices", "profile API"),
+    ('{"profileId": "p1", "attributes": {"shoeSize": 9}}', "attributes.shoeSize", ""),
+])
+def test_ndjson_rejects(text: str, field: str | None, says: str) -> None:
+    reject = reader().ndjson_row(5, text)
+    assert isinstance(reject, Reject) and reject.line == 5
+    assert reject.field == field and says in reject.reason
+
+
+def test_the_staging_record_carries_a_mask_of_the_columns_set() -> None:
+    rows = reader()
+    rows.csv_header(["profileId", "city", "email", "tier"])
+    row = rows.csv_row(2, ["p1", "Paris", "", "gold"])
+    assert isinstance(row, Row)
+    record = staging_record(row)
+    assert record[:2] == (2, "p1")
+    values = dict(zip(COLUMNS, record[2:2 + len(COLUMNS)], strict=True))
+    assert values["city"] == "Paris" and values["email"] is None
+    mask = record[2 + len(COLUMNS)]
+    assert mask == (1 << COLUMNS.index("city")) | (1 << COLUMNS.index("email"))
+    assert record[-2:] == ('{"tier":"gold"}', [])
