@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from shared.domain.profile_import import (
     staging_record,
 )
 from shared.domain.profile_schema import ProfileSchema
-from shared.domain.profiles import build_write_model
+from shared.domain.profiles import build_write_model, to_write
 
 SCHEMA = ProfileSchema.model_validate({
     "attributes": [{"name": "tier", "type": "string"}, {"name": "orders", "type": "integer"},
@@ -162,3 +163,25 @@ def test_the_staging_record_carries_a_mask_of_the_columns_set() -> None:
     mask = record[2 + len(COLUMNS)]
     assert mask == (1 << COLUMNS.index("city")) | (1 << COLUMNS.index("email"))
     assert record[-2:] == ('{"tier":"gold"}', [])
+
+
+@pytest.mark.parametrize("cells", [
+    ["p1", "a@example.com", "Ada", "", "3", "19.90", "a|b", "false", "2020-01-31"],
+    ["p2", "", "", "gold", "", "", "", "", ""],
+])
+def test_the_short_way_of_plain_csv_rows_is_the_api_write(cells: list[str]) -> None:
+    header = ["profileId", "email", "firstName", "tier", "orders", "ltv", "tags", "vip",
+              "joined"]
+    rows = reader()
+    rows.csv_header(header)
+    row = rows.csv_row(2, cells)
+    assert isinstance(row, Row)
+    body: dict[str, Any] = {"attributes": {}}
+    for name, text in zip(header[1:], cells[1:], strict=True):
+        target = body if name in ("email", "firstName") else body["attributes"]
+        target[name] = None if text == "" else {
+            "orders": int, "vip": lambda t: t == "true", "tags": lambda t: t.split("|")
+        }.get(name, str)(text)
+    expected = to_write("p" + cells[0][1:], rows.model.model_validate(body), replace=False,
+                        source="import")
+    assert row.write == expected
