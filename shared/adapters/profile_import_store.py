@@ -61,13 +61,20 @@ UPDATE profiles p
    AND ({", ".join(_MERGED)}, {_MERGED_ATTRIBUTES})
        IS DISTINCT FROM ({", ".join(f"p.{c}" for c in COLUMNS)}, p.attributes)
 """
+# A profile another writer created meanwhile (after the UPDATE's snapshot) is merged as
+# the UPDATE would have, when this import is the later write.
 _INSERT = f"""
-INSERT INTO profiles (tenant_id, profile_id, {", ".join(COLUMNS)}, attributes, written_at)
+INSERT INTO profiles AS p (tenant_id, profile_id, {", ".join(COLUMNS)}, attributes,
+                           written_at)
 SELECT $1, s.profile_id, {", ".join(f"s.{c}" for c in COLUMNS)}, s.attributes::jsonb, $2
   FROM {STAGING} s
  WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.tenant_id = $1
                                             AND p.profile_id = s.profile_id)
-ON CONFLICT (tenant_id, profile_id) DO NOTHING
+ON CONFLICT (tenant_id, profile_id) DO UPDATE
+   SET ({", ".join(COLUMNS)}, attributes, written_at, updated_at) = (
+       SELECT {", ".join(_MERGED)}, {_MERGED_ATTRIBUTES}, $2, now()
+         FROM {STAGING} s WHERE s.profile_id = EXCLUDED.profile_id)
+ WHERE NOT p.is_test AND p.written_at <= $2
 """
 
 

@@ -260,6 +260,27 @@ async def test_a_failure_between_the_merge_statements_leaves_nothing_half_writte
     assert await stored(pool, tenant.name) == before  # old-1 still in Paris, no new-1
 
 
+async def test_a_profile_created_meanwhile_by_an_earlier_write_gets_the_import_merged(
+        tenant: Tenant, pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as writer:
+        earlier = writer.transaction()
+        await earlier.start()  # its written_at (now()) is before the import's
+        await writer.execute("INSERT INTO profiles (tenant_id, profile_id, first_name)"
+                             " VALUES ($1, 'late-1', 'Kept')", tenant.name)
+        importing = asyncio.create_task(post_csv(tenant, "profileId,city\nlate-1,Rome\n"))
+
+        async def waiting() -> bool:
+            return bool(await pool.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%INSERT INTO profiles%profile_import_staging%'"))
+        await eventually(waiting, "the import's INSERT waiting for the other writer")
+        await earlier.commit()
+        summary, _ = answer_of(await importing)
+    assert summary["inserted"] == 1
+    late = (await stored(pool, tenant.name))["late-1"]
+    assert (late["first_name"], late["city"]) == ("Kept", "Rome")  # merged, not skipped
+
+
 def parcours(*args: str, key: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "services.cli", *args],
                           env={**os.environ, "PARCOURS_PROFILES_KEY": key},
