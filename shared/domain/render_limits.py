@@ -25,6 +25,7 @@ import copy
 import math
 import re
 import signal
+import sys
 import threading
 import time
 import types
@@ -91,8 +92,21 @@ def check_deadline() -> None:
         raise RenderTimeout()
 
 
-def _on_alarm(signum: int, frame: object) -> None:
-    if _armed:
+def _reporting(frame: types.FrameType | None) -> bool:
+    """Whether the interrupted code is the hook reporting an exception a finaliser or a
+    garbage collector callback raised, when that hook is Python code (pytest's is): a
+    raise there breaks the report itself. The alarm repeats and lands in the render."""
+    hook = getattr(sys.unraisablehook, "func", sys.unraisablehook)  # a partial, or not
+    code = getattr(hook, "__code__", None)
+    while code is not None and frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_alarm(signum: int, frame: types.FrameType | None) -> None:
+    if _armed and not _reporting(frame):
         raise RenderTimeout()
 
 

@@ -1,9 +1,11 @@
 """Render limits: each attack fails fast with a RenderError naming the part; ordinary
 templates render as before. The 2 s bounds only guard against a hang, they time nothing."""
 
+import functools
 import json
 import pprint
 import signal
+import sys
 import threading
 import time
 import tracemalloc
@@ -374,3 +376,23 @@ def test_undefined_errors_read_as_with_the_stock_sandbox(source: str) -> None:
     with pytest.raises(RenderError) as error:
         render({"text": source})
     assert str(error.value) == f"text: {stock.value}"
+
+
+def test_the_alarm_never_breaks_the_report_of_a_finaliser_s_exception(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pytest's unraisable hook, interrupted by the alarm while it formatted a traceback,
+    failed a test with 'Failed to process unraisable exception'."""
+    from shared.domain import render_limits
+
+    interrupted: list[Any] = []
+
+    def hook(_unraisable: Any) -> None:  # stands in for pytest's, reached as a partial
+        interrupted.append(sys._getframe())
+
+    monkeypatch.setattr(sys, "unraisablehook", functools.partial(hook))
+    sys.unraisablehook(None)
+    monkeypatch.setattr(render_limits, "_armed", True)
+    render_limits._on_alarm(signal.SIGPROF, interrupted[0])  # inside the hook: no raise
+    with pytest.raises(render_limits.RenderTimeout):
+        render_limits._on_alarm(signal.SIGPROF, sys._getframe())
