@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.adapters.catalog_store import save_event
@@ -225,8 +226,9 @@ async def producer() -> AsyncIterator[AIOKafkaProducer]:
     await producer.stop()
 
 
-async def dead_letter_of(before: dict[int, int], marker: str) -> dict[str, Any]:
-    """The dead letter whose original record contains ``marker``, written after ``before``."""
+@asynccontextmanager
+async def dead_letter_reader(before: dict[int, int]) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer of the dead-letter topic from the offsets ``before`` (end_offsets)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                                 enable_auto_commit=False)
     await consumer.start()
@@ -235,12 +237,26 @@ async def dead_letter_of(before: dict[int, int], marker: str) -> dict[str, Any]:
         consumer.assign(partitions)
         for tp in partitions:
             consumer.seek(tp, before[tp.partition])
-
-        async def found() -> dict[str, Any] | None:
-            batches = await consumer.getmany(timeout_ms=200)
-            letters = [orjson.loads(r.value) for rs in batches.values() for r in rs]
-            return next((d for d in letters if marker in d["original"]), None)
-
-        return await eventually(found, f"a dead letter for {marker}")
+        yield consumer
     finally:
         await consumer.stop()
+
+
+async def dead_letter_where(
+    before: dict[int, int], wanted: Callable[[ConsumerRecord[Any, Any], dict[str, Any]], bool],
+    what: str,
+) -> dict[str, Any]:
+    """The first dead letter written after ``before`` that is ``wanted`` (record, letter)."""
+    async with dead_letter_reader(before) as consumer:
+        async def found() -> dict[str, Any] | None:
+            batches = await consumer.getmany(timeout_ms=200)
+            letters = [(r, orjson.loads(r.value)) for rs in batches.values() for r in rs]
+            return next((letter for r, letter in letters if wanted(r, letter)), None)
+
+        return await eventually(found, what)
+
+
+async def dead_letter_of(before: dict[int, int], marker: str) -> dict[str, Any]:
+    """The dead letter whose original record contains ``marker``, written after ``before``."""
+    return await dead_letter_where(before, lambda _r, letter: marker in letter["original"],
+                                   f"a dead letter for {marker}")

@@ -14,9 +14,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -31,6 +30,7 @@ from shared.kafka_signing import RecordSigner
 from shared.topics import DEADLETTER, PROFILES
 from tests.integration.conftest import (
     GATEWAY,
+    dead_letter_where,
     end_offsets,
     eventually,
     kafka_signer,
@@ -106,23 +106,8 @@ async def until_stored(pool: asyncpg.Pool, tenant: str, profile_id: str, **expec
 
 async def dead_letter_keyed(before: dict[int, int], key: bytes) -> dict[str, Any]:
     """The dead letter of the record keyed ``key``, written after ``before``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(DEADLETTER.name, p) for p in before]
-        consumer.assign(partitions)
-        for tp in partitions:
-            consumer.seek(tp, before[tp.partition])
-
-        async def found() -> dict[str, Any] | None:
-            batches = await consumer.getmany(timeout_ms=200)
-            return next((orjson.loads(r.value) for rs in batches.values() for r in rs
-                         if r.key == key), None)
-
-        return await eventually(found, f"a dead letter keyed {key!r}")
-    finally:
-        await consumer.stop()
+    return await dead_letter_where(before, lambda record, _letter: record.key == key,
+                                   f"a dead letter keyed {key!r}")
 
 
 def pid() -> str:

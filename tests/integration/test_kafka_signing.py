@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.adapters.key_store import create_key, create_tenant, revoke_key
 from shared.domain.api_keys import Scope, format_key, parse_key
@@ -29,6 +29,7 @@ from shared.topics import DEADLETTER, EVENTS_KAFKA
 from tests.integration.conftest import (
     ROOT,
     dead_letter_of,
+    dead_letter_reader,
     end_offsets,
     eventually,
     kafka_signer,
@@ -261,18 +262,8 @@ class DeadLetters:
 
 @asynccontextmanager
 async def dead_letters() -> AsyncIterator[DeadLetters]:
-    before = await end_offsets(DEADLETTER)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(DEADLETTER.name, p) for p in before]
-        consumer.assign(partitions)
-        for tp in partitions:
-            consumer.seek(tp, before[tp.partition])
+    async with dead_letter_reader(await end_offsets(DEADLETTER)) as consumer:
         yield DeadLetters(consumer)
-    finally:
-        await consumer.stop()
 
 
 async def processor_key_queries() -> float:
