@@ -172,7 +172,7 @@ async def _sigterm(name: str, deadline_s: float = 30) -> float:
 
 
 SERVICES = ("gateway", "processor", "sender-email", "sender-email-bulk", "sender-sms",
-            "sender-push", "admin")
+            "sender-push", "admin", "profile-ingest")
 
 
 async def test_sigterm_ends_every_service_within_10_s_with_the_broker_away(
