@@ -18,10 +18,11 @@ import logging
 import signal
 from collections.abc import Sequence
 
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 
 from services.profile_ingest.handlers import Record, handle_batch, poisoned
 from services.profile_ingest.wiring import BATCH, Ingest
+from shared.adapters.kafka import commit_or_redeliver
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
@@ -31,14 +32,6 @@ from shared.topics import PROFILES
 
 log = logging.getLogger(__name__)
 
-
-async def _commit(ingest: Ingest) -> None:
-    try:
-        await ingest.consumer.commit()
-    except (CommitFailedError, KafkaError) as error:
-        # A rebalance took the partitions away: the records come again to their new
-        # owner, and applying them again changes nothing (last writer wins; erasure).
-        log.warning("offset commit failed (%s); records will be redelivered", error)
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -59,7 +52,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 records = [Record(r.key, r.value, r.timestamp, tuple(r.headers or ()))
                            for rs in batches.values() for r in rs]
                 await handle_isolating_poison(records, handle, poison)
-                await _commit(ingest)
+                await commit_or_redeliver(ingest.consumer)
     finally:
         await ingest.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -10,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from shared.domain.deadletter import dead_letter
 from shared.settings import Settings, get_settings
 from shared.topics import ALL_TOPICS, DEADLETTER, Topic
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the renewing producer is built on safe_producer, below
     from shared.adapters.producer import RenewingProducer
@@ -65,6 +68,16 @@ def manual_consumer(
         auto_offset_reset="earliest",
         **options,  # type: ignore[arg-type]
     )
+
+
+async def commit_or_redeliver(consumer: AIOKafkaConsumer) -> None:
+    """Commit what the consumer handled. A refused commit (a rebalance took the partitions
+    away) is no loss: the records come again to their new owner, whose writes are
+    idempotent (the delivery ledger; last writer wins)."""
+    try:
+        await consumer.commit()
+    except KafkaError as error:  # CommitFailedError is one
+        log.warning("offset commit failed (%s); records will be redelivered", error)
 
 
 def encode(value: object) -> bytes:

@@ -11,8 +11,9 @@ import logging
 import signal
 from collections.abc import Sequence
 
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 
+from shared.adapters.kafka import commit_or_redeliver
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
@@ -25,14 +26,6 @@ from shared.shutdown import exit_within
 
 log = logging.getLogger(__name__)
 
-
-async def _commit(sender: Sender) -> None:
-    try:
-        await sender.consumer.commit()
-    except (CommitFailedError, KafkaError) as error:
-        # A rebalance took the partitions away: their records come back to whoever
-        # owns them now, and the delivery ledger keeps them from being sent twice.
-        log.warning("offset commit failed (%s); records will be redelivered", error)
 
 
 async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event, lane: Lane) -> None:
@@ -53,7 +46,7 @@ async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event, lane: L
             if batches:
                 records = [(r.key, r.value) for rs in batches.values() for r in rs]
                 await handle_isolating_poison(records, deliver, poison)
-                await _commit(sender)
+                await commit_or_redeliver(sender.consumer)
                 lane.took(len(records))
     finally:
         await sender.close()
