@@ -282,7 +282,7 @@ async def post_batch(request: Request, caller: ProfilesCaller) -> Response:
     now = datetime.now(UTC)
     async with gateway.pool.acquire() as connection, connection.transaction():
         applied = await profile_store.apply_profile_writes(
-            connection, caller.tenant, [write for _, write in writes], now)
+            connection, caller.tenant, [(write, now) for _, write in writes])
         for (index, write), result in zip(writes, applied, strict=True):
             if result.outcome in ("test", "stale"):
                 results.append(_item(index, 409, write.profile_id,

@@ -171,12 +171,14 @@ async def _apply(ingest: Ingest, operations: list[Upsert | Erase]) -> list[str]:
                 await erasure.erase_profile(connection, run.tenant, run.profile_id)
                 outcomes[id(run)] = "erased"
                 continue
-            groups: dict[tuple[str, datetime], list[Upsert]] = {}
+            # one call per tenant, each write at its record's time: four round trips for
+            # a poll of one tenant's records, whatever their timestamps
+            tenants: dict[str, list[Upsert]] = {}
             for upsert in run:
-                groups.setdefault((upsert.tenant, upsert.written_at), []).append(upsert)
-            for (tenant, at), upserts in groups.items():
+                tenants.setdefault(upsert.tenant, []).append(upsert)
+            for tenant, upserts in tenants.items():
                 results = await profile_store.apply_profile_writes(
-                    connection, tenant, [u.write for u in upserts], at)
+                    connection, tenant, [(u.write, u.written_at) for u in upserts])
                 for upsert, result in zip(upserts, results, strict=True):
                     outcomes[id(upsert)] = result.outcome
     return [outcomes[id(o)] for o in operations]

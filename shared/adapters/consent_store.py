@@ -46,6 +46,64 @@ async def apply_changes(
             changed_at)
 
 
+# Changes each made at its own time (a poll of Kafka records), in one statement. The
+# caller keeps, per value, a chain of changes no older than the one before and each saying
+# something else; here the chain is cut to the changes no older than the stored value (the
+# first of them only if it says something else), every change left goes to the history and
+# the last to ``consents`` — as if applied one by one, the history keeping each step.
+_APPLY_DATED = """
+WITH given AS (
+    SELECT u.*, c.value AS stored
+      FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                  $7::timestamptz[], $8::int[])
+           AS u(profile_id, kind, name, value, source, changed_at, step)
+      LEFT JOIN consents c ON c.tenant_id = $1 AND c.profile_id = u.profile_id
+                          AND c.kind = u.kind AND c.name = u.name
+     WHERE c.changed_at IS NULL OR c.changed_at <= u.changed_at),
+made AS (
+    SELECT * FROM (
+        SELECT *, row_number() OVER (PARTITION BY profile_id, kind, name ORDER BY step) AS n
+          FROM given) g
+     WHERE n > 1 OR value IS DISTINCT FROM stored),
+changed AS (
+    INSERT INTO consents AS c (tenant_id, profile_id, kind, name, value, changed_at, source)
+    SELECT DISTINCT ON (profile_id, kind, name) $1, profile_id, kind, name, value,
+           changed_at, source
+      FROM made ORDER BY profile_id, kind, name, step DESC
+    ON CONFLICT (tenant_id, profile_id, kind, name) DO UPDATE
+       SET value = EXCLUDED.value, changed_at = EXCLUDED.changed_at, source = EXCLUDED.source
+     WHERE c.changed_at <= EXCLUDED.changed_at
+       AND (c.value <> EXCLUDED.value
+            OR EXISTS (SELECT 1 FROM made m WHERE m.profile_id = EXCLUDED.profile_id
+                          AND m.kind = EXCLUDED.kind AND m.name = EXCLUDED.name AND m.n > 1))
+    RETURNING profile_id, kind, name)
+INSERT INTO consent_history (tenant_id, profile_id, kind, name, value, changed_at, source)
+SELECT $1, profile_id, kind, name, value, changed_at, source
+  FROM made JOIN changed USING (profile_id, kind, name) ORDER BY step
+"""
+
+
+async def apply_dated_changes(
+    connection: asyncpg.Connection, tenant: str, changes: list[tuple[Change, datetime]]
+) -> None:
+    """Consent changes of one or many profiles, each made at its own time, in one
+    statement, as if applied one by one in the list's order: a change wins when it is no
+    older than the value it replaces and says something else; each change made is in the
+    history (an opt-out and the opt-in after it, of one poll, are both kept)."""
+    chains: dict[tuple[str, str, str], list[tuple[Change, datetime]]] = {}
+    for change, at in changes:
+        profile_id, c, _source = change
+        chain = chains.setdefault((profile_id, c.kind.value, c.name), [])
+        if not chain or (chain[-1][1] <= at and chain[-1][0][1].value != c.value):
+            chain.append((change, at))
+    rows = [row for chain in chains.values() for row in chain]
+    if rows:
+        await connection.execute(
+            _APPLY_DATED, tenant, [r[0][0] for r in rows], [r[0][1].kind.value for r in rows],
+            [r[0][1].name for r in rows], [r[0][1].value for r in rows],
+            [r[0][2] for r in rows], [r[1] for r in rows], list(range(len(rows))))
+
+
 async def read_consent(
     connection: asyncpg.Connection, tenant: str, profile_id: str
 ) -> list[ConsentRow]:

@@ -3,6 +3,7 @@ reads, erasure, and seeding."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -162,34 +163,45 @@ async def apply_profile_write(
 
 _LOCK = ("SELECT profile_id, is_test, written_at FROM profiles WHERE tenant_id = $1"
          " AND profile_id = ANY($2::text[]) ORDER BY profile_id FOR UPDATE")
+# ``_WRITE`` answering one row whatever happened: created (true), updated (false), or
+# nothing written (null: a later write holds the row, or a test profile's id), so that the
+# answers of a pipelined batch line up with its writes.
+_WRITE_ONE = f"WITH w AS ({_WRITE}) SELECT (SELECT created FROM w) AS created"
+
+Dated = tuple[ProfileWrite, datetime]  # a write and when it was made
 
 
 async def apply_profile_writes(
-    connection: asyncpg.Connection, tenant: str, writes: list[ProfileWrite],
-    written_at: datetime,
+    connection: asyncpg.Connection, tenant: str, writes: Sequence[Dated]
 ) -> list[WriteResult]:
-    """``apply_profile_write`` for many writes made at ``written_at`` (a batch, a poll of
-    records), in order, in four round trips whatever their number: the rows are locked,
-    the same statement runs for each write (pipelined), the rows are read again to tell
-    each outcome, and the consent changes go in one statement. Call it in a transaction."""
-    ids = sorted({w.profile_id for w in writes})
-    before = {row["profile_id"] for row in await connection.fetch(_LOCK, tenant, ids)}
-    await connection.executemany(_WRITE, [_arguments(tenant, w, written_at) for w in writes])
-    after = {row["profile_id"]: row for row in await connection.fetch(_LOCK, tenant, ids)}
+    """``apply_profile_write`` for many writes, each made at its own time (a batch of the
+    API, all at the request's; a poll of Kafka records, each at its record's), in order,
+    as if one by one — the same profile twice, the older after the newer, is "stale" — in
+    four round trips whatever their number: the rows are locked, the same statement runs
+    for each write (pipelined, each answering whether it created, updated or wrote
+    nothing), the rows not written are read again to tell "stale" from "test", and the
+    consent changes go in one statement, each by its write's time. Call it in a
+    transaction."""
+    ids = sorted({w.profile_id for w, _ in writes})
+    await connection.fetch(_LOCK, tenant, ids)
+    answers = await connection.fetchmany(
+        _WRITE_ONE, [_arguments(tenant, w, at) for w, at in writes])
+    unwritten = sorted({w.profile_id for (w, _), a in zip(writes, answers, strict=True)
+                        if a["created"] is None})
+    after = {row["profile_id"]: row for row in await connection.fetch(
+        _LOCK, tenant, unwritten)} if unwritten else {}
     results: list[WriteResult] = []
-    seen: set[str] = set()
-    for write in writes:
-        row = after[write.profile_id]
-        if row["is_test"]:
-            results.append(WriteResult("test"))
-        elif row["written_at"] != written_at:  # a later write holds the row
-            results.append(WriteResult("stale", row["written_at"]))
+    for (write, _at), answer in zip(writes, answers, strict=True):
+        created = answer["created"]  # a row this transaction inserted, updated: false
+        if created is None:
+            row = after[write.profile_id]
+            results.append(WriteResult("test") if row["is_test"]
+                           else WriteResult("stale", row["written_at"]))
         else:
-            existed = write.profile_id in before or write.profile_id in seen
-            results.append(WriteResult("updated" if existed else "created"))
-        seen.add(write.profile_id)
-    await consent_store.apply_changes(connection, tenant, _consent(
-        [w for w, r in zip(writes, results, strict=True) if r.outcome != "test"]), written_at)
+            results.append(WriteResult("created" if created else "updated"))
+    await consent_store.apply_dated_changes(connection, tenant, [
+        (change, at) for (write, at), result in zip(writes, results, strict=True)
+        if result.outcome != "test" for change in _consent([write])])
     return results
 
 

@@ -83,8 +83,9 @@ async def write(tenant: Tenant, items: list[dict[str, Any]]) -> None:
         writes = [to_write(item["profileId"], model.model_validate(
             {k: v for k, v in item.items() if k != "profileId"}), replace=False)
             for item in items]
-        results = await apply_profile_writes(connection, tenant.name, writes,
-                                             datetime.now(UTC))
+        now = datetime.now(UTC)
+        results = await apply_profile_writes(connection, tenant.name,
+                                             [(w, now) for w in writes])
     assert {r.outcome for r in results} <= {"created", "updated"}, results
 
 

@@ -15,10 +15,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from services.profile_ingest.wiring import GROUP as INGEST_GROUP
 from shared.adapters import consent_store, profile_store
 from shared.adapters.key_store import create_key, create_tenant
 from shared.adapters.profile_schema_store import save_schema
@@ -158,6 +159,56 @@ async def test_an_older_record_after_a_newer_api_write_changes_nothing(
     assert row["first_name"] == "FromApi" and row["city"] is None
     # and an API write older than the last Kafka write is refused the same way: 409
     assert (await acme.api.get(f"/{profile_id}")).json()["lastName"] == "Lovelace"
+
+
+async def test_a_poll_of_records_each_at_its_own_time_and_one_out_of_order(
+    pool: asyncpg.Pool, acme: Tenant, kafka: AIOKafkaProducer
+) -> None:
+    """Records sent together (one poll, most likely) with distinct timestamps, each
+    applied at its own: per profile the newest wins, an older record read after a newer
+    one of the same key changes nothing, and consent changes keep their own dates."""
+    base = int(time.time() * 1000) - 60_000
+    profiles = [pid() for _ in range(20)]
+    sends = []
+    for i, profile_id in enumerate(profiles):
+        for step, (city, offset) in enumerate((("first", 0), ("newest", 2), ("older", 1))):
+            body: dict[str, Any] = {"city": f"{city}-{i}", "attributes": {"loyaltyTier": city}}
+            if i == 0:
+                body["consent"] = {"email": {"marketing": ("opted-in", "opted-out",
+                                                          "opted-in")[step]}}
+            key, value, headers = profile_upsert(acme.signer, acme.tenant, profile_id, body)
+            sends.append(await kafka.send(PROFILES.name, value, key=key, headers=headers,
+                                          timestamp_ms=base + 1000 * (3 * i + offset)))
+    for sent in sends:
+        await sent
+    ends = await end_offsets(PROFILES)
+    for i, profile_id in enumerate(profiles):
+        row = await until_stored(pool, acme.tenant, profile_id, city=f"newest-{i}")
+        assert row["attributes"] == {"loyaltyTier": "newest"}
+        assert int(row["written_at"].timestamp() * 1000) == base + 1000 * (3 * i + 2)
+    # the last record of every key is the older one: once profile-ingest has committed
+    # past it, the rows must still hold the newest
+    await eventually(lambda: committed_past(INGEST_GROUP, ends), "profile-ingest past them")
+    async with pool.acquire() as connection:
+        for i, profile_id in enumerate(profiles):
+            row = await profile_store.read_profile(connection, acme.tenant, profile_id)
+            assert row is not None and row["city"] == f"newest-{i}", (i, row)
+        [consent] = await consent_store.read_consent(connection, acme.tenant, profiles[0])
+        history = await consent_store.read_history(connection, acme.tenant, profiles[0])
+    assert (consent.value, int(consent.changed_at.timestamp() * 1000)) == (
+        "opted-out", base + 2000)
+    assert [h["value"] for h in history] == ["opted-in", "opted-out"]
+
+
+async def committed_past(group: str, ends: dict[int, int]) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return all((c := committed.get(TopicPartition(PROFILES.name, p))) is not None
+               and c.offset >= end for p, end in ends.items())
 
 
 async def test_a_tombstone_erases_the_profile_and_its_consent(
