@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.common import BENCH_DOMAIN, BENCH_EVENT, TENANT, settings
 from shared.domain.events import Channel
-from shared.domain.routing import SendRequest, message_id
+from shared.domain.routing import EventOrigin, SendRequest, message_id
 from shared.sending.priority import lower_cpu_priority
 from shared.topics import SEND_EMAIL_BULK
 
@@ -32,8 +32,9 @@ MAX_RECORDS = 2_000_000  # a bound whatever the arguments say
 def bulk_record(run_id: str, i: int, now: float) -> tuple[bytes, bytes]:
     pkey = uuid.uuid4().hex
     request = SendRequest(
-        messageId=message_id(TENANT, pkey, "bulk"), pKey=pkey, tenant=TENANT,
-        eventId=BENCH_EVENT.event_id, channel=Channel.EMAIL, priority="bulk",
+        messageId=message_id(TENANT, pkey, "bulk"), tenant=TENANT,
+        origin=EventOrigin(eventId=BENCH_EVENT.event_id, pKey=pkey),
+        channel=Channel.EMAIL, priority="bulk",
         to={"email": f"p5-bulk-{i % BULK_TARGETS:03d}@{BENCH_DOMAIN}"},
         ctx={"orderId": f"{run_id}-b{i}", "amount": 1.0, "sentAt": f"{now:.6f}"},
         acceptedAt=now,

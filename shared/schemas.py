@@ -24,7 +24,7 @@ SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 MODELS: dict[str, type[BaseModel]] = {
     "topics/events.in.v1.json": TriggerEvent,
     "topics/events.kafka.v1.json": ProducedEvent,
-    "topics/send.v1.json": SendRequest,
+    "topics/send.v2.json": SendRequest,
     "topics/deadletter.v1.json": DeadLetter,
     "topics/profiles.v1.json": ProfileRecord,
     "conditions.v1.json": Condition,

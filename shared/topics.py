@@ -49,19 +49,19 @@ EVENTS_KAFKA = Topic(
     "HTTP requests, the invalid ones dead-lettered with the reason.",
 )
 SEND_EMAIL_TX = Topic(
-    "parcours.send.email.tx.v1", "message id", 6, "topics/send.v1.json",
+    "parcours.send.email.tx.v1", "message id", 6, "topics/send.v2.json",
     "Transactional emails ready to render and send; own sender capacity.",
 )
 SEND_EMAIL_BULK = Topic(
-    "parcours.send.email.bulk.v1", "message id", 6, "topics/send.v1.json",
+    "parcours.send.email.bulk.v1", "message id", 6, "topics/send.v2.json",
     "Journey and marketing emails; never in front of transactional ones.",
 )
 SEND_SMS_TX = Topic(
-    "parcours.send.sms.tx.v1", "message id", 3, "topics/send.v1.json",
+    "parcours.send.sms.tx.v1", "message id", 3, "topics/send.v2.json",
     "Transactional SMS.",
 )
 SEND_PUSH_TX = Topic(
-    "parcours.send.push.tx.v1", "message id", 3, "topics/send.v1.json",
+    "parcours.send.push.tx.v1", "message id", 3, "topics/send.v2.json",
     "Transactional push notifications.",
 )
 DEADLETTER = Topic(

@@ -43,7 +43,7 @@ from shared.domain.record_signing import (
     check_signature,
     check_tenant,
 )
-from shared.domain.routing import Ended, Hold, SendRequest, decide
+from shared.domain.routing import Ended, EventOrigin, Hold, SendRequest, decide
 from shared.domain.status import Status, StatusWrite
 from shared.resilience import retry_forever
 from shared.topics import EVENTS_IN, EVENTS_KAFKA, SEND_TX_TOPICS
@@ -266,7 +266,7 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
     for trigger, profile in zip(triggers, profiles, strict=True):
         event = published[(trigger.tenant, trigger.eventId)]
         decision = decide(event and event.config, event and event.message_state,
-                          trigger, profile, now)
+                          trigger, profile, now, event and event.message_version)
         if isinstance(decision, Ended):
             ended.append(StatusWrite(trigger.pKey, trigger.tenant, trigger.eventId,
                                      decision.status, decision.reason))
@@ -278,10 +278,11 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
     await record_statuses(processor.connection, ended)
     await held_store.hold(processor.connection, held)
     allowed = await begin_processing(processor.connection, [
-        StatusWrite(s.pKey, s.tenant, s.eventId, Status.PROCESSING, None, s.messageId)
-        for s in sends
+        StatusWrite(s.origin.pKey, s.tenant, s.origin.eventId, Status.PROCESSING, None,
+                    s.messageId)
+        for s in sends if isinstance(s.origin, EventOrigin)
     ])
-    going = [s for s in sends if s.pKey in allowed]
+    going = [s for s in sends if isinstance(s.origin, EventOrigin) and s.origin.pKey in allowed]
     # Sent together and awaited together: the producer batches them into few requests.
     await processor.producer.deliver_all([
         (SEND_TX_TOPICS[s.channel.value].name, encode(s.model_dump(mode="json")),

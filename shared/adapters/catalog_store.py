@@ -37,6 +37,15 @@ async def load_published(pool: asyncpg.Pool, tenant: str, event_id: str) -> Publ
                           MessageState(state) if state else None, row["template"])
 
 
+async def load_message_template(pool: asyncpg.Pool, tenant: str, event_id: str, version: int
+                                ) -> dict[str, Any] | None:
+    """A message version's template, as published (published versions never change)."""
+    template: dict[str, Any] | None = await pool.fetchval(
+        "SELECT template FROM messages WHERE tenant_id = $1 AND event_id = $2 AND version = $3"
+        " AND state IN ('published', 'paused', 'superseded')", tenant, event_id, version)
+    return template
+
+
 CHANNEL = "parcours_catalog"  # see migration 004
 
 

@@ -39,7 +39,7 @@ UPDATE deliveries AS d SET state = u.state, detail = u.detail, updated_at = now(
 class Claimable:
     message_id: str
     tenant: str
-    pkey: str
+    pkey: str | None  # None for a journey's message
 
 
 async def claim(
@@ -64,7 +64,7 @@ class Outcome:
     message_id: str
     sent: bool
     detail: str | None
-    status: StatusWrite
+    status: StatusWrite | None  # of the event it answers; None for a journey's message
 
 
 async def settle(connection: asyncpg.Connection, outcomes: list[Outcome]) -> None:
@@ -77,4 +77,4 @@ async def settle(connection: asyncpg.Connection, outcomes: list[Outcome]) -> Non
             ["sent" if o.sent else "failed" for o in outcomes],
             [o.detail for o in outcomes],
         )
-        await record_statuses(connection, [o.status for o in outcomes])
+        await record_statuses(connection, [o.status for o in outcomes if o.status])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.domain.events import CTX_ON_KAFKA, Channel, EventConfig, Targeting, TriggerEvent
 from shared.domain.lifecycle import MessageState
@@ -21,22 +21,105 @@ def message_id(tenant: str, pkey: str, step: str = "tx") -> str:
     return str(uuid.uuid5(_MESSAGE_NAMESPACE, f"{tenant}/{pkey}/{step}"))
 
 
+class EventOrigin(BaseModel):
+    """A message a transactional event asked for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["event"] = "event"
+    eventId: str
+    pKey: str
+
+
+class JourneyOrigin(BaseModel):
+    """A message a journey's node sends to one profile (the journey issue's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["journey"] = "journey"
+    journeyId: str
+    journeyVersion: int
+    nodeId: str
+    instanceId: str
+
+
+Origin = Annotated[EventOrigin | JourneyOrigin, Field(discriminator="kind")]
+
+
+class TemplateRef(BaseModel):
+    """The message version decided: published versions never change, so the sender
+    renders exactly what was decided, even if a newer version is published meanwhile."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    eventId: str
+    version: int
+
+
 class SendRequest(BaseModel):
-    """The record on ``parcours.send.<channel>.<priority>.v1``."""
+    """A message, as it travels on ``parcours.send.<channel>.<priority>.v1`` (record
+    version 2; ``read_send_record`` still reads version 1)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    v: int = 1
+    v: Literal[2] = 2
+    messageId: str
+    tenant: str
+    origin: Origin
+    channel: Channel
+    priority: Literal["tx", "bulk"] = "tx"
+    template: TemplateRef | None = Field(
+        default=None, description="the message version to render; absent only on records"
+                                  " of version 1, which render the event's live version")
+    to: dict[str, str]
+    profileId: str | None = None
+    ctx: dict[str, Any] = Field(description=CTX_ON_KAFKA)
+    profile: dict[str, Any] | None = None
+    acceptedAt: float = Field(description="when its origin was accepted (Unix seconds)")
+
+    @property
+    def event(self) -> EventOrigin | None:
+        """The transactional event it answers, whose status it moves; None for a journey's."""
+        return self.origin if isinstance(self.origin, EventOrigin) else None
+
+    @property
+    def template_owner(self) -> str | None:
+        """The event whose message it renders."""
+        if self.template is not None:
+            return self.template.eventId
+        return self.event.eventId if self.event else None
+
+
+class _SendRequestV1(BaseModel):
+    """Version 1 of the send record, written before messages had an origin."""
+
+    v: Literal[1] = 1
     messageId: str
     pKey: str
     tenant: str
     eventId: str
     channel: Channel
-    priority: str = "tx"
+    priority: Literal["tx", "bulk"] = "tx"
     to: dict[str, str]
-    ctx: dict[str, Any] = Field(description=CTX_ON_KAFKA)
+    ctx: dict[str, Any]
     profile: dict[str, Any] | None = None
     acceptedAt: float
+
+
+def read_send_record(raw: bytes) -> SendRequest:
+    """A send record of any version, as version 2 (raises ValidationError)."""
+    try:
+        return SendRequest.model_validate_json(raw)
+    except ValidationError as error:
+        try:
+            old = _SendRequestV1.model_validate_json(raw)
+        except ValidationError:
+            raise error from None
+    return SendRequest(
+        messageId=old.messageId, tenant=old.tenant,
+        origin=EventOrigin(eventId=old.eventId, pKey=old.pKey), channel=old.channel,
+        priority=old.priority, to=old.to, ctx=old.ctx, profile=old.profile,
+        profileId=(old.profile or {}).get("profile_id"), acceptedAt=old.acceptedAt)
 
 
 @dataclass(frozen=True)
@@ -63,8 +146,10 @@ def decide(
     trigger: TriggerEvent,
     profile: dict[str, Any] | None,
     now: datetime,
+    message_version: int | None = None,
 ) -> Decision:
-    """``message``: the state of the event's live message version, None when none is."""
+    """``message``: the state of the event's live message version (``message_version``),
+    None when none is."""
     if config is None:
         return Ended(Status.ROUTING_FAILED, f"event {trigger.eventId} is not published")
     if message not in (MessageState.PUBLISHED, MessageState.PAUSED):
@@ -76,14 +161,17 @@ def decide(
         return Hold(until=later, paused=message is MessageState.PAUSED)
     if config.targeting is Targeting.PROFILE and profile is None:
         return Ended(Status.TARGETING_FAILED, "no profile matches the event's target")
+    profile = profile if config.targeting is Targeting.PROFILE else None
     return SendRequest(
         messageId=message_id(trigger.tenant, trigger.pKey),
-        pKey=trigger.pKey,
         tenant=trigger.tenant,
-        eventId=trigger.eventId,
+        origin=EventOrigin(eventId=trigger.eventId, pKey=trigger.pKey),
         channel=config.channel,
+        template=None if message_version is None else TemplateRef(
+            eventId=trigger.eventId, version=message_version),
         to=trigger.target,
+        profileId=None if profile is None else profile.get("profile_id"),
         ctx=trigger.ctx,
-        profile=profile if config.targeting is Targeting.PROFILE else None,
+        profile=profile,
         acceptedAt=trigger.acceptedAt,
     )

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from shared.adapters import delivery_ledger
+from shared.adapters.catalog_store import load_message_template
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.delivery_ledger import Claimable, Outcome
 from shared.adapters.kafka import publish_dead_letters
@@ -34,7 +35,7 @@ from shared.domain.rendering import (
     render_message,
     template_context,
 )
-from shared.domain.routing import SendRequest
+from shared.domain.routing import SendRequest, read_send_record
 from shared.domain.status import Status, StatusWrite
 from shared.resilience import retry_forever
 from shared.sending.wiring import Sender
@@ -54,7 +55,7 @@ def _readable(sender: Sender, records: Sequence[Record]) -> tuple[list[SendReque
     letters: list[Letter] = []
     for key, raw in records:
         try:
-            request = SendRequest.model_validate_json(raw)
+            request = read_send_record(raw)
         except ValidationError as error:
             letters.append((key, raw, f"invalid: {error.error_count()} errors"))
             continue
@@ -79,7 +80,7 @@ async def deliver_batch(sender: Sender, records: Sequence[Record]) -> None:
         await sender.ensure_db()
         return await delivery_ledger.claim(
             sender.connection, sender.spec.channel.value,
-            [Claimable(r.messageId, r.tenant, r.pKey) for r in requests],
+            [Claimable(r.messageId, r.tenant, r.event and r.event.pKey) for r in requests],
         )
 
     claimed = await _with_retries(sender, claim, "claiming deliveries")
@@ -139,16 +140,24 @@ async def _with_retries(sender: Sender, operation: Callable[[], Awaitable[T]], w
 async def _compiled_template(
     sender: Sender, request: SendRequest
 ) -> tuple[CompiledMessage, EventConfig, ProfileSchema] | None:
-    """The message's template, and what types its values: the event's fields, the
-    tenant's profile schema."""
-    published = await sender.catalog.get(request.tenant, request.eventId)
-    if published is None or published.template is None:
+    """The message version decided for it (the live one for a record of version 1), and
+    what types its values: the event's fields, the tenant's profile schema."""
+    owner = request.template_owner
+    published = owner and await sender.catalog.get(request.tenant, owner)
+    if not published or published.template is None or published.message_version is None:
         return None
-    # Keyed by content too: a republished message must not be served from the cache.
-    key = (request.tenant, request.eventId, orjson.dumps(published.template))
+    version = request.template.version if request.template else published.message_version
+    profile_schema = (await sender.profile_schemas.get(request.tenant)).schema
+    if version != published.message_version:  # a newer version went live since: rare
+        template = await load_message_template(
+            sender.pool, request.tenant, published.config.event_id, version)
+        if template is None:
+            return None
+        return compile_message(request.channel, template), published.config, profile_schema
+    # Keyed by content too: an event deleted and created again numbers its versions anew.
+    key = (request.tenant, published.config.event_id, orjson.dumps(published.template))
     if key not in sender.templates:
         sender.templates[key] = compile_message(request.channel, published.template)
-    profile_schema = (await sender.profile_schemas.get(request.tenant)).schema
     return sender.templates[key], published.config, profile_schema
 
 
@@ -156,8 +165,9 @@ def _outcome(
     request: SendRequest, status: Status, reason: str | None = None, reference: str | None = None
 ) -> Outcome:
     """The ledger keeps the failure's reason, or the provider's reference for the message."""
-    write = StatusWrite(request.pKey, request.tenant, request.eventId, status, reason,
-                        request.messageId)
+    event = request.event
+    write = event and StatusWrite(event.pKey, request.tenant, event.eventId, status, reason,
+                                  request.messageId)
     return Outcome(request.messageId, status is Status.PROCESSED, reason or reference, write)
 
 
@@ -167,7 +177,8 @@ def _failed(sender: Sender, request: SendRequest, metric: str, reason: str) -> O
 
 
 async def _send(sender: Sender, request: SendRequest) -> Outcome:
-    spec, event = sender.spec, {"eventId": request.eventId, "pKey": request.pKey}
+    spec = sender.spec
+    event = request.origin.model_dump(exclude={"kind"})  # {eventId, pKey} for an event's
     try:
         found = await _with_retries(sender, lambda: _compiled_template(sender, request),
                                     "loading the template")

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from shared.domain.routing import SendRequest, message_id
+from shared.domain.routing import EventOrigin, SendRequest, message_id
 from shared.topics import SEND_EMAIL_BULK
 from tests.integration.conftest import (
     BULK_SINK,
@@ -31,8 +31,9 @@ BULK_METRICS = f"http://127.0.0.1:{settings.sender_email_bulk_metrics_port}/metr
 
 def bulk_request(event_id: str, recipient: str) -> SendRequest:
     pkey = uuid.uuid4().hex
-    return SendRequest(messageId=message_id("default", pkey, "bulk"), pKey=pkey,
-                       tenant="default", eventId=event_id, channel="email", priority="bulk",
+    return SendRequest(messageId=message_id("default", pkey, "bulk"), tenant="default",
+                       origin=EventOrigin(eventId=event_id, pKey=pkey),
+                       channel="email", priority="bulk",
                        to={"email": recipient}, ctx={"item": "newsletter"},
                        acceptedAt=time.time())
 

@@ -7,7 +7,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from shared.domain.routing import SendRequest, message_id
+from shared.domain.routing import EventOrigin, SendRequest, message_id
 from shared.topics import DEADLETTER, EVENTS_IN, SEND_EMAIL_TX
 from tests.integration.conftest import (
     GATEWAY,
@@ -42,8 +42,9 @@ async def test_poison_record_goes_to_dead_letter_and_the_partition_keeps_flowing
 
 def send_request(event_id: str, email: str) -> SendRequest:
     pkey = uuid.uuid4().hex
-    return SendRequest(messageId=message_id("default", pkey), pKey=pkey, tenant="default",
-                       eventId=event_id, channel="email", to={"email": email},
+    return SendRequest(messageId=message_id("default", pkey), tenant="default",
+                       origin=EventOrigin(eventId=event_id, pKey=pkey),
+                       channel="email", to={"email": email},
                        ctx={"item": "once"}, acceptedAt=time.time())
 
 

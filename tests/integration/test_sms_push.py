@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from shared.adapters.profile_store import upsert_profiles
 from shared.domain.events import Channel
 from shared.domain.rendering import compile_message, render_message, template_context
-from shared.domain.routing import SendRequest, message_id
+from shared.domain.routing import EventOrigin, SendRequest, message_id
 from shared.topics import SEND_SMS_TX
 from tests.integration.conftest import (
     GATEWAY,
@@ -145,8 +145,9 @@ async def test_a_provider_503_is_retried_until_accepted_once(
 
 def sms_request(event_id: str, phone: str, item: str) -> SendRequest:
     pkey = uuid.uuid4().hex
-    return SendRequest(messageId=message_id(TENANT, pkey), pKey=pkey, tenant=TENANT,
-                       eventId=event_id, channel=Channel.SMS, to={"mobilePhone": phone},
+    return SendRequest(messageId=message_id(TENANT, pkey), tenant=TENANT,
+                       origin=EventOrigin(eventId=event_id, pKey=pkey),
+                       channel=Channel.SMS, to={"mobilePhone": phone},
                        ctx={"item": item, "quantity": 1}, acceptedAt=time.time())
 
 
@@ -200,7 +201,7 @@ async def test_a_resend_after_a_crash_is_answered_by_the_provider_not_delivered_
     assert first.status_code == 202
     await pool.execute("INSERT INTO deliveries (message_id, tenant_id, pkey, channel, state)"
                        " VALUES ($1, $2, $3, 'sms', 'sending')",
-                       uuid.UUID(request.messageId), TENANT, request.pKey)
+                       uuid.UUID(request.messageId), TENANT, request.origin.pKey)
     await produce(producer, request)
 
     async def settled() -> asyncpg.Record | None:

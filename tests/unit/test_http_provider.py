@@ -13,7 +13,7 @@ from shared.adapters.http_provider import HttpProvider, failure, provider_id
 from shared.adapters.provider_payloads import PushPayload, SmsPayload, push_payload, sms_payload
 from shared.domain.events import Channel
 from shared.domain.rendering import RenderedMessage
-from shared.domain.routing import SendRequest
+from shared.domain.routing import EventOrigin, SendRequest
 
 MESSAGE_ID = "9b2f6f7e-8d1c-5c4e-a1e2-0a1b2c3d4e5f"
 PUSH_TARGET = {"registrationToken": "tok-1", "application": "shop", "pushPlatform": "fcm"}
@@ -54,7 +54,8 @@ def test_provider_id_from_the_answer(body: bytes, expected: str | None) -> None:
 
 
 def request(channel: Channel, to: dict[str, str]) -> SendRequest:
-    return SendRequest(messageId=MESSAGE_ID, pKey="k1", tenant="default", eventId="EVTx",
+    return SendRequest(messageId=MESSAGE_ID, tenant="default",
+                       origin=EventOrigin(eventId="EVTx", pKey="k1"),
                        channel=channel, to=to, ctx={}, acceptedAt=time.time())
 
 

@@ -14,7 +14,7 @@ import pytest
 from services.sender_email.app import SPEC
 from shared.adapters.delivery_ledger import Outcome
 from shared.batches import handle_isolating_poison
-from shared.domain.routing import SendRequest
+from shared.domain.routing import EventOrigin, SendRequest
 from shared.domain.status import Status, StatusWrite
 from shared.sending import handlers
 from shared.sending.handlers import Letter, Record, deliver_batch
@@ -32,8 +32,9 @@ class Sender:
 
 def send_record(item: str) -> bytes:
     pkey = uuid.uuid4().hex
-    return SendRequest(messageId=str(uuid.uuid4()), pKey=pkey, tenant="default",
-                       eventId="EVTbatch", channel="email", to={"email": "a@example.com"},
+    return SendRequest(messageId=str(uuid.uuid4()), tenant="default",
+                       origin=EventOrigin(eventId="EVTbatch", pKey=pkey),
+                       channel="email", to={"email": "a@example.com"},
                        ctx={"item": item}, acceptedAt=time.time()).model_dump_json().encode()
 
 
@@ -52,7 +53,7 @@ async def test_an_unreadable_record_is_dead_lettered_once_when_another_fails_the
         if request.ctx["item"] == "boom":
             raise RuntimeError("an unexpected failure")
         return Outcome(request.messageId, True, None, StatusWrite(
-            request.pKey, request.tenant, request.eventId, Status.PROCESSED))
+            request.origin.pKey, request.tenant, request.origin.eventId, Status.PROCESSED))
 
     async def settle(_connection: Any, _outcomes: list[Outcome]) -> None:
         return None
