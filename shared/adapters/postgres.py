@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -22,6 +23,43 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+class Connection(asyncpg.Connection):  # type: ignore[misc]
+    """asyncpg's connection, dropped when its protocol state breaks. When PostgreSQL
+    stops (a fast shutdown) every backend sends a FATAL error and closes its socket; an
+    operation started between asyncpg reading the error and noticing the close fails with
+    ``InternalClientError: cannot switch to state …; another operation (2) is in
+    progress``, an error the services took for a bad record (an event ended
+    ``routingFailed``, a sender's settling task died and left its events ``processing``).
+    That error, on a connection asyncpg has marked closed, is raised as a lost connection
+    (``DB_UNAVAILABLE``), so the caller waits, reconnects and retries; on an open one it
+    is a client error of its own (a codec, say) and stays what it is."""
+
+    def _lost(self, error: Exception) -> None:
+        if self.is_closed():
+            raise ConnectionAbortedError(f"the connection broke: {error}") from error
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute(*args, **kwargs)
+        except asyncpg.exceptions.InternalClientError as error:
+            self._lost(error)
+            raise
+
+    async def _execute(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._execute(*args, **kwargs)
+        except asyncpg.exceptions.InternalClientError as error:
+            self._lost(error)
+            raise
+
+    async def _executemany(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._executemany(*args, **kwargs)
+        except asyncpg.exceptions.InternalClientError as error:
+            self._lost(error)
+            raise
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     # jsonb in and out as Python objects, encoded with orjson.
     await connection.set_type_codec(
@@ -33,14 +71,15 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 
 
 async def connect(dsn: str) -> asyncpg.Connection:
-    connection = await asyncpg.connect(dsn)
+    connection = await asyncpg.connect(dsn, connection_class=Connection)
     await _init_connection(connection)
     return connection
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+        connection_class=Connection,
     )
     assert pool is not None
     return pool

@@ -113,7 +113,16 @@ class _Settler:
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
         if self._writer is None or self._writer.done():
+            if self._writer is not None and self._broke(self._writer):
+                return  # drain raises it: the batch is handled again, nothing settled lost
             self._writer = asyncio.create_task(self._write())
+
+    @staticmethod
+    def _broke(writer: asyncio.Task[None]) -> bool:
+        """A writer that failed is kept, not replaced: replaced, its error was never
+        retrieved and the outcomes it held were dropped, their events left ``processing``
+        with the batch committed (seen with PostgreSQL stopped under load)."""
+        return writer.cancelled() or writer.exception() is not None
 
     async def _write(self) -> None:
         while self._pending:
