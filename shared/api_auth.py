@@ -4,8 +4,10 @@ Unauthenticated traffic costs nothing: the ids of existing keys are held in memo
 loaded at start and kept current by PostgreSQL's notifications (``parcours_keys``), so a
 key with an unknown id is refused without a query. A key that exists is read once and
 cached for ``ttl_s`` (a revocation takes effect at once through the notification, within
-``ttl_s`` if that connection is lost). Failed authentications are rate-limited per client
-address: past its budget, an address gets 429 instead of 401. Every cache is bounded.
+``ttl_s`` if that connection is lost); while PostgreSQL is unavailable a cached key
+is used past ``ttl_s`` and an uncached one gets 503 with Retry-After. Failed
+authentications are rate-limited per client address: past its budget, an address gets
+429 instead of 401. Every cache is bounded.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncpg
 from fastapi import HTTPException, Request
 
 from shared.adapters.key_store import CHANNEL, KeyRow, find_key, load_key_ids
+from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.bounded import BoundedDict
 from shared.domain.api_keys import Scope, parse_key, secret_matches
 from shared.domain.rate_limit import Bucket, available, take
@@ -88,7 +91,13 @@ class Authenticator:
         if key_id not in self._ids and not self._may_look_up(now, address):
             return None
         changes = self._changes
-        row = await find_key(self._pool, key_id)
+        try:
+            row = await find_key(self._pool, key_id)
+        except DB_UNAVAILABLE as error:
+            if cached is not None:  # PostgreSQL away: nothing can be revoked meanwhile
+                return cached[1]
+            raise HTTPException(503, "the key store is unavailable; retry",
+                                headers={"Retry-After": "1"}) from error
         if changes != self._changes:
             return row
         if row is None:
