@@ -32,6 +32,7 @@ from shared.domain.fields import (
     build_ctx_model,
     unique_ids,
 )
+from shared.domain.profile_schema import TOPIC_ID
 
 EVENT_ID_PATTERN = r"^EVT[A-Za-z0-9_]{1,61}$"  # prefix EVT, at most 64 characters
 is_event_id = re.compile(EVENT_ID_PATTERN).fullmatch
@@ -62,6 +63,13 @@ class EventConfig(BaseModel):
     # Enrichment: the ctx field whose value is the profile's id. Without it, a
     # profile-based event finds its profile by the target (email or mobile phone).
     profile_key: str | None = None
+    # Delivery rules: the typology its messages pass (None: the tenant's default one for a
+    # marketing event; address and consent checks only for a transactional one), whether
+    # it is marketing (then marketing consent applies), and the topic it needs a
+    # subscription to.
+    typology: Annotated[str, StringConstraints(pattern=r"^t[0-9]{1,9}$")] | None = None
+    marketing: bool = False
+    topic: Annotated[str, StringConstraints(pattern=TOPIC_ID)] | None = None
     version: int = 1
 
     @field_validator("fields")

@@ -73,6 +73,8 @@ class SendRequest(BaseModel):
                                   " of version 1, which render the event's live version")
     to: dict[str, str]
     profileId: str | None = None
+    typology: str | None = Field(default=None, description="the typology whose control"
+                                 " rules the sender runs on the rendered message")
     ctx: dict[str, Any] = Field(description=CTX_ON_KAFKA)
     profile: dict[str, Any] | None = None
     acceptedAt: float = Field(description="when its origin was accepted (Unix seconds)")

@@ -20,6 +20,8 @@ class Status(StrEnum):
     ROUTING_FAILED = "routingFailed"
     TOO_OLD = "tooOld"
     TARGETING_FAILED = "targetingFailed"
+    # Ours, beside the nine of the reference: a delivery rule kept it from going.
+    EXCLUDED = "excluded"
 
 
 TERMINAL = frozenset(
@@ -30,6 +32,7 @@ TERMINAL = frozenset(
         Status.ROUTING_FAILED,
         Status.TOO_OLD,
         Status.TARGETING_FAILED,
+        Status.EXCLUDED,
     }
 )
 
@@ -60,6 +63,8 @@ DESCRIPTIONS: dict[Status, str] = {
                            "to Kafka",
     Status.TOO_OLD: "its expiration passed before it could be sent",
     Status.TARGETING_FAILED: "a profile-based event that matched no profile",
+    Status.EXCLUDED: "a delivery rule kept the message from going (reason: the rule and"
+                     " why: consent, denylist, quarantine, fatigue, a typology's rule)",
 }
 # The enum's docstring is its description in JSON Schema (pydantic reads ``__doc__``).
 Status.__doc__ = "The event's status:\n\n" + "\n".join(

@@ -257,7 +257,8 @@ async def test_the_openapi_document_has_a_status_enum_and_readable_titles(
     client, _, _ = gateway
     schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
     status = schemas["Status"]
-    assert set(status["enum"]) == {s.value for s in Status} and len(status["enum"]) == 9
+    assert set(status["enum"]) == {s.value for s in Status}
+    assert len(status["enum"]) == 10  # the reference's nine, and ours: excluded
     for value in status["enum"]:
         assert f"`{value}`: " in status["description"]
     for name in ("EventStatus", "Accepted"):
