@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     idempotency_hours: float = 24.0
     # Event configurations are cached by the gateway and processor for this long.
     config_cache_ttl_s: float = 2.0
+    # Control rules' httpsLinks check lets plain http: links through. For local development
+    # only (a site served on http://localhost): never set it in production.
+    allow_http_links: bool = False
 
 
 @lru_cache(maxsize=1)
