@@ -1,7 +1,8 @@
 """Reading a tenant's delivery rules (tables of migration 013), cached per tenant.
 
 The admin API writes them (``rule_admin_store``); every service that decides or sends
-reads them through ``TenantRulesCache``: ``ttl_s`` bounds how long a change takes to apply.
+reads them through ``TenantRulesCache``: ``ttl_s`` bounds how long a change takes to apply,
+and a cache that ``listen``s drops a tenant's rules as soon as they change (migration 014).
 """
 
 from __future__ import annotations
@@ -31,8 +32,12 @@ async def load_tenant_rules(connection: asyncpg.Connection | asyncpg.Pool, tenan
         settings=RuleSettings.model_validate(settings or {}))
 
 
+CHANNEL = "parcours_rules"  # see migration 014
+
+
 class TenantRulesCache:
-    """At most ``MAX_TENANTS`` tenants, each for ``ttl_s``."""
+    """At most ``MAX_TENANTS`` tenants, each for ``ttl_s``, or until PostgreSQL announces
+    a change to them (``listen``); the TTL is the safety net if that connection is lost."""
 
     MAX_TENANTS = 1000
 
@@ -41,6 +46,20 @@ class TenantRulesCache:
         self._ttl_s = ttl_s
         self._entries: BoundedDict[str, tuple[float, TenantRules]] = BoundedDict(
             self.MAX_TENANTS)
+        self._listener: asyncpg.Connection | None = None
+        self._changes = 0  # announcements heard: a read begun before one is not kept
+
+    async def listen(self, dsn: str) -> None:
+        self._listener = await asyncpg.connect(dsn)
+        await self._listener.add_listener(CHANNEL, self._changed)
+
+    def _changed(self, _connection: object, _pid: int, _channel: str, tenant: str) -> None:
+        self._changes += 1
+        self.forget(tenant)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
 
     def forget(self, tenant: str) -> None:
         self._entries.pop(tenant, None)
@@ -50,6 +69,8 @@ class TenantRulesCache:
         hit = self._entries.get(tenant)
         if hit is not None and now - hit[0] < self._ttl_s:
             return hit[1]
+        changes = self._changes
         rules = await load_tenant_rules(self._pool, tenant)
-        self._entries[tenant] = (now, rules)
+        if changes == self._changes:
+            self._entries[tenant] = (now, rules)
         return rules
