@@ -9,10 +9,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.admin import (
+    address_routes,
     audience_routes,
     event_routes,
     profile_schema_routes,
     proof_routes,
+    rule_routes,
     test_profile_routes,
 )
 from services.admin.limits import BodyLimit
@@ -45,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)
     for routes in (event_routes, proof_routes, test_profile_routes, profile_schema_routes,
-                   audience_routes):
+                   audience_routes, rule_routes, address_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)

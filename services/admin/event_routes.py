@@ -23,6 +23,8 @@ from services.admin.models import (
     VersionOut,
 )
 from shared.adapters import admin_store as store
+from shared.adapters import rule_admin_store
+from shared.adapters.profile_schema_store import load_schema
 from shared.api_auth import Caller
 from shared.domain import lifecycle
 from shared.domain.default_templates import default_template
@@ -55,9 +57,26 @@ def _check_label(config: EventConfig) -> None:
                                        "msg": f"at most {MAX_LABEL} characters"}])
 
 
+async def _check_rule_names(db: asyncpg.Connection, tenant: str, config: EventConfig) -> None:
+    """The typology and the topic an event names are the tenant's (422 naming the field)."""
+    problems = []
+    if config.typology is not None and await rule_admin_store.get_typology(
+            db, tenant, config.typology) is None:
+        problems.append({"type": "value_error", "loc": ["body", "typology"], "msg":
+                         f"no typology {config.typology!r} (GET /admin/v1/typologies)"})
+    if config.topic is not None and config.topic not in {
+            t.id for t in (await load_schema(db, tenant)).schema.topics}:
+        problems.append({"type": "value_error", "loc": ["body", "topic"], "msg":
+                         f"{config.topic!r} is not a topic of the profile schema"
+                         " (GET /admin/v1/profile-schema)"})
+    if problems:
+        raise RequestValidationError(problems)
+
+
 @router.post("/events", status_code=201, response_model=EventOut, response_model_by_alias=True)
 async def create_event(config: EventConfig, caller: AdminCaller, db: Db) -> EventOut:
     _check_label(config)
+    await _check_rule_names(db, caller.tenant, config)
     if not await store.create_event(db, caller.tenant, config):
         raise HTTPException(409, f"event {config.event_id!r} exists; PUT it to change it")
     return EventOut.of(await _locked(db, caller, config.event_id))
@@ -79,6 +98,7 @@ async def update_event(event_id: str, config: EventConfig, caller: AdminCaller, 
         raise RequestValidationError([{"type": "value_error", "loc": ["body", "eventId"],
                                        "msg": f"must match the path's event id {event_id!r}"}])
     _check_label(config)
+    await _check_rule_names(db, caller.tenant, config)
     stored = await _locked(db, caller, event_id)
     lifecycle.check_update(stored.config, stored.state, config)
     await store.update_event(db, caller.tenant, config)
