@@ -12,6 +12,10 @@
     parcours profiles get ID [--export] | delete ID
     parcours profiles import FILE.csv|FILE.ndjson [--rejects PATH]
     parcours audiences create FILE.json | list | count|preview AUDIENCE [--limit N]
+    parcours rules list | add FILE.json | show|delete RULE
+    parcours typologies list | create FILE.json | delete TYPOLOGY
+    parcours denylist list [--channel C] | add CHANNEL ENTRY [--reason T] | remove CHANNEL ENTRY
+    parcours quarantine list [--channel C] [--all] | release CHANNEL ADDRESS
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a
 producer writes straight to Kafka (shared/kafka_signing.py); creating one needs the
@@ -28,7 +32,7 @@ import argparse
 import asyncio
 import sys
 
-from services.cli import admin_client, audiences, profiles_client
+from services.cli import admin_client, audiences, profiles_client, rules
 from shared.adapters.key_store import create_key, create_tenant, revoke_key
 from shared.adapters.postgres import connect
 from shared.domain.api_keys import Scope
@@ -54,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     admin_client.add_verbs(nouns)
     profiles_client.add_verbs(nouns)
     audiences.add_verbs(nouns)
+    rules.add_verbs(nouns)
     return parser
 
 
@@ -88,6 +93,8 @@ def main() -> None:
         sys.exit(admin_client.run(args))
     if args.noun == "audiences":
         sys.exit(audiences.run(args))
+    if args.noun in rules.NOUNS:
+        sys.exit(rules.run(args))
     if args.noun == "profiles":
         sys.exit(profiles_client.run(args))
     sys.exit(asyncio.run(_run(args)))
