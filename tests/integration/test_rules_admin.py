@@ -7,6 +7,7 @@ hand and released; settings; a listening TenantRulesCache told of changes at onc
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -314,3 +315,20 @@ async def test_a_listening_cache_hears_of_a_change_at_once(admin: TenantAdmin,
         await eventually(zone, "the new time zone", 5)
     finally:
         await cache.close()
+
+
+async def test_concurrent_admins_get_distinct_ids_and_one_default(admin: TenantAdmin,
+                                                                  pool: asyncpg.Pool) -> None:
+    rules = await asyncio.gather(*(admin.post("/rules", json={**CAPACITY, "name": f"c{i}"})
+                                   for i in range(12)))
+    assert sorted(r.json()["ruleId"] for r in rules) == sorted(f"r{i}" for i in range(1, 13))
+    typologies = await asyncio.gather(*(admin.post("/typologies", json={
+        "name": f"T{i}", "ruleIds": [f"r{i + 1}"], "isDefault": True}) for i in range(12)))
+    assert {t.status_code for t in typologies} == {201}, [t.text for t in typologies]
+    defaults = await pool.fetchval(
+        "SELECT count(*) FROM typologies WHERE tenant_id = $1 AND is_default", admin.tenant)
+    assert defaults == 1
+    deleted = await asyncio.gather(  # a rule deleted while a typology naming it is saved
+        admin.delete("/rules/r12"),
+        admin.post("/typologies", json={"name": "Late", "ruleIds": ["r12"]}))
+    assert sorted(r.status_code for r in deleted) in ([201, 409], [204, 422])
