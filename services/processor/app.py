@@ -24,6 +24,7 @@ from services.processor.handlers import (
     Record,
     handle_batch,
     poisoned,
+    release_deferred,
     release_held,
 )
 from services.processor.wiring import Processor
@@ -100,8 +101,9 @@ async def release() -> None:
     try:
         while True:
             batch = await release_held(processor)
-            released += batch
-            if batch < RELEASE_BATCH:
+            deferred = await release_deferred(processor)
+            released += batch + deferred
+            if batch < RELEASE_BATCH and deferred < RELEASE_BATCH:
                 break
     except (*DB_UNAVAILABLE, KafkaError) as error:
         log.warning("releasing held events failed (%s); retrying in %.1fs", error,

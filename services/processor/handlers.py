@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+import asyncpg
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
@@ -24,6 +25,7 @@ from services.processor.metrics import (
     KAFKA_EVENTS,
     PROCESS_SECONDS,
     RETRIES,
+    RULE_OUTCOMES,
 )
 from services.processor.wiring import Processor
 from shared.adapters import held_store
@@ -43,8 +45,9 @@ from shared.domain.record_signing import (
     check_signature,
     check_tenant,
 )
-from shared.domain.routing import Ended, EventOrigin, Hold, SendRequest, decide
+from shared.domain.routing import Ended, Hold, SendRequest, decide
 from shared.domain.status import Status, StatusWrite
+from shared.outgoing.step import Pending, decide_messages, deferral_reason
 from shared.resilience import retry_forever
 from shared.topics import EVENTS_IN, EVENTS_KAFKA, SEND_TX_TOPICS
 
@@ -262,7 +265,7 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
     now = datetime.now(UTC)
     ended: list[StatusWrite] = []
     held: list[held_store.Held] = []
-    sends: list[SendRequest] = []
+    pendings: list[Pending] = []
     for trigger, profile in zip(triggers, profiles, strict=True):
         event = published[(trigger.tenant, trigger.eventId)]
         decision = decide(event and event.config, event and event.message_state,
@@ -274,15 +277,52 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
             held.append((trigger.model_dump(mode="json"), decision.until,
                          _held_status(trigger, decision)))
         else:
-            sends.append(decision)
+            assert event is not None
+            config = event.config
+            pendings.append(Pending(decision, transactional=not config.marketing,
+                                    topic=config.topic, typology=config.typology))
     await record_statuses(processor.connection, ended)
     await held_store.hold(processor.connection, held)
-    allowed = await begin_processing(processor.connection, [
-        StatusWrite(s.origin.pKey, s.tenant, s.origin.eventId, Status.PROCESSING, None,
-                    s.messageId)
-        for s in sends if isinstance(s.origin, EventOrigin)
-    ])
-    going = [s for s in sends if isinstance(s.origin, EventOrigin) and s.origin.pKey in allowed]
+    return ([w.status for w in ended] + [s.status for _, _, s in held]
+            + await _pass_rules(processor, processor.connection, pendings, now))
+
+
+async def _pass_rules(processor: Processor, connection: asyncpg.Connection,
+                      pendings: list[Pending], now: datetime) -> list[Status]:
+    """The delivery rules' step, then each message on its way: sent on, ended
+    ``excluded``, or held until the rule lets it go."""
+    decided = await decide_messages(connection, processor.step, pendings, now)
+    for outcome in decided:
+        if outcome.fresh and outcome.kind is not None:
+            RULE_OUTCOMES.labels(outcome.kind.value, outcome.outcome, "processor").inc()
+    excluded = [_event_status(d.request, Status.EXCLUDED, d.reason)
+                for d in decided if d.outcome == "exclude"]
+    deferred = [d for d in decided if d.outcome == "defer"]
+    sends = [d.request for d in decided if d.outcome == "send"]
+    await record_statuses(connection, [w for w in excluded if w])
+    await held_store.hold_messages(
+        connection, [(d.request.model_dump(mode="json"), d.until) for d in deferred],
+        [w for d in deferred if (w := _event_status(d.request, Status.PENDING,
+                                                    deferral_reason(d)))])
+    return [Status.EXCLUDED] * len(excluded) + [Status.PENDING] * len(deferred) \
+        + await _send_on(processor, connection, sends)
+
+
+def _event_status(request: SendRequest, status: Status, reason: str | None
+                  ) -> StatusWrite | None:
+    """The status of the event a message answers (None for a journey's message)."""
+    event = request.event
+    return event and StatusWrite(event.pKey, request.tenant, event.eventId, status, reason,
+                                 request.messageId)
+
+
+async def _send_on(processor: Processor, connection: asyncpg.Connection,
+                   sends: list[SendRequest]) -> list[Status]:
+    """Messages cleared to go: an event's moves to ``processing`` unless it already ended
+    (refused by the gateway with a 503), then every message goes to its sender's topic."""
+    allowed = await begin_processing(connection, [
+        w for s in sends if (w := _event_status(s, Status.PROCESSING, None))])
+    going = [s for s in sends if s.event is None or s.event.pKey in allowed]
     # Sent together and awaited together: the producer batches them into few requests.
     await processor.producer.deliver_all([
         (SEND_TX_TOPICS[s.channel.value].name, encode(s.model_dump(mode="json")),
@@ -290,8 +330,32 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
         for s in going
     ])
     skipped = len(sends) - len(going)  # already final, e.g. refused by the gateway (503)
-    return ([w.status for w in ended] + [s.status for _, _, s in held]
-            + [Status.PROCESSING] * len(going) + [Status.IGNORED] * skipped)
+    return [Status.PROCESSING] * len(going) + [Status.IGNORED] * skipped
+
+
+async def release_deferred(processor: Processor) -> int:
+    """Deferred messages come due are decided again (rules may have changed meanwhile)
+    and go on, end, or wait again. Deleted in the transaction that found them: a crash
+    releases them again, and the history and the ledger keep it from sending twice."""
+    now = datetime.now(UTC)
+    async with processor.pool.acquire() as connection, connection.transaction():
+        records = await held_store.due_messages(connection, RELEASE_BATCH, now)
+        if not records:
+            return 0
+        requests = [SendRequest.model_validate(r) for r in records]
+        await held_store.forget_messages(connection, [(r.tenant, r.messageId) for r in requests])
+        pendings = []
+        for request in requests:
+            published = request.event and await processor.catalog.get(
+                request.tenant, request.event.eventId)
+            config = published.config if published else None
+            pendings.append(Pending(
+                request, transactional=not (config and config.marketing),
+                topic=config and config.topic, typology=request.typology, redecide=True))
+        statuses = await _pass_rules(processor, connection, pendings, now)
+    for status in statuses:
+        EVENTS_PROCESSED.labels(status.value).inc()
+    return len(requests)
 
 
 async def release_held(processor: Processor) -> int:

@@ -22,3 +22,9 @@ PROCESS_SECONDS = Histogram(
     "Time to handle one trigger event",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
+RULE_OUTCOMES = Counter(
+    "parcours_rule_outcomes_total",
+    "Messages a delivery rule excluded or deferred, by rule kind (a fixed set: denylist,"
+    " quarantine, consent, filtering, capacity, control, fatigue, quietHours)",
+    ["kind", "outcome", "stage"],
+)

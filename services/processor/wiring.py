@@ -11,11 +11,14 @@ from services.processor.metrics import SIGNING_KEY_QUERIES
 from shared.adapters.catalog_store import CatalogCache
 from shared.adapters.postgres import connect, create_pool
 from shared.adapters.producer import RenewingProducer
+from shared.adapters.profile_schema_store import ProfileSchemaCache
+from shared.adapters.rules_store import TenantRulesCache
 from shared.adapters.signing_keys import SigningKeyCache
 from shared.bounded import BoundedDict
 from shared.domain.events import EventConfig
 from shared.domain.lifecycle import PublishedEvent
 from shared.domain.produced import build_produced_model
+from shared.outgoing.step import Step
 from shared.settings import Settings
 
 
@@ -27,6 +30,7 @@ class Processor:
     catalog: CatalogCache
     producer: RenewingProducer
     signing_keys: SigningKeyCache  # the kafka keys that sign records (record_signing)
+    step: Step  # the delivery rules' decision step (tenants' rules and profile schemas)
     # Building a model is slow, validating with it fast. Keyed by the configuration itself:
     # a version number alone repeats across tenants, and after a delete and re-create.
     _models: dict[EventConfig, type[BaseModel]] = field(
@@ -42,7 +46,10 @@ class Processor:
         await catalog.listen(settings.pg_dsn)
         signing_keys = SigningKeyCache(pool, on_query=SIGNING_KEY_QUERIES.inc)
         await signing_keys.listen(settings.pg_dsn)
-        return cls(settings, pool, connection, catalog, producer, signing_keys)
+        schemas = ProfileSchemaCache(pool)
+        await schemas.listen(settings.pg_dsn)
+        step = Step(TenantRulesCache(pool, settings.config_cache_ttl_s), schemas)
+        return cls(settings, pool, connection, catalog, producer, signing_keys, step)
 
     def produced_model(self, published: PublishedEvent) -> type[BaseModel]:
         """What a record produced to Kafka for this published event must look like."""

@@ -53,3 +53,41 @@ async def releasable(
 
 async def forget(connection: asyncpg.Connection, pkeys: list[str]) -> None:
     await connection.execute("DELETE FROM held_events WHERE pkey = ANY($1::text[])", pkeys)
+
+
+# --- messages deferred by a delivery rule ---------------------------------------------
+
+HeldMessage = tuple[dict[str, Any], datetime]  # the send record (JSON), due
+
+
+async def hold_messages(connection: asyncpg.Connection, held: list[HeldMessage],
+                        statuses: list[StatusWrite]) -> None:
+    """Keep deferred messages until due (a message deferred again moves its due time), and
+    record their events' statuses, together."""
+    if not held:
+        return
+    async with connection.transaction():
+        await connection.executemany(
+            "INSERT INTO held_messages (tenant_id, message_id, pkey, event_id, due_at, record)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, message_id)"
+            " DO UPDATE SET due_at = EXCLUDED.due_at, record = EXCLUDED.record",
+            [(r["tenant"], r["messageId"], r["origin"].get("pKey"), r["origin"].get("eventId"),
+              due, r) for r, due in held])
+        await record_statuses(connection, statuses)
+
+
+async def due_messages(connection: asyncpg.Connection, limit: int, now: datetime
+                       ) -> list[dict[str, Any]]:
+    """Deferred messages due by ``now``, earliest first, locked until the transaction ends
+    (workers release different ones)."""
+    rows = await connection.fetch(
+        "SELECT record FROM held_messages WHERE due_at <= $2 ORDER BY due_at LIMIT $1"
+        " FOR UPDATE SKIP LOCKED", limit, now)
+    return [row["record"] for row in rows]
+
+
+async def forget_messages(connection: asyncpg.Connection, keys: list[tuple[str, str]]) -> None:
+    await connection.execute(
+        "DELETE FROM held_messages h USING unnest($1::text[], $2::uuid[]) AS k(t, m)"
+        " WHERE h.tenant_id = k.t AND h.message_id = k.m",
+        [t for t, _ in keys], [m for _, m in keys])

@@ -110,12 +110,18 @@ class TenantRules:
                 typology.append((rule_id, Filtering(rule_id, rule.name, checked)))
             elif isinstance(rule, CapacityRule):
                 typology.append((rule_id, rule))
-        enabled = sorted(((i, r) for i, r in self.rules.items() if r.enabled),
-                         key=lambda item: rule_number(item[0]))
-        return Rules(
-            typology=typology,
-            fatigue=[(i, r) for i, r in enabled if isinstance(r, FatigueRule)],
-            quiet_hours=[(i, r) for i, r in enabled if isinstance(r, QuietHoursRule)])
+        return Rules(typology=typology, fatigue=self.fatigue(), quiet_hours=self.quiet_hours())
+
+    def _enabled(self) -> list[tuple[str, Any]]:
+        return sorted(((i, r) for i, r in self.rules.items() if r.enabled),
+                      key=lambda item: rule_number(item[0]))
+
+    def fatigue(self) -> list[tuple[str, FatigueRule]]:
+        """Tenant-wide: every message and journey of the tenant passes them."""
+        return [(i, r) for i, r in self._enabled() if isinstance(r, FatigueRule)]
+
+    def quiet_hours(self) -> list[tuple[str, QuietHoursRule]]:
+        return [(i, r) for i, r in self._enabled() if isinstance(r, QuietHoursRule)]
 
     def time_zone(self, profile_zone: str | None) -> ZoneInfo:
         """The profile's zone when it names a known one, else the tenant's."""

@@ -1,0 +1,169 @@
+"""What the decision step reads and writes in PostgreSQL (tables of migration 013): the
+contact history, the message trace, and the address lists (denylist, quarantine), each a
+statement per batch whatever its size. Call them inside the step's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+COUNTED = ("sent", "delivered", "deferred")  # what fatigue and capacity count
+
+_LOCK = """
+SELECT pg_advisory_xact_lock(h)
+  FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) s
+"""
+
+
+async def lock(connection: asyncpg.Connection, keys: Sequence[str]) -> None:
+    """Transaction-scoped advisory locks, taken in one order by every worker (no deadlock):
+    two decisions about one profile (or one capacity rule) wait for each other, across
+    workers, partitions and processes."""
+    if keys:
+        await connection.execute(_LOCK, sorted(set(keys)))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A message already decided (a redelivered record, or a deferred one come due)."""
+
+    outcome: str
+    contact_at: datetime
+    rule_id: str | None
+    reason: str | None
+
+
+async def recorded(connection: asyncpg.Connection, tenant: str, message_ids: Sequence[str]
+                   ) -> dict[str, Recorded]:
+    rows = await connection.fetch(
+        "SELECT message_id, outcome, contact_at, rule_id, reason FROM contact_history"
+        " WHERE tenant_id = $1 AND message_id = ANY($2::uuid[])",
+        tenant, [uuid.UUID(m) for m in message_ids])
+    return {str(r["message_id"]): Recorded(r["outcome"], r["contact_at"], r["rule_id"],
+                                           r["reason"]) for r in rows}
+
+
+async def contacts(connection: asyncpg.Connection, tenant: str, profile_ids: Sequence[str],
+                   since: datetime, until: datetime, excluding: Sequence[str]
+                   ) -> list[asyncpg.Record]:
+    """The profiles' counted contacts strictly between ``since`` and ``until``, but for
+    the messages being decided."""
+    return await connection.fetch(
+        "SELECT profile_id, channel, contact_at, transactional FROM contact_history"
+        " WHERE tenant_id = $1 AND profile_id = ANY($2::text[])"
+        "   AND contact_at > $3 AND contact_at < $4 AND outcome = ANY($5::text[])"
+        "   AND message_id <> ALL($6::uuid[])",
+        tenant, list(profile_ids), since, until, list(COUNTED),
+        [uuid.UUID(m) for m in excluding])
+
+
+async def used(connection: asyncpg.Connection, tenant: str, column: str, value: str,
+               since: datetime, until: datetime, excluding: Sequence[str]) -> int:
+    """Counted messages of an origin (``origin_id``) or a channel in ``(since, until]``."""
+    assert column in ("origin_id", "channel")  # from code, never from a user
+    count: int = await connection.fetchval(
+        f"SELECT count(*) FROM contact_history WHERE tenant_id = $1 AND {column} = $2"
+        "   AND contact_at > $3 AND contact_at <= $4 AND outcome = ANY($5::text[])"
+        "   AND message_id <> ALL($6::uuid[])",
+        tenant, value, since, until, list(COUNTED), [uuid.UUID(m) for m in excluding])
+    return count
+
+
+async def consents(connection: asyncpg.Connection, tenant: str, profile_ids: Sequence[str]
+                   ) -> dict[str, list[asyncpg.Record]]:
+    rows = await connection.fetch(
+        "SELECT profile_id, kind, name, value FROM consents"
+        " WHERE tenant_id = $1 AND profile_id = ANY($2::text[])", tenant, list(profile_ids))
+    found: dict[str, list[asyncpg.Record]] = {}
+    for row in rows:
+        found.setdefault(row["profile_id"], []).append(row)
+    return found
+
+
+async def denied(connection: asyncpg.Connection, tenant: str,
+                 keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Denylist entries among (channel, normalised address or domain) keys."""
+    if not keys:
+        return {}
+    rows = await connection.fetch(
+        "SELECT d.channel, d.entry FROM denylist d"
+        "  JOIN unnest($2::text[], $3::text[]) AS k(channel, entry)"
+        "    ON d.channel = k.channel AND d.entry = k.entry WHERE d.tenant_id = $1",
+        tenant, [c for c, _ in keys], [e for _, e in keys])
+    return {(r["channel"], r["entry"]): r["entry"] for r in rows}
+
+
+async def in_quarantine(connection: asyncpg.Connection, tenant: str,
+                        keys: Sequence[tuple[str, str]], now: datetime
+                        ) -> dict[tuple[str, str], str]:
+    """Quarantined (channel, normalised address) among ``keys``, with why."""
+    if not keys:
+        return {}
+    rows = await connection.fetch(
+        "SELECT q.channel, q.address, q.reason, q.quarantined_at, q.release_at FROM quarantine q"
+        "  JOIN unnest($2::text[], $3::text[]) AS k(channel, address)"
+        "    ON q.channel = k.channel AND q.address = k.address"
+        " WHERE q.tenant_id = $1 AND q.quarantined_at IS NOT NULL"
+        "   AND (q.release_at IS NULL OR q.release_at > $4)",
+        tenant, [c for c, _ in keys], [a for _, a in keys], now)
+    return {(r["channel"], r["address"]): (
+        f"{r['reason'] or 'delivery failures'} (until {r['release_at']:%Y-%m-%d})"
+        if r["release_at"] else r["reason"] or "delivery failures") for r in rows}
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    message_id: str
+    profile_id: str | None
+    channel: str
+    origin_kind: str
+    origin_id: str
+    transactional: bool
+    contact_at: datetime
+    outcome: str  # sent, excluded, deferred
+    rule_id: str | None
+    reason: str | None
+    verdicts: list[dict[str, Any]]
+
+
+_WRITE = """
+INSERT INTO contact_history AS h (tenant_id, message_id, profile_id, channel, origin_kind,
+                                  origin_id, transactional, contact_at, outcome, rule_id, reason)
+SELECT $1, u.* FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                           $7::boolean[], $8::timestamptz[], $9::text[], $10::text[],
+                           $11::text[]) AS u
+ON CONFLICT (tenant_id, message_id) DO UPDATE
+   SET contact_at = EXCLUDED.contact_at, outcome = EXCLUDED.outcome,
+       rule_id = EXCLUDED.rule_id, reason = EXCLUDED.reason, decided_at = now()
+"""
+_TRACE = """
+INSERT INTO message_trace (tenant_id, message_id, stage, outcome, rule_id, reason, verdicts)
+SELECT $1, m, s, o, r, why, v::jsonb
+  FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+       AS u(m, s, o, r, why, v)
+"""
+
+
+async def write(connection: asyncpg.Connection, tenant: str, rows: Sequence[HistoryRow]
+                ) -> None:
+    """The decisions, in the history and in each message's trace."""
+    if not rows:
+        return
+    ids = [uuid.UUID(r.message_id) for r in rows]
+    await connection.execute(
+        _WRITE, tenant, ids, [r.profile_id for r in rows], [r.channel for r in rows],
+        [r.origin_kind for r in rows], [r.origin_id for r in rows],
+        [r.transactional for r in rows], [r.contact_at for r in rows],
+        [r.outcome for r in rows], [r.rule_id for r in rows], [r.reason for r in rows])
+    await connection.execute(
+        _TRACE, tenant, ids, ["decided"] * len(rows), [r.outcome for r in rows],
+        [r.rule_id for r in rows], [r.reason for r in rows],
+        # As text: asyncpg would read a list in an array parameter as another dimension.
+        [orjson.dumps(r.verdicts).decode() for r in rows])
