@@ -123,7 +123,9 @@ def _stored(rule: Any) -> dict[str, Any]:
 
 
 def _out(row: dict[str, Any]) -> dict[str, Any]:
-    return {"ruleId": row["rule_id"], **row["definition"]}
+    """The kind first, then the model's order of fields (jsonb keeps its own)."""
+    rule = _stored(RULE.validate_python(row["definition"]))
+    return {"ruleId": row["rule_id"], "kind": rule.pop("kind"), **rule}
 
 
 def _period(span: timedelta) -> str:
@@ -142,6 +144,10 @@ def _condition(node: dict[str, Any]) -> str:
             _condition(n) for n in node[key]) + ")"
     if "not" in node:
         return f"not {_condition(node['not'])}"
+    if node["op"] == "within":
+        side = "last" if "last" in node else "next"
+        (unit, count), = node[side].items()
+        return f"{node['path']} within the {side} {count} {unit}"
     rest = " ".join(f"{k}={v}" if k != "value" else str(v) for k, v in node.items()
                     if k not in ("path", "op"))
     return f"{node['path']} {node['op']} {rest}".strip()
