@@ -27,7 +27,7 @@ from services.gateway.wiring import Gateway
 from shared.adapters.catalog_store import event_configured
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.adapters.status_store import StatusRow, read_status
+from shared.adapters.status_store import StatusRow, cancel, read_status
 from shared.api_auth import Caller, require
 from shared.domain.api_keys import Scope
 from shared.domain.events import is_event_id
@@ -321,6 +321,29 @@ async def get_status(
         row = await _status_row(gateway, caller.tenant, event_id, pkey)
     except DB_UNAVAILABLE:
         return _answer(unavailable("the status store", "db_unavailable"))
+    return _status_of(pkey, event_id, row, None)
+
+
+@router.delete("/v1/events/{event_id}/{pkey}", response_model=EventStatus,
+               responses={404: _NOT_FOUND, 409: {"description": "Already on its way or done"}})
+async def cancel_event(
+    event_id: str, pkey: str, gateway: GatewayDep, caller: IngestCaller
+) -> EventStatus | Response:
+    """Cancel an event that is still pending (not processed yet, scheduled, or deferred by
+    a delivery rule) or paused: it ends ``ignored`` with the reason ``cancelled`` and
+    nothing is sent. 409 once it is on its way (``processing``) or finished."""
+    if not is_event_id(event_id) or not verify_pkey(
+            gateway.settings.pkey_secret.encode(), caller.tenant, event_id, pkey):
+        raise HTTPException(404, f"no event {pkey!r} for {event_id!r}")
+    try:
+        async with gateway.pool.acquire() as connection:
+            standing = await cancel(connection, caller.tenant, event_id, pkey)
+        row = await _status_row(gateway, caller.tenant, event_id, pkey)
+    except DB_UNAVAILABLE:
+        return _answer(unavailable("the status store", "db_unavailable"))
+    if standing is not None:
+        raise HTTPException(409, f"the event is already {standing.value}: it can no longer"
+                                 " be cancelled")
     return _status_of(pkey, event_id, row, None)
 
 

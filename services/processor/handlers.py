@@ -28,7 +28,7 @@ from services.processor.metrics import (
     RULE_OUTCOMES,
 )
 from services.processor.wiring import Processor
-from shared.adapters import held_store
+from shared.adapters import contact_history, held_store
 from shared.adapters.kafka import encode, publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import find_profiles
@@ -329,8 +329,11 @@ async def _send_on(processor: Processor, connection: asyncpg.Connection,
          s.messageId.encode())
         for s in going
     ])
-    skipped = len(sends) - len(going)  # already final, e.g. refused by the gateway (503)
-    return [Status.PROCESSING] * len(going) + [Status.IGNORED] * skipped
+    # Already final: refused by the gateway (503) or cancelled. Never sent: the contact
+    # history must not count them.
+    skipped = [s for s in sends if s.event is not None and s.event.pKey not in allowed]
+    await contact_history.unsend(connection, [(s.tenant, s.messageId) for s in skipped])
+    return [Status.PROCESSING] * len(going) + [Status.IGNORED] * len(skipped)
 
 
 async def release_deferred(processor: Processor) -> int:

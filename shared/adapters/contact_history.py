@@ -167,3 +167,14 @@ async def write(connection: asyncpg.Connection, tenant: str, rows: Sequence[Hist
         [r.rule_id for r in rows], [r.reason for r in rows],
         # As text: asyncpg would read a list in an array parameter as another dimension.
         [orjson.dumps(r.verdicts).decode() for r in rows])
+
+
+async def unsend(connection: asyncpg.Connection, messages: Sequence[tuple[str, str]]) -> None:
+    """Messages decided ``sent`` whose event ended before they went (cancelled, or refused
+    by the gateway): excluded, so fatigue and capacity do not count them."""
+    if messages:
+        await connection.execute(
+            "UPDATE contact_history h SET outcome = 'excluded', reason = 'cancelled'"
+            "  FROM unnest($1::text[], $2::uuid[]) AS m(t, id)"
+            " WHERE h.tenant_id = m.t AND h.message_id = m.id AND h.outcome = 'sent'",
+            [t for t, _ in messages], [uuid.UUID(m) for _, m in messages])

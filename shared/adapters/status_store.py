@@ -92,3 +92,29 @@ async def read_status(
     if row is None:
         return None
     return StatusRow(Status(row["status"]), row["reason"], row["updated_at"].isoformat())
+
+
+CANCELLED = "cancelled"
+
+
+async def cancel(connection: asyncpg.Connection, tenant: str, event_id: str, pkey: str
+                 ) -> Status | None:
+    """Cancel an event not yet on its way: pending (in Kafka, scheduled, or deferred by a
+    delivery rule) or paused. It ends ``ignored`` with the reason ``cancelled`` and its
+    held copies go, in one transaction that holds the status row: the processor, about to
+    mark it ``processing``, waits for it and then finds it final, so nothing is sent.
+    Returns None once cancelled, else the status that stands in the way."""
+    async with connection.transaction():
+        await connection.execute(_INSERT_FIRST, *StatusWrite(
+            pkey, tenant, event_id, Status.PENDING).row())
+        current = Status(await connection.fetchval(
+            "SELECT status FROM event_status WHERE pkey = $1 AND tenant_id = $2"
+            " AND event_id = $3 FOR UPDATE", pkey, tenant, event_id))
+        if RANK[current] >= RANK[Status.PROCESSING]:
+            return current
+        await connection.execute("DELETE FROM held_events WHERE pkey = $1", pkey)
+        await connection.execute(
+            "DELETE FROM held_messages WHERE tenant_id = $1 AND pkey = $2", tenant, pkey)
+        await record_statuses(connection, [
+            StatusWrite(pkey, tenant, event_id, Status.IGNORED, CANCELLED)])
+    return None

@@ -288,3 +288,55 @@ async def test_every_decision_is_traced_with_each_rules_verdict(tenant: Tenant):
         row["verdicts"])
     assert [(v["rule"], v["outcome"]) for v in verdicts] == [
         ("denylist", "pass"), ("quarantine", "pass"), ("consent", "exclude")]
+
+
+async def test_cancel_a_scheduled_or_deferred_event_and_nothing_is_sent(tenant: Tenant):
+    event_id = await tenant.event()
+    scheduled_to, deferred_to = email(), email()
+    await tenant.profile(scheduled_to)
+    await tenant.profile(deferred_to, time_zone="UTC")
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    response = await tenant.http.post(f"{GATEWAY}/v1/events/{event_id}", json={
+        "email": scheduled_to, "ctx": {"item": "later"}, "scheduled": later})
+    scheduled = str(response.json()["href"])
+
+    async def held_event() -> bool:
+        return bool(await tenant.pool.fetchval(
+            "SELECT count(*) FROM held_events WHERE pkey = $1", scheduled.rsplit("/", 1)[1]))
+
+    await eventually(held_event, "the scheduled event held", 10)
+    cancelled = await tenant.http.delete(f"{GATEWAY}{scheduled}")
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["status"], cancelled.json()["reason"]) == ("ignored", "cancelled")
+    assert not await held_event()
+
+    now = datetime.now(UTC)
+    await tenant.rule(1, {"kind": "quietHours", "name": "quiet", "channels": ["email"],
+                          "start": (now - timedelta(hours=1)).strftime("%H:%M"),
+                          "end": (now + timedelta(hours=1)).strftime("%H:%M"),
+                          "transactional": "applies"})
+    deferred = await tenant.post(event_id, deferred_to)
+
+    async def is_deferred() -> bool:
+        return "deferred until" in ((await tenant.status(deferred)).get("reason") or "")
+
+    await eventually(is_deferred, "the message deferred", 10)
+    assert (await tenant.http.delete(f"{GATEWAY}{deferred}")).json()["reason"] == "cancelled"
+    assert await tenant.pool.fetchval(
+        "SELECT count(*) FROM held_messages WHERE tenant_id = $1", tenant.name) == 0
+    assert await mails_to(tenant.http, scheduled_to) == []
+    assert await mails_to(tenant.http, deferred_to) == []
+
+
+async def test_a_finished_event_cannot_be_cancelled_and_an_unknown_one_is_404(tenant: Tenant):
+    event_id = await tenant.event()
+    address = email()
+    await tenant.profile(address)
+    href = await tenant.post(event_id, address)
+    assert (await final_status(tenant.http, href))["status"] == "processed"
+    refused = await tenant.http.delete(f"{GATEWAY}{href}")
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == ("the event is already processed: it can no longer be"
+                                        " cancelled")
+    unknown = await tenant.http.delete(f"{GATEWAY}/v1/events/{event_id}/nope")
+    assert unknown.status_code == 404
