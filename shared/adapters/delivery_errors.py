@@ -2,12 +2,23 @@
 
 The sender ends a message in ``deliveryFailed`` on a ``PermanentFailure`` and retries
 it with backoff on a ``TransientFailure``; each adapter decides which one an answer is.
+
+``address_fault`` says whether the refusal is about the recipient's address (no such
+mailbox, mailbox full, an invalid number or token), which feeds quarantine: a permanent
+one is a hard failure, a transient one a soft failure. A refusal of our message (its
+size, its content), of us (credentials, throttling) or a lost connection is not.
 """
 
 
-class PermanentFailure(Exception):
+class _DeliveryFailure(Exception):
+    def __init__(self, message: str, *, address_fault: bool = False) -> None:
+        super().__init__(message)
+        self.address_fault = address_fault
+
+
+class PermanentFailure(_DeliveryFailure):
     """The provider refused this message for good (bad address, invalid payload)."""
 
 
-class TransientFailure(Exception):
+class TransientFailure(_DeliveryFailure):
     """The provider could not take the message now (overloaded, unreachable, timed out)."""

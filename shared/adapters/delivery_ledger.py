@@ -8,15 +8,22 @@ the message is claimed and sent again. Over SMTP it carries the same Message-ID,
 window at-least-once cannot close there; over HTTP it carries the same Idempotency-Key,
 and the provider answers it without delivering it twice. Both steps take one round trip
 per batch; the ledger keeps the failure's reason or the provider's id for the message.
+The settle's transaction also moves the messages' contact history and trace
+(``message_outcomes``: one more statement) and, for a batch with refusals that blame an
+address, its quarantine row (``quarantine_store``).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 
+from shared.adapters import message_outcomes, quarantine_store
+from shared.adapters.message_outcomes import MessageOutcome
+from shared.adapters.quarantine_store import AddressFailure
 from shared.adapters.status_store import record_statuses
 from shared.domain.status import StatusWrite
 
@@ -65,6 +72,10 @@ class Outcome:
     sent: bool
     detail: str | None
     status: StatusWrite | None  # of the event it answers; None for a journey's message
+    # Its contact history outcome and trace row (message_outcomes), and what the refusal
+    # says about the address (quarantine_store), written in the same transaction.
+    trace: MessageOutcome | None = None
+    address_failure: AddressFailure | None = None
 
 
 async def settle(connection: asyncpg.Connection, outcomes: list[Outcome]) -> None:
@@ -78,3 +89,7 @@ async def settle(connection: asyncpg.Connection, outcomes: list[Outcome]) -> Non
             [o.detail for o in outcomes],
         )
         await record_statuses(connection, [o.status for o in outcomes if o.status])
+        await message_outcomes.record(connection, [o.trace for o in outcomes if o.trace])
+        await quarantine_store.record_failures(
+            connection, [o.address_failure for o in outcomes if o.address_failure],
+            datetime.now(UTC))

@@ -20,6 +20,10 @@ from pydantic import BaseModel
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 
 _TRANSIENT_4XX = frozenset({408, 409, 429})
+# The permanent refusals that blame the recipient (an invalid number, an unregistered
+# token): they quarantine it. 401, 403, 404, 413... blame our credentials, endpoint or
+# payload, and must not quarantine every address a misconfiguration touches.
+_ADDRESS_4XX = frozenset({400, 410, 422})
 _DETAIL_CHARS = 200
 
 
@@ -29,7 +33,8 @@ def failure(status: int, detail: str) -> PermanentFailure | TransientFailure | N
         return None
     if 400 <= status < 500 and status not in _TRANSIENT_4XX:
         detail = detail.strip()[:_DETAIL_CHARS]
-        return PermanentFailure(f"provider {status}: {detail}" if detail else f"provider {status}")
+        return PermanentFailure(f"provider {status}: {detail}" if detail else f"provider {status}",
+                                address_fault=status in _ADDRESS_4XX)
     # 5xx, the retryable 4xx and anything unexpected (a redirect is a configuration
     # mistake): keep the message and retry, so fixing the cause delivers it.
     return TransientFailure(f"provider {status}")

@@ -9,6 +9,7 @@ with backoff).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -54,10 +55,30 @@ def encode_email(
     return message.as_bytes()
 
 
-def _classify(code: int, text: str) -> Exception:
+_ENHANCED = re.compile(r"^\s*[245]\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def address_fault(code: int, text: str) -> bool:
+    """Whether a refusal is about the recipient's address (quarantine counts it). An
+    enhanced status code (RFC 3463) says so: X.1.* (addressing) and X.2.* (the mailbox)
+    are, except X.2.3 (our message too long); X.3 to X.7 (the mail system, routing,
+    protocol, content, policy) are not. Without one, the reply code: every 5xx but 552
+    (storage exceeded: the message's size), every 4xx but 421 (the service closing)."""
+    enhanced = _ENHANCED.match(text)
+    if enhanced:
+        subject, detail = enhanced.groups()
+        return subject == "1" or (subject == "2" and detail != "3")
+    return code not in (421, 552)
+
+
+def _classify(
+    code: int, text: str, reply: str | None = None
+) -> PermanentFailure | TransientFailure:
+    """``reply``: the server's text, when ``text`` (the reason given) is not just it."""
+    fault = address_fault(code, text if reply is None else reply)
     if 500 <= code < 600:
-        return PermanentFailure(f"smtp {code}: {text}")
-    return TransientFailure(f"smtp {code}: {text}")
+        return PermanentFailure(f"smtp {code}: {text}", address_fault=fault)
+    return TransientFailure(f"smtp {code}: {text}", address_fault=fault)
 
 
 class SmtpClient:
@@ -82,7 +103,12 @@ class SmtpClient:
             smtp = await self._connected()
             _refused, reply = await smtp.sendmail(parseaddr(sender)[1], [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as error:
-            raise _classify(error.recipients[0].code, str(error)) from error
+            refused = error.recipients[0]
+            raise _classify(refused.code, str(error), refused.message) from error
+        except aiosmtplib.SMTPSenderRefused as error:  # our MAIL FROM: no address's fault
+            failure = _classify(error.code, error.message)
+            failure.address_fault = False
+            raise failure from error
         except aiosmtplib.SMTPResponseException as error:  # aiosmtplib has sent RSET
             raise _classify(error.code, error.message) from error
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:

@@ -1,4 +1,5 @@
-"""A sender's resources: PostgreSQL, Kafka, the catalogue, the provider, compiled templates."""
+"""A sender's resources: PostgreSQL, Kafka, the catalogue, the delivery rules, the provider,
+compiled templates."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from shared.adapters.kafka import client_security, manual_consumer
 from shared.adapters.postgres import connect, create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.profile_schema_store import ProfileSchemaCache
+from shared.adapters.rules_store import TenantRulesCache
 from shared.bounded import BoundedDict
 from shared.domain.rendering import CompiledMessage
+from shared.sending.metrics import register_rule_outcomes
 from shared.sending.spec import Provider, SenderSpec
 from shared.settings import Settings
 
@@ -29,6 +32,7 @@ class Sender:
     producer: RenewingProducer
     provider: Provider
     profile_schemas: ProfileSchemaCache  # types the profile a record carries
+    rules: TenantRulesCache  # control rules and quarantine thresholds, per tenant
     # Bounded: each published version adds one; a rebuild costs one compilation.
     templates: dict[tuple[str, str, bytes], CompiledMessage] = field(
         default_factory=lambda: BoundedDict(512))
@@ -44,10 +48,13 @@ class Sender:
         await catalog.listen(settings.pg_dsn)
         profile_schemas = ProfileSchemaCache(pool)
         await profile_schemas.listen(settings.pg_dsn)
+        register_rule_outcomes()
+        rules = TenantRulesCache(pool, settings.config_cache_ttl_s)
+        await rules.listen(settings.pg_dsn)
         await consumer.start()
         await producer.start()
         return cls(spec, settings, pool, connection, catalog, consumer, producer,
-                   spec.open_provider(settings), profile_schemas)
+                   spec.open_provider(settings), profile_schemas, rules)
 
     async def ensure_db(self) -> None:
         if self.connection.is_closed():
@@ -59,5 +66,6 @@ class Sender:
         await self.provider.close()
         await self.catalog.close()
         await self.profile_schemas.close()
+        await self.rules.close()
         await self.connection.close()
         await self.pool.close()
