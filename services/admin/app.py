@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from services.admin import (
     address_routes,
     audience_routes,
+    dry_run_routes,
     event_routes,
     profile_schema_routes,
     proof_routes,
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)
     for routes in (event_routes, proof_routes, test_profile_routes, profile_schema_routes,
-                   audience_routes, rule_routes, address_routes):
+                   audience_routes, rule_routes, address_routes, dry_run_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)

@@ -24,6 +24,7 @@ from services.gateway.ingest import (
 )
 from services.gateway.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, INGEST_SECONDS
 from services.gateway.wiring import Gateway
+from shared.adapters import contact_history
 from shared.adapters.catalog_store import event_configured
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
@@ -33,6 +34,7 @@ from shared.domain.api_keys import Scope
 from shared.domain.events import is_event_id
 from shared.domain.lifecycle import PublishedEvent
 from shared.domain.pkeys import derive_pkey, verify_pkey
+from shared.domain.routing import message_id
 from shared.domain.status import Status
 
 MAX_BODY_BYTES = 256 * 1024
@@ -322,6 +324,42 @@ async def get_status(
     except DB_UNAVAILABLE:
         return _answer(unavailable("the status store", "db_unavailable"))
     return _status_of(pkey, event_id, row, None)
+
+
+class TraceStep(BaseModel):
+    at: str
+    stage: str  # decided, control, handover
+    outcome: str
+    rule: str | None = None
+    reason: str | None = None
+    verdicts: list[dict[str, Any]] | None = None  # every rule's, when decided
+
+
+class MessageTrace(BaseModel):
+    pKey: str
+    eventId: str
+    messageId: str
+    steps: list[TraceStep]
+
+
+@router.get("/v1/events/{event_id}/{pkey}/trace", response_model=MessageTrace,
+            responses={404: _NOT_FOUND})
+async def get_trace(
+    event_id: str, pkey: str, gateway: GatewayDep, caller: IngestCaller
+) -> MessageTrace | Response:
+    """What happened to the event's message, step by step: the delivery rules' decision
+    with every rule's verdict (and each new decision of a deferred message), then the
+    sender's control rules and hand-over. Empty until the processor decided it."""
+    if not is_event_id(event_id) or not verify_pkey(
+            gateway.settings.pkey_secret.encode(), caller.tenant, event_id, pkey):
+        raise HTTPException(404, f"no event {pkey!r} for {event_id!r}")
+    message = message_id(caller.tenant, pkey)
+    try:
+        steps = await contact_history.trace(gateway.pool, caller.tenant, message)
+    except DB_UNAVAILABLE:
+        return _answer(unavailable("the message trace", "db_unavailable"))
+    return MessageTrace(pKey=pkey, eventId=event_id, messageId=message,
+                        steps=[TraceStep.model_validate(step) for step in steps])
 
 
 @router.delete("/v1/events/{event_id}/{pkey}", response_model=EventStatus,

@@ -48,7 +48,9 @@ class Processor:
         await signing_keys.listen(settings.pg_dsn)
         schemas = ProfileSchemaCache(pool)
         await schemas.listen(settings.pg_dsn)
-        step = Step(TenantRulesCache(pool, settings.config_cache_ttl_s), schemas)
+        rules = TenantRulesCache(pool, settings.config_cache_ttl_s)
+        await rules.listen(settings.pg_dsn)
+        step = Step(rules, schemas)
         return cls(settings, pool, connection, catalog, producer, signing_keys, step)
 
     def produced_model(self, published: PublishedEvent) -> type[BaseModel]:

@@ -178,3 +178,15 @@ async def unsend(connection: asyncpg.Connection, messages: Sequence[tuple[str, s
             "  FROM unnest($1::text[], $2::uuid[]) AS m(t, id)"
             " WHERE h.tenant_id = m.t AND h.message_id = m.id AND h.outcome = 'sent'",
             [t for t, _ in messages], [uuid.UUID(m) for _, m in messages])
+
+
+async def trace(pool: asyncpg.Pool, tenant: str, message_id: str) -> list[dict[str, Any]]:
+    """What happened to a message, step by step, oldest first."""
+    rows = await pool.fetch(
+        "SELECT at, stage, outcome, rule_id, reason, verdicts FROM message_trace"
+        " WHERE tenant_id = $1 AND message_id = $2 ORDER BY at", tenant, uuid.UUID(message_id))
+    return [{"at": r["at"].isoformat(), "stage": r["stage"], "outcome": r["outcome"],
+             **({"rule": r["rule_id"]} if r["rule_id"] else {}),
+             **({"reason": r["reason"]} if r["reason"] else {}),
+             **({"verdicts": r["verdicts"]} if r["verdicts"] is not None else {})}
+            for r in rows]

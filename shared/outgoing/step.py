@@ -184,12 +184,12 @@ async def _decide_tenant(connection: asyncpg.Connection, part: _Tenant, now: dat
             out.append(_reused(request, already))
             continue
         profile_id = request.profileId if request.profile is not None else None
-        record = condition_record(request.profile or {}, [
+        recipient = condition_record(request.profile or {}, [
             (r["kind"], r["name"], r["value"]) for r in consents.get(profile_id or "", [])
         ]) if profile_id else None
         caps = _capacity_keys(part, pending)
         facts = Facts(
-            profile=record, history=tuple(history.get(profile_id or "", ())),
+            profile=recipient, history=tuple(history.get(profile_id or "", ())),
             capacity_used={rule_id: used[(rule_id, value)] for rule_id, _, value in caps},
             denylisted=next((denied[k] for k in addresses[id(pending)] if k in denied), None),
             quarantined=next((quarantined[k] for k in addresses[id(pending)]

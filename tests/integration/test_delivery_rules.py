@@ -29,6 +29,7 @@ from shared.domain.events import EventConfig
 from shared.domain.routing import EventOrigin, SendRequest, TemplateRef, message_id
 from shared.outgoing.step import Pending, Step, decide_messages
 from tests.integration.conftest import (
+    ADMIN,
     DEFAULT_TEMPLATE,
     GATEWAY,
     eventually,
@@ -340,3 +341,46 @@ async def test_a_finished_event_cannot_be_cancelled_and_an_unknown_one_is_404(te
                                         " cancelled")
     unknown = await tenant.http.delete(f"{GATEWAY}/v1/events/{event_id}/nope")
     assert unknown.status_code == 404
+
+
+async def test_the_trace_of_an_events_message_through_the_api(tenant: Tenant):
+    event_id = await tenant.event(marketing=True)
+    address = email()
+    await tenant.profile(address)
+    href = await tenant.post(event_id, address)
+    assert (await final_status(tenant.http, href))["status"] == "excluded"
+    trace = (await tenant.http.get(f"{GATEWAY}{href}/trace")).json()
+    assert trace["messageId"] == message_id(tenant.name, href.rsplit("/", 1)[1])
+    [decided] = trace["steps"]
+    assert (decided["stage"], decided["outcome"], decided["rule"]) == (
+        "decided", "excluded", "consent")
+    assert [v["outcome"] for v in decided["verdicts"]] == ["pass", "pass", "exclude"]
+    assert (await tenant.http.get(f"{GATEWAY}/v1/events/{event_id}/forged/trace")
+            ).status_code == 404
+
+
+async def test_a_dry_run_lists_every_rules_verdict_and_writes_nothing(tenant: Tenant):
+    async with tenant.pool.acquire() as connection:
+        admin_key = await create_key(connection, tenant.name, Scope.ADMIN, "rules tests")
+    await tenant.rule(1, {"kind": "fatigue", "name": "one a day", "max": 1, "period": "P1D",
+                          "transactional": "capped"})
+    event_id = await tenant.event()
+    address = email()
+    profile_id = await tenant.profile(address)
+    headers = {"authorization": f"Bearer {admin_key}"}
+    async with httpx.AsyncClient(base_url=ADMIN, headers=headers, timeout=30) as admin:
+        first = (await admin.post("/rules/dry-run", json={
+            "eventId": event_id, "profileId": profile_id})).json()
+        assert first["outcome"] == "send" and first["reason"] is None
+        assert [(v["rule"], v["outcome"]) for v in first["verdicts"]] == [
+            ("denylist", "pass"), ("quarantine", "pass"), ("consent", "pass"), ("r1", "pass")]
+        assert await tenant.pool.fetchval(
+            "SELECT count(*) FROM contact_history WHERE tenant_id = $1", tenant.name) == 0
+        assert (await final_status(tenant.http, await tenant.post(event_id, address))
+                )["status"] == "processed"
+        second = (await admin.post("/rules/dry-run", json={
+            "eventId": event_id, "profileId": profile_id})).json()
+        assert (second["outcome"], second["reason"]) == (
+            "exclude", "rule r1 (fatigue): 'one a day': at most 1 per 1 day")
+        missing = await admin.post("/rules/dry-run", json={"eventId": event_id})
+        assert missing.status_code == 422 and "profileId" in missing.json()["detail"]
