@@ -20,7 +20,7 @@ import asyncpg
 from fastapi import HTTPException, Request
 
 from shared.adapters.key_store import CHANNEL, KeyRow, find_key, load_key_ids
-from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.adapters.postgres import DB_UNAVAILABLE, Listener
 from shared.bounded import BoundedDict
 from shared.domain.api_keys import Scope, parse_key, secret_matches
 from shared.domain.rate_limit import Bucket, available, take
@@ -58,15 +58,21 @@ class Authenticator:
         self._buckets: BoundedDict[str, Bucket] = BoundedDict(MAX_KEYS)
         self._failures: BoundedDict[str, Bucket] = BoundedDict(MAX_ADDRESSES)
         self._lookups: Bucket | None = None
-        self._listener: asyncpg.Connection | None = None
+        self._listener: Listener | None = None
         # Bumped by every announced change: a row read while one arrived may predate it,
         # so it answers its request but is not kept.
         self._changes = 0
 
     async def start(self, dsn: str) -> None:
         """Follow key changes, then load the ids: a key created in between is not missed."""
-        self._listener = await asyncpg.connect(dsn)
-        await self._listener.add_listener(CHANNEL, self._changed)
+        self._listener = await Listener.open(dsn, CHANNEL, self._changed, self._missed)
+        self._ids |= await load_key_ids(self._pool)
+
+    async def _missed(self) -> None:
+        """Listening again after a lost connection: keys created or changed meanwhile were
+        not announced."""
+        self._changes += 1
+        self._rows.clear()
         self._ids |= await load_key_ids(self._pool)
 
     async def close(self) -> None:

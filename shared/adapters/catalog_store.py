@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.adapters.postgres import Listener
 from shared.domain.events import EventConfig, is_event_id
 from shared.domain.lifecycle import MessageState, PublishedEvent
 
@@ -61,11 +62,13 @@ class CatalogCache:
         self._pool = pool
         self._ttl_s = ttl_s
         self._entries: dict[tuple[str, str], tuple[float, PublishedEvent | None]] = {}
-        self._listener: asyncpg.Connection | None = None
+        self._listener: Listener | None = None
 
     async def listen(self, dsn: str) -> None:
-        self._listener = await asyncpg.connect(dsn)
-        await self._listener.add_listener(CHANNEL, self._changed)
+        self._listener = await Listener.open(dsn, CHANNEL, self._changed, self._missed)
+
+    async def _missed(self) -> None:
+        self._entries = {}
 
     def _changed(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         tenant, _, event_id = payload.partition("/")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,80 @@ class Connection(asyncpg.Connection):  # type: ignore[misc]
         except asyncpg.exceptions.InternalClientError as error:
             self._lost(error)
             raise
+
+
+Notified = Callable[[Any, int, str, str], None]  # connection, pid, channel, payload
+
+
+class Listener:
+    """``LISTEN channel`` for the life of a service. The connection lost (PostgreSQL
+    restarted, the backend killed): it connects again, with backoff, and once it listens
+    again calls ``missed`` — what was announced meanwhile never arrives, so the cache
+    forgets what it holds. Without it a cache that lost its listener fell back to its TTL
+    until the service restarted."""
+
+    def __init__(self, dsn: str, channel: str, notified: Notified,
+                 missed: Callable[[], Awaitable[None]]) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._notified = notified
+        self._missed = missed
+        self._connection: asyncpg.Connection | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @classmethod
+    async def open(cls, dsn: str, channel: str, notified: Notified,
+                   missed: Callable[[], Awaitable[None]]) -> Listener:
+        listener = cls(dsn, channel, notified, missed)
+        await listener._listen()
+        return listener
+
+    @property
+    def connection(self) -> asyncpg.Connection | None:
+        return self._connection
+
+    async def _listen(self) -> None:
+        # named for pg_stat_activity: who listens to what (test_zz_postgres_outage)
+        connection = await asyncpg.connect(self._dsn, server_settings={
+            "application_name": f"parcours-listen {os.getpid()} {self._channel}"})
+        try:
+            await connection.add_listener(self._channel, self._notified)
+        except BaseException:
+            connection.terminate()
+            raise
+        connection.add_termination_listener(self._lost)
+        self._connection = connection
+
+    def _lost(self, _connection: object) -> None:
+        if self._closing or (self._reconnecting is not None
+                             and not self._reconnecting.done()):
+            return
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        while not self._closing:
+            try:
+                if self._connection is None or self._connection.is_closed():
+                    await self._listen()
+                await self._missed()
+                log.info("listening on %s again", self._channel)
+                return
+            except DB_UNAVAILABLE as error:
+                log.warning("listening on %s failed (%s); retrying in %.1fs",
+                            self._channel, error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+        if self._connection is not None and not self._connection.is_closed():
+            await self._connection.close()
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime
 import asyncpg
 from pydantic import BaseModel
 
+from shared.adapters.postgres import Listener
 from shared.bounded import BoundedDict
 from shared.domain.profile_schema import EMPTY_SCHEMA, ProfileSchema
 from shared.domain.profiles import build_write_model
@@ -63,12 +64,15 @@ class ProfileSchemaCache:
         self._ttl_s = ttl_s
         self._entries: BoundedDict[str, tuple[float, TenantSchema]] = BoundedDict(
             self.MAX_TENANTS)
-        self._listener: asyncpg.Connection | None = None
+        self._listener: Listener | None = None
         self._changes = 0  # a load that saw a change arrive is used once, not kept
 
     async def listen(self, dsn: str) -> None:
-        self._listener = await asyncpg.connect(dsn)
-        await self._listener.add_listener(CHANNEL, self._changed)
+        self._listener = await Listener.open(dsn, CHANNEL, self._changed, self._missed)
+
+    async def _missed(self) -> None:
+        self._changes += 1
+        self._entries.clear()
 
     def _changed(self, _connection: object, _pid: int, _channel: str, tenant: str) -> None:
         self._changes += 1

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import asyncpg
 
 from shared.adapters.key_store import find_signing_keys
+from shared.adapters.postgres import Listener
 from shared.domain.record_signing import SigningKey
 
 CHANNEL = "parcours_keys"  # see migration 009
@@ -29,14 +30,17 @@ class SigningKeyCache:
         self._on_query = on_query  # called for each lookup that reaches PostgreSQL
         self._ttl_s = ttl_s
         self._entries: dict[str, tuple[float, SigningKey | None]] = {}
-        self._listener: asyncpg.Connection | None = None
+        self._listener: Listener | None = None
         # Bumped by every announced change: a lookup that was in flight meanwhile may have
         # read the row before the change, so its answer is used once but not kept.
         self._changes = 0
 
     async def listen(self, dsn: str) -> None:
-        self._listener = await asyncpg.connect(dsn)
-        await self._listener.add_listener(CHANNEL, self._changed)
+        self._listener = await Listener.open(dsn, CHANNEL, self._changed, self._missed)
+
+    async def _missed(self) -> None:
+        self._changes += 1
+        self._entries = {}
 
     def _changed(self, _connection: object, _pid: int, _channel: str, key_id: str) -> None:
         self._changes += 1

@@ -173,6 +173,19 @@ async def _gateway_writes(client: httpx.AsyncClient, profiles_key: str, href: st
     ))
 
 
+async def _listening(pool: asyncpg.Pool, pids: dict[str, int]) -> set[tuple[str, str]]:
+    """(service, channel) of every LISTEN connection of ``pids``' services."""
+    names = await pool.fetch("SELECT application_name FROM pg_stat_activity"
+                             " WHERE application_name LIKE 'parcours-listen %'")
+    by_pid = {str(pid): name for name, pid in pids.items()}
+    listening = set()
+    for row in names:
+        _, pid, channel = row["application_name"].split(" ", 2)
+        if pid in by_pid:
+            listening.add((by_pid[pid], channel))
+    return listening
+
+
 def _pids() -> dict[str, int]:
     return {name: int((RUN_DIR / "pids" / f"{name}.pid").read_text()) for name in SERVICES}
 
@@ -211,6 +224,8 @@ async def test_postgres_outage_under_load_loses_nothing_and_recovers_by_itself(
     event_id = await publish_event(pool, "event")
     tenant, signer, profiles_key = await _profile_tenant(pool)
     pids = _pids()
+    listening = await _listening(pool, pids)
+    assert {name for name, _ in listening} >= {"gateway", "processor", "profile-ingest"}
     dead_before = await end_offsets(DEADLETTER)
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200,
                           keepalive_expiry=2.0)
@@ -310,9 +325,14 @@ async def test_postgres_outage_under_load_loses_nothing_and_recovers_by_itself(
         assert not await pool.fetchval("SELECT count(*) FROM profiles WHERE tenant_id = $1"
                                        " AND profile_id LIKE 'bad-%'", tenant)
 
-        # Nobody was restarted, and everybody works again: a fresh event, a fresh record,
-        # a write through the profile API.
+        # Nobody was restarted, and everybody works again: every cache listens again to
+        # PostgreSQL's announcements, a fresh event, a fresh record, a profile API write.
         assert _pids() == pids, "a service was restarted"
+
+        async def listening_again() -> bool:
+            return await _listening(pool, pids) >= listening
+
+        await eventually(listening_again, "every listener back", deadline_s=30)
         fresh = unique_email("pgout-after")
         response = await client.post(f"{GATEWAY}/v1/events/{event_id}",
                                      json={"email": fresh, "ctx": {"item": "after"}})
