@@ -20,7 +20,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from services.gateway.wiring import Gateway
-from shared.adapters import consent_store, erasure, event_redaction, profile_store
+from shared.adapters import (
+    consent_store,
+    contact_history,  # noqa: F401  (registers with erasure)
+    erasure,
+    event_redaction,
+    profile_store,
+)
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_schema_store import TenantSchema
 from shared.api_auth import Caller, require

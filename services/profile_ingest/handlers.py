@@ -22,7 +22,13 @@ from pydantic import ValidationError
 
 from services.profile_ingest.metrics import BATCH_SECONDS, DEADLETTERED, RECORDS, RETRIES
 from services.profile_ingest.wiring import Ingest
-from shared.adapters import consent_store, erasure, event_redaction, profile_store
+from shared.adapters import (
+    consent_store,
+    contact_history,  # noqa: F401  (registers with erasure)
+    erasure,
+    event_redaction,
+    profile_store,
+)
 from shared.adapters.kafka import publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.domain.profile_records import (

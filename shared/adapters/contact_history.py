@@ -14,6 +14,10 @@ from typing import Any
 import asyncpg
 import orjson
 
+from shared.adapters import erasure
+from shared.adapters.status_store import record_statuses
+from shared.domain.status import Status, StatusWrite
+
 COUNTED = ("sent", "delivered", "deferred")  # what fatigue and capacity count
 
 _LOCK = """
@@ -190,3 +194,49 @@ async def trace(pool: asyncpg.Pool, tenant: str, message_id: str) -> list[dict[s
              **({"reason": r["reason"]} if r["reason"] else {}),
              **({"verdicts": r["verdicts"]} if r["verdicts"] is not None else {})}
             for r in rows]
+
+
+# --- erasure and access requests (shared/adapters/erasure.py) ---------------------------
+
+_HELD_OF = """
+SELECT message_id, pkey, event_id FROM held_messages
+ WHERE tenant_id = $1 AND record->>'profileId' = $2
+"""
+
+
+async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
+                 ) -> dict[str, int]:
+    """The profile's contact history and its messages' traces go; its deferred messages
+    (which carry its data) go too, their events ending ``targetingFailed``."""
+    held = await connection.fetch(_HELD_OF + " FOR UPDATE", tenant, profile_id)
+    await connection.execute(
+        "DELETE FROM held_messages WHERE tenant_id = $1 AND message_id = ANY($2::uuid[])",
+        tenant, [r["message_id"] for r in held])
+    await record_statuses(connection, [
+        StatusWrite(r["pkey"], tenant, r["event_id"], Status.TARGETING_FAILED,
+                    "its profile was erased") for r in held if r["pkey"]])
+    traces = await connection.execute(
+        "DELETE FROM message_trace t USING contact_history h"
+        " WHERE t.tenant_id = $1 AND h.tenant_id = $1 AND h.profile_id = $2"
+        "   AND t.message_id = h.message_id", tenant, profile_id)
+    contacts = await connection.execute(
+        "DELETE FROM contact_history WHERE tenant_id = $1 AND profile_id = $2",
+        tenant, profile_id)
+    return {"contactHistory": int(contacts.split()[-1]),
+            "messageTraces": int(traces.split()[-1]), "deferredMessages": len(held)}
+
+
+async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
+                  ) -> dict[str, Any]:
+    rows = await connection.fetch(
+        "SELECT message_id, channel, origin_kind, origin_id, contact_at, outcome, reason"
+        "  FROM contact_history WHERE tenant_id = $1 AND profile_id = $2 ORDER BY contact_at",
+        tenant, profile_id)
+    return {"contactHistory": [
+        {"messageId": str(r["message_id"]), "channel": r["channel"],
+         "origin": {"kind": r["origin_kind"], "id": r["origin_id"]},
+         "contactAt": r["contact_at"].isoformat(), "outcome": r["outcome"],
+         **({"reason": r["reason"]} if r["reason"] else {})} for r in rows]}
+
+
+erasure.register(erasure.PersonalData("contactHistory", _erase, _export))

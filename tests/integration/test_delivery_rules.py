@@ -384,3 +384,26 @@ async def test_a_dry_run_lists_every_rules_verdict_and_writes_nothing(tenant: Te
             "exclude", "rule r1 (fatigue): 'one a day': at most 1 per 1 day")
         missing = await admin.post("/rules/dry-run", json={"eventId": event_id})
         assert missing.status_code == 422 and "profileId" in missing.json()["detail"]
+
+
+async def test_erasing_a_profile_takes_its_contact_history_and_traces(tenant: Tenant):
+    async with tenant.pool.acquire() as connection:
+        key = await create_key(connection, tenant.name, Scope.PROFILES, "rules tests")
+    event_id = await tenant.event()
+    address = email()
+    profile_id = await tenant.profile(address)
+    href = await tenant.post(event_id, address)
+    assert (await final_status(tenant.http, href))["status"] == "processed"
+    headers = {"authorization": f"Bearer {key}"}
+    exported = (await tenant.http.get(f"{GATEWAY}/v1/profiles/{profile_id}/export",
+                                      headers=headers)).json()
+    [contact] = exported["contactHistory"]
+    assert (contact["channel"], contact["origin"]) == ("email", {"kind": "event",
+                                                                 "id": event_id})
+    erased = await tenant.http.delete(f"{GATEWAY}/v1/profiles/{profile_id}", headers=headers)
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["removed"]["contactHistory"] == 1
+    assert erased.json()["removed"]["messageTraces"] >= 1
+    assert await tenant.pool.fetchval(
+        "SELECT count(*) FROM contact_history WHERE tenant_id = $1", tenant.name) == 0
+    assert (await tenant.http.get(f"{GATEWAY}{href}/trace")).json()["steps"] == []
