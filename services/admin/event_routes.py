@@ -60,8 +60,8 @@ def _check_label(config: EventConfig) -> None:
 async def _check_rule_names(db: asyncpg.Connection, tenant: str, config: EventConfig) -> None:
     """The typology and the topic an event names are the tenant's (422 naming the field)."""
     problems = []
-    if config.typology is not None and await rule_admin_store.get_typology(
-            db, tenant, config.typology) is None:
+    if config.typology is not None and not await rule_admin_store.typology_exists(
+            db, tenant, config.typology):
         problems.append({"type": "value_error", "loc": ["body", "typology"], "msg":
                          f"no typology {config.typology!r} (GET /admin/v1/typologies)"})
     if config.topic is not None and config.topic not in {
@@ -117,6 +117,11 @@ async def publish_event(event_id: str, caller: AdminCaller, db: Db) -> EventOut:
     as a draft with a default template."""
     stored = await _locked(db, caller, event_id)
     lifecycle.check_publish_event(stored.state)
+    typology = stored.config.typology
+    if typology is not None and not await rule_admin_store.typology_exists(
+            db, caller.tenant, typology):
+        raise HTTPException(409, f"the event names typology {typology}, deleted since; give it"
+                                 " another (PUT /admin/v1/events/{eventId}) or none")
     await store.set_event_state(db, caller.tenant, event_id, EventState.PUBLISHED)
     if not await store.message_versions(db, caller.tenant, event_id):
         await store.add_message_version(db, caller.tenant, event_id,

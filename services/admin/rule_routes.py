@@ -291,12 +291,14 @@ async def replace_typology(typology_id: str, body: TypologyIn, caller: AdminCall
 @router.delete("/typologies/{typology_id}", status_code=204)
 async def delete_typology(typology_id: str, caller: AdminCaller, db: Db) -> Response:
     await store.lock_rules(db, caller.tenant)
+    # Deleted first, looked for after: an event configuration saved meanwhile holds the
+    # row (``typology_exists``), so the delete waits for it and the look sees it.
+    if not await store.delete_typology(db, caller.tenant, typology_id):
+        raise HTTPException(404, f"no typology {typology_id!r}")
     if events := await store.events_naming(db, caller.tenant, typology_id):
         raise HTTPException(409, f"typology {typology_id} is named by the events"
                                  f" {', '.join(events)}; give them another typology"
                                  " (PUT /admin/v1/events/{eventId}) or unpublish them first")
-    if not await store.delete_typology(db, caller.tenant, typology_id):
-        raise HTTPException(404, f"no typology {typology_id!r}")
     return Response(status_code=204)
 
 

@@ -141,6 +141,15 @@ async def get_typology(connection: asyncpg.Connection, tenant: str, typology_id:
     return None if row is None else dict(row)
 
 
+async def typology_exists(connection: asyncpg.Connection, tenant: str, typology_id: str
+                          ) -> bool:
+    """Whether it exists, kept so until the transaction ends (an event configuration
+    naming it is saved before a delete can look for the events that name it)."""
+    return await connection.fetchval(
+        "SELECT true FROM typologies WHERE tenant_id = $1 AND typology_id = $2 FOR SHARE",
+        tenant, typology_id) is not None
+
+
 async def delete_typology(connection: asyncpg.Connection, tenant: str, typology_id: str
                           ) -> bool:
     return await connection.fetchval(

@@ -192,9 +192,16 @@ async def test_an_event_names_a_typology_and_topic_of_its_tenant(
 
     named = await admin.delete("/typologies/t1")
     assert named.status_code == 409 and event_id in named.text
-    assert (await admin.delete(f"/events/{event_id}")).status_code == 204
-    assert (await admin.delete("/typologies/t1")).status_code == 204
+    assert (await admin.post(f"/events/{event_id}/publish")).status_code == 200
+    assert (await admin.delete("/typologies/t1")).status_code == 409
+    assert (await admin.get("/typologies/t1")).status_code == 200  # the refusal undid it
+    assert (await admin.post(f"/events/{event_id}/unpublish")).status_code == 200
+    assert (await admin.delete("/typologies/t1")).status_code == 204  # unpublished: allowed
     assert (await admin.delete("/typologies/t1")).status_code == 404
+    dangling = await admin.post(f"/events/{event_id}/publish")
+    assert dangling.status_code == 409 and "t1" in dangling.text
+    assert (await admin.put(f"/events/{event_id}", json=config)).status_code == 200
+    assert (await admin.post(f"/events/{event_id}/publish")).status_code == 200
     assert (await admin.delete("/rules/r1")).status_code == 204
 
 
