@@ -61,13 +61,15 @@ _ENHANCED = re.compile(r"^\s*[245]\.(\d{1,3})\.(\d{1,3})\b")
 def address_fault(code: int, text: str) -> bool:
     """Whether a refusal is about the recipient's address (quarantine counts it). An
     enhanced status code (RFC 3463) says so: X.1.* (addressing) and X.2.* (the mailbox)
-    are, except X.2.3 (our message too long); X.3 to X.7 (the mail system, routing,
-    protocol, content, policy) are not. Without one, the reply code: every 5xx but 552
-    (storage exceeded: the message's size), every 4xx but 421 (the service closing)."""
+    are, except X.1.7 and X.1.8 (our sender address) and X.2.3 (our message too long);
+    X.3 to X.7 (the mail system, routing, protocol, content, policy) are not. Without
+    one, the reply code: every 5xx but 552 (storage exceeded: the message's size), every
+    4xx but 421 (the service closing)."""
     enhanced = _ENHANCED.match(text)
     if enhanced:
         subject, detail = enhanced.groups()
-        return subject == "1" or (subject == "2" and detail != "3")
+        return ((subject == "1" and detail not in ("7", "8"))
+                or (subject == "2" and detail != "3"))
     return code not in (421, 552)
 
 
