@@ -287,6 +287,11 @@ async def test_quarantine_by_hand_listed_and_released(admin: TenantAdmin,
     assert (await admin.get("/quarantine")).json()["items"] == []
     assert (await admin.post("/quarantine/email/bounced@example.com/release")).status_code == 404
 
+    await admin.put("/rule-settings", json={"quarantine": {"releaseAfter": "PT12H"}})
+    short = await created(admin, "/quarantine", {"channel": "push", "address": "tok-1"})
+    assert datetime.fromisoformat(short["releaseAt"]) < datetime.now(UTC) + timedelta(hours=13)
+    assert short["reason"] == "quarantined by an administrator"
+
 
 async def test_tenants_apart_and_the_admin_key(admin: httpx.AsyncClient,
                                                pool: asyncpg.Pool) -> None:
