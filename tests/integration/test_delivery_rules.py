@@ -21,15 +21,24 @@ import pytest
 from shared.adapters.catalog_store import save_event
 from shared.adapters.key_store import create_key
 from shared.adapters.postgres import connect
-from shared.adapters.profile_schema_store import ProfileSchemaCache
+from shared.adapters.profile_schema_store import ProfileSchemaCache, save_schema
 from shared.adapters.profile_store import upsert_profiles
 from shared.adapters.rules_store import TenantRulesCache
 from shared.domain.api_keys import Scope
 from shared.domain.events import EventConfig
-from shared.domain.routing import EventOrigin, SendRequest, TemplateRef, message_id
+from shared.domain.profile_schema import ProfileSchema
+from shared.domain.routing import (
+    EventOrigin,
+    JourneyOrigin,
+    SendRequest,
+    TemplateRef,
+    message_id,
+)
 from shared.outgoing.step import Pending, Step, decide_messages
+from shared.topics import SEND_EMAIL_BULK
 from tests.integration.conftest import (
     ADMIN,
+    BULK_SINK,
     DEFAULT_TEMPLATE,
     GATEWAY,
     eventually,
@@ -65,11 +74,14 @@ class Tenant:
         }), DEFAULT_TEMPLATE)
         return event_id
 
-    async def profile(self, email: str, **fields: Any) -> str:
+    async def profile(self, email: str, time_zone: str | None = None, **fields: Any) -> str:
         profile_id = f"p-{uuid.uuid4().hex[:12]}"
         async with self.pool.acquire() as connection:
             await upsert_profiles(connection, self.name, [
                 {"profile_id": profile_id, "email": email, "first_name": "Ada", **fields}])
+            await connection.execute(
+                "UPDATE profiles SET time_zone = $3 WHERE tenant_id = $1 AND profile_id = $2",
+                self.name, profile_id, time_zone)
         return profile_id
 
     async def consent(self, profile_id: str, kind: str, name: str, value: str) -> None:
@@ -407,3 +419,107 @@ async def test_erasing_a_profile_takes_its_contact_history_and_traces(tenant: Te
     assert await tenant.pool.fetchval(
         "SELECT count(*) FROM contact_history WHERE tenant_id = $1", tenant.name) == 0
     assert (await tenant.http.get(f"{GATEWAY}{href}/trace")).json()["steps"] == []
+
+
+async def test_capacity_counts_a_message_tenant_wide_across_profiles(tenant: Tenant):
+    rule = await tenant.rule(1, {"kind": "capacity", "name": "three of this message",
+                                 "max": 3, "period": "P1D", "scope": "message"})
+    await tenant.typology("t1", [rule])
+    event_id, other = await tenant.event(typology="t1"), await tenant.event(typology="t1")
+    addresses = [email() for _ in range(5)]
+    for address in addresses:
+        await tenant.profile(address)
+    statuses = [await final_status(tenant.http, await tenant.post(event_id, a))
+                for a in addresses]
+    assert [s["status"] for s in statuses] == ["processed"] * 3 + ["excluded"] * 2
+    assert statuses[-1]["reason"] == ("rule r1 (capacity): 'three of this message': 3 of 3"
+                                      " per 1 day used")
+    # another message under the same typology has its own count
+    assert (await final_status(tenant.http, await tenant.post(other, addresses[0]))
+            )["status"] == "processed"
+
+
+async def test_a_message_with_a_topic_needs_the_subscription(tenant: Tenant):
+    async with tenant.pool.acquire() as connection:
+        await save_schema(connection, tenant.name, ProfileSchema.model_validate(
+            {"topics": [{"id": "offers"}]}))
+    event_id = await tenant.event(topic="offers")
+    subscribed, not_subscribed = email(), email()
+    await tenant.consent(await tenant.profile(subscribed), "topic", "offers", "subscribed")
+    await tenant.profile(not_subscribed)
+    refused = await final_status(tenant.http, await tenant.post(event_id, not_subscribed))
+    assert refused["reason"] == "rule consent (consent): not subscribed to topic 'offers'"
+    assert (await final_status(tenant.http, await tenant.post(event_id, subscribed))
+            )["status"] == "processed"
+
+
+async def test_quiet_hours_across_the_spring_change_in_the_recipients_zone(tenant: Tenant):
+    """End to end through the dry run (the processor's step on the real tables), as of
+    the night Paris moves its clocks forward: 08:00 that morning is 06:00 UTC."""
+    async with tenant.pool.acquire() as connection:
+        admin_key = await create_key(connection, tenant.name, Scope.ADMIN, "rules tests")
+    await tenant.rule(1, {"kind": "quietHours", "name": "nights", "channels": ["email"],
+                          "start": "21:00", "end": "08:00", "transactional": "applies"})
+    event_id = await tenant.event()
+    paris = await tenant.profile(email(), time_zone="Europe/Paris")
+    headers = {"authorization": f"Bearer {admin_key}"}
+    async with httpx.AsyncClient(base_url=ADMIN, headers=headers, timeout=30) as admin:
+        for at, until in (("2026-03-28T22:00:00Z", "2026-03-29T06:00:00Z"),  # 23:00 CET
+                          ("2026-03-27T22:00:00Z", "2026-03-28T07:00:00Z"),  # the night before
+                          ("2026-10-24T20:00:00Z", "2026-10-25T07:00:00Z")):  # autumn: 22:00 CEST
+            answer = (await admin.post("/rules/dry-run", json={
+                "eventId": event_id, "profileId": paris, "at": at})).json()
+            assert answer["outcome"] == "defer", answer
+            assert datetime.fromisoformat(answer["until"]) == datetime.fromisoformat(until)
+        day = (await admin.post("/rules/dry-run", json={
+            "eventId": event_id, "profileId": paris, "at": "2026-03-29T10:00:00Z"})).json()
+        assert day["outcome"] == "send"
+
+
+async def test_a_journeys_message_passes_the_same_step_and_its_sender_sends_it(
+    tenant: Tenant, producer: Any,
+):
+    """No journey engine yet: its message, as the engine will make it (origin: a journey
+    node, no pKey), is decided by the step and delivered by the email sender."""
+    await tenant.rule(1, {"kind": "fatigue", "name": "one a day", "max": 1, "period": "P1D"})
+    event_id = await tenant.event(marketing=True)  # the message's content
+    address = email()
+    profile_id = await tenant.profile(address)
+    await tenant.consent(profile_id, "marketing", "email", "opted-in")
+    version = await tenant.pool.fetchval(
+        "SELECT max(version) FROM messages WHERE tenant_id = $1 AND event_id = $2",
+        tenant.name, event_id)
+    step = Step(TenantRulesCache(tenant.pool, 0), ProfileSchemaCache(tenant.pool, 0))
+
+    def journey_message(node: str) -> SendRequest:
+        return SendRequest(
+            messageId=str(uuid.uuid4()), tenant=tenant.name,
+            origin=JourneyOrigin(journeyId="JRNwelcome", journeyVersion=1, nodeId=node,
+                                 instanceId=f"i-{profile_id}"),
+            channel="email", priority="bulk",
+            template=TemplateRef(eventId=event_id, version=version), to={"email": address},
+            profileId=profile_id, ctx={"item": node}, profile={"profile_id": profile_id,
+                                                             "email": address,
+                                                             "first_name": "Ada"},
+            acceptedAt=datetime.now(UTC).timestamp())
+
+    first, second = journey_message("email1"), journey_message("reminder")
+    async with tenant.pool.acquire() as connection:
+        decided = await decide_messages(connection, step, [
+            Pending(first, transactional=False), Pending(second, transactional=False)],
+            datetime.now(UTC))
+    assert [d.outcome for d in decided] == ["send", "exclude"]
+    row = await tenant.pool.fetchrow(
+        "SELECT origin_kind, origin_id FROM contact_history WHERE message_id = $1",
+        uuid.UUID(first.messageId))
+    assert (row["origin_kind"], row["origin_id"]) == ("journey", "JRNwelcome")
+    await producer.send_and_wait(SEND_EMAIL_BULK.name, decided[0].request.model_dump_json(
+    ).encode(), first.messageId.encode())
+
+    async def delivered() -> list[Any] | None:
+        return await mails_to(tenant.http, address, BULK_SINK) or None
+
+    [mail] = await eventually(delivered, "the journey's email delivered", 20)
+    assert "email1" in mail["subject"]
+    assert await tenant.pool.fetchval(
+        "SELECT pkey FROM deliveries WHERE message_id = $1", uuid.UUID(first.messageId)) is None
