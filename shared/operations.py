@@ -1,14 +1,17 @@
 """The operations routes every HTTP service serves, kept out of its OpenAPI schema:
-``/health/live``, ``/health/ready`` and ``/metrics`` (Prometheus, default registry)."""
+``/health/live``, ``/health/ready`` and ``/metrics`` (Prometheus, default registry); and
+what every HTTP service answers when PostgreSQL is unreachable."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
+
+from shared.adapters.postgres import DB_UNAVAILABLE
 
 # True or False, or named checks ({"kafka": True, "postgres": False}): ready when all pass.
 Readiness = bool | Mapping[str, bool]
@@ -45,3 +48,15 @@ def operations_router(ready: ReadinessCheck = always_ready) -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+async def _store_unavailable(_request: Request, _error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": "the store is unavailable; retry"}, status_code=503,
+                        headers={"Retry-After": "1"})
+
+
+def answer_store_unavailable(app: FastAPI) -> None:
+    """PostgreSQL unreachable in a route that does not say it itself: 503 with
+    Retry-After, as the routes that do, not 500."""
+    for unavailable in DB_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _store_unavailable)

@@ -23,7 +23,7 @@ from services.admin.metrics import RequestMetrics
 from shared.adapters.postgres import create_pool
 from shared.api_auth import Authenticator
 from shared.domain.lifecycle import LifecycleError
-from shared.operations import operations_router
+from shared.operations import answer_store_unavailable, operations_router
 from shared.settings import Settings, get_settings
 
 
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)
+    answer_store_unavailable(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestMetrics)  # added last: outermost, it counts the 413s too
     return app

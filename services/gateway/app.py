@@ -8,14 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException
 from fastapi.exception_handlers import http_exception_handler
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from services.gateway import import_routes, profile_routes
 from services.gateway.routes import post_event, readiness, router
 from services.gateway.wiring import Gateway
-from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.operations import operations_router
+from shared.operations import answer_store_unavailable, operations_router
 from shared.settings import Settings, get_settings
 
 _EVENTS = "/v1/events/"
@@ -45,14 +43,6 @@ class GatewayApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-async def _store_unavailable(_request: Request, _error: Exception) -> JSONResponse:
-    """PostgreSQL unreachable in a route that does not say it itself (a profile read,
-    erasure, batch, consent history): 503 with Retry-After, as the routes that do, not
-    500. The events' hot path answers its own (``post_event``)."""
-    return JSONResponse({"detail": "the store is unavailable; retry"}, status_code=503,
-                        headers={"Retry-After": "1"})
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -71,8 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (/metrics), and checking for an OpenTelemetry provider costs every request.
     app = GatewayApp(title="Parcours ingestion API", version="1", lifespan=lifespan,
                      telemetry={"tracing": False, "metrics": False, "logs": False})
-    for unavailable in DB_UNAVAILABLE:
-        app.add_exception_handler(unavailable, _store_unavailable)
+    # a profile read, erasure, batch, history: 503, not 500 (post_event answers its own)
+    answer_store_unavailable(app)
     app.include_router(router)
     app.include_router(import_routes.router)
     app.include_router(profile_routes.router)
