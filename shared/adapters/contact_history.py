@@ -104,24 +104,6 @@ async def denied(connection: asyncpg.Connection, tenant: str,
     return {(r["channel"], r["entry"]): r["entry"] for r in rows}
 
 
-async def in_quarantine(connection: asyncpg.Connection, tenant: str,
-                        keys: Sequence[tuple[str, str]], now: datetime
-                        ) -> dict[tuple[str, str], str]:
-    """Quarantined (channel, normalised address) among ``keys``, with why."""
-    if not keys:
-        return {}
-    rows = await connection.fetch(
-        "SELECT q.channel, q.address, q.reason, q.quarantined_at, q.release_at FROM quarantine q"
-        "  JOIN unnest($2::text[], $3::text[]) AS k(channel, address)"
-        "    ON q.channel = k.channel AND q.address = k.address"
-        " WHERE q.tenant_id = $1 AND q.quarantined_at IS NOT NULL"
-        "   AND (q.release_at IS NULL OR q.release_at > $4)",
-        tenant, [c for c, _ in keys], [a for _, a in keys], now)
-    return {(r["channel"], r["address"]): (
-        f"{r['reason'] or 'delivery failures'} (until {r['release_at']:%Y-%m-%d})"
-        if r["release_at"] else r["reason"] or "delivery failures") for r in rows}
-
-
 @dataclass(frozen=True)
 class HistoryRow:
     message_id: str

@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.adapters import contact_history
+from shared.adapters import contact_history, quarantine_store
 from shared.adapters.contact_history import HistoryRow, Recorded
 from shared.adapters.profile_schema_store import ProfileSchemaCache
 from shared.adapters.rules_store import TenantRulesCache
@@ -169,8 +169,11 @@ async def _decide_tenant(connection: asyncpg.Connection, part: _Tenant, now: dat
     addresses = {id(p): _address_keys(p.request) for p in pendings}
     keys = sorted({k for ks in addresses.values() for k in ks})
     denied = await contact_history.denied(connection, tenant, keys)
-    quarantined = await contact_history.in_quarantine(
-        connection, tenant, [k for k in keys if "@" in k[1] or k[0] != "email"], now)
+    quarantined: dict[tuple[str, str], str] = {}
+    for channel in sorted({c for c, _ in keys}):
+        on_channel = [a for c, a in keys if c == channel and (c != "email" or "@" in a)]
+        found = await quarantine_store.quarantined(connection, tenant, channel, on_channel, now)
+        quarantined |= {(channel, address): why for address, why in found.items()}
     used = {key: await contact_history.used(connection, tenant, _column(rule, key[1]), key[1],
                                             now - rule.period, now, ids)
             for key, rule in capacity.items()}
