@@ -17,6 +17,7 @@ from shared.domain.deadletter import DeadLetter
 from shared.domain.events import TriggerEvent
 from shared.domain.produced import ProducedEvent
 from shared.domain.profile_records import ProfileRecord
+from shared.domain.reactions import Reaction
 from shared.domain.routing import SendRequest
 from shared.topics import ALL_TOPICS
 
@@ -27,6 +28,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "topics/send.v2.json": SendRequest,
     "topics/deadletter.v1.json": DeadLetter,
     "topics/profiles.v1.json": ProfileRecord,
+    "topics/reactions.v1.json": Reaction,
     "conditions.v1.json": Condition,
 }
 

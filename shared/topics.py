@@ -79,9 +79,19 @@ PROFILES = Topic(
     config=dict(COMPACTED),
 )
 
+# What comes back from recipients (opens, clicks, bounces…), keyed by profile id (the
+# target address for event-based messages): co-partitioned with what a journey engine
+# keyed by profile reads. Written through the reactions outbox (PostgreSQL first, so a
+# click is recorded even while Kafka is slow), each reaction once.
+REACTIONS = Topic(
+    "parcours.reactions.v1", "profile id (else target)", 6, "topics/reactions.v1.json",
+    "Reactions of recipients: delivered, opened, clicked, bounced, complained, "
+    "unsubscribed, pushOpened, smsDelivered, failed; each once, machine ones flagged.",
+)
+
 ALL_TOPICS: tuple[Topic, ...] = (
     EVENTS_IN, EVENTS_KAFKA, SEND_EMAIL_TX, SEND_EMAIL_BULK, SEND_SMS_TX, SEND_PUSH_TX, DEADLETTER,
-    PROFILES,
+    PROFILES, REACTIONS,
 )
 
 SEND_TX_TOPICS = {"email": SEND_EMAIL_TX, "sms": SEND_SMS_TX, "push": SEND_PUSH_TX}

@@ -1,0 +1,81 @@
+"""The reactions outbox (migration 015): a reaction is recorded in PostgreSQL first — once,
+by its id — and a relay produces it to ``parcours.reactions.v1`` afterwards, so whoever
+records it (the tracking service answering a click, a webhook) answers at PostgreSQL's
+speed, whatever Kafka's, and nothing recorded is lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from shared.adapters import erasure
+from shared.adapters.producer import RenewingProducer
+from shared.domain.reactions import Reaction
+from shared.topics import REACTIONS
+
+_RECORD = """
+INSERT INTO reactions (tenant_id, reaction_id, message_id, kind, at, profile_id, record)
+SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
+                     $6::text[], $7::text[]::jsonb[])
+ON CONFLICT (tenant_id, reaction_id) DO NOTHING
+RETURNING reaction_id
+"""
+
+
+async def record(connection: asyncpg.Connection | asyncpg.Pool, reactions: Sequence[Reaction]
+                 ) -> list[Reaction]:
+    """Record the reactions not seen before; returns those (the others were already)."""
+    if not reactions:
+        return []
+    rows = await connection.fetch(
+        _RECORD, [r.tenant for r in reactions], [uuid.UUID(r.reactionId) for r in reactions],
+        [uuid.UUID(r.messageId) for r in reactions], [r.kind.value for r in reactions],
+        [r.at for r in reactions], [r.profileId for r in reactions],
+        [r.model_dump_json() for r in reactions])
+    new = {str(row["reaction_id"]) for row in rows}
+    return [r for r in reactions if r.reactionId in new]
+
+
+_UNPUBLISHED = """
+SELECT tenant_id, reaction_id, record FROM reactions WHERE published_at IS NULL
+ ORDER BY recorded_at LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+
+
+async def relay(pool: asyncpg.Pool, producer: RenewingProducer, limit: int = 500) -> int:
+    """Produce up to ``limit`` recorded reactions, oldest first, and mark them published,
+    in one transaction: a crash in between produces them again (a consumer deduplicates
+    by reactionId), never loses them. Several relays take different rows."""
+    async with pool.acquire() as connection, connection.transaction():
+        rows = await connection.fetch(_UNPUBLISHED, limit)
+        if not rows:
+            return 0
+        reactions = [Reaction.model_validate(row["record"]) for row in rows]
+        await producer.deliver_all([(REACTIONS.name, r.model_dump_json().encode(), r.key)
+                                    for r in reactions])
+        await connection.execute(
+            "UPDATE reactions SET published_at = now() FROM unnest($1::text[], $2::uuid[])"
+            " AS u(t, r) WHERE tenant_id = u.t AND reaction_id = u.r",
+            [row["tenant_id"] for row in rows], [row["reaction_id"] for row in rows])
+    return len(rows)
+
+
+async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
+                 ) -> dict[str, int]:
+    status = await connection.execute(
+        "DELETE FROM reactions WHERE tenant_id = $1 AND profile_id = $2", tenant, profile_id)
+    return {"reactions": int(status.split()[-1])}
+
+
+async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
+                  ) -> dict[str, object]:
+    rows = await connection.fetch(
+        "SELECT record FROM reactions WHERE tenant_id = $1 AND profile_id = $2 ORDER BY at",
+        tenant, profile_id)
+    return {"reactions": [row["record"] for row in rows]}
+
+
+erasure.register(erasure.PersonalData("reactions", _erase, _export))

@@ -1,0 +1,89 @@
+"""What comes back from recipients, as records on ``parcours.reactions.v1``: opens, clicks,
+bounces, complaints, unsubscribes, delivery receipts.
+
+Each reaction has an id derived from what makes it one (``reaction_id``), so a reaction
+seen twice (a pixel loaded ten times, a webhook retried, a DSN delivered twice) is one
+record: one per (message, kind), one per (message, link) for clicks — and machine opens
+and clicks (mail-privacy proxies, link scanners) apart from human ones, so a flagged open
+never hides a later human one. Keyed by profile id (the target address for an event-based
+message), so a journey engine co-partitioned on profile id reads a profile's reactions in
+order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.domain.events import Channel
+from shared.domain.routing import Origin
+
+_REACTION_NAMESPACE = uuid.UUID("8b5c3a52-6f0e-5b8e-a3c1-726561637473")
+
+
+class ReactionKind(StrEnum):
+    DELIVERED = "delivered"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"
+    PUSH_OPENED = "pushOpened"
+    SMS_DELIVERED = "smsDelivered"
+    FAILED = "failed"
+
+
+class Link(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int = Field(ge=0, description="the link's place in the message's HTML")
+    url: str
+
+
+class Bounce(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["hard", "soft"]
+    reply: str = Field(description="the remote server's diagnostic, as the DSN gives it")
+
+
+class Reaction(BaseModel):
+    """The record on ``parcours.reactions.v1``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    reactionId: str = Field(description="one per (message, kind[, link], human or machine)")
+    tenant: str
+    messageId: str
+    kind: ReactionKind
+    at: AwareDatetime
+    channel: Channel
+    profileId: str | None = None
+    address: str | None = Field(default=None, description="the target, for an event-based"
+                                                          " message (no profile)")
+    origin: Origin | None = None
+    link: Link | None = None
+    bounce: Bounce | None = None
+    machine: bool = Field(default=False, description="a mail-privacy proxy or a link"
+                                                     " scanner, not a person")
+    machineReason: Annotated[str, Field(max_length=200)] | None = None
+    source: str = Field(description="where it came from: tracking, dsn, provider, app,"
+                                    " preferences, list-unsubscribe")
+    detail: Annotated[str, Field(max_length=2000)] | None = None
+
+    @property
+    def key(self) -> bytes:
+        """Partitioned by profile, else by address: a profile's reactions in order."""
+        return (self.profileId or self.address or self.messageId).encode()
+
+
+def reaction_id(tenant: str, message_id: str, kind: ReactionKind, *, link: int | None = None,
+                machine: bool = False) -> str:
+    """The identity of a reaction: what makes two sightings the same one."""
+    parts = [tenant, message_id, kind.value, "" if link is None else str(link),
+             "machine" if machine else "human"]
+    return str(uuid.uuid5(_REACTION_NAMESPACE, "/".join(parts)))
