@@ -21,14 +21,19 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from shared.adapters.catalog_store import save_event
+from shared.adapters.key_store import create_key
 from shared.adapters.quarantine_store import quarantined
-from shared.domain.events import Channel
+from shared.domain.api_keys import Scope
+from shared.domain.events import Channel, EventConfig
 from shared.domain.routing import EventOrigin, SendRequest, message_id
 from shared.topics import SEND_EMAIL_TX, SEND_SMS_TX
 from tests.integration.conftest import (
+    GATEWAY,
     PROVIDER,
     SINK,
     eventually,
+    final_status,
     mails_to,
     provider_messages,
     publish_event,
@@ -275,3 +280,49 @@ async def test_a_provider_400_quarantines_the_number_a_429_does_not(
     assert (await settled(pool, slow))["status"] == "processed"
     assert len(await provider_messages(http, "sms", throttled)) == 1
     assert await quarantine_row(pool, tenant, "sms", throttled) is None
+
+
+async def test_end_to_end_the_processor_names_the_typology_and_the_sender_controls(
+    pool: asyncpg.Pool,
+) -> None:
+    """Through the gateway: the event configuration's typology reaches the sender on the
+    send record; the message's trace shows the decision, then the control or the
+    hand-over, and its contact history ends excluded or delivered."""
+    tenant = new_tenant()
+    async with pool.acquire() as connection:
+        await connection.execute("INSERT INTO tenants (tenant_id, name) VALUES ($1, $1)", tenant)
+        key = await create_key(connection, tenant, Scope.INGEST, "sender rules tests")
+    links = await control_rule(pool, tenant, checks=["absoluteLinks", "httpsLinks"])
+    checked = await typology(pool, tenant, [links])
+    plain_http = {**TEMPLATE, "html": '<a href="http://shop.example/o">{{ ctx.item }}</a>'}
+    events = {}
+    for name, template in (("bad", plain_http), ("good", TEMPLATE)):
+        events[name] = f"EVTsendrules{uuid.uuid4().hex[:8]}"
+        await save_event(pool, tenant, EventConfig.model_validate({
+            "event_id": events[name], "label": name, "channel": "email", "targeting": "event",
+            "typology": checked, "fields": [{"id": "item", "type": "string"}]}), template)
+    async with httpx.AsyncClient(timeout=30, headers={"authorization": f"Bearer {key}"}
+                                 ) as http:
+        hrefs, addresses = {}, {}
+        for name, event_id in events.items():
+            addresses[name] = unique_email(f"e2e{name}")
+            response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
+                                       json={"email": addresses[name], "ctx": {"item": "Hat"}})
+            assert response.status_code == 202, response.text
+            hrefs[name] = response.json()["href"]
+
+        bad = await final_status(http, hrefs["bad"])
+        assert (bad["status"], bad["reason"]) == (
+            "excluded", f"rule {links} (control): link 'http://shop.example/o' is not https")
+        assert (await final_status(http, hrefs["good"]))["status"] == "processed"
+        assert await mails_to(http, addresses["bad"]) == []
+        assert len(await mails_to(http, addresses["good"])) == 1
+        for name, last in (("bad", ("control", "excluded")),
+                           ("good", ("handover", "delivered"))):
+            trace = (await http.get(f"{GATEWAY}{hrefs[name]}/trace")).json()
+            steps = [(s["stage"], s["outcome"]) for s in trace["steps"]]
+            assert steps == [("decided", "sent"), last], steps
+            history = await pool.fetchval(
+                "SELECT outcome FROM contact_history WHERE tenant_id = $1 AND message_id = $2",
+                tenant, uuid.UUID(trace["messageId"]))
+            assert history == last[1]
