@@ -21,10 +21,12 @@ from bench import (
     b2_fastapi,
     p1_gateway,
     p4_latency,
+    p4_rules,
     p5_priority,
     p7_audiences,
     p8_scheduled,
     p_import,
+    rules,
 )
 from bench.common import RUNS, Row, progress
 from bench.loadgen import client_name
@@ -41,6 +43,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="keep-alive connections for B2/P1 (and P4's pool)")
     parser.add_argument("--p4-rate", type=float, help="events/s (default 1000, quick 200)")
     parser.add_argument("--p4-seconds", type=float, help="seconds (default 10, quick 3)")
+    parser.add_argument("--p4r-rate", type=float, default=200.0,
+                        help="P4R events/s, with and without rules (default 200; the seconds"
+                             " are P4's)")
     parser.add_argument("--p5-rate", type=float, default=100.0,
                         help="P5 transactional events/s through the gateway (default 100)")
     parser.add_argument("--p5-bulk-rate", type=float, default=2000.0,
@@ -61,7 +66,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--import-rows", type=int,
                         help="IMPORT profiles in the CSV (default 1,000,000, quick 20,000)")
     parser.add_argument("--only", nargs="+",
-                        choices=("B1", "B2", "P1", "P4", "P5", "P7", "P8", "IMPORT"),
+                        choices=("B1", "B2", "P1", "P4", "P4R", "P5", "P7", "P8", "IMPORT",
+                                 "RULES"),
                         help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
 
@@ -94,7 +100,8 @@ def main(argv: list[str]) -> int:
     progress(f"bench {'--quick ' if quick else ''}{stamp}: {os.cpu_count()} cores, load "
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
-    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P5", "P7", "P8", "IMPORT"))
+    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P4R", "P5", "P7", "P8", "IMPORT",
+                              "RULES"))
     rows: list[Row] = []
     if "B1" in wanted:
         rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
@@ -108,6 +115,9 @@ def main(argv: list[str]) -> int:
     if "P4" in wanted:
         rows += _attempt("P4", "accepted → SMTP latency", lambda: p4_latency.run(
             rate, p4_seconds, args.connections, drain_s))
+    if "P4R" in wanted:
+        rows += _attempt("P4R", "P4 with rules beside P4 without", lambda: p4_rules.run(
+            args.p4r_rate, p4_seconds, args.connections, drain_s))
     if "P5" in wanted:
         p5_seconds = args.p5_seconds or (3.0 if quick else 10.0)
         rows += _attempt("P5", "tx latency beside a bulk flood", lambda: p5_priority.run(
@@ -126,6 +136,8 @@ def main(argv: list[str]) -> int:
         import_rows = args.import_rows or (20_000 if quick else 1_000_000)
         rows += _attempt("IMPORT", "profile import beside raw COPY", lambda: p_import.run(
             import_rows))
+    if "RULES" in wanted:
+        rows += _attempt("RULES", "delivery rules' cost per message", rules.run)
 
     meta = {
         "timestamp": stamp, "quick": quick, "command": " ".join(["python -m bench", *argv]),

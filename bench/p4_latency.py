@@ -83,9 +83,10 @@ async def _wait_arrivals(http: httpx.AsyncClient, run_id: str, expected: int,
         await asyncio.sleep(0.5)
 
 
-async def _one_run(n: int, rate: float, seconds: float, connections: int) -> dict[str, Any]:
+async def _one_run(n: int, rate: float, seconds: float, connections: int,
+                   url: str = pipeline.EVENT_URL, label: str = "P4") -> dict[str, Any]:
     count = int(rate * seconds)
-    run_id = f"P4r{n}t{int(time.time())}"
+    run_id = f"{label}r{n}t{int(time.time())}"
     async with httpx.AsyncClient() as http:
         (await http.delete(f"{SINK}/messages")).raise_for_status()
         histogram_before = histogram_buckets(await _text(http, SENDER_METRICS), SENDER_LATENCY,
@@ -93,8 +94,8 @@ async def _one_run(n: int, rate: float, seconds: float, connections: int) -> dic
         sink_before = pipeline.counter_total(f"{SINK}/metrics",
                                              "parcours_smtp_sink_received_total")
         sent = await open_loop(
-            pipeline.EVENT_URL, _body(run_id), rate, count, connections,
-            on_tick=lambda s, a: overwrite(f"  P4 run {n}/{RUNS}: sent {s:,}/{count:,}, "
+            url, _body(run_id), rate, count, connections,
+            on_tick=lambda s, a: overwrite(f"  {label} run {n}/{RUNS}: sent {s:,}/{count:,}, "
                                            f"202 {a:,}"),
         )
         progress("")

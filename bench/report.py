@@ -16,8 +16,8 @@ COLUMNS = ("id", "what", "figure", "baseline", "ratio", "target", "met?")
 def figure_text(value: float | None, unit: str) -> str:
     if value is None:
         return "failed"
-    if unit == "ms":
-        return f"{value:,.1f} ms"
+    if unit in ("ms", "µs"):
+        return f"{value:,.1f} {unit}"
     return f"{value:,.0f} {unit}"
 
 
