@@ -5,7 +5,9 @@ quoted in statuses' reasons and in the delivery ledger's provider replies.
 Held events of an erased profile are dropped and end ``targetingFailed`` ("its profile
 was erased"), so every accepted event still reaches a final status. Reasons and replies
 keep their text with each address replaced by ``[erased]``. Both are found through the
-profile's addresses, so this runs before the profile row goes.
+profile's addresses, so this runs before the profile row goes; reasons and replies through
+trigram indexes on their texts, whatever wrote them and whichever profile's event they
+concern (a reply may quote any address).
 """
 
 from __future__ import annotations
@@ -56,6 +58,18 @@ async def _held(connection: asyncpg.Connection, tenant: str, profile_id: str
     return await connection.fetch(_HELD, tenant, email, phone, tokens, profile_id)
 
 
+# The rows quoting an address are found through the trigram indexes on the texts
+# (migration 012), not by reading every status and delivery of the tenant.
+REDACT_REASONS = """
+UPDATE event_status SET reason = regexp_replace(reason, $2, $3, 'gi')
+ WHERE tenant_id = $1 AND reason ~* $2
+"""
+REDACT_REPLIES = """
+UPDATE deliveries SET detail = regexp_replace(detail, $2, $3, 'gi')
+ WHERE tenant_id = $1 AND detail ~* $2
+"""
+
+
 def _pattern(terms: list[str]) -> str | None:
     """A case-insensitive regular expression (PostgreSQL's ARE) matching any term."""
     terms = [t for t in terms if t and len(t) >= 4]  # a shorter one would match anything
@@ -79,12 +93,8 @@ async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
     pattern = _pattern([email or "", phone or "", *tokens])
     reasons = replies = "UPDATE 0"
     if pattern is not None:
-        reasons = await connection.execute(
-            "UPDATE event_status SET reason = regexp_replace(reason, $2, $3, 'gi')"
-            " WHERE tenant_id = $1 AND reason ~* $2", tenant, pattern, ERASED)
-        replies = await connection.execute(
-            "UPDATE deliveries SET detail = regexp_replace(detail, $2, $3, 'gi')"
-            " WHERE tenant_id = $1 AND detail ~* $2", tenant, pattern, ERASED)
+        reasons = await connection.execute(REDACT_REASONS, tenant, pattern, ERASED)
+        replies = await connection.execute(REDACT_REPLIES, tenant, pattern, ERASED)
     return {"heldEvents": len(held), "statusReasons": int(reasons.split()[-1]),
             "deliveryReplies": int(replies.split()[-1])}
 
