@@ -1,4 +1,5 @@
-"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P7, P8, IMPORT in that order, then one table.
+"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P7, P8, IMPORT, ERASE in that order, then
+one table.
 
 Load goes to 127.0.0.1 only. The stack must be up (``make up``); nothing here starts,
 stops or restarts a service. A benchmark that fails is reported as failed and the
@@ -25,6 +26,7 @@ from bench import (
     p5_priority,
     p7_audiences,
     p8_scheduled,
+    p_erase,
     p_import,
     rules,
 )
@@ -67,7 +69,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="IMPORT profiles in the CSV (default 1,000,000, quick 20,000)")
     parser.add_argument("--only", nargs="+",
                         choices=("B1", "B2", "P1", "P4", "P4R", "P5", "P7", "P8", "IMPORT",
-                                 "RULES"),
+                                 "RULES", "ERASE"),
                         help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
 
@@ -101,7 +103,7 @@ def main(argv: list[str]) -> int:
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
     wanted = set(args.only or ("B1", "B2", "P1", "P4", "P4R", "P5", "P7", "P8", "IMPORT",
-                              "RULES"))
+                              "RULES", "ERASE"))
     rows: list[Row] = []
     if "B1" in wanted:
         rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
@@ -138,6 +140,8 @@ def main(argv: list[str]) -> int:
             import_rows))
     if "RULES" in wanted:
         rows += _attempt("RULES", "delivery rules' cost per message", rules.run)
+    if "ERASE" in wanted:
+        rows += _attempt("ERASE", "erasure beside 1,000,000 statuses", p_erase.run)
 
     meta = {
         "timestamp": stamp, "quick": quick, "command": " ".join(["python -m bench", *argv]),
