@@ -86,6 +86,19 @@ class Settings(BaseSettings):
     profile_ingest_metrics_port: int = 9107
     profile_ingest_nice: int = 10
 
+    # Bounces and complaints (services/bounces): DSNs and ARF reports sent to the VERP
+    # return paths arrive over SMTP here (locally the SMTP sink sends them; in production
+    # the bounce domains' MX points at it). The host is where the sink reaches it and,
+    # 0.0.0.0 in containers, where it listens.
+    bounces_host: str = "127.0.0.1"
+    bounces_smtp_port: int = 2530
+    bounces_metrics_port: int = 9108
+    # Signs the VERP return paths (shared/domain/verp.py), so a DSN to a forged one names
+    # no message: the email senders and the bounce service share it.
+    verp_secret: str = "dev-only-verp-change-me"
+    # The return paths' domain when a tenant sets none of its own.
+    bounce_domain: str = "bounces.parcours.localhost"
+
     # SMS and push providers are reached over HTTP; locally, the provider sink records
     # every request (services/provider_sink) so tests and the demo can read them back.
     provider_sink_port: int = 8026
