@@ -51,6 +51,22 @@ class Settings(BaseSettings):
     # throughput and halved tx p50 under a flood against 10 (bench P5).
     sender_bulk_nice: int = 19
     mail_from: str = "Parcours <no-reply@parcours.localhost>"
+    # How the senders reach a real relay: implicit TLS (smtps, usually port 465) or
+    # STARTTLS (587), and AUTH when a username is set. Each sender process reads its own
+    # environment, so the bulk sender can log in to its relay with other credentials.
+    smtp_tls: bool = False
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_ca_file: str | None = None  # PEM; the system's CAs when unset
+    # A tenant without a sender identity of its own (admin API /sender-identity) sends
+    # from mail_from, its bounces to a VERP return path at this domain
+    # (shared/domain/verp.py), signed with verp_secret: the bounce processor needs the same.
+    bounce_domain: str = "parcours.localhost"
+    verp_secret: str = "dev-only-change-me-verp"
+    # Fernet key (32 bytes, url-safe base64) that encrypts the DKIM private keys at rest.
+    # Unset: DKIM keys cannot be created and nothing is signed.
+    dkim_master_key: SecretStr | None = None
 
     # How every Kafka client of Parcours authenticates (deploy/kafka/SECURITY.md): PLAINTEXT
     # on the local broker; in production SASL_SSL with SCRAM-SHA-512 and the CA, or SSL
