@@ -115,6 +115,15 @@ class Settings(BaseSettings):
     # The return paths' domain when a tenant sets none of its own.
     bounce_domain: str = "bounces.parcours.localhost"
 
+    # Tracking (services/tracking): HTML emails' links and open pixel point at
+    # tracking_base_url. tracking_keys is "id:secret,id:secret": the first signs, all verify;
+    # to rotate, put a new key first and drop the old one once its mails no longer matter.
+    tracking_host: str = "127.0.0.1"
+    tracking_port: int = 8002
+    tracking_base_url: str = "http://127.0.0.1:8002"
+    tracking_keys: SecretStr = SecretStr("k1:dev-only-tracking-secret")
+    tracking_enabled: bool = True  # rewrite links and add the pixel in HTML emails
+
     # SMS and push providers are reached over HTTP; locally, the provider sink records
     # every request (services/provider_sink) so tests and the demo can read them back.
     provider_sink_port: int = 8026
