@@ -326,7 +326,7 @@ async def get_status(
     return _status_of(pkey, event_id, row, None)
 
 
-class TraceStep(BaseModel):
+class TraceStep(_Api):
     at: str
     stage: str  # decided, control, handover
     outcome: str
@@ -335,7 +335,7 @@ class TraceStep(BaseModel):
     verdicts: list[dict[str, Any]] | None = None  # every rule's, when decided
 
 
-class MessageTrace(BaseModel):
+class MessageTrace(_Api):
     pKey: str
     eventId: str
     messageId: str

@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Histogram
 
+from shared.outgoing.metrics import RULE_OUTCOMES  # noqa: F401  (the processor's stage)
+
 EVENTS_PROCESSED = Counter(
     "parcours_processor_events_total", "Trigger events handled, by outcome status", ["status"]
 )
@@ -21,10 +23,4 @@ PROCESS_SECONDS = Histogram(
     "parcours_processor_event_seconds",
     "Time to handle one trigger event",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
-)
-RULE_OUTCOMES = Counter(
-    "parcours_rule_outcomes_total",
-    "Messages a delivery rule excluded or deferred, by rule kind (a fixed set: denylist,"
-    " quarantine, consent, filtering, capacity, control, fatigue, quietHours)",
-    ["kind", "outcome", "stage"],
 )

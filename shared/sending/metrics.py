@@ -7,9 +7,10 @@ share them (the ``priority`` label and the scrape job tell them apart).
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import Counter, Histogram
 
 from shared.domain.events import Channel
+from shared.outgoing.metrics import RULE_OUTCOMES
 
 # Gateway acceptance → provider acceptance; the objective is 1 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -25,25 +26,9 @@ DUPLICATES = Counter("parcours_sender_duplicates_total",
 # what: database, kafka (dead letters), <provider> (smtp, provider)
 RETRIES = Counter("parcours_sender_retries_total", "Provider or database retries",
                   ["channel", "what"])
-# The delivery rules' outcomes where they run: in the senders, kind is "control" (a
-# typology's control rule) and outcome "excluded". Labelled by rule kind, never by rule id
-# or name, so the series stay a fixed set. The processor exports the same family
-# (stage="processor") from its own metrics module; both in one process (the unit tests
-# import both) would register it twice, so the senders' copy joins the registry only when a
-# sender runs (register_rule_outcomes, from Sender.open).
-RULE_OUTCOMES = Counter("parcours_rule_outcomes_total",
-                        "Messages a delivery rule excluded or deferred, by rule kind and stage",
-                        ["kind", "outcome", "stage"], registry=None)
-
-
-_registered: list[bool] = []
-
-
 def register_rule_outcomes() -> None:
-    if not _registered:
-        REGISTRY.register(RULE_OUTCOMES)
-        _registered.append(True)
-        RULE_OUTCOMES.labels("control", "excluded", "sender")  # at 0 from the start
+    """The senders' series of the rules' outcomes, at 0 from the start."""
+    RULE_OUTCOMES.labels("control", "excluded", "sender")
 
 
 ACCEPTED_TO_PROVIDER = Histogram(
