@@ -1,0 +1,117 @@
+"""Signed tracking links: the open pixel ``/o/<token>.gif`` and the click ``/c/<token>``.
+
+A token names (tenant, message id, link index) and nothing else: the click's destination
+is looked up in what the sender stored when it sent the message, never read from the URL,
+so an altered token cannot redirect anywhere (no open redirect) and the URL stays short.
+It is signed with HMAC-SHA256 (truncated to 128 bits) under a key named in the token, so
+keys rotate: the first key of the ring signs, every key of the ring still verifies.
+
+    token = <key id> "." base64url(kind | message uuid (16) | index (2) | tenant | mac (16))
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import struct
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+_HEAD = struct.Struct(">c16sH")
+_MAC = 16
+_OPEN_INDEX = 0xFFFF  # an open names no link
+MAX_LINKS = _OPEN_INDEX  # link indices 0..65534
+_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,16}")
+
+Kind = Literal["open", "click"]
+_KIND_BYTE: dict[Kind, bytes] = {"open": b"o", "click": b"c"}
+_BYTE_KIND: dict[bytes, Kind] = {v: k for k, v in _KIND_BYTE.items()}
+
+
+class KeyringError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Signing keys by id; ``current`` signs, all verify."""
+
+    current: str
+    secrets: dict[str, bytes]
+
+
+def parse_keyring(text: str) -> Keyring:
+    """``"id:secret,id:secret"``: the first signs, the others (older) still verify."""
+    secrets: dict[str, bytes] = {}
+    for entry in (e.strip() for e in text.split(",")):
+        key_id, _, secret = entry.partition(":")
+        if not _KEY_ID.fullmatch(key_id) or len(secret) < 16:
+            raise KeyringError("each tracking key is id:secret, the id [A-Za-z0-9_-]{1,16} "
+                               "and the secret at least 16 characters")
+        if key_id in secrets:
+            raise KeyringError(f"tracking key id {key_id!r} given twice")
+        secrets[key_id] = secret.encode()
+    return Keyring(next(iter(secrets)), secrets)
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """What a valid token names."""
+
+    kind: Kind
+    tenant: str
+    message_id: str
+    index: int | None  # the link's, for a click
+
+
+def _mac(secret: bytes, key_id: str, body: bytes) -> bytes:
+    return hmac.new(secret, key_id.encode() + b"." + body, hashlib.sha256).digest()[:_MAC]
+
+
+def sign(keys: Keyring, kind: Kind, tenant: str, message_id: str, index: int | None = None
+         ) -> str:
+    if (kind == "click") != (index is not None):
+        raise ValueError("a click names its link's index; an open names none")
+    if index is not None and not 0 <= index < MAX_LINKS:
+        raise ValueError(f"link index out of range: {index}")
+    body = _HEAD.pack(_KIND_BYTE[kind], uuid.UUID(message_id).bytes,
+                      _OPEN_INDEX if index is None else index) + tenant.encode()
+    raw = body + _mac(keys.secrets[keys.current], keys.current, body)
+    return f"{keys.current}.{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}"
+
+
+def verify(keys: Keyring, token: str) -> Tracked | None:
+    """What the token names, or None: unknown key, altered, truncated, not a token."""
+    key_id, dot, encoded = token.partition(".")
+    secret = keys.secrets.get(key_id)
+    if not dot or secret is None or len(encoded) > 400:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    body, mac = raw[:-_MAC], raw[-_MAC:]
+    if len(body) <= _HEAD.size or not hmac.compare_digest(mac, _mac(secret, key_id, body)):
+        return None
+    kind_byte, message, index = _HEAD.unpack_from(body)
+    kind = _BYTE_KIND.get(kind_byte)
+    try:
+        tenant = body[_HEAD.size:].decode()
+    except UnicodeDecodeError:
+        return None
+    if kind is None or (kind == "open") != (index == _OPEN_INDEX):
+        return None
+    return Tracked(kind, tenant, str(uuid.UUID(bytes=message)),
+                   None if kind == "open" else index)
+
+
+def open_url(base_url: str, keys: Keyring, tenant: str, message_id: str) -> str:
+    return f"{base_url.rstrip('/')}/o/{sign(keys, 'open', tenant, message_id)}.gif"
+
+
+def click_url(base_url: str, keys: Keyring, tenant: str, message_id: str, index: int) -> str:
+    return f"{base_url.rstrip('/')}/c/{sign(keys, 'click', tenant, message_id, index)}"
