@@ -11,6 +11,7 @@ import time
 
 import asyncpg
 
+from shared.adapters.postgres import Listener
 from shared.bounded import BoundedDict
 from shared.domain.delivery_rules.tenant import RULE, RuleSettings, TenantRules, Typology
 
@@ -46,12 +47,16 @@ class TenantRulesCache:
         self._ttl_s = ttl_s
         self._entries: BoundedDict[str, tuple[float, TenantRules]] = BoundedDict(
             self.MAX_TENANTS)
-        self._listener: asyncpg.Connection | None = None
+        self._listener: Listener | None = None
         self._changes = 0  # announcements heard: a read begun before one is not kept
 
     async def listen(self, dsn: str) -> None:
-        self._listener = await asyncpg.connect(dsn)
-        await self._listener.add_listener(CHANNEL, self._changed)
+        """Listen for changes, again after PostgreSQL comes back (``Listener``)."""
+        self._listener = await Listener.open(dsn, CHANNEL, self._changed, self._missed)
+
+    async def _missed(self) -> None:
+        self._changes += 1
+        self._entries.clear()
 
     def _changed(self, _connection: object, _pid: int, _channel: str, tenant: str) -> None:
         self._changes += 1
