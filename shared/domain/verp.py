@@ -34,3 +34,10 @@ def message_of(secret: bytes, address: str) -> str | None:
     if not hmac.compare_digest(signature, _signature(secret, message_hex)):
         return None
     return str(uuid.UUID(message_hex))
+
+
+def looks_like_return_path(address: str) -> bool:
+    """Shaped like one of ours, signed or not: what a bounce server accepts at RCPT (a
+    forged signature is then accepted and dropped, so the sender learns nothing)."""
+    local, _, _domain = address.strip().strip("<>").rpartition("@")
+    return _LOCAL.match(local.lower()) is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared.domain.mail_feedback import Feedback, Unreadable, read_feedback
+from shared.domain.verp import looks_like_return_path, return_path
 
 
 def dsn(*recipient_blocks: str, report_type: str = "delivery-status") -> bytes:
@@ -176,3 +177,12 @@ def test_a_bounce_in_no_standard_format_goes_to_the_detectors() -> None:
 def test_an_ordinary_mail_is_unreadable() -> None:
     with pytest.raises(Unreadable):
         read_feedback(b"From: a@example.net\r\nSubject: hello\r\n\r\nJust saying hi.\r\n")
+
+
+def test_the_bounce_server_accepts_return_paths_signed_or_not() -> None:
+    address = return_path(b"s" * 32, "0b5e6a4c-1f7e-4a52-9d35-2f1f3c1b2a10", "b.example")
+    assert looks_like_return_path(address) and looks_like_return_path(f"<{address.upper()}>")
+    assert looks_like_return_path(address.replace(address[40], "a" if address[40] != "a"
+                                                  else "b"))  # forged: dropped later
+    assert not looks_like_return_path("postmaster@b.example")
+    assert not looks_like_return_path("b+123.abc@b.example")
