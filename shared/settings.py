@@ -60,10 +60,7 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_ca_file: str | None = None  # PEM; the system's CAs when unset
     # A tenant without a sender identity of its own (admin API /sender-identity) sends
-    # from mail_from, its bounces to a VERP return path at this domain
-    # (shared/domain/verp.py), signed with verp_secret: the bounce processor needs the same.
-    bounce_domain: str = "parcours.localhost"
-    verp_secret: str = "dev-only-change-me-verp"
+    # from mail_from, its bounces to a VERP return path at bounce_domain (below).
     # Fernet key (32 bytes, url-safe base64) that encrypts the DKIM private keys at rest.
     # Unset: DKIM keys cannot be created and nothing is signed.
     dkim_master_key: SecretStr | None = None
