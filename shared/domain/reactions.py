@@ -82,8 +82,9 @@ class Reaction(BaseModel):
 
 
 def reaction_id(tenant: str, message_id: str, kind: ReactionKind, *, link: int | None = None,
-                machine: bool = False) -> str:
-    """The identity of a reaction: what makes two sightings the same one."""
+                machine: bool = False, bounce: Literal["hard", "soft"] | None = None) -> str:
+    """The identity of a reaction: what makes two sightings the same one. A bounce's type
+    is part of it: a delay warning (soft) and the failure days later (hard) are two."""
     parts = [tenant, message_id, kind.value, "" if link is None else str(link),
-             "machine" if machine else "human"]
+             "machine" if machine else "human", *([bounce] if bounce else [])]
     return str(uuid.uuid5(_REACTION_NAMESPACE, "/".join(parts)))

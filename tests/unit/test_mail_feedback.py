@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared.domain.mail_feedback import Feedback, Unreadable, read_feedback
+from shared.domain.reactions import ReactionKind, reaction_id
 from shared.domain.verp import looks_like_return_path, return_path
 
 
@@ -186,3 +187,12 @@ def test_the_bounce_server_accepts_return_paths_signed_or_not() -> None:
                                                   else "b"))  # forged: dropped later
     assert not looks_like_return_path("postmaster@b.example")
     assert not looks_like_return_path("b+123.abc@b.example")
+
+
+def test_a_delay_warning_and_the_failure_after_it_are_two_reactions() -> None:
+    ids = {bounce: reaction_id("t", "0b5e6a4c-1f7e-4a52-9d35-2f1f3c1b2a10",
+                               ReactionKind.BOUNCED, bounce=bounce)
+           for bounce in ("soft", "hard", None)}
+    assert len(set(ids.values())) == 3
+    assert ids["hard"] == reaction_id("t", "0b5e6a4c-1f7e-4a52-9d35-2f1f3c1b2a10",
+                                      ReactionKind.BOUNCED, bounce="hard")
