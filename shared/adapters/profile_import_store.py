@@ -1,6 +1,7 @@
-"""Bulk import of profiles into PostgreSQL: valid rows are streamed with ``COPY`` into a
-temporary staging table, then merged into ``profiles`` by two set statements, all in the
-caller's transaction (nothing is half-written: on any failure the whole import rolls back).
+"""Bulk import of profiles into PostgreSQL: valid rows are streamed with ``COPY`` into
+temporary staging tables, a slice of the file at a time, and each slice is merged into
+``profiles`` by two set statements while the next one is read; all in the caller's
+transaction (nothing is half-written: on any failure the whole import rolls back).
 
 Why an UPDATE then an INSERT rather than one ``INSERT … ON CONFLICT DO UPDATE``: a row
 sets only some columns (its mask) and removes some attributes, which ``EXCLUDED`` cannot
@@ -9,12 +10,19 @@ write may have moved past. ``UPDATE … FROM`` re-reads a row changed meanwhile 
 re-checks it (PostgreSQL's EvalPlanQual), so the merge and the last-writer-wins test see
 the row as it stands. A row already as the file says is not touched ("unchanged"), so
 re-importing a file changes nothing, not even ``written_at``.
+
+A profile on several lines: the last line is the one imported, the others are refused.
+Within a slice the staging table settles it before the merge. A profile in two slices
+would have been merged twice, the earlier line first: when the slices' ranges of ids
+overlap, ``finish`` looks for such ids, and if there is one, it rolls the merges back (to
+a savepoint taken before the first), and merges the whole file's staged rows at once.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,10 +31,14 @@ import asyncpg
 from shared.adapters import consent_store
 from shared.domain.profile_import import COLUMNS
 
-STAGING = "profile_import_staging"
+STAGING = "profile_import_staging"  # the parent of the slices' tables
 _STAGING_COLUMNS = ("line", "profile_id", *COLUMNS, "given", "attributes", "removed")
+_SAVEPOINT = "profile_import_merge"
+# tenant_id: the import's tenant, a column so that the merge's statements join on it and
+# the planner cannot read the tenant's profiles by their primary key's tenant prefix.
 _CREATE = f"""
 CREATE TEMPORARY TABLE {STAGING} (
+    tenant_id text NOT NULL DEFAULT {{tenant}},
     line integer NOT NULL, profile_id text NOT NULL,
     email text, mobile_phone text, first_name text, last_name text, city text,
     birth_date date, time_zone text, locale text,
@@ -34,18 +46,27 @@ CREATE TEMPORARY TABLE {STAGING} (
 ) ON COMMIT DROP
 """
 # Test profiles are the admin API's: their rows leave the staging table as rejects.
-_TEST_IDS = f"""
-DELETE FROM {STAGING} s USING profiles p
- WHERE p.tenant_id = $1 AND p.profile_id = s.profile_id AND p.is_test
+_TEST_IDS = """
+DELETE FROM {table} s
+ WHERE (SELECT p.is_test FROM profiles p  -- a look-up per row, never a scan of profiles
+         WHERE p.tenant_id = s.tenant_id AND p.profile_id = s.profile_id)
 RETURNING s.line, s.profile_id
 """
 # A profile on several lines: the last line is the one written, the others are refused.
-_REPEATED = f"""
-DELETE FROM {STAGING} s USING (
-    SELECT profile_id, max(line) AS last FROM {STAGING}
+_REPEATED = """
+DELETE FROM {table} s USING (
+    SELECT profile_id, max(line) AS last FROM {table}
      GROUP BY profile_id HAVING count(*) > 1) d
  WHERE s.profile_id = d.profile_id AND s.line < d.last
 RETURNING s.line, s.profile_id, d.last
+"""
+# A slice's statements look its profiles up one by one in the primary key (a nested loop
+# from the staging table): a hash join would read all the tenant's profiles for each
+# slice, which grows with the square of the file.
+_BY_INDEX = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+_BY_PLAN = "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT"
+_ANY_REPEATED = f"""
+SELECT EXISTS (SELECT FROM {STAGING} GROUP BY profile_id HAVING count(*) > 1)
 """
 _MERGED = [f"CASE WHEN s.given & {1 << n} <> 0 THEN s.{c} ELSE p.{c} END"
            for n, c in enumerate(COLUMNS)]
@@ -54,10 +75,10 @@ _SET = ",\n       ".join(f"{c} = {m}" for c, m in zip(COLUMNS, _MERGED, strict=T
 _UPDATE = f"""
 UPDATE profiles p
    SET {_SET},
-       attributes = {_MERGED_ATTRIBUTES}, written_at = $2, updated_at = now()
-  FROM {STAGING} s
- WHERE p.tenant_id = $1 AND p.profile_id = s.profile_id AND NOT p.is_test
-   AND p.written_at <= $2
+       attributes = {_MERGED_ATTRIBUTES}, written_at = $1, updated_at = now()
+  FROM {{table}} s
+ WHERE p.tenant_id = s.tenant_id AND p.profile_id = s.profile_id AND NOT p.is_test
+   AND p.written_at <= $1
    AND ({", ".join(_MERGED)}, {_MERGED_ATTRIBUTES})
        IS DISTINCT FROM ({", ".join(f"p.{c}" for c in COLUMNS)}, p.attributes)
 """
@@ -67,24 +88,40 @@ _INSERT = f"""
 INSERT INTO profiles AS p (tenant_id, profile_id, {", ".join(COLUMNS)}, attributes,
                            written_at)
 SELECT $1, s.profile_id, {", ".join(f"s.{c}" for c in COLUMNS)}, s.attributes::jsonb, $2
-  FROM {STAGING} s
- WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.tenant_id = $1
+  FROM {{table}} s
+ WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.tenant_id = s.tenant_id
                                             AND p.profile_id = s.profile_id)
 ON CONFLICT (tenant_id, profile_id) DO UPDATE
    SET ({", ".join(COLUMNS)}, attributes, written_at, updated_at) = (
        SELECT {", ".join(_MERGED)}, {_MERGED_ATTRIBUTES}, $2, now()
-         FROM {STAGING} s WHERE s.profile_id = EXCLUDED.profile_id)
+         FROM {{table}} s WHERE s.profile_id = EXCLUDED.profile_id)
  WHERE NOT p.is_test AND p.written_at <= $2
 """
 
 
-@dataclass(frozen=True)
+# The tenant has no profile in the range of a slice's ids (a new tenant, or a file sorted
+# by id adding profiles): the slice is inserted without looking its rows up one by one.
+_RANGE_FREE = """
+SELECT NOT EXISTS (
+    SELECT FROM profiles p, (SELECT min(profile_id) AS low, max(profile_id) AS high
+                               FROM {table}) r
+     WHERE p.tenant_id = $1 AND p.profile_id BETWEEN r.low AND r.high)
+"""
+_INSERT_NEW = _INSERT.replace("""
+ WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.tenant_id = s.tenant_id
+                                            AND p.profile_id = s.profile_id)""", "")
+assert _INSERT_NEW != _INSERT
+
+
+@dataclass
 class Loaded:
-    staged: int
-    inserted: int
-    updated: int
-    test_ids: list[tuple[int, str]]  # (line, profile id)
-    repeated: list[tuple[int, str, int]]  # (line, profile id, the line that wins)
+    staged: int = 0
+    inserted: int = 0
+    updated: int = 0
+    test_ids: list[tuple[int, str]] = field(default_factory=list)  # (line, profile id)
+    repeated: list[tuple[int, str, int]] = field(default_factory=list)  # (…, line that wins)
+    slices: int = 0
+    remerged: bool = False  # a profile in two slices: the whole file merged at once
 
     @property
     def unchanged(self) -> int:
@@ -92,32 +129,85 @@ class Loaded:
                 - self.updated)
 
 
-async def stage(connection: asyncpg.Connection,
-                records: AsyncIterable[tuple[Any, ...]]) -> None:
-    """Create the staging table (attributes as JSON text: asyncpg has no binary jsonb
-    encoder for COPY) and ``COPY`` the records into it as they come."""
-    await connection.execute(_CREATE)
-    await connection.copy_records_to_table(STAGING, records=records,
-                                           columns=_STAGING_COLUMNS)
-
-
 def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def merge(connection: asyncpg.Connection, tenant: str, written_at: datetime,
-                consent: list[tuple[int, consent_store.Change]]) -> Loaded:
-    """Merge the staging table into the tenant's profiles (call it in the transaction
-    ``stage`` ran in), then apply the rows' consent changes in one statement."""
-    staged = await connection.fetchval(f"SELECT count(*) FROM {STAGING}")
-    test_ids = [(r["line"], r["profile_id"]) for r in await connection.fetch(_TEST_IDS, tenant)]
-    repeated = [(r["line"], r["profile_id"], r["last"])
-                for r in await connection.fetch(_REPEATED)]
-    await connection.execute(f"ANALYZE {STAGING}")
-    updated = _count(await connection.execute(_UPDATE, tenant, written_at))
-    inserted = _count(await connection.execute(_INSERT, tenant, written_at))
+async def begin(connection: asyncpg.Connection, tenant: str) -> None:
+    """Create the staging parent table (attributes as JSON text: asyncpg has no binary
+    jsonb encoder for COPY) and the savepoint ``finish`` may roll back to."""
+    literal = "'" + tenant.replace("'", "''") + "'"
+    await connection.execute(_CREATE.format(tenant=literal))
+    await connection.execute(_BY_INDEX)
+    await connection.execute(f"SAVEPOINT {_SAVEPOINT}")
+
+
+async def stage(connection: asyncpg.Connection, number: int,
+                records: AsyncIterable[tuple[Any, ...]]) -> str:
+    """``COPY`` the records, as they come, into a new staging table (slice ``number``)."""
+    table = f"{STAGING}_{number}"
+    await connection.execute(
+        f"CREATE TEMPORARY TABLE {table} () INHERITS ({STAGING}) ON COMMIT DROP")
+    await connection.copy_records_to_table(table, records=records, columns=_STAGING_COLUMNS)
+    return table
+
+
+async def merge(connection: asyncpg.Connection, table: str, tenant: str,
+                written_at: datetime, loaded: Loaded, rows: int | None = None,
+                repeats: bool = True) -> None:
+    """Merge a staging table of ``rows`` rows into the tenant's profiles (in the
+    transaction ``begin`` ran in), adding to ``loaded``; ``repeats`` False: the caller
+    knows the table holds each profile once."""
+    loaded.slices += 1
+    loaded.staged += (rows if rows is not None else
+                      await connection.fetchval(f"SELECT count(*) FROM ONLY {table}"))
+    if await connection.fetchval(_RANGE_FREE.format(table=table), tenant):
+        # none of the rows is a profile yet (nor a test profile); one made meanwhile by
+        # another writer is a conflict, merged as below
+        if repeats:
+            loaded.repeated += [(r["line"], r["profile_id"], r["last"]) for r in
+                                await connection.fetch(_REPEATED.format(table=table))]
+        loaded.inserted += _count(await connection.execute(
+            _INSERT_NEW.format(table=table), tenant, written_at))
+        return
+    loaded.test_ids += [(r["line"], r["profile_id"])
+                        for r in await connection.fetch(_TEST_IDS.format(table=table))]
+    if repeats:
+        loaded.repeated += [(r["line"], r["profile_id"], r["last"])
+                            for r in await connection.fetch(_REPEATED.format(table=table))]
+    loaded.updated += _count(await connection.execute(_UPDATE.format(table=table),
+                                                      written_at))
+    loaded.inserted += _count(await connection.execute(_INSERT.format(table=table), tenant,
+                                                       written_at))
+
+
+async def finish(connection: asyncpg.Connection, tenant: str, written_at: datetime,
+                 loaded: Loaded, overlapping: bool,
+                 consent: list[tuple[int, consent_store.Change]]) -> Loaded:
+    """After the last slice: when slices may share a profile (``overlapping``) and do, roll
+    the merges back and merge all the staged rows at once; then the rows' consent changes
+    in one statement."""
+    if overlapping and loaded.slices > 1 and await connection.fetchval(_ANY_REPEATED):
+        with tempfile.TemporaryFile() as spool:  # on disk, not in memory
+            await connection.copy_from_query(  # the parent's rows are its slices'
+                f"SELECT {', '.join(_STAGING_COLUMNS)} FROM {STAGING}", output=spool,
+                format="binary")
+            await connection.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            spool.seek(0)
+            table = f"{STAGING}_all"
+            await connection.execute(
+                f"CREATE TEMPORARY TABLE {table} () INHERITS ({STAGING}) ON COMMIT DROP")
+            await connection.copy_to_table(table, source=spool, format="binary",
+                                           columns=_STAGING_COLUMNS)
+        again = Loaded(test_ids=loaded.test_ids, repeated=loaded.repeated)
+        await merge(connection, table, tenant, written_at, again)
+        again.staged += len(loaded.test_ids) + len(loaded.repeated)  # gone from the tables
+        again.slices, again.remerged = loaded.slices, True
+        loaded = again
+    await connection.execute(_BY_PLAN)
     if consent:
-        refused = {line for line, _id in test_ids} | {line for line, _id, _last in repeated}
+        refused = ({line for line, _id in loaded.test_ids}
+                   | {line for line, _id, _last in loaded.repeated})
         await consent_store.apply_changes(
             connection, tenant, [c for line, c in consent if line not in refused], written_at)
-    return Loaded(staged, inserted, updated, test_ids, repeated)
+    return loaded

@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.domain.profile_import import (
     COLUMNS,
@@ -185,3 +187,107 @@ def test_the_short_way_of_plain_csv_rows_is_the_api_write(cells: list[str]) -> N
     expected = to_write("p" + cells[0][1:], rows.model.model_validate(body), replace=False,
                         source="import")
     assert row.write == expected
+
+
+# --- the quick checks of plain CSV rows -----------------------------------------------
+
+QUICK_SCHEMA = ProfileSchema.model_validate({"attributes": [
+    {"name": "tier", "type": "string"}, {"name": "orders", "type": "integer"},
+    {"name": "vip", "type": "boolean"}, {"name": "tags", "type": "stringList"},
+    {"name": "ltv", "type": "decimal"}, {"name": "work", "type": "email"},
+    {"name": "fax", "type": "phone"}]})
+QUICK_HEADER = ["profileId", "email", "mobilePhone", "firstName", "lastName", "city",
+                "locale", "birthDate", "timeZone", "tier", "orders", "vip", "tags", "ltv",
+                "work", "fax"]
+_EDGES = ["", " ", "a", "x" * 254, "x" * 255, "x" * 256, "\x00", "a\x00b", "\ud800", "é",
+          "a@b.c", " a@b.c", "a@b.c ", "a@b.c\n", "A@B.CO", "a@b", "a@@b.c", "<a>@b.c",
+          ("y" * 250) + "@b.c", ("y" * 252) + "@b.c", "+33 6 12 34 56", "0612345678",
+          "+1-2", "12345", "+123456789012345678901", "fr", "fr-FR", "fr_FR", "f", "fr-",
+          "3", "-3", "+3", "007", "3.0", "1e3", "9223372036854775807", "9223372036854775808",
+          "-9223372036854775808", "-9223372036854775809", "1" * 41, "1" * 5000, "true",
+          "TRUE", " yes ", "no", "0", "2", "maybe", "a|b", "|", "a||b", "|".join("x" * 101),
+          "x" * 1001, "|".join(["x"] * 100), "|".join(["x"] * 101), "19.90", "NaN",
+          "2020-01-31", "Europe/Paris", "Mars/Olympus", "Ada\tLovelace", "a\nb", "p1\n",
+          "9" * 40, "ab\x00" + "|c", "\ud800|a", "x" * 9999, "x" * 10_001,
+          "|".join(["x" * 1000] * 2), "|".join(["x" * 1001] * 2), "+" + "1" * 20]
+_ODD = st.one_of(st.sampled_from(_EDGES), st.text(max_size=12),
+                 st.text(alphabet="ab1@.+- |", max_size=12))
+_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+                max_size=20)
+_ADDRESS = st.from_regex(r"[a-z0-9.+-]{1,12}@[a-z0-9-]{1,8}\.[a-z]{2,4}", fullmatch=True)
+_PHONE = st.from_regex(r"\+?[0-9][0-9 .\-]{5,19}", fullmatch=True)
+_COLUMN = {  # a valid cell of each column of QUICK_HEADER (after profileId), or empty
+    "email": _ADDRESS, "mobilePhone": _PHONE, "firstName": _TEXT, "lastName": _TEXT,
+    "city": _TEXT, "locale": st.sampled_from(["fr", "fr-FR", "en_GB", "zh-Hant-TW"]),
+    "birthDate": st.sampled_from(["", "1990-05-17"]),
+    "timeZone": st.sampled_from(["", "Europe/Paris"]), "tier": _TEXT,
+    "orders": st.integers(-(2**63), 2**63 - 1).map(str),
+    "vip": st.sampled_from(["true", "false", "1", "0", "yes", "NO", " True "]),
+    "tags": st.lists(_TEXT.filter(lambda s: "|" not in s), min_size=1, max_size=4).map(
+        "|".join),
+    "ltv": st.sampled_from(["", "19.90"]), "work": _ADDRESS, "fax": _PHONE}
+
+
+@st.composite
+def _cells(draw: st.DrawFn) -> list[str]:
+    """Mostly valid rows (the quick way's case), some cells empty, a few odd."""
+    cells = [draw(st.one_of(st.just(""), _COLUMN[name])) for name in QUICK_HEADER[1:]]
+    for _ in range(draw(st.integers(0, 2))):
+        cells[draw(st.integers(0, len(cells) - 1))] = draw(_ODD)
+    return cells
+
+
+def quick_reader() -> RowReader:
+    rows = RowReader(QUICK_SCHEMA, build_write_model(QUICK_SCHEMA))
+    rows.csv_header(QUICK_HEADER)
+    return rows
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_cells(), st.sampled_from(["p1", "p-2.x@y+z", "", "no spaces", "p1\n", "é"]))
+def test_the_quick_checks_take_only_what_the_model_takes_with_the_same_values(
+        cells: list[str], profile_id: str) -> None:
+    rows = quick_reader()
+    cells = [profile_id, *cells]
+    quick, model = rows.csv_record(5, cells), rows.csv_row(5, cells)
+    if isinstance(quick, tuple):
+        assert isinstance(model, Row), (cells, model)
+        assert quick == staging_record(model)
+    else:
+        assert quick == model  # the model's way: the same write or the same reasons
+
+
+def test_each_odd_cell_in_each_column_of_a_valid_row_as_the_model_takes_it() -> None:
+    rows = quick_reader()
+    valid = ["p1", "a@example.com", "+33 6 12 34 56 78", "Ada", "Lovelace", "Paris", "fr-FR",
+             "", "", "gold", "12", "true", "a|b", "", "w@example.com", "0612345678"]
+    quick_ways = 0
+    for column in range(1, len(QUICK_HEADER)):
+        for odd in _EDGES:
+            cells = [*valid[:column], odd, *valid[column + 1:]]
+            quick, model = rows.csv_record(3, cells), rows.csv_row(3, cells)
+            if isinstance(quick, tuple):
+                quick_ways += 1
+                assert isinstance(model, Row), (QUICK_HEADER[column], odd, model)
+                assert quick == staging_record(model), (QUICK_HEADER[column], odd)
+            else:
+                assert quick == model, (QUICK_HEADER[column], odd)
+    assert quick_ways > 100
+
+
+def test_a_typical_row_takes_the_quick_way_and_an_unusual_cell_the_models() -> None:
+    rows = quick_reader()
+    cells = ["p1", "a@example.com", "+33 6 12 34 56 78", "Ada", "Lovelace", "Paris", "fr-FR",
+             "", "", "gold", "12", "true", "a|b", "", "w@example.com", "0612345678"]
+    quick = rows.csv_record(2, cells)
+    assert isinstance(quick, tuple)
+    model = rows.csv_row(2, cells)
+    assert isinstance(model, Row) and quick == staging_record(model)
+    assert quick[-1] == ["ltv"]  # removed, sorted
+    dated = rows.csv_record(3, [*cells[:7], "1990-05-17", *cells[8:]])
+    assert isinstance(dated, Row) and dated.write.fields["birth_date"] == date(1990, 5, 17)
+    bad = rows.csv_record(4, [*cells[:10], "twelve", *cells[11:]])
+    assert isinstance(bad, Reject) and bad.field == "attributes.orders"
+    consent = RowReader(QUICK_SCHEMA, rows.model)
+    consent.csv_header(["profileId", "city", "consent.email.marketing"])
+    assert isinstance(consent.csv_record(2, ["p1", "Lyon", "opted-in"]), Row)  # not plain
