@@ -51,6 +51,7 @@ from shared.domain.rendering import (
 from shared.domain.routing import SendRequest, read_send_record
 from shared.domain.status import Status, StatusWrite
 from shared.resilience import retry_forever
+from shared.sending.tracking import tracked
 from shared.sending.wiring import Sender
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,10 @@ async def _send(sender: Sender, request: SendRequest) -> Outcome:
     excluded = await _controlled(sender, request, rendered)
     if excluded is not None:
         return excluded
+    # After the control rules, which judge the links the author wrote, not ours.
+    rendered = await _with_retries(
+        sender, lambda: tracked(sender.pool, sender.settings, request, rendered),
+        "storing tracked links")
 
     soft: list[TransientFailure] = []  # the first refusal that blamed the address
 

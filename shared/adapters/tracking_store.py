@@ -1,0 +1,106 @@
+"""Tracked messages (migration 016): what the email sender stores before handing a message
+with tracked links over, and the one indexed read a pixel or a click makes of it; and the
+reactions' rows in the message's trace."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import orjson
+
+from shared.adapters import erasure
+from shared.domain.reactions import Reaction
+
+
+@dataclass(frozen=True)
+class TrackedMessage:
+    tenant: str
+    message_id: str
+    channel: str
+    profile_id: str | None
+    address: str | None  # only without a profile id
+    origin: dict[str, object]
+    links: tuple[str, ...]
+    sent_at: datetime | None = None  # the store's clock when remembered
+
+
+async def remember(connection: asyncpg.Connection | asyncpg.Pool, message: TrackedMessage
+                   ) -> None:
+    """Once per message: a message sent again (a retried batch) renders the same links."""
+    await connection.execute(
+        "INSERT INTO tracked_messages (tenant_id, message_id, channel, profile_id, address,"
+        " origin, links) VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7)"
+        " ON CONFLICT (tenant_id, message_id) DO NOTHING",
+        message.tenant, uuid.UUID(message.message_id), message.channel, message.profile_id,
+        message.address, orjson.dumps(message.origin).decode(), list(message.links))
+
+
+async def lookup(connection: asyncpg.Connection | asyncpg.Pool, tenant: str, message_id: str
+                 ) -> TrackedMessage | None:
+    row = await connection.fetchrow(
+        "SELECT channel, profile_id, address, origin::text AS origin, links, sent_at"
+        " FROM tracked_messages WHERE tenant_id = $1 AND message_id = $2",
+        tenant, uuid.UUID(message_id))
+    if row is None:
+        return None
+    return TrackedMessage(tenant, message_id, row["channel"], row["profile_id"],
+                          row["address"], orjson.loads(row["origin"]), tuple(row["links"]),
+                          row["sent_at"])
+
+
+_TRACE = """
+INSERT INTO message_trace (tenant_id, message_id, at, stage, outcome, reason, verdicts)
+SELECT u.t, u.m, u.at, 'reaction', u.kind, u.reason, jsonb_build_object('reactionId', u.r)
+  FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
+       AS u(t, m, at, kind, reason, r)
+ WHERE NOT EXISTS (SELECT 1 FROM message_trace x
+                    WHERE x.tenant_id = u.t AND x.message_id = u.m AND x.stage = 'reaction'
+                      AND x.verdicts ->> 'reactionId' = u.r)
+RETURNING verdicts ->> 'reactionId' AS reaction_id
+"""
+
+
+def _trace_reason(reaction: Reaction) -> str | None:
+    parts = []
+    if reaction.link is not None:
+        parts.append(f"link {reaction.link.index}: {reaction.link.url}"[:500])
+    if reaction.machine:
+        parts.append(f"machine: {reaction.machineReason or 'flagged'}")
+    return "; ".join(parts) or None
+
+
+async def trace(connection: asyncpg.Connection, reactions: Sequence[Reaction]) -> list[Reaction]:
+    """A trace row (stage 'reaction', outcome its kind) per reaction not traced before;
+    returns those (a redelivered record adds nothing)."""
+    if not reactions:
+        return []
+    rows = await connection.fetch(
+        _TRACE, [r.tenant for r in reactions], [uuid.UUID(r.messageId) for r in reactions],
+        [r.at for r in reactions], [r.kind.value for r in reactions],
+        [_trace_reason(r) for r in reactions], [r.reactionId for r in reactions])
+    new = {row["reaction_id"] for row in rows}
+    return [r for r in reactions if r.reactionId in new]
+
+
+async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
+                 ) -> dict[str, int]:
+    status = await connection.execute(
+        "DELETE FROM tracked_messages WHERE tenant_id = $1 AND profile_id = $2",
+        tenant, profile_id)
+    return {"tracked_messages": int(status.split()[-1])}
+
+
+async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
+                  ) -> dict[str, object]:
+    rows = await connection.fetch(
+        "SELECT message_id::text, links, sent_at FROM tracked_messages"
+        " WHERE tenant_id = $1 AND profile_id = $2 ORDER BY sent_at", tenant, profile_id)
+    return {"tracked_messages": [{"messageId": r["message_id"], "links": list(r["links"]),
+                                  "sentAt": r["sent_at"].isoformat()} for r in rows]}
+
+
+erasure.register(erasure.PersonalData("tracked_messages", _erase, _export))
