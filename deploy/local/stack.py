@@ -281,6 +281,8 @@ SERVICES = (
             f"http://127.0.0.1:{settings.sender_push_metrics_port}/metrics"),
     Service("profile-ingest", "services.profile_ingest",
             f"http://127.0.0.1:{settings.profile_ingest_metrics_port}/metrics"),
+    Service("bounces", "services.bounces",
+            f"http://127.0.0.1:{settings.bounces_metrics_port}/health/ready"),
 )
 SERVICE_BY_NAME = {s.name: s for s in SERVICES}
 GROUPS = {"processor": "parcours-processor", "sender-email": "parcours-sender-email",

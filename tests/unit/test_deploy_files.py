@@ -48,6 +48,7 @@ SERVICE_PORTS = {
     "profile_ingest": ("profile_ingest_metrics_port",),
     "smtp_sink": ("smtp_port", "smtp_sink_http_port"),
     "provider_sink": ("provider_sink_port",),
+    "bounces": ("bounces_smtp_port", "bounces_metrics_port"),
 }
 METRICS_PORT = {
     "gateway": "gateway_port",
@@ -60,6 +61,7 @@ METRICS_PORT = {
     "profile_ingest": "profile_ingest_metrics_port",
     "smtp_sink": "smtp_sink_http_port",
     "provider_sink": "provider_sink_port",
+    "bounces": "bounces_metrics_port",
 }
 GENERIC_LABELS = {"job", "instance"}
 METRIC_KINDS = {"Counter", "Histogram", "Gauge", "Summary"}
