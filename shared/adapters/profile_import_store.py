@@ -199,9 +199,10 @@ async def finish(connection: asyncpg.Connection, tenant: str, written_at: dateti
                 f"CREATE TEMPORARY TABLE {table} () INHERITS ({STAGING}) ON COMMIT DROP")
             await connection.copy_to_table(table, source=spool, format="binary",
                                            columns=_STAGING_COLUMNS)
-        again = Loaded(test_ids=loaded.test_ids, repeated=loaded.repeated)
+        gone = len(loaded.test_ids) + len(loaded.repeated)  # deleted from the slices
+        again = Loaded(staged=gone, test_ids=list(loaded.test_ids),
+                       repeated=list(loaded.repeated))
         await merge(connection, table, tenant, written_at, again)
-        again.staged += len(loaded.test_ids) + len(loaded.repeated)  # gone from the tables
         again.slices, again.remerged = loaded.slices, True
         loaded = again
     await connection.execute(_BY_PLAN)

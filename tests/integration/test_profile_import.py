@@ -307,3 +307,33 @@ async def test_the_cli_imports_with_a_summary_table_and_a_rejects_file(
     refused = parcours("profiles", "import", str(tmp_path / "missing.csv"),
                        key=tenant.keys["profiles"])
     assert refused.returncode == 1 and "no file" in refused.stderr
+
+
+async def test_a_profile_in_two_slices_is_imported_from_its_last_line_alone(
+        tenant: Tenant, pool: asyncpg.Pool) -> None:
+    """The gateway merges 50,000-row slices as it reads: a profile on a line of the first
+    slice and again in the second is as if only its last line were in the file."""
+    answer_of(await post_csv(tenant, "profileId,city\nx-00005,Old\n"))
+    others = "".join(f"x-{i:05d},Somewhere\n" for i in range(60_000) if i != 5)
+    summary, rejects = answer_of(await post_csv(
+        tenant, "profileId,city\nx-00005,Between\n" + others + "x-00005,Old\n"))
+    assert summary["slices"] == 2 and summary["remerged"]
+    assert counts(summary) == (60_001, 59_999, 0, 1, 1)  # x-00005 is as it was: unchanged
+    assert [(r["line"], r["profileId"]) for r in rejects] == [(2, "x-00005")]
+    assert "line 60002" in rejects[0]["reason"]
+    profiles = await stored(pool, tenant.name)
+    assert len(profiles) == 60_000 and profiles["x-00005"]["city"] == "Old"
+    assert profiles["x-59999"]["city"] == "Somewhere"
+
+
+async def test_slices_of_a_sorted_file_are_merged_once_each(tenant: Tenant,
+                                                            pool: asyncpg.Pool) -> None:
+    answer_of(await post_csv(tenant, "profileId,city\ny-50001,Old\ny-00003,Old\n"))
+    rows = "".join(f"y-{i:05d},Here\n" for i in range(60_000))
+    summary, rejects = answer_of(await post_csv(tenant, "profileId,city\n" + rows
+                                                + "y-59999,Last\n"))
+    assert summary["slices"] == 2 and not summary["remerged"]
+    assert counts(summary) == (60_001, 59_998, 2, 0, 1)
+    assert [r["line"] for r in rejects] == [60_001]
+    profiles = await stored(pool, tenant.name)
+    assert (profiles["y-50001"]["city"], profiles["y-59999"]["city"]) == ("Here", "Last")
