@@ -34,7 +34,7 @@ from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import find_profiles
 from shared.adapters.status_store import begin_processing, record_first_statuses, record_statuses
 from shared.domain.deadletter import invalid_reason
-from shared.domain.events import Targeting, TriggerEvent, target_key
+from shared.domain.events import EventConfig, Targeting, TriggerEvent, target_key
 from shared.domain.lifecycle import PublishedEvent
 from shared.domain.produced import Identified, Rejected, admit, identify, trigger_identity
 from shared.domain.record_signing import (
@@ -45,7 +45,7 @@ from shared.domain.record_signing import (
     check_signature,
     check_tenant,
 )
-from shared.domain.routing import Ended, Hold, SendRequest, decide
+from shared.domain.routing import Ended, Hold, SendRequest, decide, message_id
 from shared.domain.status import Status, StatusWrite
 from shared.outgoing.step import Pending, decide_messages, deferral_reason
 from shared.resilience import retry_forever
@@ -265,6 +265,7 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
     now = datetime.now(UTC)
     ended: list[StatusWrite] = []
     held: list[held_store.Held] = []
+    reserved: list[tuple[str, contact_history.HistoryRow]] = []
     pendings: list[Pending] = []
     for trigger, profile in zip(triggers, profiles, strict=True):
         event = published[(trigger.tenant, trigger.eventId)]
@@ -276,6 +277,8 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
         elif isinstance(decision, Hold):
             held.append((trigger.model_dump(mode="json"), decision.until,
                          _held_status(trigger, decision)))
+            if decision.until is not None and profile is not None and event is not None:
+                reserved.append(_reservation(trigger, event.config, profile, decision.until))
         else:
             assert event is not None
             config = event.config
@@ -283,8 +286,19 @@ async def _route(processor: Processor, triggers: list[TriggerEvent]) -> list[Sta
                                     topic=config.topic, typology=config.typology))
     await record_statuses(processor.connection, ended)
     await held_store.hold(processor.connection, held)
+    await contact_history.reserve(processor.connection, reserved)
     return ([w.status for w in ended] + [s.status for _, _, s in held]
             + await _pass_rules(processor, processor.connection, pendings, now))
+
+
+def _reservation(trigger: TriggerEvent, config: EventConfig, profile: dict[str, object],
+                 until: datetime) -> tuple[str, contact_history.HistoryRow]:
+    """A scheduled send holds its place in the profile's contact history from the start,
+    at its due instant, so fatigue counts it on both sides; it is decided when due."""
+    return trigger.tenant, contact_history.HistoryRow(
+        message_id(trigger.tenant, trigger.pKey), str(profile["profile_id"]),
+        config.channel.value, "event", trigger.eventId, not config.marketing, until,
+        "deferred", None, "scheduled", [])
 
 
 async def _pass_rules(processor: Processor, connection: asyncpg.Connection,

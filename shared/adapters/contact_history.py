@@ -137,8 +137,18 @@ SELECT $1, m, s, o, r, why, v::jsonb
 """
 
 
-async def write(connection: asyncpg.Connection, tenant: str, rows: Sequence[HistoryRow]
-                ) -> None:
+async def reserve(connection: asyncpg.Connection,
+                  rows: Sequence[tuple[str, HistoryRow]]) -> None:
+    """Scheduled sends' places in the history (``deferred`` at their due instant), by
+    tenant, traced as ``scheduled``."""
+    tenants = sorted({tenant for tenant, _ in rows})
+    for tenant in tenants:
+        await write(connection, tenant, [row for t, row in rows if t == tenant],
+                    stage="scheduled")
+
+
+async def write(connection: asyncpg.Connection, tenant: str, rows: Sequence[HistoryRow],
+                stage: str = "decided") -> None:
     """The decisions, in the history and in each message's trace."""
     if not rows:
         return
@@ -149,7 +159,7 @@ async def write(connection: asyncpg.Connection, tenant: str, rows: Sequence[Hist
         [r.transactional for r in rows], [r.contact_at for r in rows],
         [r.outcome for r in rows], [r.rule_id for r in rows], [r.reason for r in rows])
     await connection.execute(
-        _TRACE, tenant, ids, ["decided"] * len(rows), [r.outcome for r in rows],
+        _TRACE, tenant, ids, [stage] * len(rows), [r.outcome for r in rows],
         [r.rule_id for r in rows], [r.reason for r in rows],
         # As text: asyncpg would read a list in an array parameter as another dimension.
         [orjson.dumps(r.verdicts).decode() for r in rows])

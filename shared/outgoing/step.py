@@ -183,7 +183,10 @@ async def _decide_tenant(connection: asyncpg.Connection, part: _Tenant, now: dat
     for pending in pendings:
         request = pending.request.model_copy(update={"typology": part.typology(pending)})
         already = recorded.get(request.messageId)
-        if already is not None and not (pending.redecide and already.outcome == "deferred"):
+        # A deferral (or a scheduled send's reservation) is decided again once due.
+        due = already is not None and already.outcome == "deferred" and (
+            pending.redecide or already.contact_at <= (pending.contact_at or now))
+        if already is not None and not due:
             out.append(_reused(request, already))
             continue
         profile_id = request.profileId if request.profile is not None else None

@@ -523,3 +523,29 @@ async def test_a_journeys_message_passes_the_same_step_and_its_sender_sends_it(
     assert "email1" in mail["subject"]
     assert await tenant.pool.fetchval(
         "SELECT pkey FROM deliveries WHERE message_id = $1", uuid.UUID(first.messageId)) is None
+
+
+async def test_a_scheduled_send_counts_against_fatigue_from_the_start(tenant: Tenant):
+    """Scheduled in 4 s, it holds its place in the history at once: a message decided now
+    for the same profile meets it in the window (counted on both sides) and is excluded,
+    and the scheduled one still goes when due, decided again then."""
+    await tenant.rule(1, {"kind": "fatigue", "name": "one a day", "max": 1, "period": "P1D",
+                          "transactional": "capped"})
+    event_id = await tenant.event()
+    address = email()
+    await tenant.profile(address)
+    at = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
+    response = await tenant.http.post(f"{GATEWAY}/v1/events/{event_id}", json={
+        "email": address, "ctx": {"item": "later"}, "scheduled": at})
+    scheduled = str(response.json()["href"])
+
+    async def reserved() -> bool:
+        return bool(await tenant.pool.fetchval(
+            "SELECT count(*) FROM contact_history WHERE tenant_id = $1"
+            " AND outcome = 'deferred' AND reason = 'scheduled'", tenant.name))
+
+    await eventually(reserved, "the scheduled send's place in the history", 10)
+    now = await final_status(tenant.http, await tenant.post(event_id, address, "now"))
+    assert (now["status"], now["reason"]) == (
+        "excluded", "rule r1 (fatigue): 'one a day': at most 1 per 1 day")
+    assert (await final_status(tenant.http, scheduled, 20))["status"] == "processed"
