@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import asyncpg
 
+from shared.domain.routing import message_id
 from shared.domain.status import RANK, Status, StatusWrite
 
 # A write replaces only a lower-ranked status: redelivered records cannot move an
@@ -115,6 +117,11 @@ async def cancel(connection: asyncpg.Connection, tenant: str, event_id: str, pke
         await connection.execute("DELETE FROM held_events WHERE pkey = $1", pkey)
         await connection.execute(
             "DELETE FROM held_messages WHERE tenant_id = $1 AND pkey = $2", tenant, pkey)
+        # A deferred or scheduled send's place in the contact history is given up.
+        await connection.execute(
+            "UPDATE contact_history SET outcome = 'excluded', reason = $3"
+            " WHERE tenant_id = $1 AND message_id = $2 AND outcome = 'deferred'",
+            tenant, uuid.UUID(message_id(tenant, pkey)), CANCELLED)
         await record_statuses(connection, [
             StatusWrite(pkey, tenant, event_id, Status.IGNORED, CANCELLED)])
     return None

@@ -322,6 +322,8 @@ async def test_cancel_a_scheduled_or_deferred_event_and_nothing_is_sent(tenant: 
     assert cancelled.status_code == 200, cancelled.text
     assert (cancelled.json()["status"], cancelled.json()["reason"]) == ("ignored", "cancelled")
     assert not await held_event()
+    assert await tenant.pool.fetchval(
+        "SELECT outcome FROM contact_history WHERE tenant_id = $1", tenant.name) == "excluded"
 
     now = datetime.now(UTC)
     await tenant.rule(1, {"kind": "quietHours", "name": "quiet", "channels": ["email"],
