@@ -128,6 +128,23 @@ class Settings(BaseSettings):
     sms_provider_url: str = "http://127.0.0.1:8026/sms"
     push_provider_url: str = "http://127.0.0.1:8026/push"
     provider_timeout_s: float = 10.0
+    # What providers and apps report back (services/gateway/webhook_routes.py). Providers
+    # sign their webhooks with their secret ("provider:secret,…"; the provider sink is
+    # "sink"); a signature older than the window, or seen before within it, is refused.
+    provider_webhook_secrets: SecretStr = SecretStr("sink:dev-only-webhook-secret")
+    webhook_window_s: float = 300.0
+    # Where the provider sink posts its delivery receipts (empty: it posts none).
+    provider_sink_receipts_url: str = "http://127.0.0.1:8000/v1/webhooks/sms/sink/status"
+    # Signs the openToken each push carries, which the app sends to POST /v1/push/opened.
+    push_open_secret: SecretStr = SecretStr("dev-only-push-open-secret")
+    # The SMS sender id (alphanumeric or a number): the default, and per tenant.
+    sms_sender_id: str = "Parcours"
+    sms_sender_ids: dict[str, str] = {}
+    # The answers to inbound STOP, HELP and START (carriers require the first two).
+    sms_stop_reply: str = ("You are unsubscribed and will receive no more messages."
+                           " Reply START to resubscribe.")
+    sms_help_reply: str = "Reply STOP to unsubscribe. Msg&data rates may apply."
+    sms_start_reply: str = "You are subscribed again. Reply STOP to unsubscribe."
 
     # pKeys are signed so that GET can tell "accepted, not yet seen by the processor"
     # (answer pending) from "never issued" (answer 404) without a write per request.
