@@ -11,6 +11,7 @@ Run it with the project's virtualenv (``make up`` does).
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import signal
@@ -309,9 +310,22 @@ def _group_has_members(group: str) -> bool:
     return asyncio.run(probe())
 
 
+def local_secrets() -> dict[str, str]:
+    """A DKIM master key for the local stack, made once and kept under .run/ (unless the
+    environment gives one): without it the admin API refuses DKIM keys."""
+    if os.environ.get("PARCOURS_DKIM_MASTER_KEY"):
+        return {}
+    path = RUN_DIR / "dkim-master.key"
+    if not path.exists():
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.urlsafe_b64encode(os.urandom(32)))
+        path.chmod(0o600)
+    return {"PARCOURS_DKIM_MASTER_KEY": path.read_text().strip()}
+
+
 def service_start(service: Service) -> None:
     if read_pid(service.name) is None:
-        spawn(service.name, [PYTHON, "-m", service.module, *service.args])
+        spawn(service.name, [PYTHON, "-m", service.module, *service.args], local_secrets())
     log = LOGS / f"{service.name}.log"
     wait_until(lambda: http_ok(service.ready_url), service.name, 60, log)
     if service.name in GROUPS:

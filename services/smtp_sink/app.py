@@ -40,8 +40,8 @@ def http_api(handler: StoringHandler) -> FastAPI:
     api = FastAPI(title="Parcours SMTP sink")
 
     @api.get("/messages")
-    async def messages(to: str | None = None) -> list[dict[str, Any]]:
-        return handler.mailbox.list(to)
+    async def messages(to: str | None = None, raw: bool = False) -> list[dict[str, Any]]:
+        return handler.mailbox.list(to, raw)
 
     @api.get("/recipients")
     async def recipients(containing: str) -> list[str]:

@@ -3,6 +3,7 @@ on arrival cost ~1.6 ms a message and capped the sink near 300 messages/s."""
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from collections import Counter, deque
@@ -23,7 +24,8 @@ class Received:
     data: bytes
     received_at: float
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, raw: bool = False) -> dict[str, Any]:
+        """``raw``: also the bytes as received, base64 (to check a DKIM signature)."""
         parsed = message_from_bytes(self.data, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         return {
@@ -31,6 +33,7 @@ class Received:
             "subject": str(parsed.get("Subject", "")), "message_id": self.message_id,
             "text": _part(parsed, "plain"), "html": _part(parsed, "html"),
             "received_at": self.received_at,
+            **({"raw": base64.b64encode(self.data).decode()} if raw else {}),
         }
 
 
@@ -56,10 +59,10 @@ class Mailbox:
         self.message_ids[message_id] += 1
         return received
 
-    def list(self, to: str | None = None) -> list[dict[str, Any]]:
+    def list(self, to: str | None = None, raw: bool = False) -> list[dict[str, Any]]:
         wanted = to.lower() if to else None
         return [
-            m.as_dict() for m in self._messages
+            m.as_dict(raw) for m in self._messages
             if wanted is None or wanted in (r.lower() for r in m.rcpt_to)
         ]
 

@@ -12,6 +12,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.charset import QP, Charset
 from email.header import Header
@@ -38,12 +39,15 @@ def _header(name: str, value: str) -> str | Header:
 
 
 def encode_email(
-    rendered: RenderedMessage, *, sender: str, recipient: str, message_id: str, domain: str
+    rendered: RenderedMessage, *, sender: str, recipient: str, message_id: str, domain: str,
+    reply_to: str | None = None,
 ) -> bytes:
     message = MIMEMultipart("alternative")
     name, address = parseaddr(sender)
     message["From"] = formataddr((name, address), charset="utf-8")
     message["To"] = recipient
+    if reply_to:
+        message["Reply-To"] = reply_to
     message["Subject"] = _header("Subject", rendered.parts["subject"])
     # +0000, the offset of a time known to be UTC; -0000 means "local time unknown".
     message["Date"] = format_datetime(datetime.now(UTC))
@@ -83,30 +87,58 @@ def _classify(
     return TransientFailure(f"smtp {code}: {text}", address_fault=fault)
 
 
+@dataclass(frozen=True)
+class RelaySecurity:
+    """How to reach a real relay: implicit TLS (``tls``, smtps) or ``starttls``, and AUTH
+    when ``username`` is set (aiosmtplib logs in right after connecting). The default, none
+    of it, is the local sink's plain SMTP."""
+
+    tls: bool = False
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None  # PEM bundle to check the relay's certificate against
+
+    def __post_init__(self) -> None:
+        if self.tls and self.starttls:
+            raise ValueError("implicit TLS and STARTTLS exclude each other: choose one")
+
+    def options(self) -> dict[str, object]:
+        return {"use_tls": self.tls, "start_tls": self.starttls, "username": self.username,
+                "password": self.password, "cert_bundle": self.ca_file}
+
+
 class SmtpClient:
     """One connection, opened on first use and again after any failure."""
 
-    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+    def __init__(self, host: str, port: int, timeout_s: float,
+                 security: RelaySecurity | None = None) -> None:
         self._host, self._port, self._timeout_s = host, port, timeout_s
+        self._security = security or RelaySecurity()
         self._smtp: aiosmtplib.SMTP | None = None
 
     async def _connected(self) -> aiosmtplib.SMTP:
         if self._smtp is None or not self._smtp.is_connected:
-            smtp = aiosmtplib.SMTP(
-                hostname=self._host, port=self._port, timeout=self._timeout_s, start_tls=False
-            )
+            smtp = aiosmtplib.SMTP(hostname=self._host, port=self._port,
+                                   timeout=self._timeout_s,
+                                   **self._security.options())  # type: ignore[arg-type]
             await smtp.connect()
             self._smtp = smtp
         return self._smtp
 
     async def send(self, sender: str, recipient: str, message: bytes) -> str:
-        """Hand one encoded message to the server; returns the server's reply."""
+        """Hand one encoded message to the server, ``sender`` the envelope's (MAIL FROM);
+        returns the server's reply."""
         try:
             smtp = await self._connected()
             _refused, reply = await smtp.sendmail(parseaddr(sender)[1], [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as error:
             refused = error.recipients[0]
             raise _classify(refused.code, str(error), refused.message) from error
+        except aiosmtplib.SMTPAuthenticationError as error:
+            # Our credentials, not the message: retried (with backoff) until they are fixed.
+            await self.close()
+            raise TransientFailure(f"smtp relay refused our login: {error}") from error
         except aiosmtplib.SMTPSenderRefused as error:  # our MAIL FROM: no address's fault
             failure = _classify(error.code, error.message)
             failure.address_fault = False
@@ -135,9 +167,10 @@ class SmtpClient:
 class SmtpPool:
     """``size`` connections: messages go out in parallel, each connection one at a time."""
 
-    def __init__(self, host: str, port: int, timeout_s: float, size: int) -> None:
+    def __init__(self, host: str, port: int, timeout_s: float, size: int,
+                 security: RelaySecurity | None = None) -> None:
         self._idle: asyncio.Queue[SmtpClient] = asyncio.Queue()
-        self._clients = [SmtpClient(host, port, timeout_s) for _ in range(size)]
+        self._clients = [SmtpClient(host, port, timeout_s, security) for _ in range(size)]
         for client in self._clients:
             self._idle.put_nowait(client)
 
