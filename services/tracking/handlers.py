@@ -1,0 +1,75 @@
+"""What a pixel or a click does, given the few capabilities it needs: verify the token,
+look the message up, classify the request, record the reaction. No Kafka here: a
+reaction is answered once PostgreSQL has it, and the relay produces it later."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from shared.adapters.tracking_store import TrackedMessage
+from shared.domain.events import Channel
+from shared.domain.machine_signals import classify
+from shared.domain.reactions import Link, Reaction, ReactionKind, reaction_id
+from shared.domain.tracking_links import Keyring, Kind, verify
+
+log = logging.getLogger(__name__)
+
+Lookup = Callable[[str, str], Awaitable[TrackedMessage | None]]
+Record = Callable[[Reaction], Awaitable[bool]]
+Outcome = Literal["recorded", "repeated", "refused", "unknown", "unrecorded"]
+
+
+@dataclass(frozen=True)
+class Request:
+    kind: Kind  # the route's: a click token on the pixel's route is refused
+    token: str
+    method: str
+    user_agent: str | None
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Answer:
+    outcome: Outcome
+    url: str | None = None  # a click's destination; None for an open, or nothing to answer
+
+    @property
+    def found(self) -> bool:
+        return self.outcome not in ("refused", "unknown")
+
+
+def reaction_of(request: Request, message: TrackedMessage, index: int | None) -> Reaction:
+    since = (request.now - message.sent_at).total_seconds() if message.sent_at else None
+    verdict = classify(request.method, request.user_agent, since)
+    kind = ReactionKind.OPENED if index is None else ReactionKind.CLICKED
+    return Reaction(
+        reactionId=reaction_id(message.tenant, message.message_id, kind, link=index,
+                               machine=verdict.machine),
+        tenant=message.tenant, messageId=message.message_id, kind=kind, at=request.now,
+        channel=Channel(message.channel), profileId=message.profile_id,
+        address=message.address, origin=message.origin,
+        link=None if index is None else Link(index=index, url=message.links[index]),
+        machine=verdict.machine, machineReason=verdict.reason, source="tracking")
+
+
+async def react(request: Request, keys: Keyring, lookup: Lookup, record: Record) -> Answer:
+    """Refused (404) for a token that does not verify or names another route, unknown
+    (404) for a message or link not stored: nothing recorded, nowhere redirected."""
+    tracked = verify(keys, request.token)
+    if tracked is None or tracked.kind != request.kind:
+        return Answer("refused")
+    message = await lookup(tracked.tenant, tracked.message_id)
+    index = tracked.index
+    if message is None or (index is not None and index >= len(message.links)):
+        return Answer("unknown")
+    url = None if index is None else message.links[index]
+    try:
+        new = await record(reaction_of(request, message, index))
+    except Exception as error:  # the person still gets the image, or where they clicked
+        log.warning("a %s could not be recorded (%s)", request.kind, error)
+        return Answer("unrecorded", url)
+    return Answer("recorded" if new else "repeated", url)

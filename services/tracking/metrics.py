@@ -1,0 +1,18 @@
+"""Tracking metrics. Labels are bounded: routes, outcomes, reaction kinds."""
+
+from prometheus_client import Counter
+
+REQUESTS = Counter(
+    "parcours_tracking_requests_total",
+    "Pixel and click requests, by outcome",
+    # route: open, click; outcome: recorded, repeated (already recorded), refused (forged
+    # or altered token), unknown (no such message), unrecorded (PostgreSQL failed)
+    ["route", "outcome"],
+)
+REACTIONS = Counter(
+    "parcours_reactions_total",
+    "Reactions read from parcours.reactions.v1 and added to their message's trace",
+    ["kind", "machine"],
+)
+RELAYED = Counter("parcours_reactions_relayed_total",
+                  "Reactions produced from the outbox to parcours.reactions.v1")

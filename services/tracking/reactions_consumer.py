@@ -1,0 +1,99 @@
+"""The reactions' own consumer, in the tracking process: every record of
+``parcours.reactions.v1`` (whoever recorded it: tracking, and later bounces, webhooks)
+becomes a row of its message's trace (stage 'reaction', outcome its kind) and a count in
+``parcours_reactions_total{kind, machine}``. At-least-once: offsets are committed after
+the rows, and a redelivered reaction adds nothing (the trace is deduplicated by
+reactionId). A record that is not a reaction goes to the dead-letter topic."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from services.tracking.metrics import REACTIONS
+from shared.adapters import tracking_store
+from shared.adapters.kafka import (
+    client_security,
+    commit_or_redeliver,
+    manual_consumer,
+    publish_dead_letters,
+)
+from shared.adapters.postgres import DB_UNAVAILABLE, connect
+from shared.adapters.producer import RenewingProducer
+from shared.domain.reactions import Reaction
+from shared.resilience import retry_forever
+from shared.settings import Settings
+from shared.topics import REACTIONS as TOPIC
+
+log = logging.getLogger(__name__)
+GROUP = "parcours-tracking-reactions"
+STAGE = "tracking-reactions"
+BATCH = 500
+
+Letter = tuple[bytes | None, bytes, str]
+
+
+def read(records: Sequence[tuple[bytes | None, bytes]]) -> tuple[list[Reaction], list[Letter]]:
+    reactions, letters = [], []
+    for key, value in records:
+        try:
+            reaction = Reaction.model_validate_json(value)
+            uuid.UUID(reaction.messageId)
+        except ValidationError as error:
+            letters.append((key, value, f"invalid: {error.error_count()} errors"))
+            continue
+        except ValueError:
+            letters.append((key, value, "invalid: messageId is not a UUID"))
+            continue
+        reactions.append(reaction)
+    return reactions, letters
+
+
+class _Tracer:
+    """The consumer's own connection, opened again after PostgreSQL comes back."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.connection: asyncpg.Connection | None = None
+
+    async def trace(self, reactions: list[Reaction]) -> list[Reaction]:
+        if self.connection is None or self.connection.is_closed():
+            self.connection = await connect(self._settings.pg_dsn)
+        return await tracking_store.trace(self.connection, reactions)
+
+
+async def handle(tracer: _Tracer, producer: RenewingProducer,
+                 records: Sequence[tuple[bytes | None, bytes]]) -> None:
+    reactions, letters = read(records)
+    traced = await retry_forever(lambda: tracer.trace(reactions), "tracing reactions",
+                                 DB_UNAVAILABLE)
+    for reaction in traced:
+        REACTIONS.labels(reaction.kind.value, str(reaction.machine).lower()).inc()
+    if letters:
+        await retry_forever(lambda: publish_dead_letters(producer, STAGE, letters),
+                            "dead-lettering reactions", (KafkaError,))
+
+
+async def run(settings: Settings, producer: RenewingProducer) -> None:
+    consumer: AIOKafkaConsumer = manual_consumer(
+        settings.kafka_bootstrap, GROUP, TOPIC.name, max_poll_records=BATCH,
+        **client_security(settings))
+    await retry_forever(consumer.start, "starting the reactions consumer", (KafkaError,))
+    tracer = _Tracer(settings)
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            records = [(r.key, r.value) for rs in batches.values() for r in rs]
+            if records:
+                await handle(tracer, producer, records)
+                await commit_or_redeliver(consumer)
+    finally:
+        await consumer.stop()
+        if tracer.connection is not None:
+            await tracer.connection.close()

@@ -1,0 +1,99 @@
+"""The tracking service's resources and background work: the pool, the group-committed
+recorder, a bounded cache of tracked messages, the relay (outbox → Kafka) and the
+reactions consumer (trace, metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from services.tracking import reactions_consumer
+from services.tracking.metrics import RELAYED
+from services.tracking.recorder import Recorder
+from shared.adapters import reaction_store, tracking_store
+from shared.adapters.postgres import create_pool
+from shared.adapters.producer import RenewingProducer
+from shared.adapters.tracking_store import TrackedMessage
+from shared.bounded import BoundedDict
+from shared.domain.tracking_links import Keyring, parse_keyring
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+RELAY_INTERVAL_S = 0.2
+CACHE_TTL_S = 60.0  # an erased profile's messages stop being found within a minute
+
+
+@dataclass
+class Tracking:
+    settings: Settings
+    keys: Keyring
+    pool: asyncpg.Pool
+    producer: RenewingProducer
+    recorder: Recorder
+    # Tracked messages never change; bounded and short-lived so erasure reaches them.
+    _messages: BoundedDict[tuple[str, str], tuple[float, TrackedMessage]] = field(
+        default_factory=lambda: BoundedDict(100_000))
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, settings: Settings, background: bool = True) -> Tracking:
+        keys = parse_keyring(settings.tracking_keys.get_secret_value())
+        pool = await create_pool(settings.pg_dsn, min_size=1, max_size=4)
+        producer = RenewingProducer(settings, "tracking")
+        producer.start_in_background()
+        tracking = cls(settings, keys, pool, producer, Recorder(pool))
+        if background:
+            tracking._tasks = [asyncio.create_task(tracking._relay()),
+                               asyncio.create_task(tracking._supervised(
+                               lambda: reactions_consumer.run(settings, producer)))]
+        return tracking
+
+    async def lookup(self, tenant: str, message_id: str) -> TrackedMessage | None:
+        key = (tenant, message_id)
+        hit = self._messages.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        message = await tracking_store.lookup(self.pool, tenant, message_id)
+        if message is not None:  # an unknown one is not remembered: it may be on its way
+            self._messages[key] = (time.monotonic() + CACHE_TTL_S, message)
+        return message
+
+    async def _relay(self) -> None:
+        """Produce what was recorded, oldest first; a slow or absent Kafka delays this
+        loop only, never an answer."""
+        while True:
+            try:
+                relayed = await reaction_store.relay(self.pool, self.producer)
+                RELAYED.inc(relayed)
+                if relayed:
+                    continue
+            except Exception as error:  # PostgreSQL or Kafka away: try again shortly
+                log.warning("relaying reactions failed (%s); retrying", error)
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(RELAY_INTERVAL_S)
+
+    @staticmethod
+    async def _supervised(work: Callable[[], Awaitable[None]]) -> None:
+        """Outages are waited out inside; anything else is logged and the work restarted
+        (its records come again: offsets are committed only after they are traced)."""
+        while True:
+            try:
+                await work()
+            except Exception:
+                log.exception("the reactions consumer stopped; restarting it")
+                await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.recorder.close()
+        await self.producer.stop()
+        await self.pool.close()

@@ -1,0 +1,98 @@
+"""The tracking handler with fakes: it needs a lookup and a recorder, never Kafka, so a
+redirect waits for nothing but the outbox; what it refuses records nothing; tracking off
+leaves a message as rendered."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from services.tracking.handlers import Answer, Request, react
+from shared.adapters.tracking_store import TrackedMessage
+from shared.domain.events import Channel
+from shared.domain.reactions import Reaction
+from shared.domain.rendering import RenderedMessage
+from shared.domain.routing import SendRequest
+from shared.domain.tracking_links import parse_keyring, sign
+from shared.sending.tracking import tracked
+from shared.settings import Settings
+
+KEYS = parse_keyring("k1:unit-test-secret-0123456789")
+NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+MESSAGE = TrackedMessage("acme", str(uuid.uuid4()), "email", "p-1", None,
+                         {"kind": "event", "eventId": "EVTx", "pKey": "k"},
+                         ("https://shop.example/a", "https://shop.example/b"),
+                         NOW - timedelta(minutes=5))
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self.reactions: dict[str, Reaction] = {}
+
+    async def lookup(self, tenant: str, message_id: str) -> TrackedMessage | None:
+        return MESSAGE if (tenant, message_id) == (MESSAGE.tenant, MESSAGE.message_id) else None
+
+    async def record(self, reaction: Reaction) -> bool:
+        new = reaction.reactionId not in self.reactions
+        self.reactions.setdefault(reaction.reactionId, reaction)
+        return new
+
+
+def hit(token: str, kind: str = "click", method: str = "GET", agent: str = BROWSER) -> Request:
+    return Request(kind, token, method, agent, NOW)  # type: ignore[arg-type]
+
+
+def run(request: Request, outbox: Outbox) -> Answer:
+    return asyncio.run(react(request, KEYS, outbox.lookup, outbox.record))
+
+
+def test_a_click_redirects_to_the_stored_link_once_recorded() -> None:
+    outbox = Outbox()
+    token = sign(KEYS, "click", "acme", MESSAGE.message_id, 1)
+    assert run(hit(token), outbox) == Answer("recorded", "https://shop.example/b")
+    assert run(hit(token), outbox) == Answer("repeated", "https://shop.example/b")
+    [reaction] = outbox.reactions.values()
+    assert (reaction.kind, reaction.link and reaction.link.url, reaction.machine) == (
+        "clicked", "https://shop.example/b", False)
+    assert reaction.profileId == "p-1" and reaction.origin is not None
+
+
+def test_refused_and_unknown_record_nothing_and_redirect_nowhere() -> None:
+    outbox = Outbox()
+    good = sign(KEYS, "click", "acme", MESSAGE.message_id, 0)
+    for request in (hit(good[:-3] + "AAA"), hit(good, kind="open"),
+                    hit(sign(KEYS, "click", "acme", MESSAGE.message_id, 2)),
+                    hit(sign(KEYS, "click", "acme", str(uuid.uuid4()), 0)),
+                    hit(sign(KEYS, "click", "other", MESSAGE.message_id, 0))):
+        answer = run(request, outbox)
+        assert not answer.found and answer.url is None
+    assert outbox.reactions == {}
+
+
+def test_a_machine_is_recorded_apart() -> None:
+    outbox = Outbox()
+    token = sign(KEYS, "open", "acme", MESSAGE.message_id)
+    assert run(hit(token, "open", agent="GoogleImageProxy"), outbox).outcome == "recorded"
+    assert run(hit(token, "open"), outbox).outcome == "recorded"
+    assert sorted(r.machine for r in outbox.reactions.values()) == [False, True]
+
+
+def test_an_outbox_failure_still_answers_the_click() -> None:
+    class Broken(Outbox):
+        async def record(self, reaction: Reaction) -> bool:
+            raise OSError("connection refused")
+
+    token = sign(KEYS, "click", "acme", MESSAGE.message_id, 0)
+    assert run(hit(token), Broken()) == Answer("unrecorded", "https://shop.example/a")
+
+
+def test_tracking_off_leaves_the_message_as_rendered() -> None:
+    rendered = RenderedMessage(Channel.EMAIL, {"html": '<a href="https://x.example">x</a>'}, {})
+    request = SendRequest.model_validate({
+        "messageId": MESSAGE.message_id, "tenant": "acme", "channel": "email",
+        "origin": {"kind": "event", "eventId": "EVTx", "pKey": "k"},
+        "to": {"email": "a@example.com"}, "ctx": {}, "acceptedAt": 0})
+    off = Settings(tracking_enabled=False)
+    assert asyncio.run(tracked(None, off, request, rendered)) is rendered  # type: ignore[arg-type]
