@@ -6,6 +6,7 @@ import pytest
 from shared.domain.push_open import device_unregistered, open_token, valid_open_token
 from shared.domain.sms_encoding import sms_shape
 from shared.domain.sms_keywords import Keyword, keyword
+from shared.domain.sms_receipts import InboundSms, SmsStatus, address_failure, inbound_message_id
 from shared.domain.webhook_signature import Refusal, Verified, parse_secrets, sign, verify
 
 SECRET, NOW, WINDOW = "s3cret", 1_800_000_000, 300.0
@@ -110,3 +111,27 @@ def test_open_tokens_name_their_tenant_and_message() -> None:
 ])
 def test_which_push_refusals_mean_the_device_is_gone(reason: str, gone: bool) -> None:
     assert device_unregistered(reason) is gone
+
+
+@pytest.mark.parametrize("error, kind", [
+    ("30003: Unreachable destination handset", "soft"),
+    ("30005: Unknown destination handset", "hard"),
+    ("30006: Landline or unreachable carrier", "hard"),
+    ("21211: Invalid 'To' Phone Number", "hard"),
+    ("absent subscriber", "soft"),
+    ("30007: Carrier violation (message filtered)", None),
+    ("", None), (None, None),
+])
+def test_what_a_failed_receipt_says_about_the_number(error: str | None, kind: str | None
+                                                     ) -> None:
+    assert address_failure(error) == kind
+
+
+def test_receipts_and_inbound_messages_parse_the_neutral_contract() -> None:
+    status = SmsStatus.model_validate({"messageId": "6f1c7c2e-8d1a-4f51-9a7e-2b3b0e4b1c11",
+                                       "status": "delivered", "price": "0.01"})
+    assert status.status == "delivered" and status.error is None
+    inbound = InboundSms.model_validate({"id": "in-1", "from": "+15550001", "text": "STOP"})
+    assert inbound.sender == "+15550001"
+    assert inbound_message_id("t", "sink", "in-1") == inbound_message_id("t", "sink", "in-1")
+    assert inbound_message_id("t", "sink", "in-1") != inbound_message_id("u", "sink", "in-1")
