@@ -49,6 +49,7 @@ SERVICE_PORTS = {
     "smtp_sink": ("smtp_port", "smtp_sink_http_port"),
     "provider_sink": ("provider_sink_port",),
     "bounces": ("bounces_smtp_port", "bounces_metrics_port"),
+    "tracking": ("tracking_port",),
 }
 METRICS_PORT = {
     "gateway": "gateway_port",
@@ -62,6 +63,7 @@ METRICS_PORT = {
     "smtp_sink": "smtp_sink_http_port",
     "provider_sink": "provider_sink_port",
     "bounces": "bounces_metrics_port",
+    "tracking": "tracking_port",
 }
 GENERIC_LABELS = {"job", "instance"}
 METRIC_KINDS = {"Counter", "Histogram", "Gauge", "Summary"}
