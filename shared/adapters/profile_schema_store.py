@@ -3,15 +3,13 @@ the cache every profile write reads them through."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 from pydantic import BaseModel
 
-from shared.adapters.postgres import Listener
-from shared.bounded import BoundedDict
+from shared.adapters.tenant_cache import TenantCache
 from shared.domain.profile_schema import EMPTY_SCHEMA, ProfileSchema
 from shared.domain.profiles import build_write_model
 
@@ -53,46 +51,15 @@ class TenantSchema:
     model: type[BaseModel]  # the write model built for it (building is slow)
 
 
-class ProfileSchemaCache:
-    """A tenant's schema and write model, dropped as soon as PostgreSQL announces a change
-    (``listen``); ``ttl_s`` is the safety net if that connection is lost. Bounded."""
-
-    MAX_TENANTS = 1000
+class ProfileSchemaCache(TenantCache[TenantSchema]):
+    """A tenant's schema and the write model built for it (building is slow: an unchanged
+    schema read again keeps its model)."""
 
     def __init__(self, pool: asyncpg.Pool, ttl_s: float = 10.0) -> None:
-        self._pool = pool
-        self._ttl_s = ttl_s
-        self._entries: BoundedDict[str, tuple[float, TenantSchema]] = BoundedDict(
-            self.MAX_TENANTS)
-        self._listener: Listener | None = None
-        self._changes = 0  # a load that saw a change arrive is used once, not kept
+        super().__init__(pool, ttl_s, CHANNEL)
 
-    async def listen(self, dsn: str) -> None:
-        self._listener = await Listener.open(dsn, CHANNEL, self._changed, self._missed)
-
-    async def _missed(self) -> None:
-        self._changes += 1
-        self._entries.clear()
-
-    def _changed(self, _connection: object, _pid: int, _channel: str, tenant: str) -> None:
-        self._changes += 1
-        self._entries.pop(tenant, None)
-
-    async def close(self) -> None:
-        if self._listener is not None:
-            await self._listener.close()
-
-    async def get(self, tenant: str) -> TenantSchema:
-        now = time.monotonic()
-        hit = self._entries.get(tenant)
-        if hit is not None and now - hit[0] < self._ttl_s:
-            return hit[1]
-        changes = self._changes
+    async def _load(self, tenant: str, previous: TenantSchema | None) -> TenantSchema:
         stored = await load_schema(self._pool, tenant)
-        if hit is not None and hit[1].schema == stored.schema:
-            entry = hit[1]  # unchanged: keep the model already built
-        else:
-            entry = TenantSchema(stored.schema, build_write_model(stored.schema))
-        if changes == self._changes:
-            self._entries[tenant] = (now, entry)
-        return entry
+        if previous is not None and previous.schema == stored.schema:
+            return previous
+        return TenantSchema(stored.schema, build_write_model(stored.schema))
