@@ -9,6 +9,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
 from prometheus_client import Counter
 
+from services.smtp_sink.reports import Kind, Reporter
 from services.smtp_sink.store import Mailbox
 from shared.operations import operations_router
 from shared.settings import Settings
@@ -18,8 +19,9 @@ RECEIVED = Counter("parcours_smtp_sink_received_total", "Messages the sink accep
 
 
 class StoringHandler:
-    def __init__(self, mailbox: Mailbox) -> None:
+    def __init__(self, mailbox: Mailbox, reporter: Reporter | None = None) -> None:
         self.mailbox = mailbox
+        self.reporter = reporter  # sends the DSNs and complaints chosen (reports.py)
         # Failure injection for tests: the next N messages get this reply instead.
         self.reject_reply: str | None = None
         self.reject_count = 0
@@ -33,6 +35,8 @@ class StoringHandler:
         data = envelope.content if isinstance(envelope.content, bytes) else b""
         self.mailbox.add(envelope.mail_from or "", list(envelope.rcpt_tos), data)
         RECEIVED.inc()
+        if self.reporter is not None:
+            self.reporter.after_accepting(envelope.mail_from or "", envelope.rcpt_tos, data)
         return "250 Message accepted for delivery"
 
 
@@ -60,6 +64,17 @@ def http_api(handler: StoringHandler) -> FastAPI:
         handler.reject_reply, handler.reject_count = reply, count
         handler.reject_to = to.lower() if to else None
 
+    @api.post("/reports", status_code=204)
+    async def report(to: str, kind: Kind) -> None:
+        """Messages to ``to`` are accepted, then bounced (hard, soft) or complained about."""
+        if handler.reporter is not None:
+            handler.reporter.chosen[to.lower()] = kind
+
+    @api.delete("/reports", status_code=204)
+    async def forget_reports() -> None:
+        if handler.reporter is not None:
+            handler.reporter.chosen.clear()
+
     api.include_router(operations_router())
     return api
 
@@ -67,7 +82,8 @@ def http_api(handler: StoringHandler) -> FastAPI:
 async def serve(settings: Settings, bulk: bool = False) -> None:
     """``bulk``: stand in for the bulk email relay instead of the transactional one."""
     host = settings.smtp_bulk_host if bulk else settings.smtp_host
-    handler = StoringHandler(Mailbox())
+    handler = StoringHandler(Mailbox(), Reporter(settings.bounces_host,
+                                                 settings.bounces_smtp_port))
     loop = asyncio.get_running_loop()
     smtp_server = await loop.create_server(
         lambda: SMTP(handler, enable_SMTPUTF8=True, data_size_limit=10 * 1024 * 1024),
