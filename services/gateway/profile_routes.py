@@ -27,6 +27,7 @@ from shared.adapters import (
     event_redaction,
     profile_store,
     reaction_store,  # noqa: F401  (registers with erasure)
+    tracking_store,  # noqa: F401  (registers with erasure)
 )
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_schema_store import TenantSchema

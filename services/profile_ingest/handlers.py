@@ -29,6 +29,7 @@ from shared.adapters import (
     event_redaction,
     profile_store,
     reaction_store,  # noqa: F401  (registers with erasure)
+    tracking_store,  # noqa: F401  (registers with erasure)
 )
 from shared.adapters.kafka import publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE

@@ -91,7 +91,7 @@ async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
     status = await connection.execute(
         "DELETE FROM tracked_messages WHERE tenant_id = $1 AND profile_id = $2",
         tenant, profile_id)
-    return {"tracked_messages": int(status.split()[-1])}
+    return {"trackedMessages": int(status.split()[-1])}
 
 
 async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
@@ -99,8 +99,8 @@ async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
     rows = await connection.fetch(
         "SELECT message_id::text, links, sent_at FROM tracked_messages"
         " WHERE tenant_id = $1 AND profile_id = $2 ORDER BY sent_at", tenant, profile_id)
-    return {"tracked_messages": [{"messageId": r["message_id"], "links": list(r["links"]),
+    return {"trackedMessages": [{"messageId": r["message_id"], "links": list(r["links"]),
                                   "sentAt": r["sent_at"].isoformat()} for r in rows]}
 
 
-erasure.register(erasure.PersonalData("tracked_messages", _erase, _export))
+erasure.register(erasure.PersonalData("trackedMessages", _erase, _export))

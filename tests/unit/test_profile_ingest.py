@@ -18,7 +18,8 @@ def test_a_tombstone_erases_every_registered_store_the_profile_last() -> None:
          "from shared.adapters import erasure\n"
          "print(' '.join(s.name for s in erasure.registered()))"],
         check=True, capture_output=True, text=True).stdout.split()
-    assert {"profile", "consent", "events", "contactHistory", "reactions"} <= set(names)
+    assert {"profile", "consent", "events", "contactHistory", "reactions",
+            "trackedMessages"} <= set(names)
     assert names[-1] == "profile"
 
 
