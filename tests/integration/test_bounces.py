@@ -32,6 +32,7 @@ from tests.integration.conftest import (
     end_offsets,
     eventually,
     final_status,
+    publish_event,
     settings,
 )
 
@@ -188,3 +189,23 @@ async def test_a_report_to_a_forged_return_path_is_accepted_and_recorded_nowhere
         TENANT, email.lower()) == 0
     with pytest.raises(aiosmtplib.SMTPRecipientsRefused):  # not a return path at all
         await to_bounce_service(f"postmaster@{settings.bounce_domain}", b"Subject: x\r\n\r\n")
+
+
+async def test_an_event_based_message_bounces_keyed_by_its_address(
+    http: httpx.AsyncClient, pool: asyncpg.Pool,
+) -> None:
+    """No profile: the DSN's recipient is the address (the ledger keeps none)."""
+    event = await publish_event(pool, "event")
+    email = f"bounce-hard-{uuid.uuid4().hex[:12]}@example.com"
+    async with reactions_topic() as topic:
+        response = await http.post(f"{GATEWAY}/v1/events/{event}",
+                                   json={"email": email, "ctx": {"item": "receipt"}})
+        assert (await final_status(http, response.json()["href"]))["status"] == "processed"
+        message = str(await pool.fetchval("SELECT message_id FROM event_status WHERE pkey = $1",
+                                          response.json()["pKey"]))
+        [(key, reaction)] = await reactions_of(topic, message, 1, [])
+    assert (key, reaction["profileId"], reaction["address"], reaction["bounce"]["type"]) == (
+        email.encode(), None, email, "hard")
+    assert await pool.fetchval(
+        "SELECT quarantined_at IS NOT NULL FROM quarantine WHERE tenant_id = $1"
+        " AND channel = 'email' AND address = $2", TENANT, email.lower())
