@@ -20,6 +20,7 @@ from shared.adapters.provider_payloads import PushPayload, SmsPayload
 from shared.adapters.smtp import SmtpClient, encode_email
 from shared.domain.events import Channel
 from shared.domain.rendering import RenderedMessage
+from shared.sending.smtp import relay_security
 from shared.settings import Settings
 
 router = APIRouter(prefix="/admin/v1")
@@ -42,7 +43,8 @@ async def _email(settings: Settings, message: RenderedMessage, profile: dict[str
         sender=settings.mail_from, recipient=recipient,
         message_id=f"proof-{uuid.uuid4()}", domain="parcours.localhost",
     )
-    smtp = SmtpClient(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s)
+    smtp = SmtpClient(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s,
+                      relay_security(settings))
     try:
         await smtp.send(settings.mail_from, recipient, encoded)
     finally:

@@ -1,0 +1,117 @@
+"""The email senders' relay settings against a real SMTP server (aiosmtpd, as the local
+sink, here offering STARTTLS or implicit TLS with a throwaway self-signed certificate, and
+requiring AUTH): the SMTP client logs in over TLS and hands the message over; a wrong
+password is a transient failure (retried until the credentials are fixed, never a failed
+message), and a certificate the client was not told to trust is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from services.smtp_sink.app import StoringHandler
+from services.smtp_sink.store import Mailbox
+from shared.adapters.delivery_errors import TransientFailure
+from shared.adapters.smtp import RelaySecurity, SmtpClient
+
+USER, PASSWORD = "parcours", "s3cret-relay"
+MESSAGE = (b"From: a@example.com\r\nTo: b@example.org\r\nSubject: relay\r\n"
+           b"Message-ID: <relay-1@example.com>\r\n\r\nhello\r\n")
+
+
+def certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "relay.pem", directory / "relay.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def authenticate(_server: Any, _session: Any, _envelope: Any, _mechanism: str,
+                 credentials: Any) -> AuthResult:
+    good = (isinstance(credentials, LoginPassword) and credentials.login == USER.encode()
+            and credentials.password == PASSWORD.encode())
+    return AuthResult(success=good, handled=False)
+
+
+@asynccontextmanager
+async def relay(tmp_path: Path, implicit: bool) -> AsyncIterator[tuple[int, Mailbox, Path]]:
+    """A relay on a free port that takes mail only from a client logged in over TLS."""
+    cert_path, key_path = certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    mailbox = Mailbox()
+    handler = StoringHandler(mailbox)
+    # aiosmtpd counts only STARTTLS as TLS for AUTH; on implicit TLS every byte is.
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(handler, hostname="localhost", authenticator=authenticate,
+                     auth_required=True, auth_require_tls=not implicit,
+                     require_starttls=not implicit, tls_context=None if implicit else context),
+        host="127.0.0.1", port=0, ssl=context if implicit else None)
+    try:
+        yield server.sockets[0].getsockname()[1], mailbox, cert_path
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # implicit
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit-tls"])
+async def test_the_client_logs_in_over_tls_and_hands_the_message_over(
+    tmp_path: Path, implicit: bool
+) -> None:
+    async with relay(tmp_path, implicit) as (port, mailbox, ca_file):
+        security = RelaySecurity(tls=implicit, starttls=not implicit, username=USER,
+                                 password=PASSWORD, ca_file=str(ca_file))
+        client = SmtpClient("localhost", port, 5, security)
+        try:
+            await client.send("b+bounce@bounces.example.com", "b@example.org", MESSAGE)
+        finally:
+            await client.close()
+        [received] = mailbox.list()
+        assert received["mail_from"] == "b+bounce@bounces.example.com"
+        assert received["subject"] == "relay"
+
+
+async def test_a_wrong_password_is_transient_and_an_untrusted_certificate_refused(
+    tmp_path: Path
+) -> None:
+    async with relay(tmp_path, implicit=False) as (port, mailbox, ca_file):
+        wrong = SmtpClient("localhost", port, 5, RelaySecurity(
+            starttls=True, username=USER, password="wrong", ca_file=str(ca_file)))
+        with pytest.raises(TransientFailure, match="refused our login"):
+            await wrong.send("a@example.com", "b@example.org", MESSAGE)
+        untrusted = SmtpClient("localhost", port, 5, RelaySecurity(
+            starttls=True, username=USER, password=PASSWORD))  # the system's CAs
+        with pytest.raises(TransientFailure, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusted.send("a@example.com", "b@example.org", MESSAGE)
+        await wrong.close()
+        await untrusted.close()
+        assert mailbox.list() == []
