@@ -121,6 +121,10 @@ async def test_a_hard_bounce_is_one_reaction_and_quarantines_the_address(
         " AND channel = 'email' AND address = $2", TENANT, email.lower())
     assert row is not None and row["quarantined_at"] is not None
     assert row["reason"].startswith("hard failure: dsn 5.1.1")
+    again = await http.post(f"{GATEWAY}/v1/events/{profile_event}",
+                            json={"email": email, "ctx": {"item": "boots"}})
+    status = await final_status(http, again.json()["href"])
+    assert status["status"] == "excluded" and "(quarantine)" in status["reason"], status
 
     # The same DSN delivered twice more: still one reaction.
     repeated = await received(http, "repeated")
