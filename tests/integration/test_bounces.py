@@ -7,6 +7,7 @@ consent."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -19,9 +20,12 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from services.bounces.app import ReturnPathHandler
 from services.smtp_sink.reports import build_dsn, send_raw
 from shared.adapters.consent_store import read_consent
+from shared.adapters.postgres import create_pool
 from shared.domain.verp import return_path
 from shared.topics import REACTIONS
 from tests.integration.conftest import (
@@ -213,3 +217,19 @@ async def test_an_event_based_message_bounces_keyed_by_its_address(
     assert await pool.fetchval(
         "SELECT quarantined_at IS NOT NULL FROM quarantine WHERE tenant_id = $1"
         " AND channel = 'email' AND address = $2", TENANT, email.lower())
+
+
+async def test_postgresql_away_answers_451_so_the_remote_tries_again(pool: asyncpg.Pool
+                                                                     ) -> None:
+    """A pool of its own, closed: what the service meets while PostgreSQL is away."""
+    closed = await create_pool(settings.pg_dsn)
+    await closed.close()
+    handler = ReturnPathHandler(closed, SECRET)
+    path = return_path(SECRET, str(uuid.uuid4()), settings.bounce_domain)
+    envelope = Envelope()
+    envelope.rcpt_tos, envelope.content = [path], build_dsn("hard", path, "a@example.com", b"")
+    assert await handler.handle_DATA(SMTP(handler), Session(asyncio.get_running_loop()),
+                                      envelope) == "451 4.3.0 try again later"
+    envelope.rcpt_tos = [return_path(b"forged", str(uuid.uuid4()), settings.bounce_domain)]
+    assert await handler.handle_DATA(SMTP(handler), Session(asyncio.get_running_loop()),
+                                      envelope) == "250 OK"  # forged needs no database
