@@ -104,16 +104,21 @@ def _storable(text: str) -> bool:
     return "\x00" not in text if text.isascii() else not _UNSTORABLE.search(text)
 
 
-def _text_check(limit: int) -> Any:
-    def check(text: str) -> Any:
-        return text if len(text) <= limit and _storable(text) else _SLOW
-    return check
+@dataclass(frozen=True)
+class _Text:
+    """Text of at most ``limit`` characters, storable; with a ``pattern`` (printable ASCII
+    only: no NUL), matching it. Checked inline by ``RowReader.csv_record``."""
+
+    limit: int
+    pattern: re.Pattern[str] | None = None
 
 
-def _pattern_check(pattern: re.Pattern[str], limit: int = 1 << 30) -> Any:
-    def check(text: str) -> Any:  # the patterns take printable ASCII only: no NUL
-        return text if len(text) <= limit and pattern.fullmatch(text) else _SLOW
-    return check
+def _text_check(limit: int) -> _Text:
+    return _Text(limit)
+
+
+def _pattern_check(pattern: re.Pattern[str], limit: int = 1 << 30) -> _Text:
+    return _Text(limit, pattern)
 
 
 def _integer(text: str) -> Any:
@@ -209,14 +214,22 @@ class RowReader:
         # The quick way of a plain row: (cell index, check or None for the model's way,
         # position among COLUMNS or -1 for an attribute, the attribute's name).
         self._mask = sum(_BITS[c] for c in self._set_columns)
-        self._quick: list[tuple[int, Any, int, str]] = []
+        # (cell index, check function or None for text, text's limit (-1: the model's
+        # way), text's pattern, position among COLUMNS or -1 for an attribute, name)
+        self._quick: list[tuple[int, Any, int, re.Pattern[str] | None, int, str]] = []
         for index, (_name, path, kind) in enumerate(columns):
             if len(path) == 1 and path[0] in BUILT_INS:
                 column = BUILT_INS[path[0]]
-                self._quick.append((index, _FIELD_CHECKS.get(column), COLUMNS.index(column),
-                                    column))
+                check, position, name = _FIELD_CHECKS.get(column), COLUMNS.index(column), column
             elif len(path) == 2:
-                self._quick.append((index, _ATTRIBUTE_CHECKS.get(kind), -1, path[1]))
+                check, position, name = _ATTRIBUTE_CHECKS.get(kind), -1, path[1]
+            else:
+                continue
+            if isinstance(check, _Text):
+                self._quick.append((index, None, check.limit, check.pattern, position, name))
+            else:  # a function, or None: the model's way for a non-empty cell
+                self._quick.append((index, check, -1 if check is None else 0, None,
+                                    position, name))
 
     def csv_record(self, line: int, cells: list[str]) -> tuple[Any, ...] | Row | Reject:
         """``staging_record(csv_row(…))`` straight from the cells when the row is plain
@@ -230,13 +243,20 @@ class RowReader:
         values: list[Any] = [None] * len(COLUMNS)
         attributes: dict[str, Any] = {}
         removed: list[str] = []
-        for index, check, position, name in self._quick:
+        for index, check, limit, pattern, position, name in self._quick:
             text = cells[index]
             if text == "":
                 if position < 0:
                     removed.append(name)
                 continue
-            if check is None or (value := check(text)) is _SLOW:
+            if check is None:  # text, inline (most cells)
+                if len(text) > limit or (
+                        not pattern.fullmatch(text) if pattern is not None
+                        else "\x00" in text if text.isascii()
+                        else _UNSTORABLE.search(text) is not None):
+                    return self.csv_row(line, cells)  # (limit -1: never the quick way)
+                value = text
+            elif (value := check(text)) is _SLOW:
                 return self.csv_row(line, cells)
             if position < 0:
                 attributes[name] = value
@@ -363,6 +383,9 @@ class CsvRecords:
 
     def feed(self, text: str, final: bool = False) -> list[tuple[int, list[str]]]:
         data = self._pending + text
+        if not self._ready and '"' not in data and (
+                "\r" not in data or data.count("\r") == data.count("\r\n")):
+            return self._unquoted(data, final)
         parts = data.split("\n")
         self._pending = parts.pop()
         complete: list[str] = []
@@ -399,6 +422,21 @@ class CsvRecords:
             raise HeaderError(f"line {self._lines + reader.line_num}: not CSV: {error}"
                               ) from None
         self._lines += len(complete)
+        if self.header is None and records:
+            self.header = records.pop(0)[1]
+        return records
+
+
+    def _unquoted(self, data: str, final: bool) -> list[tuple[int, list[str]]]:
+        """``feed`` of text without a quote (nor a lone CR): a record a line, its cells
+        between commas, as the csv module would cut them."""
+        parts = data.split("\n")
+        self._pending = "" if final else parts.pop()
+        first = self._lines + 1
+        if "\r" in data:
+            parts = [p[:-1] if p.endswith("\r") else p for p in parts]
+        records = [(first + n, part.split(",")) for n, part in enumerate(parts) if part]
+        self._lines += len(parts)
         if self.header is None and records:
             self.header = records.pop(0)[1]
         return records

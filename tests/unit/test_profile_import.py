@@ -4,6 +4,7 @@ API's rules."""
 
 from __future__ import annotations
 
+import csv
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -291,3 +292,15 @@ def test_a_typical_row_takes_the_quick_way_and_an_unusual_cell_the_models() -> N
     consent = RowReader(QUICK_SCHEMA, rows.model)
     consent.csv_header(["profileId", "city", "consent.email.marketing"])
     assert isinstance(consent.csv_record(2, ["p1", "Lyon", "opted-in"]), Row)  # not plain
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", ",", " ", "é", "\x00", "\n", "\r\n", "x,y", "\t"]),
+                max_size=60), st.integers(1, 9))
+def test_a_file_without_quotes_is_cut_as_the_csv_module_cuts_it(tokens: list[str],
+                                                                 piece: int) -> None:
+    text = "h1,h2\r\n" + "".join(tokens)
+    expected = [(n, cells) for n, cells in enumerate(csv.reader(
+        text.splitlines(keepends=True)), start=1) if cells]
+    header, records = records_of(text, piece)
+    assert header == expected[0][1] and records == expected[1:]
