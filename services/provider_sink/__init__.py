@@ -7,8 +7,15 @@ and keeps it readable. HTTP on ``PARCOURS_PROVIDER_SINK_PORT`` (8026), messages 
     GET  /messages?channel=sms|push&to=…    what arrived (``to``: phone or token)
     DELETE /messages                        forget everything
     GET  /duplicates                        messageIds recorded more than once
-    POST /reject?status=503&count=2[&channel=sms][&to=…]
+    POST /reject?status=503&count=2[&channel=sms][&to=…][&error=UNREGISTERED]
                                             the next matching requests get that status
+    POST /receipts?to=…[&error=…]           SMS to ``to`` get failed receipts (none: delivered)
+    POST /inbound?tenant=…  {"id", "from", "to", "text"}
+                                            an inbound SMS, to the tenant's webhook
+
+Each accepted SMS gets a delivery receipt posted to ``provider_sink_receipts_url`` (the
+gateway's webhook), signed as provider ``sink``; inbound messages go to the webhook next
+to it (``…/inbound/{tenant}``).
 
 Like a real provider it honours ``Idempotency-Key``: a request repeating an accepted key
 gets the first answer again and is not recorded twice; the same key with another

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query
+import orjson
+from fastapi import Body, FastAPI, Header, Query
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
+from services.provider_sink.callbacks import Callbacks
 from services.provider_sink.store import Answer, Faults, Inbox
 from shared.adapters.provider_payloads import PushPayload, SmsPayload
 from shared.operations import operations_router
@@ -34,7 +36,8 @@ def _accept(inbox: Inbox, faults: Faults, channel: str, to: str, payload: dict[s
     injected = faults.take(channel, to)
     if injected is not None:
         REQUESTS.labels(channel, "injected").inc()
-        return JSONResponse({"detail": f"injected failure {injected}"}, injected)
+        error = {"error": faults.error} if faults.error else {}
+        return JSONResponse({"detail": f"injected failure {injected}", **error}, injected)
     received = inbox.add(channel, to, payload)
     answer = Answer(202, {"id": received.id, "status": "accepted"}, payload)
     if key:
@@ -43,12 +46,34 @@ def _accept(inbox: Inbox, faults: Faults, channel: str, to: str, payload: dict[s
     return JSONResponse(answer.body, answer.status)
 
 
-def http_api(inbox: Inbox, faults: Faults) -> FastAPI:
+def http_api(inbox: Inbox, faults: Faults, callbacks: Callbacks | None = None) -> FastAPI:
+    """``callbacks``: none (unit tests) posts no receipts."""
+    callbacks = callbacks or Callbacks(Settings(provider_sink_receipts_url=""))
     api = FastAPI(title="Parcours provider sink")
 
     @api.post("/sms", status_code=202)
     async def sms(payload: SmsPayload, idempotency_key: IdempotencyKey = None) -> JSONResponse:
-        return _accept(inbox, faults, "sms", payload.to, payload.model_dump(), idempotency_key)
+        replayed = idempotency_key is not None and inbox.answer_for(idempotency_key)
+        answer = _accept(inbox, faults, "sms", payload.to, payload.model_dump(),
+                         idempotency_key)
+        if answer.status_code == 202 and not replayed:
+            callbacks.receipt(orjson.loads(answer.body)["id"], payload.to, payload.messageId)
+        return answer
+
+    @api.post("/receipts", status_code=204)
+    async def receipts(to: str, error: str | None = None) -> None:
+        """The receipts of SMS to ``to`` say failed with ``error`` (none: delivered)."""
+        if error:
+            callbacks.failing[to] = error
+        else:
+            callbacks.failing.pop(to, None)
+
+    @api.post("/inbound")
+    async def inbound(tenant: str, payload: Annotated[dict[str, Any], Body()]) -> JSONResponse:
+        """Deliver an inbound SMS ({"id", "from", "to", "text"}) to the tenant's
+        webhook, signed; answers what the webhook answered."""
+        answer = await callbacks.post(callbacks.inbound_url(tenant), payload)
+        return JSONResponse(answer.json(), answer.status_code)
 
     @api.post("/push", status_code=202)
     async def push(payload: PushPayload, idempotency_key: IdempotencyKey = None) -> JSONResponse:
@@ -69,14 +94,22 @@ def http_api(inbox: Inbox, faults: Faults) -> FastAPI:
 
     @api.post("/reject", status_code=204)
     async def reject(status: Annotated[int, Query(ge=400, le=599)], count: int = 1,
-                     channel: str | None = None, to: str | None = None) -> None:
+                     channel: str | None = None, to: str | None = None,
+                     error: str | None = None) -> None:
+        """``error`` goes in the answer's body, e.g. ``UNREGISTERED`` (FCM) or
+        ``Unregistered`` (APNs, with 410): a push to a device that is gone."""
         faults.status, faults.count, faults.channel, faults.to = status, count, channel, to
+        faults.error = error
 
     api.include_router(operations_router())
     return api
 
 
 async def serve(settings: Settings) -> None:
-    config = http_config(http_api(Inbox(), Faults()), settings.provider_sink_host,
+    callbacks = Callbacks(settings)
+    config = http_config(http_api(Inbox(), Faults(), callbacks), settings.provider_sink_host,
                          settings.provider_sink_port, log_level="warning")
-    await Server(config).serve()
+    try:
+        await Server(config).serve()
+    finally:
+        await callbacks.close()

@@ -74,6 +74,7 @@ class Faults:
     count: int = 0
     channel: str | None = None
     to: str | None = None
+    error: str | None = None  # in the answer's body
 
     def take(self, channel: str, to: str) -> int | None:
         if self.count <= 0 or self.channel not in (None, channel) or self.to not in (None, to):

@@ -1,8 +1,10 @@
 """The push sender: the shared sending loop (shared.sending) with an HTTP provider."""
 
 from shared.adapters.http_provider import HttpProvider
-from shared.adapters.provider_payloads import push_payload
+from shared.adapters.provider_payloads import PushPayload, push_payload
 from shared.domain.events import Channel
+from shared.domain.rendering import RenderedMessage
+from shared.domain.routing import SendRequest
 from shared.sending.http import HttpHandOver
 from shared.sending.spec import SenderSpec
 from shared.settings import Settings
@@ -11,7 +13,12 @@ from shared.topics import SEND_PUSH_TX
 
 def open_provider(settings: Settings) -> HttpHandOver:
     http = HttpProvider(settings.push_provider_url, settings.provider_timeout_s)
-    return HttpHandOver(http, push_payload)
+    secret = settings.push_open_secret.get_secret_value()
+
+    def payload(request: SendRequest, rendered: RenderedMessage) -> PushPayload:
+        return push_payload(request, rendered, secret)
+
+    return HttpHandOver(http, payload)
 
 
 SPEC = SenderSpec(

@@ -1,8 +1,10 @@
 """The SMS sender: the shared sending loop (shared.sending) with an HTTP provider."""
 
 from shared.adapters.http_provider import HttpProvider
-from shared.adapters.provider_payloads import sms_payload
+from shared.adapters.provider_payloads import SmsPayload, sms_payload
 from shared.domain.events import Channel
+from shared.domain.rendering import RenderedMessage
+from shared.domain.routing import SendRequest
 from shared.sending.http import HttpHandOver
 from shared.sending.spec import SenderSpec
 from shared.settings import Settings
@@ -11,7 +13,12 @@ from shared.topics import SEND_SMS_TX
 
 def open_provider(settings: Settings) -> HttpHandOver:
     http = HttpProvider(settings.sms_provider_url, settings.provider_timeout_s)
-    return HttpHandOver(http, sms_payload)
+
+    def payload(request: SendRequest, rendered: RenderedMessage) -> SmsPayload:
+        sender_id = settings.sms_sender_ids.get(request.tenant, settings.sms_sender_id)
+        return sms_payload(request, rendered, sender_id)
+
+    return HttpHandOver(http, payload)
 
 
 SPEC = SenderSpec(

@@ -51,6 +51,7 @@ from shared.domain.rendering import (
 from shared.domain.routing import SendRequest, read_send_record
 from shared.domain.status import Status, StatusWrite
 from shared.resilience import retry_forever
+from shared.sending.provider_feedback import device_gone, handover_note
 from shared.sending.tracking import tracked
 from shared.sending.wiring import Sender
 
@@ -294,6 +295,9 @@ async def _send(sender: Sender, request: SendRequest) -> Outcome:
     except PermanentFailure as error:
         hard = error.address_fault and await _address_failure(sender, request, "hard",
                                                               str(error))
+        why = str(error)  # the device is gone: the profile forgets it
+        await _with_retries(sender, lambda: device_gone(sender.pool, request, why),
+                            "forgetting an unregistered device")
         return _failed(sender, request, f"{spec.provider}_permanent", str(error),
                        stage="handover", address_failure=hard or None)
     spec.metrics.accepted_to_provider(request.priority).observe(
@@ -303,4 +307,5 @@ async def _send(sender: Sender, request: SendRequest) -> Outcome:
     # address (one per message, however many retries).
     failure = soft and await _address_failure(sender, request, "soft", str(soft[0]))
     return _outcome(request, Status.PROCESSED, reference=reference,
+                    trace_reason=handover_note(request, rendered, reference),
                     address_failure=failure or None)

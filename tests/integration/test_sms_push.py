@@ -12,7 +12,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared.adapters.profile_store import upsert_profiles
+from shared.adapters.provider_payloads import sms_payload
 from shared.domain.events import Channel
+from shared.domain.push_open import open_token
 from shared.domain.rendering import compile_message, render_message, template_context
 from shared.domain.routing import EventOrigin, SendRequest, message_id
 from shared.topics import SEND_SMS_TX
@@ -72,7 +74,9 @@ async def test_an_sms_event_becomes_a_personalised_sms(
     [sms] = await provider_messages(http, "sms", phone)
     pkey = href.rsplit("/", 1)[1]
     assert sms["payload"] == {"to": phone, "text": "Hi there, Trail shoes x2",
-                              "messageId": message_id(TENANT, pkey)}
+                              "messageId": message_id(TENANT, pkey),
+                              "senderId": settings.sms_sender_id,
+                              "encoding": "gsm7", "segments": 1}
 
 
 async def test_a_push_event_becomes_a_push_notification(
@@ -83,11 +87,13 @@ async def test_a_push_event_becomes_a_push_notification(
     href = await post(http, event_id, {**target, "ctx": {"item": "Rain jacket"}})
     assert (await final_status(http, href))["status"] == "processed"
     [push] = await provider_messages(http, "push", target["registrationToken"])
+    sent = message_id(TENANT, href.rsplit("/", 1)[1])
+    token = open_token(settings.push_open_secret.get_secret_value(), TENANT, sent)
     assert push["payload"] == {
         "token": target["registrationToken"], "application": "shop", "platform": "fcm",
         "title": "Rain jacket has shipped", "body": "Hello there, it arrives tomorrow.",
-        "data": {"screen": "orders", "item": "Rain jacket"},
-        "messageId": message_id(TENANT, href.rsplit("/", 1)[1]),
+        "data": {"screen": "orders", "item": "Rain jacket", "openToken": token},
+        "messageId": sent,
     }
 
 
@@ -194,10 +200,12 @@ async def test_a_resend_after_a_crash_is_answered_by_the_provider_not_delivered_
     event_id = await publish_event(pool, "event", SMS_TEMPLATE, channel="sms")
     phone = unique_phone()
     request = sms_request(event_id, phone, "crash")
-    text = render_message(compile_message(Channel.SMS, SMS_TEMPLATE),
-                          template_context(request.ctx, None, {})).parts["text"]
-    first = await http.post(f"{PROVIDER}/sms", headers={"Idempotency-Key": request.messageId},
-                            json={"to": phone, "text": text, "messageId": request.messageId})
+    rendered = render_message(compile_message(Channel.SMS, SMS_TEMPLATE),
+                              template_context(request.ctx, None, {}))
+    payload = sms_payload(request, rendered, settings.sms_sender_id)  # what the sender posts
+    first = await http.post(f"{PROVIDER}/sms", headers={"Idempotency-Key": request.messageId,
+                                                      "content-type": "application/json"},
+                            content=payload.model_dump_json())
     assert first.status_code == 202
     await pool.execute("INSERT INTO deliveries (message_id, tenant_id, pkey, channel, state)"
                        " VALUES ($1, $2, $3, 'sms', 'sending')",

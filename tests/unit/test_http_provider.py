@@ -12,6 +12,7 @@ from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.http_provider import HttpProvider, failure, provider_id
 from shared.adapters.provider_payloads import PushPayload, SmsPayload, push_payload, sms_payload
 from shared.domain.events import Channel
+from shared.domain.push_open import valid_open_token
 from shared.domain.rendering import RenderedMessage
 from shared.domain.routing import EventOrigin, SendRequest
 
@@ -71,7 +72,14 @@ def push() -> RenderedMessage:
 def test_sms_payload() -> None:
     payload = sms_payload(request(Channel.SMS, {"mobilePhone": "+15551234567"}), sms())
     assert payload.model_dump() == {"to": "+15551234567", "text": "Your code is 1234",
-                                    "messageId": MESSAGE_ID}
+                                    "messageId": MESSAGE_ID, "senderId": None,
+                                    "encoding": "gsm7", "segments": 1}
+
+
+def test_an_sms_payload_names_the_sender_and_counts_ucs2_segments() -> None:
+    payload = sms_payload(request(Channel.SMS, {"mobilePhone": "+15551234567"}),
+                          sms("Ça coûte 5€ " * 7), "Shop")
+    assert (payload.senderId, payload.encoding, payload.segments) == ("Shop", "ucs2", 2)
 
 
 def test_push_payload() -> None:
@@ -80,6 +88,13 @@ def test_push_payload() -> None:
         "token": "tok-1", "application": "shop", "platform": "fcm", "title": "Hi Ada",
         "body": "Parcel on its way", "data": {"orderId": "42"}, "messageId": MESSAGE_ID,
     }
+
+
+def test_a_push_payload_carries_its_open_token() -> None:
+    sent = request(Channel.PUSH, PUSH_TARGET)
+    payload = push_payload(sent, push(), "secret")
+    assert payload.data["orderId"] == "42"
+    assert valid_open_token("secret", sent.tenant, MESSAGE_ID, payload.data["openToken"])
 
 
 @pytest.mark.parametrize("channel,to,reason", [
