@@ -2,10 +2,11 @@
 reactions it records to ``parcours.reactions.v1``, and its operations routes
 (``/metrics``, ``/health/ready``) on ``bounces_metrics_port``, on one event loop.
 
-A mail is refused (550) at RCPT unless addressed to a return path; one to a return path
-is accepted (250) once handled — even when it is forged, unknown or unreadable, so the
-remote does not send it again and again; it is then only counted and logged. Only
-PostgreSQL being away answers 451, so the remote tries later and nothing is lost.
+A mail is refused (550) at RCPT unless addressed to a return path or to the feedback-loop
+address (``fbl@`` a bounce domain); one to those is accepted (250) once handled — even
+when it is forged, unknown or unreadable, so the remote does not send it again and again;
+it is then only counted and logged. Only PostgreSQL being away (or a fault of ours)
+answers 451, so the remote tries later and nothing is lost.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI, Request
 from prometheus_client import Counter
 
-from services.bounces.handlers import handle
+from services.bounces.handlers import FEEDBACK_LOOP, handle
 from shared.adapters import reaction_store
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
 from shared.adapters.producer import RenewingProducer
@@ -50,7 +51,8 @@ class ReturnPathHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
-        if not looks_like_return_path(address):
+        local = address.rpartition("@")[0].lower()
+        if not (looks_like_return_path(address) or local == FEEDBACK_LOOP):
             REFUSED.inc()
             return "550 5.1.1 not a return path of this server"
         envelope.rcpt_tos.append(address)

@@ -21,9 +21,12 @@ from shared.domain.delivery_rules.addresses import normalise
 from shared.domain.mail_feedback import Feedback, Unreadable, read_feedback
 from shared.domain.reactions import Bounce, Reaction, ReactionKind, reaction_id
 from shared.domain.routing import EventOrigin
-from shared.domain.verp import message_of
+from shared.domain.verp import looks_like_return_path, message_of
 
 log = logging.getLogger(__name__)
+# Where mailbox providers' feedback loops send complaints (registered with each provider):
+# this local part at a bounce domain.
+FEEDBACK_LOOP = "fbl"
 
 
 class Outcome(StrEnum):
@@ -39,18 +42,29 @@ class Outcome(StrEnum):
 
 async def handle(pool: asyncpg.Pool, secret: bytes, rcpt: str, data: bytes, now: datetime
                  ) -> Outcome:
-    message_id = message_of(secret, rcpt)
-    if message_id is None:
+    """``rcpt``: a return path, or the feedback-loop address (``FEEDBACK_LOOP``@any domain),
+    where the complaint's quoted original names the message by its return path."""
+    to_return_path = looks_like_return_path(rcpt)
+    message_id = message_of(secret, rcpt) if to_return_path else None
+    if to_return_path and message_id is None:
         log.warning("a report to %s, whose signature is not ours: dropped", rcpt)
         return Outcome.FORGED
     try:
         feedback = read_feedback(data)
     except Exception as error:  # any mail a remote sends is answered
         why = error if isinstance(error, Unreadable) else f"{type(error).__name__}: {error}"
-        log.warning("the report about message %s is unreadable (%s): dropped", message_id, why)
+        log.warning("a report to %s is unreadable (%s): dropped", rcpt, why)
         return Outcome.UNREADABLE
     if feedback is None:
         return Outcome.IGNORED
+    if not to_return_path:
+        quoted = feedback.return_path if feedback.kind == "complained" else None
+        message_id = quoted and message_of(secret, quoted)
+        if not message_id:
+            log.warning("a report to %s quoting no return path of ours (%s): dropped", rcpt,
+                        quoted)
+            return Outcome.FORGED if quoted else Outcome.UNKNOWN
+    assert message_id is not None
     async with pool.acquire() as connection, connection.transaction():
         sent = await sent_messages.find(connection, message_id)
         if sent is None:

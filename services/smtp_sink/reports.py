@@ -4,7 +4,8 @@ SMTP to the bounce service — what a recipient's server does, asynchronously.
 
 Chosen by the address's local part — ``bounce-hard-…`` (a DSN: failed, 5.1.1),
 ``bounce-soft-…`` (a DSN: delayed, 4.2.2 mailbox full), ``complain-…`` (an ARF abuse
-report, as a mailbox provider's feedback loop sends) — or set for any address over the
+report, as a mailbox provider's feedback loop sends: to ``fbl@`` the bounce domain,
+quoting the message's headers and its Return-Path) — or set for any address over the
 HTTP API (``POST /reports?to=…&kind=hard|soft|complaint``, ``DELETE /reports``).
 """
 
@@ -61,11 +62,12 @@ def build_dsn(kind: Literal["hard", "soft"], return_path: str, rcpt: str, origin
 
 
 def build_arf(return_path: str, rcpt: str, original: bytes) -> bytes:
-    """An RFC 5965 abuse report about the message ``rcpt`` marked as spam."""
+    """An RFC 5965 abuse report about the message ``rcpt`` marked as spam, quoting its
+    headers with the Return-Path the delivering server added (its envelope sender)."""
     boundary = uuid.uuid4().hex
     now = format_datetime(datetime.now(UTC))
     return "\r\n".join([
-        f"From: Feedback Loop <fbl@{_HOST}>", f"To: <{return_path}>",
+        f"From: Feedback Loop <fbl@{_HOST}>", f"To: <{feedback_loop(return_path)}>",
         "Subject: FW: abuse report", f"Date: {now}",
         f"Message-ID: <{uuid.uuid4()}@{_HOST}>", "MIME-Version: 1.0",
         f'Content-Type: multipart/report; report-type=feedback-report; boundary="{boundary}"',
@@ -74,8 +76,15 @@ def build_arf(return_path: str, rcpt: str, original: bytes) -> bytes:
         "Content-Type: message/feedback-report", "",
         "Feedback-Type: abuse", "User-Agent: parcours-smtp-sink/1.0", "Version: 1",
         f"Original-Rcpt-To: <{rcpt}>", f"Arrival-Date: {now}", "", f"--{boundary}",
-        "Content-Type: text/rfc822-headers", "", _headers(original), f"--{boundary}--", "",
+        "Content-Type: text/rfc822-headers", "",
+        f"Return-Path: <{return_path}>\r\n{_headers(original)}", f"--{boundary}--", "",
     ]).encode()
+
+
+def feedback_loop(return_path: str) -> str:
+    """Where a provider's feedback loop sends complaints: the address registered with it,
+    ``fbl@`` the bounce domain (services/bounces), not the return path."""
+    return f"fbl@{return_path.rpartition('@')[2]}"
 
 
 def _headers(original: bytes) -> str:
@@ -119,8 +128,9 @@ class Reporter:
                   else build_dsn(kind, return_path, rcpt, original))
         # A DSN goes from the null sender (RFC 5321 §4.5.5), so it is never bounced back.
         sender = f"fbl@{_HOST}" if kind == "complaint" else ""
+        to = feedback_loop(return_path) if kind == "complaint" else return_path
         try:
-            await send_raw(report, sender, return_path, self.host, self.port)
+            await send_raw(report, sender, to, self.host, self.port)
             SENT.labels(kind, "sent").inc()
         except (aiosmtplib.SMTPException, OSError) as error:
             SENT.labels(kind, "failed").inc()

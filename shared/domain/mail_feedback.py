@@ -8,7 +8,9 @@ complaint (an ARF report, RFC 5965). Pure: bytes in, a ``Feedback`` (or None) ou
   with a 4.x.x one (the remote gave up on a temporary refusal). The ``Diagnostic-Code``
   (else the Status) is the reply.
 - An ARF report (``report-type=feedback-report``) with ``Feedback-Type: abuse`` is a
-  complaint; other feedback types (``not-spam``, ``auth-failure``...) are not.
+  complaint; other feedback types (``not-spam``, ``auth-failure``...) are not. Feedback
+  loops send it to an address of their own, not to the return path: the quoted original's
+  ``Return-Path`` header (its VERP address) then names the message.
 - Anything else that still reads as a bounce (qmail's, old Exchange's, plain-text
   reports) goes to flufl.bounce's detectors, which say only permanent or temporary.
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email import message_from_bytes
+from email import message_from_bytes, message_from_string
 from email.message import Message
 from typing import Literal
 
@@ -43,6 +45,9 @@ class Feedback:
     recipient: str | None = None  # the address the report names, if it names one
     type: BounceType | None = None  # bounces only
     status: str | None = None  # the enhanced status code (RFC 3463), "5.1.1"
+    # The Return-Path of the original message the report quotes, if it quotes one: what
+    # names the message when the report comes to a feedback-loop address, not to it.
+    return_path: str | None = None
 
 
 def read_feedback(data: bytes) -> Feedback | None:
@@ -97,7 +102,24 @@ def _feedback_report(message: Message) -> Feedback | None:
     agent = _unfold(report.get("User-Agent", ""))
     reply = f"abuse report by {agent}" if agent else "abuse report"
     return Feedback("complained", reply[:_REPLY_CHARS],
-                    _address(_unfold(report.get("Original-Rcpt-To", ""))))
+                    _address(_unfold(report.get("Original-Rcpt-To", ""))),
+                    return_path=_quoted_return_path(message))
+
+
+def _quoted_return_path(message: Message) -> str | None:
+    """From the quoted original: a ``message/rfc822`` part (parsed), or its headers as
+    ``text/rfc822-headers`` (text)."""
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind == "message/rfc822" and part.is_multipart():
+            quoted = part.get_payload(0)
+        elif kind == "text/rfc822-headers":
+            quoted = message_from_string(str(part.get_payload(decode=False)))
+        else:
+            continue
+        if isinstance(quoted, Message) and quoted.get("Return-Path"):
+            return _address(_unfold(quoted["Return-Path"]))
+    return None
 
 
 def _detected(message: Message) -> Feedback:

@@ -1,9 +1,9 @@
 """Bounces and complaints on the real stack: a message goes through the chain (gateway,
 processor, email sender with its VERP return path as envelope sender, SMTP sink); for a
 chosen address (``bounce-hard-…``, ``complain-…``, or one set over the sink's HTTP API)
-the sink sends a DSN or an ARF report back to that return path at the bounce service,
-which records one reaction (relayed to parcours.reactions.v1) and feeds quarantine or
-consent."""
+the sink sends a DSN back to that return path, or an ARF report to the feedback-loop
+address quoting it, at the bounce service, which records one reaction (relayed to
+parcours.reactions.v1) and feeds quarantine or consent."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from services.bounces.app import ReturnPathHandler
-from services.smtp_sink.reports import build_dsn, send_raw
+from services.smtp_sink.reports import build_arf, build_dsn, send_raw
 from shared.adapters.consent_store import read_consent
 from shared.adapters.postgres import create_pool
 from shared.domain.verp import return_path
@@ -195,6 +195,10 @@ async def test_a_report_to_a_forged_return_path_is_accepted_and_recorded_nowhere
     assert await pool.fetchval(
         "SELECT count(*) FROM quarantine WHERE tenant_id = $1 AND address = $2",
         TENANT, email.lower()) == 0
+    # A complaint to the feedback-loop address quoting the forged return path: the same.
+    await to_bounce_service(f"fbl@{settings.bounce_domain}", build_arf(forged, email, b""))
+    await eventually(lambda: _above(http, "forged", before + 2), "the forged complaint")
+    assert await recorded(pool, message) == []
     with pytest.raises(aiosmtplib.SMTPRecipientsRefused):  # not a return path at all
         await to_bounce_service(f"postmaster@{settings.bounce_domain}", b"Subject: x\r\n\r\n")
 

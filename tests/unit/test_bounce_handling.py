@@ -65,15 +65,16 @@ ORIGINAL = b"From: shop@example.com\r\nTo: ann@example.net\r\nSubject: boots\r\n
 
 
 def test_the_sinks_reports_read_as_what_they_say() -> None:
-    path = "b+0123@bounces.example"
+    path = "b+0123.abc@bounces.example"
     hard = read_feedback(build_dsn("hard", path, "ann@example.net", ORIGINAL))
     soft = read_feedback(build_dsn("soft", path, "ann@example.net", ORIGINAL))
     complaint = read_feedback(build_arf(path, "ann@example.net", ORIGINAL))
     assert hard is not None and (hard.type, hard.status, hard.recipient) == (
         "hard", "5.1.1", "ann@example.net")
     assert soft is not None and (soft.type, soft.status) == ("soft", "4.2.2")
-    assert complaint is not None and (complaint.kind, complaint.recipient) == (
-        "complained", "ann@example.net")
+    assert complaint is not None and (complaint.kind, complaint.recipient,
+                                      complaint.return_path) == (
+        "complained", "ann@example.net", path)
 
 
 def test_the_sink_chooses_by_local_part_or_by_what_was_set() -> None:

@@ -196,3 +196,17 @@ def test_a_delay_warning_and_the_failure_after_it_are_two_reactions() -> None:
     assert len(set(ids.values())) == 3
     assert ids["hard"] == reaction_id("t", "0b5e6a4c-1f7e-4a52-9d35-2f1f3c1b2a10",
                                       ReactionKind.BOUNCED, bounce="hard")
+
+
+def test_a_complaint_names_the_return_path_of_the_message_it_quotes() -> None:
+    quoted = arf().replace(b"From: shop@example.com\r\nTo: ann",
+                           b"Return-Path: <b+0123.abc@bounces.example>\r\n"
+                           b"From: shop@example.com\r\nTo: ann")
+    found = read_feedback(quoted)
+    assert found is not None and found.return_path == "b+0123.abc@bounces.example"
+    headers_only = quoted.replace(b"Content-Type: message/rfc822",
+                                  b"Content-Type: text/rfc822-headers")
+    found = read_feedback(headers_only)
+    assert found is not None and found.return_path == "b+0123.abc@bounces.example"
+    found = read_feedback(arf())
+    assert found is not None and found.return_path is None
