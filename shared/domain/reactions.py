@@ -71,8 +71,8 @@ class Reaction(BaseModel):
     machine: bool = Field(default=False, description="a mail-privacy proxy or a link"
                                                      " scanner, not a person")
     machineReason: Annotated[str, Field(max_length=200)] | None = None
-    source: str = Field(description="where it came from: tracking, dsn, provider, app,"
-                                    " preferences, list-unsubscribe")
+    source: str = Field(description="where it came from: tracking, dsn, arf (a complaint),"
+                                    " provider, app, preferences, list-unsubscribe")
     detail: Annotated[str, Field(max_length=2000)] | None = None
 
     @property
