@@ -4,6 +4,7 @@ key, signing messages that dkimpy verifies against the published record."""
 from __future__ import annotations
 
 import email
+import time
 from email import policy
 
 import dkim as dkimpy
@@ -15,7 +16,13 @@ from shared.adapters import dkim
 from shared.adapters.smtp import RelaySecurity, encode_email
 from shared.domain.events import Channel
 from shared.domain.rendering import RenderedMessage
-from shared.domain.sender_identity import SenderIdentity, default_identity, domain, selector
+from shared.domain.sender_identity import (
+    SIGNED_HEADERS,
+    SenderIdentity,
+    default_identity,
+    domain,
+    selector,
+)
 
 
 def test_an_identity_folds_its_domains_and_writes_its_from_header() -> None:
@@ -85,6 +92,20 @@ def test_a_signed_message_verifies_against_its_dns_record(pair: dkim.KeyPair) ->
             "reply-to", "list-unsubscribe"} <= {h.strip() for h in tags["h"].split(":")}
     tampered = signed.replace(b"Subject:", b"Subject: Re:", 1)
     assert not dkimpy.verify(tampered, dnsfunc=dns)
+
+
+def test_the_signature_is_dkimpys_byte_for_byte(pair: dkim.KeyPair) -> None:
+    """Ours signs with OpenSSL's RSA, dkimpy with Python's pow: the same header."""
+    key = dkim.SigningKey("mail.example.com", "s1", pair.private_pem)
+    for message in (_message(), _message(reply_to="help@example.com") + b"more\r\n" * 3):
+        for _attempt in range(3):  # both in the same second: t= is part of it
+            at = int(time.time())
+            theirs = dkimpy.sign(message, b"s1", b"mail.example.com", pair.private_pem,
+                                 canonicalize=(b"relaxed", b"relaxed"),
+                                 include_headers=list(SIGNED_HEADERS))
+            if int(time.time()) == at:
+                break
+        assert dkim.signature(message, key, at=at) == theirs
 
 
 def test_keys_need_the_master_key_that_sealed_them(pair: dkim.KeyPair) -> None:
