@@ -92,8 +92,10 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # storable_text refuses these
 def _pattern(annotation: Any) -> re.Pattern[str]:
     """The pattern of an ``Annotated[str, StringConstraints(pattern=…)]``, for fullmatch
     (a ``$`` then cannot match before a final newline, as in pydantic's regex)."""
-    patterns = [m.pattern for m in annotation.__metadata__ if getattr(m, "pattern", None)]
-    return re.compile(patterns[0])
+    pattern = next(m.pattern for m in annotation.__metadata__ if getattr(m, "pattern", None))
+    if pattern.startswith("^") and pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[1:-1]  # fullmatch anchors it, a little faster
+    return re.compile(pattern)
 
 
 _EMAIL, _PHONE, _LOCALE = (_pattern(a) for a in (EmailAddress, PhoneNumber, Locale))
@@ -122,7 +124,8 @@ def _pattern_check(pattern: re.Pattern[str], limit: int = 1 << 30) -> _Text:
 
 
 def _integer(text: str) -> Any:
-    if len(text) <= 40 and _INTEGER.fullmatch(text):
+    if len(text) <= 40 and ((text.isascii() and text.isdigit())
+                            or _INTEGER.fullmatch(text)):
         value = int(text)
         if INT64[0] <= value <= INT64[1]:
             return value
