@@ -70,7 +70,8 @@ async def sms_status(pool: asyncpg.Pool, status: SmsStatus) -> int:
 async def inbound_sms(pool: asyncpg.Pool, settings: Settings, tenant: str, provider: str,
                       message: InboundSms) -> tuple[Keyword | None, str | None]:
     """STOP withdraws SMS marketing consent of every profile of the tenant with that
-    number and records ``unsubscribed``; START gives it back only to those a STOP took it
+    number and records ``unsubscribed`` for each it changed (or for the number, when no
+    profile has it); START gives it back only to those a STOP took it
     from; HELP only answers. Returns the keyword and the answer to send back."""
     found = keyword(message.text)
     if found is Keyword.HELP:
@@ -81,13 +82,16 @@ async def inbound_sms(pool: asyncpg.Pool, settings: Settings, tenant: str, provi
     async with pool.acquire() as connection, connection.transaction():
         owners = await feedback_store.phone_owners(connection, tenant, message.sender)
         if found is Keyword.STOP:
-            changes = [(o.profile_id, unsubscribe("sms"), STOP_SOURCE) for o in owners]
+            # A profile already opted out is left as it is (and its source with it).
+            opting_out = [o for o in owners if o.marketing != Marketing.OPTED_OUT]
+            changes = [(o.profile_id, unsubscribe("sms"), STOP_SOURCE) for o in opting_out]
             fallback = inbound_message_id(tenant, provider, message.id)
             reactions = [_reaction(tenant, o.last_sms or fallback, ReactionKind.UNSUBSCRIBED,
                                    Channel.SMS, "sms-inbound", profile_id=o.profile_id)
-                         for o in owners] or [
-                _reaction(tenant, fallback, ReactionKind.UNSUBSCRIBED, Channel.SMS,
-                          "sms-inbound", address=message.sender)]
+                         for o in opting_out]
+            if not owners:  # a number no profile has: its unsubscribe is still news
+                reactions = [_reaction(tenant, fallback, ReactionKind.UNSUBSCRIBED,
+                                       Channel.SMS, "sms-inbound", address=message.sender)]
             await consent_store.apply_changes(connection, tenant, changes, now)
             await reaction_store.record(connection, reactions)
             return found, settings.sms_stop_reply
