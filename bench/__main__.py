@@ -1,5 +1,5 @@
-"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P7, P8, IMPORT, ERASE in that order, then
-one table.
+"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P7, P8, IMPORT, ERASE, TRACK in that
+order, then one table.
 
 Load goes to 127.0.0.1 only. The stack must be up (``make up``); nothing here starts,
 stops or restarts a service. A benchmark that fails is reported as failed and the
@@ -28,6 +28,7 @@ from bench import (
     p8_scheduled,
     p_erase,
     p_import,
+    p_track,
     rules,
 )
 from bench.common import RUNS, Row, progress
@@ -69,7 +70,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="IMPORT profiles in the CSV (default 1,000,000, quick 20,000)")
     parser.add_argument("--only", nargs="+",
                         choices=("B1", "B2", "P1", "P4", "P4R", "P5", "P7", "P8", "IMPORT",
-                                 "RULES", "ERASE"),
+                                 "RULES", "ERASE", "TRACK"),
                         help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
 
@@ -103,7 +104,7 @@ def main(argv: list[str]) -> int:
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
     wanted = set(args.only or ("B1", "B2", "P1", "P4", "P4R", "P5", "P7", "P8", "IMPORT",
-                              "RULES", "ERASE"))
+                              "RULES", "ERASE", "TRACK"))
     rows: list[Row] = []
     if "B1" in wanted:
         rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
@@ -142,6 +143,9 @@ def main(argv: list[str]) -> int:
         rows += _attempt("RULES", "delivery rules' cost per message", rules.run)
     if "ERASE" in wanted:
         rows += _attempt("ERASE", "erasure beside 1,000,000 statuses", p_erase.run)
+    if "TRACK" in wanted:
+        rows += _attempt("TRACK", "tracking click redirect beside bare FastAPI", lambda: [
+            p_track.run(seconds, args.connections)])
 
     meta = {
         "timestamp": stamp, "quick": quick, "command": " ".join(["python -m bench", *argv]),

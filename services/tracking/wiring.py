@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from services.tracking import reactions_consumer
+from services.tracking.batching import Batched, OwnConnection
 from services.tracking.metrics import RELAYED
-from services.tracking.recorder import Recorder
+from services.tracking.recorder import recorder
 from shared.adapters import reaction_store, tracking_store
 from shared.adapters.postgres import create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.tracking_store import TrackedMessage
 from shared.bounded import BoundedDict
+from shared.domain.reactions import Reaction
 from shared.domain.tracking_links import Keyring, parse_keyring
 from shared.settings import Settings
 
@@ -35,19 +37,27 @@ class Tracking:
     keys: Keyring
     pool: asyncpg.Pool
     producer: RenewingProducer
-    recorder: Recorder
+    record: Batched[Reaction, bool]
+    find: Batched[tuple[str, str], TrackedMessage | None]
     # Tracked messages never change; bounded and short-lived so erasure reaches them.
     _messages: BoundedDict[tuple[str, str], tuple[float, TrackedMessage]] = field(
         default_factory=lambda: BoundedDict(100_000))
+    connections: list[OwnConnection] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def open(cls, settings: Settings, background: bool = True) -> Tracking:
         keys = parse_keyring(settings.tracking_keys.get_secret_value())
-        pool = await create_pool(settings.pg_dsn, min_size=1, max_size=4)
+        pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)  # relay, readiness
         producer = RenewingProducer(settings, "tracking")
         producer.start_in_background()
-        tracking = cls(settings, keys, pool, producer, Recorder(pool))
+        writer, reader = OwnConnection(settings.pg_dsn), OwnConnection(settings.pg_dsn)
+
+        async def find_all(names: list[tuple[str, str]]) -> list[TrackedMessage | None]:
+            return await tracking_store.lookup(await reader(), names)
+
+        tracking = cls(settings, keys, pool, producer, recorder(writer), Batched(find_all),
+                       connections=[writer, reader])
         if background:
             tracking._tasks = [asyncio.create_task(tracking._relay()),
                                asyncio.create_task(tracking._supervised(
@@ -59,7 +69,7 @@ class Tracking:
         hit = self._messages.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        message = await tracking_store.lookup(self.pool, tenant, message_id)
+        message = await self.find(key)
         if message is not None:  # an unknown one is not remembered: it may be on its way
             self._messages[key] = (time.monotonic() + CACHE_TTL_S, message)
         return message
@@ -94,6 +104,9 @@ class Tracking:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.recorder.close()
+        await self.record.close()
+        await self.find.close()
+        for connection in self.connections:
+            await connection.close()
         await self.producer.stop()
         await self.pool.close()

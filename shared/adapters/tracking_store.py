@@ -39,17 +39,21 @@ async def remember(connection: asyncpg.Connection | asyncpg.Pool, message: Track
         message.address, orjson.dumps(message.origin).decode(), list(message.links))
 
 
-async def lookup(connection: asyncpg.Connection | asyncpg.Pool, tenant: str, message_id: str
-                 ) -> TrackedMessage | None:
-    row = await connection.fetchrow(
-        "SELECT channel, profile_id, address, origin::text AS origin, links, sent_at"
-        " FROM tracked_messages WHERE tenant_id = $1 AND message_id = $2",
-        tenant, uuid.UUID(message_id))
-    if row is None:
-        return None
-    return TrackedMessage(tenant, message_id, row["channel"], row["profile_id"],
-                          row["address"], orjson.loads(row["origin"]), tuple(row["links"]),
-                          row["sent_at"])
+async def lookup(connection: asyncpg.Connection | asyncpg.Pool,
+                 keys: Sequence[tuple[str, str]]) -> list[TrackedMessage | None]:
+    """The messages named by (tenant, message id), in order (None: not stored); one
+    statement on the primary key."""
+    rows = await connection.fetch(
+        "SELECT t.tenant_id, t.message_id::text AS message_id, channel, profile_id, address,"
+        " origin::text AS origin, links, sent_at FROM tracked_messages t"
+        " JOIN unnest($1::text[], $2::uuid[]) AS k(tenant_id, message_id)"
+        " USING (tenant_id, message_id)",
+        [tenant for tenant, _ in keys], [uuid.UUID(message) for _, message in keys])
+    found = {(row["tenant_id"], row["message_id"]): TrackedMessage(
+        row["tenant_id"], row["message_id"], row["channel"], row["profile_id"],
+        row["address"], orjson.loads(row["origin"]), tuple(row["links"]), row["sent_at"])
+        for row in rows}
+    return [found.get((tenant, str(uuid.UUID(message)))) for tenant, message in keys]
 
 
 _TRACE = """

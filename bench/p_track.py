@@ -1,0 +1,133 @@
+"""TRACK: the tracking service's click redirect (requests/s) beside a bare FastAPI endpoint
+of the same shape, in the same run, runs alternating (bare, tracking, bare...).
+
+The tracking service is the stack's own (``make up``, port 8002), unchanged: each click
+verifies its token (HMAC), finds its message (cached after the first), classifies the
+request and records the reaction in the PostgreSQL outbox before answering 302 — and its
+relay produces the new ones to Kafka meanwhile. The clicks go to 30,000 distinct links
+(10,000 throwaway messages of 3 links in tracked_messages of a throwaway tenant), so the
+first pass records new reactions and later ones repeats (each still one INSERT ... ON
+CONFLICT in a group-committed statement). Everything the tenant holds is deleted at the
+end. wrk, one thread, GET with the paths rotated by a Lua script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.common import RUNS, Row, progress, settings
+from bench.loadgen import ROOT, free_port, wait_until_ok
+from bench.stats import median_of
+from bench.wrk import parse_wrk
+from shared.adapters.postgres import create_pool
+from shared.domain.tracking_links import click_url, parse_keyring
+
+MESSAGES, LINKS = 10_000, 3
+TARGET = 0.7  # × the bare endpoint (issue 11)
+TRACKING = f"http://127.0.0.1:{settings.tracking_port}"
+
+
+def _lua(paths: list[str]) -> str:
+    literals = ",\n".join(f'"{p}"' for p in paths)
+    return f"""
+local paths = {{ {literals} }}
+local requests = {{}}
+local i = 0
+local headers = {{["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"}}
+init = function(args)
+  for k, path in ipairs(paths) do
+    requests[k] = wrk.format("GET", path, headers)
+  end
+end
+request = function()
+  i = i % #requests + 1
+  return requests[i]
+end
+"""
+
+
+def _wrk(base: str, script: str, seconds: float, connections: int) -> dict[str, Any]:
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+         "--timeout", "10s", "-s", script, base],
+        capture_output=True, text=True, timeout=seconds + 60, check=True)
+    return parse_wrk(done.stdout)
+
+
+async def _seed(tenant: str) -> list[str]:
+    """The tenant's tracked messages; their click paths, in an order that spreads them."""
+    keys = parse_keyring(settings.tracking_keys.get_secret_value())
+    messages = [str(uuid.uuid4()) for _ in range(MESSAGES)]
+    pool = await create_pool(settings.pg_dsn, min_size=1, max_size=1)
+    try:
+        await pool.execute(
+            "INSERT INTO tracked_messages (tenant_id, message_id, channel, profile_id, origin,"
+            " links, sent_at) SELECT $1, m, 'email', 'p-' || m::text,"
+            " '{\"kind\": \"event\", \"eventId\": \"EVTbench\", \"pKey\": \"k\"}',"
+            " $3, now() - interval '1 hour' FROM unnest($2::uuid[]) AS m",
+            tenant, [uuid.UUID(m) for m in messages],
+            [f"https://shop.example/{n}" for n in range(LINKS)])
+    finally:
+        await pool.close()
+    return ["/c/" + click_url("", keys, tenant, m, n).rsplit("/", 1)[1]
+            for n in range(LINKS) for m in messages]
+
+
+async def _clean(tenant: str) -> dict[str, int]:
+    pool = await create_pool(settings.pg_dsn, min_size=1, max_size=1)
+    try:
+        counts = {}
+        for table in ("reactions", "message_trace", "tracked_messages"):
+            status = await pool.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant)
+            counts[table] = int(status.split()[-1])
+        return counts
+    finally:
+        await pool.close()
+
+
+def run(seconds: float, connections: int) -> Row:
+    tenant = f"bench-track-{uuid.uuid4().hex[:8]}"
+    wait_until_ok(f"{TRACKING}/health/ready", 10)
+    port = free_port()
+    progress(f"TRACK click redirect on {TRACKING} beside bare FastAPI on 127.0.0.1:{port}, "
+             f"wrk, {connections} connections, {seconds:.0f} s per run, "
+             f"{MESSAGES * LINKS:,} distinct links")
+    server = subprocess.Popen([sys.executable, "-m", "bench.track_bare_app", str(port)],
+                              cwd=ROOT, stdin=subprocess.DEVNULL)
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "tracking": []}
+    try:
+        wait_until_ok(f"http://127.0.0.1:{port}/health", 30)
+        script.write_text(_lua(asyncio.run(_seed(tenant))))
+        bases = {"bare": f"http://127.0.0.1:{port}", "tracking": TRACKING}
+        for base in bases.values():  # warm-up: imports, caches, connections
+            _wrk(base, str(script), 1, connections)
+        for n in range(1, RUNS + 1):
+            for label, base in bases.items():
+                result = _wrk(base, str(script), seconds, connections)
+                runs[label].append(result)
+                progress(f"  TRACK {label} run {n}/{RUNS}: {result['ok_per_s']:,.0f}/s"
+                         f"  p50 {result.get('p50_ms', 0):.1f} ms"
+                         f"  p99 {result.get('p99_ms', 0):.1f} ms  errors {result['errors']}")
+    finally:
+        server.terminate()
+        server.wait(10)
+        script.unlink(missing_ok=True)
+        cleaned = asyncio.run(_clean(tenant))
+    bare, tracking = median_of(runs["bare"], "ok_per_s"), median_of(runs["tracking"],
+                                                                   "ok_per_s")
+    ratio = tracking / bare if tracking and bare else None
+    return Row("TRACK", "tracking click redirect (verify, look up, record in PostgreSQL)",
+               tracking, "req/s", baseline=f"{bare:,.0f} req/s bare FastAPI 302" if bare
+               else "—", ratio=ratio, target=f"≥ {TARGET}× bare",
+               met=None if ratio is None else ratio >= TARGET,
+               details={"connections": connections, "seconds": seconds, "runs": runs,
+                        "links": MESSAGES * LINKS, "cleaned": cleaned,
+                        "p99_ms_median": median_of(runs["tracking"], "p99_ms"),
+                        "bare_p99_ms_median": median_of(runs["bare"], "p99_ms")})

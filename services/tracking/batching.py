@@ -1,0 +1,69 @@
+"""Group calls: while one batch is under way, the calls arriving meanwhile queue and go
+together in the next, so a burst of requests costs a round trip per batch, not per
+request (the senders' settling does the same)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+import asyncpg
+
+from shared.adapters.postgres import connect
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batched(Generic[T, R]):
+    """``call(items)`` answers each item, in order; what it raises, every caller of the
+    batch raises."""
+
+    def __init__(self, call: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
+        self._call = call
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def __call__(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
+        return await future
+
+    async def _work(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._call([item for item, _ in batch])
+            except Exception as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+
+class OwnConnection:
+    """A batcher's own connection (it runs one batch at a time): no pool to go through
+    and no reset query on release; opened again when it was lost."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._connection: asyncpg.Connection | None = None
+
+    async def __call__(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await connect(self._dsn)
+        return self._connection
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
