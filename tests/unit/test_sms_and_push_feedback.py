@@ -135,3 +135,16 @@ def test_receipts_and_inbound_messages_parse_the_neutral_contract() -> None:
     assert inbound.sender == "+15550001"
     assert inbound_message_id("t", "sink", "in-1") == inbound_message_id("t", "sink", "in-1")
     assert inbound_message_id("t", "sink", "in-1") != inbound_message_id("u", "sink", "in-1")
+
+
+def test_the_replay_cache_refuses_a_signature_seen_within_the_window_and_stays_bounded(
+) -> None:
+    from services.gateway.webhook_routes import SeenSignatures
+
+    seen = SeenSignatures(capacity=3)
+    assert seen.first_time("a", until=100.0, now=0.0)
+    assert not seen.first_time("a", until=100.0, now=50.0)  # a replay
+    assert seen.first_time("a", until=250.0, now=101.0)  # its window is over: stale anyway
+    for name in "bcd":
+        assert seen.first_time(name, until=300.0, now=102.0)
+    assert len(seen._until) == 3  # the oldest forgotten first
