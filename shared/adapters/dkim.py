@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import dkim
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from dkim import canonicalization
 
 from shared.domain.sender_identity import SIGNED_HEADERS
 
@@ -116,6 +118,35 @@ def _loaded_key(key: SigningKey) -> _LoadedKey:
     return loaded
 
 
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
+_WSP_RUNS = re.compile(rb"[\t ]{2,}|\t")
+
+
+def _parsed(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """dkim.rfc822_parse, which splits and joins the whole body line by line: here only
+    the header is parsed, the body's line ends made CRLF in two passes of C."""
+    end = _HEADER_END.search(message)
+    if end is None:
+        return dkim.rfc822_parse(message)  # type: ignore[no-any-return]
+    headers, _ = dkim.rfc822_parse(message[:end.start()] + b"\r\n\r\n")
+    return headers, message[end.end():].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _relaxed_body(body: bytes) -> bytes:
+    """dkimpy's relaxed body canonicalization, its regular expressions run only where they
+    change something: a single space is left alone instead of replaced by itself. Scanning
+    a body with them cost ~85 ns a byte (5 ms for 60 kB); our quoted-printable bodies have
+    no tab, no double space and no space before a line end, so a search in C rules them
+    out."""
+    if b" \r\n" in body or b"\t\r\n" in body:
+        body = _TRAILING_WSP.sub(b"\r\n", body)
+    if b"\t" in body or b"  " in body:
+        body = _WSP_RUNS.sub(b" ", body)
+    return bytes(canonicalization.correct_empty_body(
+        canonicalization.strip_trailing_lines(body)))
+
+
 def _fields(key: _LoadedKey, body_hash: bytes, at: int) -> list[tuple[bytes, bytes]]:
     return [(b"v", b"1"), (b"a", b"rsa-sha256"), (b"c", b"relaxed/relaxed"),
             (b"d", key.domain), (b"i", b"@" + key.domain), (b"q", b"dns/txt"),
@@ -130,8 +161,8 @@ def signature(message: bytes, key: SigningKey, at: int | None = None) -> bytes:
     relaxed/relaxed: a relay that refolds or re-spaces headers keeps it valid. Headers
     listed but absent are signed absent: added on the way, they break the signature."""
     loaded = _loaded_key(key)
-    headers, body = dkim.rfc822_parse(message)
-    body_hash = base64.b64encode(hashlib.sha256(_CANONICAL.canonicalize_body(body)).digest())
+    headers, body = _parsed(message)
+    body_hash = base64.b64encode(hashlib.sha256(_relaxed_body(body)).digest())
     fields = _fields(loaded, body_hash, int(time.time()) if at is None else at)
     unsigned = dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(_NAME),
                          linesep=b"\r\n")

@@ -65,9 +65,9 @@ def pair() -> dkim.KeyPair:
     return dkim.generate_key()
 
 
-def _message(reply_to: str | None = None) -> bytes:
-    rendered = RenderedMessage(Channel.EMAIL, {"subject": "Grüße", "text": "hello",
-                                               "html": "<p>hello</p>"}, {})
+def _message(reply_to: str | None = None, text: str = "hello") -> bytes:
+    rendered = RenderedMessage(Channel.EMAIL, {"subject": "Grüße", "text": text,
+                                               "html": f"<p>{text}</p>"}, {})
     return encode_email(rendered, sender="Acme <news@mail.example.com>", recipient="a@example.org",
                         message_id="m1", domain="example.com", reply_to=reply_to)
 
@@ -97,7 +97,11 @@ def test_a_signed_message_verifies_against_its_dns_record(pair: dkim.KeyPair) ->
 def test_the_signature_is_dkimpys_byte_for_byte(pair: dkim.KeyPair) -> None:
     """Ours signs with OpenSSL's RSA, dkimpy with Python's pow: the same header."""
     key = dkim.SigningKey("mail.example.com", "s1", pair.private_pem)
-    for message in (_message(), _message(reply_to="help@example.com") + b"more\r\n" * 3):
+    raw = (b"From: a@mail.example.com\r\nTo: b@example.org\r\nSubject:  two  spaces \r\n"
+           b"\r\nline  with\t\ttabs   \r\n \t\r\n\ttab first\nbare LF \r\n\r\n\r\n")
+    newsletter = _message(reply_to="help@example.com", text="Boots,  coats and\tscarves. " * 900)
+    for message in (_message(), newsletter, raw, raw.replace(b"\r\n", b"\n"),
+                    b"From: a@mail.example.com\r\n\r\n"):
         for _attempt in range(3):  # both in the same second: t= is part of it
             at = int(time.time())
             theirs = dkimpy.sign(message, b"s1", b"mail.example.com", pair.private_pem,
