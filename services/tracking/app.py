@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from services.tracking.handlers import Answer, react
@@ -30,7 +30,8 @@ from shared.settings import Settings, get_settings
 # The smallest transparent GIF (1×1, 43 bytes).
 GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00"
        b"\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
-NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
+# Every character a URL may hold as it is (RFC 3986 reserved and unreserved, and %).
+_URL_SAFE = ";/?:@&=+$,-_.!~*'()#[]%"
 
 
 def _token(path: str) -> tuple[Kind, str] | None:
@@ -51,15 +52,33 @@ def _user_agent(scope: Scope) -> str | None:
     return None
 
 
-async def _answer(tracking: Tracking, scope: Scope, kind: Kind, token: str) -> Response:
+_NO_STORE = [(b"cache-control", b"no-store, private"), (b"referrer-policy", b"no-referrer")]
+_NOT_FOUND = (404, [(b"content-type", b"text/plain"), (b"content-length", b"9")], b"not found")
+_UNAVAILABLE = (503, [(b"content-type", b"text/plain"), (b"content-length", b"11"),
+                     (b"retry-after", b"1")], b"unavailable")
+_PIXEL = (200, [(b"content-type", b"image/gif"), (b"content-length", str(len(GIF)).encode()),
+                *_NO_STORE], GIF)
+
+
+async def _answer(tracking: Tracking, scope: Scope, kind: Kind, token: str
+                  ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     hit = Hit(kind, token, scope["method"], _user_agent(scope), datetime.now(UTC))
     answer: Answer = await react(hit, tracking.keys, tracking.lookup, tracking.record)
     REQUESTS.labels(kind, answer.outcome).inc()
+    if answer.outcome == "unavailable":
+        return _UNAVAILABLE
     if not answer.found:
-        return Response(b"not found", 404, media_type="text/plain")
+        return _NOT_FOUND
     if kind == "open":
-        return Response(GIF, media_type="image/gif", headers=NO_STORE)
-    return Response(status_code=302, headers={"Location": answer.url or "", **NO_STORE})
+        return _PIXEL
+    return 302, [(b"location", location(answer.url or "")), (b"content-length", b"0"),
+                 *_NO_STORE], b""
+
+
+def location(url: str) -> bytes:
+    """The stored URL as the author wrote it, what a header may not hold (spaces, control
+    characters, non-ASCII) percent-encoded: a header is never split or refused."""
+    return quote(url, safe=_URL_SAFE).encode("ascii")
 
 
 class TrackingApp(FastAPI):
@@ -67,8 +86,10 @@ class TrackingApp(FastAPI):
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             route = _token(scope["path"])
             if route is not None:
-                response = await _answer(self.state.tracking, scope, *route)
-                await response(scope, receive, send)
+                status, headers, body = await _answer(self.state.tracking, scope, *route)
+                await send({"type": "http.response.start", "status": status,
+                            "headers": headers})
+                await send({"type": "http.response.body", "body": body})
                 return
         await super().__call__(scope, receive, send)
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 Lookup = Callable[[str, str], Awaitable[TrackedMessage | None]]
 Record = Callable[[Reaction], Awaitable[bool]]
-Outcome = Literal["recorded", "repeated", "refused", "unknown", "unrecorded"]
+Outcome = Literal["recorded", "repeated", "refused", "unknown", "unrecorded", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Answer:
 
     @property
     def found(self) -> bool:
-        return self.outcome not in ("refused", "unknown")
+        return self.outcome not in ("refused", "unknown", "unavailable")
 
 
 def reaction_of(request: Request, message: TrackedMessage, index: int | None) -> Reaction:
@@ -62,7 +62,11 @@ async def react(request: Request, keys: Keyring, lookup: Lookup, record: Record)
     tracked = verify(keys, request.token)
     if tracked is None or tracked.kind != request.kind:
         return Answer("refused")
-    message = await lookup(tracked.tenant, tracked.message_id)
+    try:
+        message = await lookup(tracked.tenant, tracked.message_id)
+    except Exception as error:  # PostgreSQL away: where the link goes is not known
+        log.warning("a %s could not be looked up (%s)", request.kind, error)
+        return Answer("unavailable")
     index = tracked.index
     if message is None or (index is not None and index >= len(message.links)):
         return Answer("unknown")

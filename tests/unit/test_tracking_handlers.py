@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from services.tracking.app import location
 from services.tracking.handlers import Answer, Request, react
 from shared.adapters.tracking_store import TrackedMessage
 from shared.domain.events import Channel
@@ -88,6 +89,17 @@ def test_an_outbox_failure_still_answers_the_click() -> None:
     assert run(hit(token), Broken()) == Answer("unrecorded", "https://shop.example/a")
 
 
+def test_a_failed_lookup_is_unavailable_and_records_nothing() -> None:
+    class Away(Outbox):
+        async def lookup(self, tenant: str, message_id: str) -> TrackedMessage | None:
+            raise OSError("connection refused")
+
+    outbox = Away()
+    token = sign(KEYS, "click", "acme", MESSAGE.message_id, 0)
+    answer = run(hit(token), outbox)
+    assert answer == Answer("unavailable") and not answer.found and outbox.reactions == {}
+
+
 def test_tracking_off_leaves_the_message_as_rendered() -> None:
     rendered = RenderedMessage(Channel.EMAIL, {"html": '<a href="https://x.example">x</a>'}, {})
     request = SendRequest.model_validate({
@@ -96,3 +108,10 @@ def test_tracking_off_leaves_the_message_as_rendered() -> None:
         "to": {"email": "a@example.com"}, "ctx": {}, "acceptedAt": 0})
     off = Settings(tracking_enabled=False)
     assert asyncio.run(tracked(None, off, request, rendered)) is rendered  # type: ignore[arg-type]
+
+
+def test_the_location_header_keeps_the_url_and_cannot_be_split() -> None:
+    url = "https://shop.example/a?b=1&c=%20d#top"
+    assert location(url) == url.encode()
+    assert location("https://shop.example/é ü\r\nSet-Cookie: x=1") == (
+        b"https://shop.example/%C3%A9%20%C3%BC%0D%0ASet-Cookie:%20x=1")
