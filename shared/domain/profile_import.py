@@ -77,7 +77,7 @@ def staging_record(row: Row) -> tuple[Any, ...]:
     for column in write.fields:
         mask |= _BITS[column]
     return (row.line, write.profile_id, *(write.fields.get(c) for c in COLUMNS), mask,
-            attributes_json(write.attributes), list(write.removed))
+            attributes_json(write.attributes), tuple(write.removed))
 
 
 # --- the quick checks of plain CSV cells ------------------------------------------------
@@ -265,8 +265,10 @@ class RowReader:
                 attributes[name] = value
             else:
                 values[position] = value
-        removed.sort()
-        return (line, profile_id, *values, self._mask, attributes_json(attributes), removed)
+        # a tuple, not a list: a record of atomic values only leaves the garbage
+        # collector's watch, which matters with a slice of them held in memory
+        return (line, profile_id, *values, self._mask, attributes_json(attributes),
+                tuple(sorted(removed)) if removed else ())
 
     def csv_row(self, line: int, cells: list[str]) -> Row | Reject:
         if len(cells) != len(self._columns):
