@@ -31,6 +31,7 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 STOP_SOURCE, START_SOURCE = "sms-stop", "sms-start"  # consent's source, which START reads
 RELAY_INTERVAL_S = 0.2
+_STOP_DETAIL = "inbound SMS: STOP"
 
 
 def _reaction(tenant: str, message_id: str, kind: ReactionKind, channel: Channel, source: str,
@@ -87,11 +88,12 @@ async def inbound_sms(pool: asyncpg.Pool, settings: Settings, tenant: str, provi
             changes = [(o.profile_id, unsubscribe("sms"), STOP_SOURCE) for o in opting_out]
             fallback = inbound_message_id(tenant, provider, message.id)
             reactions = [_reaction(tenant, o.last_sms or fallback, ReactionKind.UNSUBSCRIBED,
-                                   Channel.SMS, "sms-inbound", profile_id=o.profile_id)
-                         for o in opting_out]
+                                   Channel.SMS, "provider", profile_id=o.profile_id,
+                                   detail=_STOP_DETAIL) for o in opting_out]
             if not owners:  # a number no profile has: its unsubscribe is still news
                 reactions = [_reaction(tenant, fallback, ReactionKind.UNSUBSCRIBED,
-                                       Channel.SMS, "sms-inbound", address=message.sender)]
+                                       Channel.SMS, "provider", address=message.sender,
+                                       detail=_STOP_DETAIL)]
             await consent_store.apply_changes(connection, tenant, changes, now)
             await reaction_store.record(connection, reactions)
             return found, settings.sms_stop_reply
