@@ -19,9 +19,10 @@ import time
 import uuid
 from collections import OrderedDict
 from functools import lru_cache
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway import feedback
@@ -40,6 +41,10 @@ from shared.domain.webhook_signature import (
 )
 
 router = APIRouter(tags=["feedback"])
+WEBHOOKS = Counter("parcours_gateway_feedback_requests_total",
+                   "Provider webhooks and push opens, by kind and outcome", ["kind", "outcome"])
+# kind: sms_status, sms_inbound, push_opened; outcome: recorded (a new reaction or an
+# answered keyword), unchanged (known already, unknown message, no keyword), refused (401)
 M = TypeVar("M", bound=BaseModel)
 Provider = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,40}$")]
 MAX_BODY_BYTES = 64 * 1024
@@ -76,7 +81,7 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
-async def _signed_body(request: Request, provider: str, timestamp: str | None,
+async def _signed_body(request: Request, kind: str, provider: str, timestamp: str | None,
                        signature: str | None) -> bytes:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
@@ -89,8 +94,24 @@ async def _signed_body(request: Request, provider: str, timestamp: str | None,
     if not isinstance(verified, Verified) or not _SEEN.first_time(
             f"{provider}/{verified.signature}", verified.timestamp + settings.webhook_window_s,
             now):
+        WEBHOOKS.labels(kind, "refused").inc()
         raise HTTPException(401, "invalid signature")
     return body
+
+
+def _outcome(kind: str, recorded: bool) -> None:
+    WEBHOOKS.labels(kind, "recorded" if recorded else "unchanged").inc()
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    """The body a route reads itself (after checking its signature), for the OpenAPI
+    document."""
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": model.model_json_schema()}}}}
+
+
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "unsigned, forged, stale or replayed"}}
 
 
 Timestamp = Annotated[str | None, Header(alias=TIMESTAMP_HEADER)]
@@ -105,14 +126,17 @@ def _parsed(model: type[M], body: bytes) -> M:
                             ) from None
 
 
-@router.post("/v1/webhooks/sms/{provider}/status")
+@router.post("/v1/webhooks/sms/{provider}/status", openapi_extra=_body(SmsStatus),
+             responses=_REFUSED)
 async def sms_status(request: Request, provider: Provider, timestamp: Timestamp = None,
                      signature: Signature = None) -> dict[str, int]:
     """A delivery receipt: ``smsDelivered`` or ``failed``. An unknown message is
     acknowledged (200, nothing recorded) so the provider does not retry it forever."""
-    body = await _signed_body(request, provider, timestamp, signature)
+    body = await _signed_body(request, "sms_status", provider, timestamp, signature)
     status = _parsed(SmsStatus, body)
-    return {"recorded": await feedback.sms_status(_gateway(request).pool, status)}
+    recorded = await feedback.sms_status(_gateway(request).pool, status)
+    _outcome("sms_status", recorded > 0)
+    return {"recorded": recorded}
 
 
 class InboundAnswer(BaseModel):
@@ -120,17 +144,19 @@ class InboundAnswer(BaseModel):
     reply: str | None = Field(description="the text the provider sends back to the number")
 
 
-@router.post("/v1/webhooks/sms/{provider}/inbound/{tenant}")
+@router.post("/v1/webhooks/sms/{provider}/inbound/{tenant}",
+             openapi_extra=_body(InboundSms), responses=_REFUSED)
 async def sms_inbound(request: Request, provider: Provider, tenant: str,
                       timestamp: Timestamp = None, signature: Signature = None
                       ) -> InboundAnswer:
-    body = await _signed_body(request, provider, timestamp, signature)
+    body = await _signed_body(request, "sms_inbound", provider, timestamp, signature)
     message = _parsed(InboundSms, body)
     gateway = _gateway(request)
     if not await feedback_store.tenant_exists(gateway.pool, tenant):
         raise HTTPException(404, "no such tenant")
     found, reply = await feedback.inbound_sms(gateway.pool, gateway.settings, tenant,
                                               provider, message)
+    _outcome("sms_inbound", found is not None)
     return InboundAnswer(keyword=found, reply=reply)
 
 
@@ -141,7 +167,7 @@ class PushOpened(BaseModel):
     openToken: str = Field(min_length=1, max_length=100)
 
 
-@router.post("/v1/push/opened")
+@router.post("/v1/push/opened", responses={401: {"description": "a wrong token"}})
 async def push_opened(request: Request, opened: PushOpened) -> dict[str, int]:
     """The app reports a push opened, with the ``openToken`` the push carried in its
     data. A wrong token or an unknown message: 401, nothing recorded."""
@@ -150,8 +176,11 @@ async def push_opened(request: Request, opened: PushOpened) -> dict[str, int]:
     secret = gateway.settings.push_open_secret.get_secret_value()
     if sent is None or sent.channel != Channel.PUSH or not valid_open_token(
             secret, sent.tenant, sent.message_id, opened.openToken):
+        WEBHOOKS.labels("push_opened", "refused").inc()
         raise HTTPException(401, "invalid open token")
-    return {"recorded": await feedback.push_opened(gateway.pool, sent)}
+    recorded = await feedback.push_opened(gateway.pool, sent)
+    _outcome("push_opened", recorded > 0)
+    return {"recorded": recorded}
 
 
 def start_relay(gateway: Gateway) -> None:

@@ -7,6 +7,7 @@ Forged, stale and replayed webhooks are refused with nothing recorded."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -133,6 +134,13 @@ async def test_a_delivery_receipt_is_one_sms_delivered_reaction_on_the_topic(
     assert [(key, value["kind"]) for key, value in seen] == [(phone.encode(), "smsDelivered")]
 
 
+async def refused(http: httpx.AsyncClient) -> float:
+    text = (await http.get(f"{GATEWAY}/metrics")).text
+    found = re.search(r'^parcours_gateway_feedback_requests_total\{kind="sms_status",'
+                      r'outcome="refused"\} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 async def test_forged_stale_and_unsigned_receipts_are_refused_and_record_nothing(
     http: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
@@ -142,6 +150,7 @@ async def test_forged_stale_and_unsigned_receipts_are_refused_and_record_nothing
     await eventually(lambda: reactions_of(pool, message), "the sink's failed receipt")
     body = orjson.dumps({"messageId": message, "to": phone, "status": "delivered"})
     now = int(time.time())
+    refused_before = await refused(http)
     for headers in ({"content-type": "application/json"},
                     signed(body, secret="not-the-secret"),
                     signed(body, at=now - 301),
@@ -152,6 +161,7 @@ async def test_forged_stale_and_unsigned_receipts_are_refused_and_record_nothing
     unknown_provider = await http.post(f"{GATEWAY}/v1/webhooks/sms/other/status",
                                        content=body, headers=signed(body))
     assert unknown_provider.status_code == 401
+    assert await refused(http) - refused_before == 6
     assert [r["kind"] for r in await reactions_of(pool, message)] == ["failed"]
     await http.post(f"{PROVIDER}/receipts", params={"to": phone})
 
