@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     tracking_base_url: str = "http://127.0.0.1:8002"
     tracking_keys: SecretStr = SecretStr("k1:dev-only-tracking-secret")
     tracking_enabled: bool = True  # rewrite links and add the pixel in HTML emails
+    # The reactions service (services/reactions): reactions into traces and metrics.
+    reactions_metrics_port: int = 9109
 
     # SMS and push providers are reached over HTTP; locally, the provider sink records
     # every request (services/provider_sink) so tests and the demo can read them back.

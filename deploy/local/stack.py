@@ -272,6 +272,8 @@ SERVICES = (
             f"http://127.0.0.1:{settings.admin_port}/health/ready"),
     Service("tracking", "services.tracking",
             f"http://127.0.0.1:{settings.tracking_port}/health/ready"),
+    Service("reactions", "services.reactions",
+            f"http://127.0.0.1:{settings.reactions_metrics_port}/metrics"),
     Service("processor", "services.processor",
             f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"),
     Service("sender-email", "services.sender_email",

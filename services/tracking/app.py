@@ -105,8 +105,8 @@ async def readiness(request: Request) -> Readiness:
 
 
 def create_app(settings: Settings | None = None, background: bool = True) -> FastAPI:
-    """``background=False``: no relay and no consumer (a test's instance, whose reactions
-    stay in the outbox)."""
+    """``background=False``: no relay (a test's instance, whose reactions stay in the
+    outbox for the stack's relay)."""
     settings = settings or get_settings()
 
     @asynccontextmanager

@@ -1,4 +1,4 @@
-"""Tracking metrics. Labels are bounded: routes, outcomes, reaction kinds."""
+"""Tracking metrics. Labels are bounded: routes and outcomes."""
 
 from prometheus_client import Counter
 
@@ -9,11 +9,6 @@ REQUESTS = Counter(
     # or altered token), unknown (no such message), unrecorded (the insert failed: answered
     # anyway), unavailable (the lookup failed: 503)
     ["route", "outcome"],
-)
-REACTIONS = Counter(
-    "parcours_reactions_total",
-    "Reactions read from parcours.reactions.v1 and added to their message's trace",
-    ["kind", "machine"],
 )
 RELAYED = Counter("parcours_reactions_relayed_total",
                   "Reactions produced from the outbox to parcours.reactions.v1")

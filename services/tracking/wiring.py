@@ -1,6 +1,5 @@
-"""The tracking service's resources and background work: the pool, the group-committed
-recorder, a bounded cache of tracked messages, the relay (outbox → Kafka) and the
-reactions consumer (trace, metrics)."""
+"""The tracking service's resources and background work: the group-committed recorder and
+lookups, a bounded cache of tracked messages, the relay (outbox → Kafka)."""
 
 from __future__ import annotations
 
@@ -8,12 +7,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
 
-from services.tracking import reactions_consumer
 from services.tracking.batching import Batched, OwnConnection
 from services.tracking.metrics import RELAYED
 from services.tracking.recorder import recorder
@@ -59,9 +56,7 @@ class Tracking:
         tracking = cls(settings, keys, pool, producer, recorder(writer), Batched(find_all),
                        connections=[writer, reader])
         if background:
-            tracking._tasks = [asyncio.create_task(tracking._relay()),
-                               asyncio.create_task(tracking._supervised(
-                               lambda: reactions_consumer.run(settings, producer)))]
+            tracking._tasks = [asyncio.create_task(tracking._relay())]
         return tracking
 
     async def lookup(self, tenant: str, message_id: str) -> TrackedMessage | None:
@@ -87,17 +82,6 @@ class Tracking:
                 log.warning("relaying reactions failed (%s); retrying", error)
                 await asyncio.sleep(1.0)
             await asyncio.sleep(RELAY_INTERVAL_S)
-
-    @staticmethod
-    async def _supervised(work: Callable[[], Awaitable[None]]) -> None:
-        """Outages are waited out inside; anything else is logged and the work restarted
-        (its records come again: offsets are committed only after they are traced)."""
-        while True:
-            try:
-                await work()
-            except Exception:
-                log.exception("the reactions consumer stopped; restarting it")
-                await asyncio.sleep(1.0)
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -170,7 +170,7 @@ async def test_an_open_and_a_click_are_one_reaction_each_however_often(
 
     assert await eventually(traced, "the reactions in the message's trace") == [
         "clicked", "opened"]
-    metrics = (await http.get(f"{TRACKING}/metrics")).text
+    metrics = (await http.get(f"http://127.0.0.1:{settings.reactions_metrics_port}/metrics")).text
     assert 'parcours_reactions_total{kind="clicked",machine="false"}' in metrics
 
 

@@ -50,6 +50,7 @@ SERVICE_PORTS = {
     "provider_sink": ("provider_sink_port",),
     "bounces": ("bounces_smtp_port", "bounces_metrics_port"),
     "tracking": ("tracking_port",),
+    "reactions": ("reactions_metrics_port",),
 }
 METRICS_PORT = {
     "gateway": "gateway_port",
@@ -64,6 +65,7 @@ METRICS_PORT = {
     "provider_sink": "provider_sink_port",
     "bounces": "bounces_metrics_port",
     "tracking": "tracking_port",
+    "reactions": "reactions_metrics_port",
 }
 GENERIC_LABELS = {"job", "instance"}
 METRIC_KINDS = {"Counter", "Histogram", "Gauge", "Summary"}

@@ -1,12 +1,13 @@
-"""The reactions' own consumer, in the tracking process: every record of
-``parcours.reactions.v1`` (whoever recorded it: tracking, and later bounces, webhooks)
-becomes a row of its message's trace (stage 'reaction', outcome its kind) and a count in
+"""The reactions service: the consumer of
+``parcours.reactions.v1``: every record (whoever recorded it: tracking, bounces, later
+webhooks) becomes a row of its message's trace (stage 'reaction', outcome its kind) and a count in
 ``parcours_reactions_total{kind, machine}``. At-least-once: offsets are committed after
 the rows, and a redelivered reaction adds nothing (the trace is deduplicated by
 reactionId). A record that is not a reaction goes to the dead-letter topic."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from services.tracking.metrics import REACTIONS
+from services.reactions.metrics import REACTIONS
 from shared.adapters import tracking_store
 from shared.adapters.kafka import (
     client_security,
@@ -32,8 +33,8 @@ from shared.settings import Settings
 from shared.topics import REACTIONS as TOPIC
 
 log = logging.getLogger(__name__)
-GROUP = "parcours-tracking-reactions"
-STAGE = "tracking-reactions"
+GROUP = "parcours-reactions"
+STAGE = "reactions"
 BATCH = 500
 
 Letter = tuple[bytes | None, bytes, str]
@@ -80,7 +81,21 @@ async def handle(tracer: _Tracer, producer: RenewingProducer,
                             "dead-lettering reactions", (KafkaError,))
 
 
-async def run(settings: Settings, producer: RenewingProducer) -> None:
+async def run(settings: Settings) -> None:
+    """Until cancelled. Outages are waited out inside; anything else is logged and the
+    consumer started again (its records come again: offsets are committed only after
+    they are traced)."""
+    while True:
+        try:
+            await _consume(settings)
+        except Exception:
+            log.exception("the reactions consumer stopped; restarting it")
+            await asyncio.sleep(1.0)
+
+
+async def _consume(settings: Settings) -> None:
+    producer = RenewingProducer(settings, STAGE)  # dead letters
+    producer.start_in_background()
     consumer: AIOKafkaConsumer = manual_consumer(
         settings.kafka_bootstrap, GROUP, TOPIC.name, max_poll_records=BATCH,
         **client_security(settings))
@@ -95,5 +110,6 @@ async def run(settings: Settings, producer: RenewingProducer) -> None:
                 await commit_or_redeliver(consumer)
     finally:
         await consumer.stop()
+        await producer.stop()
         if tracer.connection is not None:
             await tracer.connection.close()

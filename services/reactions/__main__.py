@@ -1,0 +1,35 @@
+"""Run the reactions consumer: ``python -m services.reactions`` (metrics on
+reactions_metrics_port)."""
+
+import asyncio
+import signal
+
+from prometheus_client import start_http_server
+
+from services.reactions.consumer import run
+from shared.logging_setup import configure_logging
+from shared.settings import Settings, get_settings
+from shared.shutdown import exit_within
+
+
+async def supervised(settings: Settings) -> None:
+    task = asyncio.create_task(run(settings))
+    loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        exit_within()
+        task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+if __name__ == "__main__":
+    configure_logging("reactions")
+    settings = get_settings()
+    start_http_server(settings.reactions_metrics_port, addr=settings.metrics_host)
+    asyncio.run(supervised(settings))
