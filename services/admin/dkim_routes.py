@@ -61,7 +61,10 @@ class DkimKeyOut(BaseModel):
 def _vault(request: Request) -> dkim.Vault:
     settings: Settings = request.app.state.settings
     master = settings.dkim_master_key and settings.dkim_master_key.get_secret_value()
-    vault = dkim.Vault(master or None)
+    try:
+        vault = dkim.Vault(master or None)
+    except ValueError as error:
+        raise HTTPException(409, str(error)) from None
     if not vault.ready:
         raise HTTPException(409, "PARCOURS_DKIM_MASTER_KEY is not set on the admin API: DKIM "
                                  "keys cannot be stored (they are kept encrypted with it)")

@@ -32,10 +32,21 @@ def relay_security(settings: Settings) -> RelaySecurity:
                          ca_file=settings.smtp_ca_file)
 
 
+def _vault(settings: Settings) -> dkim.Vault:
+    """Made at start: a master key that is not one stops the sender there, not at the
+    first message."""
+    master = settings.dkim_master_key and settings.dkim_master_key.get_secret_value()
+    vault = dkim.Vault(master or None)
+    if not vault.ready:
+        log.warning("PARCOURS_DKIM_MASTER_KEY is not set: email goes unsigned")
+    return vault
+
+
 @dataclass
 class SmtpHandOver:
     smtp: SmtpPool
     settings: Settings
+    vault: dkim.Vault
     # Opened on the first message: providers are made before the event loop runs.
     _sending: SendingCache | None = field(default=None, init=False)
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
@@ -43,25 +54,22 @@ class SmtpHandOver:
     @classmethod
     def open(cls, settings: Settings) -> SmtpHandOver:
         return cls(SmtpPool(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s,
-                            settings.smtp_connections, relay_security(settings)), settings)
+                            settings.smtp_connections, relay_security(settings)), settings,
+                   _vault(settings))
 
     @classmethod
     def open_bulk(cls, settings: Settings) -> SmtpHandOver:
         """Bulk email's own relay and its own, smaller pool of connections."""
         return cls(SmtpPool(settings.smtp_bulk_host, settings.smtp_bulk_port,
                             settings.smtp_timeout_s, settings.smtp_bulk_connections,
-                            relay_security(settings)), settings)
+                            relay_security(settings)), settings, _vault(settings))
 
     async def _cache(self) -> SendingCache:
         async with self._opening:
             if self._sending is None:
                 settings = self.settings
-                master = settings.dkim_master_key and settings.dkim_master_key.get_secret_value()
-                vault = dkim.Vault(master or None)
-                if not vault.ready:
-                    log.warning("PARCOURS_DKIM_MASTER_KEY is not set: email goes unsigned")
                 pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)
-                cache = SendingCache(pool, settings.config_cache_ttl_s, vault,
+                cache = SendingCache(pool, settings.config_cache_ttl_s, self.vault,
                                      default_identity(settings.mail_from,
                                                       settings.bounce_domain))
                 await cache.listen(settings.pg_dsn)

@@ -68,7 +68,7 @@ async def send(pool: asyncpg.Pool, producer: AIOKafkaProducer, tenant: str
             messages: list[dict[str, Any]] = answer.json()
             return messages
 
-    [mail] = await eventually(received, f"the mail to {to}")
+    [mail] = await eventually(received, f"the mail to {to}", deadline_s=30)
     return request.messageId, mail
 
 
