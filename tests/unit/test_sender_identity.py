@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from shared.adapters import dkim
 from shared.adapters.smtp import RelaySecurity, encode_email
+from shared.domain import verp
 from shared.domain.events import Channel
 from shared.domain.rendering import RenderedMessage
 from shared.domain.sender_identity import (
@@ -23,6 +24,8 @@ from shared.domain.sender_identity import (
     domain,
     selector,
 )
+from shared.sending.smtp import SmtpHandOver, relay_security
+from shared.settings import Settings
 
 
 def test_an_identity_folds_its_domains_and_writes_its_from_header() -> None:
@@ -130,3 +133,27 @@ def test_relay_security_reaches_aiosmtplib() -> None:
     assert options.options()["start_tls"] is True and options.options()["username"] == "u"
     with pytest.raises(ValueError, match="exclude each other"):
         RelaySecurity(tls=True, starttls=True)
+
+
+def test_relay_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"STARTTLS": "true", "USERNAME": "relay-user", "PASSWORD": "pw",
+                        "CA_FILE": "/etc/relay-ca.pem"}.items():
+        monkeypatch.setenv(f"PARCOURS_SMTP_{name}", value)
+    assert relay_security(Settings()) == RelaySecurity(
+        starttls=True, username="relay-user", password="pw", ca_file="/etc/relay-ca.pem")
+    monkeypatch.setenv("PARCOURS_SMTP_TLS", "true")
+    with pytest.raises(ValueError, match="exclude each other"):
+        relay_security(Settings())
+
+
+def test_the_return_path_names_the_message_and_a_foreign_id_falls_back() -> None:
+    settings = Settings(verp_secret="s3cret", dkim_master_key=None)
+    hand_over = SmtpHandOver.open(settings)
+    message = "6c0e8dc6-6c71-5551-aa8a-d6587748e002"
+    path = hand_over._return_path(message, "bounces.example.com", "news@example.com")
+    assert path.endswith("@bounces.example.com")
+    assert verp.message_of(b"s3cret", path) == message
+    assert hand_over._return_path("proof-1", "bounces.example.com",
+                                  "news@example.com") == "news@example.com"
+    with pytest.raises(ValueError, match="not a Fernet key"):
+        SmtpHandOver.open(Settings(dkim_master_key="CHANGE-ME"))
