@@ -333,6 +333,7 @@ class TraceStep(_Api):
     rule: str | None = None
     reason: str | None = None
     verdicts: list[dict[str, Any]] | None = None  # every rule's, when decided
+    detail: dict[str, Any] | None = None  # what a later stage noted (a reaction's id)
 
 
 class MessageTrace(_Api):

@@ -184,7 +184,10 @@ async def trace(pool: asyncpg.Pool, tenant: str, message_id: str) -> list[dict[s
     return [{"at": r["at"].isoformat(), "stage": r["stage"], "outcome": r["outcome"],
              **({"rule": r["rule_id"]} if r["rule_id"] else {}),
              **({"reason": r["reason"]} if r["reason"] else {}),
-             **({"verdicts": r["verdicts"]} if r["verdicts"] is not None else {})}
+             # a decision's rules' verdicts (a list), or what a later stage noted (an object:
+             # a reaction's id)
+             **({"verdicts": r["verdicts"]} if isinstance(r["verdicts"], list) else
+                {"detail": r["verdicts"]} if r["verdicts"] is not None else {})}
             for r in rows]
 
 

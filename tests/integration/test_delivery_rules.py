@@ -551,3 +551,21 @@ async def test_a_scheduled_send_counts_against_fatigue_from_the_start(tenant: Te
     assert (now["status"], now["reason"]) == (
         "excluded", "rule r1 (fatigue): 'one a day': at most 1 per 1 day")
     assert (await final_status(tenant.http, scheduled, 20))["status"] == "processed"
+
+
+async def test_a_trace_shows_what_later_stages_noted(tenant: Tenant):
+    """A reaction's trace row carries an object (its id), a decision's a list of verdicts:
+    the trace serves both."""
+    event_id = await tenant.event()
+    address = email()
+    await tenant.profile(address)
+    href = await tenant.post(event_id, address)
+    assert (await final_status(tenant.http, href))["status"] == "processed"
+    message = message_id(tenant.name, href.rsplit("/", 1)[1])
+    await tenant.pool.execute(
+        "INSERT INTO message_trace (tenant_id, message_id, stage, outcome, verdicts)"
+        " VALUES ($1, $2, 'reaction', 'opened', $3)", tenant.name, uuid.UUID(message),
+        {"reactionId": "r-1"})
+    steps = (await tenant.http.get(f"{GATEWAY}{href}/trace")).json()["steps"]
+    assert steps[0]["stage"] == "decided" and isinstance(steps[0]["verdicts"], list)
+    assert steps[-1]["detail"] == {"reactionId": "r-1"}
