@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.admin.dependencies import AdminCaller, Db
 from shared.adapters import dkim
 from shared.adapters import sender_identity_store as store
-from shared.domain.sender_identity import domain, selector
+from shared.domain import sender_identity as names
 from shared.settings import Settings
 
 router = APIRouter(prefix="/admin/v1", tags=["DKIM keys"])
@@ -33,12 +34,12 @@ class DkimKeyIn(BaseModel):
     @field_validator("domain")
     @classmethod
     def _domain(cls, value: str) -> str:
-        return domain(value)
+        return names.domain(value)
 
     @field_validator("selector")
     @classmethod
     def _selector(cls, value: str) -> str:
-        return selector(value)
+        return names.selector(value)
 
 
 class DkimKeyOut(BaseModel):
@@ -74,7 +75,7 @@ def _vault(request: Request) -> dkim.Vault:
 def _key(domain_: str, selector_: str) -> tuple[str, str]:
     """The path's domain and selector as stored; 404 for what cannot be one."""
     try:
-        return domain(domain_), selector(selector_)
+        return names.domain(domain_), names.selector(selector_)
     except ValueError:
         raise HTTPException(404, f"no DKIM key {selector_!r} for {domain_!r}") from None
 
@@ -97,7 +98,11 @@ async def create_key(body: DkimKeyIn, caller: AdminCaller, db: Db, request: Requ
 @router.get("/dkim-keys", response_model=list[DkimKeyOut])
 async def list_keys(caller: AdminCaller, db: Db, domain: str | None = None
                     ) -> list[DkimKeyOut]:
-    folded = domain and domain.strip().rstrip(".").lower()
+    try:
+        folded = None if domain is None else names.domain(domain)
+    except ValueError as error:
+        raise RequestValidationError([{"type": "value_error", "loc": ["query", "domain"],
+                                       "msg": str(error)}]) from None
     return [DkimKeyOut.of(r) for r in await store.list_keys(db, caller.tenant, folded)]
 
 

@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # A domain as DNS and SMTP take it: letters, digits and hyphens (punycode for the rest),
 # at least two labels, each at most 63 characters.
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_DOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})+$")
+_DOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})+")
 # A local part SMTP carries without quoting (RFC 5321 dot-string).
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_SELECTOR = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_SELECTOR = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 
 # What DKIM signs (when present): the headers a receiver shows or that change what the
 # message means. From is signed twice by dkimpy (oversigned) so none can be added.
@@ -27,7 +27,7 @@ SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"mime-ver
 def domain(value: str) -> str:
     """A domain folded to lower case; ValueError if it is not one."""
     folded = value.strip().rstrip(".").lower()
-    if len(folded) > 253 or not _DOMAIN.match(folded):
+    if len(folded) > 253 or not _DOMAIN.fullmatch(folded):
         raise ValueError("not a domain name (letters, digits, hyphens; e.g. mail.example.com)")
     return folded
 
@@ -35,14 +35,14 @@ def domain(value: str) -> str:
 def address(value: str) -> str:
     """An address as SMTP carries it, its domain folded; ValueError if it is not one."""
     local, at, rest = value.strip().rpartition("@")
-    if not at or len(local) > 64 or not _LOCAL.match(local):
+    if not at or len(local) > 64 or not _LOCAL.fullmatch(local):
         raise ValueError("not an email address (local@domain, ASCII)")
     return f"{local}@{domain(rest)}"
 
 
 def selector(value: str) -> str:
     folded = value.strip().lower()
-    if len(folded) > 63 or not _SELECTOR.match(folded):
+    if len(folded) > 63 or not _SELECTOR.fullmatch(folded):
         raise ValueError("not a DKIM selector (letters, digits, hyphens, dots)")
     return folded
 

@@ -41,6 +41,7 @@ def test_an_identity_folds_its_domains_and_writes_its_from_header() -> None:
     ("fromAddress", "é@example.com"), ("fromAddress", "a@localhost"),
     ("replyTo", "x@-bad-.com"), ("bounceDomain", "under_score.example.com"),
     ("bounceDomain", "a" * 64 + ".com"), ("fromName", "two\r\nlines"),
+    ("fromAddress", "a\n@example.com"), ("bounceDomain", "b.example.com\nX-Evil: 1"),
 ])
 def test_a_bad_field_is_refused_by_name(field: str, value: str) -> None:
     body = {"fromAddress": "a@example.com", "bounceDomain": "b.example.com", field: value}
@@ -58,7 +59,7 @@ def test_the_default_identity_is_the_settings_mail_from() -> None:
 def test_selectors_and_domains() -> None:
     assert selector(" S2026a ") == "s2026a"
     assert domain("Example.ORG") == "example.org"
-    for bad in ("", "-x", "x_y", "a..b"):
+    for bad in ("", "-x", "x_y", "a..b", "s1\nx", "s1\x00"):
         with pytest.raises(ValueError):
             selector(bad)
 
