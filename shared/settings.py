@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     tracking_base_url: str = "http://127.0.0.1:8002"
     tracking_keys: SecretStr = SecretStr("k1:dev-only-tracking-secret")
     tracking_enabled: bool = True  # rewrite links and add the pixel in HTML emails
+    # Unsubscribe links (/u/<token> on the tracking service, shared/domain/unsubscribe_links.py):
+    # a key ring like tracking_keys ("id:secret,…", the first signs, all verify), its own.
+    unsubscribe_keys: SecretStr = SecretStr("u1:dev-only-unsubscribe-secret")
     # The reactions service (services/reactions): reactions into traces and metrics.
     reactions_metrics_port: int = 9109
 

@@ -1,0 +1,102 @@
+"""Signed unsubscribe links: ``/u/<token>`` (RFC 8058 one-click POST, and the preference
+page on GET).
+
+A token names (tenant, profile id, channel, message id) and is signed with HMAC-SHA256
+(truncated to 128 bits) under a key named in the token, from a ring like the tracking
+links' (``shared.domain.tracking_links.parse_keyring``: the first key signs, all verify),
+so the keys rotate. The MAC is computed over a context string of its own ("unsubscribe"),
+so no other signed token of the platform can ever pass for one. The token is the
+recipient's only credential: whoever holds the link may change that profile's marketing
+consent on that channel and its topic subscriptions, nothing else.
+
+    token = <key id> "." base64url(message uuid (16) | channel (1) | len(tenant) (1)
+                                   | tenant | profile id | mac (16))
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import struct
+import uuid
+from dataclasses import dataclass
+
+from shared.domain.tracking_links import Keyring
+
+_HEAD = struct.Struct(">16scB")
+_MAC = 16
+_CONTEXT = b"parcours/unsubscribe/"
+_CHANNEL_BYTE = {"email": b"e", "sms": b"s", "push": b"p"}
+_BYTE_CHANNEL = {v: k for k, v in _CHANNEL_BYTE.items()}
+MAX_TOKEN = 600  # characters: a profile id of up to ~300 bytes
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    """What a valid token names."""
+
+    tenant: str
+    profile_id: str
+    channel: str
+    message_id: str
+
+
+def _mac(secret: bytes, key_id: str, body: bytes) -> bytes:
+    return hmac.new(secret, _CONTEXT + key_id.encode() + b"." + body,
+                    hashlib.sha256).digest()[:_MAC]
+
+
+def sign(keys: Keyring, tenant: str, profile_id: str, channel: str, message_id: str) -> str:
+    tenant_bytes = tenant.encode()
+    if not 0 < len(tenant_bytes) < 256 or not profile_id:
+        raise ValueError("a tenant of 1 to 255 bytes and a profile id are needed")
+    body = (_HEAD.pack(uuid.UUID(message_id).bytes, _CHANNEL_BYTE[channel], len(tenant_bytes))
+            + tenant_bytes + profile_id.encode())
+    raw = body + _mac(keys.secrets[keys.current], keys.current, body)
+    return f"{keys.current}.{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}"
+
+
+def verify(keys: Keyring, token: str) -> Unsubscribe | None:
+    """What the token names, or None: unknown key, altered, truncated, not a token."""
+    key_id, dot, encoded = token.partition(".")
+    secret = keys.secrets.get(key_id)
+    if not dot or secret is None or len(token) > MAX_TOKEN:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    body, mac = raw[:-_MAC], raw[-_MAC:]
+    if len(body) <= _HEAD.size or not hmac.compare_digest(mac, _mac(secret, key_id, body)):
+        return None
+    message, channel_byte, tenant_length = _HEAD.unpack_from(body)
+    channel = _BYTE_CHANNEL.get(channel_byte)
+    rest = body[_HEAD.size:]
+    if channel is None or not 0 < tenant_length < len(rest):
+        return None
+    try:
+        tenant, profile_id = rest[:tenant_length].decode(), rest[tenant_length:].decode()
+    except UnicodeDecodeError:
+        return None
+    return Unsubscribe(tenant, profile_id, channel, str(uuid.UUID(bytes=message)))
+
+
+def unsubscribe_url(base_url: str, keys: Keyring, tenant: str, profile_id: str, channel: str,
+                    message_id: str) -> str:
+    return f"{base_url.rstrip('/')}/u/{sign(keys, tenant, profile_id, channel, message_id)}"
+
+
+def wants_unsubscribe(profile_id: str | None, marketing: bool, journey: bool) -> bool:
+    """RFC 8058 headers go on every profile-based message that is not purely transactional:
+    its event is configured ``marketing``, or a journey sends it."""
+    return profile_id is not None and (marketing or journey)
+
+
+def list_unsubscribe_headers(url: str, mailto: str | None = None) -> list[tuple[str, str]]:
+    """``List-Unsubscribe`` (RFC 2369: the https link, then a mailto if one is given) and
+    ``List-Unsubscribe-Post`` (RFC 8058: the link takes a one-click POST)."""
+    links = f"<{url}>" + (f", <mailto:{mailto}>" if mailto else "")
+    return [("List-Unsubscribe", links),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
