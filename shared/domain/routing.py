@@ -78,6 +78,8 @@ class SendRequest(BaseModel):
     ctx: dict[str, Any] = Field(description=CTX_ON_KAFKA)
     profile: dict[str, Any] | None = None
     acceptedAt: float = Field(description="when its origin was accepted (Unix seconds)")
+    marketing: bool = Field(default=False, description="its event is configured marketing:"
+                            " an email to a profile then carries List-Unsubscribe (RFC 8058)")
 
     @property
     def event(self) -> EventOrigin | None:
@@ -176,4 +178,5 @@ def decide(
         ctx=trigger.ctx,
         profile=profile,
         acceptedAt=trigger.acceptedAt,
+        marketing=config.marketing,
     )
