@@ -39,8 +39,14 @@ async def record(connection: asyncpg.Connection | asyncpg.Pool, reactions: Seque
     return [r for r in reactions if r.reactionId in new]
 
 
+# The record as stored (it was a valid Reaction when recorded) and its key as
+# Reaction.key makes it: produced without parsing and serialising each one again (a
+# third of the relay's CPU under a click flood).
 _UNPUBLISHED = """
-SELECT tenant_id, reaction_id, record FROM reactions WHERE published_at IS NULL
+SELECT tenant_id, reaction_id, record::text AS value,
+       coalesce(nullif(profile_id, ''), nullif(record ->> 'address', ''),
+                record ->> 'messageId') AS key
+  FROM reactions WHERE published_at IS NULL
  ORDER BY recorded_at LIMIT $1 FOR UPDATE SKIP LOCKED
 """
 
@@ -53,9 +59,8 @@ async def relay(pool: asyncpg.Pool, producer: RenewingProducer, limit: int = 500
         rows = await connection.fetch(_UNPUBLISHED, limit)
         if not rows:
             return 0
-        reactions = [Reaction.model_validate(row["record"]) for row in rows]
-        await producer.deliver_all([(REACTIONS.name, r.model_dump_json().encode(), r.key)
-                                    for r in reactions])
+        await producer.deliver_all([(REACTIONS.name, row["value"].encode(),
+                                     row["key"].encode()) for row in rows])
         await connection.execute(
             "UPDATE reactions SET published_at = now() FROM unnest($1::text[], $2::uuid[])"
             " AS u(t, r) WHERE tenant_id = u.t AND reaction_id = u.r",

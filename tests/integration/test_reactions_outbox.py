@@ -38,12 +38,12 @@ async def test_a_reaction_is_recorded_once_and_relayed_once_keyed_by_profile(
     clicks = [reaction(tenant, message, ReactionKind.CLICKED, link=Link(index=i, url=u))
               for i, u in ((0, "https://shop.example/a"), (1, "https://shop.example/b"))]
     unknown = reaction(tenant, message, ReactionKind.BOUNCED, profile=None)
+    before = await end_offsets(REACTIONS)  # the stack's relays may produce them at once
     first = await reaction_store.record(pool, [opened, proxy, *clicks, unknown])
     assert len(first) == 5
     again = await reaction_store.record(pool, [opened, clicks[0]])  # a pixel loaded again
     assert again == []
 
-    before = await end_offsets(REACTIONS)
     producer = RenewingProducer(settings, "reactions-test")
     await producer.start()
     try:
@@ -52,7 +52,8 @@ async def test_a_reaction_is_recorded_once_and_relayed_once_keyed_by_profile(
             relayed += batch
     finally:
         await producer.stop()
-    assert relayed >= 5
+    # The stack's own relays (tracking, bounces) may take some first: what matters is
+    # that all are published, and each is on the topic once (below).
     assert await pool.fetchval(
         "SELECT count(*) FROM reactions WHERE tenant_id = $1 AND published_at IS NULL",
         tenant) == 0
