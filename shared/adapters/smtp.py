@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,10 +38,27 @@ def _header(name: str, value: str) -> str | Header:
     return value if value.isascii() else Header(value, "utf-8", header_name=name)
 
 
+class _Unfolded:
+    """An ASCII header value written on one line (up to SMTP's 998 characters): the
+    generator folded a long link right after the header's name."""
+
+    def __init__(self, value: str) -> None:
+        if not value.isascii() or "\r" in value or "\n" in value or len(value) > 960:
+            raise ValueError("an unfolded header is ASCII, one line, at most 960 characters")
+        self._value = value
+
+    def encode(self, linesep: str = "\n", maxlinelen: int | None = None) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return self._value
+
+
 def encode_email(
     rendered: RenderedMessage, *, sender: str, recipient: str, message_id: str, domain: str,
-    reply_to: str | None = None,
+    reply_to: str | None = None, headers: Sequence[tuple[str, str]] = (),
 ) -> bytes:
+    """``headers``: more ASCII headers (List-Unsubscribe), after Message-ID."""
     message = MIMEMultipart("alternative")
     name, address = parseaddr(sender)
     message["From"] = formataddr((name, address), charset="utf-8")
@@ -54,6 +71,8 @@ def encode_email(
     # Stable Message-ID: a resend after a crash carries the same id, so receivers can
     # recognise it.
     message["Message-ID"] = f"<{message_id}@{domain}>"
+    for name, value in headers:
+        message[name] = _Unfolded(value)  # type: ignore[assignment]
     message.attach(MIMEText(rendered.parts["text"], "plain", _UTF8_QP))
     message.attach(MIMEText(rendered.parts["html"], "html", _UTF8_QP))
     return message.as_bytes()

@@ -20,6 +20,7 @@ from shared.domain import verp
 from shared.domain.rendering import RenderedMessage
 from shared.domain.routing import SendRequest
 from shared.domain.sender_identity import default_identity
+from shared.sending.unsubscribe import unsubscribe_headers
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,8 @@ class SmtpHandOver:
         recipient = request.to["email"]
         message = encode_email(rendered, sender=identity.header_from, recipient=recipient,
                                message_id=request.messageId, domain="parcours.localhost",
-                               reply_to=identity.replyTo)
+                               reply_to=identity.replyTo,
+                               headers=unsubscribe_headers(self.settings, request))
         if sending.key is not None:
             message = dkim.signature(message, sending.key) + message
         envelope = self._return_path(request.messageId, identity.bounceDomain,

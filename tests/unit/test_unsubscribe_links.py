@@ -4,11 +4,19 @@ of the ring; anything altered, truncated or signed for something else is refused
 from __future__ import annotations
 
 import base64
+import email
 import uuid
+from email import policy
 
+from shared.adapters.smtp import encode_email
 from shared.domain import tracking_links, unsubscribe_links
+from shared.domain.events import Channel
+from shared.domain.rendering import RenderedMessage
+from shared.domain.routing import SendRequest
 from shared.domain.tracking_links import parse_keyring
 from shared.domain.unsubscribe_links import Unsubscribe, sign, verify
+from shared.sending.unsubscribe import unsubscribe_headers
+from shared.settings import Settings
 
 KEYS = parse_keyring("u2:new-secret-sixteen-chars,u1:old-secret-sixteen-chars")
 MESSAGE = str(uuid.uuid4())
@@ -55,3 +63,33 @@ def test_headers_and_when() -> None:
     assert unsubscribe_links.wants_unsubscribe("p1", marketing=False, journey=True)
     assert not unsubscribe_links.wants_unsubscribe("p1", marketing=False, journey=False)
     assert not unsubscribe_links.wants_unsubscribe(None, marketing=True, journey=True)
+
+
+def _request(**fields: object) -> SendRequest:
+    base: dict[str, object] = {
+        "messageId": MESSAGE, "tenant": "acme", "channel": "email", "to": {"email": "a@x.org"},
+        "profileId": "p1", "ctx": {}, "acceptedAt": 0.0,
+        "origin": {"kind": "event", "eventId": "e1", "pKey": "k"}}
+    return SendRequest.model_validate(base | fields)
+
+
+def test_the_sender_signs_a_link_into_marketing_and_journey_mail_only() -> None:
+    settings = Settings(tracking_base_url="https://t.example",
+                        unsubscribe_keys="u1:sixteen-chars-secret")
+    keys = parse_keyring("u1:sixteen-chars-secret")
+    journey = {"kind": "journey", "journeyId": "j", "journeyVersion": 1, "nodeId": "n",
+               "instanceId": "i"}
+    assert unsubscribe_headers(settings, _request()) == []  # transactional
+    assert unsubscribe_headers(settings, _request(marketing=True, profileId=None)) == []
+    assert unsubscribe_headers(settings, _request(origin=journey))
+    headers = unsubscribe_headers(settings, _request(marketing=True, profileId="p" * 300))
+    rendered = RenderedMessage(Channel.EMAIL, {"subject": "s", "text": "t", "html": "<p>h</p>"},
+                               {})
+    raw = encode_email(rendered, sender="a@example.com", recipient="a@x.org",
+                       message_id=MESSAGE, domain="example.com", headers=headers)
+    read = email.message_from_bytes(raw, policy=policy.default)
+    assert read["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = read["List-Unsubscribe"]
+    assert link.startswith("<https://t.example/u/") and link.endswith(">")
+    token = link[len("<https://t.example/u/"):-1]
+    assert verify(keys, token) == Unsubscribe("acme", "p" * 300, "email", MESSAGE)
