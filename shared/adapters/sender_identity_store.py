@@ -4,15 +4,13 @@ read by the email senders through ``SendingCache``."""
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from shared.adapters.dkim import SigningKey, Vault
-from shared.adapters.postgres import Listener
-from shared.bounded import BoundedDict
+from shared.adapters.tenant_cache import TenantCache
 from shared.domain.sender_identity import SenderIdentity, domain_of
 
 log = logging.getLogger(__name__)
@@ -99,47 +97,19 @@ class Sending:
     key: SigningKey | None
 
 
-@dataclass
-class SendingCache:
-    """Per tenant, for ``ttl_s`` or until PostgreSQL announces a change (``listen``). The
-    private key is decrypted once per load, not per message."""
+class SendingCache(TenantCache[Sending]):
+    """Per tenant (shared.adapters.tenant_cache): dropped as soon as PostgreSQL announces a
+    change to its identity or keys. The private key is decrypted once per load, not per
+    message."""
 
-    pool: asyncpg.Pool
-    ttl_s: float
-    vault: Vault
-    default: SenderIdentity
-    _entries: BoundedDict[str, tuple[float, Sending]] = field(
-        default_factory=lambda: BoundedDict(1000))
-    _listener: Listener | None = None
-    _changes: int = 0
+    def __init__(self, pool: asyncpg.Pool, ttl_s: float, vault: Vault,
+                 default: SenderIdentity) -> None:
+        super().__init__(pool, ttl_s, CHANNEL)
+        self.pool = pool  # its owner closes it
+        self.vault = vault
+        self.default = default
 
-    async def listen(self, dsn: str) -> None:
-        self._listener = await Listener.open(dsn, CHANNEL, self._changed, self._missed)
-
-    def _changed(self, _connection: object, _pid: int, _channel: str, tenant: str) -> None:
-        self._changes += 1
-        self._entries.pop(tenant, None)
-
-    async def _missed(self) -> None:
-        self._changes += 1
-        self._entries.clear()
-
-    async def close(self) -> None:
-        if self._listener is not None:
-            await self._listener.close()
-
-    async def get(self, tenant: str) -> Sending:
-        now = time.monotonic()
-        hit = self._entries.get(tenant)
-        if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
-        changes = self._changes
-        sending = await self._load(tenant)
-        if changes == self._changes:
-            self._entries[tenant] = (now, sending)
-        return sending
-
-    async def _load(self, tenant: str) -> Sending:
+    async def _load(self, tenant: str, previous: Sending | None) -> Sending:
         identity = await load_identity(self.pool, tenant) or self.default
         domain = domain_of(identity.fromAddress)
         row = await _active_key(self.pool, tenant, domain)
