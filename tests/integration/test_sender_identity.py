@@ -19,12 +19,17 @@ import dkim as dkimpy
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from cryptography.fernet import Fernet
 
+from shared.adapters import dkim
+from shared.adapters import sender_identity_store as store
 from shared.adapters.key_store import create_key, create_tenant
+from shared.adapters.sender_identity_store import Sending, SendingCache
 from shared.domain import verp
 from shared.domain.api_keys import Scope
 from shared.domain.events import Channel
 from shared.domain.routing import EventOrigin, SendRequest, message_id
+from shared.domain.sender_identity import default_identity
 from shared.topics import SEND_EMAIL_TX
 from tests.integration.conftest import (
     ADMIN,
@@ -173,3 +178,33 @@ async def test_dkim_signs_with_the_active_selector_and_rotates(
     stored = await pool.fetchval("SELECT private_key FROM dkim_keys WHERE tenant_id = $1",
                                  name)
     assert b"PRIVATE KEY" not in stored  # encrypted at rest
+
+
+async def test_the_senders_cache_hears_a_change_and_needs_the_master_key(
+    tenant: tuple[str, httpx.AsyncClient], pool: asyncpg.Pool
+) -> None:
+    """On real PostgreSQL: a cache that would keep an entry an hour picks up an activation
+    at once (the notification); a key is used only with the master key that sealed it."""
+    name, _admin = tenant
+    master = Fernet.generate_key().decode()
+    default = default_identity("Shop <news@shop-cache.example.com>", "bounces.example.com")
+    cache = SendingCache(pool, 3600, dkim.Vault(master), default)
+    await cache.listen(settings.pg_dsn)
+    try:
+        assert (await cache.get(name)) == Sending(default, None)
+        pair = dkim.generate_key()
+        async with pool.acquire() as connection, connection.transaction():
+            await store.add_key(connection, name, "shop-cache.example.com", "s1",
+                                dkim.Vault(master).seal(pair.private_pem), pair.public_b64)
+            await store.activate_key(connection, name, "shop-cache.example.com", "s1")
+
+        async def signing() -> dkim.SigningKey | None:
+            return (await cache.get(name)).key
+
+        key = await eventually(signing, "the cache to hear the activation")
+        assert (key.domain, key.selector, key.private_pem) == (
+            "shop-cache.example.com", "s1", pair.private_pem)
+    finally:
+        await cache.close()
+    for vault in (dkim.Vault(None), dkim.Vault(Fernet.generate_key().decode())):
+        assert (await SendingCache(pool, 0, vault, default).get(name)).key is None
