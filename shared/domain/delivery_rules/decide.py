@@ -168,15 +168,22 @@ def fatigue_cap(rule: FatigueRule, profile: Mapping[str, Any] | None) -> int:
     return value
 
 
-def _fatigue(rule_id: str, rule: FatigueRule, candidate: Candidate, facts: Facts) -> Verdict:
+def _contact_times(history: Sequence[Contact]) -> list[tuple[int, str]]:
+    """The contacts as (microseconds, channel), sorted: converted once per message, not
+    once per rule."""
+    return sorted((micros(c.at), c.channel) for c in history)
+
+
+def _fatigue(rule_id: str, rule: FatigueRule, candidate: Candidate, facts: Facts,
+             contacts: list[tuple[int, str]]) -> Verdict:
     if rule.channels and candidate.channel not in rule.channels:
         return Verdict(rule_id, RuleKind.FATIGUE, "notApplicable", "another channel")
     if candidate.transactional and rule.transactional == "exempt":
         return _pass(rule_id, RuleKind.FATIGUE, "transactional: counted, not capped")
     cap = fatigue_cap(rule, facts.profile)
     period = micros_of(rule.period)
-    times = sorted(micros(c.at) for c in facts.history
-                   if not rule.channels or c.channel in rule.channels)
+    times = [at for at, channel in contacts
+             if not rule.channels or channel in rule.channels]
     at = micros(candidate.contact_at)
     allowed = first_allowed(times, at, cap, period)
     if allowed == at:
@@ -225,7 +232,9 @@ def decide(candidate: Candidate, facts: Facts, rules: Rules, now: datetime) -> D
                 trace.append(_filtering(rule_id, rule, profile, now))
             else:
                 trace.append(_capacity(rule_id, rule, facts.capacity_used.get(rule_id, 0)))
-        trace += [_fatigue(rule_id, rule, candidate, facts) for rule_id, rule in rules.fatigue]
+        contacts = _contact_times(facts.history) if rules.fatigue else []
+        trace += [_fatigue(rule_id, rule, candidate, facts, contacts)
+                  for rule_id, rule in rules.fatigue]
         trace += [_quiet_hours(rule_id, rule, candidate, facts)
                   for rule_id, rule in rules.quiet_hours]
     deciding = next((v for v in trace if v.outcome in ("exclude", "defer")), None)
