@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from services.tracking.handlers import Answer, react
 from services.tracking.handlers import Request as Hit
 from services.tracking.metrics import REQUESTS
+from services.tracking.unsubscribe_routes import router as unsubscribe_router
 from services.tracking.wiring import Tracking
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.domain.tracking_links import Kind
@@ -121,4 +122,5 @@ def create_app(settings: Settings | None = None, background: bool = True) -> Fas
                       openapi_url=None,
                       telemetry={"tracing": False, "metrics": False, "logs": False})
     app.include_router(operations_router(readiness))
+    app.include_router(unsubscribe_router)
     return app
