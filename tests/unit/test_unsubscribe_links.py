@@ -8,6 +8,9 @@ import email
 import uuid
 from email import policy
 
+import dkim as dkimpy
+
+from shared.adapters import dkim
 from shared.adapters.smtp import encode_email
 from shared.domain import tracking_links, unsubscribe_links
 from shared.domain.events import Channel
@@ -93,3 +96,29 @@ def test_the_sender_signs_a_link_into_marketing_and_journey_mail_only() -> None:
     assert link.startswith("<https://t.example/u/") and link.endswith(">")
     token = link[len("<https://t.example/u/"):-1]
     assert verify(keys, token) == Unsubscribe("acme", "p" * 300, "email", MESSAGE)
+
+
+def test_dkim_signs_the_unsubscribe_headers() -> None:
+    """RFC 8058 §3: the signature covers List-Unsubscribe and List-Unsubscribe-Post, so a
+    relay cannot point the one-click elsewhere."""
+    pair = dkim.generate_key()
+    key = dkim.SigningKey("mail.example.com", "s1", pair.private_pem)
+    rendered = RenderedMessage(Channel.EMAIL, {"subject": "s", "text": "t", "html": "<p>h</p>"},
+                               {})
+    message = encode_email(rendered, sender="a@mail.example.com", recipient="a@x.org",
+                           message_id=MESSAGE, domain="example.com",
+                           headers=unsubscribe_links.list_unsubscribe_headers(
+                               "https://t.example/u/" + "x" * 400))
+    signed = dkim.signature(message, key) + message
+    record = dkim.dns_record(pair.public_b64).encode()
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return record if name == b"s1._domainkey.mail.example.com." else b""
+
+    assert dkimpy.verify(signed, dnsfunc=dns)
+    header = str(email.message_from_bytes(signed, policy=policy.default)["DKIM-Signature"])
+    tags = dict(t.strip().split("=", 1) for t in header.replace("\r\n", "").split(";"))
+    assert {"list-unsubscribe", "list-unsubscribe-post"} <= {
+        h.strip() for h in tags["h"].split(":")}
+    assert not dkimpy.verify(signed.replace(b"https://t.example/u/", b"https://evil.example/u/"),
+                             dnsfunc=dns)
