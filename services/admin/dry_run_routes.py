@@ -9,10 +9,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.admin.dependencies import AdminCaller
+from services.admin.storable import storable
 from shared.adapters.catalog_store import load_published
 from shared.adapters.profile_schema_store import ProfileSchemaCache
 from shared.adapters.profile_store import read_profile
@@ -54,7 +55,7 @@ def _target(channel: str, profile: dict[str, Any]) -> dict[str, str] | None:
     return {"email" if channel == "email" else "mobilePhone": value} if value else None
 
 
-@router.post("/dry-run", response_model=DryRunOut)
+@router.post("/dry-run", response_model=DryRunOut, dependencies=[Depends(storable)])
 async def dry_run(body: DryRunIn, request: Request, caller: AdminCaller) -> DryRunOut:
     pool = request.app.state.pool
     published = await load_published(pool, caller.tenant, body.eventId)
