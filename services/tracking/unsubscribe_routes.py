@@ -16,7 +16,6 @@ message's: posting again, or unsubscribing a topic after the one-click, adds non
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,7 +25,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from shared.adapters import consent_store, profile_schema_store, reaction_store, sent_messages
+from shared.adapters import consent_store, profile_schema_store, unsubscribe_store
+from shared.adapters.unsubscribe_store import PREFERENCES
 from shared.domain.consent import (
     SUBSCRIBED,
     UNSUBSCRIBED,
@@ -34,16 +34,10 @@ from shared.domain.consent import (
     ConsentKind,
     Marketing,
     consent_view,
-    unsubscribe,
 )
-from shared.domain.events import Channel
-from shared.domain.reactions import Reaction, ReactionKind, reaction_id
-from shared.domain.routing import EventOrigin
 from shared.domain.tracking_links import Keyring, parse_keyring
 from shared.domain.unsubscribe_links import Unsubscribe, verify
 
-ONE_CLICK_SOURCE = "list-unsubscribe"
-PAGE_SOURCE = "preferences"
 MAX_FORM = 16_384
 _HEADERS = {"cache-control": "no-store, private", "referrer-policy": "no-referrer",
             "x-frame-options": "DENY",
@@ -87,20 +81,6 @@ def _not_found() -> Response:
     return PlainTextResponse("not found", status_code=404, headers=_HEADERS)
 
 
-async def _withdrawn(connection: asyncpg.Connection, named: Unsubscribe, detail: str,
-                     source: str) -> None:
-    """The ``unsubscribed`` reaction of the message, once."""
-    sent = await sent_messages.find(connection, named.message_id)
-    origin = (EventOrigin(eventId=sent.origin_id, pKey=sent.pkey)
-              if sent and sent.origin_kind == "event" and sent.origin_id and sent.pkey
-              else None)
-    await reaction_store.record(connection, [Reaction(
-        reactionId=reaction_id(named.tenant, named.message_id, ReactionKind.UNSUBSCRIBED),
-        tenant=named.tenant, messageId=named.message_id, kind=ReactionKind.UNSUBSCRIBED,
-        at=datetime.now(UTC), channel=Channel(named.channel), profileId=named.profile_id,
-        origin=origin, source=source, detail=detail)])
-
-
 def _one_click(body: bytes, content_type: str) -> bool:
     if content_type.startswith("multipart/form-data"):
         return _MULTIPART_ONE_CLICK.search(body) is not None
@@ -122,12 +102,8 @@ async def one_click(token: str, request: Request) -> Response:
     if len(body) > MAX_FORM or not _one_click(body, request.headers.get("content-type", "")):
         return PlainTextResponse("expected List-Unsubscribe=One-Click", status_code=400,
                                  headers=_HEADERS)
-    async with _pool(request).acquire() as connection, connection.transaction():
-        await consent_store.apply_changes(connection, named.tenant, [
-            (named.profile_id, unsubscribe(named.channel), ONE_CLICK_SOURCE)],
-            datetime.now(UTC))
-        await _withdrawn(connection, named, f"one-click: {named.channel} marketing",
-                         ONE_CLICK_SOURCE)
+    await unsubscribe_store.one_click(_pool(request), named,
+                                      f"one-click: {named.channel} marketing")
     return PlainTextResponse("unsubscribed", headers=_HEADERS)
 
 
@@ -190,12 +166,11 @@ async def preferences(token: str, request: Request) -> Response:
             if (topic["id"] in wanted) != topic["subscribed"]:
                 changes.append(ConsentChange(ConsentKind.TOPIC, topic["id"], (
                     SUBSCRIBED if topic["id"] in wanted else UNSUBSCRIBED)))
-        await consent_store.apply_changes(connection, named.tenant, [
-            (named.profile_id, change, PAGE_SOURCE) for change in changes], datetime.now(UTC))
+        await unsubscribe_store.apply(connection, named, changes, PREFERENCES)
         withdrawn = [f"{c.kind.value} {c.name}" for c in changes
                      if c.value in (Marketing.OPTED_OUT.value, UNSUBSCRIBED)]
         if withdrawn:
-            await _withdrawn(connection, named, "preferences: " + ", ".join(withdrawn),
-                             PAGE_SOURCE)
+            await unsubscribe_store.record_withdrawal(
+                connection, named, "preferences: " + ", ".join(withdrawn), PREFERENCES)
         opted_in, topics = await _state(connection, named)
     return _page(token, named, opted_in, topics, saved=True)

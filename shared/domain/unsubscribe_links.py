@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import struct
 import uuid
 from dataclasses import dataclass
@@ -100,3 +101,62 @@ def list_unsubscribe_headers(url: str, mailto: str | None = None) -> list[tuple[
     links = f"<{url}>" + (f", <mailto:{mailto}>" if mailto else "")
     return [("List-Unsubscribe", links),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+
+
+# The mailto form (RFC 2369): ``unsub+<key id>.<base32(message uuid | mac (8))>@<bounce
+# domain>``, within a local part's 64 characters; the tenant, profile and channel are the
+# message's, looked up by its id (``named_by``), and the MAC covers them as the link's does.
+_MAIL_MAC = 8
+_MAIL_PREFIX = "unsub+"
+_MAIL_LOCAL = re.compile(r"^unsub\+([a-z0-9_-]{1,16})\.([a-z2-7]{39})$")
+
+
+def mailto(keys: Keyring, tenant: str, profile_id: str, channel: str, message_id: str,
+           domain: str) -> str:
+    body = uuid.UUID(message_id).bytes
+    mac = _mail_mac(keys.secrets[keys.current], keys.current, tenant, profile_id, channel,
+                    message_id)
+    encoded = base64.b32encode(body + mac).decode().rstrip("=").lower()
+    return f"{_MAIL_PREFIX}{keys.current.lower()}.{encoded}@{domain}"
+
+
+def _mail_mac(secret: bytes, key_id: str, tenant: str, profile_id: str, channel: str,
+              message_id: str) -> bytes:
+    named = "\x00".join((key_id, tenant, profile_id, channel, message_id)).encode()
+    return hmac.new(secret, b"parcours/unsubscribe-mailto/" + named,
+                    hashlib.sha256).digest()[:_MAIL_MAC]
+
+
+def looks_like_mailto(address: str) -> bool:
+    """Shaped like an unsubscribe address, signed or not (what a mail server accepts)."""
+    return _MAIL_LOCAL.match(address.strip().strip("<>").rpartition("@")[0].lower()) is not None
+
+
+def message_of_mailto(address: str) -> tuple[str, str] | None:
+    """(key id as written, message id) of an unsubscribe address; verify with ``named_by``."""
+    match = _MAIL_LOCAL.match(address.strip().strip("<>").rpartition("@")[0].lower())
+    if match is None:
+        return None
+    key_id, encoded = match.groups()
+    raw = base64.b32decode(encoded.upper() + "=" * (-len(encoded) % 8))
+    return key_id, str(uuid.UUID(bytes=raw[:16]))
+
+
+def named_by(keys: Keyring, address: str, tenant: str, profile_id: str, channel: str
+             ) -> Unsubscribe | None:
+    """The unsubscribe an address names, given what its message was (tenant, profile,
+    channel), if its MAC is right; None otherwise."""
+    match = _MAIL_LOCAL.match(address.strip().strip("<>").rpartition("@")[0].lower())
+    if match is None:
+        return None
+    key_id, encoded = match.groups()
+    secret = next((s for k, s in keys.secrets.items() if k.lower() == key_id), None)
+    if secret is None:
+        return None
+    raw = base64.b32decode(encoded.upper() + "=" * (-len(encoded) % 8))
+    message_id = str(uuid.UUID(bytes=raw[:16]))
+    expected = _mail_mac(secret, next(k for k in keys.secrets if k.lower() == key_id), tenant,
+                         profile_id, channel, message_id)
+    if not hmac.compare_digest(raw[16:], expected):
+        return None
+    return Unsubscribe(tenant, profile_id, channel, message_id)

@@ -122,3 +122,21 @@ def test_dkim_signs_the_unsubscribe_headers() -> None:
         h.strip() for h in tags["h"].split(":")}
     assert not dkimpy.verify(signed.replace(b"https://t.example/u/", b"https://evil.example/u/"),
                              dnsfunc=dns)
+
+
+def test_the_mailto_address_fits_a_local_part_and_verifies_against_its_message() -> None:
+    keys = parse_keyring("abcdefghijklmnop:sixteen-chars-secret")  # the longest key id
+    address = unsubscribe_links.mailto(keys, "acme", "p1", "email", MESSAGE, "b.example")
+    local = address.split("@")[0]
+    assert len(local) <= 64 and local == local.lower()
+    assert unsubscribe_links.looks_like_mailto(address.upper())
+    assert unsubscribe_links.message_of_mailto(address) == ("abcdefghijklmnop", MESSAGE)
+    named = unsubscribe_links.named_by(keys, address.upper(), "acme", "p1", "email")
+    assert named == Unsubscribe("acme", "p1", "email", MESSAGE)
+    # the message's own tenant, profile and channel are part of what is signed
+    assert unsubscribe_links.named_by(keys, address, "acme", "p2", "email") is None
+    assert unsubscribe_links.named_by(keys, address, "other", "p1", "email") is None
+    assert unsubscribe_links.named_by(keys, address, "acme", "p1", "sms") is None
+    flipped = local[:-1] + ("a" if local[-1] != "a" else "b")
+    assert unsubscribe_links.named_by(keys, f"{flipped}@b.example", "acme", "p1", "email") is None
+    assert not unsubscribe_links.looks_like_mailto("b+0123@b.example")
