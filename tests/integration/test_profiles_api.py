@@ -329,12 +329,15 @@ async def test_export_and_erasure_cover_every_store(tenant: Tenant, pool: asyncp
     assert len(document["consentHistory"]) == 2
     assert [h["pKey"] for h in document["heldEvents"]] == [held["pkey"]]
     assert document["heldEvents"][0]["event"]["target"] == {"email": email}
+    # the scheduled send's place in the contact history, held from its acceptance
+    assert [(c["outcome"], c["reason"]) for c in document["contactHistory"]] == [
+        ("deferred", "scheduled")]
 
     erased = await tenant.profiles.delete("/p-erase")
     assert erased.status_code == 200, erased.text
     assert erased.json()["removed"] == {
         "profile": 1, "pushDevices": 2, "consents": 2, "consentHistory": 2, "heldEvents": 1,
-        "statusReasons": 1, "deliveryReplies": 0, "contactHistory": 0, "messageTraces": 0,
+        "statusReasons": 1, "deliveryReplies": 0, "contactHistory": 1, "messageTraces": 1,
         "deferredMessages": 0, "reactions": 0, "trackedMessages": 0}
     assert (await tenant.profiles.get("/p-erase")).status_code == 404
     assert (await tenant.profiles.get("/p-erase/export")).status_code == 404
