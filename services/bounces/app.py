@@ -2,8 +2,10 @@
 reactions it records to ``parcours.reactions.v1``, and its operations routes
 (``/metrics``, ``/health/ready``) on ``bounces_metrics_port``, on one event loop.
 
-A mail is refused (550) at RCPT unless addressed to a return path or to the feedback-loop
-address (``fbl@`` a bounce domain); one to those is accepted (250) once handled — even
+A mail is refused (550) at RCPT unless addressed to a return path, to the feedback-loop
+address (``fbl@`` a bounce domain) or to an unsubscribe address (``unsub+…@``, the mailto
+of List-Unsubscribe: services/bounces/unsubscribe.py); one to those is accepted (250) once
+handled — even
 when it is forged, unknown or unreadable, so the remote does not send it again and again;
 it is then only counted and logged. Only PostgreSQL being away (or a fault of ours)
 answers 451, so the remote tries later and nothing is lost.
@@ -23,9 +25,12 @@ from fastapi import FastAPI, Request
 from prometheus_client import Counter
 
 from services.bounces.handlers import FEEDBACK_LOOP, handle
+from services.bounces.unsubscribe import by_mail
 from shared.adapters import reaction_store
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
 from shared.adapters.producer import RenewingProducer
+from shared.domain.tracking_links import Keyring, parse_keyring
+from shared.domain.unsubscribe_links import looks_like_mailto
 from shared.domain.verp import looks_like_return_path
 from shared.operations import operations_router
 from shared.resilience import retry_forever
@@ -44,15 +49,18 @@ _RELAY_IDLE_S = 0.5
 
 
 class ReturnPathHandler:
-    def __init__(self, pool: asyncpg.Pool, secret: bytes) -> None:
+    def __init__(self, pool: asyncpg.Pool, secret: bytes,
+                 unsubscribe_keys: Keyring | None = None) -> None:
         self.pool = pool
         self.secret = secret
+        self.unsubscribe_keys = unsubscribe_keys  # None: unsubscribe addresses refused
         self.recorded = asyncio.Event()  # wakes the relay
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         local = address.rpartition("@")[0].lower()
-        if not (looks_like_return_path(address) or local == FEEDBACK_LOOP):
+        unsubscribing = self.unsubscribe_keys is not None and looks_like_mailto(address)
+        if not (looks_like_return_path(address) or local == FEEDBACK_LOOP or unsubscribing):
             REFUSED.inc()
             return "550 5.1.1 not a return path of this server"
         envelope.rcpt_tos.append(address)
@@ -62,6 +70,9 @@ class ReturnPathHandler:
         data = envelope.content if isinstance(envelope.content, bytes) else b""
         try:
             for rcpt in envelope.rcpt_tos:
+                if self.unsubscribe_keys is not None and looks_like_mailto(rcpt):
+                    RECEIVED.labels(await by_mail(self.pool, self.unsubscribe_keys, rcpt)).inc()
+                    continue
                 outcome = await handle(self.pool, self.secret, rcpt, data, datetime.now(UTC))
                 RECEIVED.labels(outcome.value).inc()
         except DB_UNAVAILABLE as error:
@@ -110,7 +121,8 @@ async def serve(settings: Settings) -> None:
                                DB_UNAVAILABLE)
     producer = RenewingProducer(settings, "bounces")
     producer.start_in_background()
-    handler = ReturnPathHandler(pool, settings.verp_secret.encode())
+    handler = ReturnPathHandler(pool, settings.verp_secret.encode(), parse_keyring(
+        settings.unsubscribe_keys.get_secret_value()))
     smtp_server = await asyncio.get_running_loop().create_server(
         lambda: SMTP(handler, enable_SMTPUTF8=True, data_size_limit=10 * 1024 * 1024),
         host=settings.bounces_host, port=settings.bounces_smtp_port)

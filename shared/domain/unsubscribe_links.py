@@ -69,6 +69,8 @@ def verify(keys: Keyring, token: str) -> Unsubscribe | None:
         raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     except (binascii.Error, ValueError):
         return None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != encoded:
+        return None  # not canonical (unused bits set): one token per unsubscribe
     body, mac = raw[:-_MAC], raw[-_MAC:]
     if len(body) <= _HEAD.size or not hmac.compare_digest(mac, _mac(secret, key_id, body)):
         return None
@@ -132,28 +134,36 @@ def looks_like_mailto(address: str) -> bool:
     return _MAIL_LOCAL.match(address.strip().strip("<>").rpartition("@")[0].lower()) is not None
 
 
-def message_of_mailto(address: str) -> tuple[str, str] | None:
-    """(key id as written, message id) of an unsubscribe address; verify with ``named_by``."""
+def _mail_parts(address: str) -> tuple[str, bytes] | None:
+    """The key id and the bytes of an unsubscribe address, its base32 canonical only (the
+    last character's unused bits zero: one address per message, not eight)."""
     match = _MAIL_LOCAL.match(address.strip().strip("<>").rpartition("@")[0].lower())
     if match is None:
         return None
     key_id, encoded = match.groups()
     raw = base64.b32decode(encoded.upper() + "=" * (-len(encoded) % 8))
-    return key_id, str(uuid.UUID(bytes=raw[:16]))
+    if base64.b32encode(raw).decode().rstrip("=").lower() != encoded:
+        return None
+    return key_id, raw
+
+
+def message_of_mailto(address: str) -> tuple[str, str] | None:
+    """(key id as written, message id) of an unsubscribe address; verify with ``named_by``."""
+    parts = _mail_parts(address)
+    return None if parts is None else (parts[0], str(uuid.UUID(bytes=parts[1][:16])))
 
 
 def named_by(keys: Keyring, address: str, tenant: str, profile_id: str, channel: str
              ) -> Unsubscribe | None:
     """The unsubscribe an address names, given what its message was (tenant, profile,
     channel), if its MAC is right; None otherwise."""
-    match = _MAIL_LOCAL.match(address.strip().strip("<>").rpartition("@")[0].lower())
-    if match is None:
+    parts = _mail_parts(address)
+    if parts is None:
         return None
-    key_id, encoded = match.groups()
+    key_id, raw = parts
     secret = next((s for k, s in keys.secrets.items() if k.lower() == key_id), None)
     if secret is None:
         return None
-    raw = base64.b32decode(encoded.upper() + "=" * (-len(encoded) % 8))
     message_id = str(uuid.UUID(bytes=raw[:16]))
     expected = _mail_mac(secret, next(k for k in keys.secrets if k.lower() == key_id), tenant,
                          profile_id, channel, message_id)

@@ -98,7 +98,8 @@ class SmtpHandOver:
         message = encode_email(rendered, sender=identity.header_from, recipient=recipient,
                                message_id=request.messageId, domain="parcours.localhost",
                                reply_to=identity.replyTo,
-                               headers=unsubscribe_headers(self.settings, request))
+                               headers=unsubscribe_headers(self.settings, request,
+                                                           identity.bounceDomain))
         if sending.key is not None:
             message = dkim.signature(message, sending.key) + message
         envelope = self._return_path(request.messageId, identity.bounceDomain,

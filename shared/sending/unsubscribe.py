@@ -1,9 +1,8 @@
 """The email senders' List-Unsubscribe headers (RFC 2369, RFC 8058 one-click) for a
 profile's email that is not purely transactional: its event is configured marketing, or a
 journey sends it. The link is the tracking service's ``/u/<token>``.
-
-No mailto: the only inbound mail server (services/bounces) takes return paths and the
-feedback-loop address alone, and refuses other recipients at RCPT."""
+The mailto address is at the tenant's bounce domain, where the bounce service takes it
+(services/bounces/unsubscribe.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ from shared.domain.routing import JourneyOrigin, SendRequest
 from shared.domain.tracking_links import Keyring, parse_keyring
 from shared.domain.unsubscribe_links import (
     list_unsubscribe_headers,
+    mailto,
     unsubscribe_url,
     wants_unsubscribe,
 )
@@ -28,7 +28,10 @@ def _keys(text: str) -> Keyring:
     return parse_keyring(text)
 
 
-def unsubscribe_headers(settings: Settings, request: SendRequest) -> list[tuple[str, str]]:
+def unsubscribe_headers(settings: Settings, request: SendRequest,
+                        bounce_domain: str | None = None) -> list[tuple[str, str]]:
+    """``bounce_domain``: where the bounce service receives mail (the return path's);
+    with it, a mailto address there follows the link."""
     journey = isinstance(request.origin, JourneyOrigin)
     if not wants_unsubscribe(request.profileId, request.marketing, journey):
         return []
@@ -40,4 +43,6 @@ def unsubscribe_headers(settings: Settings, request: SendRequest) -> list[tuple[
         log.warning("no List-Unsubscribe for message %s: its link would be %d characters",
                     request.messageId, len(url))
         return []
-    return list_unsubscribe_headers(url)
+    address = bounce_domain and mailto(keys, request.tenant, request.profileId,
+                                       request.channel.value, request.messageId, bounce_domain)
+    return list_unsubscribe_headers(url, address or None)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from email import policy
 from typing import Any
 
+import aiosmtplib
 import asyncpg
 import httpx
 import pytest
@@ -111,11 +112,16 @@ async def received(http: httpx.AsyncClient, to: str, count: int = 1) -> list[ema
             for m in mails]
 
 
-def link_of(mail: email.message.Message) -> str:
+def links_of(mail: email.message.Message) -> tuple[str, str]:
+    """The https link and the mailto address."""
     header = str(mail["List-Unsubscribe"])
-    match = re.fullmatch(r"<(https?://[^>]+)>", header.strip())
+    match = re.fullmatch(r"<(https?://[^>]+)>, <mailto:([^>]+)>", header.strip())
     assert match, header
-    return match.group(1)
+    return match.group(1), match.group(2)
+
+
+def link_of(mail: email.message.Message) -> str:
+    return links_of(mail)[0]
 
 
 def message_id_of(mail: email.message.Message) -> str:
@@ -225,3 +231,26 @@ async def test_a_forged_link_is_not_found_and_changes_nothing(tenant: Tenant):
                                    headers=ONE_CLICK)).status_code == 400
     assert await tenant.consent(profile_id) == before
     assert await tenant.unsubscribed(message_id_of(mail)) == 0
+
+
+async def test_mail_to_the_mailto_address_unsubscribes_once(tenant: Tenant):
+    to = address()
+    profile_id = await tenant.profile(to)
+    assert (await tenant.send(await tenant.event(marketing=True), to))["status"] == "processed"
+    mail = (await received(tenant.http, to))[0]
+    _, mailto = links_of(mail)
+    assert mailto.endswith(f"@{settings.bounce_domain}") and len(mailto.split("@")[0]) <= 64
+    local, domain = mailto.split("@")
+    forged = f"{local[:-1]}{'a' if local[-1] != 'a' else 'b'}@{domain}"
+    body = b"Subject: unsubscribe\r\n\r\nplease\r\n"
+    # a forged address is taken (the remote is not told) and changes nothing
+    await aiosmtplib.send(body, sender=to, recipients=[forged], hostname=settings.bounces_host,
+                          port=settings.bounces_smtp_port)
+    assert (await tenant.consent(profile_id))[("marketing", "email")][0] == "opted-in"
+    for _ in range(2):  # sent twice: one reaction
+        await aiosmtplib.send(body, sender=to, recipients=[mailto.upper()],
+                              hostname=settings.bounces_host, port=settings.bounces_smtp_port)
+    consent = await tenant.consent(profile_id)
+    assert consent[("marketing", "email")] == ("opted-out", "list-unsubscribe")
+    assert consent[("topic", "newsletter")] == ("subscribed", "test")
+    assert await tenant.unsubscribed(message_id_of(mail)) == 1
