@@ -12,6 +12,7 @@ import email
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from email import policy
 from typing import Any
 
@@ -22,12 +23,17 @@ import pytest
 
 from shared.adapters.catalog_store import save_event
 from shared.adapters.key_store import create_key
-from shared.adapters.profile_schema_store import save_schema
+from shared.adapters.profile_schema_store import ProfileSchemaCache, save_schema
 from shared.adapters.profile_store import upsert_profiles
+from shared.adapters.rules_store import TenantRulesCache
 from shared.domain.api_keys import Scope
 from shared.domain.events import EventConfig
 from shared.domain.profile_schema import ProfileSchema
+from shared.domain.routing import JourneyOrigin, SendRequest, TemplateRef
+from shared.outgoing.step import Pending, Step, decide_messages
+from shared.topics import SEND_EMAIL_BULK
 from tests.integration.conftest import (
+    BULK_SINK,
     DEFAULT_TEMPLATE,
     GATEWAY,
     SINK,
@@ -101,9 +107,10 @@ def address() -> str:
     return f"unsub-{uuid.uuid4().hex[:12]}@example.com"
 
 
-async def received(http: httpx.AsyncClient, to: str, count: int = 1) -> list[email.message.Message]:
+async def received(http: httpx.AsyncClient, to: str, count: int = 1, sink: str = SINK
+                   ) -> list[email.message.Message]:
     async def probe() -> list[dict[str, Any]] | None:
-        response = await http.get(f"{SINK}/messages", params={"to": to, "raw": "true"})
+        response = await http.get(f"{sink}/messages", params={"to": to, "raw": "true"})
         mails: list[dict[str, Any]] = response.json()
         return mails if len(mails) >= count else None
 
@@ -254,3 +261,41 @@ async def test_mail_to_the_mailto_address_unsubscribes_once(tenant: Tenant):
     assert consent[("marketing", "email")] == ("opted-out", "list-unsubscribe")
     assert consent[("topic", "newsletter")] == ("subscribed", "test")
     assert await tenant.unsubscribed(message_id_of(mail)) == 1
+
+
+async def test_a_journeys_email_carries_the_link_too(tenant: Tenant, producer: Any):
+    """A journey's message (no event configured marketing: the journey makes it
+    marketing), as the engine will make it, decided by the step and sent on the bulk lane."""
+    to = address()
+    profile_id = await tenant.profile(to)
+    event_id = await tenant.event(marketing=False)  # the message's content only
+    version = await tenant.pool.fetchval(
+        "SELECT max(version) FROM messages WHERE tenant_id = $1 AND event_id = $2",
+        tenant.name, event_id)
+    message = SendRequest(
+        messageId=str(uuid.uuid4()), tenant=tenant.name,
+        origin=JourneyOrigin(journeyId="JRNunsub", journeyVersion=1, nodeId="n1",
+                             instanceId=f"i-{profile_id}"),
+        channel="email", priority="bulk", template=TemplateRef(eventId=event_id, version=version),
+        to={"email": to}, profileId=profile_id, ctx={"item": "journey"},
+        profile={"profile_id": profile_id, "email": to, "first_name": "Ada"},
+        acceptedAt=datetime.now(UTC).timestamp())
+    assert not message.marketing
+    step = Step(TenantRulesCache(tenant.pool, 0), ProfileSchemaCache(tenant.pool, 0))
+    async with tenant.pool.acquire() as connection:
+        [decided] = await decide_messages(connection, step, [
+            Pending(message, transactional=False)], datetime.now(UTC))
+    assert decided.outcome == "send"
+    await producer.send_and_wait(SEND_EMAIL_BULK.name, decided.request.model_dump_json().encode(),
+                                 message.messageId.encode())
+    mail = (await received(tenant.http, to, sink=BULK_SINK))[0]
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    response = await tenant.http.post(link_of(mail), content=b"List-Unsubscribe=One-Click",
+                                      headers=ONE_CLICK)
+    assert response.status_code == 200
+    assert (await tenant.consent(profile_id))[("marketing", "email")] == (
+        "opted-out", "list-unsubscribe")
+    reaction = await tenant.pool.fetchval(
+        "SELECT record FROM reactions WHERE tenant_id = $1 AND message_id = $2",
+        tenant.name, uuid.UUID(message.messageId))
+    assert reaction["kind"] == "unsubscribed" and reaction["profileId"] == profile_id
