@@ -15,7 +15,9 @@ message's: posting again, or unsubscribing a topic after the one-click, adds non
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,8 +26,10 @@ import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import Counter
 
 from shared.adapters import consent_store, profile_schema_store, unsubscribe_store
+from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.unsubscribe_store import PREFERENCES
 from shared.domain.consent import (
     SUBSCRIBED,
@@ -50,6 +54,30 @@ _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templa
 CHANNEL_NAMES = {"email": "email", "sms": "text messages (SMS)", "push": "notifications"}
 
 router = APIRouter(include_in_schema=False)
+REQUESTS = Counter(
+    "parcours_tracking_unsubscribe_requests_total",
+    "Unsubscribe link requests, by route (one-click, page, preferences) and outcome (ok;"
+    " refused: a forged token or an erased profile; invalid: not the expected body;"
+    " unavailable: PostgreSQL away, 503)", ["route", "outcome"])
+_OUTCOMES = {200: "ok", 404: "refused", 503: "unavailable"}
+Handler = Callable[..., Awaitable[Response]]
+
+
+def _counted(route: str) -> Callable[[Handler], Handler]:
+    """Counts each answer; PostgreSQL away is 503 with Retry-After (the one-click sender
+    tries again), not an unhandled error."""
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def counted(*args: Any, **kwargs: Any) -> Response:
+            try:
+                response = await handler(*args, **kwargs)
+            except DB_UNAVAILABLE:
+                response = PlainTextResponse("unavailable", status_code=503,
+                                             headers={**_HEADERS, "retry-after": "1"})
+            REQUESTS.labels(route, _OUTCOMES.get(response.status_code, "invalid")).inc()
+            return response
+        return counted
+    return wrap
 
 
 def _keys(request: Request) -> Keyring:
@@ -92,6 +120,7 @@ def _one_click(body: bytes, content_type: str) -> bool:
 
 
 @router.post("/u/{token}")
+@_counted("one-click")
 async def one_click(token: str, request: Request) -> Response:
     """RFC 8058: the body is ``List-Unsubscribe=One-Click``; marketing consent on the
     link's channel is withdrawn. Idempotent: posted again, nothing more is recorded."""
@@ -130,6 +159,7 @@ def _page(token: str, named: Unsubscribe, opted_in: bool, topics: list[dict[str,
 
 
 @router.get("/u/{token}")
+@_counted("page")
 async def page(token: str, request: Request) -> Response:
     named = await _named(request, token)
     if named is None:
@@ -140,6 +170,7 @@ async def page(token: str, request: Request) -> Response:
 
 
 @router.post("/u/{token}/preferences")
+@_counted("preferences")
 async def preferences(token: str, request: Request) -> Response:
     """The form: ``marketing=on`` when the box is ticked, ``topic=<id>`` per ticked topic.
     Only what differs from what the page showed is written (an unknown consent left
