@@ -39,8 +39,9 @@ from shared.shutdown import Server, http_config
 
 log = logging.getLogger(__name__)
 RECEIVED = Counter("parcours_bounces_received_total",
-                   "Mails to return paths, by what became of them (hard, soft, complained,"
-                   " repeated, ignored, forged, unknown, unreadable)", ["outcome"])
+                   "Mails to return paths and unsubscribe addresses, by what became of them"
+                   " (hard, soft, complained, unsubscribed, repeated, ignored, forged,"
+                   " unknown, unreadable)", ["outcome"])
 REFUSED = Counter("parcours_bounces_refused_total",
                   "Recipients refused at RCPT (not a return path)")
 RELAYED = Counter("parcours_bounces_relayed_total",

@@ -299,3 +299,28 @@ async def test_a_journeys_email_carries_the_link_too(tenant: Tenant, producer: A
         "SELECT record FROM reactions WHERE tenant_id = $1 AND message_id = $2",
         tenant.name, uuid.UUID(message.messageId))
     assert reaction["kind"] == "unsubscribed" and reaction["profileId"] == profile_id
+
+
+async def test_a_multipart_one_click_counts_and_an_erased_profiles_link_is_gone(tenant: Tenant):
+    """RFC 8058 lets the provider post multipart/form-data; once the profile is gone its
+    link leads nowhere (nothing is written about it again)."""
+    to = address()
+    profile_id = await tenant.profile(to)
+    assert (await tenant.send(await tenant.event(marketing=True), to))["status"] == "processed"
+    link = link_of((await received(tenant.http, to))[0])
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n"
+            f"\r\nOne-Click\r\n--{boundary}--\r\n").encode()
+    response = await tenant.http.post(link, content=body, headers={
+        "content-type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 200
+    assert (await tenant.consent(profile_id))[("marketing", "email")][0] == "opted-out"
+
+    await tenant.pool.execute("DELETE FROM consents WHERE tenant_id = $1 AND profile_id = $2",
+                              tenant.name, profile_id)
+    await tenant.pool.execute("DELETE FROM profiles WHERE tenant_id = $1 AND profile_id = $2",
+                              tenant.name, profile_id)
+    assert (await tenant.http.get(link)).status_code == 404
+    assert (await tenant.http.post(link, content=b"List-Unsubscribe=One-Click",
+                                   headers=ONE_CLICK)).status_code == 404
+    assert await tenant.consent(profile_id) == {}
