@@ -53,7 +53,8 @@ class Bounce(BaseModel):
 class Reaction(BaseModel):
     """The record on ``parcours.reactions.v1``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Additive within a version: a consumer not yet upgraded ignores newer fields.
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     v: Literal[1] = 1
     reactionId: str = Field(description="one per (message, kind[, link], human or machine)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,7 +61,10 @@ class SendRequest(BaseModel):
     """A message, as it travels on ``parcours.send.<channel>.<priority>.v1`` (record
     version 2; ``read_send_record`` still reads version 1)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Fields added within a version are additive: a sender not yet upgraded reads a newer
+    # processor's records and ignores what it does not know (it refused them once, and
+    # every record of a rolling upgrade went to the dead letters).
+    model_config = ConfigDict(extra="ignore")
 
     v: Literal[2] = 2
     messageId: str
@@ -180,3 +184,21 @@ def decide(
         acceptedAt=trigger.acceptedAt,
         marketing=config.marketing,
     )
+
+
+def event_of_unreadable(raw: bytes) -> tuple[str, str, str] | None:
+    """(tenant, event id, pKey) of a send record that cannot be read as a message, when
+    it still says whose event it is: its event must not stay ``processing`` for ever."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    origin = data.get("origin")
+    named: dict[str, object] = origin if isinstance(origin, dict) else data
+    tenant, event_id, pkey = data.get("tenant"), named.get("eventId"), named.get("pKey")
+    if isinstance(tenant, str) and isinstance(event_id, str) and isinstance(pkey, str) \
+            and tenant and event_id and pkey:
+        return tenant, event_id, pkey
+    return None
