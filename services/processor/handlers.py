@@ -47,6 +47,7 @@ from shared.domain.record_signing import (
 )
 from shared.domain.routing import Ended, Hold, SendRequest, decide, message_id
 from shared.domain.status import Status, StatusWrite
+from shared.outgoing.metrics import rule_label
 from shared.outgoing.step import Pending, decide_messages, deferral_reason
 from shared.resilience import retry_forever
 from shared.topics import EVENTS_IN, EVENTS_KAFKA, SEND_TX_TOPICS
@@ -308,7 +309,8 @@ async def _pass_rules(processor: Processor, connection: asyncpg.Connection,
     decided = await decide_messages(connection, processor.step, pendings, now)
     for outcome in decided:
         if outcome.fresh and outcome.kind is not None:
-            RULE_OUTCOMES.labels(outcome.kind.value, outcome.outcome, "processor").inc()
+            RULE_OUTCOMES.labels(outcome.kind.value, rule_label(outcome.rule_id),
+                                 outcome.outcome, "processor").inc()
     excluded = [_event_status(d.request, Status.EXCLUDED, d.reason)
                 for d in decided if d.outcome == "exclude"]
     deferred = [d for d in decided if d.outcome == "defer"]

@@ -67,6 +67,7 @@ class Decided:
     reason: str = ""  # "rule r3 (fatigue): …" for an exclusion or a deferral
     until: datetime | None = None  # a deferral's
     kind: RuleKind | None = None  # of the deciding rule, for metrics (None: decided before)
+    rule_id: str | None = None  # the deciding rule's
     fresh: bool = True  # decided now, not read back
     verdicts: tuple[dict[str, Any], ...] = ()  # every rule's, in order (a fresh decision)
 
@@ -250,6 +251,7 @@ def _decided(request: SendRequest, decision: Decision) -> Decided:
     deciding = decision.deciding
     return Decided(request, decision.outcome, decision.reason,
                    deciding.until if deciding else None, deciding.kind if deciding else None,
+                   deciding.rule_id if deciding else None,
                    verdicts=tuple(_verdict_json(v) for v in decision.trace))
 
 

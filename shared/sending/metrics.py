@@ -10,7 +10,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 from shared.domain.events import Channel
-from shared.outgoing.metrics import RULE_OUTCOMES
+from shared.outgoing.metrics import RULE_OUTCOMES, rule_label
 
 # Gateway acceptance → provider acceptance; the objective is 1 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -28,7 +28,7 @@ RETRIES = Counter("parcours_sender_retries_total", "Provider or database retries
                   ["channel", "what"])
 def register_rule_outcomes() -> None:
     """The senders' series of the rules' outcomes, at 0 from the start."""
-    RULE_OUTCOMES.labels("control", "excluded", "sender")
+    RULE_OUTCOMES.labels("control", "none", "excluded", "sender")
 
 
 ACCEPTED_TO_PROVIDER = Histogram(
@@ -58,8 +58,8 @@ class SenderMetrics:
         return RETRIES.labels(self.channel, what)
 
     @staticmethod
-    def rule_outcome(kind: str, outcome: str) -> Counter:
-        return RULE_OUTCOMES.labels(kind, outcome, "sender")
+    def rule_outcome(kind: str, rule_id: str, outcome: str) -> Counter:
+        return RULE_OUTCOMES.labels(kind, rule_label(rule_id), outcome, "sender")
 
     def accepted_to_provider(self, priority: str) -> Histogram:
         return ACCEPTED_TO_PROVIDER.labels(self.channel, priority)

@@ -8,6 +8,7 @@ services load a tenant's rules on first use, so no cache stands in the way."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -192,6 +193,12 @@ async def test_fatigue_caps_a_profile_across_targets_and_counts_what_was_sent(te
     assert {r["outcome"]: r["count"] for r in counts} in (
         {"sent": 2, "excluded": 2}, {"sent": 1, "delivered": 1, "excluded": 2},
         {"delivered": 2, "excluded": 2})
+    metrics = (await tenant.http.get(
+        f"http://127.0.0.1:{settings.processor_metrics_port}/metrics")).text
+    wanted = {'kind="fatigue"', 'rule="r1"', 'outcome="exclude"', 'stage="processor"'}
+    assert any(wanted <= set(labels.split(",")) and float(value) >= 1 for labels, value in
+               re.findall(r'^parcours_rule_outcomes_total\{([^}]*)\} (\S+)$', metrics,
+                          re.MULTILINE))
 
 
 async def test_a_deferred_message_waits_then_goes_when_the_window_allows(tenant: Tenant):
