@@ -1,4 +1,9 @@
-"""Deliver a batch of send records: claim, render, hand over, settle.
+"""Deliver a batch of send records: claim, render, control, hand over, settle.
+
+Control: the message's typology's control rules run on the rendered message; the first
+that fails excludes it, and nothing is handed over. A provider's refusal that blames the
+address feeds quarantine (hard: permanent; soft: transient, one per message) in the
+settle's transaction, with the contact history outcome and a trace row.
 
 One ledger claim per batch; the messages go out in parallel through the provider, and
 each outcome is settled as soon as it is known, many to a transaction (group commit).
@@ -24,20 +29,31 @@ from shared.adapters.catalog_store import load_message_template
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.delivery_ledger import Claimable, Outcome
 from shared.adapters.kafka import publish_dead_letters
+from shared.adapters.message_outcomes import MessageOutcome, Settled
 from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.adapters.quarantine_store import AddressFailure
+from shared.adapters.status_store import record_statuses
 from shared.domain.deadletter import invalid_reason
+from shared.domain.delivery_rules.addresses import normalise, recipient_address
+from shared.domain.delivery_rules.control import control_failures
+from shared.domain.delivery_rules.model import RuleKind
+from shared.domain.delivery_rules.quarantine import FailureKind
+from shared.domain.delivery_rules.tenant import TenantRules
 from shared.domain.events import EventConfig, typed_ctx
 from shared.domain.profile_schema import ProfileSchema, typed_attributes
 from shared.domain.rendering import (
     CompiledMessage,
+    RenderedMessage,
     RenderError,
     compile_message,
     render_message,
     template_context,
 )
-from shared.domain.routing import SendRequest, read_send_record
+from shared.domain.routing import SendRequest, event_of_unreadable, read_send_record
 from shared.domain.status import Status, StatusWrite
 from shared.resilience import retry_forever
+from shared.sending.provider_feedback import device_gone, handover_note
+from shared.sending.tracking import tracked
 from shared.sending.wiring import Sender
 
 log = logging.getLogger(__name__)
@@ -97,7 +113,23 @@ async def deliver_batch(sender: Sender, records: Sequence[Record]) -> None:
     # (handle_isolating_poison), which must not write its dead letters twice.
     if letters:
         sender.spec.metrics.failed("invalid").inc(len(letters))
+        await _end_unreadable(sender, letters)
         await dead_letter(sender, letters)
+
+
+async def _end_unreadable(sender: Sender, letters: Sequence[Letter]) -> None:
+    """An unreadable send record that names its event ends it ``deliveryFailed`` with the
+    reason, so every accepted event still reaches a final status."""
+    writes = [StatusWrite(pkey, tenant, event_id, Status.DELIVERY_FAILED,
+                          f"the send record could not be read ({reason})")
+              for _, raw, reason in letters
+              if (named := event_of_unreadable(raw)) for tenant, event_id, pkey in [named]]
+    if writes:
+        async def record() -> None:
+            await sender.ensure_db()
+            await record_statuses(sender.connection, writes)
+
+        await _with_retries(sender, record, "ending unreadable records' events")
 
 
 class _Settler:
@@ -113,7 +145,16 @@ class _Settler:
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
         if self._writer is None or self._writer.done():
+            if self._writer is not None and self._broke(self._writer):
+                return  # drain raises it: the batch is handled again, nothing settled lost
             self._writer = asyncio.create_task(self._write())
+
+    @staticmethod
+    def _broke(writer: asyncio.Task[None]) -> bool:
+        """A writer that failed is kept, not replaced: replaced, its error was never
+        retrieved and the outcomes it held were dropped, their events left ``processing``
+        with the batch committed (seen with PostgreSQL stopped under load)."""
+        return writer.cancelled() or writer.exception() is not None
 
     async def _write(self) -> None:
         while self._pending:
@@ -162,18 +203,67 @@ async def _compiled_template(
 
 
 def _outcome(
-    request: SendRequest, status: Status, reason: str | None = None, reference: str | None = None
+    request: SendRequest, status: Status, reason: str | None = None, reference: str | None = None,
+    *, stage: str = "handover", rule_id: str | None = None, trace_reason: str | None = None,
+    address_failure: AddressFailure | None = None,
 ) -> Outcome:
-    """The ledger keeps the failure's reason, or the provider's reference for the message."""
+    """The ledger keeps the failure's reason, or the provider's reference for the message;
+    the trace and the contact history the same (``trace_reason`` when it says it shorter)."""
     event = request.event
     write = event and StatusWrite(event.pKey, request.tenant, event.eventId, status, reason,
                                   request.messageId)
-    return Outcome(request.messageId, status is Status.PROCESSED, reason or reference, write)
+    settled: Settled = ("delivered" if status is Status.PROCESSED
+                        else "excluded" if status is Status.EXCLUDED else "failed")
+    trace = MessageOutcome(request.tenant, request.messageId, settled, stage, rule_id,
+                           trace_reason or reason or reference)
+    return Outcome(request.messageId, status is Status.PROCESSED, reason or reference, write,
+                   trace, address_failure)
 
 
-def _failed(sender: Sender, request: SendRequest, metric: str, reason: str) -> Outcome:
+def _failed(
+    sender: Sender, request: SendRequest, metric: str, reason: str, stage: str = "render",
+    address_failure: AddressFailure | None = None,
+) -> Outcome:
     sender.spec.metrics.failed(metric).inc()
-    return _outcome(request, Status.DELIVERY_FAILED, reason)
+    return _outcome(request, Status.DELIVERY_FAILED, reason, stage=stage,
+                    address_failure=address_failure)
+
+
+async def _tenant_rules(sender: Sender, request: SendRequest) -> TenantRules:
+    return await _with_retries(sender, lambda: sender.rules.get(request.tenant),
+                               "loading the delivery rules")
+
+
+async def _controlled(
+    sender: Sender, request: SendRequest, rendered: RenderedMessage
+) -> Outcome | None:
+    """The message's typology's control rules, in order: the first that fails excludes it
+    (None: it may go)."""
+    if request.typology is None:
+        return None
+    rules = await _tenant_rules(sender, request)
+    for rule_id, rule in rules.controls(request.typology):
+        failures = control_failures(rendered, rule, sender.settings.allow_http_links)
+        if failures:
+            sender.spec.metrics.rule_outcome(RuleKind.CONTROL, rule_id, "excluded").inc()
+            why = failures[0].reason
+            return _outcome(request, Status.EXCLUDED, f"rule {rule_id} (control): {why}",
+                            stage="control", rule_id=rule_id, trace_reason=why)
+    return None
+
+
+async def _address_failure(
+    sender: Sender, request: SendRequest, kind: FailureKind, reason: str
+) -> AddressFailure | None:
+    """What a refusal that blames the address feeds quarantine, with the tenant's
+    thresholds."""
+    channel = request.channel.value
+    address = recipient_address(channel, request.to)
+    if not address:
+        return None
+    settings = (await _tenant_rules(sender, request)).settings.quarantine
+    return AddressFailure(request.tenant, channel, normalise(channel, address), kind, reason,
+                          settings)
 
 
 async def _send(sender: Sender, request: SendRequest) -> Outcome:
@@ -196,16 +286,43 @@ async def _send(sender: Sender, request: SendRequest) -> Outcome:
     except ValidationError as error:  # the fields changed since the event was accepted
         return _failed(sender, request, "ctx", f"ctx no longer matches the event's fields: "
                                                f"{invalid_reason(error)}")
+    excluded = await _controlled(sender, request, rendered)
+    if excluded is not None:
+        return excluded
+    # After the control rules, which judge the links the author wrote, not ours.
+    rendered = await _with_retries(
+        sender, lambda: tracked(sender.pool, sender.settings, request, rendered),
+        "storing tracked links")
+
+    soft: list[TransientFailure] = []  # the first refusal that blamed the address
+
+    async def hand_over() -> str | None:
+        try:
+            return await sender.provider.hand_over(request, rendered)
+        except TransientFailure as error:
+            if error.address_fault and not soft:
+                soft.append(error)
+            raise
 
     try:
         reference = await retry_forever(
-            lambda: sender.provider.hand_over(request, rendered),
-            f"handing a message over ({spec.provider})", (TransientFailure,),
+            hand_over, f"handing a message over ({spec.provider})", (TransientFailure,),
             on_retry=spec.metrics.retries(spec.provider).inc,
         )
     except PermanentFailure as error:
-        return _failed(sender, request, f"{spec.provider}_permanent", str(error))
+        hard = error.address_fault and await _address_failure(sender, request, "hard",
+                                                              str(error))
+        why = str(error)  # the device is gone: the profile forgets it
+        await _with_retries(sender, lambda: device_gone(sender.pool, request, why),
+                            "forgetting an unregistered device")
+        return _failed(sender, request, f"{spec.provider}_permanent", str(error),
+                       stage="handover", address_failure=hard or None)
     spec.metrics.accepted_to_provider(request.priority).observe(
         time.time() - request.acceptedAt)
     spec.metrics.sent(request.priority).inc()
-    return _outcome(request, Status.PROCESSED, reference=reference)
+    # Retried until the server took it, the message still counts one soft failure of its
+    # address (one per message, however many retries).
+    failure = soft and await _address_failure(sender, request, "soft", str(soft[0]))
+    return _outcome(request, Status.PROCESSED, reference=reference,
+                    trace_reason=handover_note(request, rendered, reference),
+                    address_failure=failure or None)
