@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STACK := $(PY) deploy/local/stack.py
 
-.PHONY: install up down status demo test unit lint typecheck bench clean
+.PHONY: install up down status demo test test-long unit lint typecheck bench clean
 
 install:            ## virtualenv, Kafka jars, PostgreSQL (only what is missing)
 	@bash deploy/local/install.sh
@@ -28,6 +28,9 @@ unit: install       ## pure tests only, no services needed
 
 test: up lint       ## the whole suite on real services
 	@.venv/bin/pytest -q
+
+test-long: up      ## the long checks CI leaves out (60,000-row import slices)
+	@.venv/bin/pytest -q -o addopts="" -m long
 
 bench: up           ## benchmarks beside their baselines (load on 127.0.0.1 only)
 	@$(PY) -m bench
