@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STACK := $(PY) deploy/local/stack.py
 
-.PHONY: install up down status demo test test-long unit lint typecheck bench clean
+.PHONY: install up down status demo test test-long test-browser unit lint typecheck bench clean
 
 install:            ## virtualenv, Kafka jars, PostgreSQL (only what is missing)
 	@bash deploy/local/install.sh
@@ -31,6 +31,11 @@ test: up lint       ## the whole suite on real services
 
 test-long: up      ## the long checks CI leaves out (60,000-row import slices)
 	@.venv/bin/pytest -q -o addopts="" -m long
+
+test-browser:       ## the preference page in headless Chromium (installs chromium first)
+	@PARCOURS_BROWSER=1 bash deploy/local/install.sh
+	@$(STACK) up
+	@.venv/bin/pytest -q -o addopts="" -m browser
 
 bench: up           ## benchmarks beside their baselines (load on 127.0.0.1 only)
 	@$(PY) -m bench

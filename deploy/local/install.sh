@@ -3,6 +3,7 @@
 #   - the Python virtualenv (.venv) with the pinned dependencies of pyproject.toml
 #   - the Kafka broker's jars, from Maven Central with mvn, cached outside git
 #   - PostgreSQL 15, Java 17 and Maven from Debian packages
+#   - with PARCOURS_BROWSER=1, Chromium and chromium-driver (the browser tests)
 # A second run takes about a second.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -22,6 +23,11 @@ PG_BIN="/usr/lib/postgresql/15/bin"
 if [ ! -x "$PG_BIN/initdb" ]; then say "installing PostgreSQL 15 (Debian packages)"; apt_install postgresql-15; fi
 command -v java >/dev/null || { say "installing Java 17"; apt_install openjdk-17-jre-headless; }
 command -v mvn >/dev/null || { say "installing Maven"; apt_install maven; }
+# Chromium and its driver only when asked (make test-browser): about 165 MB, 500 MB on disk
+if [ "${PARCOURS_BROWSER:-0}" = 1 ] && ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
+  say "installing chromium and chromium-driver (Debian packages, for make test-browser)"
+  apt_install chromium chromium-driver
+fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || { say "installing python3-venv"; apt_install python3-venv; }
 
 # --- Python virtualenv -----------------------------------------------------------------
