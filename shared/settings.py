@@ -133,6 +133,32 @@ class Settings(BaseSettings):
     sms_provider_url: str = "http://127.0.0.1:8026/sms"
     push_provider_url: str = "http://127.0.0.1:8026/push"
     provider_timeout_s: float = 10.0
+    # Retries off the partition (shared/sending/retries.py): a message refused for now
+    # (SMTP 4xx, HTTP 408/409/429/5xx, a timeout) waits in PostgreSQL (send_retries) and is
+    # tried again after first_delay doubling up to max_delay, jittered, at most
+    # max_attempts hand-overs in all (defaults: up to ~20.7 h), then ends deliveryFailed.
+    send_retry_first_delay_s: float = 5.0
+    send_retry_max_delay_s: float = 1800.0
+    send_retry_max_attempts: int = 50
+    send_retry_jitter: float = 0.5
+    send_retry_poll_s: float = 0.5  # how often a sender looks for retries come due
+    # Failover (shared/sending/failover.py): a second provider per channel takes over
+    # while the first's circuit breaker is open (breaker_failures failures in a row open
+    # it; a probe after breaker_open_s). Empty: no second provider. Locally a second
+    # provider sink (provider_sink_secondary_port) and SMTP sink (smtp_secondary_*).
+    sms_provider_secondary_url: str = "http://127.0.0.1:8028/sms"
+    push_provider_secondary_url: str = "http://127.0.0.1:8028/push"
+    provider_sink_secondary_port: int = 8028
+    smtp_secondary_host: str = "127.0.0.1"
+    smtp_secondary_port: int = 2527
+    smtp_secondary_sink_http_port: int = 8029
+    provider_breaker_failures: int = 5
+    provider_breaker_open_s: float = 10.0
+    # Bulk lanes for SMS and push (services/sender_sms_bulk, sender_push_bulk): their own
+    # connections to the provider, fewer than the tx senders' (16).
+    provider_bulk_connections: int = 4
+    sender_sms_bulk_metrics_port: int = 9110
+    sender_push_bulk_metrics_port: int = 9111
     # What providers and apps report back (services/gateway/webhook_routes.py). Providers
     # sign their webhooks with their secret ("provider:secret,…"; the provider sink is
     # "sink"); a signature older than the window, or seen before within it, is refused.
