@@ -125,6 +125,17 @@ class Settings(BaseSettings):
     unsubscribe_keys: SecretStr = SecretStr("u1:dev-only-unsubscribe-secret")
     # The reactions service (services/reactions): reactions into traces and metrics.
     reactions_metrics_port: int = 9109
+    # Retention (shared/domain/retention.py; purged by the reactions service every
+    # retention_interval_s in batches, or `parcours maintenance purge`), in days; 0 (or
+    # less) keeps for ever. The contact history is kept at least as long as the longest
+    # fatigue or capacity period of the tenant's rules; relayed reactions at least as long
+    # as tracked links (their deduplication); a tracked link older than its days is 404.
+    retention_message_trace_days: int = 90
+    retention_contact_history_days: int = 180
+    retention_reactions_days: int = 180
+    retention_tracked_messages_days: int = 180
+    retention_interval_s: float = 3600.0
+    retention_batch: int = 2000
 
     # SMS and push providers are reached over HTTP; locally, the provider sink records
     # every request (services/provider_sink) so tests and the demo can read them back.
