@@ -74,13 +74,13 @@ def retry_delay(attempt: int, draw: float, *, first_s: float = FIRST_RETRY_S,
     return base / 2 + base / 2 * draw
 
 
-def next_attempt_at(first_at: float, failed_at: float, attempt: int, draw: float,
-                    retry_for_s: float = RETRY_FOR_S) -> float | None:
-    """When to try again after failed attempt ``attempt``, or None: a day after the first
-    attempt the notification is given up (the log keeps it; it can be sent again by
-    hand)."""
+def next_attempt_at(failed_at: float, attempt: int, draw: float, give_up_at: float
+                    ) -> float | None:
+    """When to try again after failed attempt ``attempt``, or None: past ``give_up_at``
+    (a day after the notification was made, or after a manual redelivery) it is given up;
+    the log keeps it and it can be sent again by hand."""
     when = failed_at + retry_delay(attempt, draw)
-    return when if when <= first_at + retry_for_s else None
+    return when if when <= give_up_at else None
 
 
 def succeeded(http_status: int | None) -> bool:

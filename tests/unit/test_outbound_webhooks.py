@@ -65,9 +65,8 @@ def test_retry_delays_double_to_the_cap_within_their_upper_half() -> None:
 
 
 def test_retries_go_on_for_a_day_then_stop() -> None:
-    first = 0.0
-    at, attempt = first, 1
-    while (following := wh.next_attempt_at(first, at, attempt, 0.5)) is not None:
+    at, attempt = 0.0, 1
+    while (following := wh.next_attempt_at(at, attempt, 0.5, wh.RETRY_FOR_S)) is not None:
         assert following > at
         at, attempt = following, attempt + 1
     assert at <= wh.RETRY_FOR_S
