@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     unsubscribe_keys: SecretStr = SecretStr("u1:dev-only-unsubscribe-secret")
     # The reactions service (services/reactions): reactions into traces and metrics.
     reactions_metrics_port: int = 9109
+    # Outbound webhooks (services/webhooks): each call times out after webhooks_timeout_s;
+    # at most webhooks_per_endpoint calls in flight per subscription, so a slow endpoint
+    # holds only its own. Endpoints that are http:// or resolve to loopback or private
+    # addresses are refused unless webhooks_allow_local_targets (development and tests).
+    webhooks_metrics_port: int = 9110
+    webhooks_timeout_s: float = 10.0
+    webhooks_per_endpoint: int = 4
+    webhooks_allow_local_targets: bool = False
     # Retention (shared/domain/retention.py; purged by the reactions service every
     # retention_interval_s in batches, or `parcours maintenance purge`), in days; 0 (or
     # less) keeps for ever. The contact history is kept at least as long as the longest
