@@ -19,6 +19,7 @@ from shared.domain.produced import ProducedEvent
 from shared.domain.profile_records import ProfileRecord
 from shared.domain.reactions import Reaction
 from shared.domain.routing import SendRequest
+from shared.domain.webhook_payloads import Notification
 from shared.topics import ALL_TOPICS
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -30,6 +31,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "topics/profiles.v1.json": ProfileRecord,
     "topics/reactions.v1.json": Reaction,
     "conditions.v1.json": Condition,
+    "webhooks/notification.v1.json": Notification,
 }
 
 

@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from datetime import UTC, datetime
+from pathlib import Path
 
+import jsonschema_rs  # schemathesis's
+import orjson
 import pytest
 
 from shared.domain import outbound_webhooks as wh
+from shared.domain import webhook_payloads as payloads
+from shared.domain.events import Channel
 from shared.domain.outbound_webhooks import Change, Filters
+from shared.domain.reactions import Reaction
+from shared.domain.status import Status
+from shared.domain.webhook_payloads import Notification
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BODY = b'{"id":"n1","type":"status.processed"}'
 
@@ -144,3 +156,51 @@ def test_private_addresses_are_refused(address: str) -> None:
 @pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1::1"])
 def test_public_addresses_are_called(address: str) -> None:
     assert not wh.address_refused(address)
+
+
+# --- payloads (shared/domain/webhook_payloads.py) -----------------------------------------
+
+def _reaction(kind: str = "opened", origin: dict[str, object] | None = None) -> Reaction:
+    return Reaction.model_validate({
+        "reactionId": "r1", "tenant": "acme", "messageId": "00000000-0000-0000-0000-000000000001",
+        "kind": kind, "at": NOW, "channel": "email", "profileId": "p1", "source": "tracking",
+        **({"origin": origin} if origin else {})})
+
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def test_a_status_notification_and_what_the_filters_see() -> None:
+    change = payloads.StatusChange(eventId="EVTa", pKey="k1", status=Status.PROCESSED,
+                                   messageId="m1", channel=Channel.EMAIL, at=NOW)
+    n = payloads.of_status("acme", change, NOW)
+    assert n.type == "status.processed"
+    assert n.id == wh.notification_id("acme", "status/k1/processed")
+    assert payloads.change_of(n) == Change("status", "processed", "EVTa", "email")
+    body = orjson.loads(payloads.body(n))
+    assert body["data"] == {"eventId": "EVTa", "pKey": "k1", "status": "processed",
+                            "messageId": "m1", "channel": "email",
+                            "at": "2026-12-03T12:00:00Z"}
+    assert Notification.model_validate(body) == n
+
+
+def test_a_reaction_notification_names_its_event_when_an_event_sent_it() -> None:
+    n = payloads.of_reaction(_reaction("clicked", {"kind": "event", "eventId": "EVTa",
+                                                   "pKey": "k1"}), NOW)
+    assert n.type == "reaction.clicked"
+    assert payloads.change_of(n) == Change("reaction", "clicked", "EVTa", "email")
+    journey = payloads.of_reaction(_reaction("opened", {
+        "kind": "journey", "journeyId": "j", "journeyVersion": 1, "nodeId": "n",
+        "instanceId": "i"}), NOW)
+    assert payloads.change_of(journey).event_id is None
+    assert Notification.model_validate_json(payloads.body(n)) == n
+
+
+def test_the_body_validates_against_the_committed_schema() -> None:
+    schema = jsonschema_rs.Draft202012Validator(
+        json.loads((ROOT / "schemas/webhooks/notification.v1.json").read_text()))
+    n = payloads.of_reaction(_reaction(), NOW)
+    schema.validate(orjson.loads(payloads.body(n)))
+    schema.validate(orjson.loads(payloads.body(payloads.ping("acme", "wh_1", "x", NOW))))
+    assert not schema.is_valid({**orjson.loads(payloads.body(n)), "type": "nope"})
+    assert not schema.is_valid({**orjson.loads(payloads.body(n)), "surprise": 1})
