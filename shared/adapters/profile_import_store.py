@@ -61,17 +61,13 @@ DELETE FROM {table} s USING (
 RETURNING s.line, s.profile_id, d.last
 """
 # A slice's statements look its profiles up one by one in the primary key (a nested loop
-# from the staging table): a hash join would read all the tenant's profiles for each
-# slice, which grows with the square of the file. Sequential scans too: on a young
-# database (the profiles table's statistics say it is nearly empty, as in a clean CI run)
-# the planner otherwise scanned the growing table once per staged row, and a 60,000-row
-# import took minutes.
-# Whichever side the planner puts outside the nested loop, the inside is an index look-up:
-# with the profiles' statistics from a young database (nearly empty) it put the profiles
-# outside and scanned the staging table once per profile — quadratic, minutes for 60,000
-# rows in a clean CI run. Building it costs a few hundredths of a second a slice.
+# from the staging table): a hash join would read all the profiles (of every tenant) for
+# each slice, which grows with the square of the file. Sequential scans off too, and the
+# staging table gets an index on profile_id, so that whichever side the planner puts
+# outside the loop, the inside is an index look-up. That the look-up is the primary key's,
+# not a secondary index's on (tenant_id, …) with a filter on profile_id (a scan of the
+# tenant per row), is what migration 022's statistics overrides make sure of.
 _INDEXED = "CREATE INDEX ON {table} (profile_id)"
-_LARGE = "SELECT reltuples >= 100000 FROM pg_class WHERE oid = 'profiles'::regclass"
 _BY_INDEX = ("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;"
              " SET LOCAL enable_seqscan = off")
 _BY_PLAN = ("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT;"
@@ -152,13 +148,7 @@ async def begin(connection: asyncpg.Connection, tenant: str) -> None:
     jsonb encoder for COPY) and the savepoint ``finish`` may roll back to."""
     literal = "'" + tenant.replace("'", "''") + "'"
     await connection.execute(_CREATE.format(tenant=literal))
-    # Only where the profiles' statistics say the table is large: on a young database
-    # (statistics of a nearly empty table) every index looks like a one-row look-up and
-    # the planner took the tenant's email index instead of the primary key (quadratic:
-    # the two 60,000-row slice tests timed out in a clean CI run), while a hash join of
-    # a still small table is cheap.
-    if await connection.fetchval(_LARGE):
-        await connection.execute(_BY_INDEX)
+    await connection.execute(_BY_INDEX)
     await connection.execute(f"SAVEPOINT {_SAVEPOINT}")
 
 
