@@ -16,6 +16,7 @@
     parcours typologies list | create FILE.json | delete TYPOLOGY
     parcours denylist list [--channel C] | add CHANNEL ENTRY [--reason T] | remove CHANNEL ENTRY
     parcours quarantine list [--channel C] [--all] | release CHANNEL ADDRESS
+    parcours maintenance purge [--batch N]
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a
 producer writes straight to Kafka (shared/kafka_signing.py); creating one needs the
@@ -32,7 +33,7 @@ import argparse
 import asyncio
 import sys
 
-from services.cli import admin_client, audiences, profiles_client, rules
+from services.cli import admin_client, audiences, maintenance, profiles_client, rules
 from shared.adapters.key_store import create_key, create_tenant, revoke_key
 from shared.adapters.postgres import connect
 from shared.domain.api_keys import Scope
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     profiles_client.add_verbs(nouns)
     audiences.add_verbs(nouns)
     rules.add_verbs(nouns)
+    maintenance.add_verbs(nouns)
     return parser
 
 
@@ -97,6 +99,8 @@ def main() -> None:
         sys.exit(rules.run(args))
     if args.noun == "profiles":
         sys.exit(profiles_client.run(args))
+    if args.noun == "maintenance":
+        sys.exit(maintenance.run(args))
     sys.exit(asyncio.run(_run(args)))
 
 

@@ -1,11 +1,12 @@
-"""Run the reactions consumer: ``python -m services.reactions`` (metrics on
-reactions_metrics_port)."""
+"""Run the reactions consumer and the retention purge: ``python -m services.reactions``
+(metrics on reactions_metrics_port)."""
 
 import asyncio
 import signal
 
 from prometheus_client import start_http_server
 
+from services.reactions import retention
 from services.reactions.consumer import run
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings
@@ -14,11 +15,13 @@ from shared.shutdown import exit_within
 
 async def supervised(settings: Settings) -> None:
     task = asyncio.create_task(run(settings))
+    purging = asyncio.create_task(retention.run(settings))
     loop = asyncio.get_running_loop()
 
     def stopping() -> None:
         exit_within()
         task.cancel()
+        purging.cancel()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping)
@@ -26,6 +29,8 @@ async def supervised(settings: Settings) -> None:
         await task
     except asyncio.CancelledError:
         pass
+    finally:
+        purging.cancel()
 
 
 if __name__ == "__main__":

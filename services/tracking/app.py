@@ -55,6 +55,14 @@ def _user_agent(scope: Scope) -> str | None:
 
 _NO_STORE = [(b"cache-control", b"no-store, private"), (b"referrer-policy", b"no-referrer")]
 _NOT_FOUND = (404, [(b"content-type", b"text/plain"), (b"content-length", b"9")], b"not found")
+# A click on a signed link whose message is no longer kept (retention) or not known.
+_EXPIRED_PAGE = (b'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+                 b'<meta name="robots" content="noindex"><title>Link expired</title></head>'
+                 b"<body><h1>This link has expired</h1><p>The message it came in is too old"
+                 b" for its links to work.</p></body></html>")
+_EXPIRED = (404, [(b"content-type", b"text/html; charset=utf-8"),
+                  (b"content-length", str(len(_EXPIRED_PAGE)).encode()), *_NO_STORE,
+                  (b"content-security-policy", b"default-src 'none'")], _EXPIRED_PAGE)
 _UNAVAILABLE = (503, [(b"content-type", b"text/plain"), (b"content-length", b"11"),
                      (b"retry-after", b"1")], b"unavailable")
 _PIXEL = (200, [(b"content-type", b"image/gif"), (b"content-length", str(len(GIF)).encode()),
@@ -64,12 +72,13 @@ _PIXEL = (200, [(b"content-type", b"image/gif"), (b"content-length", str(len(GIF
 async def _answer(tracking: Tracking, scope: Scope, kind: Kind, token: str
                   ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     hit = Hit(kind, token, scope["method"], _user_agent(scope), datetime.now(UTC))
-    answer: Answer = await react(hit, tracking.keys, tracking.lookup, tracking.record)
+    answer: Answer = await react(hit, tracking.keys, tracking.lookup, tracking.record,
+                                 tracking.link_keep)
     REQUESTS.labels(kind, answer.outcome).inc()
     if answer.outcome == "unavailable":
         return _UNAVAILABLE
     if not answer.found:
-        return _NOT_FOUND
+        return _EXPIRED if kind == "click" and answer.outcome != "refused" else _NOT_FOUND
     if kind == "open":
         return _PIXEL
     return 302, [(b"location", location(answer.url or "")), (b"content-length", b"0"),

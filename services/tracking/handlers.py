@@ -7,20 +7,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from shared.adapters.tracking_store import TrackedMessage
 from shared.domain.events import Channel
 from shared.domain.machine_signals import classify
 from shared.domain.reactions import Link, Reaction, ReactionKind, reaction_id
+from shared.domain.retention import expired
 from shared.domain.tracking_links import Keyring, Kind, verify
 
 log = logging.getLogger(__name__)
 
 Lookup = Callable[[str, str], Awaitable[TrackedMessage | None]]
 Record = Callable[[Reaction], Awaitable[bool]]
-Outcome = Literal["recorded", "repeated", "refused", "unknown", "unrecorded", "unavailable"]
+Outcome = Literal["recorded", "repeated", "refused", "unknown", "expired", "unrecorded",
+                  "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Answer:
 
     @property
     def found(self) -> bool:
-        return self.outcome not in ("refused", "unknown", "unavailable")
+        return self.outcome not in ("refused", "unknown", "expired", "unavailable")
 
 
 def reaction_of(request: Request, message: TrackedMessage, index: int | None) -> Reaction:
@@ -56,9 +58,12 @@ def reaction_of(request: Request, message: TrackedMessage, index: int | None) ->
         machine=verdict.machine, machineReason=verdict.reason, source="tracking")
 
 
-async def react(request: Request, keys: Keyring, lookup: Lookup, record: Record) -> Answer:
+async def react(request: Request, keys: Keyring, lookup: Lookup, record: Record,
+                keep: timedelta | None = None) -> Answer:
     """Refused (404) for a token that does not verify or names another route, unknown
-    (404) for a message or link not stored: nothing recorded, nowhere redirected."""
+    (404) for a message or link not stored, expired (404) for a message sent longer ago
+    than its links are kept (``keep``, retention; the purge deletes it soon after):
+    nothing recorded, nowhere redirected."""
     tracked = verify(keys, request.token)
     if tracked is None or tracked.kind != request.kind:
         return Answer("refused")
@@ -70,6 +75,8 @@ async def react(request: Request, keys: Keyring, lookup: Lookup, record: Record)
     index = tracked.index
     if message is None or (index is not None and index >= len(message.links)):
         return Answer("unknown")
+    if expired(message.sent_at, request.now, keep):
+        return Answer("expired")
     url = None if index is None else message.links[index]
     try:
         new = await record(reaction_of(request, message, index))

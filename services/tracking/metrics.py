@@ -6,7 +6,8 @@ REQUESTS = Counter(
     "parcours_tracking_requests_total",
     "Pixel and click requests, by outcome",
     # route: open, click; outcome: recorded, repeated (already recorded), refused (forged
-    # or altered token), unknown (no such message), unrecorded (the insert failed: answered
+    # or altered token), unknown (no such message), expired (sent longer ago than links are
+    # kept: retention_tracked_messages_days), unrecorded (the insert failed: answered
     # anyway), unavailable (the lookup failed: 503)
     ["route", "outcome"],
 )

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import asyncpg
 
@@ -20,6 +21,7 @@ from shared.adapters.producer import RenewingProducer
 from shared.adapters.tracking_store import TrackedMessage
 from shared.bounded import BoundedDict
 from shared.domain.reactions import Reaction
+from shared.domain.retention import days
 from shared.domain.tracking_links import Keyring, parse_keyring
 from shared.settings import Settings
 
@@ -40,6 +42,7 @@ class Tracking:
     _messages: BoundedDict[tuple[str, str], tuple[float, TrackedMessage]] = field(
         default_factory=lambda: BoundedDict(100_000))
     connections: list[OwnConnection] = field(default_factory=list)
+    link_keep: timedelta | None = None  # links of older messages are 404 (retention)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -54,7 +57,8 @@ class Tracking:
             return await tracking_store.lookup(await reader(), names)
 
         tracking = cls(settings, keys, pool, producer, recorder(writer), Batched(find_all),
-                       connections=[writer, reader])
+                       connections=[writer, reader],
+                       link_keep=days(settings.retention_tracked_messages_days))
         if background:
             tracking._tasks = [asyncio.create_task(tracking._relay())]
         return tracking

@@ -1,0 +1,69 @@
+"""The retention purge, a periodic job of the reactions service: every
+``retention_interval_s`` (first a few seconds after start) it deletes, in small batches,
+what shared/domain/retention.py says is no longer kept (shared/adapters/retention_store.py).
+
+Here rather than in a service on a request path (the tracking service's one event loop
+answers redirects, the gateway ingestion) or a new deployable: the reactions service is
+long-running, off every request path, and already owns the reactions' afterlife. Replicas
+are harmless: an advisory lock lets one purge at a time. ``parcours maintenance purge``
+runs the same purge once (a cron job, or by hand after lowering a setting)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+
+from services.reactions.metrics import PURGE_RUNS, PURGE_SECONDS, PURGED
+from shared.adapters.postgres import connect
+from shared.adapters.retention_store import purge
+from shared.domain.retention import Retention
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+FIRST_DELAY_S = 5.0
+
+
+def retention_of(settings: Settings) -> Retention:
+    return Retention.of(settings.retention_message_trace_days,
+                        settings.retention_contact_history_days,
+                        settings.retention_reactions_days,
+                        settings.retention_tracked_messages_days)
+
+
+async def purge_once(connection: asyncpg.Connection, settings: Settings) -> None:
+    def counted(table: str, rows: int) -> None:
+        PURGED.labels(table).inc(rows)
+
+    purged = await purge(connection, retention_of(settings), datetime.now(UTC),
+                         settings.retention_batch, progress=counted)
+    if purged is None:
+        PURGE_RUNS.labels("skipped").inc()  # another process is purging
+        return
+    PURGE_RUNS.labels("done").inc()
+    PURGE_SECONDS.set(purged.seconds)
+    if any(purged.rows.values()):
+        log.info("retention purge: %s in %.1f s", purged.rows, purged.seconds)
+
+
+async def run(settings: Settings) -> None:
+    """Until cancelled; a failed purge (PostgreSQL away) is tried again next interval."""
+    await asyncio.sleep(FIRST_DELAY_S)
+    connection: asyncpg.Connection | None = None
+    while True:
+        try:
+            if connection is None or connection.is_closed():
+                connection = await connect(settings.pg_dsn)
+            await purge_once(connection, settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            PURGE_RUNS.labels("failed").inc()
+            log.warning("retention purge failed (%s); next in %.0f s", error,
+                        settings.retention_interval_s)
+            if connection is not None:
+                connection.terminate()
+                connection = None
+        await asyncio.sleep(settings.retention_interval_s)
