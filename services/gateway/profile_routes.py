@@ -22,12 +22,8 @@ from pydantic import BaseModel, ValidationError
 from services.gateway.wiring import Gateway
 from shared.adapters import (
     consent_store,
-    contact_history,  # noqa: F401  (registers with erasure)
-    erasure,
-    event_redaction,
+    personal_data,
     profile_store,
-    reaction_store,  # noqa: F401  (registers with erasure)
-    tracking_store,  # noqa: F401  (registers with erasure)
 )
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_schema_store import TenantSchema
@@ -43,8 +39,6 @@ from shared.domain.profiles import (
     profile_document,
     to_write,
 )
-
-assert event_redaction  # registers what events keep about a profile with ``erasure``
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_BATCH = 1000
@@ -222,7 +216,7 @@ async def export_profile(profile_id: ProfileId, request: Request, caller: Profil
     gateway = _gateway(request)
     tenant_schema = await gateway.profile_schemas.get(caller.tenant)
     async with gateway.pool.acquire() as connection:
-        exported = await erasure.export_profile(connection, caller.tenant, profile_id)
+        exported = await personal_data.export_profile(connection, caller.tenant, profile_id)
         if exported.get("profile") is None:
             raise HTTPException(404, f"no profile {profile_id!r}")
         exported["profile"] = await _document(connection, caller.tenant, tenant_schema,
@@ -239,7 +233,7 @@ async def erase_profile(profile_id: ProfileId, request: Request, caller: Profile
         if await profile_store.is_test_profile(connection, caller.tenant, profile_id):
             raise HTTPException(409, f"{profile_id!r} is a test profile: delete it through"
                                      " the admin API (/admin/v1/test-profiles)")
-        removed = await erasure.erase_profile(connection, caller.tenant, profile_id)
+        removed = await personal_data.erase_profile(connection, caller.tenant, profile_id)
     if not any(removed.values()):
         raise HTTPException(404, f"no profile {profile_id!r}")
     return _json({"profileId": profile_id, "erased": True, "removed": removed})

@@ -23,13 +23,8 @@ from pydantic import ValidationError
 from services.profile_ingest.metrics import BATCH_SECONDS, DEADLETTERED, RECORDS, RETRIES
 from services.profile_ingest.wiring import Ingest
 from shared.adapters import (
-    consent_store,
-    contact_history,  # noqa: F401  (registers with erasure)
-    erasure,
-    event_redaction,
+    personal_data,
     profile_store,
-    reaction_store,  # noqa: F401  (registers with erasure)
-    tracking_store,  # noqa: F401  (registers with erasure)
 )
 from shared.adapters.kafka import publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
@@ -50,10 +45,6 @@ from shared.domain.record_signing import (
     check_tenant,
 )
 from shared.resilience import retry_forever
-
-# Every store holding personal data registers with ``erasure`` when imported: a tombstone
-# erases what the profile API's DELETE erases.
-assert consent_store and event_redaction and profile_store
 
 log = logging.getLogger(__name__)
 STAGE = "profile-ingest"
@@ -176,7 +167,7 @@ async def _apply(ingest: Ingest, operations: list[Upsert | Erase]) -> list[str]:
     async with connection.transaction():
         for run in _runs(operations):
             if isinstance(run, Erase):
-                await erasure.erase_profile(connection, run.tenant, run.profile_id)
+                await personal_data.erase_profile(connection, run.tenant, run.profile_id)
                 outcomes[id(run)] = "erased"
                 continue
             # one call per tenant, each write at its record's time: four round trips for
