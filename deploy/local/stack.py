@@ -274,6 +274,10 @@ SERVICES = (
             f"http://127.0.0.1:{settings.tracking_port}/health/ready"),
     Service("reactions", "services.reactions",
             f"http://127.0.0.1:{settings.reactions_metrics_port}/metrics"),
+    # Locally the tenants' endpoints are on this machine (tests run receivers on loopback).
+    Service("webhooks", "services.webhooks",
+            f"http://127.0.0.1:{settings.webhooks_metrics_port}/metrics",
+            ("--allow-local-targets",)),
     Service("processor", "services.processor",
             f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"),
     Service("sender-email", "services.sender_email",

@@ -19,6 +19,7 @@ from services.admin import (
     proof_routes,
     rule_routes,
     test_profile_routes,
+    webhook_routes,
 )
 from services.admin.limits import BodyLimit
 from services.admin.metrics import RequestMetrics
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)
     for routes in (event_routes, proof_routes, test_profile_routes, profile_schema_routes,
                    audience_routes, rule_routes, address_routes, dry_run_routes,
-                   identity_routes, dkim_routes):
+                   identity_routes, dkim_routes, webhook_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)

@@ -51,6 +51,7 @@ SERVICE_PORTS = {
     "bounces": ("bounces_smtp_port", "bounces_metrics_port"),
     "tracking": ("tracking_port",),
     "reactions": ("reactions_metrics_port",),
+    "webhooks": ("webhooks_metrics_port",),
 }
 METRICS_PORT = {
     "gateway": "gateway_port",
@@ -66,6 +67,7 @@ METRICS_PORT = {
     "bounces": "bounces_metrics_port",
     "tracking": "tracking_port",
     "reactions": "reactions_metrics_port",
+    "webhooks": "webhooks_metrics_port",
 }
 GENERIC_LABELS = {"job", "instance"}
 METRIC_KINDS = {"Counter", "Histogram", "Gauge", "Summary"}

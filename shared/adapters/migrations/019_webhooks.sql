@@ -92,7 +92,8 @@ CREATE TABLE webhook_deliveries (
     last_latency_ms  integer,
     delivered_at     timestamptz
 );
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+-- What is due, per subscription (each gets at most its share of calls in flight).
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (subscription_id, next_attempt_at)
     WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_log ON webhook_deliveries (subscription_id, created_at DESC);
 -- The log is kept 7 days: the service deletes what is done and older.

@@ -1,0 +1,96 @@
+"""One signed call to an endpoint. The name is resolved here and the call goes to an
+address that was checked (a name that resolves to a public address for the check and to
+an internal one for the call — DNS rebinding — cannot slip through): the URL's host
+stays in the Host header and in TLS (SNI and certificate check)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from shared.domain import outbound_webhooks as wh
+
+ERROR_TEXT = 300  # characters of an answer's body kept in the log
+USER_AGENT = "Parcours-Webhooks/1"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    http_status: int | None
+    latency_ms: int
+    error: str | None
+
+
+class Refused(Exception):
+    pass
+
+
+async def _address(host: str, port: int, allow_local: bool) -> str:
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise Refused(f"{host} does not resolve ({error.strerror})") from None
+    addresses = [str(info[4][0]) for info in infos]
+    if not allow_local:
+        refused = [a for a in addresses if wh.address_refused(a)]
+        if refused:
+            raise Refused(f"{host} resolves to {refused[0]}, a loopback, private or reserved"
+                          " address (allowed only with PARCOURS_WEBHOOKS_ALLOW_LOCAL_TARGETS)")
+    return addresses[0]
+
+
+async def call(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes,
+               timeout_s: float, allow_local: bool) -> Outcome:
+    began = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout_s):  # in all: a server dripping bytes included
+            return await _call(client, url, headers, body, allow_local, began)
+    except Refused as error:
+        return Outcome(None, _ms(began), f"refused: {error}")
+    except TimeoutError:
+        return Outcome(None, _ms(began), f"no answer within {timeout_s:g} s")
+    except httpx.HTTPError as error:
+        return Outcome(None, _ms(began), f"{type(error).__name__}: {error}"[:ERROR_TEXT])
+
+
+async def _call(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes,
+                allow_local: bool, began: float) -> Outcome:
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not allow_local:
+        raise Refused("http:// endpoints are allowed only with"
+                      " PARCOURS_WEBHOOKS_ALLOW_LOCAL_TARGETS; use https://")
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = await _address(host, port, allow_local)
+    literal = f"[{address}]" if ":" in address else address
+    pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
+    host_header = parts.netloc.rpartition("@")[2]
+    request = client.build_request(
+        "POST", pinned, content=body,
+        headers={**headers, "host": host_header, "content-type": "application/json",
+                 "user-agent": USER_AGENT},
+        extensions={"sni_hostname": host})
+    response = await client.send(request, stream=True)
+    try:
+        if wh.succeeded(response.status_code):
+            return Outcome(response.status_code, _ms(began), None)
+        text = b""
+        async for chunk in response.aiter_bytes():
+            text += chunk
+            if len(text) >= ERROR_TEXT:
+                break
+        reason = text[:ERROR_TEXT].decode(errors="replace").strip()
+        return Outcome(response.status_code, _ms(began),
+                       f"HTTP {response.status_code}" + (f": {reason}" if reason else ""))
+    finally:
+        await response.aclose()
+
+
+def _ms(began: float) -> int:
+    return round((time.monotonic() - began) * 1000)
