@@ -354,3 +354,15 @@ async def test_export_and_erasure_cover_every_store(tenant: Tenant, pool: asyncp
             "SELECT reason FROM event_status WHERE tenant_id = $1 AND status = 'deliveryFailed'",
             tenant.name)
     assert [r["reason"] for r in reasons] == ["550 mailbox [erased] unknown"]
+
+
+async def test_an_address_with_letters_beyond_ascii_is_found_as_written(tenant: Tenant) -> None:
+    """Addresses compare without the case of ASCII letters (what lower(… COLLATE "C") does
+    whatever the database's locale). Python's full lower-casing on one side only once made
+    an address with an 'É' impossible to find even written exactly as stored."""
+    email = "Élodie.Zoë+" + unique_email("x")
+    await accepted(tenant.profiles, "PUT", "/p-elodie", ada(email), (201,))
+    everyone = f"{GATEWAY}/v1/profiles"
+    for written in (email, email.replace("example", "EXAMPLE")):
+        found = (await tenant.profiles.get(everyone, params={"email": written})).json()
+        assert [p["profileId"] for p in found["profiles"]] == ["p-elodie"], written
