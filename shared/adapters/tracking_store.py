@@ -28,15 +28,31 @@ class TrackedMessage:
     sent_at: datetime | None = None  # the store's clock when remembered
 
 
-async def remember(connection: asyncpg.Connection | asyncpg.Pool, message: TrackedMessage
-                   ) -> None:
-    """Once per message: a message sent again (a retried batch) renders the same links."""
+_REMEMBER = """
+INSERT INTO tracked_messages (tenant_id, message_id, channel, profile_id, address, origin,
+                              links)
+SELECT t, m, c, p, a, o::jsonb,
+       ARRAY(SELECT e FROM jsonb_array_elements_text(l::jsonb) WITH ORDINALITY AS x(e, i)
+              ORDER BY i)
+  FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+              $7::text[]) AS u(t, m, c, p, a, o, l)
+ON CONFLICT (tenant_id, message_id) DO NOTHING
+"""
+
+
+async def remember(connection: asyncpg.Connection | asyncpg.Pool,
+                   messages: Sequence[TrackedMessage]) -> None:
+    """One statement for many messages. Once per message: a message sent again (a retried
+    batch) renders the same links, and its row stays as first stored."""
+    if not messages:
+        return
     await connection.execute(
-        "INSERT INTO tracked_messages (tenant_id, message_id, channel, profile_id, address,"
-        " origin, links) VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7)"
-        " ON CONFLICT (tenant_id, message_id) DO NOTHING",
-        message.tenant, uuid.UUID(message.message_id), message.channel, message.profile_id,
-        message.address, orjson.dumps(message.origin).decode(), list(message.links))
+        _REMEMBER, [m.tenant for m in messages], [uuid.UUID(m.message_id) for m in messages],
+        [m.channel for m in messages], [m.profile_id for m in messages],
+        [m.address for m in messages], [orjson.dumps(m.origin).decode() for m in messages],
+        # As JSON text: asyncpg would read a list in an array parameter as another
+        # dimension, and the messages' link counts differ.
+        [orjson.dumps(m.links).decode() for m in messages])
 
 
 async def lookup(connection: asyncpg.Connection | asyncpg.Pool,

@@ -1,15 +1,24 @@
 """Tracked links at send time: an HTML email's http(s) links go through the tracking
 service's signed click URLs and its open pixel is added; what a pixel or click needs to
 record its reaction (the links by index, profile or address, origin) is stored before
-the message is handed over, so the recipient can never click before it is there."""
+the message is handed over, so the recipient can never click before it is there.
+
+Stored by group commit: the messages of a delivery batch reach ``tracked`` in one turn of
+the event loop (rendering does not wait), and go to PostgreSQL in one statement and one
+commit; those arriving while it runs go together in the next. One insert and one commit
+per message, through the sender's pool of two connections, made the links' storage the
+sender's bottleneck (P4 at 200/s: about 180 messages/s handed over, a growing backlog).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from functools import lru_cache
 
 import asyncpg
 
 from shared.adapters import tracking_store
+from shared.adapters.tracking_store import TrackedMessage
 from shared.domain.delivery_rules.addresses import recipient_address
 from shared.domain.events import Channel
 from shared.domain.link_rewriting import rewrite_links
@@ -22,6 +31,53 @@ from shared.settings import Settings
 @lru_cache(maxsize=4)
 def _keyring(keys: str) -> Keyring:
     return parse_keyring(keys)
+
+
+class _GroupCommit:
+    """Messages to store, written together; each caller waits for its own statement and
+    gets its error (the caller retries, as it would a statement of its own)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._waiting: list[tuple[TrackedMessage, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def remember(self, message: TrackedMessage) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((message, done))
+        if self._writer is None or self._writer.done():
+            # Runs in the loop's next turn, once the batch's other messages are here.
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                await tracking_store.remember(self._pool, [m for m, _ in group])
+            except asyncio.CancelledError:
+                for _, done in group:
+                    done.cancel()
+                raise
+            except Exception as error:
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(error)
+            else:
+                for _, done in group:
+                    if not done.done():
+                        done.set_result(None)
+
+
+_groups: dict[asyncpg.Pool, _GroupCommit] = {}  # a sender has one pool for life
+
+
+def _group(pool: asyncpg.Pool) -> _GroupCommit:
+    for closed in [p for p in _groups if p.is_closing()]:
+        del _groups[closed]
+    if pool not in _groups:
+        _groups[pool] = _GroupCommit(pool)
+    return _groups[pool]
 
 
 async def tracked(pool: asyncpg.Pool, settings: Settings, request: SendRequest,
@@ -37,7 +93,7 @@ async def tracked(pool: asyncpg.Pool, settings: Settings, request: SendRequest,
                               open_url(base, keys, tenant, message))
     address = None if request.profileId else recipient_address(request.channel.value,
                                                                request.to)
-    await tracking_store.remember(pool, tracking_store.TrackedMessage(
+    await _group(pool).remember(TrackedMessage(
         tenant, message, request.channel.value, request.profileId, address,
         request.origin.model_dump(), rewritten.links))
     return RenderedMessage(rendered.channel, {**rendered.parts, "html": rewritten.html},
