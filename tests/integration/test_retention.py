@@ -79,7 +79,8 @@ async def _tracked(pool: asyncpg.Pool, tenant: str, age: timedelta) -> uuid.UUID
     await pool.execute(
         "INSERT INTO tracked_messages (tenant_id, message_id, channel, address, origin, links,"
         " sent_at) VALUES ($1, $2, 'email', 'old@example.com', $3::jsonb, $4,"
-        " now() - $5::interval)", tenant, message, {"kind": "event", "eventId": "EVTretention"},
+        " now() - $5::interval)", tenant, message, {"kind": "event", "eventId": "EVTretention",
+                                           "pKey": "k"},
         ["https://shop.example/old"], age)
     return message
 
@@ -182,6 +183,9 @@ async def test_an_old_tracked_link_is_an_expired_page_never_a_redirect(
     redirect = await _clicked(plain, recent)
     assert redirect.status_code == 302
     assert redirect.headers["location"] == "https://shop.example/old"
+    assert await pool.fetchval(  # recorded before the answer went
+        "SELECT count(*) FROM reactions WHERE tenant_id = $1 AND message_id = $2",
+        plain, recent) == 1
 
     await _purged()
     assert await _left(pool, "tracked_messages", plain, [old, recent]) == {recent}
