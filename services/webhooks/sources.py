@@ -69,7 +69,7 @@ class Matcher:
                 if wh.matches(filters, change):
                     found.append(store.NewDelivery(
                         wh.delivery_id(subscription_id, n.id), subscription_id, n.tenant,
-                        n.id, n.type, payloads.body(n)))
+                        n.id, n.type, payloads.body(n), _profile(n)))
         return found
 
     async def schedule(self, db: asyncpg.Connection, deliveries: list[store.NewDelivery],
@@ -85,6 +85,11 @@ class Matcher:
             found = await store.channels_of(db, tenant, [event_id])
             self._channels[key] = found.get(event_id)
         return self._channels[key]
+
+
+def _profile(notification: payloads.Notification) -> str | None:
+    data = notification.data
+    return data.profileId if isinstance(data, Reaction) else None
 
 
 # --- status changes -------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from shared.adapters import (
     profile_store,
     reaction_store,
     tracking_store,
+    webhook_store,
 )
 
 STORES = (consent_store, contact_history, event_redaction, profile_store, reaction_store,
-          tracking_store)
+          tracking_store, webhook_store)
 erase_profile = erasure.erase_profile
 export_profile = erasure.export_profile

@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.adapters import erasure
+
 SECRET_PREFIX = "whsec_"
 FILTERS = ("event_ids", "channels", "statuses", "kinds")
 _SUBSCRIPTION = ("subscription_id, tenant_id, url, description, event_ids, channels,"
@@ -116,6 +118,7 @@ class NewDelivery:
     notification_id: str
     type: str
     body: bytes
+    profile_id: str | None = None  # a reaction's: erased with the profile
 
 
 async def schedule(db: asyncpg.Connection, deliveries: Sequence[NewDelivery]) -> int:
@@ -125,13 +128,14 @@ async def schedule(db: asyncpg.Connection, deliveries: Sequence[NewDelivery]) ->
         return 0
     result = await db.execute(
         "INSERT INTO webhook_deliveries (delivery_id, subscription_id, tenant_id,"
-        " notification_id, type, body, next_attempt_at)"
-        " SELECT d, s, t, n, ty, b, now() FROM unnest($1::uuid[], $2::text[], $3::text[],"
-        " $4::uuid[], $5::text[], $6::text[]) AS u(d, s, t, n, ty, b)"
+        " notification_id, type, body, profile_id, next_attempt_at)"
+        " SELECT d, s, t, n, ty, b, p, now() FROM unnest($1::uuid[], $2::text[], $3::text[],"
+        " $4::uuid[], $5::text[], $6::text[], $7::text[]) AS u(d, s, t, n, ty, b, p)"
         " ON CONFLICT (delivery_id) DO NOTHING",
         [d.delivery_id for d in deliveries], [d.subscription_id for d in deliveries],
         [d.tenant for d in deliveries], [d.notification_id for d in deliveries],
-        [d.type for d in deliveries], [d.body.decode() for d in deliveries])
+        [d.type for d in deliveries], [d.body.decode() for d in deliveries],
+        [d.profile_id for d in deliveries])
     return int(result.split()[-1])
 
 
@@ -280,3 +284,27 @@ async def redeliver(db: asyncpg.Connection, tenant: str, subscription_id: str,
         " give_up_after = now() + interval '1 day', delivered_at = NULL"
         " WHERE tenant_id = $1 AND subscription_id = $2 AND delivery_id = $3 RETURNING true",
         tenant, subscription_id, delivery_id) is not None
+
+
+# --- erasure -----------------------------------------------------------------------------------
+
+async def _erase(db: asyncpg.Connection, tenant: str, profile_id: str) -> dict[str, int]:
+    """Notifications about the profile's reactions leave the log (and are not sent, if they
+    were still due): what was delivered is the receiver's to erase."""
+    status = await db.execute("DELETE FROM webhook_deliveries WHERE tenant_id = $1"
+                              " AND profile_id = $2", tenant, profile_id)
+    return {"webhookDeliveries": int(status.split()[-1])}
+
+
+async def _export(db: asyncpg.Connection, tenant: str, profile_id: str) -> dict[str, object]:
+    rows = await db.fetch(
+        "SELECT subscription_id, type, state, created_at, delivered_at FROM"
+        " webhook_deliveries WHERE tenant_id = $1 AND profile_id = $2 ORDER BY created_at",
+        tenant, profile_id)
+    return {"webhookDeliveries": [
+        {"subscriptionId": r["subscription_id"], "type": r["type"], "state": r["state"],
+         "createdAt": r["created_at"].isoformat(),
+         "deliveredAt": r["delivered_at"] and r["delivered_at"].isoformat()} for r in rows]}
+
+
+erasure.register(erasure.PersonalData("webhookDeliveries", _erase, _export))

@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 
 from services.webhooks import calls
+from shared.adapters import personal_data
 from tests.integration.conftest import (
     GATEWAY,
     TENANT,
@@ -228,6 +229,16 @@ async def test_an_email_open_is_posted_as_a_reaction(
     assert body["data"]["source"] == "tracking"
     assert verify(hook["secret"], call.headers["Parcours-Signature"], call.body)
     assert not verify(hook["secret"], call.headers["Parcours-Signature"], call.body + b" ")
+
+    # the notification names the profile: it is exported and erased with it
+    profile_id = body["data"]["profileId"]
+    async with pool.acquire() as connection:
+        exported = await personal_data.export_profile(connection, TENANT, profile_id)
+        assert [d["type"] for d in exported["webhookDeliveries"]] == ["reaction.opened"]
+        removed = await personal_data.erase_profile(connection, TENANT, profile_id)
+    assert removed["webhookDeliveries"] == 1
+    assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries WHERE subscription_id"
+                               " = $1", hook["subscriptionId"]) == 0
 
 
 async def test_an_endpoint_answering_500_is_retried_and_the_log_says_so(

@@ -81,6 +81,8 @@ CREATE TABLE webhook_deliveries (
     notification_id  uuid        NOT NULL,
     type             text        NOT NULL,
     body             text        NOT NULL,
+    -- A reaction's profile, so an erasure finds its notifications (they carry its id).
+    profile_id       text,
     state            text        NOT NULL DEFAULT 'pending'
                                  CHECK (state IN ('pending', 'delivered', 'failed')),
     attempts         integer     NOT NULL DEFAULT 0,
@@ -98,6 +100,8 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (subscription_id, next
 CREATE INDEX webhook_deliveries_log ON webhook_deliveries (subscription_id, created_at DESC);
 -- The log is kept 7 days: the service deletes what is done and older.
 CREATE INDEX webhook_deliveries_done ON webhook_deliveries (created_at) WHERE state <> 'pending';
+CREATE INDEX webhook_deliveries_profile ON webhook_deliveries (tenant_id, profile_id)
+    WHERE profile_id IS NOT NULL;
 
 CREATE TABLE webhook_attempts (
     delivery_id  uuid        NOT NULL REFERENCES webhook_deliveries ON DELETE CASCADE,
