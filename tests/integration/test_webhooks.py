@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import re
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -293,14 +294,23 @@ async def _attempt_times(admin: httpx.AsyncClient, subscription: str) -> float:
     return (second - first).total_seconds()
 
 
-async def test_a_hanging_endpoint_does_not_delay_another(
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # nobody listens there now: connections are refused
+
+
+async def test_a_hanging_or_down_endpoint_does_not_delay_another(
     receiver: Receiver, subscribe: Any, admin: httpx.AsyncClient,
 ) -> None:
     stuck = await subscribe(receiver.url("/stuck"), eventIds=[NO_EVENT])
+    down = await subscribe(f"http://127.0.0.1:{closed_port()}/down", eventIds=[NO_EVENT])
     fine = await subscribe(receiver.url("/fine"), eventIds=[NO_EVENT])
     receiver.hanging.add("/stuck")
     for _ in range(10):
         await admin.post(f"/webhooks/{stuck['subscriptionId']}/ping")
+        await admin.post(f"/webhooks/{down['subscriptionId']}/ping")
 
     async def stuck_calls() -> bool:
         return len(receiver.to("/stuck")) >= settings.webhooks_per_endpoint
@@ -317,6 +327,13 @@ async def test_a_hanging_endpoint_does_not_delay_another(
     # the stuck endpoint never holds more than its share
     assert receiver.most_in_flight["/stuck"] == settings.webhooks_per_endpoint
     assert len(receiver.to("/stuck")) == settings.webhooks_per_endpoint
+    # the one that is down: refused at once, each due again after its backoff
+    async def tried() -> list[dict[str, Any]]:
+        return [d for d in await log_of(admin, down["subscriptionId"]) if d["attempts"]]
+
+    refused = await eventually(tried, "the down endpoint's first attempts", 5)
+    assert all(d["state"] == "pending" and d["nextAttemptAt"] for d in refused)
+    assert all("ConnectError" in d["lastError"] for d in refused)
 
 
 async def test_subscriptions_through_the_admin_api(
