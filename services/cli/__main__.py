@@ -17,6 +17,9 @@
     parcours denylist list [--channel C] | add CHANNEL ENTRY [--reason T] | remove CHANNEL ENTRY
     parcours quarantine list [--channel C] [--all] | release CHANNEL ADDRESS
     parcours maintenance purge [--batch N]
+    parcours webhooks create URL [--event E]… [--status S]… [--kind K]… | list
+    parcours webhooks show|delete|ping|enable|disable|rotate-secret|deliveries WEBHOOK
+    parcours webhooks redeliver WEBHOOK DELIVERY
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a
 producer writes straight to Kafka (shared/kafka_signing.py); creating one needs the
@@ -33,7 +36,7 @@ import argparse
 import asyncio
 import sys
 
-from services.cli import admin_client, audiences, maintenance, profiles_client, rules
+from services.cli import admin_client, audiences, maintenance, profiles_client, rules, webhooks
 from shared.adapters.key_store import create_key, create_tenant, revoke_key
 from shared.adapters.postgres import connect
 from shared.domain.api_keys import Scope
@@ -61,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     audiences.add_verbs(nouns)
     rules.add_verbs(nouns)
     maintenance.add_verbs(nouns)
+    webhooks.add_verbs(nouns)
     return parser
 
 
@@ -101,6 +105,8 @@ def main() -> None:
         sys.exit(profiles_client.run(args))
     if args.noun == "maintenance":
         sys.exit(maintenance.run(args))
+    if args.noun == "webhooks":
+        sys.exit(webhooks.run(args))
     sys.exit(asyncio.run(_run(args)))
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -403,3 +406,39 @@ async def test_loopback_and_http_are_refused_unless_allowed(receiver: Receiver) 
         assert receiver.to("/never") == []
         allowed = await calls.call(client, receiver.url("/yes"), {}, b"{}", 5, True)
         assert allowed.http_status == 200 and len(receiver.to("/yes")) == 1
+
+
+def parcours(admin_key: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "services.cli", "webhooks", *args],
+                          env={**os.environ, "PARCOURS_ADMIN_KEY": admin_key},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_the_command_line(receiver: Receiver, admin_key: str) -> None:
+    created = await asyncio.to_thread(
+        parcours, admin_key, "create", receiver.url("/cli"), "--event", NO_EVENT,
+        "--kind", "bounced", "--no-statuses")
+    [secret] = re.findall(r"signing secret \(shown once\): (whsec_\S+)", created)
+    [subscription] = re.findall(r"^(wh_[0-9a-f]+) ", created, re.MULTILINE)
+    try:
+        listed = await asyncio.to_thread(parcours, admin_key, "list")
+        assert re.search(rf"{subscription} .*yes\s+{NO_EVENT}\s+any\s+none\s+bounced", listed)
+        await asyncio.to_thread(parcours, admin_key, "ping", subscription)
+
+        async def pinged() -> list[Call]:
+            return receiver.to("/cli")
+
+        [call] = await eventually(pinged, "the CLI's ping", 10)
+        assert verify(secret, call.headers["Parcours-Signature"], call.body)
+
+        async def logged() -> str | None:
+            table = await asyncio.to_thread(parcours, admin_key, "deliveries", subscription)
+            return table if "delivered" in table else None
+
+        table = await eventually(logged, "the ping in the CLI's log", 10)
+        assert re.search(r"ping\s+delivered\s+1\s+200", table)
+        assert "no" in await asyncio.to_thread(parcours, admin_key, "disable", subscription)
+    finally:
+        await asyncio.to_thread(parcours, admin_key, "delete", subscription)
