@@ -155,8 +155,8 @@ class Settings(BaseSettings):
     # Retries off the partition (shared/sending/retries.py): a message refused for now
     # (SMTP 4xx, HTTP 408/409/429/5xx, a timeout) waits in PostgreSQL (send_retries) and is
     # tried again after first_delay doubling up to max_delay, jittered, at most
-    # max_attempts hand-overs in all (defaults: up to ~20.7 h), then ends deliveryFailed.
-    send_retry_first_delay_s: float = 5.0
+    # max_attempts hand-overs in all (defaults: up to ~20 h), then ends deliveryFailed.
+    send_retry_first_delay_s: float = 1.0
     send_retry_max_delay_s: float = 1800.0
     send_retry_max_attempts: int = 50
     send_retry_jitter: float = 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -26,6 +27,19 @@ class StoringHandler:
         self.reject_reply: str | None = None
         self.reject_count = 0
         self.reject_to: str | None = None  # only messages to this address, if set
+        # A mailbox that answers RCPT TO with this reply until then (monotonic): a
+        # recipient's server refusing for a while (POST /refuse).
+        self.refusing: dict[str, tuple[str, float]] = {}
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        refusal = self.refusing.get(address.lower())
+        if refusal is not None:
+            if time.monotonic() < refusal[1]:
+                return refusal[0]
+            del self.refusing[address.lower()]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         wanted = self.reject_to is None or self.reject_to in (r.lower() for r in envelope.rcpt_tos)
@@ -63,6 +77,12 @@ def http_api(handler: StoringHandler) -> FastAPI:
     async def reject(reply: str, count: int = 1, to: str | None = None) -> None:
         handler.reject_reply, handler.reject_count = reply, count
         handler.reject_to = to.lower() if to else None
+
+    @api.post("/refuse", status_code=204)
+    async def refuse(to: str, seconds: float,
+                     reply: str = "450 4.2.1 Mailbox busy, try again later") -> None:
+        """RCPT TO ``to`` is answered ``reply`` for the next ``seconds`` (0: no more)."""
+        handler.refusing[to.lower()] = (reply, time.monotonic() + seconds)
 
     @api.post("/reports", status_code=204)
     async def report(to: str, kind: Kind) -> None:

@@ -18,9 +18,9 @@ _MAX_DOUBLINGS = 60  # 2**60 times any positive delay is past every cap: no over
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    first_delay_s: float = 5.0
+    first_delay_s: float = 1.0
     max_delay_s: float = 1800.0
-    max_attempts: int = 50  # hand-overs in all, the first included: up to ~20.7 h
+    max_attempts: int = 50  # hand-overs in all, the first included: up to ~20 h
     jitter: float = 0.5  # the randomised fraction of each delay, 0..1
 
     def __post_init__(self) -> None:

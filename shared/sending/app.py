@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Sequence
+from contextlib import suppress
 
 from aiokafka.errors import KafkaError
 
@@ -19,6 +20,7 @@ from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
 from shared.sending.handlers import Record, dead_letter, deliver_batch
 from shared.sending.priority import Lane
+from shared.sending.retries import run_retries
 from shared.sending.spec import SenderSpec
 from shared.sending.wiring import Sender
 from shared.settings import Settings
@@ -39,6 +41,9 @@ async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event, lane: L
     async def poison(record: Record, reason: str) -> None:
         await dead_letter(sender, [(record[0], record[1], reason)])
 
+    # Messages refused for now wait off the partition, in the retry schedule: this lane's
+    # worker sends them again when due, beside the consume loop.
+    retrying = asyncio.create_task(run_retries(sender, stop))
     try:
         while not stop.is_set():
             await lane.turn(stop)
@@ -49,6 +54,9 @@ async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event, lane: L
                 await commit_or_redeliver(sender.consumer)
                 lane.took(len(records))
     finally:
+        retrying.cancel()
+        with suppress(asyncio.CancelledError):
+            await retrying
         await sender.close()
 
 

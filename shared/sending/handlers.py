@@ -10,12 +10,20 @@ each outcome is settled as soon as it is known, many to a transaction (group com
 Settling early keeps the window in which a crash makes us resend a message the provider
 already accepted down to one flush, not a whole batch. Records that cannot be read go
 to the dead-letter topic.
+
+Retries off the partition: a message the provider refused for now (SMTP 4xx, HTTP
+408/409/429/5xx, a timeout) is not retried here, holding its batch and the partition
+behind it: it goes to the durable retry schedule (``send_retries``, written in the
+settle's transaction) with exponential backoff and jitter, and the batch goes on. The
+lane's retry worker (``shared.sending.retries``) takes it again when due, through
+``deliver_due``; past the policy's limit it ends ``deliveryFailed`` with the last reply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -24,7 +32,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from shared.adapters import delivery_ledger
+from shared.adapters import delivery_ledger, send_retries
 from shared.adapters.catalog_store import load_message_template
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.delivery_ledger import Claimable, Outcome
@@ -32,6 +40,7 @@ from shared.adapters.kafka import publish_dead_letters
 from shared.adapters.message_outcomes import MessageOutcome, Settled
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.quarantine_store import AddressFailure
+from shared.adapters.send_retries import Due, Waiting
 from shared.adapters.status_store import record_statuses
 from shared.domain.deadletter import invalid_reason
 from shared.domain.delivery_rules.addresses import normalise, recipient_address
@@ -137,12 +146,13 @@ class _Settler:
     queue up and go together in the following one. One writer at a time, so the
     sender's single connection is never used concurrently."""
 
-    def __init__(self, sender: Sender) -> None:
+    def __init__(self, sender: Sender, from_retries: bool = False) -> None:
         self._sender = sender
-        self._pending: list[Outcome] = []
+        self._pending: list[Outcome | Waiting] = []
         self._writer: asyncio.Task[None] | None = None
+        self._from_retries = from_retries  # settled messages leave the retry schedule
 
-    def add(self, outcome: Outcome) -> None:
+    def add(self, outcome: Outcome | Waiting) -> None:
         self._pending.append(outcome)
         if self._writer is None or self._writer.done():
             if self._writer is not None and self._broke(self._writer):
@@ -160,9 +170,9 @@ class _Settler:
         while self._pending:
             outcomes, self._pending = self._pending, []
 
-            async def settle(batch: list[Outcome] = outcomes) -> None:
+            async def settle(batch: list[Outcome | Waiting] = outcomes) -> None:
                 await self._sender.ensure_db()
-                await delivery_ledger.settle(self._sender.connection, batch)
+                await _settle(self._sender, batch, self._from_retries)
 
             await _with_retries(self._sender, settle, "settling deliveries")
 
@@ -171,6 +181,60 @@ class _Settler:
             await self._writer
         if self._writer is not None:
             self._writer.result()  # surface a failure
+
+
+async def _settle(sender: Sender, batch: list[Outcome | Waiting], from_retries: bool) -> None:
+    """Outcomes, and messages to try again later, in one transaction (one statement more
+    only when the batch has either of the latter)."""
+    connection = sender.connection
+    settled = [o for o in batch if isinstance(o, Outcome)]
+    waiting = [w for w in batch if isinstance(w, Waiting)]
+    if not waiting and not from_retries:
+        await delivery_ledger.settle(connection, settled)
+        return
+    async with connection.transaction():
+        await delivery_ledger.settle(connection, settled)
+        if from_retries:
+            await send_retries.forget(connection, [o.message_id for o in settled])
+        await send_retries.schedule(connection, sender.spec.stage, waiting)
+
+
+async def deliver_due(sender: Sender, due: Sequence[Due]) -> None:
+    """Messages of the retry schedule come due (already claimed again), each tried once
+    more; settled, or scheduled again, as they come."""
+    settler = _Settler(sender, from_retries=True)
+
+    async def send_and_settle(retry: Due) -> None:
+        try:
+            request = SendRequest.model_validate(retry.record)
+        except ValidationError as error:  # not one of ours any more: it cannot go
+            settler.add(Outcome(retry.message_id, False,
+                                f"the retry's send record could not be read: "
+                                f"{error.error_count()} errors", None))
+            return
+        settler.add(await _send(sender, request, retry))
+
+    await asyncio.gather(*(send_and_settle(d) for d in due))
+    await settler.drain()
+
+
+async def _later(sender: Sender, request: SendRequest, error: TransientFailure,
+                 soft: list[TransientFailure], retry: Due | None) -> Outcome | Waiting:
+    """A refusal for now: the message waits in the retry schedule, or fails past the
+    limit (counting one soft failure of its address if any refusal blamed it)."""
+    spec = sender.spec
+    spec.metrics.retries(spec.provider).inc()
+    attempts = (retry.attempts if retry else 0) + 1
+    soft_error = (retry and retry.soft_error) or (str(soft[0]) if soft else None)
+    delay_s = sender.retry_policy.next_delay_s(attempts, random.random())
+    if delay_s is None:
+        failure = soft_error and await _address_failure(sender, request, "soft", soft_error)
+        return _failed(sender, request, f"{spec.provider}_retries_exhausted",
+                       f"no delivery after {attempts} attempts, the last: {error}",
+                       stage="handover", address_failure=failure or None)
+    return Waiting(request.tenant, request.messageId, request.model_dump(mode="json"),
+                   attempts, delay_s, str(error), soft_error,
+                   f"{error}; attempt {attempts}, next in {delay_s:.1f} s")
 
 
 async def _with_retries(sender: Sender, operation: Callable[[], Awaitable[T]], what: str) -> T:
@@ -266,7 +330,8 @@ async def _address_failure(
                           settings)
 
 
-async def _send(sender: Sender, request: SendRequest) -> Outcome:
+async def _send(sender: Sender, request: SendRequest, retry: Due | None = None
+                ) -> Outcome | Waiting:
     spec = sender.spec
     event = request.origin.model_dump(exclude={"kind"})  # {eventId, pKey} for an event's
     try:
@@ -305,10 +370,9 @@ async def _send(sender: Sender, request: SendRequest) -> Outcome:
             raise
 
     try:
-        reference = await retry_forever(
-            hand_over, f"handing a message over ({spec.provider})", (TransientFailure,),
-            on_retry=spec.metrics.retries(spec.provider).inc,
-        )
+        reference = await hand_over()
+    except TransientFailure as error:
+        return await _later(sender, request, error, soft, retry)
     except PermanentFailure as error:
         hard = error.address_fault and await _address_failure(sender, request, "hard",
                                                               str(error))
@@ -322,7 +386,8 @@ async def _send(sender: Sender, request: SendRequest) -> Outcome:
     spec.metrics.sent(request.priority).inc()
     # Retried until the server took it, the message still counts one soft failure of its
     # address (one per message, however many retries).
-    failure = soft and await _address_failure(sender, request, "soft", str(soft[0]))
+    soft_error = (retry and retry.soft_error) or (str(soft[0]) if soft else None)
+    failure = soft_error and await _address_failure(sender, request, "soft", soft_error)
     return _outcome(request, Status.PROCESSED, reference=reference,
                     trace_reason=handover_note(request, rendered, reference),
                     address_failure=failure or None)

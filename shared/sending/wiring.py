@@ -16,6 +16,7 @@ from shared.adapters.profile_schema_store import ProfileSchemaCache
 from shared.adapters.rules_store import TenantRulesCache
 from shared.bounded import BoundedDict
 from shared.domain.rendering import CompiledMessage
+from shared.domain.retry_backoff import RetryPolicy
 from shared.sending.metrics import register_rule_outcomes
 from shared.sending.spec import Provider, SenderSpec
 from shared.settings import Settings
@@ -36,6 +37,13 @@ class Sender:
     # Bounded: each published version adds one; a rebuild costs one compilation.
     templates: dict[tuple[str, str, bytes], CompiledMessage] = field(
         default_factory=lambda: BoundedDict(512))
+    retry_policy: RetryPolicy = field(init=False)  # from the settings
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.retry_policy = RetryPolicy(
+            settings.send_retry_first_delay_s, settings.send_retry_max_delay_s,
+            settings.send_retry_max_attempts, settings.send_retry_jitter)
 
     @classmethod
     async def open(cls, spec: SenderSpec, settings: Settings, batch: int) -> Sender:
