@@ -1,6 +1,8 @@
 """What the decision step reads and writes in PostgreSQL (tables of migration 013): the
 contact history, the message trace, and the address lists (denylist, quarantine), each a
-statement per batch whatever its size. Call them inside the step's transaction.
+statement per batch whatever its size: what is known of a batch (already decided, denied,
+quarantined) is one read, its decisions and trace rows one write. The step calls them in
+its transaction when it takes locks.
 """
 
 from __future__ import annotations
@@ -44,14 +46,52 @@ class Recorded:
     reason: str | None
 
 
-async def recorded(connection: asyncpg.Connection, tenant: str, message_ids: Sequence[str]
-                   ) -> dict[str, Recorded]:
+# What the step must know of a batch before deciding, in one round trip: the messages
+# already decided, and the denylist entries and quarantined addresses among their
+# addresses (every channel at once).
+_KNOWN = """
+SELECT 'recorded' AS kind, message_id::text AS a, outcome AS b, contact_at, rule_id, reason
+  FROM contact_history WHERE tenant_id = $1 AND message_id = ANY($2::uuid[])
+UNION ALL
+SELECT 'denied', d.channel, d.entry, NULL, NULL, NULL
+  FROM denylist d JOIN unnest($3::text[], $4::text[]) AS k(channel, entry)
+    ON d.channel = k.channel AND d.entry = k.entry
+ WHERE d.tenant_id = $1
+UNION ALL
+SELECT 'quarantined', q.channel, q.address, NULL, NULL, coalesce(q.reason, 'quarantined')
+  FROM quarantine q JOIN unnest($5::text[], $6::text[]) AS k(channel, address)
+    ON q.channel = k.channel AND q.address = k.address
+ WHERE q.tenant_id = $1 AND q.quarantined_at IS NOT NULL AND q.release_at > $7
+"""
+
+Key = tuple[str, str]  # (channel, normalised address or domain)
+
+
+@dataclass(frozen=True)
+class Known:
+    recorded: dict[str, Recorded]  # by message id
+    denied: dict[Key, str]  # the denylist's entries among the keys
+    quarantined: dict[Key, str]  # the addresses quarantined at the instant asked, with why
+
+
+async def known(connection: asyncpg.Connection, tenant: str, message_ids: Sequence[str],
+                keys: Sequence[Key], addresses: Sequence[Key], now: datetime) -> Known:
+    """The messages among ``message_ids`` already decided; the denylist's entries among
+    ``keys`` (addresses and domains); the ``addresses`` quarantined at ``now``."""
     rows = await connection.fetch(
-        "SELECT message_id, outcome, contact_at, rule_id, reason FROM contact_history"
-        " WHERE tenant_id = $1 AND message_id = ANY($2::uuid[])",
-        tenant, [uuid.UUID(m) for m in message_ids])
-    return {str(r["message_id"]): Recorded(r["outcome"], r["contact_at"], r["rule_id"],
-                                           r["reason"]) for r in rows}
+        _KNOWN, tenant, [uuid.UUID(m) for m in message_ids],
+        [c for c, _ in keys], [e for _, e in keys],
+        [c for c, _ in addresses], [a for _, a in addresses], now)
+    found = Known({}, {}, {})
+    for r in rows:
+        if r["kind"] == "recorded":
+            found.recorded[r["a"]] = Recorded(r["b"], r["contact_at"], r["rule_id"],
+                                              r["reason"])
+        elif r["kind"] == "denied":
+            found.denied[(r["a"], r["b"])] = r["b"]
+        else:
+            found.quarantined[(r["a"], r["b"])] = r["reason"]
+    return found
 
 
 async def contacts(connection: asyncpg.Connection, tenant: str, profile_ids: Sequence[str],
@@ -91,19 +131,6 @@ async def consents(connection: asyncpg.Connection, tenant: str, profile_ids: Seq
     return found
 
 
-async def denied(connection: asyncpg.Connection, tenant: str,
-                 keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """Denylist entries among (channel, normalised address or domain) keys."""
-    if not keys:
-        return {}
-    rows = await connection.fetch(
-        "SELECT d.channel, d.entry FROM denylist d"
-        "  JOIN unnest($2::text[], $3::text[]) AS k(channel, entry)"
-        "    ON d.channel = k.channel AND d.entry = k.entry WHERE d.tenant_id = $1",
-        tenant, [c for c, _ in keys], [e for _, e in keys])
-    return {(r["channel"], r["entry"]): r["entry"] for r in rows}
-
-
 @dataclass(frozen=True)
 class HistoryRow:
     message_id: str
@@ -119,21 +146,26 @@ class HistoryRow:
     verdicts: list[dict[str, Any]]
 
 
+# The decisions and their trace rows, in one statement.
 _WRITE = """
-INSERT INTO contact_history AS h (tenant_id, message_id, profile_id, channel, origin_kind,
-                                  origin_id, transactional, contact_at, outcome, rule_id, reason)
-SELECT $1, u.* FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                           $7::boolean[], $8::timestamptz[], $9::text[], $10::text[],
-                           $11::text[]) AS u
-ON CONFLICT (tenant_id, message_id) DO UPDATE
-   SET contact_at = EXCLUDED.contact_at, outcome = EXCLUDED.outcome,
-       rule_id = EXCLUDED.rule_id, reason = EXCLUDED.reason, decided_at = now()
-"""
-_TRACE = """
+WITH u AS (
+    SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::boolean[], $8::timestamptz[], $9::text[], $10::text[],
+                         $11::text[], $12::text[])
+           AS u(message_id, profile_id, channel, origin_kind, origin_id, transactional,
+                contact_at, outcome, rule_id, reason, verdicts)
+), history AS (
+    INSERT INTO contact_history AS h (tenant_id, message_id, profile_id, channel, origin_kind,
+                                      origin_id, transactional, contact_at, outcome, rule_id,
+                                      reason)
+    SELECT $1, message_id, profile_id, channel, origin_kind, origin_id, transactional,
+           contact_at, outcome, rule_id, reason FROM u
+    ON CONFLICT (tenant_id, message_id) DO UPDATE
+       SET contact_at = EXCLUDED.contact_at, outcome = EXCLUDED.outcome,
+           rule_id = EXCLUDED.rule_id, reason = EXCLUDED.reason, decided_at = now()
+)
 INSERT INTO message_trace (tenant_id, message_id, stage, outcome, rule_id, reason, verdicts)
-SELECT $1, m, s, o, r, why, v::jsonb
-  FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-       AS u(m, s, o, r, why, v)
+SELECT $1, message_id, $13, outcome, rule_id, reason, verdicts::jsonb FROM u
 """
 
 
@@ -152,17 +184,13 @@ async def write(connection: asyncpg.Connection, tenant: str, rows: Sequence[Hist
     """The decisions, in the history and in each message's trace."""
     if not rows:
         return
-    ids = [uuid.UUID(r.message_id) for r in rows]
     await connection.execute(
-        _WRITE, tenant, ids, [r.profile_id for r in rows], [r.channel for r in rows],
-        [r.origin_kind for r in rows], [r.origin_id for r in rows],
+        _WRITE, tenant, [uuid.UUID(r.message_id) for r in rows], [r.profile_id for r in rows],
+        [r.channel for r in rows], [r.origin_kind for r in rows], [r.origin_id for r in rows],
         [r.transactional for r in rows], [r.contact_at for r in rows],
-        [r.outcome for r in rows], [r.rule_id for r in rows], [r.reason for r in rows])
-    await connection.execute(
-        _TRACE, tenant, ids, [stage] * len(rows), [r.outcome for r in rows],
-        [r.rule_id for r in rows], [r.reason for r in rows],
+        [r.outcome for r in rows], [r.rule_id for r in rows], [r.reason for r in rows],
         # As text: asyncpg would read a list in an array parameter as another dimension.
-        [orjson.dumps(r.verdicts).decode() for r in rows])
+        [orjson.dumps(r.verdicts).decode() for r in rows], stage)
 
 
 async def unsend(connection: asyncpg.Connection, messages: Sequence[tuple[str, str]]) -> None:

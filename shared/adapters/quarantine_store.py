@@ -1,5 +1,6 @@
-"""Quarantine rows (migration 013): the senders record address failures, the decision step
-reads which addresses are quarantined. The transition itself is pure
+"""Quarantine rows (migration 013): the senders record address failures; the decision step
+reads which addresses are quarantined with its other reads, in one statement
+(``contact_history.known``). The transition itself is pure
 (``shared.domain.delivery_rules.quarantine``).
 """
 
@@ -25,25 +26,6 @@ class AddressFailure:
     kind: FailureKind
     reason: str
     settings: QuarantineSettings  # the tenant's thresholds
-
-
-_QUARANTINED = """
-SELECT address, reason FROM quarantine
- WHERE tenant_id = $1 AND channel = $2 AND address = ANY($3::text[])
-   AND quarantined_at IS NOT NULL AND release_at > $4
-"""
-
-
-async def quarantined(
-    connection: asyncpg.Connection | asyncpg.Pool, tenant: str, channel: str,
-    addresses: list[str], now: datetime,
-) -> dict[str, str]:
-    """The addresses among ``addresses`` (normalised, ``addresses.normalise``) quarantined
-    at ``now``, with why."""
-    if not addresses:
-        return {}
-    rows = await connection.fetch(_QUARANTINED, tenant, channel, addresses, now)
-    return {row["address"]: row["reason"] or "quarantined" for row in rows}
 
 
 # Rows are created first (a no-op when they exist), so the lock below covers every key,

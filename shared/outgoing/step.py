@@ -15,6 +15,7 @@ deferred message come due (``redecide``) is decided again, under the rules of th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.adapters import contact_history, quarantine_store
+from shared.adapters import contact_history
 from shared.adapters.contact_history import HistoryRow, Recorded
 from shared.adapters.profile_schema_store import ProfileSchemaCache
 from shared.adapters.rules_store import TenantRulesCache
@@ -107,29 +108,57 @@ class _Tenant:
 async def decide_messages(connection: asyncpg.Connection, step: Step,
                           pendings: Sequence[Pending], now: datetime, *, record: bool = True
                           ) -> list[Decided]:
-    """Decide every message (in one transaction), in order. ``record=False`` is a dry run:
-    nothing locked, nothing written, every message decided afresh."""
+    """Decide every message, in order: per tenant, one statement reads what is known (the
+    messages already decided, the address lists), one records the decisions and their
+    trace; the profiles' reads and the locks come on top when profiles or capacity rules
+    are in play. ``record=False`` is a dry run: nothing locked, nothing written, every
+    message decided afresh."""
     if not pendings:
         return []
     by_tenant: dict[str, list[Pending]] = defaultdict(list)
     for pending in pendings:
         by_tenant[pending.request.tenant].append(pending)
+    parts = []
+    for tenant, group in by_tenant.items():
+        part = _Tenant(tenant, await step.rules.get(tenant), group)
+        schema = (await step.schemas.get(tenant)).schema
+        for pending in group:
+            typology = part.typology(pending)
+            if typology not in part.message_rules:
+                try:
+                    part.message_rules[typology] = part.rules.for_message(typology, schema)
+                except ConditionError as error:
+                    part.message_rules[typology] = error
+        parts.append(part)
+    # The locks hold until the decisions are recorded: a transaction. Without a lock to
+    # take (messages without a profile, no capacity rule in play: an event-based
+    # transactional batch) a tenant's part is one read and one write statement, and a
+    # transaction would add nothing but its BEGIN and COMMIT round trips.
+    locking = record and any(_lock_keys(part) for part in parts)
     decided: dict[int, Decided] = {}
-    async with connection.transaction():
-        for tenant, group in by_tenant.items():
-            part = _Tenant(tenant, await step.rules.get(tenant), group)
-            schema = (await step.schemas.get(tenant)).schema
-            for pending in group:
-                typology = part.typology(pending)
-                if typology not in part.message_rules:
-                    try:
-                        part.message_rules[typology] = part.rules.for_message(typology, schema)
-                    except ConditionError as error:
-                        part.message_rules[typology] = error
+    async with connection.transaction() if locking else contextlib.nullcontext():
+        for part in parts:
             outcomes = await _decide_tenant(connection, part, now, record)
-            for pending, outcome in zip(group, outcomes, strict=True):
+            for pending, outcome in zip(part.pendings, outcomes, strict=True):
                 decided[id(pending)] = outcome
     return [decided[id(p)] for p in pendings]
+
+
+def _profile_ids(pendings: Sequence[Pending]) -> list[str]:
+    return sorted({p.request.profileId for p in pendings
+                   if p.request.profile is not None and p.request.profileId})
+
+
+def _capacity(part: _Tenant) -> dict[tuple[str, str], CapacityRule]:
+    """The capacity rules in play, by (rule id, what it counts)."""
+    return {(rule_id, value): rule for p in part.pendings
+            for rule_id, rule, value in _capacity_keys(part, p)}
+
+
+def _lock_keys(part: _Tenant) -> list[str]:
+    """The advisory locks deciding this part takes: its profiles, its capacity counts."""
+    return ([f"profile/{part.tenant}/{p}" for p in _profile_ids(part.pendings)]
+            + [f"capacity/{part.tenant}/{r}/{v}" for r, v in _capacity(part)])
 
 
 def _capacity_keys(part: _Tenant, pending: Pending) -> list[tuple[str, CapacityRule, str]]:
@@ -147,14 +176,17 @@ async def _decide_tenant(connection: asyncpg.Connection, part: _Tenant, now: dat
                          record: bool) -> list[Decided]:
     tenant, pendings = part.tenant, part.pendings
     ids = [p.request.messageId for p in pendings]
-    profiled = [p for p in pendings if p.request.profile is not None and p.request.profileId]
-    profile_ids = sorted({p.request.profileId for p in profiled if p.request.profileId})
-    capacity = {(rule_id, value): rule for p in pendings
-                for rule_id, rule, value in _capacity_keys(part, p)}
+    profile_ids = _profile_ids(pendings)
+    capacity = _capacity(part)
     if record:
-        await contact_history.lock(connection, [f"profile/{tenant}/{p}" for p in profile_ids]
-                                   + [f"capacity/{tenant}/{r}/{v}" for r, v in capacity])
-    recorded = await contact_history.recorded(connection, tenant, ids) if record else {}
+        await contact_history.lock(connection, _lock_keys(part))
+    addresses = {id(p): _address_keys(p.request) for p in pendings}
+    keys = sorted({k for ks in addresses.values() for k in ks})
+    # Quarantine holds addresses, never domains.
+    known = await contact_history.known(
+        connection, tenant, ids if record else [], keys,
+        [(c, a) for c, a in keys if c != "email" or "@" in a], now)
+    recorded, denied, quarantined = known.recorded, known.denied, known.quarantined
 
     fatigue = [rule for _, rule in part.rules.fatigue()]
     history: dict[str, list[Contact]] = defaultdict(list)
@@ -167,14 +199,6 @@ async def _decide_tenant(connection: asyncpg.Connection, part: _Tenant, now: dat
                 Contact(row["channel"], row["contact_at"], row["transactional"]))
     consents = await contact_history.consents(connection, tenant, profile_ids) \
         if profile_ids else {}
-    addresses = {id(p): _address_keys(p.request) for p in pendings}
-    keys = sorted({k for ks in addresses.values() for k in ks})
-    denied = await contact_history.denied(connection, tenant, keys)
-    quarantined: dict[tuple[str, str], str] = {}
-    for channel in sorted({c for c, _ in keys}):
-        on_channel = [a for c, a in keys if c == channel and (c != "email" or "@" in a)]
-        found = await quarantine_store.quarantined(connection, tenant, channel, on_channel, now)
-        quarantined |= {(channel, address): why for address, why in found.items()}
     used = {key: await contact_history.used(connection, tenant, _column(rule, key[1]), key[1],
                                             now - rule.period, now, ids)
             for key, rule in capacity.items()}

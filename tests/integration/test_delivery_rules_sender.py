@@ -22,8 +22,8 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from shared.adapters.catalog_store import save_event
+from shared.adapters.contact_history import known
 from shared.adapters.key_store import create_key
-from shared.adapters.quarantine_store import quarantined
 from shared.domain.api_keys import Scope
 from shared.domain.events import Channel, EventConfig
 from shared.domain.routing import EventOrigin, SendRequest, message_id
@@ -204,8 +204,11 @@ async def test_an_smtp_5xx_quarantines_the_address_at_once(
     assert (found["release_at"] - found["quarantined_at"]).days == 30
     assert found["reason"].startswith("hard failure: smtp 550")
     now = datetime.now(UTC)
-    assert await quarantined(pool, tenant, "email", [email.lower(), "other@example.com"], now) \
-        == {email.lower(): found["reason"]}
+    async with pool.acquire() as connection:  # as the decision step reads it
+        read = await known(connection, tenant, [], [], [
+            ("email", email.lower()), ("email", "other@example.com"), ("sms", email.lower())],
+            now)
+    assert read.quarantined == {("email", email.lower()): found["reason"]}
     trace, history = await story(pool, send)
     assert [(t["stage"], t["outcome"]) for t in trace] == [("handover", "failed")]
     assert history is not None and history["outcome"] == "failed"
