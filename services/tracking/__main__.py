@@ -8,4 +8,7 @@ from shared.shutdown import serve_http
 if __name__ == "__main__":
     configure_logging("tracking")
     settings = get_settings()
-    serve_http(create_app(settings), settings.tracking_host, settings.tracking_port)
+    # No proxy headers: nothing here reads the client's address or scheme (redirects go
+    # to stored absolute URLs, forms post to relative paths), so no middleware per request.
+    serve_http(create_app(settings), settings.tracking_host, settings.tracking_port,
+               proxy_headers=False)

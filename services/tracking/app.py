@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -69,12 +70,18 @@ _PIXEL = (200, [(b"content-type", b"image/gif"), (b"content-length", str(len(GIF
                 *_NO_STORE], GIF)
 
 
+_COUNTERS: dict[tuple[str, str], Any] = {}  # children by labels: no lookup per request
+
+
 async def _answer(tracking: Tracking, scope: Scope, kind: Kind, token: str
                   ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     hit = Hit(kind, token, scope["method"], _user_agent(scope), datetime.now(UTC))
     answer: Answer = await react(hit, tracking.keys, tracking.lookup, tracking.record,
                                  tracking.link_keep)
-    REQUESTS.labels(kind, answer.outcome).inc()
+    counter = _COUNTERS.get((kind, answer.outcome))
+    if counter is None:
+        counter = _COUNTERS[(kind, answer.outcome)] = REQUESTS.labels(kind, answer.outcome)
+    counter.inc()
     if answer.outcome == "unavailable":
         return _UNAVAILABLE
     if not answer.found:

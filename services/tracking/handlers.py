@@ -10,17 +10,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from services.tracking.reaction_rows import ReactionRow, row_of
 from shared.adapters.tracking_store import TrackedMessage
-from shared.domain.events import Channel
 from shared.domain.machine_signals import classify
-from shared.domain.reactions import Link, Reaction, ReactionKind, reaction_id
+from shared.domain.reactions import ReactionKind
 from shared.domain.retention import expired
 from shared.domain.tracking_links import Keyring, Kind, verify
 
 log = logging.getLogger(__name__)
 
 Lookup = Callable[[str, str], Awaitable[TrackedMessage | None]]
-Record = Callable[[Reaction], Awaitable[bool]]
+Record = Callable[[ReactionRow], Awaitable[bool]]
 Outcome = Literal["recorded", "repeated", "refused", "unknown", "expired", "unrecorded",
                   "unavailable"]
 
@@ -44,18 +44,11 @@ class Answer:
         return self.outcome not in ("refused", "unknown", "expired", "unavailable")
 
 
-def reaction_of(request: Request, message: TrackedMessage, index: int | None) -> Reaction:
+def reaction_of(request: Request, message: TrackedMessage, index: int | None) -> ReactionRow:
     since = (request.now - message.sent_at).total_seconds() if message.sent_at else None
     verdict = classify(request.method, request.user_agent, since)
     kind = ReactionKind.OPENED if index is None else ReactionKind.CLICKED
-    return Reaction(
-        reactionId=reaction_id(message.tenant, message.message_id, kind, link=index,
-                               machine=verdict.machine),
-        tenant=message.tenant, messageId=message.message_id, kind=kind, at=request.now,
-        channel=Channel(message.channel), profileId=message.profile_id,
-        address=message.address, origin=message.origin,
-        link=None if index is None else Link(index=index, url=message.links[index]),
-        machine=verdict.machine, machineReason=verdict.reason, source="tracking")
+    return row_of(message, kind, index, request.now, verdict)
 
 
 async def react(request: Request, keys: Keyring, lookup: Lookup, record: Record,

@@ -9,22 +9,28 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from services.tracking.batching import Batched
-from shared.adapters import reaction_store
-from shared.domain.reactions import Reaction
+from services.tracking.reaction_rows import ReactionRow
+from shared.adapters.reaction_store import _RECORD as INSERT_ROWS  # the same statement
 
 
 def recorder(connection: Callable[[], Awaitable[asyncpg.Connection]]
-             ) -> Batched[Reaction, bool]:
+             ) -> Batched[ReactionRow, bool]:
     """Each reaction's answer: True when new, False when recorded before (or earlier in
-    the same batch)."""
+    the same batch). The rows as reaction_store.record writes them, from rows already
+    made (no model to dump)."""
 
-    async def record(reactions: list[Reaction]) -> list[bool]:
-        unique = list({r.reactionId: r for r in reactions}.values())
-        new = {r.reactionId for r in await reaction_store.record(await connection(), unique)}
+    async def record(rows: list[ReactionRow]) -> list[bool]:
+        unique = list({r.reaction_id: r for r in rows}.values())
+        stored = await (await connection()).fetch(
+            INSERT_ROWS, [r.tenant for r in unique], [r.reaction_id for r in unique],
+            [r.message_id for r in unique], [r.kind for r in unique],
+            [r.at for r in unique], [r.profile_id for r in unique],
+            [r.record for r in unique])
+        new = {str(row["reaction_id"]) for row in stored}
         answers = []
-        for reaction in reactions:
-            answers.append(reaction.reactionId in new)
-            new.discard(reaction.reactionId)
+        for row in rows:
+            answers.append(row.reaction_id in new)
+            new.discard(row.reaction_id)
         return answers
 
     return Batched(record)

@@ -14,13 +14,13 @@ import asyncpg
 
 from services.tracking.batching import Batched, OwnConnection
 from services.tracking.metrics import RELAYED
+from services.tracking.reaction_rows import ReactionRow
 from services.tracking.recorder import recorder
 from shared.adapters import reaction_store, tracking_store
 from shared.adapters.postgres import create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.tracking_store import TrackedMessage
 from shared.bounded import BoundedDict
-from shared.domain.reactions import Reaction
 from shared.domain.retention import days
 from shared.domain.tracking_links import Keyring, parse_keyring
 from shared.settings import Settings
@@ -36,7 +36,7 @@ class Tracking:
     keys: Keyring
     pool: asyncpg.Pool
     producer: RenewingProducer
-    record: Batched[Reaction, bool]
+    record: Batched[ReactionRow, bool]
     find: Batched[tuple[str, str], TrackedMessage | None]
     # Tracked messages never change; bounded and short-lived so erasure reaches them.
     _messages: BoundedDict[tuple[str, str], tuple[float, TrackedMessage]] = field(
