@@ -229,32 +229,52 @@ async def import_profiles(request: Request, caller: ProfilesCaller) -> Streaming
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=SLICE_ROWS // TURN_ROWS)
     copy_seconds = merge_seconds = 0.0
     reading: asyncio.Task[None] | None = None
+    copying: asyncio.Task[tuple[str, _Slice, float]] | None = None
+    staging: profile_import_store.Staging | None = None
+
+    async def copy(number: int) -> tuple[str, _Slice, float]:
+        assert staging is not None
+        part, mark = _Slice(queue), time.monotonic()
+        table = await profile_import_store.stage(staging, number, part.records())
+        return table, part, time.monotonic() - mark
+
     try:
-        async with gateway.pool.acquire() as connection, connection.transaction():
-            await profile_import_store.begin(connection, caller.tenant)
-            reading = asyncio.create_task(job.fill(queue))
-            loaded = profile_import_store.Loaded()
-            ranges: list[tuple[str, str]] = []
-            ended = False
-            while not ended:
-                part = _Slice(queue)
-                mark = time.monotonic()
-                table = await profile_import_store.stage(connection, loaded.slices,
-                                                         part.records())
-                ended = part.ended
-                copied = time.monotonic()
-                copy_seconds += copied - mark
-                if part.rows:
-                    await profile_import_store.merge(connection, table, caller.tenant,
-                                                     written_at, loaded, part.rows,
-                                                     part.repeats)
-                    ranges.append((part.low or "", part.high or ""))
-                merge_seconds += time.monotonic() - copied
-            mark = time.monotonic()
-            loaded = await profile_import_store.finish(
-                connection, caller.tenant, written_at, loaded, _overlapping(ranges),
-                job.consent)
-            merge_seconds += time.monotonic() - mark
+        async with gateway.pool.acquire() as staging_connection:
+            staging = await profile_import_store.open_staging(staging_connection,
+                                                              caller.tenant)
+            try:
+                async with gateway.pool.acquire() as connection, connection.transaction():
+                    await profile_import_store.begin(connection)
+                    reading = asyncio.create_task(job.fill(queue))
+                    loaded = profile_import_store.Loaded()
+                    ranges: list[tuple[str, str]] = []
+                    copying = asyncio.create_task(copy(0))
+                    while copying is not None:
+                        table, part, seconds = await copying
+                        copy_seconds += seconds
+                        # the next slice is copied while this one merges
+                        copying = (None if part.ended
+                                   else asyncio.create_task(copy(loaded.slices + 1)))
+                        mark = time.monotonic()
+                        if part.rows:
+                            await profile_import_store.merge(
+                                connection, table, caller.tenant, written_at, loaded,
+                                part.rows, part.repeats)
+                            ranges.append((part.low or "", part.high or ""))
+                        merge_seconds += time.monotonic() - mark
+                    mark = time.monotonic()
+                    loaded = await profile_import_store.finish(
+                        connection, staging, caller.tenant, written_at, loaded,
+                        _overlapping(ranges), job.consent)
+                    merge_seconds += time.monotonic() - mark
+            finally:
+                for task in (copying, reading):
+                    if task is not None and not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await task
+                with contextlib.suppress(*DB_UNAVAILABLE):
+                    await profile_import_store.close_staging(staging)
     except _Refused as refused:
         job.rejects.close()
         raise HTTPException(refused.status, f"{refused.detail}; nothing was imported"
@@ -263,11 +283,6 @@ async def import_profiles(request: Request, caller: ProfilesCaller) -> Streaming
         job.rejects.close()
         raise HTTPException(503, "the profile store is unavailable; nothing was imported,"
                                  " retry", headers={"Retry-After": "1"}) from error
-    finally:
-        if reading is not None and not reading.done():
-            reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
     extra = [Reject(line, profile_id, "profileId", "a test profile's id: test profiles are"
                     " written through the admin API") for line, profile_id in loaded.test_ids]
     extra += [Reject(line, profile_id, "profileId", f"the profile is on line {last} too;"

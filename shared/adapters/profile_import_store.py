@@ -1,7 +1,16 @@
 """Bulk import of profiles into PostgreSQL: valid rows are streamed with ``COPY`` into
-temporary staging tables, a slice of the file at a time, and each slice is merged into
-``profiles`` by two set statements while the next one is read; all in the caller's
+staging tables, a slice of the file at a time, and each slice is merged into ``profiles``
+by two set statements while the next one is copied; the merges all in the caller's
 transaction (nothing is half-written: on any failure the whole import rolls back).
+
+Why staging tables of their own (unlogged, dropped at the end) written by a second
+connection rather than temporary tables of the merging one: a connection does one thing
+at a time, so the ``COPY`` of a slice waited for the merge of the one before; on a second
+connection the two overlap (the gateway encoding the rows, PostgreSQL merging). The
+staging rows are committed by that connection, so the merging transaction reads them; the
+profiles themselves are only ever written by it. A staging table outlives a crash of the
+gateway: each import holds a session advisory lock named by its tables, and the next
+import drops the tables of any import whose lock is free (its connection is gone).
 
 Why an UPDATE then an INSERT rather than one ``INSERT … ON CONFLICT DO UPDATE``: a row
 sets only some columns (its mask) and removes some attributes, which ``EXCLUDED`` cannot
@@ -20,6 +29,7 @@ a savepoint taken before the first), and merges the whole file's staged rows at 
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
@@ -31,19 +41,28 @@ import asyncpg
 from shared.adapters import consent_store
 from shared.domain.profile_import import COLUMNS
 
-STAGING = "profile_import_staging"  # the parent of the slices' tables
+STAGING = "profile_import_"  # + a hex id: an import's parent of its slices' tables
+_LOCKS = 7061728  # advisory locks (classid, hashtext(table)): an import's tables in use
 _STAGING_COLUMNS = ("line", "profile_id", *COLUMNS, "given", "attributes", "removed")
 _SAVEPOINT = "profile_import_merge"
 # tenant_id: the import's tenant, a column so that the merge's statements join on it and
 # the planner cannot read the tenant's profiles by their primary key's tenant prefix.
-_CREATE = f"""
-CREATE TEMPORARY TABLE {STAGING} (
-    tenant_id text NOT NULL DEFAULT {{tenant}},
+_CREATE = """
+CREATE UNLOGGED TABLE {parent} (
+    tenant_id text NOT NULL DEFAULT {tenant},
     line integer NOT NULL, profile_id text NOT NULL,
     email text, mobile_phone text, first_name text, last_name text, city text,
     birth_date date, time_zone text, locale text,
     given integer NOT NULL, attributes text NOT NULL, removed text[] NOT NULL
-) ON COMMIT DROP
+)
+"""
+# Parents left by an import whose connection is gone (its lock is free): dropped with
+# their slices. The lock is taken to drop, then let go.
+_ORPHANS = f"""
+SELECT c.relname FROM pg_class c
+ WHERE c.relname ~ '^{STAGING}[0-9a-f]{{16}}$' AND c.relkind = 'r'
+   AND c.relnamespace = 'public'::regnamespace
+   AND pg_try_advisory_lock({_LOCKS}, hashtext(c.relname))
 """
 # Test profiles are the admin API's: their rows leave the staging table as rejects.
 _TEST_IDS = """
@@ -72,8 +91,8 @@ _BY_INDEX = ("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
              " SET LOCAL enable_seqscan = off")
 _BY_PLAN = ("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT;"
             " SET LOCAL enable_seqscan TO DEFAULT")
-_ANY_REPEATED = f"""
-SELECT EXISTS (SELECT FROM {STAGING} GROUP BY profile_id HAVING count(*) > 1)
+_ANY_REPEATED = """
+SELECT EXISTS (SELECT FROM {parent} GROUP BY profile_id HAVING count(*) > 1)
 """
 _MERGED = [f"CASE WHEN s.given & {1 << n} <> 0 THEN s.{c} ELSE p.{c} END"
            for n, c in enumerate(COLUMNS)]
@@ -143,21 +162,50 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def begin(connection: asyncpg.Connection, tenant: str) -> None:
-    """Create the staging parent table (attributes as JSON text: asyncpg has no binary
-    jsonb encoder for COPY) and the savepoint ``finish`` may roll back to."""
+@dataclass
+class Staging:
+    """An import's staging tables, written through ``connection`` (autocommit, not the
+    merging transaction's), under the parent table ``parent``."""
+    connection: asyncpg.Connection
+    parent: str
+
+
+async def open_staging(connection: asyncpg.Connection, tenant: str) -> Staging:
+    """Drop what crashed imports left, lock a new parent's name (held while the
+    connection lives) and create the parent (attributes as JSON text: asyncpg has no
+    binary jsonb encoder for COPY)."""
+    for orphan in await connection.fetch(_ORPHANS):
+        await connection.execute(f"DROP TABLE IF EXISTS {orphan['relname']} CASCADE")
+        await connection.execute("SELECT pg_advisory_unlock($1, hashtext($2))", _LOCKS,
+                                 orphan["relname"])
+    parent = STAGING + secrets.token_hex(8)
+    await connection.execute("SELECT pg_advisory_lock($1, hashtext($2))", _LOCKS, parent)
     literal = "'" + tenant.replace("'", "''") + "'"
-    await connection.execute(_CREATE.format(tenant=literal))
+    await connection.execute(_CREATE.format(parent=parent, tenant=literal))
+    return Staging(connection, parent)
+
+
+async def close_staging(staging: Staging) -> None:
+    """Drop the import's tables (after its transaction ended: it holds locks on them)."""
+    await staging.connection.execute(f"DROP TABLE IF EXISTS {staging.parent} CASCADE")
+    await staging.connection.execute("SELECT pg_advisory_unlock($1, hashtext($2))",
+                                     _LOCKS, staging.parent)
+
+
+async def begin(connection: asyncpg.Connection) -> None:
+    """In the merging transaction: index look-ups, and the savepoint ``finish`` may roll
+    back to."""
     await connection.execute(_BY_INDEX)
     await connection.execute(f"SAVEPOINT {_SAVEPOINT}")
 
 
-async def stage(connection: asyncpg.Connection, number: int,
+async def stage(staging: Staging, number: int,
                 records: AsyncIterable[tuple[Any, ...]]) -> str:
-    """``COPY`` the records, as they come, into a new staging table (slice ``number``)."""
-    table = f"{STAGING}_{number}"
-    await connection.execute(
-        f"CREATE TEMPORARY TABLE {table} () INHERITS ({STAGING}) ON COMMIT DROP")
+    """``COPY`` the records, as they come, into a new staging table (slice ``number``),
+    committed when this returns."""
+    table = f"{staging.parent}_{number}"
+    connection = staging.connection
+    await connection.execute(f"CREATE UNLOGGED TABLE {table} () INHERITS ({staging.parent})")
     await connection.copy_records_to_table(table, records=records, columns=_STAGING_COLUMNS)
     await connection.execute(_INDEXED.format(table=table))
     return table
@@ -200,22 +248,24 @@ async def merge(connection: asyncpg.Connection, table: str, tenant: str,
                                                        written_at))
 
 
-async def finish(connection: asyncpg.Connection, tenant: str, written_at: datetime,
-                 loaded: Loaded, overlapping: bool,
+async def finish(connection: asyncpg.Connection, staging: Staging, tenant: str,
+                 written_at: datetime, loaded: Loaded, overlapping: bool,
                  consent: list[tuple[int, consent_store.Change]]) -> Loaded:
     """After the last slice: when slices may share a profile (``overlapping``) and do, roll
     the merges back and merge all the staged rows at once; then the rows' consent changes
     in one statement."""
-    if overlapping and loaded.slices > 1 and await connection.fetchval(_ANY_REPEATED):
+    parent = staging.parent
+    if (overlapping and loaded.slices > 1
+            and await connection.fetchval(_ANY_REPEATED.format(parent=parent))):
         with tempfile.TemporaryFile() as spool:  # on disk, not in memory
             await connection.copy_from_query(  # the parent's rows are its slices'
-                f"SELECT {', '.join(_STAGING_COLUMNS)} FROM {STAGING}", output=spool,
+                f"SELECT {', '.join(_STAGING_COLUMNS)} FROM {parent}", output=spool,
                 format="binary")
             await connection.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
             spool.seek(0)
-            table = f"{STAGING}_all"
-            await connection.execute(
-                f"CREATE TEMPORARY TABLE {table} () INHERITS ({STAGING}) ON COMMIT DROP")
+            table = f"{parent}_all"  # the merging transaction's own: gone at its end
+            await connection.execute(f"CREATE TEMPORARY TABLE {table}"
+                                     f" (LIKE {parent} INCLUDING DEFAULTS) ON COMMIT DROP")
             await connection.copy_to_table(table, source=spool, format="binary",
                                            columns=_STAGING_COLUMNS)
             await connection.execute(_INDEXED.format(table=table))

@@ -208,8 +208,35 @@ async def test_a_file_that_cannot_be_read_imports_nothing(tenant: Tenant, pool: 
 
 async def _copying(pool: asyncpg.Pool, state: str = "active") -> int | None:
     return await pool.fetchval(
-        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY%profile_import_staging%'"
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY%profile_import_%'"
         " AND state = $1", state)
+
+
+async def test_staging_tables_a_crashed_import_left_are_dropped_by_the_next(
+        tenant: Tenant, pool: asyncpg.Pool) -> None:
+    """An import's staging tables hold personal data and outlive a gateway that died
+    mid-import; the next import drops them — and not those of an import still running
+    (its connection holds their lock)."""
+    dsn = get_settings().pg_dsn
+    crashed, running = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        left = await profile_import_store.open_staging(crashed, tenant.name)
+        live = await profile_import_store.open_staging(running, tenant.name)
+        blank = (None,) * len(COLUMNS)
+
+        async def rows() -> AsyncIterator[tuple[Any, ...]]:
+            yield (2, "orphan-1", *blank, 0, "{}", [])
+        await profile_import_store.stage(left, 0, rows())
+        await crashed.close()  # the connection is gone, and its lock with it
+        answer_of(await post_csv(tenant, "profileId,city\nz-1,Paris\n"))
+        assert await pool.fetchval("SELECT to_regclass($1)", left.parent) is None
+        assert await pool.fetchval("SELECT to_regclass($1)", f"{left.parent}_0") is None
+        assert await pool.fetchval("SELECT to_regclass($1)", live.parent) is not None
+        await profile_import_store.close_staging(live)
+        assert await pool.fetchval("SELECT to_regclass($1)", live.parent) is None
+    finally:
+        await running.close()
+        await crashed.close()
 
 
 async def test_an_upload_broken_off_imports_nothing(tenant: Tenant, pool: asyncpg.Pool
@@ -235,7 +262,12 @@ async def test_an_upload_broken_off_imports_nothing(tenant: Tenant, pool: asyncp
         return await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1"
                                    " AND state LIKE 'idle%' AND backend_xid IS NULL",
                                    copying) == 1
-    await eventually(ended, "the import's transaction rolled back")
+    await eventually(ended, "the import's COPY ended")
+
+    async def dropped() -> bool:  # the staging tables, once the transaction rolled back
+        return await pool.fetchval("SELECT count(*) FROM pg_class WHERE relkind = 'r'"
+                                   " AND relname ~ '^profile_import_[0-9a-f]{16}'") == 0
+    await eventually(dropped, "the import's staging tables dropped")
     assert await stored(pool, tenant.name) == {}
     del reader
 
@@ -256,7 +288,7 @@ async def test_a_failure_between_the_merge_statements_leaves_nothing_half_writte
         async def waiting() -> int | None:
             return await pool.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%INSERT INTO profiles%profile_import_staging%'")
+                " AND query LIKE '%INSERT INTO profiles%profile_import_%'")
         pid = await eventually(waiting, "the import's INSERT waiting, its UPDATE done")
         assert await pool.fetchval("SELECT pg_terminate_backend($1)", pid)
         failed = await importing
@@ -277,7 +309,7 @@ async def test_a_profile_created_meanwhile_by_an_earlier_write_gets_the_import_m
         async def waiting() -> bool:
             return bool(await pool.fetchval(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%INSERT INTO profiles%profile_import_staging%'"))
+                " AND query LIKE '%INSERT INTO profiles%profile_import_%'"))
         await eventually(waiting, "the import's INSERT waiting for the other writer")
         await earlier.commit()
         summary, _ = answer_of(await importing)
@@ -368,14 +400,20 @@ async def test_a_slice_looks_profiles_up_by_primary_key_whatever_the_statistics(
     statements looked a staged row up through a secondary index on (tenant_id, …) with a
     filter on profile_id: a scan of the tenant per row, minutes for 60,000 rows."""
     connection = await asyncpg.connect(young_database)
+    stager = await asyncpg.connect(young_database)  # the staging tables' own, as the gateway's
+    staging: list[profile_import_store.Staging] = []
     try:
         async with connection.transaction():
-            await _read_slice_plans(connection)
+            await _read_slice_plans(connection, stager, staging)
     finally:
+        for opened in staging:  # once the transaction that read them has ended
+            await profile_import_store.close_staging(opened)
+        await stager.close()
         await connection.close()
 
 
-async def _read_slice_plans(connection: asyncpg.Connection) -> None:
+async def _read_slice_plans(connection: asyncpg.Connection, stager: asyncpg.Connection,
+                            staging: list[profile_import_store.Staging]) -> None:
     prefix = f"stat-{uuid.uuid4().hex[:8]}"
     await connection.execute(
         "INSERT INTO profiles (tenant_id, profile_id, email) SELECT $1 || g, 'c1',"
@@ -385,14 +423,19 @@ async def _read_slice_plans(connection: asyncpg.Connection) -> None:
     await connection.execute(
         "INSERT INTO profiles (tenant_id, profile_id, city) SELECT $1,"
         " 'y-' || lpad(g::text, 5, '0'), 'Here' FROM generate_series(0, 59999) g", tenant)
-    await profile_import_store.begin(connection, tenant)
+    await profile_import_store.begin(connection)
     blank = (None,) * len(COLUMNS)
 
     async def rows() -> AsyncIterator[tuple[Any, ...]]:
         for line in range(50_000):
             yield (line + 2, f"y-{line * 7919 % 60_000:05d}", *blank, 0, "{}", [])
 
-    table = await profile_import_store.stage(connection, 0, rows())
+    staging.append(await profile_import_store.open_staging(stager, tenant))
+    table = await profile_import_store.stage(staging[0], 0, rows())
+    await _explain_slice(connection, table, tenant)
+
+
+async def _explain_slice(connection: asyncpg.Connection, table: str, tenant: str) -> None:
     written_at = datetime.now(UTC)
     statements = [(profile_import_store._UPDATE, (written_at,)),
                   (profile_import_store._INSERT, (tenant, written_at)),
