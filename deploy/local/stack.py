@@ -266,6 +266,13 @@ SERVICES = (
             f"http://127.0.0.1:{settings.smtp_bulk_sink_http_port}/health/ready", ("--bulk",)),
     Service("provider-sink", "services.provider_sink",
             f"http://127.0.0.1:{settings.provider_sink_port}/health/ready"),
+    # The second relay and provider the senders fail over to (shared/sending/failover.py).
+    Service("smtp-sink-2", "services.smtp_sink",
+            f"http://127.0.0.1:{settings.smtp_secondary_sink_http_port}/health/ready",
+            ("--secondary",)),
+    Service("provider-sink-2", "services.provider_sink",
+            f"http://127.0.0.1:{settings.provider_sink_secondary_port}/health/ready",
+            ("--secondary",)),
     Service("gateway", "services.gateway",
             f"http://127.0.0.1:{settings.gateway_port}/health/ready"),
     Service("admin", "services.admin",

@@ -1,5 +1,7 @@
-"""Run the provider sink: ``python -m services.provider_sink``."""
+"""Run the provider sink: ``python -m services.provider_sink`` (``--secondary``: the second
+provider the senders fail over to, on provider_sink_secondary_port)."""
 
+import argparse
 import asyncio
 
 from services.provider_sink.app import serve
@@ -7,5 +9,8 @@ from shared.logging_setup import configure_logging
 from shared.settings import get_settings
 
 if __name__ == "__main__":
-    configure_logging("provider-sink")
-    asyncio.run(serve(get_settings()))
+    parser = argparse.ArgumentParser(prog="python -m services.provider_sink", description=__doc__)
+    parser.add_argument("--secondary", action="store_true", help="be the second provider")
+    secondary = parser.parse_args().secondary
+    configure_logging("provider-sink-2" if secondary else "provider-sink")
+    asyncio.run(serve(get_settings(), secondary))

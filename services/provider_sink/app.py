@@ -105,10 +105,12 @@ def http_api(inbox: Inbox, faults: Faults, callbacks: Callbacks | None = None) -
     return api
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, secondary: bool = False) -> None:
+    """``secondary``: stand in for the second provider (failover), on its own port."""
     callbacks = Callbacks(settings)
+    port = settings.provider_sink_secondary_port if secondary else settings.provider_sink_port
     config = http_config(http_api(Inbox(), Faults(), callbacks), settings.provider_sink_host,
-                         settings.provider_sink_port, log_level="warning")
+                         port, log_level="warning")
     try:
         await Server(config).serve()
     finally:

@@ -11,5 +11,5 @@ SPEC = SenderSpec(
     topic=SEND_EMAIL_TX,
     group="parcours-sender-email",
     provider="smtp",
-    open_provider=SmtpHandOver.open,
+    open_provider=SmtpHandOver.open_with_failover,
 )

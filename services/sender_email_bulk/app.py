@@ -13,5 +13,5 @@ SPEC = SenderSpec(
     topic=SEND_EMAIL_BULK,
     group="parcours-sender-email-bulk",
     provider="smtp",
-    open_provider=SmtpHandOver.open_bulk,
+    open_provider=SmtpHandOver.open_bulk_guarded,
 )

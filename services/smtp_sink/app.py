@@ -99,18 +99,23 @@ def http_api(handler: StoringHandler) -> FastAPI:
     return api
 
 
-async def serve(settings: Settings, bulk: bool = False) -> None:
-    """``bulk``: stand in for the bulk email relay instead of the transactional one."""
-    host = settings.smtp_bulk_host if bulk else settings.smtp_host
+async def serve(settings: Settings, bulk: bool = False, secondary: bool = False) -> None:
+    """``bulk``: stand in for the bulk email relay instead of the transactional one;
+    ``secondary``: for the second transactional relay (failover)."""
+    host, port, http_port = (
+        (settings.smtp_bulk_host, settings.smtp_bulk_port, settings.smtp_bulk_sink_http_port)
+        if bulk else
+        (settings.smtp_secondary_host, settings.smtp_secondary_port,
+         settings.smtp_secondary_sink_http_port)
+        if secondary else
+        (settings.smtp_host, settings.smtp_port, settings.smtp_sink_http_port))
     handler = StoringHandler(Mailbox(), Reporter(settings.bounces_host,
                                                  settings.bounces_smtp_port))
     loop = asyncio.get_running_loop()
     smtp_server = await loop.create_server(
         lambda: SMTP(handler, enable_SMTPUTF8=True, data_size_limit=10 * 1024 * 1024),
-        host=host, port=settings.smtp_bulk_port if bulk else settings.smtp_port,
+        host=host, port=port,
     )
-    config = http_config(http_api(handler), host,
-                         settings.smtp_bulk_sink_http_port if bulk
-                         else settings.smtp_sink_http_port, log_level="warning")
+    config = http_config(http_api(handler), host, http_port, log_level="warning")
     async with smtp_server:
         await Server(config).serve()

@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel
 
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
+from shared.adapters.provider_fault import ProviderFault
 
 _TRANSIENT_4XX = frozenset({408, 409, 429})
 # The permanent refusals that blame the recipient (an invalid number, an unregistered
@@ -36,8 +37,12 @@ def failure(status: int, detail: str) -> PermanentFailure | TransientFailure | N
         return PermanentFailure(f"provider {status}: {detail}" if detail else f"provider {status}",
                                 address_fault=status in _ADDRESS_4XX)
     # 5xx, the retryable 4xx and anything unexpected (a redirect is a configuration
-    # mistake): keep the message and retry, so fixing the cause delivers it.
-    return TransientFailure(f"provider {status}")
+    # mistake): keep the message and retry, so fixing the cause delivers it. All but 409
+    # (the same key still being handled) say the provider is failing or throttling us:
+    # they count against its circuit breaker.
+    if status == 409:
+        return TransientFailure(f"provider {status}")
+    return ProviderFault(f"provider {status}")
 
 
 def provider_id(body: bytes) -> str | None:
@@ -74,7 +79,7 @@ class HttpProvider:
                 headers={"idempotency-key": idempotency_key},
             )
         except httpx.TransportError as error:  # connection refused or lost, timeouts
-            raise TransientFailure(f"provider connection: {type(error).__name__}") from error
+            raise ProviderFault(f"provider connection: {type(error).__name__}") from error
         # The body goes into a permanent failure's reason (the event's status), never into
         # the logs: providers echo phone numbers and tokens.
         refused = failure(response.status_code, response.text)

@@ -61,6 +61,7 @@ from shared.domain.rendering import (
 from shared.domain.routing import SendRequest, event_of_unreadable, read_send_record
 from shared.domain.status import Status, StatusWrite
 from shared.resilience import retry_forever
+from shared.sending.failover import ProvidersDown
 from shared.sending.provider_feedback import device_gone, handover_note
 from shared.sending.tracking import tracked
 from shared.sending.wiring import Sender
@@ -370,7 +371,11 @@ async def _send(sender: Sender, request: SendRequest, retry: Due | None = None
             raise
 
     try:
-        reference = await hand_over()
+        # Every provider failing (their breakers open): the batch waits for a probe's
+        # success rather than filling the retry schedule with what none can take now.
+        reference = await retry_forever(
+            hand_over, f"handing a message over ({spec.provider})", (ProvidersDown,),
+            on_retry=spec.metrics.retries(spec.provider).inc)
     except TransientFailure as error:
         return await _later(sender, request, error, soft, retry)
     except PermanentFailure as error:

@@ -11,15 +11,19 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+import aiosmtplib
+
 from shared.adapters import dkim
 from shared.adapters.delivery_errors import TransientFailure
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
+from shared.adapters.provider_fault import ProviderFault
 from shared.adapters.sender_identity_store import Sending, SendingCache
 from shared.adapters.smtp import RelaySecurity, SmtpPool, encode_email
 from shared.domain import verp
 from shared.domain.rendering import RenderedMessage
 from shared.domain.routing import SendRequest
 from shared.domain.sender_identity import default_identity
+from shared.sending.failover import Failover
 from shared.sending.unsubscribe import unsubscribe_headers
 from shared.settings import Settings
 
@@ -43,11 +47,26 @@ def _vault(settings: Settings) -> dkim.Vault:
     return vault
 
 
+def _blames_relay(error: TransientFailure) -> bool:
+    """A refusal for now that is the relay's, not one recipient's: a lost connection, a
+    timeout, a refused login, 421 (the service is closing). Its breaker counts them."""
+    cause = error.__cause__
+    if isinstance(cause, aiosmtplib.SMTPAuthenticationError):
+        return True
+    if isinstance(cause, aiosmtplib.SMTPRecipientsRefused):
+        return any(r.code == 421 for r in cause.recipients)
+    if isinstance(cause, aiosmtplib.SMTPResponseException):
+        return cause.code == 421
+    return isinstance(cause, (aiosmtplib.SMTPException, OSError, TimeoutError))
+
+
 @dataclass
 class SmtpHandOver:
     smtp: SmtpPool
     settings: Settings
     vault: dkim.Vault
+    # A second relay's hand-over reads identities and keys through the first's cache.
+    first: SmtpHandOver | None = None
     # Opened on the first message: providers are made before the event loop runs.
     _sending: SendingCache | None = field(default=None, init=False)
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
@@ -65,7 +84,25 @@ class SmtpHandOver:
                             settings.smtp_timeout_s, settings.smtp_bulk_connections,
                             relay_security(settings)), settings, _vault(settings))
 
+    @classmethod
+    def open_with_failover(cls, settings: Settings) -> Failover:
+        """The relay, and the secondary one (if set) that takes over while it fails."""
+        primary = cls.open(settings)
+        secondary = settings.smtp_secondary_host and cls(
+            SmtpPool(settings.smtp_secondary_host, settings.smtp_secondary_port,
+                     settings.smtp_timeout_s, settings.smtp_connections,
+                     relay_security(settings)), settings, primary.vault, first=primary)
+        return Failover.of("email", settings, primary, secondary or None)
+
+    @classmethod
+    def open_bulk_guarded(cls, settings: Settings) -> Failover:
+        """The bulk relay behind a breaker, no second relay: marketing volume never
+        fails over onto another relay's reputation. Down, its lane waits."""
+        return Failover.of("email", settings, cls.open_bulk(settings))
+
     async def _cache(self) -> SendingCache:
+        if self.first is not None:
+            return await self.first._cache()
         async with self._opening:
             if self._sending is None:
                 settings = self.settings
@@ -104,11 +141,16 @@ class SmtpHandOver:
             message = dkim.signature(message, sending.key) + message
         envelope = self._return_path(request.messageId, identity.bounceDomain,
                                      identity.fromAddress)
-        async with self.smtp.client() as client:
-            await client.send(envelope, recipient, message)
+        try:
+            async with self.smtp.client() as client:
+                await client.send(envelope, recipient, message)
+        except TransientFailure as error:
+            if not isinstance(error, ProviderFault) and _blames_relay(error):
+                raise ProviderFault(str(error), address_fault=error.address_fault) from error
+            raise
 
     async def close(self) -> None:
         await self.smtp.close()
-        if self._sending is not None:
+        if self._sending is not None and self.first is None:
             await self._sending.close()
             await self._sending.pool.close()
