@@ -2,10 +2,16 @@
 is dropped as soon as a change to its tenant is announced on ``channel`` (``listen``; the
 TTL is the safety net while that connection is lost, and after it comes back everything is
 dropped, since what was announced meanwhile never arrives). A read that began before an
-announcement is used once, not kept: it may hold what the change replaced. Bounded."""
+announcement is used once, not kept: it may hold what the change replaced. Bounded.
+
+One read per tenant at a time: the callers that miss while it runs wait for it. A sender's
+batch asks for its tenant's entry from every message in the same turn of the event loop;
+each of them read it when the entry expired (every ``ttl_s``), through a pool of two
+connections, stalling the batch."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Generic, TypeVar
 
@@ -27,6 +33,7 @@ class TenantCache(Generic[T]):
         self._entries: BoundedDict[str, tuple[float, T]] = BoundedDict(self.MAX_TENANTS)
         self._listener: Listener | None = None
         self._changes = 0  # announcements heard
+        self._reading: dict[str, asyncio.Future[T]] = {}  # the read under way, per tenant
 
     async def _load(self, tenant: str, previous: T | None) -> T:
         """The tenant's entry, read now (``previous``: what the cache held, to reuse)."""
@@ -38,13 +45,16 @@ class TenantCache(Generic[T]):
     async def _missed(self) -> None:
         self._changes += 1
         self._entries.clear()
+        self._reading.clear()
 
     def _changed(self, _connection: object, _pid: int, _channel: str, tenant: str) -> None:
         self._changes += 1
         self.forget(tenant)
 
     def forget(self, tenant: str) -> None:
+        """A read under way is left to its callers; later ones read again."""
         self._entries.pop(tenant, None)
+        self._reading.pop(tenant, None)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -55,8 +65,23 @@ class TenantCache(Generic[T]):
         hit = self._entries.get(tenant)
         if hit is not None and now - hit[0] < self._ttl_s:
             return hit[1]
+        reading = self._reading.get(tenant)
+        if reading is None or reading.get_loop() is not asyncio.get_running_loop():
+            reading = asyncio.ensure_future(self._read(tenant, hit, now))
+            self._reading[tenant] = reading
+            reading.add_done_callback(lambda done: self._done(tenant, done))
+        # Shielded: a caller cancelled does not cancel the others' read.
+        return await asyncio.shield(reading)
+
+    async def _read(self, tenant: str, hit: tuple[float, T] | None, now: float) -> T:
         changes = self._changes
         entry = await self._load(tenant, hit[1] if hit is not None else None)
         if changes == self._changes:
             self._entries[tenant] = (now, entry)
         return entry
+
+    def _done(self, tenant: str, reading: asyncio.Future[T]) -> None:
+        if self._reading.get(tenant) is reading:
+            del self._reading[tenant]
+        if not reading.cancelled():
+            reading.exception()  # retrieved: its callers got it
