@@ -176,8 +176,8 @@ class Settings(BaseSettings):
     # Bulk lanes for SMS and push (services/sender_sms_bulk, sender_push_bulk): their own
     # connections to the provider, fewer than the tx senders' (16).
     provider_bulk_connections: int = 4
-    sender_sms_bulk_metrics_port: int = 9110
-    sender_push_bulk_metrics_port: int = 9111
+    sender_sms_bulk_metrics_port: int = 9112
+    sender_push_bulk_metrics_port: int = 9113
     # What providers and apps report back (services/gateway/webhook_routes.py). Providers
     # sign their webhooks with their secret ("provider:secret,…"; the provider sink is
     # "sink"); a signature older than the window, or seen before within it, is refused.
