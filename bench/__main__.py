@@ -1,4 +1,4 @@
-"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P7, P8, IMPORT, ERASE, TRACK in that
+"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P6, P7, P8, IMPORT, ERASE, TRACK in that
 order, then one table.
 
 Load goes to 127.0.0.1 only. The stack must be up (``make up``); nothing here starts,
@@ -24,6 +24,7 @@ from bench import (
     p4_latency,
     p4_rules,
     p5_priority,
+    p6_sender,
     p7_audiences,
     p8_scheduled,
     p_erase,
@@ -59,6 +60,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                              " 0: same priority as transactional)")
     parser.add_argument("--p5-seconds", type=float,
                         help="P5 seconds per phase (default 10, quick 3; TARGETS: 600)")
+    parser.add_argument("--p6-messages", type=int,
+                        help="P6/B4 messages per run (default 3,000, quick 300)")
     parser.add_argument("--p8-backlog", type=int,
                         help="P8 far-future timers pending beside the scheduled sends "
                              "(default 1,000,000, quick 10,000)")
@@ -69,8 +72,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--import-rows", type=int,
                         help="IMPORT profiles in the CSV (default 1,000,000, quick 20,000)")
     parser.add_argument("--only", nargs="+",
-                        choices=("B1", "B2", "P1", "P4", "P4R", "P5", "P7", "P8", "IMPORT",
-                                 "RULES", "ERASE", "TRACK"),
+                        choices=("B1", "B2", "P1", "P4", "P4R", "P5", "P6", "P7", "P8",
+                                 "IMPORT", "RULES", "ERASE", "TRACK"),
                         help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
 
@@ -103,8 +106,8 @@ def main(argv: list[str]) -> int:
     progress(f"bench {'--quick ' if quick else ''}{stamp}: {os.cpu_count()} cores, load "
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
-    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P4R", "P5", "P7", "P8", "IMPORT",
-                              "RULES", "ERASE", "TRACK"))
+    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P4R", "P5", "P6", "P7", "P8",
+                              "IMPORT", "RULES", "ERASE", "TRACK"))
     rows: list[Row] = []
     if "B1" in wanted:
         rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
@@ -126,6 +129,9 @@ def main(argv: list[str]) -> int:
         rows += _attempt("P5", "tx latency beside a bulk flood", lambda: p5_priority.run(
             args.p5_rate, args.p5_bulk_rate, p5_seconds, args.connections, drain_s,
             args.p5_flood_nice))
+    if "P6" in wanted:
+        rows += _attempt("P6", "email sender alone beside B4 aiosmtplib", lambda: [
+            p6_sender.run(args.p6_messages or (300 if quick else 3000))])
     if "P7" in wanted:
         profiles = args.p7_profiles or (50_000 if quick else 1_000_000)
         rows += _attempt("P7", "read audience", lambda: p7_audiences.run(profiles))

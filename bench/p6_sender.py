@@ -1,0 +1,242 @@
+"""P6: the email sender alone beside B4, aiosmtplib sending pre-encoded mail, in the same
+run, runs alternating (B4, P6, B4...), both into the stack's SMTP sink.
+
+P6 is the stack's own tx email sender (``make up``), unchanged: send records produced
+straight to ``parcours.send.email.tx.v1`` (no gateway, no processor), a backlog of
+``messages`` at once, each to its own address of the bench domain; the sender claims each
+in the delivery ledger, renders the message (subject, HTML with three links, text), runs
+the control rules, rewrites the links and adds the pixel (tracking on: the tracked
+message stored first), encodes it, hands it to the sink over its SMTP pool
+(``PARCOURS_SMTP_CONNECTIONS``) and settles it (ledger, status, contact history). Its
+figure: the run's messages over the seconds from the first record produced to the last
+message in the sink (counted by recipient, so others' mail through the sender is not).
+DKIM is off (the default tenant has no active key); its cost per message is measured
+apart (bench/dkim_cost.py) and reported in this row's details.
+
+B4 sends the very bytes P6's sender produced (one of its messages, read back from the
+sink) the same number of times over the same number of SMTP connections, each
+connection sending its share one after the other: what handing over costs with no
+rendering, tracking, ledger or Kafka at all. Target: P6 ≥ 0.7 × B4 (issue 11).
+
+Both leave their mail in the sink (bounded at 200,000 messages; nothing is emptied, so
+tests may run beside it); the messages' statuses, ledger and tracked rows stay with the
+default tenant like P4's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+import uuid
+from pathlib import Path
+from statistics import median
+
+import aiosmtplib
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from bench import dkim_cost
+from bench.common import (
+    BENCH_DOMAIN,
+    RUNS,
+    SINK,
+    TENANT,
+    Row,
+    progress,
+    settings,
+)
+from bench.loadgen import ROOT
+from shared.adapters.catalog_store import save_event
+from shared.adapters.postgres import create_pool
+from shared.domain.events import Channel, EventConfig
+from shared.domain.routing import EventOrigin, SendRequest, message_id
+from shared.topics import SEND_EMAIL_TX
+
+TARGET = 0.7  # × B4 (issue 11)
+P6_EVENT = EventConfig.model_validate({
+    "event_id": "EVTbenchP6", "label": "Benchmark P6: the email sender alone (bench/)",
+    "channel": "email", "targeting": "event",
+    "fields": [{"id": "orderId", "type": "string", "required": True},
+               {"id": "amount", "type": "decimal"},
+               {"id": "firstName", "type": "string"}],
+})
+# A short order mail with three links (one rewritten per index) and a greeting.
+P6_TEMPLATE = {
+    "subject": "Order {{ ctx.orderId }} is on its way",
+    "html": ("<html><body><p>Hello {{ ctx.firstName }},</p>"
+             "<p>Your order <b>{{ ctx.orderId }}</b> ({{ ctx.amount }} EUR) has shipped.</p>"
+             '<p><a href="https://shop.example.com/orders/{{ ctx.orderId }}">Track it</a> ·'
+             ' <a href="https://shop.example.com/account">Your account</a> ·'
+             ' <a href="https://shop.example.com/help?topic=delivery">Help</a></p>'
+             "</body></html>"),
+    "text": ("Hello {{ ctx.firstName }},\nYour order {{ ctx.orderId }} ({{ ctx.amount }} EUR)"
+             " has shipped: https://shop.example.com/orders/{{ ctx.orderId }}\n"),
+}
+
+
+def _cpu_s(service: str) -> float | None:
+    """CPU seconds a stack service has used (``.run/pids``), or None if it is not there."""
+    try:
+        pid = int((ROOT / ".run" / "pids" / f"{service}.pid").read_text())
+        fields = (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split())
+    except (OSError, ValueError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Cpu:
+    """CPU µs per message of the sender and the sink over a run: what the machine's other
+    load takes from the wall clock shows in neither."""
+
+    def __init__(self) -> None:
+        self.before = {s: _cpu_s(s) for s in ("sender-email", "smtp-sink")}
+
+    def per_message(self, messages: int) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for service, before in self.before.items():
+            after = _cpu_s(service)
+            out[service] = (None if before is None or after is None
+                            else round((after - before) / messages * 1e6))
+        return out
+
+
+def _record(run_id: str, i: int) -> tuple[bytes, bytes]:
+    pkey = uuid.uuid4().hex
+    request = SendRequest(
+        messageId=message_id(TENANT, pkey), tenant=TENANT,
+        origin=EventOrigin(eventId=P6_EVENT.event_id, pKey=pkey),
+        channel=Channel.EMAIL, priority="tx", to={"email": f"p6-{run_id}-{i}@{BENCH_DOMAIN}"},
+        ctx={"orderId": f"{run_id}-{i}", "amount": "42.50", "firstName": "Ada"},
+        acceptedAt=time.time())
+    return request.messageId.encode(), request.model_dump_json().encode()
+
+
+async def _arrived(http: httpx.AsyncClient, run_id: str) -> int:
+    """This run's messages in the sink (others' sends through the same sender, a test or
+    another benchmark, are not counted)."""
+    response = await http.get(f"{SINK}/recipients", params={"containing": f"p6-{run_id}-"})
+    return len(response.json())
+
+
+async def _sender_run(producer: AIOKafkaProducer, messages: int, deadline_s: float
+                      ) -> tuple[float, dict[str, float | None]]:
+    """Produce ``messages`` records at once; messages/s until the sink has them all, and
+    the sender's and the sink's CPU µs per message."""
+    run_id = uuid.uuid4().hex[:8]
+    cpu = _Cpu()
+    async with httpx.AsyncClient(timeout=30) as http:
+        began = time.monotonic()
+        pending = [await producer.send(SEND_EMAIL_TX.name, value, key=key)
+                   for key, value in (_record(run_id, i) for i in range(messages))]
+        await asyncio.gather(*pending)
+        produced_s = time.monotonic() - began
+        while (done := await _arrived(http, run_id)) < messages:
+            if time.monotonic() - began > deadline_s:
+                raise TimeoutError(f"P6: {done} of {messages} arrived in {deadline_s:.0f}s")
+            await asyncio.sleep(0.05)
+        seconds = time.monotonic() - began
+    used = cpu.per_message(messages)
+    progress(f"  P6 sender: {messages / seconds:,.0f} msg/s ({seconds:.2f}s, produced in"
+             f" {produced_s:.2f}s); CPU µs/message: sender {used['sender-email']},"
+             f" sink {used['smtp-sink']}")
+    return messages / seconds, used
+
+
+async def _b4_run(raw: bytes, messages: int, connections: int
+                  ) -> tuple[float, dict[str, float | None]]:
+    """aiosmtplib, ``connections`` connections, each sending its share in turn."""
+    share = [messages // connections + (1 if c < messages % connections else 0)
+             for c in range(connections)]
+    run_id = uuid.uuid4().hex[:8]
+
+    async def one(c: int, count: int) -> None:
+        client = aiosmtplib.SMTP(hostname=settings.smtp_host, port=settings.smtp_port,
+                                 timeout=settings.smtp_timeout_s)
+        await client.connect()
+        try:
+            for i in range(count):
+                await client.sendmail(f"b4@{BENCH_DOMAIN}",
+                                      [f"b4-{run_id}-{c}-{i}@{BENCH_DOMAIN}"], raw)
+        finally:
+            await client.quit()
+
+    cpu, began = _Cpu(), time.monotonic()
+    await asyncio.gather(*(one(c, n) for c, n in enumerate(share)))
+    seconds = time.monotonic() - began
+    used = cpu.per_message(messages)
+    progress(f"  B4 aiosmtplib: {messages / seconds:,.0f} msg/s ({seconds:.2f}s); CPU"
+             f" µs/message: sink {used['smtp-sink']}")
+    return messages / seconds, used
+
+
+async def _warm_up(producer: AIOKafkaProducer) -> bytes:
+    """Publish the P6 event, send a few through the sender (template compiled, pool
+    open) and return one of them as the sink received it: B4's message."""
+    pool = await create_pool(settings.pg_dsn)
+    try:
+        await save_event(pool, TENANT, P6_EVENT, P6_TEMPLATE)
+    finally:
+        await pool.close()
+    await _sender_run(producer, 20, 60)
+    async with httpx.AsyncClient(timeout=30) as http:
+        run_id = uuid.uuid4().hex[:8]
+        key, value = _record(run_id, 0)
+        await producer.send_and_wait(SEND_EMAIL_TX.name, value, key=key)
+        to = f"p6-{run_id}-0@{BENCH_DOMAIN}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = (await http.get(f"{SINK}/messages", params={"to": to, "raw": "true"}))
+            if found.json():
+                return base64.b64decode(found.json()[0]["raw"])
+            await asyncio.sleep(0.1)
+    raise TimeoutError("P6: the warm-up message never reached the sink")
+
+
+async def _measure(messages: int) -> Row:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                                enable_idempotence=True, linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        raw = await _warm_up(producer)
+        connections = settings.smtp_connections
+        progress(f"  one message: {len(raw):,} bytes; {messages:,} per run, "
+                 f"{connections} SMTP connections")
+        b4, p6, b4_cpu, p6_cpu = [], [], [], []
+        for _ in range(RUNS):
+            rate, used = await _b4_run(raw, messages, connections)
+            b4.append(rate)
+            b4_cpu.append(used)
+            rate, used = await _sender_run(producer, messages, 300)
+            p6.append(rate)
+            p6_cpu.append(used)
+    finally:
+        await producer.stop()
+    b4_rate, p6_rate = median(b4), median(p6)
+
+    def cpu_median(runs: list[dict[str, float | None]], service: str) -> float | None:
+        values = [r[service] for r in runs if r.get(service) is not None]
+        return median(values) if values else None
+
+    small, large = (row for row in dkim_cost.run(200))
+    dkim_us = small[2] - small[1]
+    ratio = p6_rate / b4_rate
+    return Row("P6", "email sender alone (render, links, tracking, ledger) → SMTP sink",
+               round(p6_rate), "msg/s", baseline=f"B4 aiosmtplib {b4_rate:,.0f} msg/s",
+               ratio=round(ratio, 2), target=f"≥ {TARGET} × B4", met=ratio >= TARGET,
+               details={"p6_runs": p6, "b4_runs": b4, "messages_per_run": messages,
+                        "smtp_connections": connections, "message_bytes": len(raw),
+                        "dkim_us_per_message": round(dkim_us),
+                        "dkim_us_per_newsletter_60kB": round(large[2] - large[1]),
+                        "dkim_share_of_p6_message": round(dkim_us / (1e6 / p6_rate), 3),
+                        "p6_us_per_message_wall": round(1e6 / p6_rate),
+                        "sender_cpu_us_per_message": cpu_median(p6_cpu, "sender-email"),
+                        "sink_cpu_us_per_message_p6": cpu_median(p6_cpu, "smtp-sink"),
+                        "sink_cpu_us_per_message_b4": cpu_median(b4_cpu, "smtp-sink"),
+                        "cpu_runs": {"p6": p6_cpu, "b4": b4_cpu}})
+
+
+def run(messages: int) -> Row:
+    return asyncio.run(_measure(messages))
