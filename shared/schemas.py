@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from shared.domain.conditions import Condition
 from shared.domain.deadletter import DeadLetter
 from shared.domain.events import TriggerEvent
+from shared.domain.journeys.definition import JourneyDefinition
 from shared.domain.produced import ProducedEvent
 from shared.domain.profile_records import ProfileRecord
 from shared.domain.reactions import Reaction
@@ -32,6 +33,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "topics/reactions.v1.json": Reaction,
     "conditions.v1.json": Condition,
     "webhooks/notification.v1.json": Notification,
+    "journeys/definition.v1.json": JourneyDefinition,
 }
 
 

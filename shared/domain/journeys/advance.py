@@ -1,0 +1,262 @@
+"""The journey state machine: ``start`` puts a profile on a journey, ``advance`` moves an
+instance on an input. Pure: (plan, instance, input, now) -> (instance, effects); the
+engine applies the effects and stores the instance in one conditional write on its token,
+so of an awaited input and its timeout exactly one wins (the other finds a newer token and
+is dropped here as stale).
+
+The early rule: a reaction to one of the instance's messages, or a journey event the
+journey listens for, that arrives while the instance is not waiting for it is kept on the
+instance (reactions for its life, events for EARLY_WINDOW; at most MAX_SEEN, the newest);
+a listen node entered later takes the first that matches a branch, in the order they came,
+as if it had just arrived. So a purchase made while the thank-you's profile is still on
+the step before the wait is not lost, and an email opened before its reaction node counts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.domain.conditions import Checked, ConditionDataError, matches
+from shared.domain.journeys.definition import (
+    Action,
+    Branch,
+    Decision,
+    End,
+    HttpCall,
+    JourneyDefinition,
+    Listen,
+    Node,
+    UpdateProfile,
+    Wait,
+    wait_until,
+)
+from shared.domain.journeys.instance import (
+    CallHttp,
+    CancelTimer,
+    Effect,
+    Input,
+    Instance,
+    JourneyEvent,
+    Reaction,
+    Seen,
+    Send,
+    SetTimer,
+    State,
+    Step,
+    Stop,
+    TimerFired,
+)
+from shared.domain.journeys.instance import UpdateProfile as UpdateEffect
+
+EARLY_WINDOW = timedelta(minutes=10)
+MAX_SEEN = 20
+MAX_STEPS = 200  # nodes run on one input: validation refuses loops with no wait
+_IDS = uuid.UUID("5b0b1f7e-3c1e-4d0e-9a57-7061726a6f75")  # namespace of journey ids
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A journey version ready to run: its definition, its conditions checked against the
+    tenant's paths (``conditions[node][i]`` for a condition node's branch i,
+    ``event_conditions[node][i]`` for a listen's event branch i), and the test mode's time
+    factor (waits divided by ``speed``)."""
+    definition: JourneyDefinition
+    version: int
+    conditions: Mapping[str, Sequence[Checked]] = field(default_factory=dict)
+    event_conditions: Mapping[str, Mapping[int, Checked]] = field(default_factory=dict)
+    speed: float = 1.0
+
+    def node(self, node_id: str) -> Node:
+        return self.definition.node(node_id)
+
+    def listened(self) -> set[str]:
+        """The journey events some listen waits for."""
+        return {b.event.event_id for n in self.definition.nodes if isinstance(n, Listen)
+                for b in n.branches if b.event is not None}
+
+
+def instance_id(journey_id: str, version: int, profile_id: str, entry: int) -> str:
+    """Stable: the engine redoing an entry makes the same instance."""
+    return str(uuid.uuid5(_IDS, f"{journey_id}\x00{version}\x00{profile_id}\x00{entry}"))
+
+
+def start(plan: Plan, profile_id: str, entry: int, profile: Mapping[str, Any],
+          now: datetime) -> tuple[Instance, list[Effect]]:
+    """A profile enters (its ``entry``-th time): run from the entry's next node until a
+    wait or an end."""
+    definition = plan.definition
+    instance = Instance(definition.id, plan.version, profile_id,
+                        instance_id(definition.id, plan.version, profile_id, entry),
+                        State.WAITING, "entry", 0, now)
+    effects: list[Effect] = [Step("entered", "entry")]
+    return _run(plan, instance, definition.entry.next, profile, now, effects)
+
+
+def advance(plan: Plan, instance: Instance, event: Input, now: datetime
+            ) -> tuple[Instance, list[Effect]]:
+    """Move ``instance`` on ``event``. An ended instance, a stale timer and an input the
+    instance does not wait for change nothing but what the early rule keeps."""
+    if instance.ended:
+        return instance, []
+    if isinstance(event, Stop):
+        return _end(instance, State.STOPPED, [CancelTimer(instance.token)],
+                    "stopped", event.reason)
+    if isinstance(event, TimerFired):
+        return _timer(plan, instance, event, now)
+    if isinstance(event, JourneyEvent) and any(
+            c.event_id == event.event_id for c in plan.definition.exit):
+        return _end(instance, State.EXITED, [CancelTimer(instance.token)], "exited",
+                    f"exit criterion {event.event_id}")
+    seen = _seen(event, now)
+    node = plan.node(instance.node) if instance.node != "entry" else None
+    if isinstance(node, Listen):
+        branch = _matching(plan, node, instance, seen, now)
+        if branch is not None:
+            return _resolve(plan, instance, node, branch, seen, event.profile, now,
+                            [CancelTimer(instance.token)])
+    return _keep(plan, instance, seen, now), []
+
+
+def _seen(event: Reaction | JourneyEvent, now: datetime) -> Seen:
+    if isinstance(event, Reaction):
+        return Seen("reaction", event.message_id, event.kind, event.link, event.machine,
+                    dict(event.data), now)
+    return Seen("event", event.event_id, "", None, False, dict(event.data), now)
+
+
+def _keep(plan: Plan, instance: Instance, seen: Seen, now: datetime) -> Instance:
+    """The early rule's memory: reactions to the instance's own messages, and events the
+    journey listens for, the newest MAX_SEEN; events only for EARLY_WINDOW."""
+    if seen.kind == "reaction" and seen.key not in instance.sent.values():
+        return instance
+    if seen.kind == "event" and seen.key not in plan.listened():
+        return instance
+    kept = [s for s in instance.seen
+            if s.kind == "reaction" or now - s.at <= EARLY_WINDOW] + [seen]
+    return replace(instance, seen=tuple(kept[-MAX_SEEN:]))
+
+
+def _matching(plan: Plan, node: Listen, instance: Instance, seen: Seen, now: datetime
+              ) -> Branch | None:
+    for index, branch in enumerate(node.branches):
+        if seen.kind == "reaction" and branch.reaction is not None:
+            wanted = branch.reaction
+            if (instance.sent.get(wanted.action) == seen.key and wanted.kind == seen.what
+                    and (wanted.link is None or wanted.link == seen.link)
+                    and not (seen.machine and wanted.human_only)):
+                return branch
+        if seen.kind == "event" and branch.event is not None \
+                and branch.event.event_id == seen.key:
+            condition = plan.event_conditions.get(node.id, {}).get(index)
+            if condition is None or matches(condition, {"event": seen.data}, now=now):
+                return branch
+    return None
+
+
+def _resolve(plan: Plan, instance: Instance, node: Listen, branch: Branch, seen: Seen,
+             profile: Mapping[str, Any], now: datetime, effects: list[Effect]
+             ) -> tuple[Instance, list[Effect]]:
+    """The listen resolved by ``seen``: its data kept for later nodes (``waits.<node>``)."""
+    kind = "reaction" if seen.kind == "reaction" else "event"
+    data = {"kind": seen.what, **seen.data} if kind == "reaction" else dict(seen.data)
+    instance = replace(instance, waits={**instance.waits, node.id: data},
+                       seen=tuple(s for s in instance.seen if s is not seen))
+    effects.append(Step(kind, node.id, seen.what or seen.key))
+    return _run(plan, instance, branch.next, profile, now, effects)
+
+
+def _timer(plan: Plan, instance: Instance, fired: TimerFired, now: datetime
+           ) -> tuple[Instance, list[Effect]]:
+    if fired.token != instance.token or instance.state is not State.WAITING:
+        return instance, []  # stale: the wait it was set for was resolved otherwise
+    node = plan.node(instance.node)
+    effects: list[Effect] = []
+    if isinstance(node, Wait):
+        return _run(plan, instance, node.next, fired.profile, now, effects)
+    assert isinstance(node, Listen) and node.timeout is not None
+    effects.append(Step("timedOut", node.id))
+    if node.timeout.next is None:
+        return _end(instance, State.TIMED_OUT, [], "timedOut", "")
+    return _run(plan, instance, node.timeout.next, fired.profile, now, effects)
+
+
+def _end(instance: Instance, state: State, effects: list[Effect], kind: str, reason: str
+         ) -> tuple[Instance, list[Effect]]:
+    ended = replace(instance, state=state, waiting_since=None, seen=(),
+                    reason=reason or None)
+    return ended, [*effects, Step(kind, instance.node, reason)]
+
+
+def _run(plan: Plan, instance: Instance, node_id: str, profile: Mapping[str, Any],
+         now: datetime, effects: list[Effect]) -> tuple[Instance, list[Effect]]:
+    """Run nodes from ``node_id`` until one waits or the instance ends."""
+    for _ in range(MAX_STEPS):
+        effects.append(Step("transition", instance.node, node_id))
+        node = plan.node(node_id)
+        instance = replace(instance, node=node_id, steps=instance.steps + 1,
+                           waiting_since=None)
+        effects.append(Step("entered", node_id))
+        if isinstance(node, End):
+            return _end(instance, State.FINISHED, effects, "finished", "")
+        if isinstance(node, Action):
+            message_id = _effect_id(instance, "message")
+            effects += [Send(node_id, node.type, node.message, message_id),
+                        Step("actionSent", node_id, message_id)]
+            instance = replace(instance, sent={**instance.sent, node_id: message_id})
+            node_id = node.next
+        elif isinstance(node, UpdateProfile):
+            effects.append(UpdateEffect(node_id, dict(node.set), _effect_id(instance, "write")))
+            node_id = node.next
+        elif isinstance(node, HttpCall):
+            effects.append(CallHttp(node_id, node.url, node.method, node.timeout_ms,
+                                    _effect_id(instance, "call")))
+            node_id = node.next
+        elif isinstance(node, Decision):
+            record = {**profile, "waits": instance.waits}
+            try:
+                node_id = next((case.next for case, checked in
+                                zip(node.branches, plan.conditions.get(node_id, ()),
+                                    strict=False)
+                                if matches(checked, record, now=now)), node.otherwise)
+            except ConditionDataError as error:
+                return _end(instance, State.ERROR, effects, "error", f"{node_id}: {error}")
+        elif isinstance(node, Wait):
+            due = wait_until(node, now, dict(profile))
+            if due is None or due <= now:
+                node_id = node.next  # no date, or a date gone: on at once
+                continue
+            return _wait(plan, instance, now, due, effects)
+        elif isinstance(node, Listen):
+            instance = replace(instance, token=instance.token + 1)
+            for seen in instance.seen:  # the early rule: what came before, in order
+                if seen.kind == "event" and now - seen.at > EARLY_WINDOW:
+                    continue
+                branch = _matching(plan, node, instance, seen, now)
+                if branch is not None:
+                    return _resolve(plan, instance, node, branch, seen, profile, now,
+                                    effects)
+            due = None if node.timeout is None else now + node.timeout.after / plan.speed
+            return _wait(plan, instance, now, due, effects, tokened=True)
+    return _end(instance, State.ERROR, effects, "error",
+                f"more than {MAX_STEPS} nodes on one input")
+
+
+def _wait(plan: Plan, instance: Instance, now: datetime, due: datetime | None,
+          effects: list[Effect], tokened: bool = False) -> tuple[Instance, list[Effect]]:
+    token = instance.token if tokened else instance.token + 1
+    if due is not None and not tokened:  # a wait's own date: compressed in test mode
+        due = now + (due - now) / plan.speed
+    instance = replace(instance, state=State.WAITING, token=token, waiting_since=now)
+    if due is not None:
+        effects.append(SetTimer(token, due))
+    return instance, effects
+
+
+def _effect_id(instance: Instance, what: str) -> str:
+    """Names a node's effect by the instance and how many nodes it had run: redoing the
+    same input on the same stored instance names it the same."""
+    return str(uuid.uuid5(_IDS, f"{instance.instance_id}\x00{what}\x00{instance.steps}"))

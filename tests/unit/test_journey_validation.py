@@ -1,0 +1,121 @@
+"""Journey definitions: their shape (pydantic) and what blocks publishing (validation)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from shared.domain.journeys.definition import parse_definition
+from shared.domain.journeys.validation import Problem, errors, validate
+from tests.unit.test_journey_advance import SEED
+
+MESSAGES = {"welcome": True, "welcome-push": True, "reminder": True, "thank-you": True}
+EVENTS = {"purchase", "optOut"}
+
+
+def problems_of(data: dict[str, Any], **known: Any) -> list[Problem]:
+    return validate(parse_definition(data), **known)
+
+
+def seed(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(SEED)
+    nodes = {n["id"]: n for n in data["nodes"]}
+    for node_id, change in changes.items():
+        if change is None:
+            data["nodes"].remove(nodes[node_id])
+        else:
+            nodes[node_id].update(change)
+    return data
+
+
+def test_the_seed_journey_is_valid() -> None:
+    assert problems_of(SEED, messages=MESSAGES, journey_events=EVENTS) == []
+
+
+def test_an_unknown_next_and_an_unreachable_node_are_errors() -> None:
+    data = seed(reminder={"next": "nowhere"})
+    data["nodes"].append({"id": "island", "type": "end"})
+    found = errors(problems_of(data))
+    assert Problem("reminder", "error", "`next` names 'nowhere', no such node") in found
+    assert Problem("island", "error", "no path from the entry reaches it") in found
+
+
+def test_a_loop_with_no_wait_is_an_error_and_one_through_a_wait_is_not() -> None:
+    spin = seed(thanks={"next": "again"})
+    spin["nodes"].append({"id": "again", "type": "email", "message": "welcome",
+                          "next": "thanks"})
+    loops = [p for p in errors(problems_of(spin)) if "a loop with no wait" in p.message]
+    assert len(loops) == 1 and loops[0].node in {"again", "thanks"}
+    through_wait = seed(thanks={"next": "buy"},  # thanks → buy (a listen) → thanks
+                        buy={"timeout": {"after": "P30D", "next": "done"}})
+    assert not errors(problems_of(through_wait))
+
+
+def test_a_timeout_over_90_days_is_an_error() -> None:
+    found = errors(problems_of(seed(buy={"timeout": {"after": "P91D"}})))
+    assert found == [Problem("buy", "error", "the timeout is over 90 days")]
+
+
+def test_a_reaction_must_follow_an_upstream_action_of_its_channel() -> None:
+    not_upstream = seed(react={"branches": [
+        {"reaction": {"action": "reminder", "kind": "opened"}, "next": "buy"}]})
+    assert "not upstream" in errors(problems_of(not_upstream))[0].message
+    wrong_kind = seed(react={"branches": [
+        {"reaction": {"action": "push", "kind": "opened"}, "next": "buy"}]})
+    assert "`opened` cannot follow a push message" in errors(problems_of(wrong_kind))[0].message
+    not_action = seed(react={"branches": [
+        {"reaction": {"action": "buy", "kind": "opened"}, "next": "buy"}]})
+    assert "not an email, SMS or push action" in errors(problems_of(not_action))[0].message
+
+
+def test_a_reaction_to_an_action_some_paths_skip_is_a_warning() -> None:
+    # buy is reached from react (mail sent) and from reminder: both passed mail, so a
+    # reaction to `reminder` at buy is skipped on the path where the open came first
+    data = seed(buy={"branches": [
+        {"reaction": {"action": "reminder", "kind": "clicked"}, "next": "thanks"}]})
+    found = problems_of(data)
+    assert not errors(found)
+    assert any(p.node == "buy" and "skip 'reminder'" in p.message for p in found)
+
+
+def test_a_listen_without_timeout_is_a_warning() -> None:
+    data = seed(buy={"timeout": None})
+    found = problems_of(data)
+    assert not errors(found)
+    assert Problem("buy", "warning", "no timeout: an instance whose branches never happen"
+                   " waits for ever") in found
+
+
+def test_missing_or_unpublished_messages_and_unknown_events_are_errors() -> None:
+    found = errors(problems_of(SEED, messages={**MESSAGES, "reminder": False,
+                                               "thank-you": None} | {},
+                               journey_events={"purchase"}))
+    messages = {p.message for p in found}
+    assert "the message 'reminder' is not published" in messages
+    assert "no journey event 'optOut'" in messages
+
+
+def test_duplicate_ids_are_an_error() -> None:
+    data = seed()
+    data["nodes"].append({"id": "done", "type": "end"})
+    assert Problem("done", "error", "two nodes are named 'done'") in problems_of(data)
+
+
+@pytest.mark.parametrize("bad, where", [
+    ({"nodes": []}, "nodes"),
+    ({"nodes": [{"id": "x", "type": "teleport"}]}, "nodes"),
+    ({"nodes": [{"id": "w", "type": "wait", "next": "d"}]}, "nodes"),  # no duration
+    ({"nodes": [{"id": "l", "type": "listen", "branches": [
+        {"reaction": {"action": "a", "kind": "opened"}, "event": {"eventId": "e"},
+         "next": "d"}]}]}, "nodes"),
+    ({"entry": {"type": "audience", "audienceId": "a", "next": "x", "rate": 0}}, "entry"),
+    ({"nodes": [{"id": "1bad", "type": "end"}]}, "nodes"),
+])
+def test_a_malformed_definition_is_refused_where_it_is_wrong(bad: dict[str, Any],
+                                                             where: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        parse_definition({**copy.deepcopy(SEED), **bad})
+    assert refused.value.errors()[0]["loc"][0] == where
