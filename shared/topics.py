@@ -64,6 +64,14 @@ SEND_PUSH_TX = Topic(
     "parcours.send.push.tx.v1", "message id", 3, "topics/send.v2.json",
     "Transactional push notifications.",
 )
+SEND_SMS_BULK = Topic(
+    "parcours.send.sms.bulk.v1", "message id", 3, "topics/send.v2.json",
+    "Journey and marketing SMS; never in front of transactional ones.",
+)
+SEND_PUSH_BULK = Topic(
+    "parcours.send.push.bulk.v1", "message id", 3, "topics/send.v2.json",
+    "Journey and marketing push notifications; never in front of transactional ones.",
+)
 DEADLETTER = Topic(
     "parcours.deadletter.v1", "original key", 3, "topics/deadletter.v1.json",
     "Records that could not be processed, with the stage and the reason; replayable.",
@@ -91,7 +99,14 @@ REACTIONS = Topic(
 
 ALL_TOPICS: tuple[Topic, ...] = (
     EVENTS_IN, EVENTS_KAFKA, SEND_EMAIL_TX, SEND_EMAIL_BULK, SEND_SMS_TX, SEND_PUSH_TX, DEADLETTER,
-    PROFILES, REACTIONS,
+    PROFILES, REACTIONS, SEND_SMS_BULK, SEND_PUSH_BULK,
 )
 
 SEND_TX_TOPICS = {"email": SEND_EMAIL_TX, "sms": SEND_SMS_TX, "push": SEND_PUSH_TX}
+SEND_BULK_TOPICS = {"email": SEND_EMAIL_BULK, "sms": SEND_SMS_BULK, "push": SEND_PUSH_BULK}
+
+
+def send_topic(channel: str, priority: str) -> Topic:
+    """Where a message goes to its sender: its channel's bulk lane for journey and
+    marketing traffic (``priority`` bulk), else the transactional one."""
+    return (SEND_BULK_TOPICS if priority == "bulk" else SEND_TX_TOPICS)[channel]

@@ -295,6 +295,10 @@ SERVICES = (
             f"http://127.0.0.1:{settings.sender_sms_metrics_port}/metrics"),
     Service("sender-push", "services.sender_push",
             f"http://127.0.0.1:{settings.sender_push_metrics_port}/metrics"),
+    Service("sender-sms-bulk", "services.sender_sms_bulk",
+            f"http://127.0.0.1:{settings.sender_sms_bulk_metrics_port}/metrics"),
+    Service("sender-push-bulk", "services.sender_push_bulk",
+            f"http://127.0.0.1:{settings.sender_push_bulk_metrics_port}/metrics"),
     Service("profile-ingest", "services.profile_ingest",
             f"http://127.0.0.1:{settings.profile_ingest_metrics_port}/metrics"),
     Service("bounces", "services.bounces",
@@ -304,6 +308,8 @@ SERVICE_BY_NAME = {s.name: s for s in SERVICES}
 GROUPS = {"processor": "parcours-processor", "sender-email": "parcours-sender-email",
           "sender-email-bulk": "parcours-sender-email-bulk",
           "sender-sms": "parcours-sender-sms", "sender-push": "parcours-sender-push",
+          "sender-sms-bulk": "parcours-sender-sms-bulk",
+          "sender-push-bulk": "parcours-sender-push-bulk",
           "profile-ingest": "parcours-profile-ingest"}
 
 

@@ -50,7 +50,7 @@ from shared.domain.status import Status, StatusWrite
 from shared.outgoing.metrics import rule_label
 from shared.outgoing.step import Pending, decide_messages, deferral_reason
 from shared.resilience import retry_forever
-from shared.topics import EVENTS_IN, EVENTS_KAFKA, SEND_TX_TOPICS
+from shared.topics import EVENTS_IN, EVENTS_KAFKA, send_topic
 
 log = logging.getLogger(__name__)
 RELEASE_BATCH = 500
@@ -341,7 +341,7 @@ async def _send_on(processor: Processor, connection: asyncpg.Connection,
     going = [s for s in sends if s.event is None or s.event.pKey in allowed]
     # Sent together and awaited together: the producer batches them into few requests.
     await processor.producer.deliver_all([
-        (SEND_TX_TOPICS[s.channel.value].name, encode(s.model_dump(mode="json")),
+        (send_topic(s.channel.value, s.priority).name, encode(s.model_dump(mode="json")),
          s.messageId.encode())
         for s in going
     ])
