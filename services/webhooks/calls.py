@@ -6,6 +6,7 @@ stays in the Host header and in TLS (SNI and certificate check)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
 from dataclasses import dataclass
@@ -13,9 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from shared.bounded import BoundedDict
 from shared.domain import outbound_webhooks as wh
 
 ERROR_TEXT = 300  # characters of an answer's body kept in the log
+KEEP_READING = 16_384
 USER_AGENT = "Parcours-Webhooks/1"
 
 
@@ -30,13 +33,32 @@ class Refused(Exception):
     pass
 
 
-async def _address(host: str, port: int, allow_local: bool) -> str:
+# Names resolved in the last minute (the resolver's thread hop costs more than a call to a
+# near endpoint); what was checked is what is called.
+_RESOLVED: BoundedDict[tuple[str, int], tuple[float, list[str]]] = BoundedDict(10_000)
+RESOLVED_FOR_S = 60.0
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    hit = _RESOLVED.get((host, port))
+    if hit is not None and time.monotonic() - hit[0] < RESOLVED_FOR_S:
+        return hit[1]
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise Refused(f"{host} does not resolve ({error.strerror})") from None
     addresses = [str(info[4][0]) for info in infos]
+    _RESOLVED[(host, port)] = (time.monotonic(), addresses)
+    return addresses
+
+
+async def _address(host: str, port: int, allow_local: bool) -> str:
+    addresses = await _resolve(host, port)
     if not allow_local:
         refused = [a for a in addresses if wh.address_refused(a)]
         if refused:
@@ -78,13 +100,15 @@ async def _call(client: httpx.AsyncClient, url: str, headers: dict[str, str], bo
         extensions={"sni_hostname": host})
     response = await client.send(request, stream=True)
     try:
-        if wh.succeeded(response.status_code):
-            return Outcome(response.status_code, _ms(began), None)
+        # An answer read to its end keeps the connection for the next call; a longer one
+        # than this is not read (the connection is closed instead).
         text = b""
         async for chunk in response.aiter_bytes():
             text += chunk
-            if len(text) >= ERROR_TEXT:
+            if len(text) > KEEP_READING:
                 break
+        if wh.succeeded(response.status_code):
+            return Outcome(response.status_code, _ms(began), None)
         reason = text[:ERROR_TEXT].decode(errors="replace").strip()
         return Outcome(response.status_code, _ms(began),
                        f"HTTP {response.status_code}" + (f": {reason}" if reason else ""))

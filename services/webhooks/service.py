@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import httpx
-
 from services.webhooks.dispatcher import Dispatcher, prune_log
 from services.webhooks.sources import (
     Matcher,
@@ -28,12 +26,7 @@ async def run(settings: Settings) -> None:
     subscriptions = SubscriptionCache(pool)
     await retry_forever(lambda: subscriptions.listen(settings.pg_dsn),
                         "listening to parcours_webhooks", DB_UNAVAILABLE)
-    # Redirects are not followed: the subscription names the endpoint. Connections are
-    # kept and reused per endpoint address; the call's deadline is the dispatcher's.
-    client = httpx.AsyncClient(follow_redirects=False, timeout=settings.webhooks_timeout_s,
-                               limits=httpx.Limits(max_connections=None,
-                                                   max_keepalive_connections=100))
-    dispatcher = Dispatcher(settings, pool, client)
+    dispatcher = Dispatcher(settings, pool)
     matcher = Matcher(pool, subscriptions, dispatcher.wake)
     try:
         async with asyncio.TaskGroup() as group:
@@ -42,6 +35,5 @@ async def run(settings: Settings) -> None:
             group.create_task(consume_reactions(settings, pool, matcher))
             group.create_task(prune_log(pool))
     finally:
-        await client.aclose()
         await subscriptions.close()
         await pool.close()
