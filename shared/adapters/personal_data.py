@@ -13,11 +13,12 @@ from shared.adapters import (
     event_redaction,
     profile_store,
     reaction_store,
+    send_retries,
     tracking_store,
     webhook_store,
 )
 
 STORES = (consent_store, contact_history, event_redaction, profile_store, reaction_store,
-          tracking_store, webhook_store)
+          send_retries, tracking_store, webhook_store)
 erase_profile = erasure.erase_profile
 export_profile = erasure.export_profile

@@ -16,6 +16,10 @@ from typing import Any
 
 import asyncpg
 
+from shared.adapters import erasure
+from shared.adapters.status_store import record_statuses
+from shared.domain.status import Status, StatusWrite
+
 _SCHEDULE = """
 INSERT INTO send_retries (message_id, lane, due_at, attempts, record, last_error, soft_error)
 SELECT m, $2, now() + d * interval '1 second', a, r, e, s
@@ -121,3 +125,43 @@ async def forget(connection: asyncpg.Connection, message_ids: list[str]) -> None
 async def waiting_count(connection: asyncpg.Connection, lane: str) -> int:
     return int(await connection.fetchval(
         "SELECT count(*) FROM send_retries WHERE lane = $1", lane))
+
+
+# --- erasure and access requests (shared/adapters/erasure.py) ---------------------------
+
+_ERASED = "the profile was erased while its message waited for a retry"
+
+
+async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
+                 ) -> dict[str, int]:
+    """A profile erased while its message waits: the send record (its address, its data)
+    goes, the message is never sent (its ledger row failed) and its event ends
+    ``deliveryFailed``."""
+    rows = await connection.fetch(
+        "DELETE FROM send_retries WHERE record->>'tenant' = $1 AND record->>'profileId' = $2"
+        " RETURNING message_id, record->'origin' AS origin", tenant, profile_id)
+    if rows:
+        await connection.execute(
+            "UPDATE deliveries SET state = 'failed', detail = $2, updated_at = now()"
+            " WHERE message_id = ANY($1::uuid[]) AND state IN ('waiting', 'sending')",
+            [r["message_id"] for r in rows], _ERASED)
+        await record_statuses(connection, [
+            StatusWrite(origin["pKey"], tenant, origin["eventId"], Status.DELIVERY_FAILED,
+                        _ERASED, str(r["message_id"]))
+            for r in rows if (origin := r["origin"]) and origin.get("kind") == "event"])
+    return {"waitingRetries": len(rows)}
+
+
+async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
+                  ) -> dict[str, object]:
+    rows = await connection.fetch(
+        "SELECT message_id::text, attempts, last_error, first_failed_at FROM send_retries"
+        " WHERE record->>'tenant' = $1 AND record->>'profileId' = $2 ORDER BY first_failed_at",
+        tenant, profile_id)
+    return {"waitingRetries": [{"messageId": r["message_id"], "attempts": r["attempts"],
+                                "lastError": r["last_error"],
+                                "firstFailedAt": r["first_failed_at"].isoformat()}
+                               for r in rows]}
+
+
+erasure.register(erasure.PersonalData("waitingRetries", _erase, _export))

@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 
 from services.sender_email.app import SPEC as EMAIL
-from shared.adapters import send_retries
+from shared.adapters import erasure, send_retries
 from shared.domain.events import Channel
 from shared.domain.routing import EventOrigin, SendRequest, message_id
 from shared.sending.handlers import deliver_batch
@@ -149,6 +149,7 @@ async def own_sender(**policy: float) -> AsyncIterator[Sender]:
     finally:
         stop.set()
         await worker
+        await sender.connection.execute("DELETE FROM send_retries WHERE lane = $1", lane)
         await sender.close()
 
 
@@ -191,3 +192,34 @@ async def test_past_the_limit_the_message_fails_with_the_last_reply(
     assert status["status"] == "deliveryFailed"
     assert status["reason"] == row["detail"]
     assert not await mails_to(http, busy)
+
+
+async def test_erasing_the_profile_drops_its_waiting_message(
+    http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The retry schedule holds the send record (address, profile data): an erasure takes
+    it, the message is never sent, its event ends deliveryFailed."""
+    event_id = await publish_event(pool, "event")
+    busy = unique_email("erased")
+    await refuse(http, busy, 30)
+    profile_id = f"p-{uuid.uuid4().hex[:12]}"
+    waiting = request_to(event_id, busy).model_copy(update={"profileId": profile_id})
+    async with own_sender(first_delay_s=5, max_delay_s=5, max_attempts=5) as sender:
+        await deliver_batch(sender, [(None, waiting.model_dump_json().encode())])
+        async with pool.acquire() as connection:
+            assert await send_retries.waiting_count(connection, sender.spec.stage) == 1
+            [store] = [s for s in erasure.registered() if s.name == "waitingRetries"]
+            exported = await store.export(connection, "default", profile_id)
+            assert [w["messageId"] for w in exported["waitingRetries"]] == [waiting.messageId]
+            async with connection.transaction():
+                assert await store.erase(connection, "default", profile_id) == {
+                    "waitingRetries": 1}
+            assert await send_retries.waiting_count(connection, sender.spec.stage) == 0
+            ledger = await connection.fetchrow(
+                "SELECT state, detail FROM deliveries WHERE message_id = $1",
+                uuid.UUID(waiting.messageId))
+            status = await connection.fetchrow(
+                "SELECT status, reason FROM event_status WHERE pkey = $1",
+                waiting.origin.pKey)  # type: ignore[union-attr]
+    assert ledger["state"] == "failed" and "erased" in ledger["detail"]
+    assert status["status"] == "deliveryFailed" and "erased" in status["reason"]
