@@ -11,6 +11,7 @@ from shared.adapters import (
     contact_history,
     erasure,
     event_redaction,
+    journey_store,
     profile_store,
     reaction_store,
     send_retries,
@@ -18,7 +19,7 @@ from shared.adapters import (
     webhook_store,
 )
 
-STORES = (consent_store, contact_history, event_redaction, profile_store, reaction_store,
-          send_retries, tracking_store, webhook_store)
+STORES = (consent_store, contact_history, event_redaction, journey_store, profile_store,
+          reaction_store, send_retries, tracking_store, webhook_store)
 erase_profile = erasure.erase_profile
 export_profile = erasure.export_profile

@@ -174,13 +174,13 @@ def _timer(plan: Plan, instance: Instance, fired: TimerFired, now: datetime
     if fired.token != instance.token or instance.state is not State.WAITING:
         return instance, []  # stale: the wait it was set for was resolved otherwise
     node = plan.node(instance.node)
-    effects: list[Effect] = []
+    effects: list[Effect] = [CancelTimer(fired.token)]  # claimed already: a no-op but for a redo
     if isinstance(node, Wait):
         return _run(plan, instance, node.next, fired.profile, now, effects)
     assert isinstance(node, Listen) and node.timeout is not None
-    effects.append(Step("timedOut", node.id))
     if node.timeout.next is None:
-        return _end(instance, State.TIMED_OUT, [], "timedOut", "")
+        return _end(instance, State.TIMED_OUT, effects, "timedOut", "")
+    effects.append(Step("timedOut", node.id))
     return _run(plan, instance, node.timeout.next, fired.profile, now, effects)
 
 

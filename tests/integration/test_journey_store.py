@@ -1,0 +1,130 @@
+"""Journey instances and timers on the real PostgreSQL: one conditional write decides a
+race between an awaited reaction and its timeout, timers are claimed once by concurrent
+claimers and never early, one live instance per profile and journey, and erasure."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from shared.adapters import journey_store, personal_data
+from shared.domain.journeys.advance import advance, start
+from shared.domain.journeys.instance import (
+    Effect,
+    Instance,
+    Reaction,
+    SetTimer,
+    State,
+    TimerFired,
+)
+from tests.unit.test_journey_advance import SEED, plan_of
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def tenant() -> str:
+    return f"jrn-{uuid.uuid4().hex[:10]}"
+
+
+async def test_a_reaction_and_its_timeout_racing_take_exactly_one_path(pool: asyncpg.Pool
+                                                                       ) -> None:
+    plan, name = plan_of(SEED), tenant()
+    for round_ in range(10):
+        instance, effects = start(plan, f"p{round_}", 0, {}, NOW)
+        assert await _create(pool, name, instance, effects)
+        opened = advance(plan, instance, Reaction(instance.sent["mail"], "opened"), NOW)
+        timed = advance(plan, instance, TimerFired(instance.token), NOW)
+        results = await asyncio.gather(*(
+            _save(pool, name, instance.token, *outcome) for outcome in (opened, timed)))
+        assert sorted(results) == [False, True], round_
+        stored = await _load(pool, name, instance.instance_id)
+        winner = opened[0] if results[0] else timed[0]
+        assert stored == winner  # the loser left no trace
+        timers = await pool.fetch("SELECT token, due_at FROM journey_timers"
+                                  " WHERE tenant_id = $1 AND instance_id = $2",
+                                  name, instance.instance_id)
+        assert [r["token"] for r in timers] == [winner.token]  # the old wait's timer gone
+
+
+async def _save(pool: asyncpg.Pool, name: str, token: int, instance: Instance,
+                effects: list[Effect]) -> bool:
+    async with pool.acquire() as connection:
+        return await journey_store.save(connection, name, token, instance, effects)
+
+
+async def _create(pool: asyncpg.Pool, name: str, instance: Instance,
+                  effects: list[Effect]) -> bool:
+    async with pool.acquire() as connection:
+        return await journey_store.create(connection, name, instance, effects)
+
+
+async def _load(pool: asyncpg.Pool, name: str, instance_id: str) -> Instance | None:
+    async with pool.acquire() as connection:
+        return await journey_store.load(connection, name, instance_id)
+
+
+async def _live(pool: asyncpg.Pool, name: str) -> Instance | None:
+    async with pool.acquire() as connection:
+        return await journey_store.live(connection, name, "seed", "p1")
+
+
+async def test_timers_are_claimed_once_by_concurrent_claimers_and_never_early(
+        pool: asyncpg.Pool) -> None:
+    plan, name = plan_of(SEED), tenant()
+    due_ids = set()
+    for n in range(60):
+        instance, effects = start(plan, f"t{n}", 0, {}, NOW - timedelta(days=2))
+        early = n % 3 == 0  # a third are due in the future
+        effects = [SetTimer(instance.token, NOW + (timedelta(hours=1) if early else
+                                                   -timedelta(seconds=n)))]
+        assert await _create(pool, name, instance, effects)
+        if not early:
+            due_ids.add(instance.instance_id)
+
+    async def claimer() -> list[str]:
+        taken: list[str] = []
+        async with pool.acquire() as connection:
+            while True:
+                async with connection.transaction():
+                    batch = await journey_store.claim_due(connection, NOW, 7)
+                    batch = [t for t in batch if t.tenant == name]
+                    taken += [t.instance_id for t in batch]
+                    assert all(t.due_at <= NOW for t in batch)
+                if not batch:
+                    return taken
+    claims = await asyncio.gather(claimer(), claimer(), claimer())
+    every = [i for claim in claims for i in claim]
+    assert len(every) == len(set(every)) and set(every) == due_ids
+    left = await pool.fetchval("SELECT count(*) FROM journey_timers WHERE tenant_id = $1", name)
+    assert left == 20
+
+
+async def test_one_live_instance_per_profile_and_journey(pool: asyncpg.Pool) -> None:
+    plan, name = plan_of(SEED), tenant()
+    first, effects = start(plan, "p1", 0, {}, NOW)
+    assert await _create(pool, name, first, effects)
+    assert not await _create(pool, name, first, effects)  # redelivered
+    again, effects = start(plan, "p1", 1, {}, NOW)
+    assert not await _create(pool, name, again, effects)  # still live
+    assert await _live(pool, name) == first
+    ended, effects = advance(plan, first, TimerFired(first.token), NOW)  # → buy
+    ended, effects = advance(plan, ended, TimerFired(ended.token), NOW)  # → timed out
+    assert ended.state is State.TIMED_OUT
+    assert await _save(pool, name, first.token, ended, effects)  # as read
+    assert await _create(pool, name, again, [])  # now it may enter again
+
+
+async def test_erasing_a_profile_removes_its_instances_and_timers(pool: asyncpg.Pool) -> None:
+    plan, name = plan_of(SEED), tenant()
+    instance, effects = start(plan, "gone", 0, {}, NOW)
+    await _create(pool, name, instance, effects)
+    async with pool.acquire() as connection:
+        exported = await personal_data.export_profile(connection, name, "gone")
+        assert [d["instanceId"] for d in exported["journeyInstances"]] == [instance.instance_id]
+        removed = await personal_data.erase_profile(connection, name, "gone")
+    assert removed["journeyInstances"] == 1
+    assert await pool.fetchval("SELECT count(*) FROM journey_timers WHERE tenant_id = $1",
+                               name) == 0
