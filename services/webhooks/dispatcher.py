@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import time
+import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
 
@@ -45,6 +46,7 @@ class Recorder:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._pending: list[store.Attempt] = []
+        self._writing: list[store.Attempt] = []
         self._arrived = asyncio.Event()
 
     def add(self, attempt: store.Attempt) -> None:
@@ -55,9 +57,16 @@ class Recorder:
         while True:
             await self._arrived.wait()
             self._arrived.clear()
-            batch, self._pending = self._pending, []
-            await retry_forever(functools.partial(self._write, batch),
+            self._writing, self._pending = self._pending, []
+            await retry_forever(functools.partial(self._write, self._writing),
                                 "recording webhook attempts", DB_UNAVAILABLE)
+            self._writing = []
+
+    async def flush(self) -> None:
+        """On the way out: what was not written yet (writing it twice changes nothing)."""
+        batch, self._writing, self._pending = [*self._writing, *self._pending], [], []
+        if batch:
+            await self._write(batch)
 
     async def _write(self, batch: list[store.Attempt]) -> None:
         async with self._pool.acquire() as db:
@@ -118,6 +127,7 @@ class Dispatcher:
         self._queues: dict[str, deque[store.Due]] = {}
         self._workers: dict[str, int] = {}
         self._calling = 0
+        self._under_way: set[uuid.UUID] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._woken = asyncio.Event()
         self._recorder = Recorder(pool)
@@ -135,10 +145,27 @@ class Dispatcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._woken.wait(), IDLE_POLL_S)
         finally:
+            held = [*self._under_way,
+                    *(d.delivery_id for q in self._queues.values() for d in q)]
             recorder.cancel()
             for task in self._tasks:
                 task.cancel()
+            await asyncio.gather(recorder, *self._tasks, return_exceptions=True)
+            await self._give_back(held)
             await self._clients.close()
+
+    async def _give_back(self, held: list[uuid.UUID]) -> None:
+        """On the way out, the attempts made are written and what this process held is due
+        again at once rather than when its lease runs out (a call cut short may come twice:
+        receivers go by the id)."""
+        try:
+            async with asyncio.timeout(3):
+                await self._recorder.flush()
+                async with self._pool.acquire() as db:
+                    await store.release(db, held)
+        except Exception as error:
+            log.warning("could not give back %d webhooks (%s): due when their lease ends",
+                        len(held), error)
 
     async def _claim(self) -> bool:
         """Queues what is now due; True when the claim was full (more may be due)."""
@@ -175,6 +202,7 @@ class Dispatcher:
                 if len(queue) < self._low:
                     self.wake()
                 self._calling += 1
+                self._under_way.add(delivery.delivery_id)
                 IN_FLIGHT.set(self._calling)
                 try:
                     self._recorder.add(await self._attempt(delivery))
@@ -183,6 +211,7 @@ class Dispatcher:
                     log.exception("delivering webhook %s failed", delivery.delivery_id)
                 finally:
                     self._calling -= 1
+                    self._under_way.discard(delivery.delivery_id)
                     IN_FLIGHT.set(self._calling)
         finally:
             self._workers[subscription] -= 1

@@ -38,6 +38,7 @@ from tests.integration.conftest import (
     mails_to,
     publish_event,
     settings,
+    stack,
     unique_email,
 )
 
@@ -442,3 +443,30 @@ async def test_the_command_line(receiver: Receiver, admin_key: str) -> None:
         assert "no" in await asyncio.to_thread(parcours, admin_key, "disable", subscription)
     finally:
         await asyncio.to_thread(parcours, admin_key, "delete", subscription)
+
+
+async def test_a_restart_gives_back_what_the_service_held(
+    receiver: Receiver, subscribe: Any, admin: httpx.AsyncClient, pool: asyncpg.Pool,
+) -> None:
+    """SIGTERM: the calls under way and the queued ones are due again at once (not when
+    their lease ends, minutes later), and the new process makes them."""
+    stuck = await subscribe(receiver.url("/restart"), eventIds=[NO_EVENT])
+    receiver.hanging.add("/restart")
+    for _ in range(6):
+        await admin.post(f"/webhooks/{stuck['subscriptionId']}/ping")
+
+    async def under_way() -> bool:
+        return len(receiver.to("/restart")) >= settings.webhooks_per_endpoint
+
+    await eventually(under_way, "the calls under way", 10)
+    receiver.hanging.clear()
+    await asyncio.to_thread(stack, "restart", "webhooks")
+
+    async def all_delivered() -> bool:
+        log = await log_of(admin, stuck["subscriptionId"])
+        return len(log) == 6 and all(d["state"] == "delivered" for d in log)
+
+    await eventually(all_delivered, "every ping delivered by the new process", 10)
+    # the 4 cut short were called again (same id), the 2 queued once
+    ids = [c.headers["Parcours-Webhook-Id"] for c in receiver.to("/restart")]
+    assert len(set(ids)) == 6 and len(ids) == 6 + settings.webhooks_per_endpoint
