@@ -191,3 +191,21 @@ async def test_an_old_tracked_link_is_an_expired_page_never_a_redirect(
     assert await _left(pool, "tracked_messages", plain, [old, recent]) == {recent}
     after: Any = await _clicked(plain, old)  # its row gone: the same page
     assert _expired(after)
+
+
+async def test_the_reactions_service_runs_the_purge_and_counts_it():
+    """The periodic job is wired: the service purged (or found another purge holding the
+    lock) since it started, and exposes the rows purged by table."""
+    url = f"http://127.0.0.1:{settings.reactions_metrics_port}/metrics"
+
+    async def ran() -> str | None:
+        async with httpx.AsyncClient(timeout=5) as http:
+            text = (await http.get(url)).text
+        runs = [line for line in text.splitlines()
+                if line.startswith("parcours_retention_purges_total{")
+                and not line.endswith(" 0.0")]
+        return text if runs else None
+
+    text = await eventually(ran, "a retention purge in the reactions service", 20)
+    assert "# TYPE parcours_retention_purged_rows_total counter" in text
+    assert "parcours_retention_last_purge_seconds" in text
