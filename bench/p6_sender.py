@@ -97,7 +97,8 @@ class _Cpu:
         out: dict[str, float | None] = {}
         for service, before in self.before.items():
             after = _cpu_s(service)
-            out[service] = (None if before is None or after is None
+            # None too when the service was restarted meanwhile (another pid: less CPU)
+            out[service] = (None if before is None or after is None or after < before
                             else round((after - before) / messages * 1e6))
         return out
 
@@ -132,7 +133,12 @@ async def _sender_run(producer: AIOKafkaProducer, messages: int, deadline_s: flo
                    for key, value in (_record(run_id, i) for i in range(messages))]
         await asyncio.gather(*pending)
         produced_s = time.monotonic() - began
+        seen = 0
         while (done := await _arrived(http, run_id)) < messages:
+            if done < seen:
+                raise RuntimeError("P6: the SMTP sink was emptied during the run (another"
+                                   " benchmark's P4 or P5?); run P6 again when it is not")
+            seen = done
             if time.monotonic() - began > deadline_s:
                 raise TimeoutError(f"P6: {done} of {messages} arrived in {deadline_s:.0f}s")
             await asyncio.sleep(0.05)
