@@ -15,6 +15,7 @@ from services.admin import (
     dry_run_routes,
     event_routes,
     identity_routes,
+    journey_routes,
     profile_schema_routes,
     proof_routes,
     rule_routes,
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)
     for routes in (event_routes, proof_routes, test_profile_routes, profile_schema_routes,
                    audience_routes, rule_routes, address_routes, dry_run_routes,
-                   identity_routes, dkim_routes, webhook_routes):
+                   identity_routes, dkim_routes, webhook_routes, journey_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)

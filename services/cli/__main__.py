@@ -20,6 +20,7 @@
     parcours webhooks create URL [--event E]… [--status S]… [--kind K]… | list
     parcours webhooks show|delete|ping|enable|disable|rotate-secret|deliveries WEBHOOK
     parcours webhooks redeliver WEBHOOK DELIVERY
+    parcours journeys put FILE.json | list | validate|delete JOURNEY
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a
 producer writes straight to Kafka (shared/kafka_signing.py); creating one needs the
@@ -36,7 +37,15 @@ import argparse
 import asyncio
 import sys
 
-from services.cli import admin_client, audiences, maintenance, profiles_client, rules, webhooks
+from services.cli import (
+    admin_client,
+    audiences,
+    journeys,
+    maintenance,
+    profiles_client,
+    rules,
+    webhooks,
+)
 from shared.adapters.key_store import create_key, create_tenant, revoke_key
 from shared.adapters.postgres import connect
 from shared.domain.api_keys import Scope
@@ -65,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     rules.add_verbs(nouns)
     maintenance.add_verbs(nouns)
     webhooks.add_verbs(nouns)
+    journeys.add_verbs(nouns)
     return parser
 
 
@@ -107,6 +117,8 @@ def main() -> None:
         sys.exit(maintenance.run(args))
     if args.noun == "webhooks":
         sys.exit(webhooks.run(args))
+    if args.noun == "journeys":
+        sys.exit(journeys.run(args))
     sys.exit(asyncio.run(_run(args)))
 
 

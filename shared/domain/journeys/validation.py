@@ -18,10 +18,12 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.domain.conditions import ConditionError, Schema, check_condition
 from shared.domain.journeys.definition import (
     MAX_TIMEOUT,
     Action,
     AudienceEntry,
+    Decision,
     End,
     JourneyDefinition,
     Listen,
@@ -57,10 +59,11 @@ def errors(problems: list[Problem]) -> list[Problem]:
 
 def validate(definition: JourneyDefinition, *,
              messages: Mapping[str, bool] | None = None,
-             journey_events: Set[str] | None = None) -> list[Problem]:
+             journey_events: Set[str] | None = None,
+             paths: Schema | None = None) -> list[Problem]:
     """Every problem of ``definition``. ``messages``: the journey's messages by id, True
-    when published; ``journey_events``: the tenant's journey event ids. Either left None
-    is not checked (a draft's graph alone)."""
+    when published; ``journey_events``: the tenant's journey event ids; ``paths``: what a
+    condition node may test (the tenant's profile paths). Any left None is not checked."""
     problems: list[Problem] = []
     nodes: dict[str, Node] = {}
     for node in definition.nodes:
@@ -85,6 +88,8 @@ def validate(definition: JourneyDefinition, *,
     problems += _durations(nodes)
     problems += _reactions(graph, nodes, start)
     problems += _references(definition, nodes, messages, journey_events)
+    if paths is not None:
+        problems += _conditions(nodes, paths)
     ends = {n.id for n in nodes.values() if isinstance(n, End)}
     reverse: dict[str, list[str]] = {n: [] for n in nodes}
     for source, targets in graph.items():
@@ -242,4 +247,20 @@ def _references(definition: JourneyDefinition, nodes: Mapping[str, Node],
     if isinstance(definition.entry, AudienceEntry) and definition.entry.every is not None \
             and definition.entry.every.total_seconds() < 3600:
         problems.append(Problem(ENTRY, "error", "an audience is read at most once an hour"))
+    return problems
+
+
+def _conditions(nodes: Mapping[str, Node], paths: Schema) -> list[Problem]:
+    """A condition node's tests checked against the paths it may read: the profile's (the
+    data of resolved waits, ``waits.<node>.<field>``, comes with journey events' types)."""
+    problems = []
+    for node in nodes.values():
+        if not isinstance(node, Decision):
+            continue
+        for index, case in enumerate(node.branches):
+            try:
+                check_condition(case.when, paths)
+            except ConditionError as error:
+                problems += [Problem(node.id, "error", f"branch {index}, at"
+                                     f" {['when', *p.loc]}: {p.msg}") for p in error.problems]
     return problems
