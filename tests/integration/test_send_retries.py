@@ -108,10 +108,10 @@ async def test_a_recipient_refusing_for_a_minute_does_not_delay_the_others(
     print(f"\n{len(latencies)} other emails while one recipient refused for {REFUSED_S} s: "
           f"p50 {p50 * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
           f"max {latencies[-1] * 1000:.0f} ms; the refused one tried {len(retries) + 1} times")
-    # Held behind it (before), they waited for the refusals to end: p50 ~30 s. The bounds
-    # leave room for a sender restarted by someone else on a shared machine (~10 s).
+    # Held behind it (before), they waited for the refusals to end: p50 ~30 s. The p90
+    # bound leaves room for stalls of a machine shared with benchmarks (a sink busy ~5 s).
     assert p50 < 1, f"half the other recipients waited {p50:.1f} s or more"
-    assert p90 < 5, f"a tenth of the other recipients waited {p90:.1f} s or more"
+    assert p90 < 10, f"a tenth of the other recipients waited {p90:.1f} s or more"
 
     # Its server takes mail again: it goes, once.
     done = await final_status(http, href, 150)
@@ -168,10 +168,11 @@ async def test_past_the_limit_the_message_fails_with_the_last_reply(
     await refuse(http, busy, 30)
     requests = [request_to(event_id, busy), request_to(event_id, fine)]
     async with own_sender(first_delay_s=0.2, max_delay_s=0.5, max_attempts=3) as sender:
-        began = time.monotonic()
         await deliver_batch(sender, [(None, r.model_dump_json().encode()) for r in requests])
-        batch_s = time.monotonic() - began
-        assert len(await mails_to(http, fine)) == 1  # the batch did not wait for the retries
+        # The batch is done while the refused message still waits for its next attempt.
+        assert await pool.fetchval("SELECT state FROM deliveries WHERE message_id = $1",
+                                   uuid.UUID(requests[0].messageId)) in ("waiting", "sending")
+        assert len(await mails_to(http, fine)) == 1
 
         async def failed() -> asyncpg.Record | None:
             async with pool.acquire() as connection:
@@ -186,7 +187,6 @@ async def test_past_the_limit_the_message_fails_with_the_last_reply(
             status = await connection.fetchrow(
                 "SELECT status, reason FROM event_status WHERE pkey = $1",
                 requests[0].origin.pKey)  # type: ignore[union-attr]
-    assert batch_s < 2, f"the batch took {batch_s:.1f} s"
     assert row["attempts"] == 3
     assert row["detail"].startswith("no delivery after 3 attempts, the last: smtp 450"), row
     assert status["status"] == "deliveryFailed"
