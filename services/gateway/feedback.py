@@ -12,10 +12,16 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from shared.adapters import consent_store, feedback_store, quarantine_store, reaction_store
-from shared.adapters.feedback_store import Sent
+from shared.adapters import (
+    consent_store,
+    feedback_store,
+    quarantine_store,
+    reaction_store,
+    sent_messages,
+)
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.rules_store import load_tenant_rules
+from shared.adapters.sent_messages import SentMessage
 from shared.domain.consent import ConsentChange, ConsentKind, Marketing, unsubscribe
 from shared.domain.events import Channel
 from shared.domain.reactions import Reaction, ReactionKind, reaction_id
@@ -36,7 +42,7 @@ _STOP_DETAIL = "inbound SMS: STOP"
 
 def _reaction(tenant: str, message_id: str, kind: ReactionKind, channel: Channel, source: str,
               *, profile_id: str | None = None, address: str | None = None,
-              sent: Sent | None = None, detail: str | None = None) -> Reaction:
+              sent: SentMessage | None = None, detail: str | None = None) -> Reaction:
     return Reaction(
         reactionId=reaction_id(tenant, message_id, kind), tenant=tenant, messageId=message_id,
         kind=kind, at=datetime.now(UTC), channel=channel, profileId=profile_id,
@@ -47,7 +53,7 @@ def _reaction(tenant: str, message_id: str, kind: ReactionKind, channel: Channel
 async def sms_status(pool: asyncpg.Pool, status: SmsStatus) -> int:
     """Record a delivery receipt; how many reactions were new (0: unknown message, or
     seen before). A failure blaming the number feeds quarantine, once per receipt."""
-    sent = await feedback_store.sent_message(pool, str(status.messageId))
+    sent = await sent_messages.find(pool, str(status.messageId))
     if sent is None or sent.channel != Channel.SMS:
         return 0
     delivered = status.status == "delivered"
@@ -104,7 +110,7 @@ async def inbound_sms(pool: asyncpg.Pool, settings: Settings, tenant: str, provi
     return found, settings.sms_start_reply
 
 
-async def push_opened(pool: asyncpg.Pool, sent: Sent) -> int:
+async def push_opened(pool: asyncpg.Pool, sent: SentMessage) -> int:
     reaction = _reaction(sent.tenant, sent.message_id, ReactionKind.PUSH_OPENED, Channel.PUSH,
                          "app", profile_id=sent.profile_id, sent=sent)
     return len(await reaction_store.record(pool, [reaction]))

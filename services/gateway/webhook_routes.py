@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway import feedback
 from services.gateway.wiring import Gateway
-from shared.adapters import feedback_store
+from shared.adapters import feedback_store, sent_messages
 from shared.domain.events import Channel
 from shared.domain.push_open import valid_open_token
 from shared.domain.sms_keywords import Keyword
@@ -172,7 +172,7 @@ async def push_opened(request: Request, opened: PushOpened) -> dict[str, int]:
     """The app reports a push opened, with the ``openToken`` the push carried in its
     data. A wrong token or an unknown message: 401, nothing recorded."""
     gateway = _gateway(request)
-    sent = await feedback_store.sent_message(gateway.pool, str(opened.messageId))
+    sent = await sent_messages.find(gateway.pool, str(opened.messageId))
     secret = gateway.settings.push_open_secret.get_secret_value()
     if sent is None or sent.channel != Channel.PUSH or not valid_open_token(
             secret, sent.tenant, sent.message_id, opened.openToken):

@@ -1,43 +1,13 @@
-"""What provider webhooks and apps need from PostgreSQL: who a sent message was for (the
-delivery ledger and the contact history), the profiles behind a phone number, and a
-profile's push devices. One concern: reading and changing those rows; the reactions
-themselves go through ``reaction_store``."""
+"""What provider webhooks and apps need from PostgreSQL besides who a sent message was for
+(``sent_messages``): the profiles behind a phone number, and a profile's push devices.
+One concern: reading and changing those rows; the reactions themselves go through
+``reaction_store``."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 import asyncpg
-
-from shared.domain.routing import EventOrigin
-
-_SENT = """
-SELECT d.tenant_id, d.channel, d.pkey, c.profile_id, c.origin_kind, c.origin_id
-  FROM deliveries d
-  LEFT JOIN contact_history c ON c.tenant_id = d.tenant_id AND c.message_id = d.message_id
- WHERE d.message_id = $1
-"""
-
-
-@dataclass(frozen=True)
-class Sent:
-    message_id: str
-    tenant: str
-    channel: str
-    profile_id: str | None  # None for an event-based message (sent to an address)
-    origin: EventOrigin | None  # a journey's origin is not rebuilt from these rows
-
-
-async def sent_message(connection: asyncpg.Connection | asyncpg.Pool, message_id: str
-                       ) -> Sent | None:
-    row = await connection.fetchrow(_SENT, uuid.UUID(message_id))
-    if row is None:
-        return None
-    origin = (EventOrigin(eventId=row["origin_id"], pKey=row["pkey"])
-              if row["origin_kind"] == "event" and row["pkey"] else None)
-    return Sent(message_id, row["tenant_id"], row["channel"], row["profile_id"], origin)
-
 
 # The profiles with that number, each with its last SMS (the message a STOP answers) and
 # its SMS marketing consent as it stands.

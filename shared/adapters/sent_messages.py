@@ -1,7 +1,7 @@
 """Who a sent message was for, from the delivery ledger (``deliveries``: tenant, channel,
 pKey) and the contact history (profile, origin), with the profile's address now: what a
-reaction that names only the message id (a DSN to its return path) needs to be recorded.
-"""
+reaction that names only the message id needs to be recorded (a DSN to its return path,
+a provider's receipt, an app's push open)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+
+from shared.domain.routing import EventOrigin
 
 _FIND = """
 SELECT d.tenant_id, d.channel, d.pkey, c.profile_id, c.origin_kind, c.origin_id,
@@ -32,6 +34,13 @@ class SentMessage:
     transactional: bool | None
     profile_exists: bool  # not erased since
     profile_email: str | None  # the profile's address now
+
+    @property
+    def origin(self) -> EventOrigin | None:
+        """An event's message's origin; a journey's is not rebuilt from these rows."""
+        if self.origin_kind == "event" and self.origin_id and self.pkey:
+            return EventOrigin(eventId=self.origin_id, pKey=self.pkey)
+        return None
 
 
 async def find(connection: asyncpg.Connection | asyncpg.Pool, message_id: str
