@@ -5,7 +5,7 @@ from prometheus_client import Counter, Gauge, Histogram
 SCHEDULED = Counter(
     "parcours_webhook_notifications_scheduled_total",
     "Deliveries scheduled (one per matching subscription), by what caused them",
-    ["source"],  # status, reaction, ping (the admin API's, counted when sent)
+    ["source"],  # status, reaction (the admin API schedules pings itself)
 )
 ATTEMPTS = Counter(
     "parcours_webhook_attempts_total",
