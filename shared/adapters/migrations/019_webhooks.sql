@@ -34,12 +34,12 @@ CREATE TRIGGER webhook_subscriptions_changed
     FOR EACH ROW EXECUTE FUNCTION notify_webhooks_change();
 
 -- Status changes to notify: written by a trigger on event_status only for a tenant with an
--- enabled subscription that could want it (its status and event id). Measured server-side
--- (PostgreSQL 15, alternately with the trigger off): about 6 µs more per status write in a
--- many-row statement and 8 µs in a one-row statement for a tenant without subscriptions,
--- about 19 µs for a subscribed one (the outbox row). A statement-level trigger with
--- transition tables costs 1.5 µs per row in bulk but 19 µs per one-row statement (the
--- senders' executemany), so more per event. The webhooks service drains the outbox
+-- enabled subscription that could want it (its status and event id). Measured
+-- (bench/webhooks_trigger.py: backend CPU, alternately with the trigger off): 5-6 µs more
+-- per status write in a many-row statement and 7-11 µs in a one-row statement for a
+-- tenant without subscriptions, 12-21 µs for a subscribed one (the outbox row). A
+-- statement-level trigger with transition tables costs 1.5 µs per row in bulk but 19 µs
+-- per one-row statement (the senders' executemany), so more per event. The webhooks service drains the outbox
 -- (FOR UPDATE SKIP LOCKED) into webhook_deliveries.
 CREATE TABLE webhook_status_outbox (
     id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
