@@ -8,23 +8,23 @@ the message is claimed and sent again. Over SMTP it carries the same Message-ID,
 window at-least-once cannot close there; over HTTP it carries the same Idempotency-Key,
 and the provider answers it without delivering it twice. Both steps take one round trip
 per batch; the ledger keeps the failure's reason or the provider's id for the message.
-The settle's transaction also moves the messages' contact history and trace
-(``message_outcomes``: one more statement) and, for a batch with refusals that blame an
-address, its quarantine row (``quarantine_store``).
+The settle's one statement also moves the events' statuses and the messages' contact
+history and trace (``message_outcomes``); a batch with refusals that blame an address
+moves their quarantine rows too (``quarantine_store``), in the same transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 
-from shared.adapters import message_outcomes, quarantine_store
+from shared.adapters import message_outcomes, quarantine_store, status_store
 from shared.adapters.message_outcomes import MessageOutcome
 from shared.adapters.quarantine_store import AddressFailure
-from shared.adapters.status_store import record_statuses
 from shared.domain.status import StatusWrite
 
 _CLAIM = """
@@ -35,11 +35,16 @@ ON CONFLICT (message_id) DO UPDATE SET attempts = deliveries.attempts + 1, updat
 RETURNING message_id
 """
 
-_SETTLE = """
-UPDATE deliveries AS d SET state = u.state, detail = u.detail, updated_at = now()
-  FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(message_id, state, detail)
- WHERE d.message_id = u.message_id
-"""
+# The ledger, the events' statuses, the messages' contact history and trace: one statement
+# (its parts are atomic together, without a transaction of their own).
+_LEDGER = """
+WITH ledger AS (
+    UPDATE deliveries AS d SET state = u.state, detail = u.detail, updated_at = now()
+      FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(message_id, state, detail)
+     WHERE d.message_id = u.message_id
+), statuses AS ("""
+_CTES, _TRACE = message_outcomes.statement_parts(11)
+_SETTLE = _LEDGER + status_store.upsert_many(4) + ")," + _CTES + _TRACE
 
 
 @dataclass(frozen=True)
@@ -79,17 +84,18 @@ class Outcome:
 
 
 async def settle(connection: asyncpg.Connection, outcomes: list[Outcome]) -> None:
+    """One statement (one round trip, no BEGIN and COMMIT of its own); a batch with
+    refusals that blame an address also moves their quarantine rows, in a transaction."""
     if not outcomes:
         return
-    async with connection.transaction():
+    failures = [o.address_failure for o in outcomes if o.address_failure]
+    async with connection.transaction() if failures else contextlib.nullcontext():
         await connection.execute(
             _SETTLE,
             [uuid.UUID(o.message_id) for o in outcomes],
             ["sent" if o.sent else "failed" for o in outcomes],
             [o.detail for o in outcomes],
+            *status_store.upsert_columns([o.status for o in outcomes if o.status]),
+            *message_outcomes.columns([o.trace for o in outcomes if o.trace]),
         )
-        await record_statuses(connection, [o.status for o in outcomes if o.status])
-        await message_outcomes.record(connection, [o.trace for o in outcomes if o.trace])
-        await quarantine_store.record_failures(
-            connection, [o.address_failure for o in outcomes if o.address_failure],
-            datetime.now(UTC))
+        await quarantine_store.record_failures(connection, failures, datetime.now(UTC))

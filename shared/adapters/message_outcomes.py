@@ -1,6 +1,6 @@
 """What the senders add to a message's story when it settles: its contact history row's
 outcome (``delivered``, ``failed``, or ``excluded`` by a control rule) and one row of its
-trace. One statement per settle batch, in the settle's transaction.
+trace. Part of the ledger's settle statement (``delivery_ledger.settle``).
 
 Contact history rows exist only for the messages the processor's decision step recorded;
 the UPDATE finds none for the others, and that is fine. The trace row is written either
@@ -12,8 +12,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from typing import Literal
-
-import asyncpg
 
 Settled = Literal["delivered", "failed", "excluded"]
 
@@ -28,33 +26,32 @@ class MessageOutcome:
     reason: str | None = None  # why it failed or was excluded, or the provider's reference
 
 
-_RECORD = """
-WITH u AS (
-    SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                         $6::text[])
-           AS u(tenant_id, message_id, outcome, stage, rule_id, reason)
+def statement_parts(first: int) -> tuple[str, str]:
+    """The outcomes (parameters ``$first`` to ``$first + 5``, as ``columns`` orders them)
+    and their contact history update as CTEs, and the trace insert that ends the
+    statement: ``record`` runs them alone, the ledger's settle after its own."""
+    n = [f"${first + i}" for i in range(6)]
+    ctes = f"""
+o AS (
+    SELECT * FROM unnest({n[0]}::text[], {n[1]}::uuid[], {n[2]}::text[], {n[3]}::text[],
+                         {n[4]}::text[], {n[5]}::text[])
+           AS o(tenant_id, message_id, outcome, stage, rule_id, reason)
 ), history AS (
     UPDATE contact_history AS c
-       SET outcome = u.outcome,
-           rule_id = CASE WHEN u.outcome = 'delivered' THEN c.rule_id ELSE u.rule_id END,
-           reason = CASE WHEN u.outcome = 'delivered' THEN c.reason ELSE u.reason END
-      FROM u
-     WHERE c.tenant_id = u.tenant_id AND c.message_id = u.message_id
-)
+       SET outcome = o.outcome,
+           rule_id = CASE WHEN o.outcome = 'delivered' THEN c.rule_id ELSE o.rule_id END,
+           reason = CASE WHEN o.outcome = 'delivered' THEN c.reason ELSE o.reason END
+      FROM o
+     WHERE c.tenant_id = o.tenant_id AND c.message_id = o.message_id
+)"""
+    trace = """
 INSERT INTO message_trace (tenant_id, message_id, stage, outcome, rule_id, reason)
-SELECT tenant_id, message_id, stage, outcome, rule_id, reason FROM u
+SELECT tenant_id, message_id, stage, outcome, rule_id, reason FROM o
 """
+    return ctes, trace
 
 
-async def record(connection: asyncpg.Connection, outcomes: list[MessageOutcome]) -> None:
-    if not outcomes:
-        return
-    await connection.execute(
-        _RECORD,
-        [o.tenant for o in outcomes],
-        [uuid.UUID(o.message_id) for o in outcomes],
-        [o.outcome for o in outcomes],
-        [o.stage for o in outcomes],
-        [o.rule_id for o in outcomes],
-        [o.reason for o in outcomes],
-    )
+def columns(outcomes: list[MessageOutcome]) -> list[list[object]]:
+    return [[o.tenant for o in outcomes], [uuid.UUID(o.message_id) for o in outcomes],
+            [o.outcome for o in outcomes], [o.stage for o in outcomes],
+            [o.rule_id for o in outcomes], [o.reason for o in outcomes]]

@@ -28,6 +28,32 @@ async def record_statuses(connection: asyncpg.Connection, writes: list[StatusWri
         await connection.executemany(_UPSERT, [w.row() for w in writes])
 
 
+def upsert_many(first: int) -> str:
+    """``_UPSERT`` for many events in one statement (parameters ``$first`` to ``$first + 6``,
+    as ``upsert_columns`` orders them), to run as a CTE of a larger statement."""
+    n = [f"${first + i}" for i in range(7)]
+    return f"""
+INSERT INTO event_status AS s (pkey, tenant_id, event_id, status, rank, reason, message_id)
+SELECT * FROM unnest({n[0]}::text[], {n[1]}::text[], {n[2]}::text[], {n[3]}::text[],
+                     {n[4]}::smallint[], {n[5]}::text[], {n[6]}::uuid[])
+ON CONFLICT (pkey) DO UPDATE
+   SET status = EXCLUDED.status, rank = EXCLUDED.rank, reason = EXCLUDED.reason,
+       message_id = COALESCE(EXCLUDED.message_id, s.message_id), updated_at = now()
+ WHERE s.rank < EXCLUDED.rank
+"""
+
+
+def upsert_columns(writes: list[StatusWrite]) -> list[list[object]]:
+    """One write per pKey (a statement cannot touch a row twice): the highest-ranked, the
+    first of equals, which is what writing them one by one leaves."""
+    kept: dict[str, StatusWrite] = {}
+    for write in writes:
+        if write.pkey not in kept or RANK[write.status] > RANK[kept[write.pkey].status]:
+            kept[write.pkey] = write
+    rows = [w.row() for w in kept.values()]
+    return [[row[i] for row in rows] for i in range(7)]
+
+
 _INSERT_FIRST = """
 INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, reason, message_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
