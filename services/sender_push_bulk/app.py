@@ -2,17 +2,10 @@
 (the ``priority`` label and the scrape job tell them apart) on the bulk topic, in its
 own consumer group, with fewer provider connections (provider_bulk_connections)."""
 
-from services.sender_push.app import open_provider
 from shared.domain.events import Channel
-from shared.sending.failover import Failover
+from shared.sending.providers import open_push_bulk
 from shared.sending.spec import SenderSpec
-from shared.settings import Settings
 from shared.topics import SEND_PUSH_BULK
-
-
-def open_bulk_provider(settings: Settings) -> Failover:
-    return open_provider(settings, settings.provider_bulk_connections)
-
 
 SPEC = SenderSpec(
     stage="sender-push-bulk",
@@ -20,5 +13,5 @@ SPEC = SenderSpec(
     topic=SEND_PUSH_BULK,
     group="parcours-sender-push-bulk",
     provider="provider",
-    open_provider=open_bulk_provider,
+    open_provider=open_push_bulk,
 )

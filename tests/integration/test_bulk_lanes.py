@@ -90,7 +90,11 @@ async def test_bulk_messages_are_sent_by_the_bulk_sender(
         return await sent_total(http, bulk_metrics, channel) >= bulk_before + 20
 
     await eventually(counted, f"the bulk {channel} sender counting them", 10)
-    assert await drained(group, topic)
+
+    async def committed() -> bool:
+        return await drained(group, topic)
+
+    await eventually(committed, f"the bulk {channel} sender's group committing them", 10)
     assert await sent_total(http, tx_metrics, channel) == tx_before  # not the tx sender
 
 
