@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -252,6 +253,7 @@ async def test_an_endpoint_answering_500_is_retried_and_the_log_says_so(
     hook = await subscribe(receiver.url("/flaky"), eventIds=[NO_EVENT])
     receiver.answers["/flaky"] = [500]
     subscription = hook["subscriptionId"]
+    before = await attempts_counted()
     queued = (await admin.post(f"/webhooks/{subscription}/ping")).json()
 
     async def delivered() -> list[dict[str, Any]] | None:
@@ -276,6 +278,9 @@ async def test_an_endpoint_answering_500_is_retried_and_the_log_says_so(
     assert calls_made[1].headers["Parcours-Webhook-Id"] == queued["notificationId"]
     spacing = (await _attempt_times(admin, subscription))
     assert 2.0 <= spacing <= 15.0
+    after = await attempts_counted()
+    assert after["retrying"] - before.get("retrying", 0) >= 1
+    assert after["delivered"] - before.get("delivered", 0) >= 1
 
     # redelivered by hand: a third call with the same id
     again = await admin.post(
@@ -297,8 +302,17 @@ async def test_an_endpoint_answering_500_is_retried_and_the_log_says_so(
     assert one["body"]["type"] == "ping"
 
 
+async def attempts_counted() -> dict[str, float]:
+    """parcours_webhook_attempts_total by outcome, from the service's /metrics."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(
+            f"http://127.0.0.1:{settings.webhooks_metrics_port}/metrics")).text
+    found = re.finditer(r'^parcours_webhook_attempts_total\{outcome="(\w+)"\} (\S+)$',
+                        text, re.MULTILINE)
+    return {m.group(1): float(m.group(2)) for m in found}
+
+
 async def _attempt_times(admin: httpx.AsyncClient, subscription: str) -> float:
-    from datetime import datetime
     [delivery] = await log_of(admin, subscription)
     first, second = (datetime.fromisoformat(a["at"]) for a in delivery["log"])
     return (second - first).total_seconds()
