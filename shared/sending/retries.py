@@ -20,7 +20,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from contextlib import suppress
+
+from prometheus_client import Gauge
 
 from shared.adapters import send_retries
 from shared.adapters.postgres import DB_UNAVAILABLE, connect
@@ -31,6 +34,11 @@ log = logging.getLogger(__name__)
 
 RETRY_BATCH = 50  # messages taken at once
 LEASE_MARGIN_S = 60.0
+COUNT_EVERY_S = 10.0
+
+WAITING = Gauge("parcours_sender_retry_schedule_messages",
+                "Messages waiting in the retry schedule, by sender lane (counted every 10 s)",
+                ["channel", "lane"])
 
 
 def lease_s(sender: Sender) -> float:
@@ -45,6 +53,8 @@ async def run_retries(sender: Sender, stop: asyncio.Event) -> None:
     worker: Sender | None = None
     poll_s = sender.settings.send_retry_poll_s
     lane = sender.spec.stage
+    waiting = WAITING.labels(sender.spec.channel.value, lane)
+    counted_at = 0.0
     try:
         while not stop.is_set():
             try:
@@ -52,6 +62,9 @@ async def run_retries(sender: Sender, stop: asyncio.Event) -> None:
                     worker = dataclasses.replace(
                         sender, connection=await connect(sender.settings.pg_dsn))
                 await worker.ensure_db()
+                if time.monotonic() - counted_at >= COUNT_EVERY_S:
+                    waiting.set(await send_retries.waiting_count(worker.connection, lane))
+                    counted_at = time.monotonic()
                 due = await send_retries.take_due(worker.connection, lane, RETRY_BATCH,
                                                   lease_s(sender))
                 if due:
