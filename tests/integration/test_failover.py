@@ -113,6 +113,10 @@ async def own_sender(spec: SenderSpec) -> AsyncIterator[Sender]:
     finally:
         stop.set()
         await worker
+        await sender.connection.execute(  # the test's lane ends: its waiting messages too
+            "WITH gone AS (DELETE FROM send_retries WHERE lane = $1 RETURNING message_id)"
+            " UPDATE deliveries SET state = 'failed', detail = 'test lane ended'"
+            " WHERE message_id IN (SELECT message_id FROM gone)", lane)
         await sender.close()
 
 
@@ -195,3 +199,52 @@ async def test_the_second_provider_takes_over_while_the_first_fails_and_hands_ba
         assert first.state is BreakerState.CLOSED
         assert await channel.received(back, secondary=False) == 2
         assert await channel.received(back, secondary=True) == 0
+
+
+async def test_with_every_provider_failing_the_lane_waits_for_a_probe(
+    pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    """One provider only, its breaker open: a message to any address waits in place (the
+    retry schedule would only fill up) and goes with the probe once the breaker's time is
+    up and the provider answers."""
+    channel = Channelled("sms", http)
+    event_id = await publish_event(pool, "event", TEMPLATES["sms"], channel="sms")
+    lane = f"sender-sms-alone-{uuid.uuid4().hex[:8]}"
+    spec = SenderSpec(stage=lane, channel=Channel.SMS, topic=SMS.topic, group=lane,
+                      provider="provider", open_provider=SMS.open_provider)
+    own = settings.model_copy(update={
+        "sms_provider_secondary_url": "", "provider_breaker_failures": 3,
+        "provider_breaker_open_s": 2.0, "send_retry_first_delay_s": 30.0,
+        "send_retry_max_delay_s": 30.0})
+    sender = await Sender.open(spec, own, 10)
+    try:
+        failover = sender.provider
+        assert isinstance(failover, Failover) and len(failover.routes) == 1
+        failing, healthy = channel.address(), channel.address()
+        await channel.fail_first(failing, True)
+
+        def request(to: dict[str, str]) -> SendRequest:
+            pkey = uuid.uuid4().hex
+            return SendRequest(messageId=message_id(TENANT, pkey), tenant=TENANT,
+                               origin=EventOrigin(eventId=event_id, pKey=pkey),
+                               channel=Channel.SMS, to=to, ctx={"item": "Boots"},
+                               acceptedAt=time.time())
+
+        for _ in range(3):
+            await deliver_batch(sender, [(None, request(failing).model_dump_json().encode())])
+        assert failover.routes[0].breaker.state is BreakerState.OPEN
+        began = time.monotonic()
+        await deliver_batch(sender, [(None, request(healthy).model_dump_json().encode())])
+        waited = time.monotonic() - began
+        assert await channel.received(healthy, secondary=False) == 1
+        assert waited >= 1.0, f"sent after {waited:.1f} s: the open breaker was ignored"
+        assert failover.routes[0].breaker.state is BreakerState.CLOSED
+        assert await sender.connection.fetchval(
+            "SELECT count(*) FROM send_retries WHERE lane = $1", lane) == 3  # the failed ones
+    finally:
+        await channel.fail_first(failing, False)
+        await sender.connection.execute(  # the test's lane ends: its waiting messages too
+            "WITH gone AS (DELETE FROM send_retries WHERE lane = $1 RETURNING message_id)"
+            " UPDATE deliveries SET state = 'failed', detail = 'test lane ended'"
+            " WHERE message_id IN (SELECT message_id FROM gone)", lane)
+        await sender.close()

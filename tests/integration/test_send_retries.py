@@ -149,7 +149,10 @@ async def own_sender(**policy: float) -> AsyncIterator[Sender]:
     finally:
         stop.set()
         await worker
-        await sender.connection.execute("DELETE FROM send_retries WHERE lane = $1", lane)
+        await sender.connection.execute(  # the test's lane ends: its waiting messages too
+            "WITH gone AS (DELETE FROM send_retries WHERE lane = $1 RETURNING message_id)"
+            " UPDATE deliveries SET state = 'failed', detail = 'test lane ended'"
+            " WHERE message_id IN (SELECT message_id FROM gone)", lane)
         await sender.close()
 
 
