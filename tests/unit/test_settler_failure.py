@@ -17,16 +17,13 @@ class Broken(Exception):
 
 
 class Connection:
-    """Fails the first transaction with an error that is not an outage."""
+    """Fails the first settle (one statement) with an error that is not an outage."""
 
     def __init__(self) -> None:
         self.settled: list[Any] = []
         self.calls = 0
 
     def transaction(self) -> "Connection":
-        self.calls += 1
-        if self.calls == 1:
-            raise Broken("cannot switch to state 15; another operation (2) is in progress")
         return self
 
     async def __aenter__(self) -> None:
@@ -36,6 +33,9 @@ class Connection:
         return None
 
     async def execute(self, *args: Any) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise Broken("cannot switch to state 15; another operation (2) is in progress")
         self.settled.append(args[1])
 
     async def executemany(self, *_: Any) -> None:
