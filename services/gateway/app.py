@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -52,6 +53,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.authenticator = app.state.gateway.authenticator
         await app.state.authenticator.start(settings.pg_dsn)
         webhook_routes.start_relay(app.state.gateway)
+        # What startup made (modules, the app, pools, caches) lives as long as the process:
+        # frozen, a full collection no longer walks it. Those came during imports, a long
+        # file's slices allocating, and paused every request (75,000 objects: 135-250 ms
+        # a full collection on a loaded machine, ~0 ms frozen).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
