@@ -119,3 +119,47 @@ def test_a_malformed_definition_is_refused_where_it_is_wrong(bad: dict[str, Any]
     with pytest.raises(ValidationError) as refused:
         parse_definition({**copy.deepcopy(SEED), **bad})
     assert refused.value.errors()[0]["loc"][0] == where
+
+
+def with_journey_events() -> dict[str, Any]:
+    data = copy.deepcopy(SEED)
+    data["nodes"][4]["branches"][0]["event"]["eventId"] = "JEVpurchase"
+    data["nodes"][5]["next"] = "big"
+    data["nodes"].append({"id": "big", "type": "condition", "else": "done", "branches": [
+        {"when": {"path": "waits.buy.amount", "op": "gt", "value": 100}, "next": "done"}]})
+    return data
+
+
+def test_conditions_on_journey_event_data_are_checked_against_the_types_fields() -> None:
+    from shared.domain.journeys.journey_events import JourneyEventType
+    from tests.unit.test_journey_events import PURCHASE
+    types = {"JEVpurchase": JourneyEventType.model_validate(PURCHASE)}
+    good = with_journey_events()
+    assert not errors(problems_of(good, paths={}, event_types=types))
+    bad = with_journey_events()
+    bad["nodes"][4]["branches"][0]["event"]["when"] = {
+        "path": "event.nope", "op": "eq", "value": "x"}
+    bad["nodes"][-1]["branches"][0]["when"]["value"] = "lots"  # amount is a decimal
+    found = {p.node: p.message for p in errors(problems_of(bad, paths={}, event_types=types))}
+    assert set(found) == {"buy", "big"}
+    assert "['event', 'when'" in found["buy"] and "branch 0" in found["big"]
+
+
+def test_a_compiled_plan_runs_the_seed_journey_with_its_journey_event() -> None:
+    from datetime import UTC, datetime
+
+    from shared.domain.journeys.advance import advance, start
+    from shared.domain.journeys.instance import JourneyEvent, Reaction, State
+    from shared.domain.journeys.journey_events import JourneyEventType
+    from shared.domain.journeys.plan import compile_plan
+    from tests.unit.test_journey_events import PURCHASE
+    types = {"JEVpurchase": JourneyEventType.model_validate(PURCHASE)}
+    plan = compile_plan(parse_definition(with_journey_events()), 3, {}, types)
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    instance, _ = start(plan, "c1", 0, {}, now)
+    instance, _ = advance(plan, instance, Reaction(instance.sent["mail"], "opened"), now)
+    done, effects = advance(plan, instance, JourneyEvent(
+        "JEVpurchase", {"customerId": "c1", "purchaseMessage": "thank you", "amount": 250}),
+        now)
+    assert done.state is State.FINISHED and done.version == 3
+    assert [e.node for e in effects if type(e).__name__ == "Send"] == ["thanks"]

@@ -32,6 +32,8 @@ from shared.domain.journeys.definition import (
     successors,
     waits,
 )
+from shared.domain.journeys.journey_events import JourneyEventType, event_paths
+from shared.domain.journeys.plan import wait_paths
 
 ENTRY = "entry"  # the node id problems of the entry are given
 
@@ -60,10 +62,12 @@ def errors(problems: list[Problem]) -> list[Problem]:
 def validate(definition: JourneyDefinition, *,
              messages: Mapping[str, bool] | None = None,
              journey_events: Set[str] | None = None,
-             paths: Schema | None = None) -> list[Problem]:
+             paths: Schema | None = None,
+             event_types: Mapping[str, JourneyEventType] | None = None) -> list[Problem]:
     """Every problem of ``definition``. ``messages``: the journey's messages by id, True
     when published; ``journey_events``: the tenant's journey event ids; ``paths``: what a
-    condition node may test (the tenant's profile paths). Any left None is not checked."""
+    condition node may test of the profile; ``event_types``: the journey event types, for
+    the conditions on their data. Any left None is not checked."""
     problems: list[Problem] = []
     nodes: dict[str, Node] = {}
     for node in definition.nodes:
@@ -89,7 +93,9 @@ def validate(definition: JourneyDefinition, *,
     problems += _reactions(graph, nodes, start)
     problems += _references(definition, nodes, messages, journey_events)
     if paths is not None:
-        problems += _conditions(nodes, paths)
+        problems += _conditions(nodes, {**paths, **wait_paths(definition, event_types or {})})
+    if event_types is not None:
+        problems += _event_conditions(nodes, event_types)
     ends = {n.id for n in nodes.values() if isinstance(n, End)}
     reverse: dict[str, list[str]] = {n: [] for n in nodes}
     for source, targets in graph.items():
@@ -263,4 +269,26 @@ def _conditions(nodes: Mapping[str, Node], paths: Schema) -> list[Problem]:
             except ConditionError as error:
                 problems += [Problem(node.id, "error", f"branch {index}, at"
                                      f" {['when', *p.loc]}: {p.msg}") for p in error.problems]
+    return problems
+
+
+def _event_conditions(nodes: Mapping[str, Node], event_types: Mapping[str, JourneyEventType]
+                      ) -> list[Problem]:
+    """A listen's ``when`` on a journey event's data, checked against the type's fields."""
+    problems = []
+    for node in nodes.values():
+        if not isinstance(node, Listen):
+            continue
+        for index, branch in enumerate(node.branches):
+            if branch.event is None or branch.event.when is None:
+                continue
+            event_type = event_types.get(branch.event.event_id)
+            if event_type is None:
+                continue  # an unknown journey event: reported by _references
+            try:
+                check_condition(branch.event.when, event_paths(event_type))
+            except ConditionError as error:
+                problems += [Problem(node.id, "error", f"branch {index}, at"
+                                     f" {['event', 'when', *p.loc]}: {p.msg}")
+                             for p in error.problems]
     return problems
