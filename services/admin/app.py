@@ -15,6 +15,7 @@ from services.admin import (
     dry_run_routes,
     event_routes,
     identity_routes,
+    journey_event_routes,
     journey_routes,
     profile_schema_routes,
     proof_routes,
@@ -53,7 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Parcours admin API", version="1", lifespan=lifespan)
     for routes in (event_routes, proof_routes, test_profile_routes, profile_schema_routes,
                    audience_routes, rule_routes, address_routes, dry_run_routes,
-                   identity_routes, dkim_routes, webhook_routes, journey_routes):
+                   identity_routes, dkim_routes, webhook_routes, journey_routes,
+                   journey_event_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)

@@ -1,7 +1,7 @@
 """Journey drafts through the admin API: written as JSON (``schemas/journeys/
 definition.v1.json``), refused with a 422 naming the field when the shape is wrong, and
-validated against the graph's rules and the tenant's profile paths, every problem with its
-node (errors block publishing, warnings do not).
+validated against the graph's rules, the tenant's profile paths and its journey event
+types, every problem with its node (errors block publishing, warnings do not).
 
     PUT    /admin/v1/journeys/{journeyId}           the draft (201 created, 200 replaced)
     GET    /admin/v1/journeys                       the tenant's journeys
@@ -9,7 +9,7 @@ node (errors block publishing, warnings do not).
     POST   /admin/v1/journeys/{journeyId}/validate  {"problems": [...], "publishable": …}
     DELETE /admin/v1/journeys/{journeyId}           a draft (204)
 
-Messages and journey events are not checked yet: they come with the engine (issue 12).
+Messages are not checked yet: journey messages come with the engine (issue 12).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.admin.dependencies import AdminCaller, Db
 from shared.adapters import journey_definition_store as store
+from shared.adapters import journey_event_store
 from shared.adapters.profile_schema_store import load_schema
 from shared.domain.audiences import profile_paths
 from shared.domain.journeys.definition import JourneyDefinition, parse_definition
@@ -66,7 +67,9 @@ def _parsed(journey_id: str, body: dict[str, Any]) -> JourneyDefinition:
 async def _checked(connection: asyncpg.Connection, tenant: str,
                    definition: JourneyDefinition) -> tuple[list[ProblemOut], bool]:
     schema = (await load_schema(connection, tenant)).schema
-    problems = validate(definition, paths=profile_paths(schema))
+    event_types = await journey_event_store.types_of(connection, tenant)
+    problems = validate(definition, paths=profile_paths(schema),
+                        journey_events=set(event_types), event_types=event_types)
     return ([ProblemOut(**p.as_json()) for p in problems], not errors(problems))
 
 

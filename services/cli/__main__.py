@@ -21,6 +21,7 @@
     parcours webhooks show|delete|ping|enable|disable|rotate-secret|deliveries WEBHOOK
     parcours webhooks redeliver WEBHOOK DELIVERY
     parcours journeys put FILE.json | list | validate|delete JOURNEY
+    parcours journey-events put FILE.json | list | delete EVENT
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a
 producer writes straight to Kafka (shared/kafka_signing.py); creating one needs the
@@ -119,6 +120,8 @@ def main() -> None:
         sys.exit(webhooks.run(args))
     if args.noun == "journeys":
         sys.exit(journeys.run(args))
+    if args.noun == "journey-events":
+        sys.exit(journeys.run_events(args))
     sys.exit(asyncio.run(_run(args)))
 
 

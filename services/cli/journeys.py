@@ -5,6 +5,7 @@
     parcours journeys list                 # a table
     parcours journeys validate JOURNEY     # a table of problems, by node; exit 1 on errors
     parcours journeys delete JOURNEY
+    parcours journey-events put FILE.json | list | delete EVENT   # journey event types
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def add_verbs(nouns: Any) -> None:
     verbs.add_parser("list", help="a table of the tenant's journeys")
     verbs.add_parser("validate", help="the draft's problems, by node").add_argument("journey")
     verbs.add_parser("delete", help="delete a draft").add_argument("journey")
+    events = nouns.add_parser("journey-events", help="journey event types (admin API)")
+    event_verbs = events.add_subparsers(dest="verb", required=True)
+    event_verbs.add_parser("put", help="create or replace from a JSON file (with eventId)"
+                           ).add_argument("file", type=Path)
+    event_verbs.add_parser("list", help="a table of the tenant's journey event types")
+    event_verbs.add_parser("delete").add_argument("event")
 
 
 def problems_table(journey: dict[str, Any]) -> str:
@@ -35,6 +42,24 @@ def problems_table(journey: dict[str, Any]) -> str:
         return f"{journey['journeyId']}: no problems, {verdict}"
     return _table([("node", "severity", "problem")] + [
         (p["node"], p["severity"], p["message"]) for p in problems]) + f"\n{verdict}"
+
+
+def run_events(args: argparse.Namespace) -> int:
+    with _client() as client:
+        if args.verb == "put":
+            body = json.loads(args.file.read_text())
+            _call(client, "PUT", f"/journey-events/{body['eventId']}", json=body)
+        if args.verb in ("put", "list"):
+            print(_table([("event", "fields", "profile key", "condition")] + [
+                (t["eventId"], ", ".join(f["id"] for f in t["definition"]["fields"]),
+                 t["definition"]["profileKey"],
+                 json.dumps(t["definition"].get("condition")) if
+                 t["definition"].get("condition") else "-")
+                for t in _call(client, "GET", "/journey-events")]))
+        else:
+            _call(client, "DELETE", f"/journey-events/{args.event}")
+            print(f"deleted {args.event}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

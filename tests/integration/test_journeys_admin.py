@@ -22,7 +22,14 @@ import pytest
 from shared.adapters.key_store import create_key, create_tenant
 from shared.domain.api_keys import Scope
 from tests.integration.conftest import ADMIN, ROOT
-from tests.unit.test_journey_advance import SEED
+from tests.unit.test_journey_advance import SEED as UNIT_SEED
+from tests.unit.test_journey_events import PURCHASE
+
+# The seed journey with journey event types of the tenant's (created by the fixture).
+SEED = copy.deepcopy(UNIT_SEED)
+SEED["nodes"][4]["branches"][0]["event"]["eventId"] = "JEVpurchase"
+SEED["exit"] = [{"eventId": "JEVoptOut"}]
+OPT_OUT = {"fields": [{"id": "customerId", "type": "string"}], "profileKey": "customerId"}
 
 WHERE = {"id": "where", "type": "condition", "else": "done",
          "branches": [{"when": {"path": "city", "op": "eq", "value": "Seattle"},
@@ -39,8 +46,12 @@ async def _admin(pool: asyncpg.Pool) -> tuple[str, str]:
 @pytest.fixture
 async def admin(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     _name, key = await _admin(pool)
+    headers = {"authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=f"{ADMIN}/journeys", timeout=30,
-                                 headers={"authorization": f"Bearer {key}"}) as client:
+                                 headers=headers) as client:
+        for event_id, body in (("JEVpurchase", PURCHASE), ("JEVoptOut", OPT_OUT)):
+            created = await client.put(f"{ADMIN}/journey-events/{event_id}", json=body)
+            assert created.status_code == 201, created.text
         yield client, key
 
 
@@ -125,3 +136,41 @@ def test_the_cli_puts_and_validates_with_a_table(admin: tuple[httpx.AsyncClient,
     validated = cli("validate", "seed")
     assert validated.returncode == 1 and "buy" in validated.stdout
     assert "seed" in cli("list").stdout
+    refund = tmp_path / "refund.json"
+    refund.write_text(json.dumps({**PURCHASE, "eventId": "JEVrefund"}))
+    listed = subprocess.run([sys.executable, "-m", "services.cli", "journey-events", "put",
+                             str(refund)], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "JEVrefund" in listed.stdout and "customerId" in listed.stdout
+
+
+async def test_journey_event_types_are_stored_and_a_bad_one_is_422_naming_the_field(
+        admin: tuple[httpx.AsyncClient, str]) -> None:
+    client, _key = admin
+    types = (await client.get(f"{ADMIN}/journey-events")).json()
+    assert [t["eventId"] for t in types] == ["JEVoptOut", "JEVpurchase"]
+    one = (await client.get(f"{ADMIN}/journey-events/JEVpurchase")).json()
+    assert one["definition"]["profileKey"] == "customerId"
+    bad_condition = {**PURCHASE, "condition": {"path": "event.amount", "op": "eq",
+                                               "value": "ten"}}
+    refused = await client.put(f"{ADMIN}/journey-events/JEVpurchase", json=bad_condition)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][:2] == [
+        "body", "condition"]
+    no_key = {**PURCHASE, "profileKey": "amount"}
+    assert (await client.put(f"{ADMIN}/journey-events/JEVx", json=no_key)).status_code == 422
+    assert (await client.put(f"{ADMIN}/journey-events/EVTx", json=PURCHASE)).status_code == 422
+
+
+async def test_a_journey_naming_an_unknown_journey_event_is_not_publishable(
+        admin: tuple[httpx.AsyncClient, str]) -> None:
+    client, _key = admin
+    data = copy.deepcopy(SEED)
+    data["nodes"][4]["branches"][0]["event"]["eventId"] = "JEVrefund"
+    stored = (await client.put("/seed", json=data)).json()
+    assert {"node": "buy", "severity": "error",
+            "message": "no journey event 'JEVrefund'"} in stored["problems"]
+    assert (await client.delete(f"{ADMIN}/journey-events/JEVoptOut")).status_code == 204
+    validated = (await client.post("/seed/validate")).json()
+    assert {"node": "exit", "severity": "error",
+            "message": "no journey event 'JEVoptOut'"} in validated["problems"]
