@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -132,6 +133,20 @@ def _integer(text: str) -> Any:
     return _SLOW
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _date(text: str) -> Any:
+    """A plain ISO date (``1985-04-12``), as pydantic reads it; anything else the model's
+    way (other forms pydantic takes, and its reasons for the rest)."""
+    if _ISO_DATE.fullmatch(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    return _SLOW
+
+
 def _boolean(text: str) -> Any:
     value = _cell(text, AttributeType.BOOLEAN)
     return value if isinstance(value, bool) else _SLOW
@@ -149,12 +164,13 @@ _NAME = _text_check(_NAME_LENGTH)
 _FIELD_CHECKS: dict[str, Any] = {
     "email": _pattern_check(_EMAIL, _EMAIL_LENGTH), "mobile_phone": _pattern_check(_PHONE),
     "first_name": _NAME, "last_name": _NAME, "city": _NAME,
-    "locale": _pattern_check(_LOCALE)}  # birth dates and time zones: the model's way
+    "locale": _pattern_check(_LOCALE), "birth_date": _date}  # time zones: the model's way
 _ATTRIBUTE_CHECKS: dict[AttributeType, Any] = {
     AttributeType.STRING: _text_check(MAX_TEXT), AttributeType.INTEGER: _integer,
     AttributeType.BOOLEAN: _boolean, AttributeType.STRING_LIST: _string_list,
     AttributeType.EMAIL: _pattern_check(_EMAIL, _EMAIL_LENGTH),
-    AttributeType.PHONE: _pattern_check(_PHONE)}  # decimals, dates: the model's way
+    AttributeType.PHONE: _pattern_check(_PHONE),
+    AttributeType.DATE: _date}  # decimals, date-times: the model's way
 
 
 def _location(loc: tuple[Any, ...]) -> str:

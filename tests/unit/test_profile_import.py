@@ -285,8 +285,14 @@ def test_a_typical_row_takes_the_quick_way_and_an_unusual_cell_the_models() -> N
     model = rows.csv_row(2, cells)
     assert isinstance(model, Row) and quick == staging_record(model)
     assert quick[-1] == ("ltv",)  # removed, sorted
-    dated = rows.csv_record(3, [*cells[:7], "1990-05-17", *cells[8:]])
-    assert isinstance(dated, Row) and dated.write.fields["birth_date"] == date(1990, 5, 17)
+    dated_cells = [*cells[:7], "1990-05-17", *cells[8:]]
+    dated = rows.csv_record(3, dated_cells)  # a plain ISO date: the quick way too
+    dated_model = rows.csv_row(3, dated_cells)
+    assert isinstance(dated, tuple) and isinstance(dated_model, Row)
+    assert dated == staging_record(dated_model)
+    assert dated_model.write.fields["birth_date"] == date(1990, 5, 17)
+    for odd in ("1990-02-30", "19900517", "1990-05-17T00:00"):  # the model's way, its answer
+        assert not isinstance(rows.csv_record(3, [*cells[:7], odd, *cells[8:]]), tuple)
     bad = rows.csv_record(4, [*cells[:10], "twelve", *cells[11:]])
     assert isinstance(bad, Reject) and bad.field == "attributes.orders"
     consent = RowReader(QUICK_SCHEMA, rows.model)
