@@ -29,7 +29,7 @@ unit: install       ## pure tests only, no services needed
 test: up lint       ## the whole suite on real services
 	@.venv/bin/pytest -q
 
-test-long: up      ## the long checks CI leaves out (60,000-row import slices)
+test-long: up      ## the checks marked long, which CI leaves out (none at the moment)
 	@.venv/bin/pytest -q -o addopts="" -m long
 
 test-browser:       ## the preference page in headless Chromium (installs chromium first)
