@@ -10,9 +10,8 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from services.reactions.retention import retention_of
 from shared.adapters.postgres import connect
-from shared.adapters.retention_store import purge
+from shared.adapters.retention_store import purge, retention_of
 from shared.domain.retention import TABLES
 from shared.settings import get_settings
 

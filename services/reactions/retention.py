@@ -18,19 +18,11 @@ import asyncpg
 
 from services.reactions.metrics import PURGE_RUNS, PURGE_SECONDS, PURGED
 from shared.adapters.postgres import connect
-from shared.adapters.retention_store import purge
-from shared.domain.retention import Retention
+from shared.adapters.retention_store import purge, retention_of
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 FIRST_DELAY_S = 5.0
-
-
-def retention_of(settings: Settings) -> Retention:
-    return Retention.of(settings.retention_message_trace_days,
-                        settings.retention_contact_history_days,
-                        settings.retention_reactions_days,
-                        settings.retention_tracked_messages_days)
 
 
 async def purge_once(connection: asyncpg.Connection, settings: Settings) -> None:

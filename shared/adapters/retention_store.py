@@ -28,6 +28,7 @@ from shared.domain.retention import (
     history_cutoffs,
     longest_periods,
 )
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 PURGE_LOCK = 7061727  # pg_try_advisory_lock: one purge at a time (migrations take 7061726)
@@ -133,3 +134,12 @@ async def purge(connection: asyncpg.Connection, retention: Retention, now: datet
         await connection.execute("SELECT pg_advisory_unlock($1)", PURGE_LOCK)
     purged.seconds = time.monotonic() - started
     return purged
+
+
+def retention_of(settings: Settings) -> Retention:
+    """The days each table keeps, as the settings say (PARCOURS_RETENTION_*_DAYS): the
+    reactions service's hourly job and ``parcours maintenance purge`` read the same."""
+    return Retention.of(settings.retention_message_trace_days,
+                        settings.retention_contact_history_days,
+                        settings.retention_reactions_days,
+                        settings.retention_tracked_messages_days)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.tracking.app import location
 from services.tracking.handlers import Answer, Request, react
+from services.tracking.reaction_rows import ReactionRow
 from shared.adapters.tracking_store import TrackedMessage
 from shared.domain.events import Channel
 from shared.domain.reactions import Reaction
@@ -35,7 +36,10 @@ class Outbox:
     async def lookup(self, tenant: str, message_id: str) -> TrackedMessage | None:
         return MESSAGE if (tenant, message_id) == (MESSAGE.tenant, MESSAGE.message_id) else None
 
-    async def record(self, reaction: Reaction) -> bool:
+    async def record(self, row: ReactionRow) -> bool:
+        """As the outbox stores it: the row's record read back as the topic's model."""
+        reaction = Reaction.model_validate_json(row.record)
+        assert reaction.reactionId == row.reaction_id and reaction.kind == row.kind
         new = reaction.reactionId not in self.reactions
         self.reactions.setdefault(reaction.reactionId, reaction)
         return new
@@ -82,7 +86,7 @@ def test_a_machine_is_recorded_apart() -> None:
 
 def test_an_outbox_failure_still_answers_the_click() -> None:
     class Broken(Outbox):
-        async def record(self, reaction: Reaction) -> bool:
+        async def record(self, row: ReactionRow) -> bool:
             raise OSError("connection refused")
 
     token = sign(KEYS, "click", "acme", MESSAGE.message_id, 0)
