@@ -8,6 +8,8 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from services.admin.storable import storable
 from shared.api_auth import Caller, require
@@ -31,3 +33,10 @@ async def transaction(
 # next call could miss what a 200 had just reported (about 1 in 4 under load), and a
 # failed commit came after a success.
 Db = Annotated[asyncpg.Connection, Depends(transaction, scope="function")]
+
+
+def body_errors(error: ValidationError) -> RequestValidationError:
+    """A model's errors on a body read as a plain dict (a journey, a journey event type),
+    answered as FastAPI answers a body model's: a 422 at ``["body", …]``."""
+    return RequestValidationError([{**e, "loc": ("body", *e["loc"])}
+                                   for e in error.errors(include_url=False)])

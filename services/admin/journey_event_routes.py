@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from services.admin.dependencies import AdminCaller, Db
+from services.admin.dependencies import AdminCaller, Db, body_errors
 from shared.adapters import journey_event_store as store
 from shared.domain.conditions import ConditionError
 from shared.domain.journeys.journey_events import (
@@ -47,8 +47,7 @@ def _parsed(event_id: str, body: dict[str, Any]) -> JourneyEventType:
         event_type = JourneyEventType.model_validate({**body, "eventId": body.get(
             "eventId", event_id)})
     except ValidationError as error:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
-                                      for e in error.errors(include_url=False)]) from None
+        raise body_errors(error) from None
     if event_type.event_id != event_id:
         raise HTTPException(422, f"the body's eventId {event_type.event_id!r} is not the"
                                  f" path's {event_id!r}")

@@ -19,10 +19,9 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Body, HTTPException, Path, Response
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from services.admin.dependencies import AdminCaller, Db
+from services.admin.dependencies import AdminCaller, Db, body_errors
 from shared.adapters import journey_definition_store as store
 from shared.adapters import journey_event_store
 from shared.adapters.profile_schema_store import load_schema
@@ -56,8 +55,7 @@ def _parsed(journey_id: str, body: dict[str, Any]) -> JourneyDefinition:
     try:
         definition = parse_definition(body)
     except ValidationError as error:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
-                                      for e in error.errors(include_url=False)]) from None
+        raise body_errors(error) from None
     if definition.id != journey_id:
         raise HTTPException(422, f"the body's id {definition.id!r} is not the path's"
                                  f" {journey_id!r}")
