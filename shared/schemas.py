@@ -16,6 +16,7 @@ from shared.domain.conditions import Condition
 from shared.domain.deadletter import DeadLetter
 from shared.domain.events import TriggerEvent
 from shared.domain.journeys.definition import JourneyDefinition
+from shared.domain.journeys.journey_events import JourneyEventRecord
 from shared.domain.produced import ProducedEvent
 from shared.domain.profile_records import ProfileRecord
 from shared.domain.reactions import Reaction
@@ -34,6 +35,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "conditions.v1.json": Condition,
     "webhooks/notification.v1.json": Notification,
     "journeys/definition.v1.json": JourneyDefinition,
+    "topics/journey-events.v1.json": JourneyEventRecord,
 }
 
 

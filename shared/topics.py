@@ -97,9 +97,17 @@ REACTIONS = Topic(
     "unsubscribed, pushOpened, smsDelivered, failed; each once, machine ones flagged.",
 )
 
+# Keyed like REACTIONS (the profile id), so the journey engine reads a profile's reactions
+# and journey events from one partition, in order (co-partitioned).
+JOURNEY_EVENTS = Topic(
+    "parcours.journey-events.v1", "profile id", 6, "topics/journey-events.v1.json",
+    "Journey events (JEV types) the gateway accepted: typed, identified by their type's "
+    "condition and matched to their profile; what journeys' event waits and exits read.",
+)
+
 ALL_TOPICS: tuple[Topic, ...] = (
     EVENTS_IN, EVENTS_KAFKA, SEND_EMAIL_TX, SEND_EMAIL_BULK, SEND_SMS_TX, SEND_PUSH_TX, DEADLETTER,
-    PROFILES, REACTIONS, SEND_SMS_BULK, SEND_PUSH_BULK,
+    PROFILES, REACTIONS, SEND_SMS_BULK, SEND_PUSH_BULK, JOURNEY_EVENTS,
 )
 
 SEND_TX_TOPICS = {"email": SEND_EMAIL_TX, "sms": SEND_SMS_TX, "push": SEND_PUSH_TX}

@@ -11,7 +11,12 @@ from fastapi.exception_handlers import http_exception_handler
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from services.gateway import import_routes, profile_routes, webhook_routes
+from services.gateway import (
+    import_routes,
+    journey_event_routes,
+    profile_routes,
+    webhook_routes,
+)
 from services.gateway.routes import post_event, readiness, router
 from services.gateway.wiring import Gateway
 from shared.operations import answer_store_unavailable, operations_router
@@ -75,5 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(import_routes.router)
     app.include_router(profile_routes.router)
     app.include_router(webhook_routes.router)
+    app.include_router(journey_event_routes.router)
     app.include_router(operations_router(readiness))
     return app

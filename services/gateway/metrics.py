@@ -15,3 +15,9 @@ INGEST_SECONDS = Histogram(
     "Time from request read to broker acknowledgement",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+JOURNEY_EVENTS = Counter(
+    "parcours_gateway_journey_events_total",
+    "Journey events answered 202: accepted (written to the topic) or ignored (not an event"
+    " of its type, or no profile named)",
+    ["outcome"],
+)

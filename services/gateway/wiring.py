@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from shared.adapters import idempotency_store
 from shared.adapters.catalog_store import CatalogCache
+from shared.adapters.journey_event_store import JourneyEventTypesCache
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.profile_schema_store import ProfileSchemaCache
@@ -32,6 +33,7 @@ class Gateway:
     authenticator: Authenticator
     producer: RenewingProducer
     profile_schemas: ProfileSchemaCache = field(default=None)  # type: ignore[assignment]
+    journey_event_types: JourneyEventTypesCache = field(default=None)  # type: ignore[assignment]
     # Keyed by the configuration itself: ids and versions repeat across tenants and when
     # an event is deleted and created again.
     _models: dict[EventConfig, type[BaseModel]] = field(
@@ -66,7 +68,8 @@ class Gateway:
         producer.start_in_background()
         profile_schemas = ProfileSchemaCache(pool)
         await profile_schemas.listen(settings.pg_dsn)
-        gateway = cls(settings, pool, catalog, Authenticator(pool), producer, profile_schemas)
+        gateway = cls(settings, pool, catalog, Authenticator(pool), producer, profile_schemas,
+                      JourneyEventTypesCache(pool, settings.config_cache_ttl_s))
         gateway._tasks = [asyncio.create_task(gateway._forget_old_idempotency_keys())]
         return gateway
 

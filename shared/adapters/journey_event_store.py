@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 
-from shared.domain.journeys.journey_events import JourneyEventType
+from shared.adapters.tenant_cache import TenantCache
+from shared.domain.conditions import Checked
+from shared.domain.journeys.journey_events import (
+    JourneyEventType,
+    checked_condition,
+    payload_model,
+)
 
 _COLUMNS = "event_id, definition, created_at, updated_at"
 
@@ -50,3 +58,30 @@ async def delete(connection: asyncpg.Connection, tenant: str, event_id: str) -> 
         "DELETE FROM journey_event_types WHERE tenant_id = $1 AND event_id = $2",
         tenant, event_id)
     return not status.endswith(" 0")
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A journey event type ready for ingestion: its checked condition and payload model."""
+    event_type: JourneyEventType
+    condition: Checked | None
+    model: type[BaseModel]
+
+
+class JourneyEventTypesCache(TenantCache[dict[str, Compiled]]):
+    """A tenant's journey event types, compiled, kept ``ttl_s`` (bounded by tenants, as
+    every TenantCache): what the gateway reads per journey event."""
+
+    def __init__(self, pool: asyncpg.Pool, ttl_s: float) -> None:
+        super().__init__(pool, ttl_s, "")
+
+    async def _load(self, tenant: str, previous: dict[str, Compiled] | None
+                    ) -> dict[str, Compiled]:
+        async with self._pool.acquire() as connection:
+            types = await types_of(connection, tenant)
+        kept = previous or {}
+        return {event_id: (kept[event_id] if event_id in kept
+                           and kept[event_id].event_type == event_type
+                           else Compiled(event_type, checked_condition(event_type),
+                                         payload_model(event_type)))
+                for event_id, event_type in types.items()}

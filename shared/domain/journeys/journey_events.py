@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -22,7 +22,7 @@ from pydantic.alias_generators import to_camel
 from shared.domain.conditions import Checked, PathSpec, Schema, ValueType, check_condition
 from shared.domain.conditions import matches as condition_matches
 from shared.domain.conditions.model import Condition
-from shared.domain.fields import FieldSpec, FieldType, unique_ids
+from shared.domain.fields import FieldSpec, FieldType, build_ctx_model, unique_ids
 
 JOURNEY_EVENT_ID = r"^JEV[A-Za-z0-9_]{1,61}$"  # prefix JEV, at most 64 characters
 _VALUE_TYPES = {FieldType.STRING: ValueType.STRING, FieldType.INTEGER: ValueType.INTEGER,
@@ -53,6 +53,24 @@ class JourneyEventType(BaseModel):
         if key is None or key.type is not FieldType.STRING:
             raise ValueError(f"profileKey {self.profile_key!r} must name a string field")
         return self
+
+
+class JourneyEventRecord(BaseModel):
+    """A journey event on ``parcours.journey-events.v1``, keyed by its profile id."""
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Literal[1] = 1
+    tenant: str
+    eventId: str
+    profileId: str
+    payload: dict[str, Any]  # as the type's fields made it, JSON (decimals as strings)
+    acceptedAt: float  # Unix seconds
+
+
+def payload_model(event_type: JourneyEventType) -> type[BaseModel]:
+    """Accepts exactly the type's fields (unknown keys fail), typed as a transactional
+    event's ctx is; dump it ``by_alias`` for the field ids."""
+    return build_ctx_model(f"journey_{event_type.event_id}", event_type.fields)
 
 
 def event_paths(event_type: JourneyEventType, prefix: str = "event") -> Schema:
