@@ -6,7 +6,6 @@ query per event type every few seconds while publishing still takes effect quick
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -15,6 +14,7 @@ import asyncpg
 from shared.adapters.postgres import Listener
 from shared.domain.events import EventConfig, is_event_id
 from shared.domain.lifecycle import MessageState, PublishedEvent
+from shared.single_flight import SingleFlight
 
 _LOAD = """
 SELECT c.definition, c.version,
@@ -64,21 +64,21 @@ class CatalogCache:
         self._ttl_s = ttl_s
         self._entries: dict[tuple[str, str], tuple[float, PublishedEvent | None]] = {}
         self._listener: Listener | None = None
-        # One read per event at a time (as tenant_cache): a sender's batch asks from every
-        # message in one turn of the event loop.
-        self._reading: dict[tuple[str, str], asyncio.Future[PublishedEvent | None]] = {}
+        # One read per event at a time: a sender's batch asks from every message in one
+        # turn of the event loop.
+        self._reading: SingleFlight[tuple[str, str], PublishedEvent | None] = SingleFlight()
 
     async def listen(self, dsn: str) -> None:
         self._listener = await Listener.open(dsn, CHANNEL, self._changed, self._missed)
 
     async def _missed(self) -> None:
         self._entries = {}
-        self._reading = {}
+        self._reading.clear()
 
     def _changed(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         tenant, _, event_id = payload.partition("/")
         self._entries.pop((tenant, event_id), None)
-        self._reading.pop((tenant, event_id), None)  # later callers read again
+        self._reading.forget((tenant, event_id))
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -92,19 +92,7 @@ class CatalogCache:
         if hit is not None and now - hit[0] < self._ttl_s:
             return hit[1]
         key = (tenant, event_id)
-        reading = self._reading.get(key)
-        if reading is None or reading.get_loop() is not asyncio.get_running_loop():
-            reading = asyncio.ensure_future(self._read(key, now))
-            self._reading[key] = reading
-            reading.add_done_callback(lambda done: self._done(key, done))
-        return await asyncio.shield(reading)  # a caller cancelled leaves the others' read
-
-    def _done(self, key: tuple[str, str], reading: asyncio.Future[PublishedEvent | None]
-              ) -> None:
-        if self._reading.get(key) is reading:
-            del self._reading[key]
-        if not reading.cancelled():
-            reading.exception()  # retrieved: its callers got it
+        return await self._reading.run(key, lambda: self._read(key, now))
 
     async def _read(self, key: tuple[str, str], now: float) -> PublishedEvent | None:
         tenant, event_id = key

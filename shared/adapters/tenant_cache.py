@@ -11,7 +11,6 @@ connections, stalling the batch."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Generic, TypeVar
 
@@ -19,6 +18,7 @@ import asyncpg
 
 from shared.adapters.postgres import Listener
 from shared.bounded import BoundedDict
+from shared.single_flight import SingleFlight
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ class TenantCache(Generic[T]):
         self._entries: BoundedDict[str, tuple[float, T]] = BoundedDict(self.MAX_TENANTS)
         self._listener: Listener | None = None
         self._changes = 0  # announcements heard
-        self._reading: dict[str, asyncio.Future[T]] = {}  # the read under way, per tenant
+        self._reading: SingleFlight[str, T] = SingleFlight()  # the read under way, per tenant
 
     async def _load(self, tenant: str, previous: T | None) -> T:
         """The tenant's entry, read now (``previous``: what the cache held, to reuse)."""
@@ -54,7 +54,7 @@ class TenantCache(Generic[T]):
     def forget(self, tenant: str) -> None:
         """A read under way is left to its callers; later ones read again."""
         self._entries.pop(tenant, None)
-        self._reading.pop(tenant, None)
+        self._reading.forget(tenant)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -65,13 +65,7 @@ class TenantCache(Generic[T]):
         hit = self._entries.get(tenant)
         if hit is not None and now - hit[0] < self._ttl_s:
             return hit[1]
-        reading = self._reading.get(tenant)
-        if reading is None or reading.get_loop() is not asyncio.get_running_loop():
-            reading = asyncio.ensure_future(self._read(tenant, hit, now))
-            self._reading[tenant] = reading
-            reading.add_done_callback(lambda done: self._done(tenant, done))
-        # Shielded: a caller cancelled does not cancel the others' read.
-        return await asyncio.shield(reading)
+        return await self._reading.run(tenant, lambda: self._read(tenant, hit, now))
 
     async def _read(self, tenant: str, hit: tuple[float, T] | None, now: float) -> T:
         changes = self._changes
@@ -79,9 +73,3 @@ class TenantCache(Generic[T]):
         if changes == self._changes:
             self._entries[tenant] = (now, entry)
         return entry
-
-    def _done(self, tenant: str, reading: asyncio.Future[T]) -> None:
-        if self._reading.get(tenant) is reading:
-            del self._reading[tenant]
-        if not reading.cancelled():
-            reading.exception()  # retrieved: its callers got it
