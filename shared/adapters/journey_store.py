@@ -4,6 +4,12 @@ token the instance had when it was read. Of two inputs racing for one wait (the 
 reaction and its timeout), the second write finds a newer token and changes nothing: the
 caller drops its input.
 
+The same transaction writes the move's steps (``journey_steps``: the per-node counts and
+the instance's history) and its effects on the world (``journey_outbox``: messages,
+profile updates, HTTP calls), which the engine applies after the commit and deletes once
+done; a crash in between leaves them for the next engine, and each is idempotent on its
+id. So an input's effects happen if and only if its move was stored.
+
 Timers are claimed by due time with ``FOR UPDATE SKIP LOCKED`` and deleted in the
 claiming transaction, so several claimers never take the same timer; a claimer that dies
 before committing leaves it to the next.
@@ -12,15 +18,24 @@ before committing leaves it to the next.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from shared.adapters import erasure
 from shared.domain.journeys.codec import instance_from_json, instance_to_json
-from shared.domain.journeys.instance import CancelTimer, Effect, Instance, SetTimer
+from shared.domain.journeys.instance import (
+    CallHttp,
+    CancelTimer,
+    Effect,
+    Instance,
+    Send,
+    SetTimer,
+    Step,
+    UpdateProfile,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,55 @@ class DueTimer:
     due_at: datetime
 
 
+@dataclass(frozen=True)
+class Outboxed:
+    """An effect waiting in the outbox to be applied."""
+    tenant: str
+    effect_id: str
+    instance_id: str
+    kind: str  # send, updateProfile, http
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Written:
+    """A stored move, and the effects it left in the outbox (always truthy)."""
+    outbox: list[Outboxed] = field(default_factory=list)
+
+
+def outbox_entries(tenant: str, instance: Instance, effects: Sequence[Effect]
+                   ) -> list[Outboxed]:
+    """The effects that act on the world, with what applying them needs of the instance
+    (its journey, version, profile, and the data of the waits resolved so far)."""
+    base = {"journeyId": instance.journey_id, "version": instance.version,
+            "profileId": instance.profile_id, "instanceId": instance.instance_id,
+            "waits": {k: dict(v) for k, v in instance.waits.items()}}
+    out = []
+    for effect in effects:
+        if isinstance(effect, Send):
+            out.append(Outboxed(tenant, effect.message_id, instance.instance_id, "send", {
+                **base, "node": effect.node, "channel": effect.channel,
+                "message": effect.message, "messageId": effect.message_id}))
+        elif isinstance(effect, UpdateProfile):
+            out.append(Outboxed(tenant, effect.write_id, instance.instance_id,
+                                "updateProfile", {**base, "node": effect.node,
+                                                  "values": dict(effect.values)}))
+        elif isinstance(effect, CallHttp):
+            out.append(Outboxed(tenant, effect.call_id, instance.instance_id, "http", {
+                **base, "node": effect.node, "url": effect.url, "method": effect.method,
+                "timeoutMs": effect.timeout_ms, "callId": effect.call_id}))
+    return out
+
+
+async def write_steps(connection: asyncpg.Connection, tenant: str, instance: Instance,
+                      steps: Sequence[Step], at: datetime) -> None:
+    await connection.executemany(
+        "INSERT INTO journey_steps (tenant_id, journey_id, version, instance_id, profile_id,"
+        " at, kind, node, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [(tenant, instance.journey_id, instance.version, instance.instance_id,
+          instance.profile_id, at, s.kind, s.node, s.detail) for s in steps])
+
+
 _COLUMNS = "(tenant_id, instance_id, journey_id, version, profile_id, state, node, token," \
            " document, entered_at)"
 
@@ -39,6 +103,20 @@ def _row(tenant: str, instance: Instance) -> tuple[Any, ...]:
     return (tenant, instance.instance_id, instance.journey_id, instance.version,
             instance.profile_id, instance.state.value, instance.node, instance.token,
             instance_to_json(instance), instance.entered_at)
+
+
+async def _effects(connection: asyncpg.Connection, tenant: str, instance: Instance,
+                   effects: Sequence[Effect], at: datetime | None) -> Written:
+    """Timers, steps and the outbox of a move, in the caller's transaction."""
+    await _timers(connection, tenant, instance, effects)
+    await write_steps(connection, tenant, instance,
+                      [e for e in effects if isinstance(e, Step)], at or datetime.now(UTC))
+    outbox = outbox_entries(tenant, instance, effects)
+    await connection.executemany(
+        "INSERT INTO journey_outbox (tenant_id, effect_id, instance_id, kind, body)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        [(o.tenant, o.effect_id, o.instance_id, o.kind, o.body) for o in outbox])
+    return Written(outbox)
 
 
 async def _timers(connection: asyncpg.Connection, tenant: str, instance: Instance,
@@ -56,8 +134,8 @@ async def _timers(connection: asyncpg.Connection, tenant: str, instance: Instanc
 
 
 async def create(connection: asyncpg.Connection, tenant: str, instance: Instance,
-                 effects: Sequence[Effect]) -> bool:
-    """Store a new instance and its timers; False when the profile already has a live
+                 effects: Sequence[Effect], at: datetime | None = None) -> Written | None:
+    """Store a new instance and its effects; None when the profile already has a live
     instance of the journey, or this instance exists (a redelivered entry)."""
     async with connection.transaction():
         status = await connection.execute(
@@ -65,15 +143,15 @@ async def create(connection: asyncpg.Connection, tenant: str, instance: Instance
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
             *_row(tenant, instance))
         if status.endswith(" 0"):
-            return False
-        await _timers(connection, tenant, instance, effects)
-        return True
+            return None
+        return await _effects(connection, tenant, instance, effects, at)
 
 
 async def save(connection: asyncpg.Connection, tenant: str, read_token: int,
-               instance: Instance, effects: Sequence[Effect]) -> bool:
-    """Write the advanced instance and its timers if it still has the token it was read
-    with and is waiting; False (nothing written) when another input got there first."""
+               instance: Instance, effects: Sequence[Effect], at: datetime | None = None
+               ) -> Written | None:
+    """Write the advanced instance and its effects if it still has the token it was read
+    with and is waiting; None (nothing written) when another input got there first."""
     async with connection.transaction():
         status = await connection.execute(
             "UPDATE journey_instances SET state = $3, node = $4, token = $5, document = $6,"
@@ -82,9 +160,8 @@ async def save(connection: asyncpg.Connection, tenant: str, read_token: int,
             tenant, instance.instance_id, instance.state.value, instance.node,
             instance.token, instance_to_json(instance), read_token)
         if status.endswith(" 0"):
-            return False
-        await _timers(connection, tenant, instance, effects)
-        return True
+            return None
+        return await _effects(connection, tenant, instance, effects, at)
 
 
 async def load(connection: asyncpg.Connection, tenant: str, instance_id: str
@@ -104,19 +181,64 @@ async def live(connection: asyncpg.Connection, tenant: str, journey_id: str,
     return None if document is None else instance_from_json(document)
 
 
-async def claim_due(connection: asyncpg.Connection, now: datetime, limit: int
-                    ) -> list[DueTimer]:
+async def claim_due(connection: asyncpg.Connection, now: datetime, limit: int, *,
+                    live_only: bool = True) -> list[DueTimer]:
     """Take up to ``limit`` timers due by ``now``, earliest first, deleting them: call in a
-    transaction that also hands them on (the caller's), so a crash gives them back."""
+    transaction that also hands them on (the caller's), so a crash gives them back.
+    ``live_only``: only timers of instances of live versions (a paused version's wait
+    until it resumes; one with no version is no engine's)."""
+    versions = (" JOIN journey_instances i ON i.tenant_id = jt.tenant_id"
+                "  AND i.instance_id = jt.instance_id"
+                " JOIN journey_versions v ON v.tenant_id = i.tenant_id"
+                "  AND v.journey_id = i.journey_id AND v.version = i.version"
+                "  AND v.state = 'live'") if live_only else ""
     rows = await connection.fetch(
         "DELETE FROM journey_timers t USING ("
-        "  SELECT tenant_id, instance_id, token FROM journey_timers WHERE due_at <= $1"
-        "   ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) d"
+        f"  SELECT jt.tenant_id, jt.instance_id, jt.token FROM journey_timers jt{versions}"
+        "   WHERE jt.due_at <= $1 ORDER BY jt.due_at LIMIT $2 FOR UPDATE OF jt SKIP LOCKED) d"
         " WHERE t.tenant_id = d.tenant_id AND t.instance_id = d.instance_id"
         "   AND t.token = d.token"
         " RETURNING t.tenant_id, t.instance_id, t.token, t.due_at", now, limit)
     return sorted((DueTimer(r["tenant_id"], str(r["instance_id"]), r["token"], r["due_at"])
                    for r in rows), key=lambda t: t.due_at)
+
+
+async def waiting_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, str]]
+                     ) -> dict[tuple[str, str], list[Instance]]:
+    """The waiting instances of each (tenant, profile id), oldest entry first."""
+    found: dict[tuple[str, str], list[Instance]] = {key: [] for key in keys}
+    if not keys:
+        return found
+    rows = await connection.fetch(
+        "SELECT i.tenant_id, i.document FROM journey_instances i"
+        " JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, profile_id)"
+        "   ON i.tenant_id = k.tenant_id AND i.profile_id = k.profile_id"
+        " WHERE i.state = 'waiting' ORDER BY i.entered_at",
+        [t for t, _ in keys], [p for _, p in keys])
+    for row in rows:
+        instance = instance_from_json(row["document"])
+        found.setdefault((row["tenant_id"], instance.profile_id), []).append(instance)
+    return found
+
+
+async def stale_outbox(connection: asyncpg.Connection, older_than: datetime, limit: int
+                       ) -> list[Outboxed]:
+    """Effects left by an engine that stopped before applying them (locked until the
+    caller's transaction ends, so two engines never take the same)."""
+    rows = await connection.fetch(
+        "SELECT tenant_id, effect_id, instance_id, kind, body FROM journey_outbox"
+        " WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        older_than, limit)
+    return [Outboxed(r["tenant_id"], str(r["effect_id"]), str(r["instance_id"]), r["kind"],
+                     r["body"]) for r in rows]
+
+
+async def applied(connection: asyncpg.Connection, done: Sequence[Outboxed]) -> None:
+    if done:
+        await connection.execute(
+            "DELETE FROM journey_outbox o USING unnest($1::text[], $2::uuid[]) AS d(t, e)"
+            " WHERE o.tenant_id = d.t AND o.effect_id = d.e",
+            [o.tenant for o in done], [o.effect_id for o in done])
 
 
 # --- erasure: instances name the profile and keep the data of its reactions and events ---
@@ -127,10 +249,13 @@ async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
         "DELETE FROM journey_instances WHERE tenant_id = $1 AND profile_id = $2"
         " RETURNING instance_id", tenant, profile_id)
     if ids:
-        await connection.execute(
-            "DELETE FROM journey_timers WHERE tenant_id = $1 AND instance_id = ANY($2::uuid[])",
-            tenant, [r["instance_id"] for r in ids])
-    return {"journeyInstances": len(ids)}
+        for table in ("journey_timers", "journey_outbox"):
+            await connection.execute(
+                f"DELETE FROM {table} WHERE tenant_id = $1 AND instance_id = ANY($2::uuid[])",
+                tenant, [r["instance_id"] for r in ids])
+    steps = await connection.execute(
+        "DELETE FROM journey_steps WHERE tenant_id = $1 AND profile_id = $2", tenant, profile_id)
+    return {"journeyInstances": len(ids), "journeySteps": int(steps.split()[-1])}
 
 
 async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
@@ -138,7 +263,12 @@ async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
     rows = await connection.fetch(
         "SELECT document FROM journey_instances WHERE tenant_id = $1 AND profile_id = $2"
         " ORDER BY entered_at", tenant, profile_id)
-    return {"journeyInstances": [r["document"] for r in rows]}
+    steps = await connection.fetch(
+        "SELECT journey_id, version, instance_id::text, at, kind, node, detail"
+        " FROM journey_steps WHERE tenant_id = $1 AND profile_id = $2 ORDER BY id",
+        tenant, profile_id)
+    return {"journeyInstances": [r["document"] for r in rows],
+            "journeySteps": [{**dict(r), "at": r["at"].isoformat()} for r in steps]}
 
 
 erasure.register(erasure.PersonalData("journeyInstances", _erase, _export))

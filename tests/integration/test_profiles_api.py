@@ -339,7 +339,7 @@ async def test_export_and_erasure_cover_every_store(tenant: Tenant, pool: asyncp
         "profile": 1, "pushDevices": 2, "consents": 2, "consentHistory": 2, "heldEvents": 1,
         "statusReasons": 1, "deliveryReplies": 0, "contactHistory": 1, "messageTraces": 1,
         "deferredMessages": 0, "reactions": 0, "trackedMessages": 0, "webhookDeliveries": 0,
-        "journeyInstances": 0, "waitingRetries": 0}
+        "journeyInstances": 0, "journeySteps": 0, "waitingRetries": 0}
     assert (await tenant.profiles.get("/p-erase")).status_code == 404
     assert (await tenant.profiles.get("/p-erase/export")).status_code == 404
     assert (await tenant.profiles.delete("/p-erase")).status_code == 404
