@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     webhooks_timeout_s: float = 10.0
     webhooks_per_endpoint: int = 4
     webhooks_allow_local_targets: bool = False
+    # The journey engine (services/journeys): its metrics, how often it looks for due
+    # timers (P8: lateness p99 at most 1 s), and whether its HTTP actions may call
+    # loopback or private addresses (refused unless allowed: development and tests).
+    journeys_metrics_port: int = 9114
+    journeys_timer_poll_s: float = 0.1
+    journeys_allow_local_targets: bool = False
     # Retention (shared/domain/retention.py; purged by the reactions service every
     # retention_interval_s in batches, or `parcours maintenance purge`), in days; 0 (or
     # less) keeps for ever. The contact history is kept at least as long as the longest

@@ -68,11 +68,12 @@ async def _address(host: str, port: int, allow_local: bool) -> str:
 
 
 async def call(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes,
-               timeout_s: float, allow_local: bool) -> Outcome:
+               timeout_s: float, allow_local: bool, method: str = "POST") -> Outcome:
+    """One call (a webhook's, or a journey's HTTP action: ``method``)."""
     began = time.monotonic()
     try:
         async with asyncio.timeout(timeout_s):  # in all: a server dripping bytes included
-            return await _call(client, url, headers, body, allow_local, began)
+            return await _call(client, url, headers, body, allow_local, began, method)
     except Refused as error:
         return Outcome(None, _ms(began), f"refused: {error}")
     except TimeoutError:
@@ -82,7 +83,7 @@ async def call(client: httpx.AsyncClient, url: str, headers: dict[str, str], bod
 
 
 async def _call(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes,
-                allow_local: bool, began: float) -> Outcome:
+                allow_local: bool, began: float, method: str = "POST") -> Outcome:
     parts = urlsplit(url)
     if parts.scheme != "https" and not allow_local:
         raise Refused("http:// endpoints are allowed only with"
@@ -94,7 +95,7 @@ async def _call(client: httpx.AsyncClient, url: str, headers: dict[str, str], bo
     pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
     host_header = parts.netloc.rpartition("@")[2]
     request = client.build_request(
-        "POST", pinned, content=body,
+        method, pinned, content=None if method in ("GET", "DELETE") else body,
         headers={**headers, "host": host_header, "content-type": "application/json",
                  "user-agent": USER_AGENT},
         extensions={"sni_hostname": host})

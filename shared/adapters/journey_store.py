@@ -86,13 +86,23 @@ def outbox_entries(tenant: str, instance: Instance, effects: Sequence[Effect]
     return out
 
 
+_STEPS = ("INSERT INTO journey_steps (tenant_id, journey_id, version, instance_id, profile_id,"
+          " at, kind, node, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+
+
 async def write_steps(connection: asyncpg.Connection, tenant: str, instance: Instance,
                       steps: Sequence[Step], at: datetime) -> None:
-    await connection.executemany(
-        "INSERT INTO journey_steps (tenant_id, journey_id, version, instance_id, profile_id,"
-        " at, kind, node, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [(tenant, instance.journey_id, instance.version, instance.instance_id,
-          instance.profile_id, at, s.kind, s.node, s.detail) for s in steps])
+    await connection.executemany(_STEPS, [
+        (tenant, instance.journey_id, instance.version, instance.instance_id,
+         instance.profile_id, at, s.kind, s.node, s.detail) for s in steps])
+
+
+async def write_effect_steps(connection: asyncpg.Connection,
+                             steps: Sequence[tuple[Outboxed, Step]], at: datetime) -> None:
+    """Steps of applied effects (an action excluded, a profile updated, a call made)."""
+    await connection.executemany(_STEPS, [
+        (o.tenant, o.body["journeyId"], o.body["version"], o.instance_id,
+         o.body["profileId"], at, s.kind, s.node, s.detail) for o, s in steps])
 
 
 _COLUMNS = "(tenant_id, instance_id, journey_id, version, profile_id, state, node, token," \
@@ -170,6 +180,20 @@ async def load(connection: asyncpg.Connection, tenant: str, instance_id: str
         "SELECT document FROM journey_instances WHERE tenant_id = $1 AND instance_id = $2",
         tenant, instance_id)
     return None if document is None else instance_from_json(document)
+
+
+async def load_many(connection: asyncpg.Connection, keys: Sequence[tuple[str, str]]
+                    ) -> dict[tuple[str, str], Instance]:
+    """Instances by (tenant, instance id); absent ones are left out."""
+    if not keys:
+        return {}
+    rows = await connection.fetch(
+        "SELECT i.tenant_id, i.document FROM journey_instances i"
+        " JOIN unnest($1::text[], $2::uuid[]) AS k(tenant_id, instance_id)"
+        "   ON i.tenant_id = k.tenant_id AND i.instance_id = k.instance_id",
+        [t for t, _ in keys], [i for _, i in keys])
+    return {(r["tenant_id"], r["document"]["instanceId"]): instance_from_json(r["document"])
+            for r in rows}
 
 
 async def live(connection: asyncpg.Connection, tenant: str, journey_id: str,

@@ -121,6 +121,15 @@ def advance(plan: Plan, instance: Instance, event: Input, now: datetime
     return _keep(plan, instance, seen, now), []
 
 
+def hold(plan: Plan, instance: Instance, event: Reaction | JourneyEvent, now: datetime
+         ) -> Instance:
+    """A paused journey's instance holds where it is: an input is kept as the early rule
+    keeps one (a listen entered after the resume takes it), nothing moves."""
+    if instance.ended:
+        return instance
+    return _keep(plan, instance, _seen(event, now), now)
+
+
 def _seen(event: Reaction | JourneyEvent, now: datetime) -> Seen:
     if isinstance(event, Reaction):
         return Seen("reaction", event.message_id, event.kind, event.link, event.machine,

@@ -1,0 +1,67 @@
+"""Run the journey engine: ``python -m services.journeys`` (metrics on
+journeys_metrics_port). One process runs four loops: profiles entering, the inputs
+consumer, the timers, and the outbox's recovery. ``--allow-local-targets``: HTTP actions
+may call http:// and loopback or private addresses (the local stack and its tests)."""
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from prometheus_client import start_http_server
+
+from services.journeys import effects, entry, inputs, timers
+from services.journeys.wiring import Engine
+from shared.logging_setup import configure_logging
+from shared.settings import Settings, get_settings
+from shared.shutdown import exit_within
+
+log = logging.getLogger(__name__)
+RECOVER_EVERY_S = 5.0
+
+
+async def _recovering(engine: Engine) -> None:
+    while True:
+        try:
+            await effects.recover(engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("recovering the journey outbox failed; trying again")
+        await asyncio.sleep(RECOVER_EVERY_S)
+
+
+async def supervised(settings: Settings) -> None:
+    engine = await Engine.open(settings)
+    tasks = [asyncio.create_task(loop(engine)) for loop in
+             (entry.run, inputs.run, timers.run, _recovering)]
+    loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        exit_within()
+        for task in tasks:
+            task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping)
+    try:
+        await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+        await engine.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m services.journeys")
+    parser.add_argument("--allow-local-targets", action="store_true")
+    arguments = parser.parse_args()
+    configure_logging("journeys")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = get_settings()
+    if arguments.allow_local_targets:
+        settings = settings.model_copy(update={"journeys_allow_local_targets": True})
+    start_http_server(settings.journeys_metrics_port, addr=settings.metrics_host)
+    asyncio.run(supervised(settings))

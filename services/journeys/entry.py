@@ -1,0 +1,109 @@
+"""Profiles entering live versions: a version with an audience entry reads its audience
+(keyset batches in profile id order, ``audience_reader.read_members``) at the entry's
+``rate`` profiles a second, saving its progress after each batch so a restarted engine
+goes on from the last profile it handed over; a test run's version takes its chosen test
+profiles instead. An event entry's version has nothing to read here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.errors import KafkaError
+
+from services.journeys import effects
+from services.journeys.metrics import RETRIES
+from services.journeys.moves import enter
+from services.journeys.wiring import Engine
+from shared.adapters import journey_version_store
+from shared.adapters.audience_reader import audience_query, check_definition, read_members
+from shared.adapters.audience_store import get_audience
+from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.domain.journeys.definition import AudienceEntry
+from shared.resilience import retry_forever
+
+log = logging.getLogger(__name__)
+LOOK_EVERY_S = 0.5
+MAX_BATCH = 1000
+
+
+async def _enter(engine: Engine, version: dict[str, Any], profile_ids: list[str],
+                 after: str | None, done: bool) -> None:
+    key = (version["tenant_id"], version["journey_id"], version["version"])
+    plan = await engine.plan(key)
+    if plan is None:
+        return
+
+    async def attempt() -> list[effects.Outboxed]:
+        async with engine.pool.acquire() as connection:
+            outbox = await enter(engine, connection, plan, key[0], profile_ids)
+            await journey_version_store.save_entry_progress(connection, *key, after, done)
+            return outbox
+
+    outbox = await retry_forever(attempt, "entering profiles", DB_UNAVAILABLE,
+                                 on_retry=RETRIES.labels("entry").inc)
+    await retry_forever(lambda: effects.apply(engine, outbox), "applying journey effects",
+                        (*DB_UNAVAILABLE, KafkaError), on_retry=RETRIES.labels("effects").inc)
+
+
+async def _test_run(engine: Engine, version: dict[str, Any]) -> None:
+    await _enter(engine, version, list(version["test_profiles"]), None, True)
+
+
+async def _audience(engine: Engine, version: dict[str, Any], entry: AudienceEntry) -> None:
+    tenant = version["tenant_id"]
+    audience = await get_audience(engine.pool, tenant, entry.audience_id)
+    if audience is None:
+        log.warning("journey %s v%s: audience %s does not exist; nobody enters",
+                    version["journey_id"], version["version"], entry.audience_id)
+        await _enter(engine, version, [], version["entry_after"], True)
+        return
+    schema = (await engine.schemas.get(tenant)).schema
+    query = audience_query(tenant, check_definition(audience["definition"], schema),
+                           datetime.now(UTC))
+    batch = max(1, min(entry.rate, MAX_BATCH))
+    began, handed = time.monotonic(), 0
+    key = (tenant, version["journey_id"], version["version"])
+    async for rows in read_members(engine.pool, query, after=version["entry_after"],
+                                   batch=batch):
+        state = (await journey_version_store.states(engine.pool, {key})).get(key)
+        if state != "live":
+            return  # paused: goes on from here on resume; stopped: nobody else enters
+        ids = [r["profile_id"] for r in rows]
+        await _enter(engine, version, ids, ids[-1], False)
+        handed += len(ids)
+        # The entry's rate: profiles a second, over the whole read.
+        ahead = began + handed / entry.rate - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+    await _enter(engine, version, [], None, True)
+
+
+async def enter_once(engine: Engine) -> int:
+    versions = await journey_version_store.entering(engine.pool)
+    for version in versions:
+        plan = await engine.plan((version["tenant_id"], version["journey_id"],
+                                  version["version"]))
+        if plan is None:
+            continue
+        if version["mode"] == "test":
+            await _test_run(engine, version)
+        elif isinstance(plan.definition.entry, AudienceEntry):
+            await _audience(engine, version, plan.definition.entry)
+        # An event entry's profiles enter by their events: nothing to read.
+    return len(versions)
+
+
+async def run(engine: Engine) -> None:
+    while True:
+        try:
+            await enter_once(engine)
+            await asyncio.sleep(LOOK_EVERY_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("entering profiles failed; trying again")
+            await asyncio.sleep(1.0)

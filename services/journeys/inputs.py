@@ -1,0 +1,119 @@
+"""The engine's consumer of reactions (``parcours.reactions.v1``) and journey events
+(``parcours.journey-events.v1``): both keyed by profile id with as many partitions, so
+one consumer of the group holds a profile's reactions and events, read in order
+(co-partitioned: the range assignor gives a consumer the same partitions of both).
+
+At-least-once: offsets are committed once the batch's moves are stored; a redelivered
+input finds its wait resolved (dropped) or is kept once more (a duplicate of what the
+early rule holds is harmless: the first resolves the wait). A record that is neither is
+dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from services.journeys import effects
+from services.journeys.metrics import RETRIES
+from services.journeys.moves import Arrival, arrive
+from services.journeys.wiring import Engine
+from shared.adapters.kafka import (
+    client_security,
+    commit_or_redeliver,
+    manual_consumer,
+    publish_dead_letters,
+)
+from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.domain.deadletter import invalid_reason
+from shared.domain.journeys.instance import JourneyEvent, Reaction
+from shared.domain.journeys.journey_events import JourneyEventRecord
+from shared.domain.reactions import Reaction as ReactionRecord
+from shared.resilience import retry_forever
+from shared.topics import JOURNEY_EVENTS, REACTIONS
+
+log = logging.getLogger(__name__)
+GROUP = "parcours-journeys"
+STAGE = "journeys"
+BATCH = 500
+
+Letter = tuple[bytes | None, bytes, str]
+
+
+def read(records: Sequence[tuple[str, bytes | None, bytes]]
+         ) -> tuple[list[Arrival], list[Letter]]:
+    """(topic, key, value) → arrivals in order, and what is not one."""
+    arrivals: list[Arrival] = []
+    letters: list[Letter] = []
+    for topic, key, value in records:
+        try:
+            if topic == REACTIONS.name:
+                reaction = ReactionRecord.model_validate_json(value)
+                if reaction.profileId is None:
+                    continue  # an event-based message's: no profile, no journey
+                arrivals.append(Arrival(reaction.tenant, reaction.profileId, Reaction(
+                    reaction.messageId, reaction.kind.value,
+                    reaction.link.index if reaction.link else None, reaction.machine,
+                    {"kind": reaction.kind.value, "at": reaction.at.isoformat(),
+                     **({"link": reaction.link.url} if reaction.link else {})})))
+            else:
+                event = JourneyEventRecord.model_validate_json(value)
+                arrivals.append(Arrival(event.tenant, event.profileId,
+                                        JourneyEvent(event.eventId, event.payload)))
+        except ValidationError as error:
+            letters.append((key, value, invalid_reason(error)))
+    return arrivals, letters
+
+
+async def handle(engine: Engine, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+    arrivals, letters = read(records)
+
+    async def attempt() -> list[effects.Outboxed]:
+        async with engine.pool.acquire() as connection:
+            return await arrive(engine, connection, arrivals)
+
+    outbox = await retry_forever(attempt, "moving journey instances", DB_UNAVAILABLE,
+                                 on_retry=RETRIES.labels("inputs").inc)
+    await retry_forever(lambda: effects.apply(engine, outbox), "applying journey effects",
+                        (*DB_UNAVAILABLE, KafkaError), on_retry=RETRIES.labels("effects").inc)
+    if letters:
+        await retry_forever(lambda: publish_dead_letters(engine.producer, STAGE, letters),
+                            "dead-lettering journey inputs", (KafkaError,))
+
+
+async def run(engine: Engine) -> None:
+    """Until cancelled; anything unexpected restarts the consumer (its records come again:
+    offsets are committed only after their moves are stored)."""
+    while True:
+        try:
+            await _consume(engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the journey inputs consumer stopped; restarting it")
+            await asyncio.sleep(1.0)
+
+
+async def _consume(engine: Engine) -> None:
+    settings = engine.settings
+    consumer: AIOKafkaConsumer = manual_consumer(
+        settings.kafka_bootstrap, GROUP, REACTIONS.name, JOURNEY_EVENTS.name,
+        max_poll_records=BATCH, **client_security(settings),
+        # Range, not aiokafka's default round robin: partition n of both topics goes to
+        # the same consumer, so a profile's reactions and events meet in one engine.
+        partition_assignment_strategy=(RangePartitionAssignor,))
+    await retry_forever(consumer.start, "starting the journey inputs consumer", (KafkaError,))
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            records = [(r.topic, r.key, r.value) for rs in batches.values() for r in rs]
+            if records:
+                await handle(engine, records)
+                await commit_or_redeliver(consumer)
+    finally:
+        await consumer.stop()

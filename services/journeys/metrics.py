@@ -1,0 +1,25 @@
+"""The engine's metrics. Labels are bounded by what tenants configure (journey and node
+ids, step kinds), never by profiles."""
+
+from prometheus_client import Counter, Histogram
+
+STEPS = Counter("parcours_journey_steps_total", "Steps of journey instances",
+                ["journey", "node", "kind"])
+INPUTS = Counter("parcours_journey_inputs_total",
+                 "Reactions, journey events and timers the engine read, by what became of"
+                 " them (moved: an instance advanced; kept: held for a later wait (the early"
+                 " rule); dropped: no instance waits for it; stale: its wait was resolved"
+                 " otherwise)", ["kind", "outcome"])
+ENTERED = Counter("parcours_journey_entered_total", "Profiles that entered a journey",
+                  ["journey"])
+EFFECTS = Counter("parcours_journey_effects_total", "Effects applied from the outbox",
+                  ["kind", "outcome"])
+TIMER_LATENESS = Histogram("parcours_journey_timer_lateness_seconds",
+                           "How long after its due time a timer fired",
+                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300))
+INPUT_TO_SEND = Histogram("parcours_journey_input_to_send_seconds",
+                          "From a reaction or journey event's acceptance to the next"
+                          " action's message handed to its sender's topic",
+                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30))
+RETRIES = Counter("parcours_journey_retries_total",
+                  "Attempts repeated because PostgreSQL or Kafka was unavailable", ["what"])

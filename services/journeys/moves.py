@@ -1,0 +1,193 @@
+"""Moving instances: a profile entering, an input reaching the instances waiting on a
+profile, a timer come due. Each move is ``advance`` (pure) and one conditional write of
+the instance with its timers, steps and outbox (``journey_store``); the outbox is applied
+after the commit (``effects``).
+
+Of two moves racing for one instance (a reaction and its wait's timeout, two engines),
+the write of the second finds a newer token: that input is redone on the stored instance,
+where it is stale (a timer), kept for a later wait, or moves it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from services.journeys.metrics import ENTERED, INPUTS, STEPS, TIMER_LATENESS
+from services.journeys.wiring import Engine
+from shared.adapters import journey_store, journey_version_store
+from shared.adapters.journey_profiles import JourneyProfile, read_profiles
+from shared.adapters.journey_store import Outboxed, Written
+from shared.domain.journeys.advance import Plan, advance, hold, start
+from shared.domain.journeys.instance import (
+    Effect,
+    Input,
+    Instance,
+    JourneyEvent,
+    Reaction,
+    Step,
+    TimerFired,
+)
+
+log = logging.getLogger(__name__)
+MAX_REDO = 5
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A reaction or a journey event for a profile, as read from its topic."""
+    tenant: str
+    profile_id: str
+    input: Reaction | JourneyEvent
+
+
+def _count(instance: Instance, effects: Sequence[Effect]) -> None:
+    for effect in effects:
+        if isinstance(effect, Step):
+            STEPS.labels(instance.journey_id, effect.node, effect.kind).inc()
+
+
+def _with_profile(event: Input, profile: JourneyProfile | None) -> Input:
+    record = profile.record if profile else {}
+    if isinstance(event, Reaction):
+        return Reaction(event.message_id, event.kind, event.link, event.machine, event.data,
+                        record)
+    if isinstance(event, JourneyEvent):
+        return JourneyEvent(event.event_id, event.data, record)
+    if isinstance(event, TimerFired):
+        return TimerFired(event.token, record)
+    return event
+
+
+async def _move(engine: Engine, connection: asyncpg.Connection, tenant: str,
+                instance: Instance, event: Input, profile: JourneyProfile | None,
+                now: datetime, paused: bool = False
+                ) -> tuple[str, Written | None, Instance]:
+    """Advance and store one instance on one input, redoing it on the stored instance when
+    another move got there first: (outcome, what was written, the instance now)."""
+    for _ in range(MAX_REDO):
+        plan = await engine.plan((tenant, instance.journey_id, instance.version))
+        if plan is None:
+            return "dropped", None, instance
+        given = _with_profile(event, profile)
+        if paused and not isinstance(given, TimerFired):
+            moved, effects = hold(plan, instance, given, now), []
+        else:
+            moved, effects = advance(plan, instance, given, now)
+        if moved == instance and not effects:
+            return ("stale" if isinstance(event, TimerFired) else "dropped"), None, instance
+        written = await journey_store.save(connection, tenant, instance.token, moved,
+                                           effects, now)
+        if written is not None:
+            _count(moved, effects)
+            kept = moved.token == instance.token and moved.node == instance.node \
+                and moved.state == instance.state
+            return ("kept" if kept else "moved"), written, moved
+        stored = await journey_store.load(connection, tenant, instance.instance_id)
+        if stored is None or stored.ended:
+            return "stale", None, stored or instance
+        instance = stored
+    log.warning("instance %s moved by others %d times in a row; input left", instance.instance_id,
+                MAX_REDO)
+    return "dropped", None, instance
+
+
+async def arrive(engine: Engine, connection: asyncpg.Connection,
+                 arrivals: Sequence[Arrival]) -> list[Outboxed]:
+    """Each input, in the order read, to every instance waiting on its profile."""
+    now = datetime.now(UTC)
+    keys = list(dict.fromkeys((a.tenant, a.profile_id) for a in arrivals))
+    waiting = await journey_store.waiting_of(connection, keys)
+    by_tenant: dict[str, list[str]] = defaultdict(list)
+    for (tenant, profile_id), instances in waiting.items():
+        if instances:
+            by_tenant[tenant].append(profile_id)
+    profiles = {(t, p): found for t, ids in by_tenant.items()
+                for p, found in (await read_profiles(connection, t, ids)).items()}
+    states = await journey_version_store.states(
+        connection, {(t, i.journey_id, i.version) for (t, _), instances in waiting.items()
+                     for i in instances})
+    outbox: list[Outboxed] = []
+    for arrival in arrivals:
+        kind = "reaction" if isinstance(arrival.input, Reaction) else "event"
+        instances = waiting.get((arrival.tenant, arrival.profile_id), [])
+        if not instances:
+            INPUTS.labels(kind, "dropped").inc()
+            continue
+        current = []
+        for instance in instances:
+            state = states.get((arrival.tenant, instance.journey_id, instance.version))
+            if state not in ("live", "paused"):
+                current.append(instance)
+                INPUTS.labels(kind, "dropped").inc()
+                continue
+            outcome, written, instance = await _move(
+                engine, connection, arrival.tenant, instance, arrival.input,
+                profiles.get((arrival.tenant, arrival.profile_id)), now, state == "paused")
+            INPUTS.labels(kind, outcome).inc()
+            if written is not None:
+                outbox += written.outbox
+            if not instance.ended:
+                current.append(instance)
+        waiting[(arrival.tenant, arrival.profile_id)] = current
+    return outbox
+
+
+async def fire(engine: Engine, connection: asyncpg.Connection, limit: int
+               ) -> tuple[int, list[Outboxed]]:
+    """Claim the timers due and move their instances, in one transaction: a crash gives
+    the timers back with the moves undone, so each fires once."""
+    now = datetime.now(UTC)
+    outbox: list[Outboxed] = []
+    async with connection.transaction():
+        due = await journey_store.claim_due(connection, now, limit)
+        if not due:
+            return 0, []
+        instances = await journey_store.load_many(
+            connection, [(t.tenant, t.instance_id) for t in due])
+        by_tenant: dict[str, list[str]] = defaultdict(list)
+        for instance_key, instance in instances.items():
+            by_tenant[instance_key[0]].append(instance.profile_id)
+        profiles = {(t, p): found for t, ids in by_tenant.items()
+                    for p, found in (await read_profiles(connection, t, ids)).items()}
+        for timer in due:
+            TIMER_LATENESS.observe(max(0.0, (now - timer.due_at).total_seconds()))
+            instance = instances.get((timer.tenant, timer.instance_id))
+            if instance is None or instance.ended or instance.token != timer.token:
+                INPUTS.labels("timer", "stale").inc()
+                continue
+            outcome, written, _ = await _move(
+                engine, connection, timer.tenant, instance, TimerFired(timer.token),
+                profiles.get((timer.tenant, instance.profile_id)), now)
+            INPUTS.labels("timer", outcome).inc()
+            if written is not None:
+                outbox += written.outbox
+    return len(due), outbox
+
+
+async def enter(engine: Engine, connection: asyncpg.Connection, plan: Plan, tenant: str,
+                profile_ids: Sequence[str]) -> list[Outboxed]:
+    """Profiles enter the version (each once: a profile already in the journey, or
+    entered before, is skipped), in one transaction."""
+    now = datetime.now(UTC)
+    profiles = await read_profiles(connection, tenant, profile_ids)
+    outbox: list[Outboxed] = []
+    entered = 0
+    async with connection.transaction():
+        for profile_id in profile_ids:
+            profile = profiles.get(profile_id)
+            if profile is None:
+                continue  # erased since the audience was read
+            instance, effects = start(plan, profile_id, 0, profile.record, now)
+            written = await journey_store.create(connection, tenant, instance, effects, now)
+            if written is not None:
+                entered += 1
+                _count(instance, effects)
+                outbox += written.outbox
+    ENTERED.labels(plan.definition.id).inc(entered)
+    return outbox

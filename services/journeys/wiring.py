@@ -1,0 +1,80 @@
+"""The engine's resources, opened once: a pool, a producer, the caches it reads through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+
+from shared.adapters import journey_version_store
+from shared.adapters.catalog_store import CatalogCache
+from shared.adapters.journey_event_store import JourneyEventTypesCache
+from shared.adapters.postgres import create_pool
+from shared.adapters.producer import RenewingProducer
+from shared.adapters.profile_schema_store import ProfileSchemaCache
+from shared.adapters.rules_store import TenantRulesCache
+from shared.bounded import BoundedDict
+from shared.domain.audiences import profile_paths
+from shared.domain.journeys.advance import Plan
+from shared.domain.journeys.definition import parse_definition
+from shared.domain.journeys.plan import compile_plan
+from shared.outgoing.step import Step
+from shared.settings import Settings
+
+VersionKey = tuple[str, str, int]  # tenant, journey, version
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    pool: asyncpg.Pool
+    producer: RenewingProducer
+    catalog: CatalogCache
+    schemas: ProfileSchemaCache
+    event_types: JourneyEventTypesCache
+    step: Step
+    http: httpx.AsyncClient
+    # A version's definition never changes: its plan is compiled once (bounded: versions
+    # come and go). The profile schema it was checked against may change; the admin
+    # validates against it before publishing, and a condition that no longer fits the
+    # data ends its instance in `error` with the reason, never the engine.
+    plans: dict[VersionKey, Plan] = field(default_factory=lambda: BoundedDict(2048))
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Engine:
+        pool = await create_pool(settings.pg_dsn, min_size=2, max_size=6)
+        producer = RenewingProducer(settings, "journeys")
+        producer.start_in_background()
+        catalog = CatalogCache(pool, settings.config_cache_ttl_s)
+        await catalog.listen(settings.pg_dsn)
+        schemas = ProfileSchemaCache(pool)
+        await schemas.listen(settings.pg_dsn)
+        rules = TenantRulesCache(pool, settings.config_cache_ttl_s)
+        await rules.listen(settings.pg_dsn)
+        event_types = JourneyEventTypesCache(pool, settings.config_cache_ttl_s)
+        http = httpx.AsyncClient(follow_redirects=False)
+        return cls(settings, pool, producer, catalog, schemas, event_types,
+                   Step(rules, schemas), http)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.producer.stop()
+        await self.catalog.close()
+        await self.pool.close()
+
+    async def plan(self, key: VersionKey) -> Plan | None:
+        """The version's plan; None when the version does not exist (deleted)."""
+        plan = self.plans.get(key)
+        if plan is not None:
+            return plan
+        row = await journey_version_store.get_version(self.pool, *key)
+        if row is None:
+            return None
+        tenant = key[0]
+        schema = (await self.schemas.get(tenant)).schema
+        types = {i: c.event_type for i, c in (await self.event_types.get(tenant)).items()}
+        plan = compile_plan(parse_definition(row["definition"]), key[2],
+                            profile_paths(schema), types, speed=row["speed"])
+        self.plans[key] = plan
+        return plan
