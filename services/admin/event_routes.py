@@ -1,6 +1,7 @@
 """Admin routes for events and their messages: configure, publish and unpublish events;
 edit, preview and publish their messages. Every call needs an admin key and sees only its
-tenant."""
+tenant. Journey messages (JMS…) are event configurations too, authored the same way; they
+have no ingestion endpoint: publishing one makes it sendable by its journeys."""
 
 from __future__ import annotations
 
@@ -28,7 +29,13 @@ from shared.adapters.profile_schema_store import load_schema
 from shared.api_auth import Caller
 from shared.domain import lifecycle
 from shared.domain.default_templates import default_template
-from shared.domain.events import Channel, EventConfig, build_ingest_model, typed_ctx
+from shared.domain.events import (
+    Channel,
+    EventConfig,
+    build_ingest_model,
+    journey_message_refusal,
+    typed_ctx,
+)
 from shared.domain.exact import exact_json, read_exact
 from shared.domain.lifecycle import EventState, MessageState
 from shared.domain.rendering import (
@@ -113,8 +120,9 @@ async def delete_event(event_id: str, caller: AdminCaller, db: Db) -> None:
 
 @router.post("/events/{event_id}/publish", response_model=EventOut, response_model_by_alias=True)
 async def publish_event(event_id: str, caller: AdminCaller, db: Db) -> EventOut:
-    """Puts the ingestion endpoint up; the first publication creates the event's message
-    as a draft with a default template."""
+    """Puts the ingestion endpoint up (a journey message, JMS…, has none: it becomes
+    sendable by its journeys); the first publication creates the event's message as a draft
+    with a default template."""
     stored = await _locked(db, caller, event_id)
     lifecycle.check_publish_event(stored.state)
     typology = stored.config.typology
@@ -140,8 +148,11 @@ async def unpublish_event(event_id: str, caller: AdminCaller, db: Db) -> EventOu
 
 @router.get("/events/{event_id}/schema")
 async def event_schema(event_id: str, caller: AdminCaller, db: Db) -> dict[str, Any]:
-    """The JSON Schema of ``POST /v1/events/{eventId}``'s body."""
+    """The JSON Schema of ``POST /v1/events/{eventId}``'s body (none for a journey
+    message, which takes no events: 404 saying so)."""
     config = (await _locked(db, caller, event_id)).config
+    if config.journey_message:
+        raise HTTPException(404, journey_message_refusal(event_id))
     return build_ingest_model(config).model_json_schema()
 
 
@@ -280,7 +291,11 @@ async def render_version(
         if found is None:
             raise HTTPException(404, f"no test profile {profile_id!r}")
         profile, sample = found
-    event = {"eventId": event_id, "pKey": "preview"}
+    # ``event`` as the sender fills it: the event's origin, or a journey's for its messages
+    event: dict[str, Any] = {"eventId": event_id, "pKey": "preview"}
+    if config.journey_message:
+        event = {"journeyId": "preview", "journeyVersion": 0, "nodeId": "preview",
+                 "instanceId": "preview"}
     try:  # typed as the sender types it: what the preview shows is what is sent
         typed = typed_ctx(config, exact_json({**sample, **ctx}))
     except ValidationError as error:

@@ -1,15 +1,15 @@
 """Journey drafts through the admin API: written as JSON (``schemas/journeys/
 definition.v1.json``), refused with a 422 naming the field when the shape is wrong, and
-validated against the graph's rules, the tenant's profile paths and its journey event
-types, every problem with its node (errors block publishing, warnings do not).
+validated against the graph's rules, the tenant's profile paths, its journey event types
+and its journey messages (event configurations JMS…, authored through /admin/v1/events: each
+action's must exist, be of the node's channel and have a live version), every problem with
+its node (errors block publishing, warnings do not).
 
     PUT    /admin/v1/journeys/{journeyId}           the draft (201 created, 200 replaced)
     GET    /admin/v1/journeys                       the tenant's journeys
     GET    /admin/v1/journeys/{journeyId}           one, with its draft
     POST   /admin/v1/journeys/{journeyId}/validate  {"problems": [...], "publishable": …}
     DELETE /admin/v1/journeys/{journeyId}           a draft (204)
-
-Messages are not checked yet: journey messages come with the engine (issue 12).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from pydantic import BaseModel, ValidationError
 from services.admin.dependencies import AdminCaller, Db, body_errors
 from shared.adapters import journey_definition_store as store
 from shared.adapters import journey_event_store
+from shared.adapters.catalog_store import journey_messages
 from shared.adapters.profile_schema_store import load_schema
 from shared.domain.audiences import profile_paths
-from shared.domain.journeys.definition import JourneyDefinition, parse_definition
+from shared.domain.journeys.definition import Action, JourneyDefinition, parse_definition
 from shared.domain.journeys.validation import errors, validate
 
 router = APIRouter(prefix="/admin/v1/journeys", tags=["journeys"])
@@ -66,7 +67,9 @@ async def _checked(connection: asyncpg.Connection, tenant: str,
                    definition: JourneyDefinition) -> tuple[list[ProblemOut], bool]:
     schema = (await load_schema(connection, tenant)).schema
     event_types = await journey_event_store.types_of(connection, tenant)
-    problems = validate(definition, paths=profile_paths(schema),
+    messages = await journey_messages(
+        connection, tenant, (n.message for n in definition.nodes if isinstance(n, Action)))
+    problems = validate(definition, messages=messages, paths=profile_paths(schema),
                         journey_events=set(event_types), event_types=event_types)
     return ([ProblemOut(**p.as_json()) for p in problems], not errors(problems))
 

@@ -20,15 +20,20 @@ class EventOut(_Out):
     config: EventConfig
     state: str
     updated_at: datetime
-    endpoint: str = Field(description="where the website posts this event, once published")
-    json_schema: str = Field(description="the JSON Schema of the event's request body")
+    endpoint: str | None = Field(description="where the website posts this event, once"
+                                 " published; none for a journey message (JMS…), which"
+                                 " only its journeys send")
+    json_schema: str | None = Field(description="the JSON Schema of the event's request"
+                                    " body; none for a journey message")
 
     @classmethod
     def of(cls, stored: StoredEvent) -> EventOut:
         event_id = stored.config.event_id
+        ingested = not stored.config.journey_message
         return cls(config=stored.config, state=stored.state.value,
-                   updated_at=stored.updated_at, endpoint=f"/v1/events/{event_id}",
-                   json_schema=f"/admin/v1/events/{event_id}/schema")
+                   updated_at=stored.updated_at,
+                   endpoint=f"/v1/events/{event_id}" if ingested else None,
+                   json_schema=f"/admin/v1/events/{event_id}/schema" if ingested else None)
 
 
 class VersionOut(_Out):

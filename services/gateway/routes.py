@@ -31,7 +31,7 @@ from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.status_store import StatusRow, cancel, read_status
 from shared.api_auth import Caller, require
 from shared.domain.api_keys import Scope
-from shared.domain.events import is_event_id
+from shared.domain.events import is_event_id, is_journey_message_id, journey_message_refusal
 from shared.domain.lifecycle import PublishedEvent
 from shared.domain.pkeys import derive_pkey, verify_pkey
 from shared.domain.routing import message_id
@@ -96,7 +96,16 @@ def _answer(refused: Refused) -> JSONResponse:
     return JSONResponse({"detail": refused.detail}, status_code=refused.status, headers=headers)
 
 
+def _no_journey_message(event_id: str) -> None:
+    """404 saying why for a journey message (JMS…): the catalog has it, but no event
+    reaches it from outside its journeys."""
+    if is_journey_message_id(event_id):
+        raise HTTPException(404, journey_message_refusal(event_id))
+
+
 async def _published(gateway: Gateway, tenant: str, event_id: str) -> PublishedEvent:
+    if is_journey_message_id(event_id):
+        raise Refused(404, journey_message_refusal(event_id), "unknown_event")
     try:
         published = await gateway.catalog.get(tenant, event_id)
     except DB_UNAVAILABLE as error:
@@ -262,6 +271,7 @@ async def event_schema(
     event_id: str, gateway: GatewayDep, caller: IngestCaller
 ) -> dict[str, Any]:
     """The JSON Schema of this published event's request body."""
+    _no_journey_message(event_id)
     published = await gateway.catalog.get(caller.tenant, event_id)
     if published is None:
         raise HTTPException(404, f"event {event_id!r} is not published")
@@ -299,6 +309,7 @@ async def get_status_by_event_key(
     """The status of an event produced straight to Kafka, by the producer's eventKey: 404
     for an event id the tenant has not configured, ``pending`` with the reason "not seen
     yet" for a key no record has brought so far."""
+    _no_journey_message(event_id)
     if not is_event_id(event_id):
         raise HTTPException(404, f"no event {event_id!r} is configured")
     pkey = derive_pkey(gateway.settings.pkey_secret.encode(), caller.tenant, event_id, event_key)
@@ -316,6 +327,7 @@ async def get_status(
 ) -> EventStatus | Response:
     """The status of an event by the pKey its 202 gave; 404 for any pKey this gateway did
     not issue to this tenant for this event."""
+    _no_journey_message(event_id)
     if not is_event_id(event_id) or not verify_pkey(
             gateway.settings.pkey_secret.encode(), caller.tenant, event_id, pkey):
         raise HTTPException(404, f"no event {pkey!r} for {event_id!r}")
@@ -351,6 +363,7 @@ async def get_trace(
     """What happened to the event's message, step by step: the delivery rules' decision
     with every rule's verdict (and each new decision of a deferred message), then the
     sender's control rules and hand-over. Empty until the processor decided it."""
+    _no_journey_message(event_id)
     if not is_event_id(event_id) or not verify_pkey(
             gateway.settings.pkey_secret.encode(), caller.tenant, event_id, pkey):
         raise HTTPException(404, f"no event {pkey!r} for {event_id!r}")
@@ -371,6 +384,7 @@ async def cancel_event(
     """Cancel an event that is still pending (not processed yet, scheduled, or deferred by
     a delivery rule) or paused: it ends ``ignored`` with the reason ``cancelled`` and
     nothing is sent. 409 once it is on its way (``processing``) or finished."""
+    _no_journey_message(event_id)
     if not is_event_id(event_id) or not verify_pkey(
             gateway.settings.pkey_secret.encode(), caller.tenant, event_id, pkey):
         raise HTTPException(404, f"no event {pkey!r} for {event_id!r}")

@@ -7,12 +7,13 @@ query per event type every few seconds while publishing still takes effect quick
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
 
 from shared.adapters.postgres import Listener
-from shared.domain.events import EventConfig, is_event_id
+from shared.domain.events import EventConfig, is_configured_id, is_journey_message_id
 from shared.domain.lifecycle import MessageState, PublishedEvent
 from shared.single_flight import SingleFlight
 
@@ -53,9 +54,10 @@ CHANNEL = "parcours_catalog"  # see migration 004
 
 class CatalogCache:
     """Entries live ``ttl_s`` at most, and are dropped as soon as PostgreSQL announces a
-    change (``listen``); the TTL is the safety net if that connection is lost. A string
-    that cannot be an event id is answered None without a query; at most ``MAX_ENTRIES``
-    are kept, so calls to made-up event ids cannot grow it without bound."""
+    change (``listen``); the TTL is the safety net if that connection is lost. It serves
+    transactional events (EVT…) and journey messages (JMS…), whose templates the senders
+    render alike; a string that can be neither is answered None without a query; at most
+    ``MAX_ENTRIES`` are kept, so calls to made-up event ids cannot grow it without bound."""
 
     MAX_ENTRIES = 10_000
 
@@ -85,7 +87,7 @@ class CatalogCache:
             await self._listener.close()
 
     async def get(self, tenant: str, event_id: str) -> PublishedEvent | None:
-        if not is_event_id(event_id):
+        if not is_configured_id(event_id):
             return None
         now = time.monotonic()
         hit = self._entries.get((tenant, event_id))
@@ -125,6 +127,24 @@ async def save_event(
             " SET template = EXCLUDED.template, state = 'published', updated_at = now()",
             tenant, config.event_id, template,
         )
+
+
+async def journey_messages(connection: asyncpg.Connection, tenant: str, ids: Iterable[str]
+                           ) -> dict[str, tuple[str, bool]]:
+    """The tenant's journey messages (JMS…) among ``ids``: each one's channel, and whether
+    it can be sent: its configuration published and a version of its message live
+    (published or paused). Ids that are not journey messages' are not looked up."""
+    wanted = sorted({i for i in ids if is_journey_message_id(i)})
+    if not wanted:
+        return {}
+    rows = await connection.fetch(
+        "SELECT c.event_id, c.definition->>'channel' AS channel, c.state = 'published' AND"
+        "       EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = c.tenant_id"
+        "               AND m.event_id = c.event_id AND m.state IN ('published', 'paused'))"
+        "         AS live"
+        "  FROM event_configs c WHERE c.tenant_id = $1 AND c.event_id = ANY($2::text[])",
+        tenant, wanted)
+    return {row["event_id"]: (row["channel"], row["live"]) for row in rows}
 
 
 async def event_configured(pool: asyncpg.Pool, tenant: str, event_id: str) -> bool:

@@ -34,8 +34,20 @@ from shared.domain.fields import (
 )
 from shared.domain.profile_schema import TOPIC_ID
 
-EVENT_ID_PATTERN = r"^EVT[A-Za-z0-9_]{1,61}$"  # prefix EVT, at most 64 characters
-is_event_id = re.compile(EVENT_ID_PATTERN).fullmatch
+# An event configuration's id: a transactional event's (EVT…), which the ingestion API and
+# Kafka take, or a journey message's (JMS…), which only its journey sends. Both have at
+# most 64 characters and live in the same tables, authored the same way.
+EVENT_ID_PATTERN = r"^EVT[A-Za-z0-9_]{1,61}$"
+JOURNEY_MESSAGE_ID_PATTERN = r"^JMS[A-Za-z0-9_]{1,61}$"
+CONFIGURED_ID_PATTERN = r"^(EVT|JMS)[A-Za-z0-9_]{1,61}$"
+is_event_id = re.compile(EVENT_ID_PATTERN).fullmatch  # an ingestible transactional event
+is_journey_message_id = re.compile(JOURNEY_MESSAGE_ID_PATTERN).fullmatch
+is_configured_id = re.compile(CONFIGURED_ID_PATTERN).fullmatch  # either: the catalog's
+
+
+def journey_message_refusal(event_id: str) -> str:
+    """Why an event naming a journey message is refused (HTTP 404, a Kafka dead letter)."""
+    return f"{event_id} is a journey message: its journey sends it; it takes no events"
 
 
 class Channel(StrEnum):
@@ -54,7 +66,7 @@ class EventConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel,
                               populate_by_name=True)
 
-    event_id: Annotated[str, StringConstraints(pattern=EVENT_ID_PATTERN)]
+    event_id: Annotated[str, StringConstraints(pattern=CONFIGURED_ID_PATTERN)]
     label: str
     channel: Channel
     targeting: Targeting
@@ -71,6 +83,42 @@ class EventConfig(BaseModel):
     marketing: bool = False
     topic: Annotated[str, StringConstraints(pattern=TOPIC_ID)] | None = None
     version: int = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _journey_message_defaults(cls, data: Any) -> Any:
+        """A journey message goes to the journey's profile, as marketing traffic (marketing
+        consent and the tenant's default typology apply) unless it says otherwise."""
+        if isinstance(data, dict):
+            event_id = data.get("eventId", data.get("event_id"))
+            if isinstance(event_id, str) and is_journey_message_id(event_id):
+                data = {"targeting": Targeting.PROFILE.value, "marketing": True, **data}
+        return data
+
+    @field_validator("targeting")
+    @classmethod
+    def _journey_message_targets_a_profile(cls, targeting: Targeting, info: ValidationInfo
+                                           ) -> Targeting:
+        event_id = info.data.get("event_id")
+        if event_id and is_journey_message_id(event_id) and targeting is not Targeting.PROFILE:
+            raise ValueError("a journey message (JMS…) goes to the profile its journey is"
+                             " running for: targeting must be \"profile\"")
+        return targeting
+
+    @field_validator("profile_key")
+    @classmethod
+    def _journey_message_has_no_key(cls, profile_key: str | None, info: ValidationInfo
+                                    ) -> str | None:
+        event_id = info.data.get("event_id")
+        if profile_key is not None and event_id and is_journey_message_id(event_id):
+            raise ValueError("a journey message (JMS…) is sent to its journey's profile;"
+                             " it has no profileKey")
+        return profile_key
+
+    @property
+    def journey_message(self) -> bool:
+        """A journey message (JMS…): no ingestion endpoint, sent only by its journeys."""
+        return bool(is_journey_message_id(self.event_id))
 
     @field_validator("fields")
     @classmethod

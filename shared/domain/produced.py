@@ -23,8 +23,10 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     create_model,
+    field_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from shared.domain.deadletter import invalid_reason
 from shared.domain.events import (
@@ -34,6 +36,8 @@ from shared.domain.events import (
     EventConfig,
     TriggerEvent,
     ingest_fields,
+    is_journey_message_id,
+    journey_message_refusal,
     trigger_record,
 )
 from shared.domain.exact import validate_exact
@@ -56,6 +60,15 @@ class ProducedIdentity(BaseModel):
         description="The producer's key for this event, unique per tenant and eventId (an "
                     "order id, say). Records with the same key are one event: the first "
                     "decides its fate, copies are never sent again. The pKey derives from it.")
+
+    @field_validator("eventId", mode="before")
+    @classmethod
+    def _not_a_journey_message(cls, event_id: object) -> object:
+        """A journey message (JMS…) is an event configuration too, but only its journey
+        sends it: a record naming one is refused saying so, not for a pattern."""
+        if isinstance(event_id, str) and is_journey_message_id(event_id):
+            raise PydanticCustomError("journey_message", journey_message_refusal(event_id))
+        return event_id
 
 
 class _StrictRecord(ProducedIdentity):

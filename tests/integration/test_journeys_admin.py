@@ -22,13 +22,19 @@ import pytest
 from shared.adapters.key_store import create_key, create_tenant
 from shared.domain.api_keys import Scope
 from tests.integration.conftest import ADMIN, ROOT
+from tests.integration.test_journey_messages import NAMES as JMS_NAMES
+from tests.integration.test_journey_messages import journey_message
 from tests.unit.test_journey_advance import SEED as UNIT_SEED
 from tests.unit.test_journey_events import PURCHASE
 
-# The seed journey with journey event types of the tenant's (created by the fixture).
+# The seed journey with journey event types and journey messages (JMS…) of the tenant's
+# (created by the fixture).
 SEED = copy.deepcopy(UNIT_SEED)
 SEED["nodes"][4]["branches"][0]["event"]["eventId"] = "JEVpurchase"
 SEED["exit"] = [{"eventId": "JEVoptOut"}]
+for _node in SEED["nodes"]:
+    if _node["id"] in JMS_NAMES:
+        _node["message"] = JMS_NAMES[_node["id"]]
 OPT_OUT = {"fields": [{"id": "customerId", "type": "string"}], "profileKey": "customerId"}
 
 WHERE = {"id": "where", "type": "condition", "else": "done",
@@ -52,6 +58,9 @@ async def admin(pool: asyncpg.Pool) -> AsyncIterator[tuple[httpx.AsyncClient, st
         for event_id, body in (("JEVpurchase", PURCHASE), ("JEVoptOut", OPT_OUT)):
             created = await client.put(f"{ADMIN}/journey-events/{event_id}", json=body)
             assert created.status_code == 201, created.text
+        for node in SEED["nodes"]:
+            if node["id"] in JMS_NAMES:
+                await journey_message(client, node["message"], node["type"])
         yield client, key
 
 

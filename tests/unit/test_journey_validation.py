@@ -163,3 +163,48 @@ def test_a_compiled_plan_runs_the_seed_journey_with_its_journey_event() -> None:
         now)
     assert done.state is State.FINISHED and done.version == 3
     assert [e.node for e in effects if type(e).__name__ == "Send"] == ["thanks"]
+
+
+# Journey messages are event configurations JMS…: what the admin API finds of them is each
+# one's (channel, published), published meaning a live version (published or paused).
+JMS = {"JMSwelcome": ("email", True), "JMSwelcomePush": ("push", True),
+       "JMSreminder": ("email", True), "JMSthanks": ("push", True)}
+
+
+def with_jms(**messages: str) -> dict[str, Any]:
+    data = copy.deepcopy(SEED)
+    names = {"mail": "JMSwelcome", "push": "JMSwelcomePush", "reminder": "JMSreminder",
+             "thanks": "JMSthanks", **messages}
+    for node in data["nodes"]:
+        if node["id"] in names:
+            node["message"] = names[node["id"]]
+    return data
+
+
+def test_journey_messages_of_the_nodes_channels_published_are_fine() -> None:
+    assert problems_of(with_jms(), messages=JMS, journey_events=EVENTS) == []
+
+
+def test_a_missing_unpublished_or_other_channel_journey_message_is_an_error_at_its_node(
+) -> None:
+    known = {**JMS, "JMSreminder": ("email", False), "JMSthanks": ("email", True)}
+    data = with_jms(mail="JMSnope")
+    found = {p.node: p.message for p in errors(problems_of(data, messages=known))}
+    assert found == {
+        "mail": "no message 'JMSnope' in this journey",
+        "reminder": "the message 'JMSreminder' is not published",
+        "thanks": "the message 'JMSthanks' is an email message; this node sends a push message",
+    }
+
+
+def test_a_node_naming_a_transactional_event_is_told_journey_messages_are_jms() -> None:
+    data = with_jms(mail="EVTcartAbandonment", reminder="reminder")
+    # Even when something answers for the EVT id: an action never sends a transactional
+    # event's message.
+    known = {**JMS, "EVTcartAbandonment": ("email", True)}
+    found = {p.node: p.message for p in errors(problems_of(data, messages=known))}
+    assert set(found) == {"mail", "reminder"}
+    assert found["mail"].startswith("'EVTcartAbandonment' is a transactional event: a"
+                                    " journey's messages are JMS… configurations")
+    assert found["reminder"] == ("no message 'reminder' in this journey: a journey's"
+                                 " messages are JMS… configurations")

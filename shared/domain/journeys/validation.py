@@ -3,8 +3,9 @@ the node it belongs to. Errors block publishing; warnings do not.
 
 Errors: a duplicate or unknown node id, a node no path reaches, a loop in which no node
 waits (an instance would spin), a timeout or wait over 90 days, a reaction to a node that
-is not an action upstream or of another channel, a missing or unpublished message, an
-unknown journey event. Warnings: a listen without a timeout (instances may wait for ever),
+is not an action upstream or of another channel, a missing or unpublished message (a
+journey message is an event configuration JMS…, of the node's channel), an unknown
+journey event. Warnings: a listen without a timeout (instances may wait for ever),
 a reaction to an action that some paths to the listen skip (there it cannot happen), a
 node from which no end can be reached.
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shared.domain.conditions import ConditionError, Schema, check_condition
+from shared.domain.events import is_event_id, is_journey_message_id
 from shared.domain.journeys.definition import (
     MAX_TIMEOUT,
     Action,
@@ -36,6 +38,9 @@ from shared.domain.journeys.journey_events import JourneyEventType, event_paths
 from shared.domain.journeys.plan import wait_paths
 
 ENTRY = "entry"  # the node id problems of the entry are given
+# What validation knows of a journey message (JMS…): (channel, published), or only
+# whether it is published.
+MessageInfo = bool | tuple[str, bool]
 
 # Which channel's messages a reaction kind can follow (`failed` follows any).
 REACTION_CHANNELS: dict[str, set[str]] = {
@@ -60,14 +65,16 @@ def errors(problems: list[Problem]) -> list[Problem]:
 
 
 def validate(definition: JourneyDefinition, *,
-             messages: Mapping[str, bool] | None = None,
+             messages: Mapping[str, MessageInfo] | None = None,
              journey_events: Set[str] | None = None,
              paths: Schema | None = None,
              event_types: Mapping[str, JourneyEventType] | None = None) -> list[Problem]:
-    """Every problem of ``definition``. ``messages``: the journey's messages by id, True
-    when published; ``journey_events``: the tenant's journey event ids; ``paths``: what a
-    condition node may test of the profile; ``event_types``: the journey event types, for
-    the conditions on their data. Any left None is not checked."""
+    """Every problem of ``definition``. ``messages``: the journey's messages by id, each
+    ``(channel, published)`` (or only whether it is published: its channel then is not
+    checked), published meaning it can be sent (a live version, published or paused);
+    ``journey_events``: the tenant's journey event ids; ``paths``: what a condition node
+    may test of the profile; ``event_types``: the journey event types, for the conditions
+    on their data. Any left None is not checked."""
     problems: list[Problem] = []
     nodes: dict[str, Node] = {}
     for node in definition.nodes:
@@ -226,19 +233,13 @@ def _dominators(graph: Mapping[str, list[str]], start: str | None) -> dict[str, 
 
 
 def _references(definition: JourneyDefinition, nodes: Mapping[str, Node],
-                messages: Mapping[str, bool] | None, journey_events: Set[str] | None
+                messages: Mapping[str, MessageInfo] | None, journey_events: Set[str] | None
                 ) -> list[Problem]:
     problems = []
     if messages is not None:
         for node in nodes.values():
-            if isinstance(node, Action):
-                published = messages.get(node.message)
-                if published is None:
-                    problems.append(Problem(node.id, "error",
-                                            f"no message {node.message!r} in this journey"))
-                elif not published:
-                    problems.append(Problem(node.id, "error",
-                                            f"the message {node.message!r} is not published"))
+            if isinstance(node, Action) and (problem := _message(node, messages)):
+                problems.append(problem)
     if journey_events is not None:
         for node in nodes.values():
             if isinstance(node, Listen):
@@ -254,6 +255,31 @@ def _references(definition: JourneyDefinition, nodes: Mapping[str, Node],
             and definition.entry.every.total_seconds() < 3600:
         problems.append(Problem(ENTRY, "error", "an audience is read at most once an hour"))
     return problems
+
+
+_A = {"email": "an email", "sms": "an SMS", "push": "a push"}
+
+
+def _message(node: Action, messages: Mapping[str, MessageInfo]) -> Problem | None:
+    """An action's message: a journey message (JMS…) the tenant has, of the node's
+    channel, with a live version (published or paused)."""
+    name = node.message
+    if is_event_id(name):
+        return Problem(node.id, "error", f"{name!r} is a transactional event: a journey's"
+                       " messages are JMS… configurations (POST /admin/v1/events with"
+                       f" eventId JMS…, channel {node.type})")
+    known = messages.get(name)
+    if known is None:
+        why = ("" if is_journey_message_id(name)
+               else ": a journey's messages are JMS… configurations")
+        return Problem(node.id, "error", f"no message {name!r} in this journey{why}")
+    channel, published = known if isinstance(known, tuple) else (None, known)
+    if channel is not None and channel != node.type:
+        return Problem(node.id, "error", f"the message {name!r} is {_A[channel]} message;"
+                       f" this node sends {_A[node.type]} message")
+    if not published:
+        return Problem(node.id, "error", f"the message {name!r} is not published")
+    return None
 
 
 def _conditions(nodes: Mapping[str, Node], paths: Schema) -> list[Problem]:
