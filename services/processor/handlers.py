@@ -365,11 +365,14 @@ async def release_deferred(processor: Processor) -> int:
         await held_store.forget_messages(connection, [(r.tenant, r.messageId) for r in requests])
         pendings = []
         for request in requests:
-            published = request.event and await processor.catalog.get(
-                request.tenant, request.event.eventId)
+            # Its configuration: the event's, or the journey message's (JMS…) it renders.
+            owner = request.template_owner
+            published = owner and await processor.catalog.get(request.tenant, owner)
             config = published.config if published else None
+            # A journey's message is never transactional (the engine decided it so).
+            transactional = request.event is not None and not (config and config.marketing)
             pendings.append(Pending(
-                request, transactional=not (config and config.marketing),
+                request, transactional=transactional,
                 topic=config and config.topic, typology=request.typology, redecide=True))
         statuses = await _pass_rules(processor, connection, pendings, now)
     for status in statuses:

@@ -10,6 +10,7 @@ import copy
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -18,7 +19,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from shared.adapters import held_store
 from shared.adapters.key_store import create_key, create_tenant
+from shared.adapters.profile_store import upsert_profiles
 from shared.domain.api_keys import Scope
 from shared.domain.events import Channel
 from shared.domain.routing import JourneyOrigin, SendRequest, TemplateRef, message_id
@@ -177,6 +180,43 @@ async def test_the_bulk_sender_renders_a_journey_message_from_a_journeys_send_re
                               "the journey's message in the bulk SMTP sink", 30)
     assert mail["subject"] == "Welcome Ada"
     assert "Free socks for Ada (seed)" in mail["text"]
+
+
+async def test_a_deferred_journey_message_is_decided_again_as_marketing(
+    tenant: tuple[str, httpx.AsyncClient], pool: asyncpg.Pool,
+) -> None:
+    """The engine holds a journey's message a rule deferred (quiet hours, fatigue); when it
+    comes due the processor decides it again, with its journey message's configuration:
+    not transactional, so marketing consent applies (this profile has none: excluded)."""
+    name, admin = tenant
+    await journey_message(admin, "JMSlater", "email", WELCOME)
+    version = (await admin.get(f"{ADMIN}/events/JMSlater/message")).json()["versions"][0]
+    email, instance = unique_email("jms-later"), uuid.uuid4().hex
+    profile_id = f"p-{instance[:12]}"
+    async with pool.acquire() as connection:
+        await upsert_profiles(connection, name, [
+            {"profile_id": profile_id, "email": email, "first_name": "Ada"}])
+    request = SendRequest(
+        messageId=message_id(name, instance, "mail"), tenant=name,
+        origin=JourneyOrigin(journeyId="seed", journeyVersion=1, nodeId="mail",
+                             instanceId=instance),
+        channel=Channel.EMAIL, priority="bulk",
+        template=TemplateRef(eventId="JMSlater", version=version["version"]),
+        to={"email": email}, profileId=profile_id, ctx={},
+        profile={"profile_id": profile_id, "email": email, "first_name": "Ada"},
+        acceptedAt=time.time(), marketing=True)
+    async with pool.acquire() as connection:
+        await held_store.hold_messages(
+            connection, [(request.model_dump(mode="json"), datetime.now(UTC))], [])
+
+    async def decided() -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await pool.fetchrow(
+            "SELECT outcome, rule_id FROM message_trace WHERE tenant_id = $1"
+            " AND message_id = $2 AND stage = 'decided'", name, uuid.UUID(request.messageId))
+        return row
+
+    row = await eventually(decided, "the processor deciding the released message", 20)
+    assert (row["outcome"], row["rule_id"]) == ("excluded", "consent")
 
 
 # The seed journey, its actions naming journey messages of the tenant's.
