@@ -6,6 +6,7 @@
     parcours keys revoke KEY_ID
 
     parcours events list | create FILE.json | show|publish|unpublish|delete|schema EVENT
+                   (EVENT: a transactional event EVT…, or a journey message JMS…)
     parcours message show EVENT | edit EVENT FILE.json | preview EVENT [--profile ID]
     parcours message proof EVENT --profile ID | publish|unpublish|pause|resume EVENT
     parcours test-profiles list | show|delete ID | put ID FILE.json

@@ -7,10 +7,12 @@ request; a journey draft's actions are checked against the tenant's journey mess
 from __future__ import annotations
 
 import copy
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -31,6 +33,7 @@ from tests.integration.conftest import (
     ADMIN,
     BULK_SINK,
     GATEWAY,
+    PROVIDER,
     dead_letter_of,
     end_offsets,
     eventually,
@@ -38,6 +41,7 @@ from tests.integration.conftest import (
     mails_to,
     unique_email,
 )
+from tests.integration.test_cli import parcours
 from tests.unit.test_journey_advance import SEED as UNIT_SEED
 
 WELCOME = {"subject": "Welcome {{ profile.first_name }}",
@@ -274,3 +278,37 @@ async def test_a_journey_validates_its_actions_against_the_tenants_journey_messa
     assert (await admin.put(f"{ADMIN}/journeys/seed", json=SEED)).json()["problems"] == [
         {"node": "mail", "severity": "error",
          "message": "the message 'JMSwelcome' is not published"}]
+
+
+def test_a_journey_message_from_the_command_line(tmp_path: Path) -> None:
+    """parcours events/message work for a JMS… id as for an EVT… one: a push message
+    created, published, edited, proofed to the test profile's device; no schema."""
+    key = parcours("keys", "create", "--tenant", "default", "--scope", "admin").stdout.strip()
+    message = f"JMScli{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "jms.json"
+    config.write_text(json.dumps({"eventId": message, "label": "Thanks", "channel": "push"}))
+    created = parcours("events", "create", str(config), admin_key=key)
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["config"]["targeting"] == "profile"
+    assert parcours("events", "publish", message, admin_key=key).returncode == 0
+    schema = parcours("events", "schema", message, admin_key=key)
+    assert schema.returncode != 0 and "is a journey message" in schema.stderr
+    template = tmp_path / "push.json"
+    template.write_text(json.dumps({"title": "Thanks {{ profile.first_name }}",
+                                    "body": "See you soon", "data": {}}))
+    assert parcours("message", "edit", message, str(template), admin_key=key).returncode == 0
+    token = f"tok-{uuid.uuid4().hex}"
+    profile_id = f"cli-{uuid.uuid4().hex[:8]}"
+    profile = tmp_path / "tess.json"
+    profile.write_text(json.dumps({"firstName": "Tess", "pushRegistrations": [
+        {"registrationToken": token, "application": "shop", "pushPlatform": "fcm"}]}))
+    assert parcours("test-profiles", "put", profile_id, str(profile),
+                    admin_key=key).returncode == 0
+    proof = parcours("message", "proof", message, "--profile", profile_id, admin_key=key)
+    assert proof.returncode == 0, proof.stderr
+    [sent] = httpx.get(f"{PROVIDER}/messages", params={"channel": "push", "to": token}).json()
+    assert sent["payload"]["title"] == "[Proof] Thanks Tess"
+    published = parcours("message", "publish", message, admin_key=key)
+    assert json.loads(published.stdout)["versions"][0]["state"] == "published"
+    listed = parcours("events", "list", admin_key=key).stdout
+    assert any(line.split()[:2] == [message, "push"] for line in listed.splitlines())
