@@ -88,7 +88,7 @@ class EventConfig(BaseModel):
     @classmethod
     def _journey_message_defaults(cls, data: Any) -> Any:
         """A journey message goes to the journey's profile, as marketing traffic (marketing
-        consent and the tenant's default typology apply) unless it says otherwise."""
+        consent and the tenant's default typology apply): both are its defaults."""
         if isinstance(data, dict):
             event_id = data.get("eventId", data.get("event_id"))
             if isinstance(event_id, str) and is_journey_message_id(event_id):
@@ -104,6 +104,17 @@ class EventConfig(BaseModel):
             raise ValueError("a journey message (JMS…) goes to the profile its journey is"
                              " running for: targeting must be \"profile\"")
         return targeting
+
+    @field_validator("marketing")
+    @classmethod
+    def _journey_message_is_marketing(cls, marketing: bool, info: ValidationInfo) -> bool:
+        """The journey engine decides its messages as marketing traffic, never as
+        transactional: a configuration saying otherwise would say what does not happen."""
+        event_id = info.data.get("event_id")
+        if not marketing and event_id and is_journey_message_id(event_id):
+            raise ValueError("a journey message (JMS…) is marketing traffic: marketing"
+                             " consent, the typology's rules and the bulk lanes apply")
+        return marketing
 
     @field_validator("profile_key")
     @classmethod

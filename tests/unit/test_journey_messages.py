@@ -38,7 +38,6 @@ def test_a_journey_message_targets_a_profile_and_is_marketing_by_default() -> No
     config = EventConfig.model_validate(WELCOME)
     assert config.targeting is Targeting.PROFILE and config.marketing is True
     assert config.journey_message
-    assert EventConfig.model_validate({**WELCOME, "marketing": False}).marketing is False
     stored = config.model_dump(mode="json", exclude={"version"})  # as admin_store keeps it
     assert EventConfig.model_validate(stored) == config
     transactional = EventConfig.model_validate({**WELCOME, "eventId": "EVTwelcome",
@@ -53,6 +52,7 @@ def test_a_journey_message_targets_a_profile_and_is_marketing_by_default() -> No
     ({"targeting": "event"}, "targeting", 'targeting must be "profile"'),
     ({"profileKey": "customerId", "fields": [{"id": "customerId", "type": "string"}]},
      "profileKey", "it has no profileKey"),
+    ({"marketing": False}, "marketing", "is marketing traffic"),
 ])
 def test_a_journey_message_is_refused_naming_the_field(change: dict[str, Any], field: str,
                                                        words: str) -> None:
