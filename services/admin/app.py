@@ -16,6 +16,8 @@ from services.admin import (
     event_routes,
     identity_routes,
     journey_event_routes,
+    journey_instance_routes,
+    journey_lifecycle_routes,
     journey_routes,
     profile_schema_routes,
     proof_routes,
@@ -26,6 +28,7 @@ from services.admin import (
 from services.admin.limits import BodyLimit
 from services.admin.metrics import RequestMetrics
 from shared.adapters.postgres import create_pool
+from shared.adapters.producer import RenewingProducer
 from shared.api_auth import Authenticator
 from shared.domain.lifecycle import LifecycleError
 from shared.operations import answer_store_unavailable, operations_router
@@ -45,9 +48,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = await create_pool(settings.pg_dsn, min_size=1, max_size=4)
         app.state.authenticator = Authenticator(app.state.pool)
         await app.state.authenticator.start(settings.pg_dsn)
+        # Test runs' simulated reactions and journey events: connects when Kafka answers.
+        app.state.producer = RenewingProducer(settings, "admin")
+        app.state.producer.start_in_background()
         try:
             yield
         finally:
+            await app.state.producer.stop()
             await app.state.authenticator.close()
             await app.state.pool.close()
 
@@ -55,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for routes in (event_routes, proof_routes, test_profile_routes, profile_schema_routes,
                    audience_routes, rule_routes, address_routes, dry_run_routes,
                    identity_routes, dkim_routes, webhook_routes, journey_routes,
-                   journey_event_routes):
+                   journey_event_routes, journey_lifecycle_routes, journey_instance_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)
