@@ -88,7 +88,8 @@ class _Node(_Shape):
 class Action(_Node):
     """Sends the journey's message ``message`` on the node's channel."""
     type: Channel
-    message: RefId
+    message: RefId = Field(description="a journey message: an event configuration JMS… of"
+                                       " the node's channel, published (checked by validation)")
     next: NodeId
 
 
