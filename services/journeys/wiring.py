@@ -75,6 +75,6 @@ class Engine:
         schema = (await self.schemas.get(tenant)).schema
         types = {i: c.event_type for i, c in (await self.event_types.get(tenant)).items()}
         plan = compile_plan(parse_definition(row["definition"]), key[2],
-                            profile_paths(schema), types, speed=row["speed"])
+                            profile_paths(schema), types, speed=row["speed"], tenant=tenant)
         self.plans[key] = plan
         return plan

@@ -63,12 +63,15 @@ class Plan:
     """A journey version ready to run: its definition, its conditions checked against the
     tenant's paths (``conditions[node][i]`` for a condition node's branch i,
     ``event_conditions[node][i]`` for a listen's event branch i), and the test mode's time
-    factor (waits divided by ``speed``)."""
+    factor (waits divided by ``speed``). ``tenant``: whose it is — instance ids, and the
+    ids of the messages they send, are the tenant's (two tenants may each have a journey
+    ``seed`` and a profile ``p1``)."""
     definition: JourneyDefinition
     version: int
     conditions: Mapping[str, Sequence[Checked]] = field(default_factory=dict)
     event_conditions: Mapping[str, Mapping[int, Checked]] = field(default_factory=dict)
     speed: float = 1.0
+    tenant: str = ""
 
     def node(self, node_id: str) -> Node:
         return self.definition.node(node_id)
@@ -79,9 +82,11 @@ class Plan:
                 for b in n.branches if b.event is not None}
 
 
-def instance_id(journey_id: str, version: int, profile_id: str, entry: int) -> str:
+def instance_id(tenant: str, journey_id: str, version: int, profile_id: str, entry: int
+                ) -> str:
     """Stable: the engine redoing an entry makes the same instance."""
-    return str(uuid.uuid5(_IDS, f"{journey_id}\x00{version}\x00{profile_id}\x00{entry}"))
+    return str(uuid.uuid5(
+        _IDS, f"{tenant}\x00{journey_id}\x00{version}\x00{profile_id}\x00{entry}"))
 
 
 def start(plan: Plan, profile_id: str, entry: int, profile: Mapping[str, Any],
@@ -90,7 +95,8 @@ def start(plan: Plan, profile_id: str, entry: int, profile: Mapping[str, Any],
     wait or an end."""
     definition = plan.definition
     instance = Instance(definition.id, plan.version, profile_id,
-                        instance_id(definition.id, plan.version, profile_id, entry),
+                        instance_id(plan.tenant, definition.id, plan.version, profile_id,
+                                    entry),
                         State.WAITING, "entry", 0, now)
     effects: list[Effect] = [Step("entered", "entry")]
     return _run(plan, instance, definition.entry.next, profile, now, effects)

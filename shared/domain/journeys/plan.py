@@ -35,7 +35,8 @@ def wait_paths(definition: JourneyDefinition,
 
 
 def compile_plan(definition: JourneyDefinition, version: int, profile_paths: Schema,
-                 event_types: Mapping[str, JourneyEventType], speed: float = 1.0) -> Plan:
+                 event_types: Mapping[str, JourneyEventType], speed: float = 1.0,
+                 tenant: str = "") -> Plan:
     """Raises ConditionError (its problems name the place in the tree) when a condition
     does not fit its paths: validation reports those with their node first."""
     paths = {**profile_paths, **wait_paths(definition, event_types)}
@@ -50,4 +51,4 @@ def compile_plan(definition: JourneyDefinition, version: int, profile_paths: Sch
                     event_type = event_types[branch.event.event_id]
                     event_conditions.setdefault(node.id, {})[index] = check_condition(
                         branch.event.when, event_paths(event_type))
-    return Plan(definition, version, conditions, event_conditions, speed)
+    return Plan(definition, version, conditions, event_conditions, speed, tenant)

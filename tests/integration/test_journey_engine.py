@@ -1,0 +1,204 @@
+"""The journey engine on the real stack: the seed journey, its time compressed, through the
+real services — an audience read (decoys stay out), the first email and push sent by the
+bulk senders, an email opened through its tracking pixel and a push opened through the
+app-facing endpoint, the reminder after the timeout to the others only, purchase events
+through the gateway, the thank-you push to the matching profiles only — and the counts at
+every node exact. Each test in a tenant of its own."""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+
+from shared.adapters.key_store import create_key, create_tenant
+from shared.domain.api_keys import Scope
+from tests.integration.conftest import (
+    ADMIN,
+    BULK_SINK,
+    GATEWAY,
+    eventually,
+    mails_to,
+    provider_messages,
+    unique_email,
+)
+from tests.integration.test_audiences import SEED as SEED_AUDIENCE
+from tests.integration.test_journey_messages import journey_message
+from tests.unit.test_journey_advance import SEED as UNIT_SEED
+from tests.unit.test_journey_events import PURCHASE
+
+BROWSER = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/120.0 Safari/537.36")
+DAY_S = 20  # the test's day: a one-day wait lasts 20 s
+SPEED = 86_400 / DAY_S
+MESSAGES = {"mail": ("JMSwelcome", "email"), "push": ("JMSwelcomePush", "push"),
+            "reminder": ("JMSreminder", "email"), "thanks": ("JMSthanks", "push")}
+TEMPLATES = {
+    "email": {"subject": "Hello {{ profile.first_name }}",
+              "html": "<html><body><p>Hi {{ profile.first_name }}</p>"
+                      '<a href="https://shop.example/new">new</a></body></html>',
+              "text": "Hi {{ profile.first_name }}"},
+    "push": {"title": "Hi {{ profile.first_name }}", "body": "Something new for you"},
+}
+
+
+def seed_journey(audience_id: str) -> dict[str, Any]:
+    journey = copy.deepcopy(UNIT_SEED)
+    journey["entry"]["audienceId"] = audience_id
+    journey["nodes"][4]["branches"][0]["event"]["eventId"] = "JEVpurchase"
+    journey["exit"] = []
+    for node in journey["nodes"]:
+        if node["id"] in MESSAGES:
+            node["message"] = MESSAGES[node["id"]][0]
+    return journey
+
+
+@dataclass
+class Tenant:
+    name: str
+    admin: httpx.AsyncClient
+    ingest: httpx.AsyncClient
+    profiles: httpx.AsyncClient
+
+
+@pytest.fixture
+async def tenant(pool: asyncpg.Pool) -> AsyncIterator[Tenant]:
+    name = f"jen-{uuid.uuid4().hex[:10]}"
+    async with pool.acquire() as connection:
+        await create_tenant(connection, name, "journey engine tests")
+        keys = {scope: await create_key(connection, name, scope, "tests")
+                for scope in (Scope.ADMIN, Scope.INGEST, Scope.PROFILES)}
+
+    def client(scope: Scope, base: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=base, timeout=30,
+                                 headers={"authorization": f"Bearer {keys[scope]}"})
+
+    async with client(Scope.ADMIN, ADMIN) as admin, \
+            client(Scope.INGEST, GATEWAY) as ingest, \
+            client(Scope.PROFILES, GATEWAY) as profiles:
+        yield Tenant(name, admin, ingest, profiles)
+
+
+async def publish_version(pool: asyncpg.Pool, tenant: str, journey: dict[str, Any],
+                          speed: float = SPEED, version: int = 1) -> None:
+    await pool.execute(
+        "INSERT INTO journey_versions (tenant_id, journey_id, version, mode, state,"
+        " definition, speed) VALUES ($1, $2, $3, 'live', 'live', $4, $5)",
+        tenant, journey["id"], version, journey, speed)
+
+
+async def counts(pool: asyncpg.Pool, tenant: str, journey_id: str) -> dict[tuple[str, str], int]:
+    rows = await pool.fetch(
+        "SELECT node, kind, count(*) AS n FROM journey_steps WHERE tenant_id = $1"
+        " AND journey_id = $2 GROUP BY node, kind", tenant, journey_id)
+    return {(r["node"], r["kind"]): r["n"] for r in rows}
+
+
+async def test_the_seed_journey_runs_through_the_real_services(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    for message, channel in MESSAGES.values():
+        await journey_message(tenant.admin, message, channel, TEMPLATES[channel])
+    created = await tenant.admin.put("/journey-events/JEVpurchase", json=PURCHASE)
+    assert created.status_code == 201, created.text
+    audience = await tenant.admin.post("/audiences", json={"name": "atl-sf-sea",
+                                                           "definition": SEED_AUDIENCE})
+    assert audience.status_code == 201, audience.text
+
+    people = {f"m{i}": city for i, city in enumerate(
+        ["Atlanta", "San Francisco", "Seattle", "Atlanta", "Seattle", "San Francisco"])}
+    decoys = {"d-boston": ("Boston", "1990-01-01"), "d-old": ("Seattle", "1970-01-01")}
+    emails, tokens = {}, {}
+    for profile_id, (city, born) in [*((p, (c, "1990-06-01")) for p, c in people.items()),
+                                     *decoys.items()]:
+        emails[profile_id] = unique_email(profile_id)
+        tokens[profile_id] = f"tok-{uuid.uuid4().hex}"
+        written = await tenant.profiles.put(f"/v1/profiles/{profile_id}", json={
+            "email": emails[profile_id], "firstName": profile_id, "city": city,
+            "birthDate": born, "pushDevices": [{"registrationToken": tokens[profile_id],
+                                                "application": "shop",
+                                                "pushPlatform": "fcm"}],
+            "consent": {"email": {"marketing": "opted-in"},
+                        "push": {"marketing": "opted-in"}}})
+        assert written.status_code in (200, 201), written.text
+
+    journey = seed_journey(audience.json()["audienceId"])
+    assert (await tenant.admin.put("/journeys/seed", json=journey)).status_code == 201
+    await publish_version(pool, tenant.name, journey)
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        async def welcomed() -> dict[str, Any] | None:
+            mails = {p: await mails_to(http, emails[p], BULK_SINK) for p in people}
+            pushes = {p: await provider_messages(http, "push", tokens[p]) for p in people}
+            done = all(len(m) == 1 for m in mails.values()) and all(
+                len(p) == 1 for p in pushes.values())
+            return {"mails": mails, "pushes": pushes} if done else None
+
+        first = await eventually(welcomed, "the welcome email and push to every member", 30)
+        # m0 opens the email (its tracking pixel), m1 the push (the app's endpoint), a
+        # while after they came (an open in the first seconds is a link scanner's).
+        await pool.execute("UPDATE tracked_messages SET sent_at = sent_at - interval '1 minute'"
+                           " WHERE tenant_id = $1", tenant.name)
+        html = first["mails"]["m0"][0]["html"]
+        [pixel] = re.findall(r'src="([^"]+/o/[^"]+)"', html)
+        assert (await http.get(pixel, headers={"User-Agent": BROWSER})).status_code == 200
+        push = first["pushes"]["m1"][0]
+        opened = await http.post(f"{GATEWAY}/v1/push/opened", json={
+            "messageId": push["messageId"],
+            "openToken": push["payload"]["data"]["openToken"]})
+        assert opened.status_code == 200, opened.text
+
+        async def reacted() -> bool:
+            found = await counts(pool, tenant.name, "seed")
+            return found.get(("react", "reaction"), 0) == 2
+        await eventually(reacted, "both reactions taking their branch", 15)
+
+        # After the day, the others get the reminder; those who reacted never do.
+        async def reminded() -> bool:
+            return [len(await mails_to(http, emails[p], BULK_SINK))
+                    for p in ("m2", "m3", "m4", "m5")] == [2] * 4
+        await eventually(reminded, "the reminder to those who did not react", DAY_S + 30)
+        for profile_id in ("m0", "m1"):
+            assert len(await mails_to(http, emails[profile_id], BULK_SINK)) == 1
+        for profile_id in decoys:
+            assert await mails_to(http, emails[profile_id], BULK_SINK) == []
+            assert await provider_messages(http, "push", tokens[profile_id]) == []
+
+        for profile_id, message in (("m0", "thank you"), ("m2", "thank you"),
+                                    ("m3", "not this one")):
+            bought = await tenant.ingest.post("/v1/journey-events/JEVpurchase", content=(
+                orjson.dumps({"customerId": profile_id, "purchaseMessage": message,
+                              "amount": 10})), headers={"content-type": "application/json"})
+            assert bought.status_code == 202, bought.text
+
+        async def thanked() -> bool:
+            return [len(await provider_messages(http, "push", tokens[p]))
+                    for p in ("m0", "m2")] == [2, 2]
+        await eventually(thanked, "the thank-you push to the matching profiles", 30)
+        for profile_id in ("m1", "m3", "m4", "m5"):
+            assert len(await provider_messages(http, "push", tokens[profile_id])) == 1
+
+    async def settled() -> dict[tuple[str, str], int] | None:
+        found = await counts(pool, tenant.name, "seed")
+        return found if found.get(("done", "finished")) == 2 else None
+    found = await eventually(settled, "two instances finished", 15)
+    assert {k: v for k, v in found.items() if k[1] in (
+        "entered", "actionSent", "actionExcluded", "reaction", "timedOut", "event",
+        "finished")} == {
+        ("entry", "entered"): 6, ("mail", "entered"): 6, ("mail", "actionSent"): 6,
+        ("push", "entered"): 6, ("push", "actionSent"): 6, ("react", "entered"): 6,
+        ("react", "reaction"): 2, ("react", "timedOut"): 4, ("reminder", "entered"): 4,
+        ("reminder", "actionSent"): 4, ("buy", "entered"): 6, ("buy", "event"): 2,
+        ("thanks", "entered"): 2, ("thanks", "actionSent"): 2, ("done", "entered"): 2,
+        ("done", "finished"): 2}
+    waiting = await pool.fetch("SELECT profile_id, node FROM journey_instances"
+                               " WHERE tenant_id = $1 AND state = 'waiting'", tenant.name)
+    assert sorted((r["profile_id"], r["node"]) for r in waiting) == [
+        ("m1", "buy"), ("m3", "buy"), ("m4", "buy"), ("m5", "buy")]
