@@ -209,8 +209,10 @@ async def _stop(connection: asyncpg.Connection, tenant: str, journey_id: str, mo
                                          ["live", "paused"], "stopped")
     if not moved:
         if mode == "test":
-            raise HTTPException(409, f"no test run of journey {journey_id!r} is going: start"
-                                     f" one with POST /admin/v1/journeys/{journey_id}/test")
+            raise HTTPException(409, f"no test run of journey {journey_id!r} is going (see its"
+                                     " versions: a run ends finished once its profiles are"
+                                     " through): start one with POST"
+                                     f" /admin/v1/journeys/{journey_id}/test")
         rows = await versions.versions_of(connection, tenant, journey_id)
         raise HTTPException(409, _not_running(journey_id, _states(rows, "live")))
     stopped = await versions.stop_instances(connection, tenant, journey_id, moved, reason)

@@ -22,6 +22,11 @@
     parcours webhooks show|delete|ping|enable|disable|rotate-secret|deliveries WEBHOOK
     parcours webhooks redeliver WEBHOOK DELIVERY
     parcours journeys put FILE.json | list | validate|delete JOURNEY
+    parcours journeys publish|pause|resume|versions JOURNEY | stop JOURNEY [--test]
+    parcours journeys test JOURNEY PROFILE… [--speed F] | counts|show JOURNEY [--version N]
+    parcours journeys history|remove JOURNEY PROFILE
+    parcours journeys simulate-reaction JOURNEY PROFILE NODE KIND [--link N]
+    parcours journeys simulate-event JOURNEY PROFILE EVENT [--payload JSON]
     parcours journey-events put FILE.json | list | delete EVENT
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a
