@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
@@ -63,8 +64,10 @@ def read(records: Sequence[tuple[str, bytes | None, bytes]]
                      **({"link": reaction.link.url} if reaction.link else {})})))
             else:
                 event = JourneyEventRecord.model_validate_json(value)
-                arrivals.append(Arrival(event.tenant, event.profileId,
-                                        JourneyEvent(event.eventId, event.payload)))
+                arrivals.append(Arrival(
+                    event.tenant, event.profileId, JourneyEvent(event.eventId, event.payload),
+                    f"{event.eventId}|{event.acceptedAt!r}|"
+                    f"{orjson.dumps(event.payload, option=orjson.OPT_SORT_KEYS).decode()}"))
         except ValidationError as error:
             letters.append((key, value, invalid_reason(error)))
     return arrivals, letters

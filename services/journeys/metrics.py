@@ -1,7 +1,11 @@
 """The engine's metrics. Labels are bounded by what tenants configure (journey and node
 ids, step kinds), never by profiles."""
 
+from collections.abc import Sequence
+
 from prometheus_client import Counter, Histogram
+
+from shared.domain.journeys.instance import Effect, Instance, Step
 
 STEPS = Counter("parcours_journey_steps_total", "Steps of journey instances",
                 ["journey", "node", "kind"])
@@ -23,3 +27,9 @@ INPUT_TO_SEND = Histogram("parcours_journey_input_to_send_seconds",
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30))
 RETRIES = Counter("parcours_journey_retries_total",
                   "Attempts repeated because PostgreSQL or Kafka was unavailable", ["what"])
+
+
+def count_steps(instance: Instance, effects: Sequence[Effect]) -> None:
+    for effect in effects:
+        if isinstance(effect, Step):
+            STEPS.labels(instance.journey_id, effect.node, effect.kind).inc()

@@ -18,19 +18,18 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from services.journeys.metrics import ENTERED, INPUTS, STEPS, TIMER_LATENESS
+from services.journeys.event_entry import enter_by_events
+from services.journeys.metrics import ENTERED, INPUTS, TIMER_LATENESS, count_steps
 from services.journeys.wiring import Engine
 from shared.adapters import journey_store, journey_version_store
 from shared.adapters.journey_profiles import JourneyProfile, read_profiles
 from shared.adapters.journey_store import Outboxed, Written
 from shared.domain.journeys.advance import Plan, advance, hold, start
 from shared.domain.journeys.instance import (
-    Effect,
     Input,
     Instance,
     JourneyEvent,
     Reaction,
-    Step,
     TimerFired,
 )
 
@@ -44,12 +43,7 @@ class Arrival:
     tenant: str
     profile_id: str
     input: Reaction | JourneyEvent
-
-
-def _count(instance: Instance, effects: Sequence[Effect]) -> None:
-    for effect in effects:
-        if isinstance(effect, Step):
-            STEPS.labels(instance.journey_id, effect.node, effect.kind).inc()
+    identity: str = ""  # a journey event's (its time and payload): names an entry it makes
 
 
 def _with_profile(event: Input, profile: JourneyProfile | None) -> Input:
@@ -84,7 +78,7 @@ async def _move(engine: Engine, connection: asyncpg.Connection, tenant: str,
         written = await journey_store.save(connection, tenant, instance.token, moved,
                                            effects, now)
         if written is not None:
-            _count(moved, effects)
+            count_steps(moved, effects)
             kept = moved.token == instance.token and moved.node == instance.node \
                 and moved.state == instance.state
             return ("kept" if kept else "moved"), written, moved
@@ -135,7 +129,8 @@ async def arrive(engine: Engine, connection: asyncpg.Connection,
             if not instance.ended:
                 current.append(instance)
         waiting[(arrival.tenant, arrival.profile_id)] = current
-    return outbox
+    # Entries after the moves: an event that starts an instance is not also its input.
+    return outbox + await enter_by_events(engine, connection, arrivals)
 
 
 async def fire(engine: Engine, connection: asyncpg.Connection, limit: int
@@ -187,7 +182,7 @@ async def enter(engine: Engine, connection: asyncpg.Connection, plan: Plan, tena
             written = await journey_store.create(connection, tenant, instance, effects, now)
             if written is not None:
                 entered += 1
-                _count(instance, effects)
+                count_steps(instance, effects)
                 outbox += written.outbox
     ENTERED.labels(plan.definition.id).inc(entered)
     return outbox

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import httpx
 
+from services.journeys.event_entry import EventEntryIndex
 from shared.adapters import journey_version_store
 from shared.adapters.catalog_store import CatalogCache
 from shared.adapters.journey_event_store import JourneyEventTypesCache
@@ -40,6 +41,7 @@ class Engine:
     # validates against it before publishing, and a condition that no longer fits the
     # data ends its instance in `error` with the reason, never the engine.
     plans: dict[VersionKey, Plan] = field(default_factory=lambda: BoundedDict(2048))
+    event_entries: EventEntryIndex = field(default_factory=EventEntryIndex)
 
     @classmethod
     async def open(cls, settings: Settings) -> Engine:

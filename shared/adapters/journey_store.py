@@ -245,6 +245,22 @@ async def waiting_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, s
     return found
 
 
+@dataclass(frozen=True)
+class EntryHistory:
+    entries: int  # instances of the journey the profile had, any version
+    last_entered: datetime | None
+    waiting: bool  # one of them still is
+
+
+async def entry_history(connection: asyncpg.Connection, tenant: str, journey_id: str,
+                        profile_id: str) -> EntryHistory:
+    row = await connection.fetchrow(
+        "SELECT count(*) AS n, max(entered_at) AS last, bool_or(state = 'waiting') AS waiting"
+        " FROM journey_instances WHERE tenant_id = $1 AND profile_id = $2 AND journey_id = $3",
+        tenant, profile_id, journey_id)
+    return EntryHistory(row["n"], row["last"], bool(row["waiting"]))
+
+
 async def stale_outbox(connection: asyncpg.Connection, older_than: datetime, limit: int
                        ) -> list[Outboxed]:
     """Effects left by an engine that stopped before applying them (locked until the

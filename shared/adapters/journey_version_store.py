@@ -251,3 +251,14 @@ async def waiting_instances(connection: asyncpg.Connection, tenant: str, journey
         " WHERE i.tenant_id = $1 AND i.journey_id = $2 AND i.profile_id = ANY($3::text[])"
         " AND i.state = 'waiting'", tenant, journey_id, profile_ids)
     return {r["profile_id"]: dict(r) for r in rows}
+
+
+async def event_entries(connection: asyncpg.Connection | asyncpg.Pool
+                        ) -> list[dict[str, Any]]:
+    """The versions profiles enter by an event: live, published (not test runs), taking
+    entries (an older version of a republished journey takes none), of an event entry."""
+    rows = await connection.fetch(
+        "SELECT tenant_id, journey_id, version, definition->'entry' AS entry"
+        " FROM journey_versions WHERE state = 'live' AND mode = 'live' AND NOT entry_done"
+        " AND definition->'entry'->>'type' = 'event'")
+    return [dict(r) for r in rows]

@@ -21,10 +21,12 @@ import pytest
 
 from shared.adapters.key_store import create_key, create_tenant
 from shared.domain.api_keys import Scope
+from shared.topics import JOURNEY_EVENTS
 from tests.integration.conftest import (
     ADMIN,
     BULK_SINK,
     GATEWAY,
+    drained,
     eventually,
     mails_to,
     provider_messages,
@@ -202,3 +204,71 @@ async def test_the_seed_journey_runs_through_the_real_services(
                                " WHERE tenant_id = $1 AND state = 'waiting'", tenant.name)
     assert sorted((r["profile_id"], r["node"]) for r in waiting) == [
         ("m1", "buy"), ("m3", "buy"), ("m4", "buy"), ("m5", "buy")]
+
+
+SIGNUP = {"fields": [{"id": "customerId", "type": "string"}], "profileKey": "customerId"}
+
+
+async def test_profiles_enter_by_a_journey_event_once_or_again_after_the_gap(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    await journey_message(tenant.admin, "JMSwelcome", "email", TEMPLATES["email"])
+    created = await tenant.admin.put("/journey-events/JEVsignup", json=SIGNUP)
+    assert created.status_code == 201, created.text
+    for profile_id in ("p1", "p2", "test-1"):
+        written = await tenant.profiles.put(f"/v1/profiles/{profile_id}", json={
+            "email": unique_email(profile_id),
+            "consent": {"email": {"marketing": "opted-in"}}}) if profile_id != "test-1" \
+            else await tenant.admin.put(f"/test-profiles/{profile_id}", json={
+                "email": unique_email(profile_id)})
+        assert written.status_code in (200, 201), written.text
+    nodes = [{"id": "mail", "type": "email", "message": "JMSwelcome", "next": "done"},
+             {"id": "done", "type": "end"}]
+    once = {"id": "once", "entry": {"type": "event", "eventId": "JEVsignup", "next": "mail"},
+            "nodes": nodes}
+    gap = {"id": "gap", "entry": {"type": "event", "eventId": "JEVsignup", "next": "mail",
+                                  "reentry": True, "minGap": "PT1H"}, "nodes": nodes}
+    for journey in (once, gap):
+        await publish_version(pool, tenant.name, journey)
+
+    async def signup(profile_id: str) -> None:
+        async def accepted() -> httpx.Response | None:  # the type reaches the cache
+            answer = await tenant.ingest.post("/v1/journey-events/JEVsignup", content=(
+                orjson.dumps({"customerId": profile_id})),
+                headers={"content-type": "application/json"})
+            return None if answer.status_code == 404 else answer
+        answer = await eventually(accepted, "the journey event type known", 10)
+        assert answer.status_code == 202 and answer.json()["accepted"], answer.text
+
+    async def instances() -> dict[tuple[str, str], int]:
+        rows = await pool.fetch(
+            "SELECT journey_id, profile_id, count(*) AS n FROM journey_instances"
+            " WHERE tenant_id = $1 GROUP BY 1, 2", tenant.name)
+        return {(r["journey_id"], r["profile_id"]): r["n"] for r in rows}
+
+    await signup("p1")
+    await signup("p2")
+    await signup("test-1")  # a test profile enters test runs only
+
+    async def both_in() -> dict[tuple[str, str], int] | None:
+        found = await instances()
+        return found if len(found) == 4 else None
+    found = await eventually(both_in, "p1 and p2 in both journeys", 20)
+    assert found == {("once", "p1"): 1, ("once", "p2"): 1, ("gap", "p1"): 1, ("gap", "p2"): 1}
+    finished = await pool.fetchval("SELECT count(*) FROM journey_instances WHERE tenant_id = $1"
+                                   " AND state = 'finished'", tenant.name)
+    assert finished == 4
+
+    # Again: `once` takes nobody back; `gap` not within its hour. Then the gap passes.
+    await signup("p1")
+    await pool.execute("UPDATE journey_instances SET entered_at = entered_at - interval '2 hours'"
+                       " WHERE tenant_id = $1 AND profile_id = 'p2'", tenant.name)
+    await signup("p2")
+
+    async def p2_again() -> dict[tuple[str, str], int] | None:
+        found = await instances()
+        return found if found.get(("gap", "p2")) == 2 else None
+    await eventually(p2_again, "p2 entering `gap` again after the gap", 20)
+    await eventually(lambda: drained("parcours-journeys", JOURNEY_EVENTS),
+                     "the engine through every journey event", 20)
+    assert await instances() == {("once", "p1"): 1, ("once", "p2"): 1, ("gap", "p1"): 1,
+                                 ("gap", "p2"): 2}
