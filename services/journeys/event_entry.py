@@ -28,27 +28,30 @@ if TYPE_CHECKING:
     from services.journeys.moves import Arrival
     from services.journeys.wiring import Engine
 
-REFRESH_S = 2.0  # a journey published takes its first events within this
+REFRESH_S = 5.0  # stopped versions leave the index within this
 
 
 class EventEntryIndex:
-    """Which live versions each (tenant, journey event) enters, read again every
-    REFRESH_S: one small query for every tenant (bounded by the versions that exist)."""
+    """Which live versions each (tenant, journey event) enters: one small query for every
+    tenant (bounded by the versions that exist), read again when an event was accepted
+    after the last read (so a journey published before an event was accepted takes it)
+    and at least every REFRESH_S."""
 
     def __init__(self) -> None:
-        self._read_at = float("-inf")
+        self._read_at = float("-inf")  # wall clock: compared with events' acceptedAt
         self._by_event: dict[tuple[str, str], list[tuple[str, int, EventEntry]]] = {}
 
-    async def get(self, pool: asyncpg.Pool
+    async def get(self, pool: asyncpg.Pool, accepted_until: float = 0.0
                   ) -> dict[tuple[str, str], list[tuple[str, int, EventEntry]]]:
-        if time.monotonic() - self._read_at > REFRESH_S:
+        now = time.time()
+        if now - self._read_at > REFRESH_S or accepted_until >= self._read_at:
             by_event: dict[tuple[str, str], list[tuple[str, int, EventEntry]]] = \
                 defaultdict(list)
             for row in await journey_version_store.event_entries(pool):
                 entry = EventEntry.model_validate(row["entry"])
                 by_event[(row["tenant_id"], entry.event_id)].append(
                     (row["journey_id"], row["version"], entry))
-            self._by_event, self._read_at = dict(by_event), time.monotonic()
+            self._by_event, self._read_at = dict(by_event), now
         return self._by_event
 
 
@@ -60,7 +63,11 @@ def entry_number(identity: str) -> int:
 async def enter_by_events(engine: Engine, connection: asyncpg.Connection,
                           arrivals: Sequence[Arrival]) -> list[Outboxed]:
     """The outbox of the instances started."""
-    index = await engine.event_entries.get(engine.pool)
+    events = [a for a in arrivals if isinstance(a.input, JourneyEvent)]
+    if not events:
+        return []
+    index = await engine.event_entries.get(engine.pool,
+                                           max(a.accepted_at for a in events))
     wanted = [(a, index[(a.tenant, a.input.event_id)]) for a in arrivals
               if isinstance(a.input, JourneyEvent) and (a.tenant, a.input.event_id) in index]
     if not wanted:

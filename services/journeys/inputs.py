@@ -67,7 +67,8 @@ def read(records: Sequence[tuple[str, bytes | None, bytes]]
                 arrivals.append(Arrival(
                     event.tenant, event.profileId, JourneyEvent(event.eventId, event.payload),
                     f"{event.eventId}|{event.acceptedAt!r}|"
-                    f"{orjson.dumps(event.payload, option=orjson.OPT_SORT_KEYS).decode()}"))
+                    f"{orjson.dumps(event.payload, option=orjson.OPT_SORT_KEYS).decode()}",
+                    event.acceptedAt))
         except ValidationError as error:
             letters.append((key, value, invalid_reason(error)))
     return arrivals, letters

@@ -44,6 +44,7 @@ class Arrival:
     profile_id: str
     input: Reaction | JourneyEvent
     identity: str = ""  # a journey event's (its time and payload): names an entry it makes
+    accepted_at: float = 0.0  # a journey event's, Unix seconds
 
 
 def _with_profile(event: Input, profile: JourneyProfile | None) -> Input:
