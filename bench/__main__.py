@@ -1,5 +1,6 @@
-"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P6, P7, P8, IMPORT, ERASE, TRACK in that
-order, then one table.
+"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P6, P7, P7J, P8, P8J, P9, IMPORT, ERASE,
+TRACK in that order, then one table. ``--only P7`` / ``--only P8`` include the journey
+parts (P7J entering, P8J journey timers); ``--only P7J`` etc. run one alone.
 
 Load goes to 127.0.0.1 only. The stack must be up (``make up``); nothing here starts,
 stops or restarts a service. A benchmark that fails is reported as failed and the
@@ -20,6 +21,7 @@ from datetime import datetime
 from bench import (
     b1_kafka,
     b2_fastapi,
+    journeys,
     p1_gateway,
     p4_latency,
     p4_rules,
@@ -69,11 +71,24 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="P8 scheduled sends per run (default 1,000, quick 200)")
     parser.add_argument("--p7-profiles", type=int,
                         help="P7 profiles created (default 1,000,000, quick 50,000)")
+    parser.add_argument("--journeys-scale", type=float,
+                        help="P7J profiles and P8J pending timers: this share of 1,000,000"
+                             " (default 1, quick 0.01)")
+    parser.add_argument("--p7j-deadline", type=float, default=900.0,
+                        help="P7J: seconds to wait for every profile to enter (default 900)")
+    parser.add_argument("--p8j-rate", type=float, default=200.0,
+                        help="P8J timers coming due a second in the window (default 200)")
+    parser.add_argument("--p8j-seconds", type=float,
+                        help="P8J window seconds per run (default 60, quick 10)")
+    parser.add_argument("--p9-rate", type=float, default=500.0,
+                        help="P9 journey events produced a second (default 500)")
+    parser.add_argument("--p9-seconds", type=float,
+                        help="P9 seconds per run (default 20, quick 4)")
     parser.add_argument("--import-rows", type=int,
                         help="IMPORT profiles in the CSV (default 1,000,000, quick 20,000)")
     parser.add_argument("--only", nargs="+",
-                        choices=("B1", "B2", "P1", "P4", "P4R", "P5", "P6", "P7", "P8",
-                                 "IMPORT", "RULES", "ERASE", "TRACK"),
+                        choices=("B1", "B2", "P1", "P4", "P4R", "P5", "P6", "P7", "P7J",
+                                 "P8", "P8J", "P9", "IMPORT", "RULES", "ERASE", "TRACK"),
                         help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
 
@@ -106,8 +121,10 @@ def main(argv: list[str]) -> int:
     progress(f"bench {'--quick ' if quick else ''}{stamp}: {os.cpu_count()} cores, load "
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
-    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P4R", "P5", "P6", "P7", "P8",
+    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P4R", "P5", "P6", "P7", "P8", "P9",
                               "IMPORT", "RULES", "ERASE", "TRACK"))
+    wanted |= {f"{p}J" for p in ("P7", "P8") if p in wanted}
+    scale = args.journeys_scale or (0.01 if quick else 1.0)
     rows: list[Row] = []
     if "B1" in wanted:
         rows += _attempt("B1", "raw aiokafka producer", lambda: [b1_kafka.run(quick)])
@@ -135,12 +152,22 @@ def main(argv: list[str]) -> int:
     if "P7" in wanted:
         profiles = args.p7_profiles or (50_000 if quick else 1_000_000)
         rows += _attempt("P7", "read audience", lambda: p7_audiences.run(profiles))
+    if "P7J" in wanted:
+        rows += _attempt("P7J", "profiles entering a journey", lambda: journeys.run_p7(
+            round(1_000_000 * scale), args.p7j_deadline))
     if "P8" in wanted:
         backlog = args.p8_backlog if args.p8_backlog is not None else (
             10_000 if quick else 1_000_000)
         count = args.p8_count or (200 if quick else 1000)
         rows += _attempt("P8", "scheduled sends beside pending timers", lambda: p8_scheduled.run(
             backlog, count, 5.0 if quick else 10.0, drain_s))
+    if "P8J" in wanted:
+        rows += _attempt("P8J", "journey timers beside pending ones", lambda: journeys.run_p8(
+            round(1_000_000 * scale), args.p8j_rate,
+            args.p8j_seconds or (10.0 if quick else 60.0)))
+    if "P9" in wanted:
+        rows += _attempt("P9", "journey event → next action", lambda: journeys.run_p9(
+            args.p9_rate, args.p9_seconds or (4.0 if quick else 20.0)))
     if "IMPORT" in wanted:
         import_rows = args.import_rows or (20_000 if quick else 1_000_000)
         rows += _attempt("IMPORT", "profile import beside raw COPY", lambda: p_import.run(
