@@ -112,8 +112,8 @@ async def _send(engine: Engine, connection: asyncpg.Connection, entries: list[Ou
             continue
         to = _address(body["channel"], profile)
         if to is None:
-            what = {"email": "an email address", "sms": "a mobile phone",
-                    "push": "a push device"}[body["channel"]]
+            what = {"email": "email address", "sms": "mobile phone",
+                    "push": "push device"}[body["channel"]]
             steps.append(_excluded(entry, f"the profile has no {what}"))
             continue
         config = published.config
