@@ -31,7 +31,6 @@ from pydantic import ValidationError
 
 from services.journeys.metrics import EFFECTS, STEPS
 from services.journeys.wiring import Engine
-from services.webhooks.calls import call
 from shared.adapters import held_store, journey_store
 from shared.adapters.journey_profiles import JourneyProfile, read_profiles
 from shared.adapters.journey_store import Outboxed
@@ -42,6 +41,7 @@ from shared.domain.journeys.instance import Step
 from shared.domain.lifecycle import MessageState
 from shared.domain.profiles import to_write
 from shared.domain.routing import JourneyOrigin, SendRequest, TemplateRef
+from shared.outgoing.calls import call
 from shared.outgoing.step import Pending, decide_messages
 from shared.topics import send_topic
 

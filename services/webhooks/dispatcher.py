@@ -24,11 +24,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
-from services.webhooks import calls
 from services.webhooks.metrics import ATTEMPTS, CALL_SECONDS, IN_FLIGHT
 from shared.adapters import webhook_store as store
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.domain import outbound_webhooks as wh
+from shared.outgoing import calls
 from shared.resilience import retry_forever
 from shared.settings import Settings
 

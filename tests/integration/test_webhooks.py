@@ -28,8 +28,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from services.webhooks import calls
 from shared.adapters import personal_data
+from shared.outgoing import calls
 from tests.integration.conftest import (
     GATEWAY,
     TENANT,

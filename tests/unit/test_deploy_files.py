@@ -53,6 +53,7 @@ SERVICE_PORTS = {
     "bounces": ("bounces_smtp_port", "bounces_metrics_port"),
     "tracking": ("tracking_port",),
     "reactions": ("reactions_metrics_port",),
+    "journeys": ("journeys_metrics_port",),
     "webhooks": ("webhooks_metrics_port",),
 }
 METRICS_PORT = {
@@ -71,6 +72,7 @@ METRICS_PORT = {
     "bounces": "bounces_metrics_port",
     "tracking": "tracking_port",
     "reactions": "reactions_metrics_port",
+    "journeys": "journeys_metrics_port",
     "webhooks": "webhooks_metrics_port",
 }
 GENERIC_LABELS = {"job", "instance"}
