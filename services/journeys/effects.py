@@ -4,13 +4,18 @@
   profile — email to its address, SMS to its mobile phone, push to its most recently
   registered device — through the delivery rules' step (typology, fatigue, consent, quiet
   hours: deferred messages wait in ``held_messages`` like the processor's) and on the
-  channel's bulk lane, so transactional traffic keeps its priority. A message that cannot
+  channel's bulk lane, so transactional traffic keeps its priority; a test run's message
+  goes to its test profile as a proof does, without the rules (test profiles carry no
+  consent, and their contact history is nobody's). A message that cannot
   go (its message unpublished, no address, a rule excluding it) is an ``actionExcluded``
   step with the reason; the instance goes on.
 - **updateProfile**: a merge of the node's values into the profile (test profiles are the
   admin API's: not written, and the step says so).
 - **http**: one call to the node's URL with the instance's data (allow-listed targets: no
-  loopback or private address unless the engine runs with allow-local-targets).
+  loopback or private address unless the engine runs with allow-local-targets). Calls run
+  in the background, at most MAX_CALLS at once, each deleted from the outbox with its step
+  once answered or timed out: a receiver taking its time (up to the node's timeoutMs)
+  holds up neither the timers nor the inputs of any other instance.
 
 Each is idempotent on its id (the message id is deduplicated by the rules' step and the
 senders' ledger; a profile write is a merge; a call carries ``Idempotency-Key``), so an
@@ -19,6 +24,7 @@ outbox entry applied twice after a crash acts once. Entries are deleted once app
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -29,12 +35,13 @@ import asyncpg
 import orjson
 from pydantic import ValidationError
 
-from services.journeys.metrics import EFFECTS, STEPS
+from services.journeys.metrics import EFFECTS, RETRIES, STEPS
 from services.journeys.wiring import Engine
 from shared.adapters import held_store, journey_store
 from shared.adapters.journey_profiles import JourneyProfile, read_profiles
 from shared.adapters.journey_store import Outboxed
 from shared.adapters.kafka import encode
+from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import apply_profile_write
 from shared.domain.deadletter import invalid_reason
 from shared.domain.journeys.instance import Step
@@ -43,13 +50,26 @@ from shared.domain.profiles import to_write
 from shared.domain.routing import JourneyOrigin, SendRequest, TemplateRef
 from shared.outgoing.calls import call
 from shared.outgoing.step import Pending, decide_messages
+from shared.resilience import retry_forever
 from shared.topics import send_topic
 
 log = logging.getLogger(__name__)
+MAX_CALLS = 100  # HTTP actions under way at once
+_slots = asyncio.Semaphore(MAX_CALLS)
+_calling: set[str] = set()  # effect ids of the calls started: recovery leaves them alone
+_calls: set[asyncio.Task[None]] = set()
 
 
 async def apply(engine: Engine, entries: Sequence[Outboxed]) -> None:
-    """Apply and delete the entries (call outside the transaction that wrote them)."""
+    """Apply and delete the entries (call outside the transaction that wrote them); HTTP
+    calls are started in the background and deleted when answered."""
+    for entry in entries:
+        if entry.kind == "http" and entry.effect_id not in _calling:
+            _calling.add(entry.effect_id)
+            task = asyncio.create_task(_call(engine, entry))
+            _calls.add(task)
+            task.add_done_callback(_calls.discard)
+    entries = [e for e in entries if e.kind != "http"]
     if not entries:
         return
     async with engine.pool.acquire() as connection:
@@ -65,13 +85,35 @@ async def apply(engine: Engine, entries: Sequence[Outboxed]) -> None:
             for entry in mine:
                 if entry.kind == "updateProfile":
                     steps += await _update(engine, connection, entry, profiles)
-                elif entry.kind == "http":
-                    steps += await _http(engine, entry)
-            async with connection.transaction():
-                await journey_store.write_effect_steps(connection, steps, datetime.now(UTC))
-                await journey_store.applied(connection, mine)
-            for entry, step in steps:
-                STEPS.labels(entry.body["journeyId"], step.node, step.kind).inc()
+            await _done(connection, mine, steps)
+
+
+async def _done(connection: asyncpg.Connection, entries: Sequence[Outboxed],
+                steps: Sequence[tuple[Outboxed, Step]]) -> None:
+    async with connection.transaction():
+        await journey_store.write_effect_steps(connection, steps, datetime.now(UTC))
+        await journey_store.applied(connection, entries)
+    for entry, step in steps:
+        STEPS.labels(entry.body["journeyId"], step.node, step.kind).inc()
+
+
+async def _call(engine: Engine, entry: Outboxed) -> None:
+    """One HTTP action in the background; left in the outbox if this fails or the engine
+    stops first (recovery calls it again, under the same Idempotency-Key)."""
+    try:
+        async with _slots:
+            steps = await _http(engine, entry)
+
+        async def record() -> None:
+            async with engine.pool.acquire() as connection:
+                await _done(connection, [entry], steps)
+        await retry_forever(record, "recording an HTTP action", DB_UNAVAILABLE,
+                            on_retry=RETRIES.labels("effects").inc)
+    except Exception:
+        log.exception("journey HTTP action %s failed; recovery will call it again",
+                      entry.effect_id)
+    finally:
+        _calling.discard(entry.effect_id)
 
 
 def _excluded(entry: Outboxed, reason: str) -> tuple[Outboxed, Step]:
@@ -97,6 +139,7 @@ async def _send(engine: Engine, connection: asyncpg.Connection, entries: list[Ou
                 profiles: dict[str, JourneyProfile]) -> list[tuple[Outboxed, Step]]:
     steps: list[tuple[Outboxed, Step]] = []
     pendings: list[tuple[Outboxed, Pending]] = []
+    tests: list[SendRequest] = []
     for entry in entries:
         body = entry.body
         published = await engine.catalog.get(entry.tenant, body["message"])
@@ -125,13 +168,15 @@ async def _send(engine: Engine, connection: asyncpg.Connection, entries: list[Ou
             template=TemplateRef(eventId=body["message"], version=published.message_version),
             to=to, profileId=body["profileId"], ctx={}, profile=profile.profile,
             acceptedAt=time.time(), marketing=config.marketing)
-        pendings.append((entry, Pending(request, transactional=False, topic=config.topic,
-                                        typology=config.typology)))
-    if not pendings:
-        return steps
+        if profile.is_test:
+            tests.append(request)  # a test run's: sent to the test profile, like a proof
+        else:
+            pendings.append((entry, Pending(request, transactional=False,
+                                            topic=config.topic, typology=config.typology)))
+    going: list[SendRequest] = list(tests)
+    EFFECTS.labels("send", "test").inc(len(tests))
     decided = await decide_messages(connection, engine.step, [p for _, p in pendings],
-                                    datetime.now(UTC))
-    going = []
+                                    datetime.now(UTC)) if pendings else []
     for (entry, _), outcome in zip(pendings, decided, strict=True):
         if outcome.outcome == "send":
             going.append(outcome.request)

@@ -585,3 +585,28 @@ async def test_an_action_a_rule_excludes_is_a_step_with_the_reason_and_the_insta
         await eventually(delivered, "the email to the consenting profile", 15)
         for profile_id in ("a-unknown", "a-out"):
             assert await mails_to(http, emails[profile_id], BULK_SINK) == []
+
+
+async def test_a_slow_http_receiver_does_not_hold_up_other_instances_timers(
+        pool: asyncpg.Pool, tenant: Tenant, receiver: Receiver) -> None:
+    """An HTTP action's call (up to its timeoutMs) runs beside the timers, not in their
+    way: a wait coming due while a receiver takes its time ends on time."""
+    await put_profile(tenant, "s-call", person("s-call", city="Paris"))
+    await put_profile(tenant, "s-tick", person("s-tick", city="Rome"))
+    await run(pool, tenant, "slowcall", "fork", [
+        {"id": "fork", "type": "condition", "branches": [
+            {"when": {"path": "city", "op": "eq", "value": "Paris"}, "next": "soon"}],
+         "else": "later"},
+        {"id": "soon", "type": "wait", "duration": "PT1H", "next": "call"},
+        {"id": "call", "type": "http", "url": receiver.url("/slow"), "timeoutMs": 5000,
+         "next": "done"},
+        {"id": "later", "type": "wait", "duration": "PT2H", "next": "done"},
+        {"id": "done", "type": "end"}], speed=HOUR)
+    await reaches(pool, tenant, "slowcall", {"s-call": ("finished", "done"),
+                                             "s-tick": ("finished", "done")}, 15)
+    steps = await steps_of(pool, tenant, "slowcall", "s-tick")
+    waited = only(steps, "done", "entered").at - only(steps, "later", "entered").at
+    assert timedelta(seconds=2) <= waited < timedelta(seconds=3), waited
+    async def failed() -> bool:
+        return bool(kinds(await steps_of(pool, tenant, "slowcall", "s-call"), "httpFailed"))
+    await eventually(failed, "the slow call's httpFailed step", 10)
