@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     journeys_metrics_port: int = 9114
     journeys_timer_poll_s: float = 0.1
     journeys_allow_local_targets: bool = False
+    # Whether a journey may be published with compressed time (POST …/publish {"speed"}):
+    # the local stack's demo runs the seed journey's day in seconds. Never in production.
+    journeys_compressed_time: bool = False
     # Retention (shared/domain/retention.py; purged by the reactions service every
     # retention_interval_s in batches, or `parcours maintenance purge`), in days; 0 (or
     # less) keeps for ever. The contact history is kept at least as long as the longest

@@ -1,4 +1,6 @@
-"""The cart-abandonment scenario end to end on the local stack (``make demo``).
+"""The seed scenarios end to end on the local stack (``make demo``): S1, the
+cart-abandonment transactional email (below), then S2, the seed journey
+(``demo_journey.py``).
 
 0. the CRM imports the customers through the profile API's import (a profiles key); 1.
 configure and publish the event ``EVTcartAbandonment`` with its
@@ -18,6 +20,8 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import demo_journey  # beside this script (S2)
 
 from shared.adapters.key_store import create_key
 from shared.adapters.postgres import create_pool
@@ -207,8 +211,13 @@ def main() -> int:
     expected = {"ada@example.com": "processed", "grace@example.com": "processed",
                 "nobody@example.com": "targetingFailed"}
     ok = all(statuses[e]["status"] == s for e, s in expected.items()) and len(messages) == 2
-    print("\ndemo OK" if ok else "\ndemo FAILED: see `make status` and .run/logs/")
-    return 0 if ok else 1
+    if not ok:
+        print("\ndemo FAILED (S1): see `make status` and .run/logs/")
+        return 1
+    print("\nS1 OK; S2, the seed journey:")
+    demo_journey.main()  # raises SystemExit saying what failed
+    print("\ndemo OK")
+    return 0
 
 
 if __name__ == "__main__":

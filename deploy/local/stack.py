@@ -334,6 +334,11 @@ def _group_has_members(group: str) -> bool:
     return asyncio.run(probe())
 
 
+# The local stack is for development and demos: `make demo` publishes the seed journey
+# with its day compressed to seconds.
+LOCAL_SETTINGS = {"PARCOURS_JOURNEYS_COMPRESSED_TIME": "true"}
+
+
 def local_secrets() -> dict[str, str]:
     """A DKIM master key for the local stack, made once and kept under .run/ (unless the
     environment gives one): without it the admin API refuses DKIM keys."""
@@ -349,7 +354,8 @@ def local_secrets() -> dict[str, str]:
 
 def service_start(service: Service) -> None:
     if read_pid(service.name) is None:
-        spawn(service.name, [PYTHON, "-m", service.module, *service.args], local_secrets())
+        spawn(service.name, [PYTHON, "-m", service.module, *service.args],
+              {**local_secrets(), **LOCAL_SETTINGS})
     log = LOGS / f"{service.name}.log"
     wait_until(lambda: http_ok(service.ready_url), service.name, 60, log)
     if service.name in GROUPS:

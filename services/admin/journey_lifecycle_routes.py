@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.admin.dependencies import AdminCaller, Db
@@ -29,6 +29,7 @@ from services.admin.journey_routes import JourneyId, _checked
 from shared.adapters import journey_version_store as versions
 from shared.domain.journeys.counts import node_counts
 from shared.domain.journeys.definition import parse_definition
+from shared.settings import Settings
 
 router = APIRouter(prefix="/admin/v1/journeys", tags=["journeys"])
 MAX_TEST_PROFILES = 100
@@ -126,10 +127,24 @@ def _not_running(journey_id: str, states: set[str]) -> str:
             f" {' or '.join(sorted(states))}): publish it again to run a new version")
 
 
+class PublishIn(BaseModel):
+    speed: float = Field(1, ge=1, le=1_000_000, description="waits divided by it: only on a"
+                         " stack started with PARCOURS_JOURNEYS_COMPRESSED_TIME (demos)")
+
+
 @router.post("/{journey_id}/publish", response_model=VersionOut,
              response_model_exclude_none=True, status_code=201)
-async def publish(journey_id: JourneyId, caller: AdminCaller, connection: Db) -> VersionOut:
+async def publish(journey_id: JourneyId, caller: AdminCaller, connection: Db,
+                  request: Request, body: PublishIn | None = None) -> VersionOut:
     """The draft becomes version N+1, live; instances of older versions stay on theirs."""
+    speed = body.speed if body else 1
+    settings: Settings = request.app.state.settings
+    if speed != 1 and not settings.journeys_compressed_time:
+        raise HTTPException(422, [{
+            "loc": ["body", "speed"], "type": "value_error",
+            "msg": "a published journey runs in real time; compressed time is for test runs"
+                   " (POST …/test), or a demo stack started with"
+                   " PARCOURS_JOURNEYS_COMPRESSED_TIME=true"}])
     journey = await _locked(connection, caller.tenant, journey_id)
     rows = await versions.versions_of(connection, caller.tenant, journey_id)
     if "paused" in _states(rows, "live"):
@@ -137,7 +152,7 @@ async def publish(journey_id: JourneyId, caller: AdminCaller, connection: Db) ->
                                  " before publishing a new version")
     draft = await _publishable_draft(connection, caller.tenant, journey)
     row = await versions.create_version(connection, caller.tenant, journey_id, mode="live",
-                                        definition=draft)
+                                        definition=draft, speed=speed)
     return _version_out(row)
 
 
