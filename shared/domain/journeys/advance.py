@@ -225,6 +225,7 @@ def _run(plan: Plan, instance: Instance, node_id: str, profile: Mapping[str, Any
             node_id = node.next
         elif isinstance(node, UpdateProfile):
             effects.append(UpdateEffect(node_id, dict(node.set), _effect_id(instance, "write")))
+            profile = updated(profile, node.set)  # what the nodes after it read
             node_id = node.next
         elif isinstance(node, HttpCall):
             effects.append(CallHttp(node_id, node.url, node.method, node.timeout_ms,
@@ -275,3 +276,24 @@ def _effect_id(instance: Instance, what: str) -> str:
     """Names a node's effect by the instance and how many nodes it had run: redoing the
     same input on the same stored instance names it the same."""
     return str(uuid.uuid5(_IDS, f"{instance.instance_id}\x00{what}\x00{instance.steps}"))
+
+
+def updated(profile: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The profile record (``condition_record``'s shape) with an updateProfile node's
+    values merged in as its write merges them: fields replaced, ``attributes`` and
+    ``consent`` merged by name (a null removes an attribute), so a condition or a wait
+    after the update, in the same move, reads what it wrote."""
+    merged = dict(profile)
+    for key, value in values.items():
+        if key == "attributes" and isinstance(value, Mapping):
+            attributes = {**(profile.get("attributes") or {}), **value}
+            merged[key] = {k: v for k, v in attributes.items() if v is not None}
+        elif key == "consent" and isinstance(value, Mapping):
+            consent = dict(profile.get("consent") or {})
+            for channel, change in value.items():
+                if isinstance(change, Mapping):
+                    consent[channel] = {**(consent.get(channel) or {}), **change}
+            merged[key] = consent
+        elif key != "topics":  # shaped otherwise in the record; read again next move
+            merged[key] = value
+    return merged
