@@ -10,7 +10,8 @@
   go (its message unpublished, no address, a rule excluding it) is an ``actionExcluded``
   step with the reason; the instance goes on.
 - **updateProfile**: a merge of the node's values into the profile (test profiles are the
-  admin API's: not written, and the step says so).
+  admin API's: not written, and the step says so). Effects apply in the order of their
+  nodes: a message after an update goes to the address, with the consent, it set.
 - **http**: one call to the node's URL with the instance's data (allow-listed targets: no
   loopback or private address unless the engine runs with allow-local-targets). Calls run
   in the background, at most MAX_CALLS at once, each deleted from the outbox with its step
@@ -80,11 +81,22 @@ async def apply(engine: Engine, entries: Sequence[Outboxed]) -> None:
             profiles = await read_profiles(connection, tenant,
                                            [e.body["profileId"] for e in mine])
             steps: list[tuple[Outboxed, Step]] = []
-            sends = [e for e in mine if e.kind == "send"]
+            sends: list[Outboxed] = []  # decided together, in order with the updates
+            for index, entry in enumerate(mine):
+                if entry.kind == "send":
+                    sends.append(entry)
+                    continue
+                if entry.kind != "updateProfile":
+                    continue
+                profile_id = entry.body["profileId"]
+                if any(e.body["profileId"] == profile_id for e in sends):
+                    steps += await _send(engine, connection, sends, profiles)
+                    sends = []  # they went with the profile as it was before the update
+                steps += await _update(engine, connection, entry, profiles)
+                if any(e.kind == "send" and e.body["profileId"] == profile_id
+                       for e in mine[index + 1:]):  # an address, consent… it just set
+                    profiles.update(await read_profiles(connection, tenant, [profile_id]))
             steps += await _send(engine, connection, sends, profiles)
-            for entry in mine:
-                if entry.kind == "updateProfile":
-                    steps += await _update(engine, connection, entry, profiles)
             await _done(connection, mine, steps)
 
 

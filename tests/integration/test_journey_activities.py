@@ -610,3 +610,28 @@ async def test_a_slow_http_receiver_does_not_hold_up_other_instances_timers(
     async def failed() -> bool:
         return bool(kinds(await steps_of(pool, tenant, "slowcall", "s-call"), "httpFailed"))
     await eventually(failed, "the slow call's httpFailed step", 10)
+
+
+async def test_what_an_update_writes_is_what_the_nodes_after_it_see(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    """An update, then a condition on the field it set and an email to the address and
+    consent it set, all in one move: the condition and the email see the new values."""
+    await declare(tenant, {"tier": "string"})
+    await journey_message(tenant.admin, "JMSafter", "email", TEMPLATES["email"])
+    email = unique_email("n-new")
+    await put_profile(tenant, "n1", {"firstName": "n1", "attributes": {"tier": "bronze"}})
+    await run(pool, tenant, "then", "promote", [
+        {"id": "promote", "type": "updateProfile",
+         "set": {"email": email, "attributes": {"tier": "gold"},
+                 "consent": {"email": {"marketing": "opted-in"}}}, "next": "check"},
+        {"id": "check", "type": "condition", "branches": [
+            {"when": {"path": "attributes.tier", "op": "eq", "value": "gold"},
+             "next": "mail"}], "else": "other"},
+        {"id": "mail", "type": "email", "message": "JMSafter", "next": "done"},
+        {"id": "other", "type": "end"}, {"id": "done", "type": "end"}], speed=HOUR)
+    await reaches(pool, tenant, "then", {"n1": ("finished", "done")}, 15)
+    async with httpx.AsyncClient(timeout=30) as http:
+        async def delivered() -> bool:
+            return len(await mails_to(http, email, BULK_SINK)) == 1
+        await eventually(delivered, "the email to the address the update set", 15)
+    assert not kinds(await steps_of(pool, tenant, "then", "n1"), "actionExcluded")
