@@ -17,6 +17,7 @@ from shared.domain.deadletter import DeadLetter
 from shared.domain.events import TriggerEvent
 from shared.domain.journeys.definition import JourneyDefinition
 from shared.domain.journeys.journey_events import JourneyEventRecord
+from shared.domain.journeys.step_events import StepEvent
 from shared.domain.produced import ProducedEvent
 from shared.domain.profile_records import ProfileRecord
 from shared.domain.reactions import Reaction
@@ -36,6 +37,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "webhooks/notification.v1.json": Notification,
     "journeys/definition.v1.json": JourneyDefinition,
     "topics/journey-events.v1.json": JourneyEventRecord,
+    "topics/journey-steps.v1.json": StepEvent,
 }
 
 

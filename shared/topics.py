@@ -105,9 +105,17 @@ JOURNEY_EVENTS = Topic(
     "condition and matched to their profile; what journeys' event waits and exits read.",
 )
 
+# Every step of every journey instance, in commit order per profile (keyed by profile id).
+JOURNEY_STEPS = Topic(
+    "parcours.journey-steps.v1", "profile id", 6, "topics/journey-steps.v1.json",
+    "Step events of journey instances (entered, transition, actionSent, actionExcluded, "
+    "reaction, event, timedOut, finished, stopped, exited, error, ...) for counts and "
+    "analyses downstream.",
+)
+
 ALL_TOPICS: tuple[Topic, ...] = (
     EVENTS_IN, EVENTS_KAFKA, SEND_EMAIL_TX, SEND_EMAIL_BULK, SEND_SMS_TX, SEND_PUSH_TX, DEADLETTER,
-    PROFILES, REACTIONS, SEND_SMS_BULK, SEND_PUSH_BULK, JOURNEY_EVENTS,
+    PROFILES, REACTIONS, SEND_SMS_BULK, SEND_PUSH_BULK, JOURNEY_EVENTS, JOURNEY_STEPS,
 )
 
 SEND_TX_TOPICS = {"email": SEND_EMAIL_TX, "sms": SEND_SMS_TX, "push": SEND_PUSH_TX}

@@ -1,7 +1,8 @@
 """Run the journey engine: ``python -m services.journeys`` (metrics on
-journeys_metrics_port). One process runs four loops: profiles entering, the inputs
-consumer, the timers, and the outbox's recovery. ``--allow-local-targets``: HTTP actions
-may call http:// and loopback or private addresses (the local stack and its tests)."""
+journeys_metrics_port). One process runs five loops: profiles entering, the inputs
+consumer, the timers, the step events' relay to Kafka, and the outbox's recovery.
+``--allow-local-targets``: HTTP actions may call http:// and loopback or private addresses
+(the local stack and its tests)."""
 
 import argparse
 import asyncio
@@ -10,7 +11,7 @@ import signal
 
 from prometheus_client import start_http_server
 
-from services.journeys import effects, entry, inputs, timers
+from services.journeys import effects, entry, inputs, step_relay, timers
 from services.journeys.wiring import Engine
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings
@@ -34,7 +35,7 @@ async def _recovering(engine: Engine) -> None:
 async def supervised(settings: Settings) -> None:
     engine = await Engine.open(settings)
     tasks = [asyncio.create_task(loop(engine)) for loop in
-             (entry.run, inputs.run, timers.run, _recovering)]
+             (entry.run, inputs.run, timers.run, step_relay.run, _recovering)]
     loop = asyncio.get_running_loop()
 
     def stopping() -> None:

@@ -18,18 +18,21 @@ import asyncpg
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.adapters.key_store import create_key, create_tenant
 from shared.domain.api_keys import Scope
-from shared.topics import JOURNEY_EVENTS
+from shared.topics import JOURNEY_EVENTS, JOURNEY_STEPS
 from tests.integration.conftest import (
     ADMIN,
     BULK_SINK,
     GATEWAY,
     drained,
+    end_offsets,
     eventually,
     mails_to,
     provider_messages,
+    settings,
     unique_email,
 )
 from tests.integration.test_audiences import SEED as SEED_AUDIENCE
@@ -272,3 +275,55 @@ async def test_profiles_enter_by_a_journey_event_once_or_again_after_the_gap(
                      "the engine through every journey event", 20)
     assert await instances() == {("once", "p1"): 1, ("once", "p2"): 1, ("gap", "p1"): 1,
                                  ("gap", "p2"): 2}
+
+
+async def test_every_step_reaches_the_step_events_topic_once_in_order(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    await journey_message(tenant.admin, "JMSwelcome", "email", TEMPLATES["email"])
+    assert (await tenant.admin.put("/journey-events/JEVsignup", json=SIGNUP)).status_code == 201
+    written = await tenant.profiles.put("/v1/profiles/s1", json={
+        "email": unique_email("s1"), "consent": {"email": {"marketing": "opted-in"}}})
+    assert written.status_code == 201, written.text
+    await publish_version(pool, tenant.name, {
+        "id": "steps", "entry": {"type": "event", "eventId": "JEVsignup", "next": "mail"},
+        "nodes": [{"id": "mail", "type": "email", "message": "JMSwelcome", "next": "done"},
+                  {"id": "done", "type": "end"}]})
+    before = await end_offsets(JOURNEY_STEPS)
+
+    async def accepted() -> httpx.Response | None:
+        answer = await tenant.ingest.post("/v1/journey-events/JEVsignup", content=(
+            orjson.dumps({"customerId": "s1"})), headers={"content-type": "application/json"})
+        return None if answer.status_code == 404 else answer
+    assert (await eventually(accepted, "the journey event type known", 10)).json()["accepted"]
+
+    async def stored() -> list[asyncpg.Record] | None:
+        rows = await pool.fetch("SELECT id, kind, node, detail FROM journey_steps"
+                                " WHERE tenant_id = $1 ORDER BY id", tenant.name)
+        return rows if any(r["kind"] == "finished" for r in rows) else None
+    steps = [(r["id"], r["kind"], r["node"], r["detail"])
+             for r in await eventually(stored, "the instance finished", 20)]
+    assert [s[1] for s in steps] == ["entered", "transition", "entered", "actionSent",
+                                     "transition", "entered", "finished"]
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    published: list[tuple[int, str, str, str]] = []
+    try:
+        partitions = [TopicPartition(JOURNEY_STEPS.name, p) for p in before]
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, before[tp.partition])
+
+        async def relayed() -> bool:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    event = orjson.loads(record.value)
+                    if event["tenant"] == tenant.name:
+                        assert record.key == b"s1"
+                        published.append((event["stepId"], event["kind"], event["node"],
+                                           event["detail"]))
+            return len(published) >= len(steps)
+        await eventually(relayed, "the instance's steps on parcours.journey-steps.v1", 20)
+    finally:
+        await consumer.stop()
+    assert published == steps

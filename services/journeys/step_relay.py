@@ -1,0 +1,75 @@
+"""Step events to ``parcours.journey-steps.v1``: the steps the engine stored with its moves
+(``journey_steps``), published in commit order from a watermark (transaction id, step id)
+kept in ``journey_step_relay`` (migration 029). Only steps of transactions older than every
+transaction still running are read (``pg_snapshot_xmin``): a step whose move commits late
+is never skipped. The watermark moves after the broker acknowledged the batch, so a crash
+publishes a batch again (same ``stepId``s), never loses one. Several engines take turns
+through an advisory lock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.errors import KafkaError
+
+from services.journeys.metrics import RETRIES
+from services.journeys.wiring import Engine
+from shared.adapters.kafka import encode
+from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.domain.journeys.step_events import StepEvent
+from shared.resilience import retry_forever
+from shared.topics import JOURNEY_STEPS
+
+log = logging.getLogger(__name__)
+BATCH = 2000
+IDLE_S = 0.2
+_LOCK = 7_061_729  # pg_try_advisory_xact_lock: one relay at a time
+
+_READ = (
+    "SELECT id, tx::text AS tx, tenant_id, journey_id, version, instance_id::text,"
+    " profile_id, at, kind, node, detail FROM journey_steps"
+    " WHERE (tx, id) > ($1::xid8, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot())"
+    " ORDER BY tx, id LIMIT $3")
+
+
+async def relay_once(engine: Engine) -> int:
+    async with engine.pool.acquire() as connection, connection.transaction():
+        if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK):
+            return 0
+        mark = await connection.fetchrow(
+            "SELECT last_tx::text AS tx, last_id FROM journey_step_relay WHERE relay = 'kafka'")
+        if mark is None:  # the first run publishes what is there from now on
+            await connection.execute(
+                "INSERT INTO journey_step_relay (relay, last_tx, last_id)"
+                " SELECT 'kafka', COALESCE(max(tx), '0'::xid8), COALESCE(max(id), 0)"
+                " FROM journey_steps ON CONFLICT DO NOTHING")
+            return 0
+        rows = await connection.fetch(_READ, int(mark["tx"]), mark["last_id"], BATCH)
+        if not rows:
+            return 0
+        await engine.producer.deliver_all([
+            (JOURNEY_STEPS.name, encode(StepEvent(
+                stepId=r["id"], tenant=r["tenant_id"], journeyId=r["journey_id"],
+                version=r["version"], instanceId=r["instance_id"], profileId=r["profile_id"],
+                at=r["at"], kind=r["kind"], node=r["node"], detail=r["detail"],
+            ).model_dump(mode="json")), r["profile_id"].encode()) for r in rows])
+        await connection.execute(
+            "UPDATE journey_step_relay SET last_tx = $1::xid8, last_id = $2"
+            " WHERE relay = 'kafka'", int(rows[-1]["tx"]), rows[-1]["id"])
+        return len(rows)
+
+
+async def run(engine: Engine) -> None:
+    while True:
+        try:
+            count = await retry_forever(lambda: relay_once(engine), "relaying journey steps",
+                                        (*DB_UNAVAILABLE, KafkaError),
+                                        on_retry=RETRIES.labels("steps").inc)
+            if count < BATCH:
+                await asyncio.sleep(IDLE_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("relaying journey steps failed; trying again")
+            await asyncio.sleep(1.0)
