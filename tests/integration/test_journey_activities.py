@@ -27,7 +27,14 @@ import pytest
 from aiohttp import web
 
 from tests.integration import test_journey_engine
-from tests.integration.conftest import BULK_SINK, eventually, mails_to, settings, unique_email
+from tests.integration.conftest import (
+    BULK_SINK,
+    eventually,
+    mails_to,
+    provider_messages,
+    settings,
+    unique_email,
+)
 from tests.integration.test_journey_engine import BROWSER, TEMPLATES, Tenant, publish_version
 from tests.integration.test_journey_messages import journey_message
 
@@ -635,3 +642,74 @@ async def test_what_an_update_writes_is_what_the_nodes_after_it_see(
             return len(await mails_to(http, email, BULK_SINK)) == 1
         await eventually(delivered, "the email to the address the update set", 15)
     assert not kinds(await steps_of(pool, tenant, "then", "n1"), "actionExcluded")
+
+
+async def test_sms_and_push_actions_reach_the_provider_or_say_what_is_missing(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    await journey_message(tenant.admin, "JMSsms", "sms", {"text": "Hi {{ profile.first_name }}"})
+    await journey_message(tenant.admin, "JMSpush", "push", TEMPLATES["push"])
+    phone, token = f"+1555{uuid.uuid4().int % 10**7:07d}", f"tok-{uuid.uuid4().hex}"
+    consent = {c: {"marketing": "opted-in"} for c in ("email", "sms", "push")}
+    await put_profile(tenant, "m-both", {
+        "firstName": "Ada", "mobilePhone": phone, "consent": consent,
+        "pushDevices": [{"registrationToken": token, "application": "shop",
+                         "pushPlatform": "fcm"}]})
+    await put_profile(tenant, "m-none", {"firstName": "Bob", "consent": consent})
+    await run(pool, tenant, "channels", "sms", [
+        {"id": "sms", "type": "sms", "message": "JMSsms", "next": "push"},
+        {"id": "push", "type": "push", "message": "JMSpush", "next": "done"},
+        {"id": "done", "type": "end"}], speed=HOUR)
+    await reaches(pool, tenant, "channels", {"m-both": ("finished", "done"),
+                                             "m-none": ("finished", "done")})
+    async with httpx.AsyncClient(timeout=30) as http:
+        async def delivered() -> tuple[list[Any], list[Any]] | None:
+            sms = await provider_messages(http, "sms", phone)
+            push = await provider_messages(http, "push", token)
+            return (sms, push) if sms and push else None
+        sms, push = await eventually(delivered, "the SMS and the push at the provider", 15)
+    assert [m["payload"]["text"] for m in sms] == ["Hi Ada"]
+    assert [m["payload"]["title"] for m in push] == ["Hi Ada"]
+
+    async def excluded() -> dict[str, str] | None:
+        steps = await steps_of(pool, tenant, "channels", "m-none")
+        found = {s.node: s.detail for s in steps if s.kind == "actionExcluded"}
+        return found if len(found) == 2 else None
+    assert await eventually(excluded, "both actions excluded", 10) == {
+        "sms": "the profile has no mobile phone", "push": "the profile has no push device"}
+    assert not kinds(await steps_of(pool, tenant, "channels", "m-both"), "actionExcluded")
+
+
+async def test_an_email_opened_before_its_reaction_listen_is_taken_by_it(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    """The early rule for reactions: an open (the real tracking pixel) arriving while the
+    instance still waits before its listen is kept, and the listen takes it at once."""
+    await journey_message(tenant.admin, "JMSfirst", "email", TEMPLATES["email"])
+    emails = {p: unique_email(p) for p in ("o-early", "o-never")}
+    for profile_id, email in emails.items():
+        await put_profile(tenant, profile_id, person(profile_id, email=email))
+    await run(pool, tenant, "opens", "mail", [
+        {"id": "mail", "type": "email", "message": "JMSfirst", "next": "hold"},
+        {"id": "hold", "type": "wait", "duration": "PT8H", "next": "react"},
+        {"id": "react", "type": "listen",
+         "branches": [{"reaction": {"action": "mail", "kind": "opened"}, "next": "opened"}],
+         "timeout": {"after": "PT30H", "next": "late"}},
+        {"id": "opened", "type": "end"}, {"id": "late", "type": "end"}], speed=HOUR)
+    async with httpx.AsyncClient(timeout=30) as http:
+        async def delivered() -> list[dict[str, Any]] | None:
+            return await mails_to(http, emails["o-early"], BULK_SINK) or None
+        [mail] = await eventually(delivered, "the email", 10)
+        await pool.execute("UPDATE tracked_messages SET sent_at = sent_at - interval"
+                           " '1 minute' WHERE tenant_id = $1", tenant.name)
+        [pixel] = re.findall(r'src="([^"]+/o/[^"]+)"', mail["html"])
+        assert (await http.get(pixel, headers={"User-Agent": BROWSER})).status_code == 200
+
+    async def held() -> bool:
+        row = await instance(pool, tenant, "opens", "o-early")
+        return row is not None and row["node"] == "hold" and [
+            s["what"] for s in row["document"]["seen"]] == ["opened"]
+    await eventually(held, "the open kept on the instance still at hold", 6)
+    await reaches(pool, tenant, "opens", {"o-early": ("finished", "opened"),
+                                          "o-never": ("waiting", "react")}, 15)
+    steps = await steps_of(pool, tenant, "opens", "o-early")
+    assert only(steps, "react", "reaction").at - only(steps, "hold", "entered").at >= \
+        timedelta(seconds=8)
