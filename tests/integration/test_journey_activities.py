@@ -713,3 +713,24 @@ async def test_an_email_opened_before_its_reaction_listen_is_taken_by_it(
     steps = await steps_of(pool, tenant, "opens", "o-early")
     assert only(steps, "react", "reaction").at - only(steps, "hold", "entered").at >= \
         timedelta(seconds=8)
+
+
+async def test_a_wait_until_a_moment_then_a_timeout_with_no_path_ends_timed_out(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    await event_types(tenant, ORDER)
+    await put_profile(tenant, "t1", person("t1"))
+    until = datetime.now(UTC) + timedelta(hours=3)  # 3 s at an hour a second
+    await run(pool, tenant, "moment", "w", [
+        {"id": "w", "type": "wait", "until": until.isoformat(), "next": "order"},
+        {"id": "order", "type": "listen",
+         "branches": [{"event": {"eventId": "JEVorder"}, "next": "done"}],
+         "timeout": {"after": "PT1H"}},
+        {"id": "done", "type": "end"}], speed=HOUR)
+    await reaches(pool, tenant, "moment", {"t1": ("timedOut", "order")}, 15)
+    steps = await steps_of(pool, tenant, "moment", "t1")
+    waited = only(steps, "order", "entered").at - only(steps, "w", "entered").at
+    assert timedelta(seconds=2) < waited < timedelta(seconds=4), waited
+    timed_out = only(steps, "order", "timedOut").at - only(steps, "order", "entered").at
+    assert timedelta(seconds=1) <= timed_out < timedelta(seconds=2), timed_out
+    assert steps[-1].kind == "timedOut" and not kinds(steps, "finished")
+    assert await timers_of(pool, tenant) == 0
