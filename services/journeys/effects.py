@@ -46,6 +46,7 @@ from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import apply_profile_write
 from shared.domain.deadletter import invalid_reason
 from shared.domain.journeys.instance import Step
+from shared.domain.journeys.message_ctx import journey_ctx
 from shared.domain.lifecycle import MessageState
 from shared.domain.profiles import to_write
 from shared.domain.routing import JourneyOrigin, SendRequest, TemplateRef
@@ -172,13 +173,19 @@ async def _send(engine: Engine, connection: asyncpg.Connection, entries: list[Ou
             steps.append(_excluded(entry, f"the profile has no {what}"))
             continue
         config = published.config
+        ctx, missing = journey_ctx([f.id for f in config.fields],
+                                   {f.id for f in config.fields if f.required}, body["waits"])
+        if missing:
+            steps.append(_excluded(entry, f"the journey message's field {missing!r} has no"
+                                   " value in the data of the waits resolved before it"))
+            continue
         request = SendRequest(
             messageId=body["messageId"], tenant=entry.tenant,
             origin=JourneyOrigin(journeyId=body["journeyId"], journeyVersion=body["version"],
                                  nodeId=body["node"], instanceId=body["instanceId"]),
             channel=body["channel"], priority="bulk",
             template=TemplateRef(eventId=body["message"], version=published.message_version),
-            to=to, profileId=body["profileId"], ctx={}, profile=profile.profile,
+            to=to, profileId=body["profileId"], ctx=ctx, profile=profile.profile,
             acceptedAt=time.time(), marketing=config.marketing)
         if profile.is_test:
             tests.append(request)  # a test run's: sent to the test profile, like a proof

@@ -110,7 +110,13 @@ async def counts(pool: asyncpg.Pool, tenant: str, journey_id: str) -> dict[tuple
 async def test_the_seed_journey_runs_through_the_real_services(
         pool: asyncpg.Pool, tenant: Tenant) -> None:
     for message, channel in MESSAGES.values():
-        await journey_message(tenant.admin, message, channel, TEMPLATES[channel])
+        if message != "JMSthanks":
+            await journey_message(tenant.admin, message, channel, TEMPLATES[channel])
+    # The thank-you names the purchase's amount: its field is filled from the purchase
+    # that resolved the wait before it.
+    await journey_message(tenant.admin, "JMSthanks", "push", {
+        "title": "Thanks", "body": "Thanks for your {{ ctx.amount }} order"},
+        fields=[{"id": "amount", "type": "decimal", "required": True}])
     created = await tenant.admin.put("/journey-events/JEVpurchase", json=PURCHASE)
     assert created.status_code == 201, created.text
     audience = await tenant.admin.post("/audiences", json={"name": "atl-sf-sea",
@@ -179,14 +185,17 @@ async def test_the_seed_journey_runs_through_the_real_services(
         for profile_id, message in (("m0", "thank you"), ("m2", "thank you"),
                                     ("m3", "not this one")):
             bought = await tenant.ingest.post("/v1/journey-events/JEVpurchase", content=(
-                orjson.dumps({"customerId": profile_id, "purchaseMessage": message,
-                              "amount": 10})), headers={"content-type": "application/json"})
+                b'{"customerId": "%s", "purchaseMessage": "%s", "amount": 10.50}' % (
+                    profile_id.encode(), message.encode())),
+                headers={"content-type": "application/json"})
             assert bought.status_code == 202, bought.text
 
         async def thanked() -> bool:
             return [len(await provider_messages(http, "push", tokens[p]))
                     for p in ("m0", "m2")] == [2, 2]
         await eventually(thanked, "the thank-you push to the matching profiles", 30)
+        thanks = (await provider_messages(http, "push", tokens["m0"]))[1]
+        assert thanks["payload"]["body"] == "Thanks for your 10.50 order"  # exact decimal
         for profile_id in ("m1", "m3", "m4", "m5"):
             assert len(await provider_messages(http, "push", tokens[profile_id])) == 1
 

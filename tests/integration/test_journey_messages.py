@@ -50,13 +50,14 @@ WELCOME = {"subject": "Welcome {{ profile.first_name }}",
 
 
 async def journey_message(admin: httpx.AsyncClient, message_id: str, channel: str,
-                          template: dict[str, Any] | None = None, publish: bool = True
-                          ) -> None:
-    """A journey message through the admin API: configured, published, its message (the
-    default template, or ``template``) published unless ``publish`` is False."""
+                          template: dict[str, Any] | None = None, publish: bool = True,
+                          fields: list[dict[str, Any]] | None = None) -> None:
+    """A journey message through the admin API: configured (its ``fields``: an optional
+    string ``offer`` unless given), published, its message (the default template, or
+    ``template``) published unless ``publish`` is False."""
     created = await admin.post(f"{ADMIN}/events", json={
         "eventId": message_id, "label": f"Journey message {message_id}", "channel": channel,
-        "fields": [{"id": "offer", "type": "string"}]})
+        "fields": fields if fields is not None else [{"id": "offer", "type": "string"}]})
     assert created.status_code == 201, created.text
     assert (await admin.post(f"{ADMIN}/events/{message_id}/publish")).status_code == 200
     if template is not None:
