@@ -2,7 +2,8 @@
 (keyset batches in profile id order, ``audience_reader.read_members``) at the entry's
 ``rate`` profiles a second, saving its progress after each batch so a restarted engine
 goes on from the last profile it handed over; a test run's version takes its chosen test
-profiles instead. An event entry's version has nothing to read here."""
+profiles instead. An event entry's version has nothing to read here. The same loop looks
+at the versions just resumed (``moves.resume``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from aiokafka.errors import KafkaError
 
 from services.journeys import effects
 from services.journeys.metrics import RETRIES
-from services.journeys.moves import enter
+from services.journeys.moves import enter, resume
 from services.journeys.wiring import Engine
 from shared.adapters import journey_version_store
 from shared.adapters.audience_reader import audience_query, check_definition, read_members
@@ -97,9 +98,29 @@ async def enter_once(engine: Engine) -> int:
     return len(versions)
 
 
+async def resume_once(engine: Engine) -> int:
+    """Versions resumed since the last look: their instances' kept inputs looked at."""
+    marked = await journey_version_store.resumed(engine.pool)
+    for version in marked:
+        key = (version["tenant_id"], version["journey_id"], version["version"])
+
+        async def attempt(key: tuple[str, str, int] = key) -> list[effects.Outboxed]:
+            async with engine.pool.acquire() as connection:
+                return await resume(engine, connection, *key)
+
+        outbox = await retry_forever(attempt, "resuming instances", DB_UNAVAILABLE,
+                                     on_retry=RETRIES.labels("resume").inc)
+        await retry_forever(lambda outbox=outbox: effects.apply(engine, outbox),
+                            "applying journey effects", (*DB_UNAVAILABLE, KafkaError),
+                            on_retry=RETRIES.labels("effects").inc)
+        await journey_version_store.resume_handled(engine.pool, *key, version["resumed_at"])
+    return len(marked)
+
+
 async def run(engine: Engine) -> None:
     while True:
         try:
+            await resume_once(engine)
             await enter_once(engine)
             await asyncio.sleep(LOOK_EVERY_S)
         except asyncio.CancelledError:

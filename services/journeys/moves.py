@@ -25,11 +25,13 @@ from shared.adapters import journey_store, journey_version_store
 from shared.adapters.journey_profiles import JourneyProfile, read_profiles
 from shared.adapters.journey_store import Outboxed, Written
 from shared.domain.journeys.advance import Plan, advance, hold, start
+from shared.domain.journeys.codec import instance_from_json
 from shared.domain.journeys.instance import (
     Input,
     Instance,
     JourneyEvent,
     Reaction,
+    Resume,
     TimerFired,
 )
 
@@ -56,6 +58,8 @@ def _with_profile(event: Input, profile: JourneyProfile | None) -> Input:
         return JourneyEvent(event.event_id, event.data, record)
     if isinstance(event, TimerFired):
         return TimerFired(event.token, record)
+    if isinstance(event, Resume):
+        return Resume(record)
     return event
 
 
@@ -186,4 +190,26 @@ async def enter(engine: Engine, connection: asyncpg.Connection, plan: Plan, tena
                 count_steps(instance, effects)
                 outbox += written.outbox
     ENTERED.labels(plan.definition.id).inc(entered)
+    return outbox
+
+
+async def resume(engine: Engine, connection: asyncpg.Connection, tenant: str,
+                 journey_id: str, version: int) -> list[Outboxed]:
+    """A version resumed: each waiting instance that kept inputs while paused gets them
+    looked at again (``Resume``), so a reaction that came during the pause resolves the
+    listen it was for."""
+    now = datetime.now(UTC)
+    rows = await connection.fetch(
+        "SELECT document FROM journey_instances WHERE tenant_id = $1 AND journey_id = $2"
+        " AND version = $3 AND state = 'waiting'"
+        " AND jsonb_array_length(document->'seen') > 0", tenant, journey_id, version)
+    instances = [instance_from_json(r["document"]) for r in rows]
+    profiles = await read_profiles(connection, tenant, [i.profile_id for i in instances])
+    outbox: list[Outboxed] = []
+    for instance in instances:
+        outcome, written, _ = await _move(engine, connection, tenant, instance, Resume(),
+                                          profiles.get(instance.profile_id), now)
+        INPUTS.labels("resume", outcome).inc()
+        if written is not None:
+            outbox += written.outbox
     return outbox

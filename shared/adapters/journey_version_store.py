@@ -143,8 +143,12 @@ async def move_versions(connection: asyncpg.Connection, tenant: str, journey_id:
                         mode: str, from_states: list[str], to_state: str) -> list[int]:
     """Set the journey's versions of ``mode`` in one of ``from_states`` to ``to_state``;
     the versions moved."""
+    # A version going from paused to live is marked resumed: the engine then looks at the
+    # inputs its instances kept while paused.
     rows = await connection.fetch(
-        "UPDATE journey_versions SET state = $5, updated_at = now()"
+        "UPDATE journey_versions SET state = $5, updated_at = now(),"
+        " resumed_at = CASE WHEN state = 'paused' AND $5 = 'live' THEN now()"
+        "                   ELSE resumed_at END"
         " WHERE tenant_id = $1 AND journey_id = $2 AND mode = $3 AND state = ANY($4::text[])"
         " RETURNING version", tenant, journey_id, mode, from_states, to_state)
     return sorted(r["version"] for r in rows)
@@ -262,3 +266,20 @@ async def event_entries(connection: asyncpg.Connection | asyncpg.Pool
         " FROM journey_versions WHERE state = 'live' AND mode = 'live' AND NOT entry_done"
         " AND definition->'entry'->>'type' = 'event'")
     return [dict(r) for r in rows]
+
+
+async def resumed(connection: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, Any]]:
+    """Live versions resumed since the engine last looked."""
+    rows = await connection.fetch(
+        "SELECT tenant_id, journey_id, version, resumed_at FROM journey_versions"
+        " WHERE state = 'live' AND resumed_at IS NOT NULL")
+    return [dict(r) for r in rows]
+
+
+async def resume_handled(connection: asyncpg.Connection | asyncpg.Pool, tenant: str,
+                         journey_id: str, version: int, resumed_at: Any) -> None:
+    """Clear the mark, unless the version was paused and resumed again meanwhile."""
+    await connection.execute(
+        "UPDATE journey_versions SET resumed_at = NULL WHERE tenant_id = $1"
+        " AND journey_id = $2 AND version = $3 AND resumed_at = $4",
+        tenant, journey_id, version, resumed_at)

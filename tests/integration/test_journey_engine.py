@@ -336,3 +336,50 @@ async def test_every_step_reaches_the_step_events_topic_once_in_order(
     finally:
         await consumer.stop()
     assert published == steps
+
+
+async def test_a_paused_journey_holds_an_event_and_takes_it_on_resume(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    for event_id in ("JEVsignup", "JEVping"):
+        assert (await tenant.admin.put(f"/journey-events/{event_id}",
+                                       json=SIGNUP)).status_code == 201
+    written = await tenant.profiles.put("/v1/profiles/r1", json={"email": unique_email("r1")})
+    assert written.status_code == 201, written.text
+    journey = {"id": "hold", "entry": {"type": "event", "eventId": "JEVsignup", "next": "wait"},
+               "nodes": [{"id": "wait", "type": "listen",
+                          "branches": [{"event": {"eventId": "JEVping"}, "next": "done"}],
+                          "timeout": {"after": "P1D"}},
+                         {"id": "done", "type": "end"}]}
+    assert (await tenant.admin.put("/journeys/hold", json=journey)).status_code == 201
+    published = await tenant.admin.post("/journeys/hold/publish")
+    assert published.status_code == 201, published.text
+
+    async def post(event_id: str) -> None:
+        async def accepted() -> httpx.Response | None:
+            answer = await tenant.ingest.post(f"/v1/journey-events/{event_id}", content=(
+                orjson.dumps({"customerId": "r1"})),
+                headers={"content-type": "application/json"})
+            return None if answer.status_code == 404 else answer
+        assert (await eventually(accepted, f"{event_id} known", 10)).json()["accepted"]
+
+    async def instance() -> dict[str, Any] | None:
+        found = (await tenant.admin.get("/journeys/hold/instances/r1")).json()
+        return found["instances"][0] if found.get("instances") else None
+
+    await post("JEVsignup")
+    assert (await eventually(instance, "r1 in the journey", 20))["node"] == "wait"
+    assert (await tenant.admin.post("/journeys/hold/pause")).status_code == 200
+    await post("JEVping")
+    await eventually(lambda: drained("parcours-journeys", JOURNEY_EVENTS),
+                     "the engine through the ping", 20)
+    held = await instance()
+    assert held is not None and (held["state"], held["node"]) == ("waiting", "wait")
+
+    assert (await tenant.admin.post("/journeys/hold/resume")).status_code == 200
+
+    async def finished() -> dict[str, Any] | None:
+        found = await instance()
+        return found if found and found["state"] == "finished" else None
+    done = await eventually(finished, "the held ping taken on resume", 20)
+    assert [s["kind"] for s in done["steps"] if s["node"] == "wait"][-2:] == [
+        "event", "transition"]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shared.domain.conditions import PathSpec, ValueType, check_condition
-from shared.domain.journeys.advance import EARLY_WINDOW, Plan, advance, start
+from shared.domain.journeys.advance import EARLY_WINDOW, Plan, advance, hold, start
 from shared.domain.journeys.definition import parse_definition
 from shared.domain.journeys.instance import (
     CallHttp,
@@ -17,6 +17,7 @@ from shared.domain.journeys.instance import (
     Instance,
     JourneyEvent,
     Reaction,
+    Resume,
     Send,
     SetTimer,
     State,
@@ -275,3 +276,15 @@ def test_a_reaction_before_its_listen_counts_when_the_listen_is_entered(kind: st
     assert not of(effects, SetTimer)  # resolved on entering: no timeout set
     for when in (NOW + timedelta(minutes=1),):
         assert advance(plan, done, TimerFired(reacted.token + 1), when) == (done, [])
+
+
+def test_a_paused_instance_keeps_an_open_and_takes_it_on_resume() -> None:
+    p, instance, _ = started()
+    held = hold(p, instance, Reaction(instance.sent["mail"], "opened"), NOW)
+    assert (held.node, held.token, len(held.seen)) == ("react", instance.token, 1)
+    resumed, effects = advance(p, held, Resume(), NOW + timedelta(minutes=1))
+    assert resumed.node == "buy" and resumed.seen == ()
+    assert of(effects, CancelTimer) == [CancelTimer(instance.token)]
+    assert next((s.kind, s.node) for s in of(effects, Step)) == ("reaction", "react")
+    # Nothing kept: a resume changes nothing.
+    assert advance(p, instance, Resume(), NOW) == (instance, [])

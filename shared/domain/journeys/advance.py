@@ -42,6 +42,7 @@ from shared.domain.journeys.instance import (
     Instance,
     JourneyEvent,
     Reaction,
+    Resume,
     Seen,
     Send,
     SetTimer,
@@ -113,6 +114,8 @@ def advance(plan: Plan, instance: Instance, event: Input, now: datetime
                     "stopped", event.reason)
     if isinstance(event, TimerFired):
         return _timer(plan, instance, event, now)
+    if isinstance(event, Resume):
+        return _resumed(plan, instance, event, now)
     if isinstance(event, JourneyEvent) and any(
             c.event_id == event.event_id for c in plan.definition.exit):
         return _end(instance, State.EXITED, [CancelTimer(instance.token)], "exited",
@@ -125,6 +128,21 @@ def advance(plan: Plan, instance: Instance, event: Input, now: datetime
             return _resolve(plan, instance, node, branch, seen, event.profile, now,
                             [CancelTimer(instance.token)])
     return _keep(plan, instance, seen, now), []
+
+
+def _resumed(plan: Plan, instance: Instance, event: Resume, now: datetime
+             ) -> tuple[Instance, list[Effect]]:
+    """On resume, a listen takes the first input kept while paused that matches a branch,
+    in the order they came (as when it is entered); nothing else changes."""
+    node = plan.node(instance.node) if instance.node != "entry" else None
+    if not isinstance(node, Listen):
+        return instance, []
+    for seen in instance.seen:
+        branch = _matching(plan, node, instance, seen, now)
+        if branch is not None:
+            return _resolve(plan, instance, node, branch, seen, event.profile, now,
+                            [CancelTimer(instance.token)])
+    return instance, []
 
 
 def hold(plan: Plan, instance: Instance, event: Reaction | JourneyEvent, now: datetime

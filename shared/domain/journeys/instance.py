@@ -89,7 +89,14 @@ class Stop:
     reason: str = "the journey was stopped"
 
 
-Input = Reaction | JourneyEvent | TimerFired | Stop
+@dataclass(frozen=True)
+class Resume:
+    """The instance's journey version resumed: what it kept while paused may resolve the
+    listen it waits on."""
+    profile: Mapping[str, Any] = field(default_factory=dict)
+
+
+Input = Reaction | JourneyEvent | TimerFired | Stop | Resume
 
 
 # --- effects -----------------------------------------------------------------------------------
