@@ -16,7 +16,7 @@ from shared.domain.conditions import Condition
 from shared.domain.deadletter import DeadLetter
 from shared.domain.events import TriggerEvent
 from shared.domain.journeys.definition import JourneyDefinition
-from shared.domain.journeys.journey_events import JourneyEventRecord
+from shared.domain.journeys.journey_events import JourneyEventRecord, ProducedJourneyEvent
 from shared.domain.journeys.step_events import StepEvent
 from shared.domain.produced import ProducedEvent
 from shared.domain.profile_records import ProfileRecord
@@ -38,6 +38,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "journeys/definition.v1.json": JourneyDefinition,
     "topics/journey-events.v1.json": JourneyEventRecord,
     "topics/journey-steps.v1.json": StepEvent,
+    "topics/journey-events.kafka.v1.json": ProducedJourneyEvent,
 }
 
 

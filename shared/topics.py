@@ -105,6 +105,15 @@ JOURNEY_EVENTS = Topic(
     "condition and matched to their profile; what journeys' event waits and exits read.",
 )
 
+# Journey events internal systems produce, signed with a kafka key of their tenant like
+# EVENTS_KAFKA's records; keyed by profile id like JOURNEY_EVENTS (co-partitioned).
+JOURNEY_EVENTS_KAFKA = Topic(
+    "parcours.journey-events.kafka.v1", "profile id", 6,
+    "topics/journey-events.kafka.v1.json",
+    "Journey events produced straight to Kafka by internal systems: signed (kafka key of "
+    "the tenant), typed and identified by the journey engine as the gateway does over HTTP.",
+)
+
 # Every step of every journey instance, in commit order per profile (keyed by profile id).
 JOURNEY_STEPS = Topic(
     "parcours.journey-steps.v1", "profile id", 6, "topics/journey-steps.v1.json",
@@ -116,6 +125,7 @@ JOURNEY_STEPS = Topic(
 ALL_TOPICS: tuple[Topic, ...] = (
     EVENTS_IN, EVENTS_KAFKA, SEND_EMAIL_TX, SEND_EMAIL_BULK, SEND_SMS_TX, SEND_PUSH_TX, DEADLETTER,
     PROFILES, REACTIONS, SEND_SMS_BULK, SEND_PUSH_BULK, JOURNEY_EVENTS, JOURNEY_STEPS,
+    JOURNEY_EVENTS_KAFKA,
 )
 
 SEND_TX_TOPICS = {"email": SEND_EMAIL_TX, "sms": SEND_SMS_TX, "push": SEND_PUSH_TX}

@@ -1,7 +1,8 @@
 """The engine's consumer of reactions (``parcours.reactions.v1``) and journey events
-(``parcours.journey-events.v1``): both keyed by profile id with as many partitions, so
-one consumer of the group holds a profile's reactions and events, read in order
-(co-partitioned: the range assignor gives a consumer the same partitions of both).
+(``parcours.journey-events.v1`` from the gateway, ``parcours.journey-events.kafka.v1``
+from internal systems, signed: ``produced.py``): all keyed by profile id with as many
+partitions, so one consumer of the group holds a profile's reactions and events, read in order
+(co-partitioned: the range assignor gives a consumer the same partitions of each).
 
 At-least-once: offsets are committed once the batch's moves are stored; a redelivered
 input finds its wait resolved (dropped) or is kept once more (a duplicate of what the
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from services.journeys import effects
 from services.journeys.metrics import RETRIES
 from services.journeys.moves import Arrival, arrive
+from services.journeys.produced import Produced, admit
 from services.journeys.wiring import Engine
 from shared.adapters.kafka import (
     client_security,
@@ -36,7 +38,7 @@ from shared.domain.journeys.instance import JourneyEvent, Reaction
 from shared.domain.journeys.journey_events import JourneyEventRecord
 from shared.domain.reactions import Reaction as ReactionRecord
 from shared.resilience import retry_forever
-from shared.topics import JOURNEY_EVENTS, REACTIONS
+from shared.topics import JOURNEY_EVENTS, JOURNEY_EVENTS_KAFKA, REACTIONS
 
 log = logging.getLogger(__name__)
 GROUP = "parcours-journeys"
@@ -74,8 +76,15 @@ def read(records: Sequence[tuple[str, bytes | None, bytes]]
     return arrivals, letters
 
 
-async def handle(engine: Engine, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+async def handle(engine: Engine, records: Sequence[tuple[str, bytes | None, bytes]],
+                 produced: Sequence[Produced] = ()) -> None:
+    """``records`` (topic, key, value) from the gateway's topics, in order; ``produced``:
+    the signed journey events of internal systems."""
     arrivals, letters = read(records)
+    if produced:
+        admitted, refused = await admit(engine, produced)
+        arrivals += admitted
+        letters += refused
 
     async def attempt() -> list[effects.Outboxed]:
         async with engine.pool.acquire() as connection:
@@ -107,7 +116,7 @@ async def _consume(engine: Engine) -> None:
     settings = engine.settings
     consumer: AIOKafkaConsumer = manual_consumer(
         settings.kafka_bootstrap, GROUP, REACTIONS.name, JOURNEY_EVENTS.name,
-        max_poll_records=BATCH, **client_security(settings),
+        JOURNEY_EVENTS_KAFKA.name, max_poll_records=BATCH, **client_security(settings),
         # Range, not aiokafka's default round robin: partition n of both topics goes to
         # the same consumer, so a profile's reactions and events meet in one engine.
         partition_assignment_strategy=(RangePartitionAssignor,))
@@ -115,9 +124,13 @@ async def _consume(engine: Engine) -> None:
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
-            records = [(r.topic, r.key, r.value) for rs in batches.values() for r in rs]
-            if records:
-                await handle(engine, records)
+            records = [(r.topic, r.key, r.value) for rs in batches.values() for r in rs
+                       if r.topic != JOURNEY_EVENTS_KAFKA.name]
+            produced = [Produced(r.key, r.value, r.headers, r.timestamp)
+                        for rs in batches.values() for r in rs
+                        if r.topic == JOURNEY_EVENTS_KAFKA.name]
+            if records or produced:
+                await handle(engine, records, produced)
                 await commit_or_redeliver(consumer)
     finally:
         await consumer.stop()

@@ -15,6 +15,7 @@ from shared.adapters.postgres import create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.profile_schema_store import ProfileSchemaCache
 from shared.adapters.rules_store import TenantRulesCache
+from shared.adapters.signing_keys import SigningKeyCache
 from shared.bounded import BoundedDict
 from shared.domain.audiences import profile_paths
 from shared.domain.journeys.advance import Plan
@@ -36,6 +37,7 @@ class Engine:
     event_types: JourneyEventTypesCache
     step: Step
     http: httpx.AsyncClient
+    signing_keys: SigningKeyCache  # the kafka keys that sign produced journey events
     # A version's definition never changes: its plan is compiled once (bounded: versions
     # come and go). The profile schema it was checked against may change; the admin
     # validates against it before publishing, and a condition that no longer fits the
@@ -56,8 +58,10 @@ class Engine:
         await rules.listen(settings.pg_dsn)
         event_types = JourneyEventTypesCache(pool, settings.config_cache_ttl_s)
         http = httpx.AsyncClient(follow_redirects=False)
+        signing_keys = SigningKeyCache(pool)
+        await signing_keys.listen(settings.pg_dsn)
         return cls(settings, pool, producer, catalog, schemas, event_types,
-                   Step(rules, schemas), http)
+                   Step(rules, schemas), http, signing_keys)
 
     async def close(self) -> None:
         await self.http.aclose()

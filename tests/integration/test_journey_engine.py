@@ -18,18 +18,20 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared.adapters.key_store import create_key, create_tenant
 from shared.domain.api_keys import Scope
-from shared.topics import JOURNEY_EVENTS, JOURNEY_STEPS
+from shared.topics import DEADLETTER, JOURNEY_EVENTS, JOURNEY_EVENTS_KAFKA, JOURNEY_STEPS
 from tests.integration.conftest import (
     ADMIN,
     BULK_SINK,
     GATEWAY,
+    dead_letter_where,
     drained,
     end_offsets,
     eventually,
+    kafka_signer,
     mails_to,
     provider_messages,
     settings,
@@ -383,3 +385,49 @@ async def test_a_paused_journey_holds_an_event_and_takes_it_on_resume(
     done = await eventually(finished, "the held ping taken on resume", 20)
     assert [s["kind"] for s in done["steps"] if s["node"] == "wait"][-2:] == [
         "event", "transition"]
+
+
+async def test_journey_events_produced_to_kafka_signed_enter_and_forged_ones_are_refused(
+        pool: asyncpg.Pool, tenant: Tenant, producer: AIOKafkaProducer) -> None:
+    assert (await tenant.admin.put("/journey-events/JEVsignup", json=SIGNUP)).status_code == 201
+    for profile_id in ("k1", "k2"):
+        written = await tenant.profiles.put(f"/v1/profiles/{profile_id}",
+                                            json={"email": unique_email(profile_id)})
+        assert written.status_code == 201, written.text
+    await publish_version(pool, tenant.name, {
+        "id": "kafka", "entry": {"type": "event", "eventId": "JEVsignup", "next": "done"},
+        "nodes": [{"id": "done", "type": "end"}]})
+    signer = await kafka_signer(pool, tenant.name)
+    stranger = await kafka_signer(pool)  # a key of another tenant
+    before = await end_offsets(DEADLETTER)
+
+    def record(profile_id: str, **changes: Any) -> bytes:
+        return orjson.dumps({"v": 1, "tenant": tenant.name, "eventId": "JEVsignup",
+                             "payload": {"customerId": profile_id}, **changes})
+
+    signed = record("k1")
+    await producer.send_and_wait(JOURNEY_EVENTS_KAFKA.name, signed, key=b"k1",
+                                 headers=signer.headers(signed))
+    forged = record("k2")
+    await producer.send_and_wait(JOURNEY_EVENTS_KAFKA.name, forged, key=b"k2",
+                                 headers=stranger.headers(forged))
+    unsigned = record("k2", payload={"customerId": "k2", "marker": "unsigned"})
+    await producer.send_and_wait(JOURNEY_EVENTS_KAFKA.name, unsigned, key=b"k2")
+    wrong = record("k2", payload={"customerId": 7})
+    await producer.send_and_wait(JOURNEY_EVENTS_KAFKA.name, wrong, key=b"k2",
+                                 headers=signer.headers(wrong))
+
+    async def entered() -> list[str] | None:
+        rows = await pool.fetch("SELECT profile_id, state FROM journey_instances"
+                                " WHERE tenant_id = $1", tenant.name)
+        return [r["profile_id"] for r in rows if r["state"] == "finished"] or None
+    assert await eventually(entered, "k1 through the journey", 20) == ["k1"]
+    for original, reason in ((forged, "refused"), (unsigned, "refused: unsigned"),
+                             (wrong, "invalid")):
+        letter = await dead_letter_where(
+            before, lambda _r, letter, o=original: letter["original"] == o.decode(),
+            f"the dead letter of {original!r}")
+        assert letter["reason"].startswith(reason), letter
+    await eventually(lambda: drained("parcours-journeys", JOURNEY_EVENTS_KAFKA),
+                     "the engine through every produced record", 20)
+    assert await entered() == ["k1"]  # k2 never entered

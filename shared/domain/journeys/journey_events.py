@@ -16,7 +16,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from shared.domain.conditions import Checked, PathSpec, Schema, ValueType, check_condition
@@ -65,6 +72,19 @@ class JourneyEventRecord(BaseModel):
     profileId: str
     payload: dict[str, Any]  # as the type's fields made it, JSON (decimals as strings)
     acceptedAt: float  # Unix seconds
+
+
+class ProducedJourneyEvent(BaseModel):
+    """A journey event an internal system produces to ``parcours.journey-events.kafka.v1``,
+    signed with one of its tenant's kafka keys (the headers of ``parcours.events.kafka.v1``)
+    and keyed by the profile id its type's profile key names."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    tenant: str = Field(min_length=1, max_length=128)
+    eventId: str = Field(pattern=JOURNEY_EVENT_ID, description="a journey event type (JEV…)"
+                         " of the tenant")
+    payload: dict[str, Any] = Field(description="the type's fields, as over HTTP")
 
 
 def payload_model(event_type: JourneyEventType) -> type[BaseModel]:
