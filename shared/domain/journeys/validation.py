@@ -5,9 +5,10 @@ Errors: a duplicate or unknown node id, a node no path reaches, a loop in which 
 waits (an instance would spin), a timeout or wait over 90 days, a reaction to a node that
 is not an action upstream or of another channel, a missing or unpublished message (a
 journey message is an event configuration JMS…, of the node's channel), an unknown
-journey event. Warnings: a listen without a timeout (instances may wait for ever),
-a reaction to an action that some paths to the listen skip (there it cannot happen), a
-node from which no end can be reached.
+journey event, an http node whose host is not on the tenant's allow-list. Warnings: a
+listen without a timeout (instances may wait for ever), a reaction to an action that some
+paths to the listen skip (there it cannot happen), a node from which no end can be
+reached.
 
 A join never deadlocks: an instance follows one path at a time, so a node several paths
 name goes on when the one instance reaches it (there is no waiting for the other paths).
@@ -15,7 +16,7 @@ name goes on when the one instance reaches it (there is no waiting for the other
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +28,7 @@ from shared.domain.journeys.definition import (
     AudienceEntry,
     Decision,
     End,
+    HttpCall,
     JourneyDefinition,
     Listen,
     Node,
@@ -34,6 +36,7 @@ from shared.domain.journeys.definition import (
     successors,
     waits,
 )
+from shared.domain.journeys.http_hosts import HostEntry, allowed, refusal
 from shared.domain.journeys.journey_events import JourneyEventType, event_paths
 from shared.domain.journeys.plan import wait_paths
 
@@ -68,13 +71,15 @@ def validate(definition: JourneyDefinition, *,
              messages: Mapping[str, MessageInfo] | None = None,
              journey_events: Set[str] | None = None,
              paths: Schema | None = None,
-             event_types: Mapping[str, JourneyEventType] | None = None) -> list[Problem]:
+             event_types: Mapping[str, JourneyEventType] | None = None,
+             http_hosts: Sequence[HostEntry] | None = None) -> list[Problem]:
     """Every problem of ``definition``. ``messages``: the journey's messages by id, each
     ``(channel, published)`` (or only whether it is published: its channel then is not
     checked), published meaning it can be sent (a live version, published or paused);
     ``journey_events``: the tenant's journey event ids; ``paths``: what a condition node
     may test of the profile; ``event_types``: the journey event types, for the conditions
-    on their data. Any left None is not checked."""
+    on their data; ``http_hosts``: the tenant's allow-list, which every http node's URL
+    must match. Any left None is not checked."""
     problems: list[Problem] = []
     nodes: dict[str, Node] = {}
     for node in definition.nodes:
@@ -103,6 +108,9 @@ def validate(definition: JourneyDefinition, *,
         problems += _conditions(nodes, {**paths, **wait_paths(definition, event_types or {})})
     if event_types is not None:
         problems += _event_conditions(nodes, event_types)
+    if http_hosts is not None:
+        problems += [Problem(n.id, "error", refusal(n.url)) for n in nodes.values()
+                     if isinstance(n, HttpCall) and not allowed(n.url, http_hosts)]
     ends = {n.id for n in nodes.values() if isinstance(n, End)}
     reverse: dict[str, list[str]] = {n: [] for n in nodes}
     for source, targets in graph.items():
