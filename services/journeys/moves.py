@@ -74,7 +74,11 @@ async def _move(engine: Engine, connection: asyncpg.Connection, tenant: str,
         if plan is None:
             return "dropped", None, instance
         given = _with_profile(event, profile)
-        if paused and not isinstance(given, TimerFired):
+        # A paused instance holds what comes, except an exit criterion: that takes the
+        # profile out wherever it is, paused or not.
+        exits = isinstance(given, JourneyEvent) and any(
+            c.event_id == given.event_id for c in plan.definition.exit)
+        if paused and not exits and isinstance(given, Reaction | JourneyEvent):
             moved, effects = hold(plan, instance, given, now), []
         else:
             moved, effects = advance(plan, instance, given, now)

@@ -342,36 +342,47 @@ async def test_every_step_reaches_the_step_events_topic_once_in_order(
 
 async def test_a_paused_journey_holds_an_event_and_takes_it_on_resume(
         pool: asyncpg.Pool, tenant: Tenant) -> None:
-    for event_id in ("JEVsignup", "JEVping"):
+    for event_id in ("JEVsignup", "JEVping", "JEVoptOut"):
         assert (await tenant.admin.put(f"/journey-events/{event_id}",
                                        json=SIGNUP)).status_code == 201
-    written = await tenant.profiles.put("/v1/profiles/r1", json={"email": unique_email("r1")})
-    assert written.status_code == 201, written.text
+    for profile_id in ("r1", "r2"):
+        written = await tenant.profiles.put(f"/v1/profiles/{profile_id}",
+                                            json={"email": unique_email(profile_id)})
+        assert written.status_code == 201, written.text
     journey = {"id": "hold", "entry": {"type": "event", "eventId": "JEVsignup", "next": "wait"},
                "nodes": [{"id": "wait", "type": "listen",
                           "branches": [{"event": {"eventId": "JEVping"}, "next": "done"}],
                           "timeout": {"after": "P1D"}},
-                         {"id": "done", "type": "end"}]}
+                         {"id": "done", "type": "end"}],
+               "exit": [{"eventId": "JEVoptOut"}]}
     assert (await tenant.admin.put("/journeys/hold", json=journey)).status_code == 201
     published = await tenant.admin.post("/journeys/hold/publish")
     assert published.status_code == 201, published.text
 
-    async def post(event_id: str) -> None:
+    async def post(event_id: str, profile_id: str = "r1") -> None:
         async def accepted() -> httpx.Response | None:
             answer = await tenant.ingest.post(f"/v1/journey-events/{event_id}", content=(
-                orjson.dumps({"customerId": "r1"})),
+                orjson.dumps({"customerId": profile_id})),
                 headers={"content-type": "application/json"})
             return None if answer.status_code == 404 else answer
         assert (await eventually(accepted, f"{event_id} known", 10)).json()["accepted"]
 
-    async def instance() -> dict[str, Any] | None:
-        found = (await tenant.admin.get("/journeys/hold/instances/r1")).json()
+    async def instance(profile_id: str = "r1") -> dict[str, Any] | None:
+        found = (await tenant.admin.get(f"/journeys/hold/instances/{profile_id}")).json()
         return found["instances"][0] if found.get("instances") else None
 
     await post("JEVsignup")
+    await post("JEVsignup", "r2")
     assert (await eventually(instance, "r1 in the journey", 20))["node"] == "wait"
+    assert (await eventually(lambda: instance("r2"), "r2 in", 20))["node"] == "wait"
     assert (await tenant.admin.post("/journeys/hold/pause")).status_code == 200
     await post("JEVping")
+    await post("JEVoptOut", "r2")  # an exit criterion takes r2 out, paused or not
+
+    async def exited() -> dict[str, Any] | None:
+        found = await instance("r2")
+        return found if found and found["state"] == "exited" else None
+    await eventually(exited, "r2 out of the paused journey", 20)
     await eventually(lambda: drained("parcours-journeys", JOURNEY_EVENTS),
                      "the engine through the ping", 20)
     held = await instance()
