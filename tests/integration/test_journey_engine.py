@@ -442,3 +442,57 @@ async def test_journey_events_produced_to_kafka_signed_enter_and_forged_ones_are
     await eventually(lambda: drained("parcours-journeys", JOURNEY_EVENTS_KAFKA),
                      "the engine through every produced record", 20)
     assert await entered() == ["k1"]  # k2 never entered
+
+
+async def test_a_new_version_takes_new_entries_while_running_instances_stay_on_theirs(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    for event_id in ("JEVsignup", "JEVping"):
+        assert (await tenant.admin.put(f"/journey-events/{event_id}",
+                                       json=SIGNUP)).status_code == 201
+    for profile_id in ("v1", "v2"):
+        written = await tenant.profiles.put(f"/v1/profiles/{profile_id}",
+                                            json={"email": unique_email(profile_id)})
+        assert written.status_code == 201, written.text
+
+    def journey(after_ping: str) -> dict[str, Any]:
+        return {"id": "ver", "entry": {"type": "event", "eventId": "JEVsignup", "next": "wait"},
+                "nodes": [{"id": "wait", "type": "listen",
+                           "branches": [{"event": {"eventId": "JEVping"},
+                                         "next": after_ping}],
+                           "timeout": {"after": "P1D"}},
+                          {"id": after_ping, "type": "end"}]}
+
+    async def post(event_id: str, profile_id: str) -> None:
+        async def accepted() -> httpx.Response | None:
+            answer = await tenant.ingest.post(f"/v1/journey-events/{event_id}", content=(
+                orjson.dumps({"customerId": profile_id})),
+                headers={"content-type": "application/json"})
+            return None if answer.status_code == 404 else answer
+        assert (await eventually(accepted, f"{event_id} known", 10)).json()["accepted"]
+
+    async def instance(profile_id: str) -> dict[str, Any] | None:
+        found = (await tenant.admin.get(f"/journeys/ver/instances/{profile_id}")).json()
+        return found["instances"][0] if found.get("instances") else None
+
+    for version, after_ping in ((1, "first"), (2, "second")):
+        assert (await tenant.admin.put("/journeys/ver",
+                                       json=journey(after_ping))).status_code in (200, 201)
+        published = await tenant.admin.post("/journeys/ver/publish")
+        assert published.status_code == 201 and published.json()["version"] == version
+        profile_id = f"v{version}"
+        await post("JEVsignup", profile_id)
+        entered = await eventually(lambda p=profile_id: instance(p), f"{profile_id} in", 20)
+        assert (entered["version"], entered["node"]) == (version, "wait")
+
+    for profile_id in ("v1", "v2"):
+        await post("JEVping", profile_id)
+
+    async def both_finished() -> list[tuple[str, int, str]] | None:
+        found = [await instance(p) for p in ("v1", "v2")]
+        if not all(i and i["state"] == "finished" for i in found):
+            return None
+        return [(p, i["version"], i["node"]) for p, i in zip(("v1", "v2"), found, strict=True)
+                if i is not None]
+    # v1 entered version 1 and finishes on its path; v2 entered version 2, on the new one.
+    assert await eventually(both_finished, "both instances finished", 20) == [
+        ("v1", 1, "first"), ("v2", 2, "second")]
