@@ -4,9 +4,9 @@
   P3D → end``: no message), beside the same audience's raw streaming rate (P7's reads:
   ``COPY … TO STDOUT`` and the keyset read the entry calls) measured in the same run. The
   version is written live with its audience entry at the largest rate a definition allows
-  (20,000/s); the clock runs from that write to the last instance stored (the engine's
-  ``parcours_journey_entered_total`` for the version's journey, polled; checked against
-  ``journey_instances`` at the end).
+  (20,000/s); the clock runs from that write to the last instance stored (the version's
+  waiting instances counted every 0.5 s; not the engine's ``parcours_journey_entered_total``,
+  which a restart of the engine resets).
 - **P8J** journey timers with 1,000,000 pending: the backlog is 1,000,000 waiting
   instances of a live version (``audience → wait P3D → end``, documents as ``start`` and
   the codec make them) with their timers due in three days, written with COPY. Then, per
@@ -42,13 +42,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
-import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import RUNS, Row, overwrite, progress, settings
 from bench.p7_audiences import _keyset, _raw
-from bench.stats import latency_summary, median, median_of, prometheus_samples, ratio
+from bench.stats import latency_summary, median, median_of, ratio
 from shared.adapters import journey_event_store
 from shared.adapters.audience_reader import audience_query, check_definition
 from shared.adapters.audience_store import create_audience
@@ -66,7 +65,6 @@ from shared.domain.journeys.plan import compile_plan
 from shared.domain.profile_schema import EMPTY_SCHEMA
 from shared.topics import JOURNEY_EVENTS, send_topic
 
-ENGINE_METRICS = f"http://127.0.0.1:{settings.journeys_metrics_port}/metrics"
 CHUNK = 50_000  # rows per COPY (one progress line each)
 POLL_S = 0.1
 TARGET_ENTER = 50_000  # TARGETS P7: ≥ 50,000 profiles/s
@@ -179,15 +177,6 @@ async def _publish(connection: asyncpg.Connection, tenant: str, journey: dict[st
         tenant, journey["id"], version, journey, entry_done)
 
 
-async def _scrape(http: httpx.AsyncClient, name: str, labels: dict[str, str]) -> float:
-    try:
-        text = (await http.get(ENGINE_METRICS, timeout=5)).text
-    except httpx.HTTPError:
-        return math.nan
-    return sum(v for found, v in prometheus_samples(text, name)
-               if all(found.get(k) == want for k, want in labels.items()))
-
-
 # --- P7J: entering --------------------------------------------------------------------------
 
 P7_TENANT = "bench-jp7"
@@ -217,34 +206,29 @@ async def _p7_measure(total: int, deadline_s: float) -> dict[str, Any]:
 
         journey_id = f"bench-p7j-{int(time.time())}"
         journey = _wait_journey(journey_id, audience["audience_id"], rate=20_000)
-        async with httpx.AsyncClient() as http:
-            before = await _scrape(http, "parcours_journey_entered_total",
-                                   {"journey": journey_id})
-            published = time.monotonic()
-            await _publish(connection, P7_TENANT, journey, 1, entry_done=False)
-            entered, first, last = 0.0, None, published
-            while time.monotonic() - published < deadline_s:
-                await asyncio.sleep(0.5)
-                now_entered = await _scrape(http, "parcours_journey_entered_total",
-                                            {"journey": journey_id}) - (before or 0)
-                if math.isnan(now_entered):
-                    continue
-                if now_entered > entered:
-                    first = first or time.monotonic()
-                    entered, last = now_entered, time.monotonic()
-                elapsed = time.monotonic() - published
-                overwrite(f"  P7J entering: {entered:,.0f}/{members:,} after {elapsed:.0f}s "
-                          f"({entered / elapsed:,.0f}/s)")
-                if entered >= members:
-                    break
-            progress("")
-        stored = int(await connection.fetchval(
-            "SELECT count(*) FROM journey_instances WHERE tenant_id = $1 AND journey_id = $2",
-            P7_TENANT, journey_id))
+        published = time.monotonic()
+        await _publish(connection, P7_TENANT, journey, 1, entry_done=False)
+        entered, first, last = 0, None, published
+        while time.monotonic() - published < deadline_s:
+            await asyncio.sleep(0.5)
+            # The instances stored (not the engine's counter: another restart resets it).
+            now_entered = int(await connection.fetchval(
+                "SELECT count(*) FROM journey_instances WHERE tenant_id = $1"
+                " AND journey_id = $2 AND version = 1 AND node = 'pause'"
+                " AND state = 'waiting'", P7_TENANT, journey_id))
+            if now_entered > entered:
+                first = first or time.monotonic()
+                entered, last = now_entered, time.monotonic()
+            elapsed = time.monotonic() - published
+            overwrite(f"  P7J entering: {entered:,}/{members:,} after {elapsed:.0f}s "
+                      f"({entered / elapsed:,.0f}/s)")
+            if entered >= members:
+                break
+        progress("")
         seconds = last - published
-        result.update(journey=journey_id, entered_metric=entered, instances=stored,
-                      seconds=seconds, complete=stored == members,
-                      enter_rate=stored / seconds if seconds > 0 else None,
+        result.update(journey=journey_id, instances=entered, seconds=seconds,
+                      complete=entered == members,
+                      enter_rate=entered / seconds if seconds > 0 else None,
                       first_entry_after_s=None if first is None else first - published)
     finally:
         await connection.close()

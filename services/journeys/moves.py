@@ -11,7 +11,7 @@ where it is stale (a timer), kept for a later wait, or moves it again.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from services.journeys.event_entry import enter_by_events
-from services.journeys.metrics import ENTERED, INPUTS, TIMER_LATENESS, count_steps
+from services.journeys.metrics import ENTERED, INPUTS, STEPS, TIMER_LATENESS, count_steps
 from services.journeys.wiring import Engine
 from shared.adapters import journey_store, journey_version_store
 from shared.adapters.journey_profiles import JourneyProfile, read_profiles
@@ -32,6 +32,7 @@ from shared.domain.journeys.instance import (
     JourneyEvent,
     Reaction,
     Resume,
+    Step,
     TimerFired,
 )
 
@@ -180,20 +181,18 @@ async def enter(engine: Engine, connection: asyncpg.Connection, plan: Plan, tena
     entered before, is skipped), in one transaction."""
     now = datetime.now(UTC)
     profiles = await read_profiles(connection, tenant, profile_ids)
-    outbox: list[Outboxed] = []
-    entered = 0
-    async with connection.transaction():
-        for profile_id in profile_ids:
-            profile = profiles.get(profile_id)
-            if profile is None:
-                continue  # erased since the audience was read
-            instance, effects = start(plan, profile_id, 0, profile.record, now)
-            written = await journey_store.create(connection, tenant, instance, effects, now)
-            if written is not None:
-                entered += 1
-                count_steps(instance, effects)
-                outbox += written.outbox
-    ENTERED.labels(plan.definition.id).inc(entered)
+    started = [start(plan, profile_id, 0, profiles[profile_id].record, now)
+               for profile_id in profile_ids
+               if profile_id in profiles]  # else erased since the audience was read
+    # One statement per table for the whole batch (a round trip per profile and table
+    # capped entering at ≈ 1,000 profiles a second: bench P7J).
+    stored = await journey_store.create_many(connection, tenant, started, now)
+    outbox = [o for _, _, written in stored for o in written.outbox]
+    steps = Counter((e.node, e.kind) for _, effects, _ in stored for e in effects
+                    if isinstance(e, Step))
+    for (node, kind), n in steps.items():  # count_steps' counts, a label lookup each
+        STEPS.labels(plan.definition.id, node, kind).inc(n)
+    ENTERED.labels(plan.definition.id).inc(len(stored))
     return outbox
 
 

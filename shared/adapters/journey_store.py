@@ -17,12 +17,14 @@ before committing leaves it to the next.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from shared.adapters import erasure
 from shared.domain.journeys.codec import instance_from_json, instance_to_json
@@ -155,6 +157,67 @@ async def create(connection: asyncpg.Connection, tenant: str, instance: Instance
         if status.endswith(" 0"):
             return None
         return await _effects(connection, tenant, instance, effects, at)
+
+
+_STEP_COLUMNS = ["tenant_id", "journey_id", "version", "instance_id", "profile_id", "at",
+                 "kind", "node", "detail"]
+
+
+async def create_many(connection: asyncpg.Connection, tenant: str,
+                      moves: Sequence[tuple[Instance, Sequence[Effect]]],
+                      at: datetime | None = None
+                      ) -> list[tuple[Instance, Sequence[Effect], Written]]:
+    """``create`` for a batch of new instances, one statement per table: the instances
+    stored with their effects and outbox; an instance whose profile already has a live
+    instance of the journey, or that exists (a redelivered entry), is left out as
+    ``create`` leaves it out (also the second of two in the batch for one profile)."""
+    if not moves:
+        return []
+    at = at or datetime.now(UTC)
+    async with connection.transaction():
+        rows = [_row(tenant, instance) for instance, _ in moves]
+        columns = list(zip(*rows, strict=True))
+        stored = {str(r["instance_id"]) for r in await connection.fetch(
+            f"INSERT INTO journey_instances {_COLUMNS}"
+            " SELECT t, i, j, v, p, s, n, k, d::jsonb, e FROM unnest($1::text[],"
+            " $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],"
+            " $8::int[], $9::text[], $10::timestamptz[]) AS u(t, i, j, v, p, s, n, k, d, e)"
+            " ON CONFLICT DO NOTHING RETURNING instance_id",
+            *columns[:8], [orjson.dumps(d).decode() for d in columns[8]], columns[9])}
+        kept = [(i, e) for i, e in moves if i.instance_id in stored]
+        cancelled = [(i.instance_id, e.token) for i, effects in kept for e in effects
+                     if isinstance(e, CancelTimer)]
+        if cancelled:
+            await connection.execute(
+                "DELETE FROM journey_timers t USING unnest($2::uuid[], $3::int[]) AS c(i, k)"
+                " WHERE t.tenant_id = $1 AND t.instance_id = c.i AND t.token = c.k",
+                tenant, [c[0] for c in cancelled], [c[1] for c in cancelled])
+        timers = [(i.instance_id, e.token, e.due) for i, effects in kept for e in effects
+                  if isinstance(e, SetTimer)]
+        if timers:
+            await connection.execute(
+                "INSERT INTO journey_timers (tenant_id, instance_id, token, due_at)"
+                " SELECT $1, i, k, d FROM unnest($2::uuid[], $3::int[], $4::timestamptz[])"
+                " AS u(i, k, d) ON CONFLICT DO NOTHING",
+                tenant, *(list(c) for c in zip(*timers, strict=True)))
+        # COPY: a third cheaper than INSERT … unnest for the three or more steps each.
+        await connection.copy_records_to_table(
+            "journey_steps", columns=_STEP_COLUMNS, records=[
+                (tenant, i.journey_id, i.version, uuid.UUID(i.instance_id), i.profile_id,
+                 at, e.kind, e.node, e.detail)
+                for i, effects in kept for e in effects if isinstance(e, Step)])
+        written = [(i, e, Written(outbox_entries(tenant, i, e) if any(
+            isinstance(x, Send | UpdateProfile | CallHttp) for x in e) else []))
+            for i, e in kept]
+        outbox = [o for _, _, w in written for o in w.outbox]
+        if outbox:
+            await connection.execute(
+                "INSERT INTO journey_outbox (tenant_id, effect_id, instance_id, kind, body)"
+                " SELECT $1, f, i, k, b::jsonb FROM unnest($2::uuid[], $3::uuid[],"
+                " $4::text[], $5::text[]) AS u(f, i, k, b) ON CONFLICT DO NOTHING",
+                tenant, [o.effect_id for o in outbox], [o.instance_id for o in outbox],
+                [o.kind for o in outbox], [orjson.dumps(o.body).decode() for o in outbox])
+    return written
 
 
 async def save(connection: asyncpg.Connection, tenant: str, read_token: int,
