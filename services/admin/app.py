@@ -16,6 +16,7 @@ from services.admin import (
     event_routes,
     identity_routes,
     journey_event_routes,
+    journey_http_host_routes,
     journey_instance_routes,
     journey_lifecycle_routes,
     journey_routes,
@@ -62,7 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for routes in (event_routes, proof_routes, test_profile_routes, profile_schema_routes,
                    audience_routes, rule_routes, address_routes, dry_run_routes,
                    identity_routes, dkim_routes, webhook_routes, journey_routes,
-                   journey_event_routes, journey_lifecycle_routes, journey_instance_routes):
+                   journey_event_routes, journey_lifecycle_routes, journey_instance_routes,
+                   journey_http_host_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)

@@ -1,9 +1,10 @@
 """Journey drafts through the admin API: written as JSON (``schemas/journeys/
 definition.v1.json``), refused with a 422 naming the field when the shape is wrong, and
-validated against the graph's rules, the tenant's profile paths, its journey event types
-and its journey messages (event configurations JMS…, authored through /admin/v1/events: each
-action's must exist, be of the node's channel and have a live version), every problem with
-its node (errors block publishing, warnings do not).
+validated against the graph's rules, the tenant's profile paths, its journey event types,
+its http allow-list (/admin/v1/journey-http-hosts: each http node's host must be on it)
+and its journey messages (event configurations JMS…, authored through /admin/v1/events:
+each action's must exist, be of the node's channel and have a live version), every
+problem with its node (errors block publishing, warnings do not).
 
     PUT    /admin/v1/journeys/{journeyId}           the draft (201 created, 200 replaced)
     GET    /admin/v1/journeys                       the tenant's journeys
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.admin.dependencies import AdminCaller, Db, body_errors
 from shared.adapters import journey_definition_store as store
-from shared.adapters import journey_event_store
+from shared.adapters import journey_event_store, journey_http_hosts_store
 from shared.adapters.catalog_store import journey_messages
 from shared.adapters.profile_schema_store import load_schema
 from shared.domain.audiences import profile_paths
@@ -69,8 +70,10 @@ async def _checked(connection: asyncpg.Connection, tenant: str,
     event_types = await journey_event_store.types_of(connection, tenant)
     messages = await journey_messages(
         connection, tenant, (n.message for n in definition.nodes if isinstance(n, Action)))
+    hosts = await journey_http_hosts_store.entries(connection, tenant)
     problems = validate(definition, messages=messages, paths=profile_paths(schema),
-                        journey_events=set(event_types), event_types=event_types)
+                        journey_events=set(event_types), event_types=event_types,
+                        http_hosts=hosts)
     return ([ProblemOut(**p.as_json()) for p in problems], not errors(problems))
 
 

@@ -12,8 +12,10 @@
 - **updateProfile**: a merge of the node's values into the profile (test profiles are the
   admin API's: not written, and the step says so). Effects apply in the order of their
   nodes: a message after an update goes to the address, with the consent, it set.
-- **http**: one call to the node's URL with the instance's data (allow-listed targets: no
-  loopback or private address unless the engine runs with allow-local-targets). Calls run
+- **http**: one call to the node's URL with the instance's data, if its host is on the
+  tenant's allow-list as it is now (/admin/v1/journey-http-hosts, read through a short
+  cache: a host removed since publishing is an ``httpFailed`` step, no call); no loopback
+  or private address unless the engine runs with allow-local-targets. Calls run
   in the background, at most MAX_CALLS at once, each deleted from the outbox with its step
   once answered or timed out: a receiver taking its time (up to the node's timeoutMs)
   holds up neither the timers nor the inputs of any other instance.
@@ -38,13 +40,14 @@ from pydantic import ValidationError
 
 from services.journeys.metrics import EFFECTS, RETRIES, STEPS
 from services.journeys.wiring import Engine
-from shared.adapters import held_store, journey_store
+from shared.adapters import held_store, journey_http_hosts_store, journey_store
 from shared.adapters.journey_profiles import JourneyProfile, read_profiles
 from shared.adapters.journey_store import Outboxed
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import apply_profile_write
 from shared.domain.deadletter import invalid_reason
+from shared.domain.journeys.http_hosts import allowed, target
 from shared.domain.journeys.instance import Step
 from shared.domain.journeys.message_ctx import journey_ctx
 from shared.domain.lifecycle import MessageState
@@ -242,6 +245,14 @@ async def _update(engine: Engine, connection: asyncpg.Connection, entry: Outboxe
 
 async def _http(engine: Engine, entry: Outboxed) -> list[tuple[Outboxed, Step]]:
     body = entry.body
+    # The tenant's allow-list as it is now (it may have changed since publishing).
+    hosts = await journey_http_hosts_store.cache(
+        engine.pool, engine.settings.config_cache_ttl_s).get(entry.tenant)
+    if not allowed(body["url"], hosts):
+        EFFECTS.labels("http", "refused").inc()
+        return [(entry, Step("httpFailed", body["node"],
+                             f"host {target(body['url']) or body['url']} is not allow-listed"
+                             " (PUT /admin/v1/journey-http-hosts)"))]
     payload = orjson.dumps({"journeyId": body["journeyId"], "version": body["version"],
                             "node": body["node"], "profileId": body["profileId"],
                             "waits": body["waits"]})

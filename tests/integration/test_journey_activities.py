@@ -251,10 +251,18 @@ async def receiver() -> AsyncIterator[Receiver]:
     await runner.cleanup()
 
 
+async def allow(t: Tenant, receiver: Receiver) -> None:
+    """The receiver on the tenant's allow-list for http actions."""
+    hosts = await t.admin.put("/journey-http-hosts",
+                              json={"hosts": [f"127.0.0.1:{receiver.port}"]})
+    assert hosts.status_code == 200, hosts.text
+
+
 async def test_http_calls_once_with_the_instance_data_and_a_slow_receiver_fails_the_step(
         pool: asyncpg.Pool, tenant: Tenant, receiver: Receiver) -> None:
     await event_types(tenant, ORDER)
     await put_profile(tenant, "h1", person("h1"))
+    await allow(tenant, receiver)
     await run(pool, tenant, "call", "order", [
         {"id": "order", "type": "listen",
          "branches": [{"event": {"eventId": "JEVorder"}, "next": "notify"}]},
@@ -600,6 +608,7 @@ async def test_a_slow_http_receiver_does_not_hold_up_other_instances_timers(
     way: a wait coming due while a receiver takes its time ends on time."""
     await put_profile(tenant, "s-call", person("s-call", city="Paris"))
     await put_profile(tenant, "s-tick", person("s-tick", city="Rome"))
+    await allow(tenant, receiver)
     await run(pool, tenant, "slowcall", "fork", [
         {"id": "fork", "type": "condition", "branches": [
             {"when": {"path": "city", "op": "eq", "value": "Paris"}, "next": "soon"}],
