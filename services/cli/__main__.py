@@ -27,6 +27,7 @@
     parcours journeys history|remove JOURNEY PROFILE
     parcours journeys simulate-reaction JOURNEY PROFILE NODE KIND [--link N]
     parcours journeys simulate-event JOURNEY PROFILE EVENT [--payload JSON]
+    parcours journeys http-hosts [list] | set HOST…   (the http action's allow-list)
     parcours journey-events put FILE.json | list | delete EVENT
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a

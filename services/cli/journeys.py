@@ -9,6 +9,8 @@
 
 The lifecycle (publish, test, pause, resume, stop, versions, counts, show, history, remove,
 simulate-reaction, simulate-event): ``services/cli/journey_lifecycle.py``.
+The http action's allow-list (``http-hosts [list|set HOST...]``):
+``services/cli/journey_http_hosts.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from services.cli import journey_lifecycle
+from services.cli import journey_http_hosts, journey_lifecycle
 from services.cli.admin_client import _call, _client, _table
 
 
@@ -31,6 +33,7 @@ def add_verbs(nouns: Any) -> None:
     verbs.add_parser("validate", help="the draft's problems, by node").add_argument("journey")
     verbs.add_parser("delete", help="delete a draft").add_argument("journey")
     journey_lifecycle.add_verbs(verbs)
+    journey_http_hosts.add_verbs(verbs)
     events = nouns.add_parser("journey-events", help="journey event types (admin API)")
     event_verbs = events.add_subparsers(dest="verb", required=True)
     event_verbs.add_parser("put", help="create or replace from a JSON file (with eventId)"
@@ -71,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     with _client() as client:
         if args.verb in journey_lifecycle.VERBS:
             return journey_lifecycle.run(client, args)
+        if args.verb in journey_http_hosts.VERBS:
+            return journey_http_hosts.run(client, args)
         if args.verb == "put":
             definition = json.loads(args.file.read_text())
             journey = _call(client, "PUT", f"/journeys/{definition['id']}", json=definition)

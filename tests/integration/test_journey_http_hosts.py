@@ -7,6 +7,11 @@ receiver is our own on 127.0.0.1 (the local stack's engine runs with
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import asyncpg
 import httpx
 
@@ -28,6 +33,7 @@ from tests.integration.test_journey_engine import Tenant
 tenant = test_journey_activities.tenant  # fixtures: a tenant of its own for each test
 receiver = test_journey_activities.receiver  # an HTTP receiver on a free local port
 HOSTS = "/journey-http-hosts"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def put_hosts(t: Tenant, *hosts: str) -> httpx.Response:
@@ -124,3 +130,25 @@ async def test_a_host_removed_after_publishing_is_refused_and_a_listed_one_calle
                                tenant.name) == 0
     assert len(receiver.to("/kept")) == 1
     assert receiver.to("/removed") == []
+
+
+def _cli(t: Tenant, *args: str) -> subprocess.CompletedProcess[str]:
+    key = t.admin.headers["authorization"].removeprefix("Bearer ")
+    return subprocess.run([sys.executable, "-m", "services.cli", "journeys", "http-hosts",
+                           *args], cwd=ROOT, env={**os.environ, "PARCOURS_ADMIN_KEY": key},
+                          capture_output=True, text=True, timeout=60)
+
+
+async def test_the_cli_sets_and_lists_the_hosts(tenant: Tenant) -> None:
+    assert _cli(tenant).stdout.strip() == "no hosts: http actions may call none"
+    set_ = _cli(tenant, "set", "API.example.com", "*.hooks.example.com:8443")
+    assert set_.returncode == 0, set_.stderr
+    assert set_.stdout.split() == ["api.example.com", "*.hooks.example.com:8443"]
+    assert _cli(tenant, "list").stdout.split() == ["api.example.com",
+                                                   "*.hooks.example.com:8443"]
+    bad = _cli(tenant, "set", "ok.example.com", "https://api.example.com/x")
+    assert bad.returncode == 1
+    assert "write 'api.example.com'" in bad.stderr
+    assert (await tenant.admin.get(HOSTS)).json()["hosts"] == [
+        "api.example.com", "*.hooks.example.com:8443"]
+    assert _cli(tenant, "set").stdout.strip() == "no hosts: http actions may call none"
