@@ -12,6 +12,7 @@ import signal
 from prometheus_client import start_http_server
 
 from services.journeys import effects, entry, inputs, step_relay, timers
+from services.journeys.loops import repeat
 from services.journeys.wiring import Engine
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings
@@ -22,14 +23,10 @@ RECOVER_EVERY_S = 5.0
 
 
 async def _recovering(engine: Engine) -> None:
-    while True:
-        try:
-            await effects.recover(engine)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("recovering the journey outbox failed; trying again")
-        await asyncio.sleep(RECOVER_EVERY_S)
+    async def step() -> bool:
+        await effects.recover(engine)
+        return False
+    await repeat("recovering the journey outbox", step, RECOVER_EVERY_S)
 
 
 async def supervised(settings: Settings) -> None:

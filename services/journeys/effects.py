@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import orjson
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from services.journeys.metrics import EFFECTS, RETRIES, STEPS
@@ -63,6 +64,14 @@ MAX_CALLS = 100  # HTTP actions under way at once
 _slots = asyncio.Semaphore(MAX_CALLS)
 _calling: set[str] = set()  # effect ids of the calls started: recovery leaves them alone
 _calls: set[asyncio.Task[None]] = set()
+
+
+async def apply_retrying(engine: Engine, entries: Sequence[Outboxed]) -> None:
+    """``apply``, waiting out PostgreSQL and Kafka outages."""
+    if entries:
+        await retry_forever(lambda: apply(engine, entries), "applying journey effects",
+                            (*DB_UNAVAILABLE, KafkaError),
+                            on_retry=RETRIES.labels("effects").inc)
 
 
 async def apply(engine: Engine, entries: Sequence[Outboxed]) -> None:

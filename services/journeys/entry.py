@@ -13,9 +13,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka.errors import KafkaError
-
 from services.journeys import effects
+from services.journeys.loops import repeat
 from services.journeys.metrics import RETRIES
 from services.journeys.moves import enter, resume
 from services.journeys.wiring import Engine
@@ -46,8 +45,7 @@ async def _enter(engine: Engine, version: dict[str, Any], profile_ids: list[str]
 
     outbox = await retry_forever(attempt, "entering profiles", DB_UNAVAILABLE,
                                  on_retry=RETRIES.labels("entry").inc)
-    await retry_forever(lambda: effects.apply(engine, outbox), "applying journey effects",
-                        (*DB_UNAVAILABLE, KafkaError), on_retry=RETRIES.labels("effects").inc)
+    await effects.apply_retrying(engine, outbox)
 
 
 async def _test_run(engine: Engine, version: dict[str, Any]) -> None:
@@ -110,21 +108,14 @@ async def resume_once(engine: Engine) -> int:
 
         outbox = await retry_forever(attempt, "resuming instances", DB_UNAVAILABLE,
                                      on_retry=RETRIES.labels("resume").inc)
-        await retry_forever(lambda outbox=outbox: effects.apply(engine, outbox),
-                            "applying journey effects", (*DB_UNAVAILABLE, KafkaError),
-                            on_retry=RETRIES.labels("effects").inc)
+        await effects.apply_retrying(engine, outbox)
         await journey_version_store.resume_handled(engine.pool, *key, version["resumed_at"])
     return len(marked)
 
 
 async def run(engine: Engine) -> None:
-    while True:
-        try:
-            await resume_once(engine)
-            await enter_once(engine)
-            await asyncio.sleep(LOOK_EVERY_S)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("entering profiles failed; trying again")
-            await asyncio.sleep(1.0)
+    async def step() -> bool:
+        await resume_once(engine)
+        await enter_once(engine)
+        return False
+    await repeat("entering profiles", step, LOOK_EVERY_S)

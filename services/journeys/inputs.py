@@ -92,8 +92,7 @@ async def handle(engine: Engine, records: Sequence[tuple[str, bytes | None, byte
 
     outbox = await retry_forever(attempt, "moving journey instances", DB_UNAVAILABLE,
                                  on_retry=RETRIES.labels("inputs").inc)
-    await retry_forever(lambda: effects.apply(engine, outbox), "applying journey effects",
-                        (*DB_UNAVAILABLE, KafkaError), on_retry=RETRIES.labels("effects").inc)
+    await effects.apply_retrying(engine, outbox)
     if letters:
         await retry_forever(lambda: publish_dead_letters(engine.producer, STAGE, letters),
                             "dead-lettering journey inputs", (KafkaError,))

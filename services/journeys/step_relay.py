@@ -8,11 +8,11 @@ through an advisory lock."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiokafka.errors import KafkaError
 
+from services.journeys.loops import repeat
 from services.journeys.metrics import RETRIES
 from services.journeys.wiring import Engine
 from shared.adapters.kafka import encode
@@ -61,15 +61,9 @@ async def relay_once(engine: Engine) -> int:
 
 
 async def run(engine: Engine) -> None:
-    while True:
-        try:
-            count = await retry_forever(lambda: relay_once(engine), "relaying journey steps",
-                                        (*DB_UNAVAILABLE, KafkaError),
-                                        on_retry=RETRIES.labels("steps").inc)
-            if count < BATCH:
-                await asyncio.sleep(IDLE_S)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("relaying journey steps failed; trying again")
-            await asyncio.sleep(1.0)
+    async def step() -> bool:
+        count = await retry_forever(lambda: relay_once(engine), "relaying journey steps",
+                                    (*DB_UNAVAILABLE, KafkaError),
+                                    on_retry=RETRIES.labels("steps").inc)
+        return count == BATCH
+    await repeat("relaying journey steps", step, IDLE_S)

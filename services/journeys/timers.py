@@ -6,12 +6,10 @@ timer is claimed only once its due time has passed."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from aiokafka.errors import KafkaError
-
 from services.journeys import effects
+from services.journeys.loops import repeat
 from services.journeys.metrics import RETRIES
 from services.journeys.moves import fire
 from services.journeys.wiring import Engine
@@ -29,18 +27,11 @@ async def fire_once(engine: Engine) -> int:
 
     count, outbox = await retry_forever(attempt, "firing journey timers", DB_UNAVAILABLE,
                                         on_retry=RETRIES.labels("timers").inc)
-    await retry_forever(lambda: effects.apply(engine, outbox), "applying journey effects",
-                        (*DB_UNAVAILABLE, KafkaError), on_retry=RETRIES.labels("effects").inc)
+    await effects.apply_retrying(engine, outbox)
     return count
 
 
 async def run(engine: Engine) -> None:
-    while True:
-        try:
-            if await fire_once(engine) < BATCH:
-                await asyncio.sleep(engine.settings.journeys_timer_poll_s)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("firing journey timers failed; trying again")
-            await asyncio.sleep(1.0)
+    async def step() -> bool:
+        return await fire_once(engine) == BATCH
+    await repeat("firing journey timers", step, engine.settings.journeys_timer_poll_s)

@@ -109,6 +109,25 @@ async def counts(pool: asyncpg.Pool, tenant: str, journey_id: str) -> dict[tuple
     return {(r["node"], r["kind"]): r["n"] for r in rows}
 
 
+async def send_event(tenant: Tenant, event_id: str, profile_id: str) -> None:
+    """A journey event naming ``profile_id`` (customerId) through the gateway, accepted; a
+    404 is retried while the new type reaches the gateway's cache."""
+    async def accepted() -> httpx.Response | None:
+        answer = await tenant.ingest.post(f"/v1/journey-events/{event_id}", content=(
+            orjson.dumps({"customerId": profile_id})),
+            headers={"content-type": "application/json"})
+        return None if answer.status_code == 404 else answer
+    answer = await eventually(accepted, f"{event_id} known to the gateway", 10)
+    assert answer.status_code == 202 and answer.json()["accepted"], answer.text
+
+
+async def first_instance(tenant: Tenant, journey_id: str, profile_id: str
+                         ) -> dict[str, Any] | None:
+    """The profile's first instance of the journey, with its steps (the admin API's)."""
+    found = (await tenant.admin.get(f"/journeys/{journey_id}/instances/{profile_id}")).json()
+    return found["instances"][0] if found.get("instances") else None
+
+
 async def test_the_seed_journey_runs_through_the_real_services(
         pool: asyncpg.Pool, tenant: Tenant) -> None:
     for message, channel in MESSAGES.values():
@@ -245,13 +264,7 @@ async def test_profiles_enter_by_a_journey_event_once_or_again_after_the_gap(
         await publish_version(pool, tenant.name, journey)
 
     async def signup(profile_id: str) -> None:
-        async def accepted() -> httpx.Response | None:  # the type reaches the cache
-            answer = await tenant.ingest.post("/v1/journey-events/JEVsignup", content=(
-                orjson.dumps({"customerId": profile_id})),
-                headers={"content-type": "application/json"})
-            return None if answer.status_code == 404 else answer
-        answer = await eventually(accepted, "the journey event type known", 10)
-        assert answer.status_code == 202 and answer.json()["accepted"], answer.text
+        await send_event(tenant, "JEVsignup", profile_id)
 
     async def instances() -> dict[tuple[str, str], int]:
         rows = await pool.fetch(
@@ -301,11 +314,7 @@ async def test_every_step_reaches_the_step_events_topic_once_in_order(
                   {"id": "done", "type": "end"}]})
     before = await end_offsets(JOURNEY_STEPS)
 
-    async def accepted() -> httpx.Response | None:
-        answer = await tenant.ingest.post("/v1/journey-events/JEVsignup", content=(
-            orjson.dumps({"customerId": "s1"})), headers={"content-type": "application/json"})
-        return None if answer.status_code == 404 else answer
-    assert (await eventually(accepted, "the journey event type known", 10)).json()["accepted"]
+    await send_event(tenant, "JEVsignup", "s1")
 
     async def stored() -> list[asyncpg.Record] | None:
         rows = await pool.fetch("SELECT id, kind, node, detail FROM journey_steps"
@@ -360,16 +369,10 @@ async def test_a_paused_journey_holds_an_event_and_takes_it_on_resume(
     assert published.status_code == 201, published.text
 
     async def post(event_id: str, profile_id: str = "r1") -> None:
-        async def accepted() -> httpx.Response | None:
-            answer = await tenant.ingest.post(f"/v1/journey-events/{event_id}", content=(
-                orjson.dumps({"customerId": profile_id})),
-                headers={"content-type": "application/json"})
-            return None if answer.status_code == 404 else answer
-        assert (await eventually(accepted, f"{event_id} known", 10)).json()["accepted"]
+        await send_event(tenant, event_id, profile_id)
 
     async def instance(profile_id: str = "r1") -> dict[str, Any] | None:
-        found = (await tenant.admin.get(f"/journeys/hold/instances/{profile_id}")).json()
-        return found["instances"][0] if found.get("instances") else None
+        return await first_instance(tenant, "hold", profile_id)
 
     await post("JEVsignup")
     await post("JEVsignup", "r2")
@@ -463,16 +466,10 @@ async def test_a_new_version_takes_new_entries_while_running_instances_stay_on_t
                           {"id": after_ping, "type": "end"}]}
 
     async def post(event_id: str, profile_id: str) -> None:
-        async def accepted() -> httpx.Response | None:
-            answer = await tenant.ingest.post(f"/v1/journey-events/{event_id}", content=(
-                orjson.dumps({"customerId": profile_id})),
-                headers={"content-type": "application/json"})
-            return None if answer.status_code == 404 else answer
-        assert (await eventually(accepted, f"{event_id} known", 10)).json()["accepted"]
+        await send_event(tenant, event_id, profile_id)
 
     async def instance(profile_id: str) -> dict[str, Any] | None:
-        found = (await tenant.admin.get(f"/journeys/ver/instances/{profile_id}")).json()
-        return found["instances"][0] if found.get("instances") else None
+        return await first_instance(tenant, "ver", profile_id)
 
     for version, after_ping in ((1, "first"), (2, "second")):
         assert (await tenant.admin.put("/journeys/ver",
