@@ -407,6 +407,41 @@ def test_dashboard_uses_the_provisioned_datasource() -> None:
         assert uids == {datasource["uid"]}, panel["title"]
 
 
+def test_panels_do_not_overlap() -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard_panels():
+        grid = panel["gridPos"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} covers {cells[x, y]!r}"
+                cells[x, y] = panel["title"]
+
+
+def test_the_journeys_row_shows_the_engine_and_alerts_watch_it() -> None:
+    panels = dashboard()["panels"]
+    start = next(i for i, p in enumerate(panels) if p["type"] == "row"
+                 and p["title"] == "Journeys")
+    row = [p for p in panels[start + 1:] if p["type"] != "row"]
+    assert panels[start + 1:] == row, "the Journeys row is the last"
+    queried = " ".join(t["expr"] for p in row for t in p["targets"])
+    for grouped in ("sum by (kind) (rate(parcours_journey_steps_total[",
+                    "sum by (kind, outcome) (rate(parcours_journey_inputs_total[",
+                    "sum by (kind, outcome) (rate(parcours_journey_effects_total[",
+                    "sum by (journey) (rate(parcours_journey_entered_total["):
+        assert grouped in queried
+    for quantile in ("0.5", "0.99"):
+        assert (f"histogram_quantile({quantile}, sum by (le) (rate("
+                "parcours_journey_timer_lateness_seconds_bucket[") in queried
+    assert "journeys" in panels[0]["targets"][0]["expr"]  # Services up
+    rules = {r["alert"]: r for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+             ["groups"] for r in g["rules"]}
+    assert rules["ParcoursJourneysDown"]["expr"] == 'up{job="journeys"} == 0'
+    late = rules["ParcoursJourneyTimersLate"]
+    assert "histogram_quantile(0.99" in late["expr"]
+    assert "parcours_journey_timer_lateness_seconds_bucket[5m]" in late["expr"]
+    assert late["expr"].strip().endswith("> 1") and late["for"] == "5m"
+
+
 # --- settings named in the environment ----------------------------------------------------
 
 def known_settings() -> set[str]:
