@@ -1,9 +1,11 @@
 """Profiles entering live versions: a version with an audience entry reads its audience
 (keyset batches in profile id order, ``audience_reader.read_members``) at the entry's
 ``rate`` profiles a second, saving its progress after each batch so a restarted engine
-goes on from the last profile it handed over; a test run's version takes its chosen test
-profiles instead. An event entry's version has nothing to read here. The same loop looks
-at the versions just resumed (``moves.resume``)."""
+goes on from the last profile it handed over — once, or every ``every`` (each read a
+round: every member not in the journey then enters, those who finished included); a
+test run's version takes its chosen test profiles instead. An event entry's version has
+nothing to read here. The same loop looks at the versions just resumed
+(``moves.resume``)."""
 
 from __future__ import annotations
 
@@ -37,10 +39,20 @@ async def _enter(engine: Engine, version: dict[str, Any], profile_ids: list[str]
     if plan is None:
         return
 
+    entry = plan.definition.entry
+    every = entry.every if isinstance(entry, AudienceEntry) and version["mode"] == "live" \
+        else None
+
     async def attempt() -> list[effects.Outboxed]:
-        async with engine.pool.acquire() as connection:
-            outbox = await enter(engine, connection, plan, key[0], profile_ids)
-            await journey_version_store.save_entry_progress(connection, *key, after, done)
+        async with engine.pool.acquire() as connection, connection.transaction():
+            outbox = await enter(engine, connection, plan, key[0], profile_ids,
+                                 version.get("entry_round", 0))
+            if done and every is not None:  # a recurring entry: the next round, later
+                await journey_version_store.next_round(
+                    connection, *key, datetime.now(UTC) + every / plan.speed)
+            else:
+                await journey_version_store.save_entry_progress(connection, *key, after,
+                                                                done)
             return outbox
 
     outbox = await retry_forever(attempt, "entering profiles", DB_UNAVAILABLE,

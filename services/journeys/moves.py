@@ -176,12 +176,12 @@ async def fire(engine: Engine, connection: asyncpg.Connection, limit: int
 
 
 async def enter(engine: Engine, connection: asyncpg.Connection, plan: Plan, tenant: str,
-                profile_ids: Sequence[str]) -> list[Outboxed]:
-    """Profiles enter the version (each once: a profile already in the journey, or
-    entered before, is skipped), in one transaction."""
+                profile_ids: Sequence[str], entry_round: int = 0) -> list[Outboxed]:
+    """Profiles enter the version (a profile in the journey now, or entered in this round
+    before, is skipped), in one transaction."""
     now = datetime.now(UTC)
     profiles = await read_profiles(connection, tenant, profile_ids)
-    started = [start(plan, profile_id, 0, profiles[profile_id].record, now)
+    started = [start(plan, profile_id, entry_round, profiles[profile_id].record, now)
                for profile_id in profile_ids
                if profile_id in profiles]  # else erased since the audience was read
     # One statement per table for the whole batch (a round trip per profile and table

@@ -6,6 +6,7 @@ The engine reads versions here; the admin API creates them and moves their state
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -41,9 +42,21 @@ async def entering(connection: asyncpg.Connection | asyncpg.Pool) -> list[dict[s
     """Live versions whose entry still has profiles to read (an audience or a test run's
     chosen test profiles), oldest first."""
     rows = await connection.fetch(
-        f"SELECT {_COLUMNS} FROM journey_versions WHERE state = 'live' AND NOT entry_done"
+        f"SELECT {_COLUMNS}, entry_round FROM journey_versions WHERE state = 'live'"
+        " AND NOT entry_done AND (next_entry_at IS NULL OR next_entry_at <= now())"
         " ORDER BY published_at")
     return [dict(r) for r in rows]
+
+
+async def next_round(connection: asyncpg.Connection, tenant: str, journey_id: str,
+                     version: int, due: datetime) -> None:
+    """A recurring entry's read is done: the next round reads the audience from its start
+    at ``due``."""
+    await connection.execute(
+        "UPDATE journey_versions SET entry_after = NULL, entry_round = entry_round + 1,"
+        " next_entry_at = $4, updated_at = now()"
+        " WHERE tenant_id = $1 AND journey_id = $2 AND version = $3",
+        tenant, journey_id, version, due)
 
 
 async def save_entry_progress(connection: asyncpg.Connection, tenant: str, journey_id: str,

@@ -493,3 +493,42 @@ async def test_a_new_version_takes_new_entries_while_running_instances_stay_on_t
     # v1 entered version 1 and finishes on its path; v2 entered version 2, on the new one.
     assert await eventually(both_finished, "both instances finished", 20) == [
         ("v1", 1, "first"), ("v2", 2, "second")]
+
+
+async def test_a_recurring_audience_entry_reads_its_audience_again_each_period(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    audience = await tenant.admin.post("/audiences", json={
+        "name": "again", "definition": {"path": "city", "op": "eq", "value": "Lyon"}})
+    assert audience.status_code == 201, audience.text
+
+    async def customer(profile_id: str) -> None:
+        written = await tenant.profiles.put(f"/v1/profiles/{profile_id}", json={
+            "email": unique_email(profile_id), "city": "Lyon"})
+        assert written.status_code == 201, written.text
+
+    await customer("l1")
+    speed = 3600 / 3  # an hour in 3 s
+    await publish_version(pool, tenant.name, {
+        "id": "again", "entry": {"type": "audience", "audienceId": audience.json()["audienceId"],
+                                 "every": "PT1H", "next": "done"},
+        "nodes": [{"id": "done", "type": "end"}]}, speed=speed)
+
+    async def entries() -> dict[str, list[Any]]:
+        rows = await pool.fetch("SELECT profile_id, entered_at FROM journey_instances"
+                                " WHERE tenant_id = $1 ORDER BY entered_at", tenant.name)
+        found: dict[str, list[Any]] = {}
+        for row in rows:
+            found.setdefault(row["profile_id"], []).append(row["entered_at"])
+        return found
+
+    await eventually(lambda: entries(), "l1 entering the first round", 20)
+    await customer("l2")  # a member since: enters the next round
+
+    async def second_round() -> dict[str, list[Any]] | None:
+        found = await entries()
+        return found if len(found.get("l1", [])) >= 2 and found.get("l2") else None
+    found = await eventually(second_round, "the second round: l1 again, and l2", 20)
+    first, second = found["l1"][:2]
+    assert (second - first).total_seconds() >= 3 * 0.9, "a round before its period"
+    assert await pool.fetchval("SELECT entry_round FROM journey_versions WHERE tenant_id = $1",
+                               tenant.name) >= 2
