@@ -133,5 +133,14 @@ async def validate_journey(journey_id: JourneyId, caller: AdminCaller, connectio
 
 @router.delete("/{journey_id}", status_code=204)
 async def delete_journey(journey_id: JourneyId, caller: AdminCaller, connection: Db) -> None:
+    """A journey that never ran, or whose versions have all ended; one with a live or
+    paused version (a test run included) is a 409: stop it first."""
+    running = await connection.fetchval(
+        "SELECT count(*) FROM journey_versions WHERE tenant_id = $1 AND journey_id = $2"
+        " AND state IN ('live', 'paused')", caller.tenant, journey_id)
+    if running:
+        raise HTTPException(409, f"journey {journey_id!r} has {running} running version(s):"
+                                 f" stop them first (POST /admin/v1/journeys/{journey_id}/stop"
+                                 " and …/test/stop)")
     if not await store.delete_draft(connection, caller.tenant, journey_id):
         raise HTTPException(404, f"no draft journey {journey_id!r}")

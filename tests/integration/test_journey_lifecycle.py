@@ -350,6 +350,16 @@ async def test_test_runs_share_the_numbers_and_stop_apart_from_live_versions(
     assert listed[1]["speed"] == 60 and listed[2]["waiting"] == 1
 
 
+async def test_a_draft_with_a_running_test_run_is_not_deleted(t: Tenant) -> None:
+    await _put(t, WAITING)
+    [tester] = await _test_profiles(t, 1)
+    assert (await t.client.post("/life/test", json={"profiles": [tester]})).status_code == 201
+    refused = await t.client.delete("/life")
+    assert refused.status_code == 409 and "/life/stop" in refused.json()["detail"]
+    assert (await t.client.post("/life/test/stop")).status_code == 200
+    assert (await t.client.delete("/life")).status_code == 204
+
+
 # --- counts, history, removal -----------------------------------------------------------
 
 async def _flow_with_four_profiles(t: Tenant) -> dict[str, Instance]:
