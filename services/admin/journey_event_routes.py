@@ -5,7 +5,10 @@ inside the condition too (``["body", "condition", "value"]``).
     PUT    /admin/v1/journey-events/{eventId}   create (201) or replace (200)
     GET    /admin/v1/journey-events             the tenant's types
     GET    /admin/v1/journey-events/{eventId}
+    GET    /admin/v1/journey-events/{eventId}/schema   the JSON Schema of its payload
     DELETE /admin/v1/journey-events/{eventId}   (204)
+
+Each type answers with where it is posted (``endpoint``) and where its JSON Schema is.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from shared.domain.journeys.journey_events import (
     JOURNEY_EVENT_ID,
     JourneyEventType,
     checked_condition,
+    payload_model,
 )
 
 router = APIRouter(prefix="/admin/v1/journey-events", tags=["journeys"])
@@ -33,12 +37,17 @@ EventId = Annotated[str, Path(pattern=JOURNEY_EVENT_ID)]
 class JourneyEventOut(BaseModel):
     eventId: str
     definition: dict[str, Any]
+    endpoint: str  # POST it here (an ingest key), or produce it to Kafka signed
+    jsonSchema: str  # the payload's JSON Schema
     createdAt: datetime
     updatedAt: datetime
 
 
 def _out(row: dict[str, Any]) -> JourneyEventOut:
-    return JourneyEventOut(eventId=row["event_id"], definition=row["definition"],
+    event_id = row["event_id"]
+    return JourneyEventOut(eventId=event_id, definition=row["definition"],
+                           endpoint=f"/v1/journey-events/{event_id}",
+                           jsonSchema=f"/admin/v1/journey-events/{event_id}/schema",
                            createdAt=row["created_at"], updatedAt=row["updated_at"])
 
 
@@ -82,6 +91,17 @@ async def get_journey_event(event_id: EventId, caller: AdminCaller, connection: 
     if row is None:
         raise HTTPException(404, f"no journey event {event_id!r}: create it with PUT")
     return _out(row)
+
+
+@router.get("/{event_id}/schema")
+async def journey_event_schema(event_id: EventId, caller: AdminCaller, connection: Db
+                               ) -> dict[str, Any]:
+    """The JSON Schema of the payload, as the gateway and the engine validate it."""
+    row = await store.get(connection, caller.tenant, event_id)
+    if row is None:
+        raise HTTPException(404, f"no journey event {event_id!r}: create it with PUT")
+    event_type = JourneyEventType.model_validate(row["definition"])
+    return payload_model(event_type).model_json_schema(by_alias=True)
 
 
 @router.delete("/{event_id}", status_code=204)

@@ -93,3 +93,19 @@ async def test_a_journey_event_is_typed_identified_and_keyed_by_its_profile(
     assert (value["eventId"], value["profileId"]) == ("JEVpurchase", "c-1")
     assert value["payload"] == {"customerId": "c-1", "purchaseMessage": "thank you",
                                 "amount": "19.90"}  # the decimal as written
+
+
+async def test_a_journey_event_type_says_where_it_is_posted_and_gives_its_json_schema(
+        pool: asyncpg.Pool) -> None:
+    _tenant_name, keys = await _tenant(pool)
+    admin = {"authorization": f"Bearer {keys['admin']}"}
+    async with httpx.AsyncClient(base_url=ADMIN, timeout=30, headers=admin) as http:
+        created = await http.put("/journey-events/JEVpurchase", json=PURCHASE)
+        assert created.status_code == 201, created.text
+        assert (created.json()["endpoint"], created.json()["jsonSchema"]) == (
+            "/v1/journey-events/JEVpurchase", "/admin/v1/journey-events/JEVpurchase/schema")
+        schema = (await http.get("/journey-events/JEVpurchase/schema")).json()
+        assert set(schema["properties"]) == {f["id"] for f in PURCHASE["fields"]}
+        assert "customerId" in schema.get("required", [])
+        assert schema.get("additionalProperties") is False
+        assert (await http.get("/journey-events/JEVnone/schema")).status_code == 404
