@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import urllib.request
 import uuid
 from datetime import UTC, date, datetime
 from typing import Any
@@ -47,7 +48,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import RUNS, Row, overwrite, progress, settings
 from bench.p7_audiences import _keyset, _raw
-from bench.stats import latency_summary, median, median_of, ratio
+from bench.stats import latency_summary, median, median_of, prometheus_samples, ratio
 from shared.adapters import journey_event_store
 from shared.adapters.audience_reader import audience_query, check_definition
 from shared.adapters.audience_store import create_audience
@@ -65,6 +66,7 @@ from shared.domain.journeys.plan import compile_plan
 from shared.domain.profile_schema import EMPTY_SCHEMA
 from shared.topics import JOURNEY_EVENTS, send_topic
 
+ENGINE_METRICS = f"http://127.0.0.1:{settings.journeys_metrics_port}/metrics"
 CHUNK = 50_000  # rows per COPY (one progress line each)
 POLL_S = 0.1
 TARGET_ENTER = 50_000  # TARGETS P7: ≥ 50,000 profiles/s
@@ -177,6 +179,27 @@ async def _publish(connection: asyncpg.Connection, tenant: str, journey: dict[st
         tenant, journey["id"], version, journey, entry_done)
 
 
+def engine_started() -> float | None:
+    """The journeys service's process start time (its metrics), to tell a run during which
+    someone restarted the engine (this machine is shared): its figures include the
+    restart."""
+    try:
+        text = urllib.request.urlopen(ENGINE_METRICS, timeout=5).read().decode()
+    except OSError:
+        return None
+    found = prometheus_samples(text, "process_start_time_seconds")
+    return found[0][1] if found else None
+
+
+def _restarted(before: float | None, label: str) -> bool:
+    after = engine_started()
+    if before is not None and after is not None and after != before:
+        progress(f"  {label}: the journeys engine was restarted during the run (by someone"
+                 " else?): its figures include the restart")
+        return True
+    return False
+
+
 # --- P7J: entering --------------------------------------------------------------------------
 
 P7_TENANT = "bench-jp7"
@@ -206,6 +229,7 @@ async def _p7_measure(total: int, deadline_s: float) -> dict[str, Any]:
 
         journey_id = f"bench-p7j-{int(time.time())}"
         journey = _wait_journey(journey_id, audience["audience_id"], rate=20_000)
+        started = engine_started()
         published = time.monotonic()
         await _publish(connection, P7_TENANT, journey, 1, entry_done=False)
         entered, first, last = 0, None, published
@@ -227,6 +251,7 @@ async def _p7_measure(total: int, deadline_s: float) -> dict[str, Any]:
         progress("")
         seconds = last - published
         result.update(journey=journey_id, instances=entered, seconds=seconds,
+                      engine_restarted=_restarted(started, "P7J"),
                       complete=entered == members,
                       enter_rate=entered / seconds if seconds > 0 else None,
                       first_entry_after_s=None if first is None else first - published)
@@ -273,6 +298,7 @@ async def _p8_window(connection: asyncpg.Connection, raw: asyncpg.Connection, pl
     seen: dict[str, tuple[float, float]] = {}  # instance → (step at, seen at)
     label = f"P8J run {n}/{RUNS}"
     last_due = due[-1].timestamp()
+    started = engine_started()
     while len(seen) < count and time.time() < last_due + LATE_DEADLINE_S:
         rows = await connection.fetch(
             "SELECT id, instance_id::text, at FROM journey_steps WHERE tenant_id = $1"
@@ -291,6 +317,7 @@ async def _p8_window(connection: asyncpg.Connection, raw: asyncpg.Connection, pl
     visible = [s - due_of[i] for i, (_, s) in seen.items()]
     early = sum(x < 0 for x in lateness)
     return {"count": count, "fired": len(seen), "early": early,
+            "engine_restarted": _restarted(started, label),
             "earliest_ms": min(lateness) * 1000 if lateness else None,
             **latency_summary(lateness),
             "visible": latency_summary(visible)}
@@ -344,7 +371,9 @@ def run_p8(backlog: int, rate: float, window_s: float) -> list[Row]:
     early = sum(x["early"] for x in runs)
     fired, expected = sum(x["fired"] for x in runs), sum(x["count"] for x in runs)
     visible = median_of([x["visible"] for x in runs], "p99_ms")
-    what = f"journey timer lateness ({rate:.0f}/s for {window_s:.0f}s, {backlog:,} pending)"
+    restarts = sum(x["engine_restarted"] for x in runs)
+    what = (f"journey timer lateness ({rate:.0f}/s for {window_s:.0f}s, {backlog:,} pending"
+            + (f"; engine restarted in {restarts} run(s)" if restarts else "") + ")")
     return [
         Row("P8J", f"{what}, p50", p50, "ms", details=r),
         Row("P8J", f"{what}, p99", p99, "ms", target="≤ 1 s (goal 100 ms)",
@@ -445,6 +474,7 @@ async def _p9_run(connection: asyncpg.Connection, raw: asyncpg.Connection, n: in
                             arrived.setdefault(body["profileId"],
                                                (record.timestamp / 1000, now))
 
+        started = engine_started()
         reader = asyncio.create_task(consume())
         began = time.monotonic()
         for i, profile_id in enumerate(ids):
@@ -480,6 +510,7 @@ async def _p9_run(connection: asyncpg.Connection, raw: asyncpg.Connection, n: in
         "SELECT count(*) FROM journey_steps WHERE tenant_id = $1 AND journey_id = $2"
         " AND kind = 'actionExcluded'", P9_TENANT, journey["id"]))
     return {"count": count, "offered_per_s": offered, "arrived": len(arrived),
+            "engine_restarted": _restarted(started, label),
             "excluded": excluded, **latency_summary(handed),
             "received": latency_summary(received)}
 
@@ -519,7 +550,9 @@ def run_p9(rate: float, seconds: float) -> list[Row]:
     p50, p99 = median_of(runs, "p50_ms"), median_of(runs, "p99_ms")
     arrived, expected = sum(x["arrived"] for x in runs), sum(x["count"] for x in runs)
     offered = median([x["offered_per_s"] for x in runs])
-    what = f"journey event → send record ({offered:,.0f} inputs/s offered)"
+    restarts = sum(x["engine_restarted"] for x in runs)
+    what = (f"journey event → send record ({offered:,.0f} inputs/s offered"
+            + (f"; engine restarted in {restarts} run(s)" if restarts else "") + ")")
     return [
         Row("P9", f"{what}, p50", p50, "ms", details=r),
         Row("P9", f"{what}, p99", p99, "ms", target="≤ 1 s",
