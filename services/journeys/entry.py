@@ -93,19 +93,40 @@ async def _audience(engine: Engine, version: dict[str, Any], entry: AudienceEntr
     await _enter(engine, version, [], None, True)
 
 
-async def enter_once(engine: Engine) -> int:
-    versions = await journey_version_store.entering(engine.pool)
-    for version in versions:
-        plan = await engine.plan((version["tenant_id"], version["journey_id"],
-                                  version["version"]))
+MAX_READING = 8  # versions entering at once; the others wait their turn
+
+# The versions whose entry runs now (each in a task of its own, so a million-profile
+# audience read at its rate holds up no other journey's entry).
+_reading: dict[tuple[str, str, int], asyncio.Task[None]] = {}
+
+
+async def _entry(engine: Engine, version: dict[str, Any]) -> None:
+    key = (version["tenant_id"], version["journey_id"], version["version"])
+    try:
+        plan = await engine.plan(key)
         if plan is None:
-            continue
+            return
         if version["mode"] == "test":
             await _test_run(engine, version)
         elif isinstance(plan.definition.entry, AudienceEntry):
             await _audience(engine, version, plan.definition.entry)
-        # An event entry's profiles enter by their events: nothing to read.
-    return len(versions)
+    except Exception:
+        log.exception("journey %s v%s: entering profiles failed; trying again", key[1],
+                      key[2])
+
+
+async def enter_once(engine: Engine) -> int:
+    """Start the entry of each version that has one to run and is not running it yet."""
+    started = 0
+    for version in await journey_version_store.entering(engine.pool):
+        key = (version["tenant_id"], version["journey_id"], version["version"])
+        if key in _reading or len(_reading) >= MAX_READING:
+            continue
+        task = asyncio.create_task(_entry(engine, version))
+        _reading[key] = task
+        task.add_done_callback(lambda _t, key=key: _reading.pop(key, None))
+        started += 1
+    return started
 
 
 async def resume_once(engine: Engine) -> int:

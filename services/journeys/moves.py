@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
@@ -27,6 +27,7 @@ from shared.adapters.journey_store import Outboxed, Written
 from shared.domain.journeys.advance import Plan, advance, hold, start
 from shared.domain.journeys.codec import instance_from_json
 from shared.domain.journeys.instance import (
+    Effect,
     Input,
     Instance,
     JourneyEvent,
@@ -64,6 +65,24 @@ def _with_profile(event: Input, profile: JourneyProfile | None) -> Input:
     return event
 
 
+def _step(plan: Plan, instance: Instance, event: Input, profile: JourneyProfile | None,
+          now: datetime, paused: bool) -> tuple[Instance, list[Effect]]:
+    """One input's move, pure. A paused instance holds what comes, except an exit
+    criterion: that takes the profile out wherever it is, paused or not."""
+    given = _with_profile(event, profile)
+    exits = isinstance(given, JourneyEvent) and any(
+        c.event_id == given.event_id for c in plan.definition.exit)
+    if paused and not exits and isinstance(given, Reaction | JourneyEvent):
+        return hold(plan, instance, given, now), []
+    return advance(plan, instance, given, now)
+
+
+def _outcome(before: Instance, after: Instance) -> str:
+    same = after.token == before.token and after.node == before.node \
+        and after.state == before.state
+    return "kept" if same else "moved"
+
+
 async def _move(engine: Engine, connection: asyncpg.Connection, tenant: str,
                 instance: Instance, event: Input, profile: JourneyProfile | None,
                 now: datetime, paused: bool = False
@@ -74,24 +93,14 @@ async def _move(engine: Engine, connection: asyncpg.Connection, tenant: str,
         plan = await engine.plan((tenant, instance.journey_id, instance.version))
         if plan is None:
             return "dropped", None, instance
-        given = _with_profile(event, profile)
-        # A paused instance holds what comes, except an exit criterion: that takes the
-        # profile out wherever it is, paused or not.
-        exits = isinstance(given, JourneyEvent) and any(
-            c.event_id == given.event_id for c in plan.definition.exit)
-        if paused and not exits and isinstance(given, Reaction | JourneyEvent):
-            moved, effects = hold(plan, instance, given, now), []
-        else:
-            moved, effects = advance(plan, instance, given, now)
+        moved, effects = _step(plan, instance, event, profile, now, paused)
         if moved == instance and not effects:
             return ("stale" if isinstance(event, TimerFired) else "dropped"), None, instance
         written = await journey_store.save(connection, tenant, instance.token, moved,
                                            effects, now)
         if written is not None:
             count_steps(moved, effects)
-            kept = moved.token == instance.token and moved.node == instance.node \
-                and moved.state == instance.state
-            return ("kept" if kept else "moved"), written, moved
+            return _outcome(instance, moved), written, moved
         stored = await journey_store.load(connection, tenant, instance.instance_id)
         if stored is None or stored.ended:
             return "stale", None, stored or instance
@@ -101,9 +110,24 @@ async def _move(engine: Engine, connection: asyncpg.Connection, tenant: str,
     return "dropped", None, instance
 
 
+@dataclass
+class _Moved:
+    """An instance moved by inputs of one batch, not yet stored."""
+    tenant: str
+    read_token: int  # as stored: the write is conditional on it
+    paused: bool
+    instance: Instance
+    effects: list[Effect] = field(default_factory=list)
+    inputs: list[Input] = field(default_factory=list)
+    outcomes: list[tuple[str, str]] = field(default_factory=list)  # (kind, outcome)
+
+
 async def arrive(engine: Engine, connection: asyncpg.Connection,
                  arrivals: Sequence[Arrival]) -> list[Outboxed]:
-    """Each input, in the order read, to every instance waiting on its profile."""
+    """Each input, in the order read, to every instance waiting on its profile. The moves
+    are made in memory, one after the other, then stored together: one conditional write
+    per table for the batch (``journey_store.save_many``). An instance another move got to
+    first (a timer) has its inputs redone one by one on what is stored."""
     now = datetime.now(UTC)
     keys = list(dict.fromkeys((a.tenant, a.profile_id) for a in arrivals))
     waiting = await journey_store.waiting_of(connection, keys)
@@ -116,31 +140,69 @@ async def arrive(engine: Engine, connection: asyncpg.Connection,
     states = await journey_version_store.states(
         connection, {(t, i.journey_id, i.version) for (t, _), instances in waiting.items()
                      for i in instances})
-    outbox: list[Outboxed] = []
+    moved: dict[str, _Moved] = {}
     for arrival in arrivals:
         kind = "reaction" if isinstance(arrival.input, Reaction) else "event"
-        instances = waiting.get((arrival.tenant, arrival.profile_id), [])
-        if not instances:
-            INPUTS.labels(kind, "dropped").inc()
-            continue
+        key = (arrival.tenant, arrival.profile_id)
         current = []
-        for instance in instances:
+        for instance in waiting.get(key, []):
             state = states.get((arrival.tenant, instance.journey_id, instance.version))
-            if state not in ("live", "paused"):
+            plan = await engine.plan((arrival.tenant, instance.journey_id, instance.version))
+            if state not in ("live", "paused") or plan is None:
                 current.append(instance)
                 INPUTS.labels(kind, "dropped").inc()
                 continue
-            outcome, written, instance = await _move(
-                engine, connection, arrival.tenant, instance, arrival.input,
-                profiles.get((arrival.tenant, arrival.profile_id)), now, state == "paused")
-            INPUTS.labels(kind, outcome).inc()
-            if written is not None:
-                outbox += written.outbox
-            if not instance.ended:
+            after, effects = _step(plan, instance, arrival.input, profiles.get(key), now,
+                                   state == "paused")
+            if after == instance and not effects:
                 current.append(instance)
-        waiting[(arrival.tenant, arrival.profile_id)] = current
+                INPUTS.labels(kind, "dropped").inc()
+                continue
+            entry = moved.setdefault(instance.instance_id, _Moved(
+                arrival.tenant, instance.token, state == "paused", instance))
+            entry.instance = after
+            entry.effects += effects
+            entry.inputs.append(arrival.input)
+            entry.outcomes.append((kind, _outcome(instance, after)))
+            if not after.ended:
+                current.append(after)
+        if not waiting.get(key):
+            INPUTS.labels(kind, "dropped").inc()
+        waiting[key] = current
+    outbox = await _store_moves(engine, connection, list(moved.values()), profiles, now)
     # Entries after the moves: an event that starts an instance is not also its input.
     return outbox + await enter_by_events(engine, connection, arrivals)
+
+
+async def _store_moves(engine: Engine, connection: asyncpg.Connection, moves: list[_Moved],
+                       profiles: dict[tuple[str, str], JourneyProfile], now: datetime
+                       ) -> list[Outboxed]:
+    outbox: list[Outboxed] = []
+    for tenant in {m.tenant for m in moves}:
+        mine = [m for m in moves if m.tenant == tenant]
+        written, lost = await journey_store.save_many(
+            connection, tenant, [(m.read_token, m.instance, m.effects) for m in mine], now)
+        for instance, effects, stored in written:
+            count_steps(instance, effects)
+            outbox += stored.outbox
+        for m in mine:
+            if m.instance.instance_id not in lost:
+                for kind, outcome in m.outcomes:
+                    INPUTS.labels(kind, outcome).inc()
+                continue
+            # Another move (a timer) stored this instance first: redo the inputs on it.
+            instance = await journey_store.load(connection, tenant, m.instance.instance_id)
+            for event, (kind, _) in zip(m.inputs, m.outcomes, strict=True):
+                if instance is None or instance.ended:
+                    INPUTS.labels(kind, "stale").inc()
+                    continue
+                outcome, redone, instance = await _move(
+                    engine, connection, tenant, instance, event,
+                    profiles.get((tenant, instance.profile_id)), now, m.paused)
+                INPUTS.labels(kind, outcome).inc()
+                if redone is not None:
+                    outbox += redone.outbox
+    return outbox
 
 
 async def fire(engine: Engine, connection: asyncpg.Connection, limit: int

@@ -185,38 +185,77 @@ async def create_many(connection: asyncpg.Connection, tenant: str,
             " ON CONFLICT DO NOTHING RETURNING instance_id",
             *columns[:8], [orjson.dumps(d).decode() for d in columns[8]], columns[9])}
         kept = [(i, e) for i, e in moves if i.instance_id in stored]
-        cancelled = [(i.instance_id, e.token) for i, effects in kept for e in effects
-                     if isinstance(e, CancelTimer)]
-        if cancelled:
-            await connection.execute(
-                "DELETE FROM journey_timers t USING unnest($2::uuid[], $3::int[]) AS c(i, k)"
-                " WHERE t.tenant_id = $1 AND t.instance_id = c.i AND t.token = c.k",
-                tenant, [c[0] for c in cancelled], [c[1] for c in cancelled])
-        timers = [(i.instance_id, e.token, e.due) for i, effects in kept for e in effects
-                  if isinstance(e, SetTimer)]
-        if timers:
-            await connection.execute(
-                "INSERT INTO journey_timers (tenant_id, instance_id, token, due_at)"
-                " SELECT $1, i, k, d FROM unnest($2::uuid[], $3::int[], $4::timestamptz[])"
-                " AS u(i, k, d) ON CONFLICT DO NOTHING",
-                tenant, *(list(c) for c in zip(*timers, strict=True)))
-        # COPY: a third cheaper than INSERT … unnest for the three or more steps each.
-        await connection.copy_records_to_table(
-            "journey_steps", columns=_STEP_COLUMNS, records=[
-                (tenant, i.journey_id, i.version, uuid.UUID(i.instance_id), i.profile_id,
-                 at, e.kind, e.node, e.detail)
-                for i, effects in kept for e in effects if isinstance(e, Step)])
-        written = [(i, e, Written(outbox_entries(tenant, i, e) if any(
-            isinstance(x, Send | UpdateProfile | CallHttp) for x in e) else []))
-            for i, e in kept]
-        outbox = [o for _, _, w in written for o in w.outbox]
-        if outbox:
-            await connection.execute(
-                "INSERT INTO journey_outbox (tenant_id, effect_id, instance_id, kind, body)"
-                " SELECT $1, f, i, k, b::jsonb FROM unnest($2::uuid[], $3::uuid[],"
-                " $4::text[], $5::text[]) AS u(f, i, k, b) ON CONFLICT DO NOTHING",
-                tenant, [o.effect_id for o in outbox], [o.instance_id for o in outbox],
-                [o.kind for o in outbox], [orjson.dumps(o.body).decode() for o in outbox])
+        written = await _effects_many(connection, tenant, kept, at)
+    return written
+
+
+async def save_many(connection: asyncpg.Connection, tenant: str,
+                    moves: Sequence[tuple[int, Instance, Sequence[Effect]]],
+                    at: datetime | None = None
+                    ) -> tuple[list[tuple[Instance, Sequence[Effect], Written]], set[str]]:
+    """``save`` for a batch: each (token it was read with, the instance advanced, the
+    effects of every move since, in order), one statement per table. Written are those
+    still at their read token and waiting; the ids of the others (another move got there
+    first) come back, nothing of theirs written: redo their inputs on what is stored."""
+    if not moves:
+        return [], set()
+    at = at or datetime.now(UTC)
+    async with connection.transaction():
+        matched = {str(r["instance_id"]) for r in await connection.fetch(
+            "UPDATE journey_instances j SET state = u.s, node = u.n, token = u.k,"
+            " document = u.d::jsonb, updated_at = now()"
+            " FROM unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::int[],"
+            " $7::text[]) AS u(i, r, s, n, k, d)"
+            " WHERE j.tenant_id = $1 AND j.instance_id = u.i AND j.token = u.r"
+            " AND j.state = 'waiting' RETURNING j.instance_id",
+            tenant, [i.instance_id for _, i, _ in moves], [r for r, _, _ in moves],
+            [i.state.value for _, i, _ in moves], [i.node for _, i, _ in moves],
+            [i.token for _, i, _ in moves],
+            [orjson.dumps(instance_to_json(i)).decode() for _, i, _ in moves])}
+        kept = [(i, e) for _, i, e in moves if i.instance_id in matched]
+        written = await _effects_many(connection, tenant, kept, at)
+    return written, {i.instance_id for _, i, _ in moves} - matched
+
+
+async def _effects_many(connection: asyncpg.Connection, tenant: str,
+                        kept: Sequence[tuple[Instance, Sequence[Effect]]], at: datetime
+                        ) -> list[tuple[Instance, Sequence[Effect], Written]]:
+    """The timers, steps and outbox of stored moves, one statement per table. An
+    instance's effects may span several moves: a timer set and cancelled again among them
+    is never written."""
+    cancelled = [(i.instance_id, e.token) for i, effects in kept for e in effects
+                 if isinstance(e, CancelTimer)]
+    if cancelled:
+        await connection.execute(
+            "DELETE FROM journey_timers t USING unnest($2::uuid[], $3::int[]) AS c(i, k)"
+            " WHERE t.tenant_id = $1 AND t.instance_id = c.i AND t.token = c.k",
+            tenant, [c[0] for c in cancelled], [c[1] for c in cancelled])
+    gone = set(cancelled)
+    timers = [(i.instance_id, e.token, e.due) for i, effects in kept for e in effects
+              if isinstance(e, SetTimer) and (i.instance_id, e.token) not in gone]
+    if timers:
+        await connection.execute(
+            "INSERT INTO journey_timers (tenant_id, instance_id, token, due_at)"
+            " SELECT $1, i, k, d FROM unnest($2::uuid[], $3::int[], $4::timestamptz[])"
+            " AS u(i, k, d) ON CONFLICT DO NOTHING",
+            tenant, *(list(c) for c in zip(*timers, strict=True)))
+    # COPY: a third cheaper than INSERT … unnest for the three or more steps each.
+    await connection.copy_records_to_table(
+        "journey_steps", columns=_STEP_COLUMNS, records=[
+            (tenant, i.journey_id, i.version, uuid.UUID(i.instance_id), i.profile_id,
+             at, e.kind, e.node, e.detail)
+            for i, effects in kept for e in effects if isinstance(e, Step)])
+    written = [(i, e, Written(outbox_entries(tenant, i, e) if any(
+        isinstance(x, Send | UpdateProfile | CallHttp) for x in e) else []))
+        for i, e in kept]
+    outbox = [o for _, _, w in written for o in w.outbox]
+    if outbox:
+        await connection.execute(
+            "INSERT INTO journey_outbox (tenant_id, effect_id, instance_id, kind, body)"
+            " SELECT $1, f, i, k, b::jsonb FROM unnest($2::uuid[], $3::uuid[],"
+            " $4::text[], $5::text[]) AS u(f, i, k, b) ON CONFLICT DO NOTHING",
+            tenant, [o.effect_id for o in outbox], [o.instance_id for o in outbox],
+            [o.kind for o in outbox], [orjson.dumps(o.body).decode() for o in outbox])
     return written
 
 

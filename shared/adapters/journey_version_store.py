@@ -40,10 +40,12 @@ async def states(connection: asyncpg.Connection | asyncpg.Pool,
 
 async def entering(connection: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, Any]]:
     """Live versions whose entry still has profiles to read (an audience or a test run's
-    chosen test profiles), oldest first."""
+    chosen test profiles), oldest first; a recurring one once its next round is due."""
     rows = await connection.fetch(
         f"SELECT {_COLUMNS}, entry_round FROM journey_versions WHERE state = 'live'"
         " AND NOT entry_done AND (next_entry_at IS NULL OR next_entry_at <= now())"
+        # A published event entry's profiles enter by their events: nothing to read.
+        " AND (mode = 'test' OR definition->'entry'->>'type' <> 'event')"
         " ORDER BY published_at")
     return [dict(r) for r in rows]
 

@@ -530,5 +530,6 @@ async def test_a_recurring_audience_entry_reads_its_audience_again_each_period(
     found = await eventually(second_round, "the second round: l1 again, and l2", 20)
     first, second = found["l1"][:2]
     assert (second - first).total_seconds() >= 3 * 0.9, "a round before its period"
+    # Round 1 (the second) has run, at least up to its entries.
     assert await pool.fetchval("SELECT entry_round FROM journey_versions WHERE tenant_id = $1",
-                               tenant.name) >= 2
+                               tenant.name) >= 1
