@@ -49,6 +49,33 @@ async def test_a_reaction_and_its_timeout_racing_take_exactly_one_path(pool: asy
         assert [r["token"] for r in timers] == [winner.token]  # the old wait's timer gone
 
 
+async def test_a_batch_write_loses_to_a_timer_that_stored_first_and_writes_the_rest(
+        pool: asyncpg.Pool) -> None:
+    """save_many: the instances still at their read token are written with their
+    effects; one a timer moved first comes back as lost, nothing of the batch's written."""
+    plan, name = plan_of(SEED), tenant()
+    started = [start(plan, f"b{n}", 0, {}, NOW) for n in range(3)]
+    for instance, effects in started:
+        assert await _create(pool, name, instance, effects)
+    first, raced, third = (i for i, _ in started)
+    timed = advance(plan, raced, TimerFired(raced.token), NOW)
+    assert await _save(pool, name, raced.token, *timed)  # the timer got there first
+    moves = [(i.token, *advance(plan, i, Reaction(i.sent["mail"], "opened"), NOW))
+             for i in (first, raced, third)]
+    async with pool.acquire() as connection:
+        written, lost = await journey_store.save_many(connection, name, moves, NOW)
+    assert lost == {raced.instance_id}
+    assert {i.instance_id for i, _, _ in written} == {first.instance_id, third.instance_id}
+    assert await _load(pool, name, raced.instance_id) == timed[0]  # untouched
+    for _token, moved, _ in moves:
+        if moved.instance_id != raced.instance_id:
+            assert await _load(pool, name, moved.instance_id) == moved
+    steps = await pool.fetch("SELECT instance_id::text, kind, node FROM journey_steps"
+                             " WHERE tenant_id = $1 AND kind = 'reaction'", name)
+    assert sorted(r["instance_id"] for r in steps) == sorted(
+        [first.instance_id, third.instance_id])
+
+
 async def _save(pool: asyncpg.Pool, name: str, token: int, instance: Instance,
                 effects: list[Effect]) -> bool:
     async with pool.acquire() as connection:
