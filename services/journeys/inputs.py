@@ -92,10 +92,24 @@ async def handle(engine: Engine, records: Sequence[tuple[str, bytes | None, byte
 
     outbox = await retry_forever(attempt, "moving journey instances", DB_UNAVAILABLE,
                                  on_retry=RETRIES.labels("inputs").inc)
-    await effects.apply_retrying(engine, outbox)
+    await _apply_behind(engine, outbox)
     if letters:
         await retry_forever(lambda: publish_dead_letters(engine.producer, STAGE, letters),
                             "dead-lettering journey inputs", (KafkaError,))
+
+
+_applying: asyncio.Task[None] | None = None
+
+
+async def _apply_behind(engine: Engine, outbox: list[effects.Outboxed]) -> None:
+    """A batch's effects are in the outbox, durable, once its moves are stored: they are
+    applied (messages decided and handed to the bulk lanes) while the next batch is read
+    and moved, one batch's at a time. A crash leaves them to the outbox's recovery."""
+    global _applying
+    if _applying is not None:
+        await _applying  # its failure stops this consumer: the batch comes again
+    _applying = asyncio.create_task(effects.apply_retrying(engine, outbox)) \
+        if outbox else None
 
 
 async def run(engine: Engine) -> None:

@@ -9,7 +9,9 @@ through an advisory lock."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import asyncpg
 from aiokafka.errors import KafkaError
 
 from services.journeys.loops import repeat
@@ -17,7 +19,6 @@ from services.journeys.metrics import RETRIES
 from services.journeys.wiring import Engine
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.domain.journeys.step_events import StepEvent
 from shared.resilience import retry_forever
 from shared.topics import JOURNEY_STEPS
 
@@ -31,6 +32,16 @@ _READ = (
     " profile_id, at, kind, node, detail FROM journey_steps"
     " WHERE (tx, id) > ($1::xid8, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot())"
     " ORDER BY tx, id LIMIT $3")
+
+
+def step_event(row: asyncpg.Record) -> dict[str, Any]:
+    """The record of a step, as StepEvent describes it (built as a plain dict: a model
+    per step was a fifth of the relay's CPU at 500 inputs/s)."""
+    return {"v": 1, "stepId": row["id"], "tenant": row["tenant_id"],
+            "journeyId": row["journey_id"], "version": row["version"],
+            "instanceId": row["instance_id"], "profileId": row["profile_id"],
+            "at": row["at"].isoformat(), "kind": row["kind"], "node": row["node"],
+            "detail": row["detail"]}
 
 
 async def relay_once(engine: Engine) -> int:
@@ -49,11 +60,8 @@ async def relay_once(engine: Engine) -> int:
         if not rows:
             return 0
         await engine.producer.deliver_all([
-            (JOURNEY_STEPS.name, encode(StepEvent(
-                stepId=r["id"], tenant=r["tenant_id"], journeyId=r["journey_id"],
-                version=r["version"], instanceId=r["instance_id"], profileId=r["profile_id"],
-                at=r["at"], kind=r["kind"], node=r["node"], detail=r["detail"],
-            ).model_dump(mode="json")), r["profile_id"].encode()) for r in rows])
+            (JOURNEY_STEPS.name, encode(step_event(r)), r["profile_id"].encode())
+            for r in rows])
         await connection.execute(
             "UPDATE journey_step_relay SET last_tx = $1::xid8, last_id = $2"
             " WHERE relay = 'kafka'", int(rows[-1]["tx"]), rows[-1]["id"])

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared.adapters.key_store import create_key, create_tenant
 from shared.domain.api_keys import Scope
+from shared.domain.journeys.step_events import StepEvent
 from shared.topics import DEADLETTER, JOURNEY_EVENTS, JOURNEY_EVENTS_KAFKA, JOURNEY_STEPS
 from tests.integration.conftest import (
     ADMIN,
@@ -339,6 +340,7 @@ async def test_every_step_reaches_the_step_events_topic_once_in_order(
                 for record in records:
                     event = orjson.loads(record.value)
                     if event["tenant"] == tenant.name:
+                        StepEvent.model_validate(event)  # as its schema says
                         assert record.key == b"s1"
                         published.append((event["stepId"], event["kind"], event["node"],
                                            event["detail"]))
