@@ -21,10 +21,6 @@ EFFECTS = Counter("parcours_journey_effects_total", "Effects applied from the ou
 TIMER_LATENESS = Histogram("parcours_journey_timer_lateness_seconds",
                            "How long after its due time a timer fired",
                            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300))
-INPUT_TO_SEND = Histogram("parcours_journey_input_to_send_seconds",
-                          "From a reaction or journey event's acceptance to the next"
-                          " action's message handed to its sender's topic",
-                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30))
 RETRIES = Counter("parcours_journey_retries_total",
                   "Attempts repeated because PostgreSQL or Kafka was unavailable", ["what"])
 

@@ -63,7 +63,8 @@ async def _address(host: str, port: int, allow_local: bool) -> str:
         refused = [a for a in addresses if wh.address_refused(a)]
         if refused:
             raise Refused(f"{host} resolves to {refused[0]}, a loopback, private or reserved"
-                          " address (allowed only with PARCOURS_WEBHOOKS_ALLOW_LOCAL_TARGETS)")
+                          " address (allowed only where the service runs with"
+                          " --allow-local-targets: development and tests)")
     return addresses[0]
 
 
@@ -86,8 +87,8 @@ async def _call(client: httpx.AsyncClient, url: str, headers: dict[str, str], bo
                 allow_local: bool, began: float, method: str = "POST") -> Outcome:
     parts = urlsplit(url)
     if parts.scheme != "https" and not allow_local:
-        raise Refused("http:// endpoints are allowed only with"
-                      " PARCOURS_WEBHOOKS_ALLOW_LOCAL_TARGETS; use https://")
+        raise Refused("http:// is allowed only where the service runs with"
+                      " --allow-local-targets (development and tests); use https://")
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     address = await _address(host, port, allow_local)
