@@ -240,6 +240,24 @@ def test_a_wait_until_a_profile_date_goes_on_at_once_when_it_is_past_or_missing(
         assert ended.state is State.FINISHED
 
 
+def test_a_profile_date_ends_the_wait_at_the_profiles_midnight() -> None:
+    data = {**CONDITIONAL, "nodes": [
+        {"id": "where", "type": "wait", "untilField": "renewal", "next": "done"},
+        {"id": "done", "type": "end"}]}
+    plan = plan_of(data)
+    for zone, due in (("America/New_York", datetime(2026, 12, 10, 5, tzinfo=UTC)),
+                      ("Asia/Tokyo", datetime(2026, 12, 9, 15, tzinfo=UTC)),
+                      (None, datetime(2026, 12, 10, tzinfo=UTC)),  # none: UTC
+                      ("Not/AZone", datetime(2026, 12, 10, tzinfo=UTC))):
+        profile = {"renewal": "2026-12-10", **({"timeZone": zone} if zone else {})}
+        _i, effects = start(plan, "p1", 0, profile, NOW)
+        assert of(effects, SetTimer)[0].due == due, zone
+    # An offset given wins over the profile's zone.
+    _i, effects = start(plan, "p1", 0, {"renewal": "2026-12-10T08:00:00+01:00",
+                                        "timeZone": "Asia/Tokyo"}, NOW)
+    assert of(effects, SetTimer)[0].due == datetime(2026, 12, 10, 7, tzinfo=UTC)
+
+
 def test_a_condition_on_data_of_the_wrong_type_ends_the_instance_in_error() -> None:
     data = {"id": "bad", "entry": {"type": "event", "eventId": "e", "next": "buy"},
             "nodes": [

@@ -22,8 +22,9 @@ deadlock).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AwareDatetime,
@@ -225,7 +226,10 @@ def parse_definition(data: Any) -> JourneyDefinition:
 
 
 def wait_until(node: Wait, entered: datetime, profile: dict[str, Any]) -> datetime | None:
-    """When a wait entered at ``entered`` ends; None when its profile field holds no date."""
+    """When a wait entered at ``entered`` ends; None when its profile field holds no date.
+    A date, or a date and time without an offset, is read in the profile's time zone
+    (``timeZone``; UTC when it has none): a renewal date ends the wait at the profile's
+    midnight, not at UTC's."""
     if node.duration is not None:
         return entered + node.duration
     if node.until is not None:
@@ -233,12 +237,23 @@ def wait_until(node: Wait, entered: datetime, profile: dict[str, Any]) -> dateti
     value: Any = profile
     for key in (node.until_field or "").split("."):
         value = value.get(key) if isinstance(value, dict) else None
-    if isinstance(value, datetime):
-        return value
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time())
     if isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(value)
         except ValueError:
             return None
-        return moment if moment.tzinfo else moment.replace(tzinfo=entered.tzinfo)
-    return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=_zone(profile, entered))
+
+
+def _zone(profile: dict[str, Any], entered: datetime) -> tzinfo | None:
+    name = profile.get("timeZone")
+    if isinstance(name, str):
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return entered.tzinfo
