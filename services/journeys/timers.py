@@ -1,18 +1,22 @@
 """Durable timers: waits and timeouts live in ``journey_timers`` (never in memory), and
-this loop claims the due ones every ``journeys_timer_poll_s`` — at once again while a
-batch came full — and moves their instances (``moves.fire``: claim and move in one
-transaction, so a timer fires exactly once, even across a ``kill -9``). Never early: a
-timer is claimed only once its due time has passed."""
+this loop claims the due ones — at once again while a batch came full, else when the next
+one is due, at most ``journeys_timer_poll_s`` later — and moves their instances
+(``moves.fire``: claim and move in one transaction, so a timer fires exactly once, even
+across a ``kill -9``). Never early: a timer is claimed only once its due time has
+passed."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import UTC, datetime
 
 from services.journeys import effects
 from services.journeys.loops import repeat
 from services.journeys.metrics import RETRIES
 from services.journeys.moves import fire
 from services.journeys.wiring import Engine
+from shared.adapters import journey_store
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.resilience import retry_forever
 
@@ -32,6 +36,20 @@ async def fire_once(engine: Engine) -> int:
 
 
 async def run(engine: Engine) -> None:
+    poll_s = engine.settings.journeys_timer_poll_s
+
     async def step() -> bool:
-        return await fire_once(engine) == BATCH
-    await repeat("firing journey timers", step, engine.settings.journeys_timer_poll_s)
+        if await fire_once(engine) == BATCH:
+            return True  # more are due: at once
+        await asyncio.sleep(await _until_next(engine, poll_s))
+        return True
+
+    await repeat("firing journey timers", step, 0.0)
+
+
+async def _until_next(engine: Engine, poll_s: float) -> float:
+    """Sleep until the next timer is due, at most ``poll_s`` (a timer set meanwhile for
+    sooner is found by the next poll)."""
+    now = datetime.now(UTC)
+    due = await journey_store.next_due(engine.pool, now)
+    return poll_s if due is None else max(0.0, min(poll_s, (due - now).total_seconds()))

@@ -307,6 +307,15 @@ async def live(connection: asyncpg.Connection, tenant: str, journey_id: str,
     return None if document is None else instance_from_json(document)
 
 
+async def next_due(connection: asyncpg.Connection | asyncpg.Pool, after: datetime
+                   ) -> datetime | None:
+    """When the next timer after ``after`` is due (a look at the due index; timers due
+    already but not claimed — a paused version's — are not the next)."""
+    return await connection.fetchval(  # type: ignore[no-any-return]
+        "SELECT due_at FROM journey_timers WHERE due_at > $1 ORDER BY due_at LIMIT 1",
+        after)
+
+
 async def claim_due(connection: asyncpg.Connection, now: datetime, limit: int, *,
                     live_only: bool = True) -> list[DueTimer]:
     """Take up to ``limit`` timers due by ``now``, earliest first, deleting them: call in a
