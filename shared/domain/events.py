@@ -32,6 +32,7 @@ from shared.domain.fields import (
     build_ctx_model,
     unique_ids,
 )
+from shared.domain.locale_tags import LOCALE_HELP, LocaleTag
 from shared.domain.profile_schema import TOPIC_ID
 
 # An event configuration's id: a transactional event's (EVT…), which the ingestion API and
@@ -208,7 +209,8 @@ def ctx_model(config: EventConfig) -> type[BaseModel]:
 
 
 def ingest_fields(config: EventConfig) -> dict[str, Any]:
-    """The fields of an event's body: its target, typed ``ctx``, ``scheduled``, ``expiration``.
+    """The fields of an event's body: its target, typed ``ctx``, ``scheduled``, ``expiration``,
+    ``locale``.
     Shared by the HTTP request and the record internal systems produce to Kafka."""
     return {
         # A missing ctx is validated as an empty one, so a required field is named where
@@ -216,6 +218,7 @@ def ingest_fields(config: EventConfig) -> dict[str, Any]:
         "ctx": (ctx_model(config), Field(default_factory=dict, validate_default=True)),
         "scheduled": (Scheduled, Field(None, description=SCHEDULED_HELP)),
         "expiration": (Expiration, Field(None, description=EXPIRATION_HELP)),
+        "locale": (LocaleTag | None, Field(None, description=LOCALE_HELP)),
         **_target_fields(config.channel),
     }
 
@@ -257,6 +260,8 @@ class TriggerEvent(BaseModel):
     expiration: AwareDatetime | None = None
     acceptedAt: float  # unix seconds at the gateway, for end-to-end latency
     source: str = "http"
+    locale: str | None = Field(default=None, description="the locale the request named"
+                               " (normalised): its message's variant is chosen from it")
 
 
 def target_key(target: dict[str, str], fallback: str) -> bytes:
@@ -274,7 +279,7 @@ def trigger_record(
     target = {k: body.pop(k) for k in TARGET_KEYS if k in body}
     record = {"v": 1, "pKey": pkey, "tenant": tenant, "eventId": event_id, "target": target,
               "ctx": body.get("ctx", {}), "acceptedAt": accepted_at, "source": source}
-    for optional in ("scheduled", "expiration"):
+    for optional in ("scheduled", "expiration", "locale"):
         if optional in body:
             record[optional] = body[optional]
     return record

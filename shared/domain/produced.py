@@ -41,6 +41,7 @@ from shared.domain.events import (
     trigger_record,
 )
 from shared.domain.exact import validate_exact
+from shared.domain.locale_tags import LOCALE_HELP, LocaleTag
 from shared.domain.pkeys import derive_pkey, verify_pkey
 
 NoNull = SkipJsonSchema[None]  # optional, but the schema does not offer null as a value
@@ -92,6 +93,7 @@ class ProducedEvent(_StrictRecord):
                                 description="The event's fields and collections, as configured.")
     scheduled: AwareDatetime | None = Field(None, description=SCHEDULED_HELP)
     expiration: AwareDatetime | None = Field(None, description=EXPIRATION_HELP)
+    locale: LocaleTag | None = Field(None, description=LOCALE_HELP)
 
 
 def build_produced_model(config: EventConfig) -> type[BaseModel]:

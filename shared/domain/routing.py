@@ -84,6 +84,9 @@ class SendRequest(BaseModel):
     acceptedAt: float = Field(description="when its origin was accepted (Unix seconds)")
     marketing: bool = Field(default=False, description="its event is configured marketing:"
                             " an email to a profile then carries List-Unsubscribe (RFC 8058)")
+    locale: str | None = Field(default=None, description="the locale its request named: the"
+                               " message's variant is chosen from it, else from the"
+                               " profile's locale")
 
     @property
     def event(self) -> EventOrigin | None:
@@ -183,6 +186,7 @@ def decide(
         profile=profile,
         acceptedAt=trigger.acceptedAt,
         marketing=config.marketing,
+        locale=trigger.locale,
     )
 
 

@@ -171,7 +171,8 @@ def test_every_record_an_event_accepts_fits_the_published_topic_schema(
 
 def test_the_topic_schema_names_every_target_field() -> None:
     identity = {"v", *IDENTITY}
-    fields = set(ProducedEvent.model_fields) - identity - {"ctx", "scheduled", "expiration"}
+    fields = set(ProducedEvent.model_fields) - identity - {"ctx", "scheduled", "expiration",
+                                                            "locale"}
     assert fields == set(TARGET_KEYS)
 
 
