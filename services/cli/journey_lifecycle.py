@@ -88,10 +88,15 @@ def versions_table(versions: list[dict[str, Any]]) -> str:
          str(v.get("waiting", 0))) for v in versions])
 
 
+def _branches(counts: dict[str, Any]) -> str:
+    """A split's profiles by branch: "A 480, B 520"."""
+    return ", ".join(f"{name} {n}" for name, n in counts.get("branches", {}).items())
+
+
 def counts_table(counts: dict[str, Any]) -> str:
-    return _table([("node", "type", *_COUNTED)] + [
-        (n["node"], n["type"], *(str(n[k]) if k in n else "" for k in _COUNTED))
-        for n in counts["nodes"]])
+    return _table([("node", "type", *_COUNTED, "branches")] + [
+        (n["node"], n["type"], *(str(n[k]) if k in n else "" for k in _COUNTED),
+         _branches(n)) for n in counts["nodes"]])
 
 
 def _label(node: dict[str, Any]) -> str:
@@ -123,6 +128,8 @@ def _ways(node: dict[str, Any]) -> list[tuple[str | None, str | None]]:
     if kind == "condition":
         return [(f"if {json.dumps(c['when'])}", c["next"]) for c in node["branches"]] + [
             ("else", node["else"])]
+    if kind == "split":
+        return [(f"branch {b['name']} ({b['weight']} %)", b["next"]) for b in node["branches"]]
     return [] if kind == "end" else [(None, node["next"])]
 
 
@@ -132,7 +139,8 @@ def _counts_of(counts: dict[str, Any] | None, node: str) -> str:
     found = next((n for n in counts["nodes"] if n["node"] == node), None)
     if found is None:
         return ""
-    return "  ".join(f"{k} {found[k]}" for k in _COUNTED if k in found)
+    shown = "  ".join(f"{k} {found[k]}" for k in _COUNTED if k in found)
+    return f"{shown}  branches {_branches(found)}" if "branches" in found else shown
 
 
 def tree(definition: dict[str, Any], counts: dict[str, Any] | None = None) -> str:

@@ -25,7 +25,18 @@ RETRIES = Counter("parcours_journey_retries_total",
                   "Attempts repeated because PostgreSQL or Kafka was unavailable", ["what"])
 
 
+SPLIT = Counter("parcours_journey_split_total",
+                "Profiles a split (experiment) node sent down each of its branches",
+                ["journey", "node", "branch"])
+
+
 def count_steps(instance: Instance, effects: Sequence[Effect]) -> None:
     for effect in effects:
         if isinstance(effect, Step):
-            STEPS.labels(instance.journey_id, effect.node, effect.kind).inc()
+            count_step(instance.journey_id, effect)
+
+
+def count_step(journey_id: str, step: Step, n: int = 1) -> None:
+    STEPS.labels(journey_id, step.node, step.kind).inc(n)
+    if step.kind == "split":
+        SPLIT.labels(journey_id, step.node, step.detail).inc(n)

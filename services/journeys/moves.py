@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from services.journeys.event_entry import enter_by_events
-from services.journeys.metrics import ENTERED, INPUTS, STEPS, TIMER_LATENESS, count_steps
+from services.journeys.metrics import ENTERED, INPUTS, TIMER_LATENESS, count_step, count_steps
 from services.journeys.wiring import Engine
 from shared.adapters import journey_store, journey_version_store
 from shared.adapters.journey_profiles import JourneyProfile, read_profiles
@@ -255,10 +255,10 @@ async def enter(engine: Engine, connection: asyncpg.Connection, plan: Plan, tena
     # capped entering at ≈ 1,000 profiles a second: bench P7J).
     stored = await journey_store.create_many(connection, tenant, started, now)
     outbox = [o for _, _, written in stored for o in written.outbox]
-    steps = Counter((e.node, e.kind) for _, effects, _ in stored for e in effects
-                    if isinstance(e, Step))
-    for (node, kind), n in steps.items():  # count_steps' counts, a label lookup each
-        STEPS.labels(plan.definition.id, node, kind).inc(n)
+    steps = Counter(Step(e.kind, e.node, e.detail if e.kind == "split" else "")
+                    for _, effects, _ in stored for e in effects if isinstance(e, Step))
+    for step, n in steps.items():  # count_steps' counts, a label lookup each
+        count_step(plan.definition.id, step, n)
     ENTERED.labels(plan.definition.id).inc(len(stored))
     return outbox
 

@@ -207,15 +207,16 @@ async def stop_instances(connection: asyncpg.Connection, tenant: str, journey_id
 async def node_counts(connection: asyncpg.Connection, tenant: str, journey_id: str,
                       version: int) -> tuple[dict[tuple[str, str], int],
                                              dict[tuple[str, str], int], dict[str, int]]:
-    """A version's steps counted by (node, kind) (index journey_steps_counts), its
-    exclusions by (node, rule), and its waiting instances by node."""
+    """A version's steps counted by (node, kind) (index journey_steps_counts), the
+    details of its exclusions and splits by (node, rule or branch), and its waiting
+    instances by node."""
     steps = await connection.fetch(
         "SELECT node, kind, count(*) AS n FROM journey_steps WHERE tenant_id = $1"
         " AND journey_id = $2 AND version = $3 GROUP BY node, kind",
         tenant, journey_id, version)
     excluded = await connection.fetch(
         "SELECT node, detail, count(*) AS n FROM journey_steps WHERE tenant_id = $1"
-        " AND journey_id = $2 AND version = $3 AND kind = 'actionExcluded'"
+        " AND journey_id = $2 AND version = $3 AND kind IN ('actionExcluded', 'split')"
         " GROUP BY node, detail", tenant, journey_id, version)
     waiting = await connection.fetch(
         "SELECT node, count(*) AS n FROM journey_instances WHERE tenant_id = $1"

@@ -25,7 +25,10 @@ import httpx
 import orjson
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
+from shared.domain.journeys.definition import SplitBranch
+from shared.domain.journeys.split import bucket, choose
 from tests.integration import test_journey_engine
 from tests.integration.conftest import (
     BULK_SINK,
@@ -743,3 +746,43 @@ async def test_a_wait_until_a_moment_then_a_timeout_with_no_path_ends_timed_out(
     assert timedelta(seconds=1) <= timed_out < timedelta(seconds=2), timed_out
     assert steps[-1].kind == "timedOut" and not kinds(steps, "finished")
     assert await timers_of(pool, tenant) == 0
+
+
+# --- split (experiment) ---------------------------------------------------------------------------
+
+async def test_split_sends_each_profile_down_its_hashed_branch_and_counts_them(
+        pool: asyncpg.Pool, tenant: Tenant, http: httpx.AsyncClient) -> None:
+    journey_id = f"exp{uuid.uuid4().hex[:8]}"  # the metric's labels name no tenant
+    branches = [SplitBranch(name="A", weight=30, next="endA"),
+                SplitBranch(name="B", weight=70, next="endB")]
+    profile_ids = [f"s{i}" for i in range(16)]
+    for profile_id in profile_ids:
+        await put_profile(tenant, profile_id, person(profile_id))
+    await run(pool, tenant, journey_id, "ab", [
+        {"id": "ab", "type": "split",
+         "branches": [b.model_dump(by_alias=True) for b in branches]},
+        {"id": "endA", "type": "end"}, {"id": "endB", "type": "end"}], speed=HOUR)
+    # the branch is the hash's, the same one the engine drew (nothing random here)
+    expected = {p: choose(branches, bucket(tenant.name, journey_id, 1, "ab", p)).name
+                for p in profile_ids}
+    assert set(expected.values()) == {"A", "B"}, expected  # the test sees both branches
+    await reaches(pool, tenant, journey_id,
+                  {p: ("finished", f"end{b}") for p, b in expected.items()})
+    for profile_id, branch in expected.items():
+        row = await instance(pool, tenant, journey_id, profile_id)
+        assert row is not None and row["document"]["branches"] == {"ab": branch}
+        steps = await steps_of(pool, tenant, journey_id, profile_id)
+        assert only(steps, "ab", "split").detail == branch
+
+    tally = {name: list(expected.values()).count(name) for name in ("A", "B")}
+    counts = await tenant.admin.get(f"/journeys/{journey_id}/counts")
+    assert counts.status_code == 200, counts.text
+    ab = next(n for n in counts.json()["nodes"] if n["node"] == "ab")
+    assert ab["branches"] == tally and ab["entered"] == len(profile_ids)
+    text = (await http.get(METRICS)).text
+    split = {sample.labels["branch"]: sample.value
+             for family in text_string_to_metric_families(text)
+             if family.name == "parcours_journey_split"
+             for sample in family.samples if sample.name.endswith("_total")
+             and sample.labels["journey"] == journey_id and sample.labels["node"] == "ab"}
+    assert split == {name: float(n) for name, n in tally.items() if n}

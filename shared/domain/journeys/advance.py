@@ -30,6 +30,7 @@ from shared.domain.journeys.definition import (
     JourneyDefinition,
     Listen,
     Node,
+    Split,
     UpdateProfile,
     Wait,
     wait_until,
@@ -52,6 +53,7 @@ from shared.domain.journeys.instance import (
     TimerFired,
 )
 from shared.domain.journeys.instance import UpdateProfile as UpdateEffect
+from shared.domain.journeys.split import bucket, choose
 
 EARLY_WINDOW = timedelta(minutes=10)
 MAX_SEEN = 20
@@ -258,6 +260,12 @@ def _run(plan: Plan, instance: Instance, node_id: str, profile: Mapping[str, Any
                                 if matches(checked, record, now=now)), node.otherwise)
             except ConditionDataError as error:
                 return _end(instance, State.ERROR, effects, "error", f"{node_id}: {error}")
+        elif isinstance(node, Split):
+            taken = choose(node.branches, bucket(plan.tenant, plan.definition.id,
+                                                 plan.version, node_id, instance.profile_id))
+            effects.append(Step("split", node_id, taken.name))
+            instance = replace(instance, branches={**instance.branches, node_id: taken.name})
+            node_id = taken.next
         elif isinstance(node, Wait):
             due = wait_until(node, now, dict(profile))
             if due is None or due <= now:

@@ -27,6 +27,7 @@ def instance_to_json(instance: Instance) -> dict[str, Any]:
                   "machine": s.machine, "data": dict(s.data), "at": s.at.isoformat()}
                  for s in instance.seen],
         "reason": instance.reason,
+        "branches": dict(instance.branches),
     }
 
 
@@ -42,4 +43,4 @@ def instance_from_json(data: dict[str, Any]) -> Instance:
         seen=tuple(Seen(s["kind"], s["key"], s["what"], s["link"], s["machine"],
                         dict(s["data"]), datetime.fromisoformat(s["at"]))
                    for s in data["seen"]),
-        reason=data.get("reason"))
+        reason=data.get("reason"), branches=dict(data.get("branches") or {}))

@@ -6,7 +6,8 @@
 - ``exited``: instances that ended at it (finished, stopped, exited, error, and timedOut
   where the listen's timeout has no path: with one, a timeout goes on, and is passed);
 - an action's ``actionSent`` and ``actionExcluded`` (with the rule that excluded it);
-- a listen's ``reaction``, ``event`` and ``timedOut``.
+- a listen's ``reaction``, ``event`` and ``timedOut``;
+- a split's ``branches``: profiles that took each branch, by name.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.domain.journeys.definition import Action, JourneyDefinition, Listen
+from shared.domain.journeys.definition import Action, JourneyDefinition, Listen, Split
 
 ENDS = ("finished", "stopped", "exited", "error")
 
@@ -23,7 +24,8 @@ def node_counts(definition: JourneyDefinition, steps: Mapping[tuple[str, str], i
                 excluded: Mapping[tuple[str, str], int], waiting: Mapping[str, int]
                 ) -> list[dict[str, Any]]:
     """One entry per node, the entry first, then the nodes as the definition lists them.
-    ``steps``: counts by (node, kind); ``excluded``: actionExcluded by (node, rule)."""
+    ``steps``: counts by (node, kind); ``excluded``: the steps' details by (node, detail):
+    an action's actionExcluded by rule, a split's branches by name."""
     def count(node: str, kind: str) -> int:
         return steps.get((node, kind), 0)
 
@@ -40,6 +42,9 @@ def node_counts(definition: JourneyDefinition, steps: Mapping[tuple[str, str], i
             counts["actionExcluded"] = count(node.id, "actionExcluded")
             counts["excludedBy"] = {rule: n for (at, rule), n in sorted(excluded.items())
                                     if at == node.id}
+        elif isinstance(node, Split):
+            counts["branches"] = {b.name: excluded.get((node.id, b.name), 0)
+                                  for b in node.branches}
         elif isinstance(node, Listen):
             counts |= {k: count(node.id, k) for k in ("reaction", "event", "timedOut")}
             if node.timeout is not None and node.timeout.next is None:

@@ -162,6 +162,31 @@ class Decision(_Node):
     otherwise: NodeId = Field(alias="else")
 
 
+class SplitBranch(_Shape):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$",
+                      description="the branch's label in counts (A, B, control…)")
+    weight: int = Field(ge=0, le=100, description="percent of the profiles")
+    next: NodeId
+
+
+class Split(_Node):
+    """A random split (experiment): each profile takes one branch with the branches'
+    weights (percent, summing to 100), the same branch whenever it passes here in this
+    journey version (``split.choose``), recorded on the instance."""
+    type: Literal["split"]
+    branches: list[SplitBranch] = Field(min_length=2, max_length=MAX_BRANCHES)
+
+    @model_validator(mode="after")
+    def _weights(self) -> Split:
+        total = sum(b.weight for b in self.branches)
+        if total != 100:
+            raise ValueError(f"the branches' weights add up to {total}, not 100")
+        names = [b.name.lower() for b in self.branches]
+        if len(set(names)) != len(names):
+            raise ValueError("two branches have the same name (names ignore case)")
+        return self
+
+
 class UpdateProfile(_Node):
     type: Literal["updateProfile"]
     set: dict[str, Any] = Field(min_length=1, max_length=50)
@@ -180,7 +205,7 @@ class End(_Node):
     type: Literal["end"]
 
 
-Node = Annotated[Action | Listen | Wait | Decision | UpdateProfile | HttpCall | End,
+Node = Annotated[Action | Listen | Wait | Decision | Split | UpdateProfile | HttpCall | End,
                  Field(discriminator="type")]
 
 
@@ -210,6 +235,8 @@ def successors(node: Node) -> list[str]:
         return [b.next for b in node.branches] + timeout
     if isinstance(node, Decision):
         return [c.next for c in node.branches] + [node.otherwise]
+    if isinstance(node, Split):
+        return [b.next for b in node.branches]
     if isinstance(node, End):
         return []
     return [node.next]

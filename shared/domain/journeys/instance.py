@@ -53,6 +53,7 @@ class Instance:
     waits: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # listen -> data
     seen: tuple[Seen, ...] = ()
     reason: str | None = None
+    branches: Mapping[str, str] = field(default_factory=dict)  # split node -> branch name
 
     @property
     def ended(self) -> bool:
@@ -139,7 +140,8 @@ class CallHttp:
 @dataclass(frozen=True)
 class Step:
     """A step event: what feeds the per-node counts (kinds: entered, actionSent, reaction,
-    event, timedOut, transition, finished, stopped, exited, error)."""
+    event, timedOut, transition, split (detail: the branch), finished, stopped, exited,
+    error)."""
     kind: str
     node: str
     detail: str = ""

@@ -1,6 +1,6 @@
 """Step events as they travel on ``parcours.journey-steps.v1``: every step of every journey
 instance (entered, transition, actionSent, actionExcluded with the rule, reaction, event,
-timedOut, finished, stopped, exited, error, profileUpdated, httpCalled, httpFailed), keyed
+timedOut, split, finished, stopped, exited, error, profileUpdated, httpCalled, httpFailed), keyed
 by profile id, for whatever counts or analyses them downstream. The engine writes them to
 ``journey_steps`` in the transaction of each move; a relay publishes them from there in
 commit order, each once or, after a crash, again with the same ``stepId``."""
@@ -28,6 +28,7 @@ class StepEvent(BaseModel):
     profileId: str
     at: AwareDatetime
     kind: str = Field(description="entered, transition, actionSent, actionExcluded, reaction,"
-                                  " event, timedOut, finished, stopped, exited, error, …")
+                                  " event, timedOut, split, finished, stopped, exited, error, …")
     node: str = Field(description="where it happened (a transition's: where it came from)")
-    detail: str = Field(description="a transition's next node, a message id, a reason")
+    detail: str = Field(description="a transition's next node, a message id, a reason,"
+                        " a split's branch")
