@@ -38,11 +38,18 @@ from shared.domain.events import (
 )
 from shared.domain.exact import exact_json, read_exact
 from shared.domain.lifecycle import EventState, MessageState
+from shared.domain.locale_tags import normalise_tag
+from shared.domain.locales import (
+    MAX_VARIANTS,
+    VARIANTS,
+    LocaleChoice,
+    compile_localised,
+    split_template,
+)
 from shared.domain.rendering import (
     CHANNEL_PARTS,
     RenderedMessage,
     RenderError,
-    compile_message,
     render_message,
     template_context,
 )
@@ -193,6 +200,56 @@ def _not_templates(channel: Channel, template: dict[str, Any]) -> list[dict[str,
     return errors
 
 
+def _variant_problems(channel: Channel, template: dict[str, Any]
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The template with its variants' tags normalised, and what is wrong with them:
+    ``variants`` an object of at most ``MAX_VARIANTS``, each key a locale tag (no two the
+    same but for case), each value a content checked as the default is."""
+    default, _ = split_template(template)
+    errors = _not_templates(channel, default)
+    if VARIANTS not in template:
+        return template, errors
+    variants = template[VARIANTS]
+    where = ["body", VARIANTS]
+    if not isinstance(variants, dict):
+        return template, [*errors, {"loc": where, "msg": "must be an object: a content for"
+                                    " each locale tag", "type": "template"}]
+    if len(variants) > MAX_VARIANTS:
+        errors.append({"loc": where, "msg": f"at most {MAX_VARIANTS} variants"
+                       f" ({len(variants)} sent)", "type": "template"})
+    normalised: dict[str, Any] = {}
+    for tag, content in variants.items():
+        try:
+            key = normalise_tag(tag)
+        except ValueError as error:
+            errors.append({"loc": [*where, tag], "msg": str(error), "type": "locale"})
+            continue
+        if key in normalised:
+            errors.append({"loc": [*where, tag], "msg": f"the same locale as another"
+                           f" variant ({key}: tags are matched without regard to case)",
+                           "type": "locale"})
+        if not isinstance(content, dict):
+            errors.append({"loc": [*where, tag], "msg": "must be an object: the variant's"
+                           " parts", "type": "template"})
+            continue
+        if VARIANTS in content:
+            errors.append({"loc": [*where, tag, VARIANTS], "msg": "a variant has no variants",
+                           "type": "template"})
+        errors += [{**e, "loc": [*where, tag, *e["loc"][1:]]}
+                   for e in _not_templates(channel, content)]
+        normalised[key] = content
+    return {**default, VARIANTS: normalised}, errors
+
+
+def _template_error(error: RenderError) -> JSONResponse:
+    """A 422 naming the part: ``["body", "subject"]``, ``["body", "variants", "fr",
+    "subject"]``."""
+    part, _, why = str(error).partition(": ")
+    loc = part.split(".", 2) if part.startswith(f"{VARIANTS}.") else [part]
+    return JSONResponse({"detail": [{"loc": ["body", *loc], "msg": why,
+                                     "type": "template"}]}, status_code=422)
+
+
 @router.put("/events/{event_id}/message", response_model=MessageOut,
             response_model_by_alias=True)
 async def edit_message(
@@ -200,16 +257,16 @@ async def edit_message(
 ) -> MessageOut | Response:
     """Edits the draft, or opens a new draft version while the published one keeps
     sending. The body holds the channel's parts: email ``subject``, ``html``, ``text``;
-    SMS ``text``; push ``title``, ``body``, ``data``."""
+    SMS ``text``; push ``title``, ``body``, ``data``; and ``variants``, a content of
+    those parts for each locale tag (``{"fr": {"subject": …}}``), part of the version."""
     config = (await _locked(db, caller, event_id)).config
-    if errors := _not_templates(config.channel, template):
+    template, errors = _variant_problems(config.channel, template)
+    if errors:
         return JSONResponse({"detail": errors}, status_code=422)
     try:
-        compile_message(config.channel, template)
+        compile_localised(config.channel, template)
     except RenderError as error:
-        part, _, why = str(error).partition(": ")
-        return JSONResponse({"detail": [{"loc": ["body", part], "msg": why,
-                                         "type": "template"}]}, status_code=422)
+        return _template_error(error)
     versions = await store.message_versions(db, caller.tenant, event_id)
     latest = versions[0].state if versions else None
     if lifecycle.edit_target(latest) == "update":
@@ -274,10 +331,11 @@ async def resume_message(event_id: str, caller: AdminCaller, db: Db) -> MessageO
 
 async def render_version(
     db: asyncpg.Connection, caller: Caller, event_id: str, version: int | None,
-    profile_id: str | None, ctx: dict[str, Any],
-) -> tuple[int, RenderedMessage, dict[str, Any] | None]:
+    profile_id: str | None, ctx: dict[str, Any], locale: str | None = None,
+) -> tuple[int, RenderedMessage, dict[str, Any] | None, LocaleChoice]:
     """A version (default: the newest) rendered for a test profile and its sample data,
-    which ``ctx`` (read with ``read_exact``) overrides. A ctx that ingestion would refuse is
+    which ``ctx`` (read with ``read_exact``) overrides, in the variant ``locale`` chooses
+    (else the test profile's locale, as the sender would). A ctx that ingestion would refuse is
     a 422 naming the field: ``["body", "ctx", …]``, or ``["testProfile", "sampleCtx", …]``
     when it comes from the test profile."""
     config = (await _locked(db, caller, event_id)).config
@@ -305,11 +363,12 @@ async def render_version(
             for e in error.errors(include_url=False, include_context=False,
                                   include_input=False)]) from error
     try:
-        rendered = render_message(compile_message(config.channel, chosen.template),
-                                  template_context(typed, profile, event))
+        compiled, choice = compile_localised(config.channel, chosen.template).choose(
+            locale or (profile or {}).get("locale"))
+        rendered = render_message(compiled, template_context(typed, profile, event))
     except RenderError as error:
         raise HTTPException(422, f"the template does not render: {error}") from error
-    return chosen.version, rendered, profile
+    return chosen.version, rendered, profile, choice
 
 
 @router.post("/events/{event_id}/message/preview", response_model=PreviewOut,
@@ -319,9 +378,10 @@ async def preview_message(
 ) -> PreviewOut:
     # ctx again from the body's text: FastAPI read its numbers as floats (19.90 -> 19.9)
     ctx = read_exact(await request.body()).get("ctx") or {}
-    version, rendered, _ = await render_version(db, caller, event_id, preview.version,
-                                                 preview.profile_id, ctx)
-    return PreviewOut(version=version, parts=rendered.parts, data=rendered.data)
+    version, rendered, _, choice = await render_version(
+        db, caller, event_id, preview.version, preview.profile_id, ctx, preview.locale)
+    return PreviewOut(version=version, parts=rendered.parts, data=rendered.data,
+                      locale=choice.locale, chosen_from=choice.chosen_from)
 
 
 async def readiness(request: Request) -> bool:

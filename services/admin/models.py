@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.adapters.admin_store import MessageVersion, StoredEvent
 from shared.domain.events import EventConfig
+from shared.domain.locale_tags import LocaleTag
 
 
 class _Out(BaseModel):
@@ -54,26 +55,38 @@ class MessageOut(_Out):
     versions: list[VersionOut] = Field(description="newest first")
 
 
+_LOCALE_IN = ("the locale variant to render, by the fallback chain (fr-CA, fr, the default);"
+              " default: the test profile's locale")
+_LOCALE_OUT = "the variant rendered; null: the default content"
+_CHOSEN_FROM = "the locale wanted, normalised; null when none was"
+
+
 class PreviewIn(_Out):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
     profile_id: str | None = Field(
         default=None, description="a test profile; its sample event data fills ctx")
     ctx: dict[str, Any] = Field(default_factory=dict, description="overrides the sample data")
     version: int | None = Field(default=None, description="default: the newest version")
+    locale: LocaleTag | None = Field(default=None, description=_LOCALE_IN)
 
 
 class ProofIn(_Out):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
     profile_id: str = Field(description="a test profile: the proof goes to its address")
     version: int | None = Field(default=None, description="default: the newest version")
+    locale: LocaleTag | None = Field(default=None, description=_LOCALE_IN)
 
 
 class ProofOut(_Out):
     version: int
     sent_to: str
+    locale: str | None = Field(description=_LOCALE_OUT)
+    chosen_from: str | None = Field(description=_CHOSEN_FROM)
 
 
 class PreviewOut(_Out):
     version: int
     parts: dict[str, str]
     data: dict[str, str]
+    locale: str | None = Field(description=_LOCALE_OUT)
+    chosen_from: str | None = Field(description=_CHOSEN_FROM)

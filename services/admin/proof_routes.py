@@ -95,10 +95,11 @@ _DELIVER: dict[Channel, Deliver] = {Channel.EMAIL: _email, Channel.SMS: _sms,
 async def send_proof(
     event_id: str, proof: ProofIn, caller: AdminCaller, db: Db, request: Request
 ) -> ProofOut:
-    """Send a version (default: the newest), rendered for a test profile, to that
-    profile: its email address, its mobile phone, or each of its push devices."""
-    version, rendered, _ = await render_version(db, caller, event_id, proof.version,
-                                                proof.profile_id, {})
+    """Send a version (default: the newest), rendered for a test profile in the variant
+    of ``locale`` (default: the profile's), to that profile: its email address, its mobile
+    phone, or each of its push devices."""
+    version, rendered, _, choice = await render_version(
+        db, caller, event_id, proof.version, proof.profile_id, {}, proof.locale)
     profile = await test_profile_store.get_test_profile(db, caller.tenant, proof.profile_id)
     assert profile is not None  # render_version found it
     try:
@@ -109,4 +110,5 @@ async def send_proof(
     except TransientFailure as error:
         raise HTTPException(503, f"the {rendered.channel} server is unavailable ({error}); "
                                  "retry", headers={"Retry-After": "5"}) from error
-    return ProofOut(version=version, sent_to=sent_to)
+    return ProofOut(version=version, sent_to=sent_to, locale=choice.locale,
+                    chosen_from=choice.chosen_from)

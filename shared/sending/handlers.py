@@ -49,12 +49,11 @@ from shared.domain.delivery_rules.model import RuleKind
 from shared.domain.delivery_rules.quarantine import FailureKind
 from shared.domain.delivery_rules.tenant import TenantRules
 from shared.domain.events import EventConfig, typed_ctx
+from shared.domain.locales import LocaleChoice, LocalisedMessage, compile_localised, wanted_locale
 from shared.domain.profile_schema import ProfileSchema, typed_attributes
 from shared.domain.rendering import (
-    CompiledMessage,
     RenderedMessage,
     RenderError,
-    compile_message,
     render_message,
     template_context,
 )
@@ -245,9 +244,10 @@ async def _with_retries(sender: Sender, operation: Callable[[], Awaitable[T]], w
 
 async def _compiled_template(
     sender: Sender, request: SendRequest
-) -> tuple[CompiledMessage, EventConfig, ProfileSchema] | None:
-    """The message version decided for it (the live one for a record of version 1), and
-    what types its values: the event's fields, the tenant's profile schema."""
+) -> tuple[LocalisedMessage, EventConfig, ProfileSchema] | None:
+    """The message version decided for it (the live one for a record of version 1), its
+    default content and locale variants compiled, and what types its values: the event's
+    fields, the tenant's profile schema."""
     owner = request.template_owner
     published = owner and await sender.catalog.get(request.tenant, owner)
     if not published or published.template is None or published.message_version is None:
@@ -259,11 +259,11 @@ async def _compiled_template(
             sender.pool, request.tenant, published.config.event_id, version)
         if template is None:
             return None
-        return compile_message(request.channel, template), published.config, profile_schema
+        return compile_localised(request.channel, template), published.config, profile_schema
     # Keyed by content too: an event deleted and created again numbers its versions anew.
     key = (request.tenant, published.config.event_id, orjson.dumps(published.template))
     if key not in sender.templates:
-        sender.templates[key] = compile_message(request.channel, published.template)
+        sender.templates[key] = compile_localised(request.channel, published.template)
     return sender.templates[key], published.config, profile_schema
 
 
@@ -331,6 +331,13 @@ async def _address_failure(
                           settings)
 
 
+def _with_locale(note: str | None, locale: LocaleChoice) -> str | None:
+    """The trace says which locale variant went, when one did."""
+    if locale.locale is None:
+        return note
+    return f"{note or 'accepted'}; locale {locale.locale}"
+
+
 async def _send(sender: Sender, request: SendRequest, retry: Due | None = None
                 ) -> Outcome | Waiting:
     spec = sender.spec
@@ -340,7 +347,8 @@ async def _send(sender: Sender, request: SendRequest, retry: Due | None = None
                                     "loading the template")
         if found is None:
             return _failed(sender, request, "not_published", "the event's message is not published")
-        compiled, config, profile_schema = found
+        localised, config, profile_schema = found
+        compiled, locale = localised.choose(wanted_locale(request.locale, request.profile))
         # The record carries ctx and the profile as JSON (decimals as strings); the template
         # sees them typed by the event's fields and the tenant's profile schema, exactly as
         # the preview does: what it shows is what goes.
@@ -394,5 +402,6 @@ async def _send(sender: Sender, request: SendRequest, retry: Due | None = None
     soft_error = (retry and retry.soft_error) or (str(soft[0]) if soft else None)
     failure = soft_error and await _address_failure(sender, request, "soft", soft_error)
     return _outcome(request, Status.PROCESSED, reference=reference,
-                    trace_reason=handover_note(request, rendered, reference),
+                    trace_reason=_with_locale(handover_note(request, rendered, reference),
+                                              locale),
                     address_failure=failure or None)

@@ -15,7 +15,7 @@ from shared.adapters.producer import RenewingProducer
 from shared.adapters.profile_schema_store import ProfileSchemaCache
 from shared.adapters.rules_store import TenantRulesCache
 from shared.bounded import BoundedDict
-from shared.domain.rendering import CompiledMessage
+from shared.domain.locales import LocalisedMessage
 from shared.domain.retry_backoff import RetryPolicy
 from shared.sending.metrics import register_rule_outcomes
 from shared.sending.spec import Provider, SenderSpec
@@ -35,7 +35,7 @@ class Sender:
     profile_schemas: ProfileSchemaCache  # types the profile a record carries
     rules: TenantRulesCache  # control rules and quarantine thresholds, per tenant
     # Bounded: each published version adds one; a rebuild costs one compilation.
-    templates: dict[tuple[str, str, bytes], CompiledMessage] = field(
+    templates: dict[tuple[str, str, bytes], LocalisedMessage] = field(
         default_factory=lambda: BoundedDict(512))
     retry_policy: RetryPolicy = field(init=False)  # from the settings
 
