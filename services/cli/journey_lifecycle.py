@@ -26,8 +26,8 @@ from services.cli.admin_client import _call, _table
 
 VERBS = ("publish", "test", "pause", "resume", "stop", "versions", "counts", "show",
          "history", "remove", "simulate-reaction", "simulate-event")
-_COUNTED = ("entered", "passed", "waiting", "exited", "actionSent", "actionExcluded",
-            "reaction", "event", "timedOut")
+_COUNTED = ("entered", "heldOut", "passed", "waiting", "exited", "actionSent",
+            "actionExcluded", "reaction", "event", "timedOut")
 
 
 def add_verbs(verbs: Any) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from services.journeys import effects
@@ -20,7 +21,7 @@ from services.journeys.loops import repeat
 from services.journeys.metrics import RETRIES
 from services.journeys.moves import enter, resume
 from services.journeys.wiring import Engine
-from shared.adapters import journey_version_store
+from shared.adapters import journey_holdout_store, journey_version_store
 from shared.adapters.audience_reader import audience_query, check_definition, read_members
 from shared.adapters.audience_store import get_audience
 from shared.adapters.postgres import DB_UNAVAILABLE
@@ -45,8 +46,10 @@ async def _enter(engine: Engine, version: dict[str, Any], profile_ids: list[str]
 
     async def attempt() -> list[effects.Outboxed]:
         async with engine.pool.acquire() as connection, connection.transaction():
+            holdout = (await journey_holdout_store.percent(connection, key[0])
+                       if version["mode"] == "live" else Decimal(0))  # a test run: none
             outbox = await enter(engine, connection, plan, key[0], profile_ids,
-                                 version.get("entry_round", 0))
+                                 version.get("entry_round", 0), holdout)
             if done and every is not None:  # a recurring entry: the next round, later
                 await journey_version_store.next_round(
                     connection, *key, datetime.now(UTC) + every / plan.speed)

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from services.journeys.metrics import ENTERED, count_steps
-from shared.adapters import journey_store, journey_version_store
+from shared.adapters import journey_holdout_store, journey_store, journey_version_store
 from shared.adapters.journey_profiles import read_profiles
 from shared.adapters.journey_store import Outboxed
 from shared.domain.journeys.advance import start
 from shared.domain.journeys.definition import EventEntry
+from shared.domain.journeys.holdout import held_out
 from shared.domain.journeys.instance import JourneyEvent
 
 if TYPE_CHECKING:
@@ -78,11 +79,14 @@ async def enter_by_events(engine: Engine, connection: asyncpg.Connection,
         ids = [a.profile_id for a, _ in wanted if a.tenant == tenant]
         for profile_id, found in (await read_profiles(connection, tenant, ids)).items():
             profiles[(tenant, profile_id)] = found
+    holdouts = {tenant: await journey_holdout_store.percent(connection, tenant)
+                for tenant in {a.tenant for a, _ in wanted}}
     outbox: list[Outboxed] = []
     for arrival, versions in wanted:
         profile = profiles.get((arrival.tenant, arrival.profile_id))
         if profile is None or profile.is_test:
             continue
+        held = held_out(arrival.tenant, arrival.profile_id, holdouts[arrival.tenant])
         for journey_id, version, entry in versions:
             history = await journey_store.entry_history(connection, arrival.tenant,
                                                         journey_id, arrival.profile_id)
@@ -93,7 +97,8 @@ async def enter_by_events(engine: Engine, connection: asyncpg.Connection,
             if plan is None:
                 continue
             instance, effects = start(plan, arrival.profile_id,
-                                      entry_number(arrival.identity), profile.record, now)
+                                      entry_number(arrival.identity), profile.record, now,
+                                      held)
             written = await journey_store.create(connection, arrival.tenant, instance,
                                                  effects, now)
             if written is not None:

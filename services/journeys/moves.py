@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import asyncpg
 
@@ -26,6 +27,7 @@ from shared.adapters.journey_profiles import JourneyProfile, read_profiles
 from shared.adapters.journey_store import Outboxed, Written
 from shared.domain.journeys.advance import Plan, advance, hold, start
 from shared.domain.journeys.codec import instance_from_json
+from shared.domain.journeys.holdout import held_out
 from shared.domain.journeys.instance import (
     Effect,
     Input,
@@ -243,12 +245,15 @@ async def fire(engine: Engine, connection: asyncpg.Connection, limit: int
 
 
 async def enter(engine: Engine, connection: asyncpg.Connection, plan: Plan, tenant: str,
-                profile_ids: Sequence[str], entry_round: int = 0) -> list[Outboxed]:
+                profile_ids: Sequence[str], entry_round: int = 0,
+                holdout: Decimal = Decimal(0)) -> list[Outboxed]:
     """Profiles enter the version (a profile in the journey now, or entered in this round
-    before, is skipped), in one transaction."""
+    before, is skipped), in one transaction; those of the tenant's control group
+    (``holdout`` %) end ``heldOut`` at once."""
     now = datetime.now(UTC)
     profiles = await read_profiles(connection, tenant, profile_ids)
-    started = [start(plan, profile_id, entry_round, profiles[profile_id].record, now)
+    started = [start(plan, profile_id, entry_round, profiles[profile_id].record, now,
+                     held_out(tenant, profile_id, holdout))
                for profile_id in profile_ids
                if profile_id in profiles]  # else erased since the audience was read
     # One statement per table for the whole batch (a round trip per profile and table

@@ -28,6 +28,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.domain.journeys.definition import SplitBranch
+from shared.domain.journeys.holdout import held_out
 from shared.domain.journeys.split import bucket, choose
 from tests.integration import test_journey_engine
 from tests.integration.conftest import (
@@ -786,3 +787,48 @@ async def test_split_sends_each_profile_down_its_hashed_branch_and_counts_them(
              for sample in family.samples if sample.name.endswith("_total")
              and sample.labels["journey"] == journey_id and sample.labels["node"] == "ab"}
     assert split == {name: float(n) for name, n in tally.items() if n}
+
+
+# --- holdout (the tenant's control group) --------------------------------------------------------
+
+async def test_the_control_group_enters_no_live_journey_and_is_counted_at_the_entry(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    refused = await tenant.admin.put("/journey-holdout", json={"percent": 60})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == [
+        "body", "percent"], refused.text
+    assert (await tenant.admin.put("/journey-holdout", json={"percent": 2.555})
+            ).status_code == 422
+    assert (await tenant.admin.get("/journey-holdout")).json() == {"percent": 0.0}
+    held = await tenant.admin.put("/journey-holdout", json={"percent": 40})
+    assert held.status_code == 200 and held.json() == {"percent": 40.0}, held.text
+    assert (await tenant.admin.get("/journey-holdout")).json() == {"percent": 40.0}
+
+    await declare(tenant, {"arm": "string"})
+    profile_ids = [f"h{i}" for i in range(16)]
+    for profile_id in profile_ids:
+        await put_profile(tenant, profile_id, person(profile_id))
+    await run(pool, tenant, "promo", "mark", [
+        {"id": "mark", "type": "updateProfile", "set": {"attributes": {"arm": "treated"}},
+         "next": "done"},
+        {"id": "done", "type": "end"}], speed=HOUR)
+    out = {p for p in profile_ids if held_out(tenant.name, p, 40)}
+    assert out and len(out) < len(profile_ids), out  # the test sees both sides
+    await reaches(pool, tenant, "promo",
+                  {p: ("heldOut", "entry") if p in out else ("finished", "done")
+                   for p in profile_ids})
+
+    async def updated() -> bool:
+        for profile_id in set(profile_ids) - out:
+            profile = (await tenant.profiles.get(f"/v1/profiles/{profile_id}")).json()
+            if profile.get("attributes", {}).get("arm") != "treated":
+                return False
+        return True
+    await eventually(updated, "the treated profiles updated", 20)
+    for profile_id in out:  # nothing ran for the control group
+        profile = (await tenant.profiles.get(f"/v1/profiles/{profile_id}")).json()
+        assert "arm" not in profile.get("attributes", {}), profile
+        assert kinds(await steps_of(pool, tenant, "promo", profile_id), "heldOut",
+                     "profileUpdated", "transition") == [("entry", "heldOut")]
+    counts = (await tenant.admin.get("/journeys/promo/counts")).json()
+    assert counts["nodes"][0] | {"entered": 16, "heldOut": len(out),
+                                 "passed": 16 - len(out)} == counts["nodes"][0]

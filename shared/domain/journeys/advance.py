@@ -93,15 +93,19 @@ def instance_id(tenant: str, journey_id: str, version: int, profile_id: str, ent
 
 
 def start(plan: Plan, profile_id: str, entry: int, profile: Mapping[str, Any],
-          now: datetime) -> tuple[Instance, list[Effect]]:
+          now: datetime, held_out: bool = False) -> tuple[Instance, list[Effect]]:
     """A profile enters (its ``entry``-th time): run from the entry's next node until a
-    wait or an end."""
+    wait or an end. ``held_out``: the profile is in the tenant's control group
+    (``holdout``): its instance ends ``heldOut`` at the entry, having run nothing, so it
+    is counted like a branch beside those who entered."""
     definition = plan.definition
     instance = Instance(definition.id, plan.version, profile_id,
                         instance_id(plan.tenant, definition.id, plan.version, profile_id,
                                     entry),
                         State.WAITING, "entry", 0, now)
     effects: list[Effect] = [Step("entered", "entry")]
+    if held_out:
+        return _end(instance, State.HELD_OUT, effects, "heldOut", "the tenant's control group")
     return _run(plan, instance, definition.entry.next, profile, now, effects)
 
 

@@ -3,6 +3,8 @@
 - ``entered``: steps ``entered`` at the node;
 - ``passed``: transitions from it (a transition's node is where it came from);
 - ``waiting``: instances waiting on it now;
+- the entry's ``heldOut``: profiles of the tenant's control group (holdout), which entered
+  nothing (counted in ``exited`` too);
 - ``exited``: instances that ended at it (finished, stopped, exited, error, and timedOut
   where the listen's timeout has no path: with one, a timeout goes on, and is passed);
 - an action's ``actionSent`` and ``actionExcluded`` (with the rule that excluded it);
@@ -17,7 +19,7 @@ from typing import Any
 
 from shared.domain.journeys.definition import Action, JourneyDefinition, Listen, Split
 
-ENDS = ("finished", "stopped", "exited", "error")
+ENDS = ("finished", "stopped", "exited", "error", "heldOut")
 
 
 def node_counts(definition: JourneyDefinition, steps: Mapping[tuple[str, str], int],
@@ -35,6 +37,7 @@ def node_counts(definition: JourneyDefinition, steps: Mapping[tuple[str, str], i
                 "exited": sum(count(node, k) for k in ENDS)}
 
     out = [base("entry", definition.entry.type)]
+    out[0]["heldOut"] = count("entry", "heldOut")  # the control group: ran nothing
     for node in definition.nodes:
         counts = base(node.id, node.type)
         if isinstance(node, Action):

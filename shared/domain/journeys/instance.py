@@ -19,6 +19,7 @@ class State(StrEnum):
     TIMED_OUT = "timedOut"  # a listen timed out with no timeout path
     EXITED = "exited"  # an exit criterion's event took it out
     ERROR = "error"  # with the reason
+    HELD_OUT = "heldOut"  # in the tenant's control group: entered nothing (holdout.py)
 
 
 ENDED = frozenset(State) - {State.WAITING}
@@ -140,8 +141,8 @@ class CallHttp:
 @dataclass(frozen=True)
 class Step:
     """A step event: what feeds the per-node counts (kinds: entered, actionSent, reaction,
-    event, timedOut, transition, split (detail: the branch), finished, stopped, exited,
-    error)."""
+    event, timedOut, transition, split (detail: the branch), heldOut, finished, stopped,
+    exited, error)."""
     kind: str
     node: str
     detail: str = ""
