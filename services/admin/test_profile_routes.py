@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 from services.admin.dependencies import AdminCaller, Db
 from shared.adapters import test_profile_store as store
 from shared.domain.fields import EmailAddress, PhoneNumber
+from shared.domain.locale_tags import LocaleTag
 
 router = APIRouter(prefix="/admin/v1/test-profiles", tags=["test profiles"])
 ProfileId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
@@ -39,6 +40,8 @@ class _TestProfile(_Model):
     last_name: Name | None = None
     city: Name | None = None
     birth_date: date | None = None
+    locale: str | None = Field(default=None, description="chooses the variant of a message"
+                               " previews and proofs render, as a profile's does")
     attributes: dict[str, Any] = Field(default_factory=dict,
                                        description="more profile fields, as templates see them")
     push_registrations: list[PushRegistration] = Field(
@@ -50,6 +53,7 @@ class _TestProfile(_Model):
 class TestProfileIn(_TestProfile):
     email: EmailAddress | None = None
     mobile_phone: PhoneNumber | None = None
+    locale: LocaleTag | None = None
 
 
 class TestProfileOut(_TestProfile):

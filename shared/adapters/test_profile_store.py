@@ -8,11 +8,11 @@ from typing import Any
 import asyncpg
 
 _COLUMNS = (
-    "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, attributes,"
-    " push_registrations, sample_ctx, updated_at"
+    "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, locale,"
+    " attributes, push_registrations, sample_ctx, updated_at"
 )
 _FIELDS = ("email", "mobile_phone", "first_name", "last_name", "city", "birth_date",
-           "attributes", "push_registrations", "sample_ctx")
+           "locale", "attributes", "push_registrations", "sample_ctx")
 
 # The WHERE keeps a real profile with the same id untouched: no row comes back then.
 _UPSERT = f"""

@@ -1,15 +1,20 @@
 """Locale variants of a message on the real stack: authored and published through the
 admin API, previewed and proofed per locale, and sent in the variant the profile's locale
-or the request's chooses (fr-CA → fr → the default)."""
+or the request's chooses (fr-CA → fr → the default); a journey message's alike."""
 
+import time
 import uuid
 from typing import Any
 
 import asyncpg
 import httpx
+from aiokafka import AIOKafkaProducer
 
-from shared.domain.routing import message_id
+from shared.domain.events import Channel
+from shared.domain.routing import JourneyOrigin, SendRequest, TemplateRef, message_id
+from shared.topics import SEND_EMAIL_BULK
 from tests.integration.conftest import (
+    BULK_SINK,
     GATEWAY,
     TENANT,
     eventually,
@@ -27,8 +32,8 @@ MESSAGE = {
 }
 
 
-async def _event(admin: httpx.AsyncClient, targeting: str) -> str:
-    event_id = f"EVTloc{uuid.uuid4().hex[:10]}"
+async def _event(admin: httpx.AsyncClient, targeting: str, prefix: str = "EVT") -> str:
+    event_id = f"{prefix}loc{uuid.uuid4().hex[:10]}"
     created = await admin.post("/events", json={
         "eventId": event_id, "label": "Back in stock", "channel": "email",
         "targeting": targeting, "fields": [{"id": "item", "type": "string", "required": True}]})
@@ -133,6 +138,14 @@ async def test_preview_and_proof_render_the_variant_asked_for(
     assert (german["locale"], german["chosenFrom"]) == (None, "de")
     own = await preview()  # the test profile's locale, as the sender would
     assert (own["locale"], own["chosenFrom"]) == ("fr", "fr-CA")
+    put = await admin.put(f"/test-profiles/{tester}",
+                          json={"firstName": "Tess", "locale": "de_ch", "email": address,
+                                "sampleCtx": {"item": "Sample"}})
+    assert put.status_code == 200 and put.json()["locale"] == "de-CH", put.text
+    swiss = await preview()
+    assert (swiss["locale"], swiss["chosenFrom"]) == (None, "de-CH")
+    bad_tester = await admin.put(f"/test-profiles/{tester}", json={"locale": "deutsch!"})
+    assert bad_tester.status_code == 422
     bad = await admin.post(f"/events/{event_id}/message/preview",
                            json={"profileId": tester, "locale": "not a tag"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "locale"]
@@ -167,3 +180,32 @@ async def test_variants_are_validated_like_the_default(admin: httpx.AsyncClient)
     assert await refused(["fr"]) == [["body", "variants"]]
     assert await refused({"fr": {"subject": "s" * 1001}}) == [
         ["body", "variants", "fr", "subject"]]
+
+
+async def test_a_journey_message_goes_in_the_variant_of_its_profile_locale(
+    admin: httpx.AsyncClient, http: httpx.AsyncClient, producer: AIOKafkaProducer,
+) -> None:
+    """What the journey engine hands the bulk lane: its profile's locale chooses."""
+    message = await _event(admin, "profile", prefix="JMS")
+    version = (await admin.get(f"/events/{message}/message")).json()["versions"][0]["version"]
+    sent = {}
+    for locale in ("fr-CA", "de"):
+        email, instance = unique_email(f"jms-{locale}"), uuid.uuid4().hex
+        request = SendRequest(
+            messageId=message_id(TENANT, instance, "mail"), tenant=TENANT,
+            origin=JourneyOrigin(journeyId="seed", journeyVersion=1, nodeId="mail",
+                                 instanceId=instance),
+            channel=Channel.EMAIL, priority="bulk",
+            template=TemplateRef(eventId=message, version=version), to={"email": email},
+            profileId=f"p-{instance[:8]}", ctx={"item": "Boots"},
+            profile={"profile_id": f"p-{instance[:8]}", "first_name": "Ada", "locale": locale},
+            acceptedAt=time.time(), marketing=True)
+        await producer.send_and_wait(SEND_EMAIL_BULK.name, request.model_dump_json().encode(),
+                                     request.messageId.encode())
+        sent[locale] = email
+    [french] = await eventually(lambda: mails_to(http, sent["fr-CA"], BULK_SINK),
+                                "the French journey message", 30)
+    assert french["subject"] == "Bonjour Ada, Boots est de retour"
+    [german] = await eventually(lambda: mails_to(http, sent["de"], BULK_SINK),
+                                "the default journey message", 30)
+    assert german["subject"] == "Hello Ada, Boots is back"
