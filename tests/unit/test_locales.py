@@ -1,5 +1,6 @@
 """Locale variants: tags, the fallback chain, the choice, compiling and the request's locale."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -20,6 +21,7 @@ from shared.domain.locales import (
     split_template,
     wanted_locale,
 )
+from shared.domain.produced import Identified, Rejected, admit, build_produced_model
 from shared.domain.rendering import RenderError, render_message, template_context
 from shared.domain.routing import SendRequest, decide
 
@@ -122,3 +124,15 @@ def test_an_event_request_may_name_its_locale_which_reaches_the_send_record() ->
     with pytest.raises(ValidationError) as refused:
         model.model_validate_json('{"email": "a@b.co", "locale": "french!"}')
     assert refused.value.errors()[0]["loc"] == ("locale",)
+
+
+def test_a_record_produced_to_kafka_may_name_its_locale_too() -> None:
+    config = EventConfig.model_validate(CONFIG)
+    record = {"tenant": "t", "eventId": "EVTwelcome", "eventKey": "o-1",
+              "email": "a@b.co", "locale": "FR-ca"}
+    trigger = admit(json.dumps(record).encode(), Identified("t", "EVTwelcome", "k"),
+                    build_produced_model(config), 1.0)
+    assert isinstance(trigger, TriggerEvent) and trigger.locale == "fr-CA"
+    refused = admit(json.dumps({**record, "locale": "x"}).encode(),
+                    Identified("t", "EVTwelcome", "k"), build_produced_model(config), 1.0)
+    assert isinstance(refused, Rejected) and "locale" in refused.reason
