@@ -17,16 +17,19 @@ live version closes the older ones' entry, and they end (finished) once nothing 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.admin.dependencies import AdminCaller, Db
 from services.admin.journey_routes import JourneyId, _checked
+from shared.adapters import journey_conversion_store as conversion_store
 from shared.adapters import journey_version_store as versions
+from shared.domain.journeys.conversion import report
 from shared.domain.journeys.counts import node_counts
 from shared.domain.journeys.definition import parse_definition
 from shared.settings import Settings
@@ -281,6 +284,29 @@ async def get_version(journey_id: JourneyId, number: int, caller: AdminCaller,
     """One version, with its definition."""
     return _version_out(await _version(connection, caller.tenant, journey_id, number),
                         with_definition=True)
+
+
+@router.get("/{journey_id}/conversion")
+async def conversion(journey_id: JourneyId, caller: AdminCaller, connection: Db,
+                     version: Annotated[int | None, Query(ge=1)] = None,
+                     since: datetime | None = None, until: datetime | None = None
+                     ) -> dict[str, Any]:
+    """Per goal of the version, over the instances that entered in [since, until)
+    (default: all): entered, converted, the rate and its 95 % interval (Wilson), the
+    control group (heldOut) beside them, per split branch, per node entered and per last
+    message sent (sent, converted after it)."""
+    row = await _version(connection, caller.tenant, journey_id, version)
+    start = since or datetime.min.replace(tzinfo=UTC)
+    end = until or datetime.max.replace(tzinfo=UTC)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise RequestValidationError([{"type": "timezone", "loc": ("query", "since/until"),
+                                       "msg": "give a time zone (2026-12-01T00:00:00Z)"}])
+    definition = parse_definition(row["definition"])
+    goals = [report(goal.id, await conversion_store.goal_counts(
+        connection, caller.tenant, journey_id, row["version"], goal.id, start, end))
+        for goal in definition.goals]
+    return {"journeyId": journey_id, "version": row["version"], "mode": row["mode"],
+            "since": since, "until": until, "goals": goals}
 
 
 @router.get("/{journey_id}/counts")

@@ -7,6 +7,7 @@
     parcours journeys versions JOURNEY                 # a table
     parcours journeys counts JOURNEY [--version N]     # per node, a table
     parcours journeys show JOURNEY [--version N]       # the version as a tree, counts beside
+    parcours journeys conversion JOURNEY [--version N] [--since T] [--until T]  # per goal
     parcours journeys history JOURNEY PROFILE          # its instances, step by step
     parcours journeys remove JOURNEY PROFILE           # its waiting instance ends stopped
     parcours journeys simulate-reaction JOURNEY PROFILE NODE KIND [--link N]   # test runs
@@ -25,6 +26,7 @@ import httpx
 from services.cli.admin_client import _call, _table
 
 VERBS = ("publish", "test", "pause", "resume", "stop", "versions", "counts", "show",
+         "conversion",
          "history", "remove", "simulate-reaction", "simulate-event")
 _COUNTED = ("entered", "heldOut", "passed", "waiting", "exited", "actionSent",
             "actionExcluded", "reaction", "event", "timedOut")
@@ -48,6 +50,12 @@ def add_verbs(verbs: Any) -> None:
                                   else "the version as a tree, with its counts")
         parser.add_argument("journey")
         parser.add_argument("--version", type=int, help="default: the latest live one")
+    conversion = verbs.add_parser("conversion", help="per goal: overall, per branch (the"
+                                  " control group beside), per node and per message")
+    conversion.add_argument("journey")
+    conversion.add_argument("--version", type=int, help="default: the latest live one")
+    conversion.add_argument("--since", help="instances entered from (ISO 8601, with a zone)")
+    conversion.add_argument("--until", help="instances entered before")
     for verb in ("history", "remove"):
         parser = verbs.add_parser(verb)
         parser.add_argument("journey")
@@ -97,6 +105,33 @@ def counts_table(counts: dict[str, Any]) -> str:
     return _table([("node", "type", *_COUNTED, "branches")] + [
         (n["node"], n["type"], *(str(n[k]) if k in n else "" for k in _COUNTED),
          _branches(n)) for n in counts["nodes"]])
+
+
+def _share(share: dict[str, Any], base: str = "entered") -> tuple[str, str, str, str]:
+    if share["rate"] is None:
+        return str(share[base]), str(share["converted"]), "-", "-"
+    low, high = share["ci95"]
+    return (str(share[base]), str(share["converted"]), f"{share['rate']:.1%}",
+            f"{low:.1%} – {high:.1%}")
+
+
+def conversion_tables(report: dict[str, Any]) -> str:
+    """A table per goal: everyone, the control group, each split branch, each node, each
+    message (sent, converted after it last)."""
+    out = [f"{report['journeyId']}: version {report['version']} ({report['mode']})"]
+    if not report["goals"]:
+        out.append("no goals: add `goals` to the journey's definition")
+    for goal in report["goals"]:
+        rows = [("", "entered", "converted", "rate", "95 % interval"),
+                ("all", *_share(goal)), ("control group (heldOut)", *_share(goal["heldOut"]))]
+        rows += [(f"branch {node}.{name}", *_share(share))
+                 for node, branches in goal["branches"].items()
+                 for name, share in branches.items()]
+        rows += [(f"node {node}", *_share(share)) for node, share in goal["nodes"].items()]
+        rows += [(f"message {node} (sent)", *_share(share, "sent"))
+                 for node, share in goal["messages"].items()]
+        out += [f"\ngoal {goal['goal']}", _table(rows)]
+    return "\n".join(out)
 
 
 def _label(node: dict[str, Any]) -> str:
@@ -229,6 +264,10 @@ def run(client: httpx.Client, args: argparse.Namespace) -> int:
               f" {counts['state']}\n{counts_table(counts)}")
     elif args.verb == "show":
         print(_show(client, args))
+    elif args.verb == "conversion":
+        query = {k: v for k, v in (("version", args.version), ("since", args.since),
+                                   ("until", args.until)) if v is not None}
+        print(conversion_tables(_call(client, "GET", f"{base}/conversion", params=query)))
     elif args.verb == "history":
         print(_history(client, args.journey, args.profile))
     elif args.verb == "remove":

@@ -25,6 +25,9 @@ RETRIES = Counter("parcours_journey_retries_total",
                   "Attempts repeated because PostgreSQL or Kafka was unavailable", ["what"])
 
 
+GOALS = Counter("parcours_journey_goals_total",
+                "Journey instances that reached a goal (once per instance and goal)",
+                ["journey", "goal"])
 SPLIT = Counter("parcours_journey_split_total",
                 "Profiles a split (experiment) node sent down each of its branches",
                 ["journey", "node", "branch"])

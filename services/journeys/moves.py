@@ -20,13 +20,28 @@ from decimal import Decimal
 import asyncpg
 
 from services.journeys.event_entry import enter_by_events
-from services.journeys.metrics import ENTERED, INPUTS, TIMER_LATENESS, count_step, count_steps
+from services.journeys.metrics import (
+    ENTERED,
+    GOALS,
+    INPUTS,
+    TIMER_LATENESS,
+    count_step,
+    count_steps,
+)
 from services.journeys.wiring import Engine
 from shared.adapters import journey_store, journey_version_store
 from shared.adapters.journey_profiles import JourneyProfile, read_profiles
 from shared.adapters.journey_store import Outboxed, Written
-from shared.domain.journeys.advance import Plan, advance, hold, start
+from shared.domain.journeys.advance import (
+    Plan,
+    advance,
+    hold,
+    last_message,
+    reached_goals,
+    start,
+)
 from shared.domain.journeys.codec import instance_from_json
+from shared.domain.journeys.definition import MAX_TIMEOUT
 from shared.domain.journeys.holdout import held_out
 from shared.domain.journeys.instance import (
     Effect,
@@ -171,9 +186,36 @@ async def arrive(engine: Engine, connection: asyncpg.Connection,
         if not waiting.get(key):
             INPUTS.labels(kind, "dropped").inc()
         waiting[key] = current
+    await _reach_goals(engine, connection, arrivals, now)  # on the instances as they were
     outbox = await _store_moves(engine, connection, list(moved.values()), profiles, now)
     # Entries after the moves: an event that starts an instance is not also its input.
     return outbox + await enter_by_events(engine, connection, arrivals)
+
+
+async def _reach_goals(engine: Engine, connection: asyncpg.Connection,
+                       arrivals: Sequence[Arrival], now: datetime) -> None:
+    """Journey events that reach a goal of an instance of their profile, waiting or ended
+    (a purchase may come after the journey's last message): a goal step each, once per
+    instance and goal, naming the last message the instance had been sent."""
+    events = [a for a in arrivals if isinstance(a.input, JourneyEvent)]
+    if not events:
+        return
+    keys = list(dict.fromkeys((a.tenant, a.profile_id) for a in events))
+    recent = await journey_store.recent_of(connection, keys, now - MAX_TIMEOUT)
+    reached: dict[str, list[tuple[Instance, str, str]]] = defaultdict(list)
+    for arrival in events:
+        assert isinstance(arrival.input, JourneyEvent)
+        for instance in recent.get((arrival.tenant, arrival.profile_id), []):
+            plan = await engine.plan((arrival.tenant, instance.journey_id, instance.version))
+            if plan is None or not plan.definition.goals:
+                continue
+            for goal in reached_goals(plan, instance, arrival.input, now):
+                reached[arrival.tenant].append(
+                    (instance, goal.id, last_message(instance) or ""))
+    for tenant, rows in reached.items():
+        for journey_id, goal_id in await journey_store.reach_goals(connection, tenant, rows,
+                                                                   now):
+            GOALS.labels(journey_id, goal_id).inc()
 
 
 async def _store_moves(engine: Engine, connection: asyncpg.Connection, moves: list[_Moved],

@@ -107,6 +107,45 @@ async def write_effect_steps(connection: asyncpg.Connection,
          o.body["profileId"], at, s.kind, s.node, s.detail) for o, s in steps])
 
 
+async def reach_goals(connection: asyncpg.Connection, tenant: str,
+                      reached: Sequence[tuple[Instance, str, str]], at: datetime
+                      ) -> list[tuple[str, str]]:
+    """Goal steps ``(instance, goal id, last message node)``, each at most once per
+    instance and goal (migration 035); the (journey id, goal id) of those new."""
+    if not reached:
+        return []
+    rows = await connection.fetch(
+        "INSERT INTO journey_steps (tenant_id, journey_id, version, instance_id, profile_id,"
+        " at, kind, node, detail)"
+        " SELECT $1, j, v, i, p, $2, 'goal', g, d FROM unnest($3::text[], $4::int[],"
+        "   $5::uuid[], $6::text[], $7::text[], $8::text[]) AS r(j, v, i, p, g, d)"
+        " ON CONFLICT (tenant_id, instance_id, node) WHERE kind = 'goal' DO NOTHING"
+        " RETURNING journey_id, node",
+        tenant, at, [i.journey_id for i, _, _ in reached], [i.version for i, _, _ in reached],
+        [i.instance_id for i, _, _ in reached], [i.profile_id for i, _, _ in reached],
+        [g for _, g, _ in reached], [d for _, _, d in reached])
+    return [(r["journey_id"], r["node"]) for r in rows]
+
+
+async def recent_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, str]],
+                    since: datetime) -> dict[tuple[str, str], list[Instance]]:
+    """The instances of each (tenant, profile id) that entered after ``since``, in any
+    state (a goal may be reached after the journey ended)."""
+    found: dict[tuple[str, str], list[Instance]] = {key: [] for key in keys}
+    if not keys:
+        return found
+    rows = await connection.fetch(
+        "SELECT i.tenant_id, i.document FROM journey_instances i"
+        " JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, profile_id)"
+        "   ON i.tenant_id = k.tenant_id AND i.profile_id = k.profile_id"
+        " WHERE i.entered_at > $3 ORDER BY i.entered_at",
+        [t for t, _ in keys], [p for _, p in keys], since)
+    for row in rows:
+        instance = instance_from_json(row["document"])
+        found.setdefault((row["tenant_id"], instance.profile_id), []).append(instance)
+    return found
+
+
 _COLUMNS = "(tenant_id, instance_id, journey_id, version, profile_id, state, node, token," \
            " document, entered_at)"
 

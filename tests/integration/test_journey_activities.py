@@ -91,7 +91,8 @@ def person(profile_id: str, **extra: Any) -> dict[str, Any]:
 
 async def run(pool: asyncpg.Pool, t: Tenant, journey_id: str, first: str,
               nodes: list[dict[str, Any]], speed: float, exit: tuple[str, ...] = (),
-              publishable: bool = True) -> dict[str, Any]:
+              publishable: bool = True, goals: tuple[dict[str, Any], ...] = ()
+              ) -> dict[str, Any]:
     """The journey (entry: the audience of last name COHORT) as a draft — its problems
     must be none unless ``publishable`` is False — then a live version at ``speed``."""
     audience = await t.admin.post("/audiences", json={
@@ -101,7 +102,7 @@ async def run(pool: asyncpg.Pool, t: Tenant, journey_id: str, first: str,
     journey = {"id": journey_id,
                "entry": {"type": "audience", "audienceId": audience.json()["audienceId"],
                          "next": first},
-               "nodes": nodes, "exit": [{"eventId": e} for e in exit]}
+               "nodes": nodes, "exit": [{"eventId": e} for e in exit], "goals": list(goals)}
     draft = await t.admin.put(f"/journeys/{journey_id}", json=journey)
     assert draft.status_code == 201, draft.text
     if publishable:
@@ -832,3 +833,48 @@ async def test_the_control_group_enters_no_live_journey_and_is_counted_at_the_en
     counts = (await tenant.admin.get("/journeys/promo/counts")).json()
     assert counts["nodes"][0] | {"entered": 16, "heldOut": len(out),
                                  "passed": 16 - len(out)} == counts["nodes"][0]
+
+
+# --- goals and conversion -----------------------------------------------------------------------
+
+async def test_an_experiments_conversion_per_branch_counts_each_goal_once(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    await event_types(tenant, ORDER)
+    branches = [SplitBranch(name="A", weight=50, next="endA"),
+                SplitBranch(name="B", weight=50, next="endB")]
+    profile_ids = [f"g{i}" for i in range(12)]
+    for profile_id in profile_ids:
+        await put_profile(tenant, profile_id, person(profile_id))
+    await run(pool, tenant, "exp", "ab", [
+        {"id": "ab", "type": "split",
+         "branches": [b.model_dump(by_alias=True) for b in branches]},
+        {"id": "endA", "type": "end"}, {"id": "endB", "type": "end"}], speed=HOUR,
+        goals=({"id": "buy", "eventId": "JEVorder", "within": "P7D",
+                "when": {"path": "event.amount", "op": "ge", "value": 10}},))
+    branch = {p: choose(branches, bucket(tenant.name, "exp", 1, "ab", p)).name
+              for p in profile_ids}
+    await reaches(pool, tenant, "exp", {p: ("finished", f"end{b}") for p, b in branch.items()})
+    buyers = profile_ids[::3]  # g0, g3, g6, g9 buy; g0 twice; g1 buys too little
+    for profile_id in buyers:
+        await post_event(tenant, "JEVorder", {"customerId": profile_id, "amount": "25.00"})
+    await post_event(tenant, "JEVorder", {"customerId": "g0", "amount": "12"})
+    await post_event(tenant, "JEVorder", {"customerId": "g1", "amount": "5"})
+
+    async def converted() -> dict[str, Any] | None:
+        answer = (await tenant.admin.get("/journeys/exp/conversion")).json()
+        return answer if answer["goals"] and answer["goals"][0]["converted"] == len(
+            buyers) else None
+    report = await eventually(converted, "four conversions", 20)
+    goal = report["goals"][0]
+    assert goal["entered"] == 12 and goal["rate"] == round(len(buyers) / 12, 4)
+    assert 0 <= goal["ci95"][0] < goal["rate"] < goal["ci95"][1] <= 1
+    for name in ("A", "B"):
+        took = [p for p in profile_ids if branch[p] == name]
+        share = goal["branches"]["ab"].get(name, {"entered": 0, "converted": 0})
+        assert (share["entered"], share["converted"]) == (
+            len(took), len([p for p in took if p in buyers])), (name, goal)
+    assert goal["heldOut"] == {"entered": 0, "converted": 0, "rate": None, "ci95": None}
+    steps = await pool.fetch(
+        "SELECT profile_id, detail FROM journey_steps WHERE tenant_id = $1"
+        " AND journey_id = 'exp' AND kind = 'goal'", tenant.name)
+    assert sorted(r["profile_id"] for r in steps) == sorted(buyers)  # g0 once

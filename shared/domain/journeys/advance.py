@@ -26,6 +26,7 @@ from shared.domain.journeys.definition import (
     Branch,
     Decision,
     End,
+    Goal,
     HttpCall,
     JourneyDefinition,
     Listen,
@@ -75,6 +76,7 @@ class Plan:
     event_conditions: Mapping[str, Mapping[int, Checked]] = field(default_factory=dict)
     speed: float = 1.0
     tenant: str = ""
+    goal_conditions: Mapping[str, Checked] = field(default_factory=dict)  # goal id -> when
 
     def node(self, node_id: str) -> Node:
         return self.definition.node(node_id)
@@ -126,6 +128,10 @@ def advance(plan: Plan, instance: Instance, event: Input, now: datetime
             c.event_id == event.event_id for c in plan.definition.exit):
         return _end(instance, State.EXITED, [CancelTimer(instance.token)], "exited",
                     f"exit criterion {event.event_id}")
+    if isinstance(event, JourneyEvent) and (exiting := [
+            g for g in reached_goals(plan, instance, event, now) if g.exit]):
+        return _end(instance, State.EXITED, [CancelTimer(instance.token)], "exited",
+                    f"goal {exiting[0].id}")
     seen = _seen(event, now)
     node = plan.node(instance.node) if instance.node != "entry" else None
     if isinstance(node, Listen):
@@ -134,6 +140,25 @@ def advance(plan: Plan, instance: Instance, event: Input, now: datetime
             return _resolve(plan, instance, node, branch, seen, event.profile, now,
                             [CancelTimer(instance.token)])
     return _keep(plan, instance, seen, now), []
+
+
+def reached_goals(plan: Plan, instance: Instance, event: JourneyEvent, now: datetime
+                  ) -> list[Goal]:
+    """The goals ``event`` reaches for ``instance`` (waiting or ended): its type, its
+    ``when``, within the goal's time from the entry (compressed in test mode like the
+    waits)."""
+    return [goal for goal in plan.definition.goals
+            if goal.event_id == event.event_id
+            and now - instance.entered_at <= goal.within / plan.speed
+            and (goal.id not in plan.goal_conditions
+                 or matches(plan.goal_conditions[goal.id], {"event": dict(event.data)},
+                            now=now))]
+
+
+def last_message(instance: Instance) -> str | None:
+    """The action node of the last message the instance was sent (sends are kept in the
+    order they went)."""
+    return list(instance.sent)[-1] if instance.sent else None
 
 
 def _resumed(plan: Plan, instance: Instance, event: Resume, now: datetime

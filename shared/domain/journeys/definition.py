@@ -41,6 +41,7 @@ MAX_NODES = 50  # activities of a journey (AJO's bound)
 MAX_BRANCHES = 10  # of a listen or condition node
 MAX_TIMEOUT = timedelta(days=90)
 MAX_HTTP_TIMEOUT_MS = 30_000
+MAX_GOALS = 5
 
 NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"),
                    Field(description="the node's id, unique in the journey")]
@@ -214,12 +215,35 @@ class ExitCriterion(_Shape):
     event_id: RefId = Field(alias="eventId")
 
 
+class Goal(_Shape):
+    """What the journey is for: a journey event (``eventId``, with an optional ``when`` on
+    its data) within ``within`` of the profile's entry. Reached once per instance —
+    recorded with the instance's split branches and the last message it had been sent —
+    even after the instance ended; ``exit``: reaching it also takes the profile out of
+    the journey wherever it waits."""
+    id: NodeId
+    event_id: RefId = Field(alias="eventId", description="a journey event type")
+    when: Condition | None = Field(None, description="a further condition on the event's"
+                                   " data (paths `event.<field>`)")
+    within: timedelta = Field(gt=timedelta(0), le=MAX_TIMEOUT,
+                              description="from the entry (at most 90 days)")
+    exit: bool = False
+
+
 class JourneyDefinition(_Shape):
     id: RefId
     name: str = Field("", max_length=200)
     entry: Entry
     nodes: list[Node] = Field(min_length=1, max_length=MAX_NODES)
     exit: list[ExitCriterion] = Field(default_factory=list, max_length=10)
+    goals: list[Goal] = Field(default_factory=list, max_length=MAX_GOALS)
+
+    @model_validator(mode="after")
+    def _goal_ids(self) -> JourneyDefinition:
+        ids = [g.id for g in self.goals]
+        if len(set(ids)) != len(ids):
+            raise ValueError("two goals have the same id")
+        return self
 
     def node(self, node_id: str) -> Node:
         for node in self.nodes:

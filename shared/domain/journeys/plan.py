@@ -4,7 +4,8 @@ may read, so ``advance`` only evaluates.
 - a condition node reads the profile (the tenant's profile paths) and the data of the
   listens resolved before it: ``waits.<listen>.<field>`` for a journey event's fields,
   ``waits.<listen>.kind`` for a reaction;
-- a listen's event branch's ``when`` reads ``event.<field>`` of its journey event type.
+- a listen's event branch's ``when`` reads ``event.<field>`` of its journey event type,
+  and so does a goal's.
 """
 
 from __future__ import annotations
@@ -51,4 +52,9 @@ def compile_plan(definition: JourneyDefinition, version: int, profile_paths: Sch
                     event_type = event_types[branch.event.event_id]
                     event_conditions.setdefault(node.id, {})[index] = check_condition(
                         branch.event.when, event_paths(event_type))
-    return Plan(definition, version, conditions, event_conditions, speed, tenant)
+    goal_conditions = {goal.id: check_condition(goal.when,
+                                                event_paths(event_types[goal.event_id]))
+                       for goal in definition.goals
+                       if goal.when is not None and goal.event_id in event_types}
+    return Plan(definition, version, conditions, event_conditions, speed, tenant,
+                goal_conditions)

@@ -108,6 +108,7 @@ def validate(definition: JourneyDefinition, *,
         problems += _conditions(nodes, {**paths, **wait_paths(definition, event_types or {})})
     if event_types is not None:
         problems += _event_conditions(nodes, event_types)
+        problems += _goal_conditions(definition, event_types)
     if http_hosts is not None:
         problems += [Problem(n.id, "error", refusal(n.url)) for n in nodes.values()
                      if isinstance(n, HttpCall) and not allowed(n.url, http_hosts)]
@@ -259,6 +260,10 @@ def _references(definition: JourneyDefinition, nodes: Mapping[str, Node],
             if criterion.event_id not in journey_events:
                 problems.append(Problem("exit", "error",
                                         f"no journey event {criterion.event_id!r}"))
+        for goal in definition.goals:
+            if goal.event_id not in journey_events:
+                problems.append(Problem(f"goal {goal.id}", "error",
+                                        f"no journey event {goal.event_id!r}"))
     if isinstance(definition.entry, AudienceEntry) and definition.entry.every is not None \
             and definition.entry.every.total_seconds() < 3600:
         problems.append(Problem(ENTRY, "error", "an audience is read at most once an hour"))
@@ -325,4 +330,20 @@ def _event_conditions(nodes: Mapping[str, Node], event_types: Mapping[str, Journ
                 problems += [Problem(node.id, "error", f"branch {index}, at"
                                      f" {['event', 'when', *p.loc]}: {p.msg}")
                              for p in error.problems]
+    return problems
+
+
+def _goal_conditions(definition: JourneyDefinition,
+                     event_types: Mapping[str, JourneyEventType]) -> list[Problem]:
+    """A goal's ``when`` on its journey event's data, checked against the type's fields."""
+    problems = []
+    for goal in definition.goals:
+        event_type = event_types.get(goal.event_id)
+        if goal.when is None or event_type is None:
+            continue  # an unknown journey event: reported by _references
+        try:
+            check_condition(goal.when, event_paths(event_type))
+        except ConditionError as error:
+            problems += [Problem(f"goal {goal.id}", "error",
+                                 f"at {['when', *p.loc]}: {p.msg}") for p in error.problems]
     return problems
