@@ -1,4 +1,4 @@
-"""A tenant's control group share (migration 034), read by the journeys engine in the
+"""A tenant's control group share (migration 033), read by the journeys engine in the
 transaction that enters profiles, so a change applies from the next batch on."""
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ async def reach_goals(connection: asyncpg.Connection, tenant: str,
                       reached: Sequence[tuple[Instance, str, str]], at: datetime
                       ) -> list[tuple[str, str]]:
     """Goal steps ``(instance, goal id, last message node)``, each at most once per
-    instance and goal (migration 035); the (journey id, goal id) of those new."""
+    instance and goal (migration 034); the (journey id, goal id) of those new."""
     if not reached:
         return []
     rows = await connection.fetch(
