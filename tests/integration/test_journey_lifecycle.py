@@ -110,8 +110,8 @@ async def _put(t: Tenant, definition: dict[str, Any]) -> None:
 async def _test_profiles(t: Tenant, count: int) -> list[str]:
     ids = [f"tp-{i}-{uuid.uuid4().hex[:6]}" for i in range(count)]
     fields = {"email": None, "mobile_phone": None, "first_name": None, "last_name": None,
-              "city": None, "birth_date": None, "attributes": {}, "push_registrations": [],
-              "sample_ctx": {}}
+              "city": None, "birth_date": None, "locale": None, "attributes": {},
+              "push_registrations": [], "sample_ctx": {}}
     async with t.pool.acquire() as connection:
         for profile in ids:
             assert await put_test_profile(connection, t.name, profile, fields) is not None
