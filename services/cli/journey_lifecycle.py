@@ -29,7 +29,7 @@ VERBS = ("publish", "test", "pause", "resume", "stop", "versions", "counts", "sh
          "conversion",
          "history", "remove", "simulate-reaction", "simulate-event")
 _COUNTED = ("entered", "heldOut", "passed", "waiting", "exited", "actionSent",
-            "actionExcluded", "reaction", "event", "timedOut")
+            "actionExcluded", "deferred", "reaction", "event", "timedOut")
 
 
 def add_verbs(verbs: Any) -> None:

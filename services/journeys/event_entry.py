@@ -11,7 +11,7 @@ import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -20,6 +20,7 @@ from services.journeys.metrics import ENTERED, count_steps
 from shared.adapters import journey_holdout_store, journey_store, journey_version_store
 from shared.adapters.journey_profiles import read_profiles
 from shared.adapters.journey_store import Outboxed
+from shared.bounded import BoundedDict
 from shared.domain.journeys.advance import start
 from shared.domain.journeys.definition import EventEntry
 from shared.domain.journeys.holdout import held_out
@@ -54,6 +55,27 @@ class EventEntryIndex:
                     (row["journey_id"], row["version"], entry))
             self._by_event, self._read_at = dict(by_event), now
         return self._by_event
+
+
+class EntrySlots:
+    """The next free entry slot of each version whose event entry has a ``rate``: a
+    profile arriving before it is held at the entry until its slot (a durable timer),
+    one slot every 1/rate seconds. After a restart a version's schedule resumes after its
+    last held profile's (read once from its timers), so the rate holds across restarts.
+    Bounded by the live versions."""
+
+    def __init__(self) -> None:
+        self._next: BoundedDict[tuple[str, str, int], datetime] = BoundedDict(4096)
+
+    async def slot(self, connection: asyncpg.Connection, key: tuple[str, str, int],
+                   rate: int, now: datetime) -> datetime | None:
+        """When the next profile may enter (None: now), its slot taken."""
+        if key not in self._next:
+            held = await journey_store.last_held(connection, *key)
+            self._next[key] = max(now, held + timedelta(seconds=1 / rate)) if held else now
+        at = max(now, self._next[key])
+        self._next[key] = at + timedelta(seconds=1 / rate)
+        return at if at > now else None
 
 
 def entry_number(identity: str) -> int:
@@ -96,9 +118,11 @@ async def enter_by_events(engine: Engine, connection: asyncpg.Connection,
             plan = await engine.plan((arrival.tenant, journey_id, version))
             if plan is None:
                 continue
+            hold_until = None if held or entry.rate is None else await engine.entry_slots.slot(
+                connection, (arrival.tenant, journey_id, version), entry.rate, now)
             instance, effects = start(plan, arrival.profile_id,
                                       entry_number(arrival.identity), profile.record, now,
-                                      held)
+                                      held, hold_until)
             written = await journey_store.create(connection, arrival.tenant, instance,
                                                  effects, now)
             if written is not None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import asyncpg
 import httpx
 
-from services.journeys.event_entry import EventEntryIndex
+from services.journeys.event_entry import EntrySlots, EventEntryIndex
 from shared.adapters import journey_version_store
 from shared.adapters.catalog_store import CatalogCache
 from shared.adapters.journey_event_store import JourneyEventTypesCache
@@ -44,6 +44,7 @@ class Engine:
     # data ends its instance in `error` with the reason, never the engine.
     plans: dict[VersionKey, Plan] = field(default_factory=lambda: BoundedDict(2048))
     event_entries: EventEntryIndex = field(default_factory=EventEntryIndex)
+    entry_slots: EntrySlots = field(default_factory=EntrySlots)  # event entries' rates
 
     @classmethod
     async def open(cls, settings: Settings) -> Engine:
@@ -82,5 +83,8 @@ class Engine:
         types = {i: c.event_type for i, c in (await self.event_types.get(tenant)).items()}
         plan = compile_plan(parse_definition(row["definition"]), key[2],
                             profile_paths(schema), types, speed=row["speed"], tenant=tenant)
+        # a send window's zone when the profile has none: the tenant's, as compiled now
+        zone = (await self.step.rules.get(tenant)).settings.timeZone
+        plan = replace(plan, time_zone=zone)
         self.plans[key] = plan
         return plan

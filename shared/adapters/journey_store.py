@@ -127,10 +127,28 @@ async def reach_goals(connection: asyncpg.Connection, tenant: str,
     return [(r["journey_id"], r["node"]) for r in rows]
 
 
+async def last_held(connection: asyncpg.Connection, tenant: str, journey_id: str,
+                    version: int) -> datetime | None:
+    """When the last profile held at the version's entry (its event entry's rate) is due."""
+    due: datetime | None = await connection.fetchval(
+        "SELECT max(t.due_at) FROM journey_instances i JOIN journey_timers t"
+        "   ON t.tenant_id = i.tenant_id AND t.instance_id = i.instance_id"
+        " WHERE i.tenant_id = $1 AND i.journey_id = $2 AND i.version = $3"
+        "   AND i.node = 'entry' AND i.state = 'waiting'", tenant, journey_id, version)
+    return due
+
+
 async def recent_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, str]],
                     since: datetime) -> dict[tuple[str, str], list[Instance]]:
     """The instances of each (tenant, profile id) that entered after ``since``, in any
     state (a goal may be reached after the journey ended)."""
+    return await _instances_of(connection, keys, "i.entered_at > $3", since)
+
+
+async def _instances_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, str]],
+                        where: str, *args: Any) -> dict[tuple[str, str], list[Instance]]:
+    """The instances of each (tenant, profile id) that ``where`` keeps, oldest entry
+    first (``args``: its parameters, from $3)."""
     found: dict[tuple[str, str], list[Instance]] = {key: [] for key in keys}
     if not keys:
         return found
@@ -138,8 +156,8 @@ async def recent_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, st
         "SELECT i.tenant_id, i.document FROM journey_instances i"
         " JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, profile_id)"
         "   ON i.tenant_id = k.tenant_id AND i.profile_id = k.profile_id"
-        " WHERE i.entered_at > $3 ORDER BY i.entered_at",
-        [t for t, _ in keys], [p for _, p in keys], since)
+        f" WHERE {where} ORDER BY i.entered_at",
+        [t for t, _ in keys], [p for _, p in keys], *args)
     for row in rows:
         instance = instance_from_json(row["document"])
         found.setdefault((row["tenant_id"], instance.profile_id), []).append(instance)
@@ -380,19 +398,7 @@ async def claim_due(connection: asyncpg.Connection, now: datetime, limit: int, *
 async def waiting_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, str]]
                      ) -> dict[tuple[str, str], list[Instance]]:
     """The waiting instances of each (tenant, profile id), oldest entry first."""
-    found: dict[tuple[str, str], list[Instance]] = {key: [] for key in keys}
-    if not keys:
-        return found
-    rows = await connection.fetch(
-        "SELECT i.tenant_id, i.document FROM journey_instances i"
-        " JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, profile_id)"
-        "   ON i.tenant_id = k.tenant_id AND i.profile_id = k.profile_id"
-        " WHERE i.state = 'waiting' ORDER BY i.entered_at",
-        [t for t, _ in keys], [p for _, p in keys])
-    for row in rows:
-        instance = instance_from_json(row["document"])
-        found.setdefault((row["tenant_id"], instance.profile_id), []).append(instance)
-    return found
+    return await _instances_of(connection, keys, "i.state = 'waiting'")
 
 
 @dataclass(frozen=True)

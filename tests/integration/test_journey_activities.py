@@ -13,6 +13,7 @@ journey_steps, every effect from the real sinks, the profile API or the receiver
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.domain.journeys.definition import SplitBranch
 from shared.domain.journeys.holdout import held_out
+from shared.domain.journeys.send_window import DAYS
 from shared.domain.journeys.split import bucket, choose
 from tests.integration import test_journey_engine
 from tests.integration.conftest import (
@@ -878,3 +880,62 @@ async def test_an_experiments_conversion_per_branch_counts_each_goal_once(
         "SELECT profile_id, detail FROM journey_steps WHERE tenant_id = $1"
         " AND journey_id = 'exp' AND kind = 'goal'", tenant.name)
     assert sorted(r["profile_id"] for r in steps) == sorted(buyers)  # g0 once
+
+
+# --- send windows -------------------------------------------------------------------------------
+
+async def test_an_action_outside_its_send_window_waits_for_the_opening_then_sends(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    await put_profile(tenant, "w1", person("w1"))  # no time zone: the tenant's (UTC)
+    today = datetime.now(UTC).weekday()
+    days = [d for i, d in enumerate(DAYS) if i != today]  # every day but today
+    await run(pool, tenant, "windowed", "mail", [
+        {"id": "mail", "type": "email", "message": "JMSnone",
+         "window": {"days": days, "start": "00:00", "end": "23:59"}, "next": "done"},
+        {"id": "done", "type": "end"}], speed=86_400, publishable=False)  # a day a second
+
+    async def deferred() -> list[StepRow] | None:
+        steps = await steps_of(pool, tenant, "windowed", "w1")
+        return steps if kinds(steps, "deferred") else None
+    steps = await eventually(deferred, "the message deferred to its window", 20)
+    opening = datetime.combine(datetime.now(UTC).date() + timedelta(days=1),
+                               datetime.min.time(), tzinfo=UTC)
+    assert only(steps, "mail", "deferred").detail == opening.isoformat()
+    assert not kinds(steps, "actionSent")  # not sent outside the window
+    # the opening is under a day away: at a day a second, the timer fires within a second
+    await reaches(pool, tenant, "windowed", {"w1": ("finished", "done")}, 20)
+    steps = await steps_of(pool, tenant, "windowed", "w1")
+    assert [k for _, k in kinds(steps, "deferred", "actionSent")] == ["deferred", "actionSent"]
+    assert only(steps, "mail", "actionSent").at >= only(steps, "mail", "deferred").at
+
+
+# --- an event entry's rate ----------------------------------------------------------------------
+
+async def test_an_event_entry_past_its_rate_holds_profiles_and_lets_them_in_in_turn(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    signup = {"eventId": "JEVsignup", "profileKey": "customerId",
+              "fields": [{"id": "customerId", "type": "string", "required": True}]}
+    await event_types(tenant, signup)
+    profile_ids = [f"r{i}" for i in range(6)]
+    for profile_id in profile_ids:
+        await put_profile(tenant, profile_id, person(profile_id))
+    journey = {"id": "rated", "entry": {"type": "event", "eventId": "JEVsignup", "rate": 2,
+                                        "next": "mark"},
+               "nodes": [{"id": "mark", "type": "updateProfile",
+                          "set": {"city": "Entered"}, "next": "done"},
+                         {"id": "done", "type": "end"}]}
+    draft = await tenant.admin.put("/journeys/rated", json=journey)
+    assert draft.status_code == 201 and draft.json()["publishable"], draft.text
+    await publish_version(pool, tenant.name, journey)
+    for profile_id in profile_ids:  # six at once: two a second may enter
+        await post_event(tenant, "JEVsignup", {"customerId": profile_id})
+    await reaches(pool, tenant, "rated", {p: ("finished", "done") for p in profile_ids}, 30)
+    entered = sorted([only(await steps_of(pool, tenant, "rated", p), "entry", "transition").at
+                      for p in profile_ids])
+    # none dropped, and never more than the rate: each next one at least ~1/2 s later
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(entered)]
+    assert all(gap >= 0.45 for gap in gaps), gaps
+    held = [p for p in profile_ids if kinds(await steps_of(pool, tenant, "rated", p), "held")]
+    assert len(held) >= 4, held  # the events came faster than two a second
+    counts = (await tenant.admin.get("/journeys/rated/counts")).json()
+    assert counts["nodes"][0]["entered"] == 6 and counts["nodes"][0]["passed"] == 6

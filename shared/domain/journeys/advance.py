@@ -54,6 +54,7 @@ from shared.domain.journeys.instance import (
     TimerFired,
 )
 from shared.domain.journeys.instance import UpdateProfile as UpdateEffect
+from shared.domain.journeys.send_window import opens_at, recipient_zone
 from shared.domain.journeys.split import bucket, choose
 
 EARLY_WINDOW = timedelta(minutes=10)
@@ -77,6 +78,7 @@ class Plan:
     speed: float = 1.0
     tenant: str = ""
     goal_conditions: Mapping[str, Checked] = field(default_factory=dict)  # goal id -> when
+    time_zone: str = "UTC"  # the tenant's (rule settings): a send window's, without the profile's
 
     def node(self, node_id: str) -> Node:
         return self.definition.node(node_id)
@@ -95,11 +97,14 @@ def instance_id(tenant: str, journey_id: str, version: int, profile_id: str, ent
 
 
 def start(plan: Plan, profile_id: str, entry: int, profile: Mapping[str, Any],
-          now: datetime, held_out: bool = False) -> tuple[Instance, list[Effect]]:
+          now: datetime, held_out: bool = False, hold_until: datetime | None = None
+          ) -> tuple[Instance, list[Effect]]:
     """A profile enters (its ``entry``-th time): run from the entry's next node until a
     wait or an end. ``held_out``: the profile is in the tenant's control group
     (``holdout``): its instance ends ``heldOut`` at the entry, having run nothing, so it
-    is counted like a branch beside those who entered."""
+    is counted like a branch beside those who entered. ``hold_until``: the entry's rate
+    is used up until then: the instance waits at the entry (a durable timer, a ``held``
+    step) and runs when it fires."""
     definition = plan.definition
     instance = Instance(definition.id, plan.version, profile_id,
                         instance_id(plan.tenant, definition.id, plan.version, profile_id,
@@ -108,6 +113,11 @@ def start(plan: Plan, profile_id: str, entry: int, profile: Mapping[str, Any],
     effects: list[Effect] = [Step("entered", "entry")]
     if held_out:
         return _end(instance, State.HELD_OUT, effects, "heldOut", "the tenant's control group")
+    if hold_until is not None and hold_until > now:
+        effects.append(Step("held", "entry", hold_until.isoformat()))
+        instance = replace(instance, state=State.WAITING, token=instance.token + 1,
+                           waiting_since=now)
+        return instance, [*effects, SetTimer(instance.token, hold_until)]
     return _run(plan, instance, definition.entry.next, profile, now, effects)
 
 
@@ -237,15 +247,28 @@ def _timer(plan: Plan, instance: Instance, fired: TimerFired, now: datetime
            ) -> tuple[Instance, list[Effect]]:
     if fired.token != instance.token or instance.state is not State.WAITING:
         return instance, []  # stale: the wait it was set for was resolved otherwise
-    node = plan.node(instance.node)
     effects: list[Effect] = [CancelTimer(fired.token)]  # claimed already: a no-op but for a redo
+    if instance.node == "entry":  # held by the entry's rate: its turn came
+        return _run(plan, instance, plan.definition.entry.next, fired.profile, now, effects)
+    node = plan.node(instance.node)
     if isinstance(node, Wait):
+        return _run(plan, instance, node.next, fired.profile, now, effects)
+    if isinstance(node, Action):  # its window opened (in test mode, sooner: compressed)
+        instance, effects = _send(instance, node, effects)
         return _run(plan, instance, node.next, fired.profile, now, effects)
     assert isinstance(node, Listen) and node.timeout is not None
     if node.timeout.next is None:
         return _end(instance, State.TIMED_OUT, effects, "timedOut", "")
     effects.append(Step("timedOut", node.id))
     return _run(plan, instance, node.timeout.next, fired.profile, now, effects)
+
+
+def _send(instance: Instance, node: Action, effects: list[Effect]
+          ) -> tuple[Instance, list[Effect]]:
+    message_id = _effect_id(instance, "message")
+    effects += [Send(node.id, node.type, node.message, message_id),
+                Step("actionSent", node.id, message_id)]
+    return replace(instance, sent={**instance.sent, node.id: message_id}), effects
 
 
 def _end(instance: Instance, state: State, effects: list[Effect], kind: str, reason: str
@@ -267,10 +290,12 @@ def _run(plan: Plan, instance: Instance, node_id: str, profile: Mapping[str, Any
         if isinstance(node, End):
             return _end(instance, State.FINISHED, effects, "finished", "")
         if isinstance(node, Action):
-            message_id = _effect_id(instance, "message")
-            effects += [Send(node_id, node.type, node.message, message_id),
-                        Step("actionSent", node_id, message_id)]
-            instance = replace(instance, sent={**instance.sent, node_id: message_id})
+            if node.window is not None:
+                opens = opens_at(node.window, now, recipient_zone(profile, plan.time_zone))
+                if opens > now:  # outside its window: the message waits, never dropped
+                    effects.append(Step("deferred", node_id, opens.isoformat()))
+                    return _wait(plan, instance, now, opens, effects)
+            instance, effects = _send(instance, node, effects)
             node_id = node.next
         elif isinstance(node, UpdateProfile):
             effects.append(UpdateEffect(node_id, dict(node.set), _effect_id(instance, "write")))

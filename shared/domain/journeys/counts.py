@@ -7,7 +7,8 @@
   nothing (counted in ``exited`` too);
 - ``exited``: instances that ended at it (finished, stopped, exited, error, and timedOut
   where the listen's timeout has no path: with one, a timeout goes on, and is passed);
-- an action's ``actionSent`` and ``actionExcluded`` (with the rule that excluded it);
+- an action's ``actionSent``, ``actionExcluded`` (with the rule that excluded it) and
+  ``deferred`` (waited for its send window);
 - a listen's ``reaction``, ``event`` and ``timedOut``;
 - a split's ``branches``: profiles that took each branch, by name.
 """
@@ -43,6 +44,7 @@ def node_counts(definition: JourneyDefinition, steps: Mapping[tuple[str, str], i
         if isinstance(node, Action):
             counts["actionSent"] = count(node.id, "actionSent")
             counts["actionExcluded"] = count(node.id, "actionExcluded")
+            counts["deferred"] = count(node.id, "deferred")  # waited for its send window
             counts["excludedBy"] = {rule: n for (at, rule), n in sorted(excluded.items())
                                     if at == node.id}
         elif isinstance(node, Split):

@@ -75,6 +75,9 @@ class EventEntry(_Shape):
                           " again")
     min_gap: timedelta = Field(timedelta(0), alias="minGap", ge=timedelta(0),
                                description="least time between two entries of a profile")
+    rate: int | None = Field(None, ge=1, le=20_000, description="at most this many profiles"
+                             " entering a second; the others are held at the entry (a"
+                             " durable timer each) and enter in turn, never dropped")
     next: NodeId
 
 
@@ -87,11 +90,36 @@ class _Node(_Shape):
     id: NodeId
 
 
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_EVERY_DAY: list[Day] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class SendWindow(_Shape):
+    """Send only on ``days`` between ``start`` and ``end`` (local times of one day) in the
+    recipient's time zone; a message due outside waits for the next opening."""
+    days: list[Day] = Field(default_factory=lambda: list(_EVERY_DAY), min_length=1,
+                            max_length=7)
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _within_a_day(self) -> SendWindow:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("give local times without an offset (09:00): the recipient's"
+                             " time zone applies")
+        if not self.start < self.end:
+            raise ValueError("`start` must come before `end` within one day (09:00-18:00)")
+        return self
+
+
 class Action(_Node):
-    """Sends the journey's message ``message`` on the node's channel."""
+    """Sends the journey's message ``message`` on the node's channel (within ``window``
+    when it has one)."""
     type: Channel
     message: RefId = Field(description="a journey message: an event configuration JMS… of"
                                        " the node's channel, published (checked by validation)")
+    window: SendWindow | None = Field(None, description="send only on these days and hours"
+                                      " of the recipient's time zone; outside, wait")
     next: NodeId
 
 

@@ -141,8 +141,8 @@ class CallHttp:
 @dataclass(frozen=True)
 class Step:
     """A step event: what feeds the per-node counts (kinds: entered, actionSent, reaction,
-    event, timedOut, transition, split (detail: the branch), heldOut, finished, stopped,
-    exited, error)."""
+    event, timedOut, transition, split (detail: the branch), heldOut, held (the entry's
+    rate), deferred (a send window), goal, finished, stopped, exited, error)."""
     kind: str
     node: str
     detail: str = ""
