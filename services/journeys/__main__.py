@@ -1,6 +1,7 @@
 """Run the journey engine: ``python -m services.journeys`` (metrics on
-journeys_metrics_port). One process runs five loops: profiles entering, the inputs
-consumer, the timers, the step events' relay to Kafka, and the outbox's recovery.
+journeys_metrics_port). One process runs six loops: profiles entering, the inputs
+consumer, the timers, the step events' relay to Kafka, the outbox's recovery and the held
+backlog's gauges.
 ``--allow-local-targets``: HTTP actions may call http:// and loopback or private addresses
 (the local stack and its tests)."""
 
@@ -11,7 +12,7 @@ import signal
 
 from prometheus_client import start_http_server
 
-from services.journeys import effects, entry, inputs, step_relay, timers
+from services.journeys import backlog, effects, entry, inputs, step_relay, timers
 from services.journeys.loops import repeat
 from services.journeys.wiring import Engine
 from shared.logging_setup import configure_logging
@@ -32,7 +33,8 @@ async def _recovering(engine: Engine) -> None:
 async def supervised(settings: Settings) -> None:
     engine = await Engine.open(settings)
     tasks = [asyncio.create_task(loop(engine)) for loop in
-             (entry.run, inputs.run, timers.run, step_relay.run, _recovering)]
+             (entry.run, inputs.run, timers.run, step_relay.run, _recovering,
+              backlog.run)]
     loop = asyncio.get_running_loop()
 
     def stopping() -> None:

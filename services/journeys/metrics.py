@@ -3,7 +3,7 @@ ids, step kinds), never by profiles."""
 
 from collections.abc import Sequence
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from shared.domain.journeys.instance import Effect, Instance, Step
 
@@ -25,6 +25,11 @@ RETRIES = Counter("parcours_journey_retries_total",
                   "Attempts repeated because PostgreSQL or Kafka was unavailable", ["what"])
 
 
+HELD = Gauge("parcours_journey_held",
+             "What journeys hold rather than drop: profiles held at an event entry past its"
+             " rate (entries), journey messages a rule deferred (messages)", ["what"])
+HELD_OLDEST = Gauge("parcours_journey_held_oldest_seconds",
+                    "Age of the oldest of what journeys hold (0 when none)", ["what"])
 GOALS = Counter("parcours_journey_goals_total",
                 "Journey instances that reached a goal (once per instance and goal)",
                 ["journey", "goal"])

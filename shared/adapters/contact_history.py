@@ -120,6 +120,20 @@ async def used(connection: asyncpg.Connection, tenant: str, column: str, value: 
     return count
 
 
+async def nth_counted(connection: asyncpg.Connection, tenant: str, column: str, value: str,
+                      since: datetime, until: datetime, excluding: Sequence[str], nth: int
+                      ) -> datetime | None:
+    """When the ``nth`` (0: the oldest) of the messages ``used`` counts was counted: a
+    capacity at its cap frees one more slot a period after it."""
+    assert column in ("origin_id", "channel")  # from code, never from a user
+    at: datetime | None = await connection.fetchval(
+        f"SELECT contact_at FROM contact_history WHERE tenant_id = $1 AND {column} = $2"
+        "   AND contact_at > $3 AND contact_at <= $4 AND outcome = ANY($5::text[])"
+        "   AND message_id <> ALL($6::uuid[]) ORDER BY contact_at OFFSET $7 LIMIT 1",
+        tenant, value, since, until, list(COUNTED), [uuid.UUID(m) for m in excluding], nth)
+    return at
+
+
 async def consents(connection: asyncpg.Connection, tenant: str, profile_ids: Sequence[str]
                    ) -> dict[str, list[asyncpg.Record]]:
     rows = await connection.fetch(

@@ -20,7 +20,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -202,6 +202,17 @@ async def _decide_tenant(connection: asyncpg.Connection, part: _Tenant, now: dat
     used = {key: await contact_history.used(connection, tenant, _column(rule, key[1]), key[1],
                                             now - rule.period, now, ids)
             for key, rule in capacity.items()}
+    counted = dict(used)  # what the table holds; ``used`` adds this batch's as they go
+
+    async def frees(rule: CapacityRule, key: tuple[str, str]) -> datetime:
+        """When one more fits under a rule at its cap: a period after the message whose
+        leaving the window makes room; one of this batch's (counted at ``now``), a period
+        after now."""
+        nth = used[key] - rule.max
+        at = None if nth >= counted[key] else await contact_history.nth_counted(
+            connection, tenant, _column(rule, key[1]), key[1], now - rule.period, now, ids,
+            nth)
+        return (at or now) + rule.period + timedelta(microseconds=1)
 
     out: list[Decided] = []
     rows: list[HistoryRow] = []
@@ -219,9 +230,14 @@ async def _decide_tenant(connection: asyncpg.Connection, part: _Tenant, now: dat
             (r["kind"], r["name"], r["value"]) for r in consents.get(profile_id or "", [])
         ]) if profile_id else None
         caps = _capacity_keys(part, pending)
+        held_at_cap = request.origin.kind == "journey"
         facts = Facts(
             profile=recipient, history=tuple(history.get(profile_id or "", ())),
             capacity_used={rule_id: used[(rule_id, value)] for rule_id, _, value in caps},
+            capacity_frees={rule_id: await frees(rule, (rule_id, value))
+                            for rule_id, rule, value in caps
+                            if used[(rule_id, value)] >= rule.max
+                            and (held_at_cap or rule.atCap == "defer")},
             denylisted=next((denied[k] for k in addresses[id(pending)] if k in denied), None),
             quarantined=next((quarantined[k] for k in addresses[id(pending)]
                               if k in quarantined), None),
@@ -230,7 +246,7 @@ async def _decide_tenant(connection: asyncpg.Connection, part: _Tenant, now: dat
             message_id=request.messageId, channel=request.channel.value,
             origin_id=_origin_id(request), transactional=pending.transactional,
             contact_at=pending.contact_at or now, profile_based=profile_id is not None,
-            topic=pending.topic)
+            topic=pending.topic, held_at_cap=held_at_cap)
         rules = part.message_rules.get(part.typology(pending))
         decision = _broken_typology(request, rules) if isinstance(rules, ConditionError) \
             else decide(candidate, facts, rules or Rules(), now)

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -28,6 +29,8 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.journeys import backlog
+from services.journeys.metrics import HELD, HELD_OLDEST
 from shared.domain.journeys.definition import SplitBranch
 from shared.domain.journeys.holdout import held_out
 from shared.domain.journeys.send_window import DAYS
@@ -939,3 +942,47 @@ async def test_an_event_entry_past_its_rate_holds_profiles_and_lets_them_in_in_t
     assert len(held) >= 4, held  # the events came faster than two a second
     counts = (await tenant.admin.get("/journeys/rated/counts")).json()
     assert counts["nodes"][0]["entered"] == 6 and counts["nodes"][0]["passed"] == 6
+
+
+# --- holding, not dropping, at a capacity rule's cap ------------------------------------------
+
+async def test_journey_messages_past_a_capacity_cap_are_held_for_the_next_free_slot(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    await journey_message(tenant.admin, "JMScap", "email", TEMPLATES["email"])
+    rule = await tenant.admin.post("/rules", json={
+        "kind": "capacity", "name": "one a day", "max": 1, "period": "P1D",
+        "scope": "message"})
+    assert rule.status_code == 201, rule.text
+    typology = await tenant.admin.post("/typologies", json={
+        "name": "Capped", "ruleIds": [rule.json()["ruleId"]], "isDefault": True})
+    assert typology.status_code == 201, typology.text
+    emails = {p: unique_email(p) for p in ("c1", "c2", "c3")}
+    for profile_id, email in emails.items():
+        await put_profile(tenant, profile_id, person(profile_id, email=email))
+    await run(pool, tenant, "capped", "mail", [
+        {"id": "mail", "type": "email", "message": "JMScap", "next": "done"},
+        {"id": "done", "type": "end"}], speed=HOUR)
+    await reaches(pool, tenant, "capped", {p: ("finished", "done") for p in emails}, 15)
+
+    async def decided() -> list[asyncpg.Record] | None:
+        rows = await pool.fetch(
+            "SELECT profile_id, outcome, contact_at, reason FROM contact_history"
+            " WHERE tenant_id = $1 ORDER BY contact_at", tenant.name)
+        return rows if len(rows) == 3 else None
+    rows = await eventually(decided, "three decisions", 15)
+    sent = [r for r in rows if r["outcome"] in ("sent", "delivered")]
+    held = [r for r in rows if r["outcome"] == "deferred"]
+    assert len(sent) == 1 and len(held) == 2, [dict(r) for r in rows]  # none excluded
+    # held for the next free slot: a day after the one that went, not dropped
+    for row in held:
+        assert row["contact_at"] > sent[0]["contact_at"] + timedelta(days=1), dict(row)
+        assert "one a day" in row["reason"], dict(row)
+    waiting = await pool.fetchval(
+        "SELECT count(*) FROM held_messages WHERE tenant_id = $1", tenant.name)
+    assert waiting == 2
+    # the engine's backlog gauges count them (every tenant's: at least these two)
+    await backlog.measure(SimpleNamespace(pool=pool))  # type: ignore[arg-type]
+    assert HELD.labels("messages")._value.get() >= 2
+    assert HELD_OLDEST.labels("messages")._value.get() >= 0
+    for profile_id in emails:
+        assert not kinds(await steps_of(pool, tenant, "capped", profile_id), "actionExcluded")

@@ -95,6 +95,23 @@ def test_capacity_counts_tenant_wide_use():
                   NOW).reason == "rule r2 (capacity): 'launch': 2 of 2 per 1 day used"
 
 
+def test_at_the_cap_a_journeys_message_waits_and_a_deferring_rule_defers():
+    frees = NOW + timedelta(hours=5)
+    at_cap = Facts(profile=profile(), capacity_used={"r2": 2}, capacity_frees={"r2": frees})
+    drop = Rules(typology=[("r2", CapacityRule(name="launch", max=2, period=DAY))])
+    held = decide(candidate(held_at_cap=True), at_cap, drop, NOW)  # a journey's message
+    assert held.outcome == "defer" and held.deciding.until == frees
+    assert held.reason == "rule r2 (capacity): 'launch': 2 of 2 per 1 day used"
+    assert decide(candidate(), at_cap, drop, NOW).outcome == "exclude"  # an event's: dropped
+    defer = Rules(typology=[("r2", CapacityRule(name="launch", max=2, period=DAY,
+                                                atCap="defer"))])
+    assert decide(candidate(), at_cap, defer, NOW).deciding.until == frees
+    # below the cap nothing waits, whatever is known of the next free slot
+    assert decide(candidate(held_at_cap=True), Facts(
+        profile=profile(), capacity_used={"r2": 1}, capacity_frees={"r2": frees}), drop,
+        NOW).outcome == "send"
+
+
 def fatigue(**changes) -> FatigueRule:
     return FatigueRule(**{"name": "two a day", "channels": ("email",), "max": 2,
                           "period": DAY, **changes})

@@ -40,6 +40,7 @@ class Candidate:
     contact_at: datetime  # when it would go: now, or its scheduled time
     profile_based: bool = True
     topic: str | None = None  # a subscription the message needs
+    held_at_cap: bool = False  # a journey's message: deferred at a capacity rule's cap
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Facts:
     profile: Mapping[str, Any] | None = None
     history: Sequence[Contact] = ()
     capacity_used: Mapping[str, int] = field(default_factory=dict)  # rule id → count
+    # rule id → the first instant one more message fits (read when the rule is at its cap)
+    capacity_frees: Mapping[str, datetime] = field(default_factory=dict)
     denylisted: str | None = None  # the entry that matches the address
     quarantined: str | None = None  # why the address is in quarantine
     time_zone: ZoneInfo | None = None  # the profile's, else the tenant's
@@ -150,10 +153,13 @@ def _filtering(rule_id: str, rule: Filtering, profile: Mapping[str, Any], now: d
     return _pass(rule_id, RuleKind.FILTERING)
 
 
-def _capacity(rule_id: str, rule: CapacityRule, used: int) -> Verdict:
+def _capacity(rule_id: str, rule: CapacityRule, used: int, candidate: Candidate,
+              frees: datetime | None) -> Verdict:
     if used + 1 > rule.max:
-        return Verdict(rule_id, RuleKind.CAPACITY, "exclude",
-                       f"{rule.name!r}: {used} of {rule.max} per {_period(rule.period)} used")
+        said = f"{rule.name!r}: {used} of {rule.max} per {_period(rule.period)} used"
+        if (candidate.held_at_cap or rule.atCap == "defer") and frees is not None:
+            return Verdict(rule_id, RuleKind.CAPACITY, "defer", said, frees)
+        return Verdict(rule_id, RuleKind.CAPACITY, "exclude", said)
     return _pass(rule_id, RuleKind.CAPACITY)
 
 
@@ -231,7 +237,8 @@ def decide(candidate: Candidate, facts: Facts, rules: Rules, now: datetime) -> D
             if isinstance(rule, Filtering):
                 trace.append(_filtering(rule_id, rule, profile, now))
             else:
-                trace.append(_capacity(rule_id, rule, facts.capacity_used.get(rule_id, 0)))
+                trace.append(_capacity(rule_id, rule, facts.capacity_used.get(rule_id, 0),
+                                       candidate, facts.capacity_frees.get(rule_id)))
         contacts = _contact_times(facts.history) if rules.fatigue else []
         trace += [_fatigue(rule_id, rule, candidate, facts, contacts)
                   for rule_id, rule in rules.fatigue]

@@ -58,12 +58,15 @@ class FilteringRule(_Rule):
 
 class CapacityRule(_Rule):
     """At most ``max`` messages in ``period``, tenant-wide, of the message this typology
-    is attached to (``scope: message``) or of its channel (``scope: channel``)."""
+    is attached to (``scope: message``) or of its channel (``scope: channel``). At the
+    cap a message is dropped, or (``atCap: defer``) deferred to the first instant one
+    more fits; a journey's message is always deferred, never dropped."""
 
     kind: Literal["capacity"] = "capacity"
     max: int = Field(ge=0)
     period: Period
     scope: Literal["message", "channel"] = "message"
+    atCap: Literal["drop", "defer"] = "drop"
 
 
 ControlCheck = Literal["subjectPresent", "noUnrenderedTags", "maxBytes", "absoluteLinks",
