@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import asyncpg
 import httpx
@@ -81,10 +81,10 @@ class Engine:
         tenant = key[0]
         schema = (await self.schemas.get(tenant)).schema
         types = {i: c.event_type for i, c in (await self.event_types.get(tenant)).items()}
-        plan = compile_plan(parse_definition(row["definition"]), key[2],
-                            profile_paths(schema), types, speed=row["speed"], tenant=tenant)
         # a send window's zone when the profile has none: the tenant's, as compiled now
         zone = (await self.step.rules.get(tenant)).settings.timeZone
-        plan = replace(plan, time_zone=zone)
+        plan = compile_plan(parse_definition(row["definition"]), key[2],
+                            profile_paths(schema), types, speed=row["speed"], tenant=tenant,
+                            time_zone=zone)
         self.plans[key] = plan
         return plan

@@ -108,14 +108,20 @@ async def contacts(connection: asyncpg.Connection, tenant: str, profile_ids: Seq
         [uuid.UUID(m) for m in excluding])
 
 
+def _counted(column: str) -> str:
+    """The counted messages of an origin (``origin_id``) or a channel in ``($3, $4]``, but
+    for those being decided ($6): what ``used`` counts and ``nth_counted`` orders."""
+    assert column in ("origin_id", "channel")  # from code, never from a user
+    return (f" FROM contact_history WHERE tenant_id = $1 AND {column} = $2"
+            "   AND contact_at > $3 AND contact_at <= $4 AND outcome = ANY($5::text[])"
+            "   AND message_id <> ALL($6::uuid[])")
+
+
 async def used(connection: asyncpg.Connection, tenant: str, column: str, value: str,
                since: datetime, until: datetime, excluding: Sequence[str]) -> int:
     """Counted messages of an origin (``origin_id``) or a channel in ``(since, until]``."""
-    assert column in ("origin_id", "channel")  # from code, never from a user
     count: int = await connection.fetchval(
-        f"SELECT count(*) FROM contact_history WHERE tenant_id = $1 AND {column} = $2"
-        "   AND contact_at > $3 AND contact_at <= $4 AND outcome = ANY($5::text[])"
-        "   AND message_id <> ALL($6::uuid[])",
+        "SELECT count(*)" + _counted(column),
         tenant, value, since, until, list(COUNTED), [uuid.UUID(m) for m in excluding])
     return count
 
@@ -125,11 +131,8 @@ async def nth_counted(connection: asyncpg.Connection, tenant: str, column: str, 
                       ) -> datetime | None:
     """When the ``nth`` (0: the oldest) of the messages ``used`` counts was counted: a
     capacity at its cap frees one more slot a period after it."""
-    assert column in ("origin_id", "channel")  # from code, never from a user
     at: datetime | None = await connection.fetchval(
-        f"SELECT contact_at FROM contact_history WHERE tenant_id = $1 AND {column} = $2"
-        "   AND contact_at > $3 AND contact_at <= $4 AND outcome = ANY($5::text[])"
-        "   AND message_id <> ALL($6::uuid[]) ORDER BY contact_at OFFSET $7 LIMIT 1",
+        "SELECT contact_at" + _counted(column) + " ORDER BY contact_at OFFSET $7 LIMIT 1",
         tenant, value, since, until, list(COUNTED), [uuid.UUID(m) for m in excluding], nth)
     return at
 

@@ -1,6 +1,6 @@
 """A journey version's conversion counts, from its instances and their steps: the cohort
 is the instances that entered in a window; a goal reached is its ``goal`` step (migration
-035), a branch the instance's ``split`` step, a message its ``actionSent`` steps, and the
+034), a branch the instance's ``split`` step, a message its ``actionSent`` steps, and the
 message a conversion is credited to the ``goal`` step's detail (the last one sent)."""
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def wait_paths(definition: JourneyDefinition,
 
 def compile_plan(definition: JourneyDefinition, version: int, profile_paths: Schema,
                  event_types: Mapping[str, JourneyEventType], speed: float = 1.0,
-                 tenant: str = "") -> Plan:
+                 tenant: str = "", time_zone: str = "UTC") -> Plan:
     """Raises ConditionError (its problems name the place in the tree) when a condition
     does not fit its paths: validation reports those with their node first."""
     paths = {**profile_paths, **wait_paths(definition, event_types)}
@@ -57,4 +57,4 @@ def compile_plan(definition: JourneyDefinition, version: int, profile_paths: Sch
                        for goal in definition.goals
                        if goal.when is not None and goal.event_id in event_types}
     return Plan(definition, version, conditions, event_conditions, speed, tenant,
-                goal_conditions)
+                goal_conditions, time_zone)
