@@ -17,7 +17,7 @@ from collections.abc import Callable
 import dkim as dkimpy
 
 from shared.adapters import dkim
-from shared.adapters.smtp import encode_email
+from shared.adapters.mime import encode_email
 from shared.domain.events import Channel
 from shared.domain.rendering import RenderedMessage
 from shared.domain.sender_identity import SIGNED_HEADERS

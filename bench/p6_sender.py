@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -152,10 +153,17 @@ async def _sender_run(producer: AIOKafkaProducer, messages: int, deadline_s: flo
 
 async def _b4_run(raw: bytes, messages: int, connections: int
                   ) -> tuple[float, dict[str, float | None]]:
-    """aiosmtplib, ``connections`` connections, each sending its share in turn."""
+    """aiosmtplib, ``connections`` connections, each sending its share in turn. Each copy
+    has a Message-ID of its own (made before the clock starts): the sink counts a repeated
+    one as a message sent twice, which the reliability tests look for."""
     share = [messages // connections + (1 if c < messages % connections else 0)
              for c in range(connections)]
     run_id = uuid.uuid4().hex[:8]
+    found = re.search(rb"^Message-ID: <([^>]+)>", raw, re.MULTILINE | re.IGNORECASE)
+    if found is None:
+        raise ValueError("B4: the sender's message has no Message-ID")
+    copies = [[raw.replace(found[1], found[1] + f".b4-{run_id}-{c}-{i}".encode(), 1)
+               for i in range(count)] for c, count in enumerate(share)]
 
     async def one(c: int, count: int) -> None:
         client = aiosmtplib.SMTP(hostname=settings.smtp_host, port=settings.smtp_port,
@@ -164,7 +172,7 @@ async def _b4_run(raw: bytes, messages: int, connections: int
         try:
             for i in range(count):
                 await client.sendmail(f"b4@{BENCH_DOMAIN}",
-                                      [f"b4-{run_id}-{c}-{i}@{BENCH_DOMAIN}"], raw)
+                                      [f"b4-{run_id}-{c}-{i}@{BENCH_DOMAIN}"], copies[c][i])
         finally:
             await client.quit()
 

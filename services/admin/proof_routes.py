@@ -16,8 +16,9 @@ from services.admin.models import ProofIn, ProofOut
 from shared.adapters import test_profile_store
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.http_provider import HttpProvider
+from shared.adapters.mime import encode_email
 from shared.adapters.provider_payloads import PushPayload, SmsPayload
-from shared.adapters.smtp import SmtpClient, encode_email
+from shared.adapters.smtp import SmtpClient
 from shared.domain.events import Channel
 from shared.domain.rendering import RenderedMessage
 from shared.sending.smtp import relay_security

@@ -10,73 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.charset import QP, Charset
-from email.header import Header
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import parseaddr
 
 import aiosmtplib
 
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
-from shared.domain.rendering import RenderedMessage
-
-# The legacy (compat32) MIME classes build and encode a message in ~0.25 ms, against
-# ~0.9 ms for EmailMessage with the default policy: the sender's ceiling is set here.
-_UTF8_QP = Charset("utf-8")
-_UTF8_QP.body_encoding = QP
-
-
-def _header(name: str, value: str) -> str | Header:
-    """A Header object, not its encoded text: folded by the generator, which counts the
-    header's name in the first line. Encoded beforehand, a long value broke the line right
-    after "Subject:", and readers showed the subject with a leading space."""
-    return value if value.isascii() else Header(value, "utf-8", header_name=name)
-
-
-class _Unfolded:
-    """An ASCII header value written on one line (up to SMTP's 998 characters): the
-    generator folded a long link right after the header's name."""
-
-    def __init__(self, value: str) -> None:
-        if not value.isascii() or "\r" in value or "\n" in value or len(value) > 960:
-            raise ValueError("an unfolded header is ASCII, one line, at most 960 characters")
-        self._value = value
-
-    def encode(self, linesep: str = "\n", maxlinelen: int | None = None) -> str:
-        return self._value
-
-    def __str__(self) -> str:
-        return self._value
-
-
-def encode_email(
-    rendered: RenderedMessage, *, sender: str, recipient: str, message_id: str, domain: str,
-    reply_to: str | None = None, headers: Sequence[tuple[str, str]] = (),
-) -> bytes:
-    """``headers``: more ASCII headers (List-Unsubscribe), after Message-ID."""
-    message = MIMEMultipart("alternative")
-    name, address = parseaddr(sender)
-    message["From"] = formataddr((name, address), charset="utf-8")
-    message["To"] = recipient
-    if reply_to:
-        message["Reply-To"] = reply_to
-    message["Subject"] = _header("Subject", rendered.parts["subject"])
-    # +0000, the offset of a time known to be UTC; -0000 means "local time unknown".
-    message["Date"] = format_datetime(datetime.now(UTC))
-    # Stable Message-ID: a resend after a crash carries the same id, so receivers can
-    # recognise it.
-    message["Message-ID"] = f"<{message_id}@{domain}>"
-    for name, value in headers:
-        message[name] = _Unfolded(value)  # type: ignore[assignment]
-    message.attach(MIMEText(rendered.parts["text"], "plain", _UTF8_QP))
-    message.attach(MIMEText(rendered.parts["html"], "html", _UTF8_QP))
-    return message.as_bytes()
-
 
 _ENHANCED = re.compile(r"^\s*[245]\.(\d{1,3})\.(\d{1,3})\b")
 

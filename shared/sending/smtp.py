@@ -15,10 +15,11 @@ import aiosmtplib
 
 from shared.adapters import dkim
 from shared.adapters.delivery_errors import TransientFailure
+from shared.adapters.mime import encode_email
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
 from shared.adapters.provider_fault import ProviderFault
 from shared.adapters.sender_identity_store import Sending, SendingCache
-from shared.adapters.smtp import RelaySecurity, SmtpPool, encode_email
+from shared.adapters.smtp import RelaySecurity, SmtpPool
 from shared.domain import verp
 from shared.domain.rendering import RenderedMessage
 from shared.domain.routing import SendRequest

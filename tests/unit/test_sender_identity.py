@@ -13,7 +13,8 @@ from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from shared.adapters import dkim
-from shared.adapters.smtp import RelaySecurity, encode_email
+from shared.adapters.mime import encode_email
+from shared.adapters.smtp import RelaySecurity
 from shared.domain import verp
 from shared.domain.events import Channel
 from shared.domain.rendering import RenderedMessage

@@ -8,7 +8,7 @@ from email import policy
 
 import pytest
 
-from shared.adapters.smtp import encode_email
+from shared.adapters.mime import encode_email
 from shared.domain.events import Channel
 from shared.domain.rendering import RenderedMessage
 

@@ -11,7 +11,7 @@ from email import policy
 import dkim as dkimpy
 
 from shared.adapters import dkim
-from shared.adapters.smtp import encode_email
+from shared.adapters.mime import encode_email
 from shared.domain import tracking_links, unsubscribe_links
 from shared.domain.events import Channel
 from shared.domain.rendering import RenderedMessage
