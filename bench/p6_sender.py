@@ -115,11 +115,33 @@ def _record(run_id: str, i: int) -> tuple[bytes, bytes]:
     return request.messageId.encode(), request.model_dump_json().encode()
 
 
-async def _arrived(http: httpx.AsyncClient, run_id: str) -> int:
+class _Arrivals:
     """This run's messages in the sink (others' sends through the same sender, a test or
-    another benchmark, are not counted)."""
-    response = await http.get(f"{SINK}/recipients", params={"containing": f"p6-{run_id}-"})
-    return len(response.json())
+    another benchmark, are not counted), each poll reading only what arrived since the
+    last one: the sink's CPU during the run is the sender's messages', not the poll's."""
+
+    def __init__(self, http: httpx.AsyncClient, run_id: str) -> None:
+        self._http, self._containing = http, f"p6-{run_id}-"
+        self._after, self.count = 0, 0
+
+    async def start(self) -> None:
+        """From the sink's newest message on (before the run's first record goes)."""
+        self._after = (await self._poll())["last"]
+
+    async def _poll(self) -> dict[str, int]:
+        response = await self._http.get(f"{SINK}/recipients/count", params={
+            "containing": self._containing, "after": self._after})
+        response.raise_for_status()
+        found: dict[str, int] = response.json()
+        return found
+
+    async def update(self) -> int:
+        found = await self._poll()
+        if found["last"] < self._after:
+            raise RuntimeError("P6: the SMTP sink was emptied during the run (another"
+                               " benchmark's P4 or P5?); run P6 again when it is not")
+        self.count, self._after = self.count + found["count"], found["last"]
+        return self.count
 
 
 async def _sender_run(producer: AIOKafkaProducer, messages: int, deadline_s: float
@@ -129,17 +151,14 @@ async def _sender_run(producer: AIOKafkaProducer, messages: int, deadline_s: flo
     run_id = uuid.uuid4().hex[:8]
     cpu = _Cpu()
     async with httpx.AsyncClient(timeout=30) as http:
+        arrivals = _Arrivals(http, run_id)
+        await arrivals.start()
         began = time.monotonic()
         pending = [await producer.send(SEND_EMAIL_TX.name, value, key=key)
                    for key, value in (_record(run_id, i) for i in range(messages))]
         await asyncio.gather(*pending)
         produced_s = time.monotonic() - began
-        seen = 0
-        while (done := await _arrived(http, run_id)) < messages:
-            if done < seen:
-                raise RuntimeError("P6: the SMTP sink was emptied during the run (another"
-                                   " benchmark's P4 or P5?); run P6 again when it is not")
-            seen = done
+        while (done := await arrivals.update()) < messages:
             if time.monotonic() - began > deadline_s:
                 raise TimeoutError(f"P6: {done} of {messages} arrived in {deadline_s:.0f}s")
             await asyncio.sleep(0.05)

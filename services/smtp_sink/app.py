@@ -65,6 +65,13 @@ def http_api(handler: StoringHandler) -> FastAPI:
     async def recipients(containing: str) -> list[str]:
         return handler.mailbox.recipients(containing)
 
+    @api.get("/recipients/count")
+    async def count_recipients(containing: str, after: int = 0) -> dict[str, int]:
+        """Recipients holding ``containing`` in messages after id ``after``; ``last``, the
+        id to pass as ``after`` next time."""
+        count, last = handler.mailbox.count_after(containing, after)
+        return {"count": count, "last": last}
+
     @api.get("/duplicates")
     async def duplicates() -> dict[str, int]:
         return handler.mailbox.duplicates()
