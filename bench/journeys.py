@@ -4,8 +4,8 @@
   P3D → end``: no message), beside the same audience's raw streaming rate (P7's reads:
   ``COPY … TO STDOUT`` and the keyset read the entry calls) measured in the same run. The
   version is written live with its audience entry at the largest rate a definition allows
-  (20,000/s); the clock runs from that write to the last instance stored (the version's
-  waiting instances counted every 0.5 s; not the engine's ``parcours_journey_entered_total``,
+  (``MAX_AUDIENCE_RATE``); the clock runs from that write to the last instance stored
+  (the version's waiting instances counted every 0.5 s; not the engine's ``parcours_journey_entered_total``,
   which a restart of the engine resets).
 - **P8J** journey timers with 1,000,000 pending: the backlog is 1,000,000 waiting
   instances of a live version (``audience → wait P3D → end``, documents as ``start`` and
@@ -60,7 +60,7 @@ from shared.adapters.postgres import connect
 from shared.domain.events import EventConfig
 from shared.domain.journeys.advance import Plan, instance_id, start
 from shared.domain.journeys.codec import instance_to_json
-from shared.domain.journeys.definition import parse_definition
+from shared.domain.journeys.definition import MAX_AUDIENCE_RATE, parse_definition
 from shared.domain.journeys.instance import Instance, SetTimer
 from shared.domain.journeys.journey_events import JourneyEventRecord, JourneyEventType
 from shared.domain.journeys.plan import compile_plan
@@ -219,6 +219,7 @@ def _restarted(before: float | None, label: str) -> bool:
 
 P7_TENANT = "bench-jp7"
 P7_AUDIENCE = {"path": "birthDate", "op": "ge", "value": "1900-01-01"}  # every profile
+P7_RATE = MAX_AUDIENCE_RATE  # the most a definition allows: as fast as the engine enters
 
 
 async def _p7_measure(total: int, deadline_s: float) -> dict[str, Any]:
@@ -243,7 +244,7 @@ async def _p7_measure(total: int, deadline_s: float) -> dict[str, Any]:
                       keyset=median(runs["keyset"]), read_runs_per_s=runs)
 
         journey_id = f"bench-p7j-{int(time.time())}"
-        journey = _wait_journey(journey_id, audience["audience_id"], rate=20_000)
+        journey = _wait_journey(journey_id, audience["audience_id"], rate=P7_RATE)
         started = engine_started()
         published = time.monotonic()
         await _publish(connection, P7_TENANT, journey, 1, entry_done=False)
@@ -279,7 +280,7 @@ async def _p7_measure(total: int, deadline_s: float) -> dict[str, Any]:
 
 def run_p7(total: int, deadline_s: float) -> list[Row]:
     progress(f"P7J entering a journey: an audience of {total:,} profiles in {P7_TENANT}, "
-             f"entry rate 20,000/s")
+             f"entry rate {P7_RATE:,}/s")
     r = asyncio.run(_alone(P7_TENANT, "P7J", lambda: _p7_measure(total, deadline_s)))
     rate = r.get("enter_rate")
     progress(f"  P7J: {r['instances']:,}/{r['members']:,} entered in {r['seconds']:.1f}s = "

@@ -26,11 +26,13 @@ from shared.adapters.audience_reader import audience_query, check_definition, re
 from shared.adapters.audience_store import get_audience
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.domain.journeys.definition import AudienceEntry
+from shared.domain.journeys.entering import set_based
 from shared.resilience import retry_forever
 
 log = logging.getLogger(__name__)
 LOOK_EVERY_S = 0.5
 MAX_BATCH = 1000
+MAX_SET_BATCH = 10_000  # a chunk entered set-wise: one statement, no Python per row
 
 
 async def _enter(engine: Engine, version: dict[str, Any], profile_ids: list[str],
@@ -78,7 +80,9 @@ async def _audience(engine: Engine, version: dict[str, Any], entry: AudienceEntr
     schema = (await engine.schemas.get(tenant)).schema
     query = audience_query(tenant, check_definition(audience["definition"], schema),
                            datetime.now(UTC))
-    batch = max(1, min(entry.rate, MAX_BATCH))
+    plan = await engine.plan((tenant, version["journey_id"], version["version"]))
+    most = MAX_SET_BATCH if plan is not None and set_based(plan) else MAX_BATCH
+    batch = max(1, min(entry.rate, most))
     began, handed = time.monotonic(), 0
     key = (tenant, version["journey_id"], version["version"])
     async for rows in read_members(engine.pool, query, after=version["entry_after"],

@@ -42,6 +42,7 @@ from shared.domain.journeys.advance import (
 )
 from shared.domain.journeys.codec import instance_from_json
 from shared.domain.journeys.definition import MAX_TIMEOUT
+from shared.domain.journeys.entering import routes, set_based, step_counts
 from shared.domain.journeys.holdout import held_out
 from shared.domain.journeys.instance import (
     Effect,
@@ -291,8 +292,18 @@ async def enter(engine: Engine, connection: asyncpg.Connection, plan: Plan, tena
                 holdout: Decimal = Decimal(0)) -> list[Outboxed]:
     """Profiles enter the version (a profile in the journey now, or entered in this round
     before, is skipped), in one transaction; those of the tenant's control group
-    (``holdout`` %) end ``heldOut`` at once."""
+    (``holdout`` %) end ``heldOut`` at once. A version whose way to its first wait reads
+    nothing of the profile and has no effect (``entering.set_based``) is entered
+    set-wise: one ``start`` per route, one statement for the chunk."""
     now = datetime.now(UTC)
+    if set_based(plan):  # the same instance for all but its ids: written set-wise
+        chunk = routes(plan, tenant, profile_ids, entry_round, holdout, now)
+        written = await journey_store.enter_set(connection, tenant, plan.definition.id,
+                                                plan.version, chunk, now)
+        for step, n in step_counts(chunk.templates, written).items():
+            count_step(plan.definition.id, step, n)
+        ENTERED.labels(plan.definition.id).inc(sum(n for _, n in written))
+        return []  # no effect on the world before the first wait
     profiles = await read_profiles(connection, tenant, profile_ids)
     started = [start(plan, profile_id, entry_round, profiles[profile_id].record, now,
                      held_out(tenant, profile_id, holdout))

@@ -28,6 +28,7 @@ import orjson
 
 from shared.adapters import erasure
 from shared.domain.journeys.codec import instance_from_json, instance_to_json
+from shared.domain.journeys.entering import Chunk
 from shared.domain.journeys.instance import (
     CallHttp,
     CancelTimer,
@@ -241,9 +242,75 @@ async def create_many(connection: asyncpg.Connection, tenant: str,
             " $8::int[], $9::text[], $10::timestamptz[]) AS u(t, i, j, v, p, s, n, k, d, e)"
             " ON CONFLICT DO NOTHING RETURNING instance_id",
             *columns[:8], [orjson.dumps(d).decode() for d in columns[8]], columns[9])}
-        kept = [(i, e) for i, e in moves if i.instance_id in stored]
+        # once each: the same entry twice in the batch is one instance (its effects once)
+        kept = []
+        for instance, effects in moves:
+            if instance.instance_id in stored:
+                stored.discard(instance.instance_id)
+                kept.append((instance, effects))
         written = await _effects_many(connection, tenant, kept, at)
     return written
+
+
+# One statement for a chunk of profiles entering set-wise (``entering.routes``): the
+# instances from their templates (the document's ids added), skipped as ``create_many``
+# skips (an instance that exists, a profile with a live instance of the journey) and
+# for a profile that no longer exists (erased since the audience was read); then the
+# steps and timers of those stored, from the templates, in each instance's order.
+_ENTER_SET = """
+WITH m AS (
+  SELECT m.p, m.i, m.g, m.o FROM unnest($4::text[], $5::uuid[], $6::int[])
+    WITH ORDINALITY AS m(p, i, g, o)
+  WHERE EXISTS (SELECT 1 FROM profiles f WHERE f.tenant_id = $1 AND f.profile_id = m.p)),
+t AS MATERIALIZED (  -- each template's document parsed once, not once a profile
+  SELECT g - 1 AS g, d::jsonb AS d, s, n, k
+  FROM unnest($7::text[], $8::text[], $9::text[], $10::int[]) WITH ORDINALITY AS t(d, s, n, k, g)),
+ins AS (
+  INSERT INTO journey_instances (tenant_id, instance_id, journey_id, version, profile_id,
+    state, node, token, document, entered_at)
+  SELECT $1, m.i, $2, $3, m.p, t.s, t.n, t.k,
+    t.d || jsonb_build_object('profileId', m.p, 'instanceId', m.i::text), $11
+  FROM m JOIN t ON t.g = m.g ORDER BY m.o
+  ON CONFLICT DO NOTHING RETURNING instance_id),
+kept AS (SELECT m.* FROM ins JOIN m ON m.i = ins.instance_id),
+steps AS (
+  INSERT INTO journey_steps (tenant_id, journey_id, version, instance_id, profile_id, at,
+    kind, node, detail)
+  SELECT $1, $2, $3, kept.i, kept.p, $11, s.kind, s.node, s.detail
+  FROM kept JOIN unnest($12::int[], $13::text[], $14::text[], $15::text[])
+    WITH ORDINALITY AS s(g, kind, node, detail, o) ON s.g = kept.g
+  ORDER BY kept.o, s.o),
+timers AS (
+  INSERT INTO journey_timers (tenant_id, instance_id, token, due_at)
+  SELECT $1, kept.i, r.k, r.d
+  FROM kept JOIN unnest($16::int[], $17::int[], $18::timestamptz[]) AS r(g, k, d)
+    ON r.g = kept.g
+  ON CONFLICT DO NOTHING)
+SELECT g, count(*)::int AS n FROM kept GROUP BY g
+"""
+
+
+async def enter_set(connection: asyncpg.Connection, tenant: str, journey_id: str,
+                    version: int, chunk: Chunk, at: datetime) -> list[tuple[int, int]]:
+    """Write a chunk of entering profiles set-wise (``entering.routes``), in one
+    statement: what ``create_many`` writes for ``start``'s moves of the same profiles
+    when the version's way to its first wait is ``entering.set_based``; skipped are the
+    profiles ``enter`` skips. (template index, instances stored) for each template."""
+    if not chunk.profile_ids:
+        return []
+    templates = chunk.templates
+    steps = [(g, s) for g, t in enumerate(templates) for s in t.steps]
+    timers = [(g, k, d) for g, t in enumerate(templates) for k, d in t.timers]
+    await connection.execute("SET LOCAL work_mem = '64MB'")  # the chunk's sorts in memory
+    rows = await connection.fetch(
+        _ENTER_SET, tenant, journey_id, version, chunk.profile_ids, chunk.instance_ids,
+        chunk.groups, [orjson.dumps(t.document).decode() for t in templates],
+        [t.state for t in templates], [t.node for t in templates],
+        [t.token for t in templates], at,
+        [g for g, _ in steps], [s.kind for _, s in steps], [s.node for _, s in steps],
+        [s.detail for _, s in steps],
+        [g for g, _, _ in timers], [k for _, k, _ in timers], [d for _, _, d in timers])
+    return [(r["g"], r["n"]) for r in rows]
 
 
 async def save_many(connection: asyncpg.Connection, tenant: str,

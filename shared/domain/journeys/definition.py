@@ -57,11 +57,16 @@ class _Shape(BaseModel):
 
 # --- entry -----------------------------------------------------------------------------------
 
+MAX_AUDIENCE_RATE = 1_000_000  # set-based entering (entering.py) passes 50,000/s
+
+
 class AudienceEntry(_Shape):
     """Profiles of an audience enter at ``rate`` a second, once or every ``every``."""
     type: Literal["audience"]
     audience_id: RefId = Field(alias="audienceId")
-    rate: int = Field(1_000, ge=1, le=20_000, description="profiles entering a second")
+    rate: int = Field(1_000, ge=1, le=MAX_AUDIENCE_RATE,
+                      description="profiles entering a second (at most: a way to the first"
+                      " wait that reads the profile or acts enters a few thousand a second)")
     every: timedelta | None = Field(None, description="re-read the audience this often;"
                                     " absent: once")
     next: NodeId

@@ -1,0 +1,201 @@
+"""Set-based entering on the real PostgreSQL and the real engine: a chunk written set-wise
+(``journey_store.enter_set``) stores exactly what the per-profile path stores for the same
+profiles (``start`` each, ``create_many``): instances, steps, timers — with the control
+group, splits, a profile erased since the audience was read, a profile listed twice and a
+re-entry (a profile still in the journey skipped, one that ended entering again). Then an
+audience entered by the running engine, restarted in the middle of the entry: every
+profile entered exactly once, the control group exactly Python's, the counts exact, and
+the instances going on as usual (their waits' timers fire, a listen's timeout path)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from shared.adapters import journey_holdout_store, journey_store, journey_version_store
+from shared.adapters.audience_store import create_audience
+from shared.adapters.journey_profiles import read_profiles
+from shared.adapters.key_store import create_tenant
+from shared.domain.journeys.advance import start
+from shared.domain.journeys.definition import parse_definition
+from shared.domain.journeys.entering import routes, set_based
+from shared.domain.journeys.holdout import held_out
+from shared.domain.journeys.plan import compile_plan
+from shared.domain.journeys.split import bucket, choose
+from tests.integration.conftest import eventually, stack
+from tests.integration.test_journey_engine import publish_version
+from tests.unit.test_journey_entering import SPLIT
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+async def _tenant(pool: asyncpg.Pool, profiles: list[str]) -> str:
+    name = f"jset-{uuid.uuid4().hex[:10]}"
+    async with pool.acquire() as connection:
+        await create_tenant(connection, name, "set-based entering tests")
+        await connection.copy_records_to_table(
+            "profiles", records=[(name, p, "Setville") for p in profiles],
+            columns=["tenant_id", "profile_id", "city"])
+    return name
+
+
+async def _rows(pool: asyncpg.Pool, tenant: str) -> dict[str, Any]:
+    """What was written, by profile (instance ids are the tenant's)."""
+    instances = [dict(r) for r in await pool.fetch(
+        "SELECT instance_id, journey_id, version, profile_id, state, node, token,"
+        " document, entered_at FROM journey_instances WHERE tenant_id = $1", tenant)]
+    for row in instances:
+        assert row["document"]["instanceId"] == str(row["instance_id"])
+        del row["document"]["instanceId"], row["instance_id"]
+    return {
+        "instances": sorted(instances, key=lambda r: (r["profile_id"], r["entered_at"],
+                                                      r["state"])),
+        "timers": sorted(tuple(r) for r in await pool.fetch(
+            "SELECT i.profile_id, t.token, t.due_at FROM journey_timers t JOIN"
+            " journey_instances i USING (tenant_id, instance_id) WHERE t.tenant_id = $1",
+            tenant)),
+        "steps": [tuple(r) for r in await pool.fetch(
+            "SELECT profile_id, journey_id, version, at, kind, node, detail"
+            " FROM journey_steps WHERE tenant_id = $1 ORDER BY profile_id, id", tenant)],
+    }
+
+
+async def _per_profile(connection: asyncpg.Connection, plan: Any, tenant: str,
+                       ids: list[str], entry: int, holdout: Decimal) -> None:
+    """``moves.enter``'s per-profile path."""
+    profiles = await read_profiles(connection, tenant, ids)
+    await journey_store.create_many(connection, tenant, [
+        start(plan, p, entry, profiles[p].record, NOW, held_out(tenant, p, holdout))
+        for p in ids if p in profiles], NOW)
+
+
+async def _set_wise(connection: asyncpg.Connection, plan: Any, tenant: str,
+                    ids: list[str], entry: int, holdout: Decimal) -> list[tuple[int, int]]:
+    return await journey_store.enter_set(connection, tenant, plan.definition.id,
+                                         plan.version,
+                                         routes(plan, tenant, ids, entry, holdout, NOW), NOW)
+
+
+async def _forget(pool: asyncpg.Pool, tenant: str) -> None:
+    for table in ("journey_timers", "journey_steps", "journey_instances"):
+        await pool.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant)
+
+
+async def test_set_wise_entering_writes_what_the_per_profile_path_writes(
+        pool: asyncpg.Pool) -> None:
+    profiles = [f"p{i:03d}" for i in range(200)]
+    tenant = await _tenant(pool, profiles)  # one tenant: the draws are the tenant's
+    holdout = Decimal("12.5")
+    plan = compile_plan(parse_definition(SPLIT), 1, {}, {}, tenant=tenant)
+    assert set_based(plan)
+    found: list[dict[str, Any]] = []
+    written: list[list[tuple[int, int]]] = []
+    async with pool.acquire() as connection:
+        for enter in (_per_profile, _set_wise):
+            # round 0 for the first 40, then round 1 for all: those still waiting are
+            # skipped, those that ended (held out, branch C) enter again; a profile that
+            # does not exist (erased) and one listed twice
+            first = await enter(connection, plan, tenant, profiles[:40], 0, holdout)
+            again = await enter(connection, plan, tenant,
+                                ["ghost", *profiles, profiles[7]], 1, holdout)
+            found.append(await _rows(pool, tenant))
+            await _forget(pool, tenant)
+            if enter is _set_wise:
+                written += [first, again]
+    expected, got = found
+    assert got == expected
+    assert 200 < len(got["instances"]) < 240 and got["timers"] and got["steps"]
+    states = Counter(r["state"] for r in got["instances"])
+    assert states["heldOut"] and states["finished"] and states["waiting"]
+    # what enter_set says it stored, by template: the instances of each round
+    assert sum(n for _, n in written[0]) == 40
+    assert sum(n for _, n in written[1]) == len(got["instances"]) - 40
+
+
+async def test_an_audience_entered_set_wise_across_an_engine_restart(
+        pool: asyncpg.Pool) -> None:
+    people = [f"q{i:04d}" for i in range(1500)]
+    tenant = await _tenant(pool, people)
+    holdout = Decimal(10)
+    async with pool.acquire() as connection:
+        await journey_holdout_store.set_percent(connection, tenant, holdout)
+        audience = await create_audience(connection, tenant, "set-wise",
+                                         {"path": "city", "op": "eq", "value": "Setville"})
+    journey = {
+        "id": "setwise",
+        "entry": {"type": "audience", "audienceId": audience["audience_id"], "rate": 300,
+                  "next": "ab"},
+        "nodes": [
+            {"id": "ab", "type": "split", "branches": [
+                {"name": "A", "weight": 50, "next": "pause"},
+                {"name": "B", "weight": 50, "next": "listen"}]},
+            {"id": "pause", "type": "wait", "duration": "PT1H", "next": "done"},
+            {"id": "listen", "type": "listen",
+             "branches": [{"event": {"eventId": "JEVnever"}, "next": "done"}],
+             "timeout": {"after": "PT1H", "next": "late"}},
+            {"id": "late", "type": "wait", "duration": "PT1M", "next": "done"},
+            {"id": "done", "type": "end"}]}
+    plan = replace(compile_plan(parse_definition(journey), 1, {}, {}, tenant=tenant))
+    assert set_based(plan)
+    await publish_version(pool, tenant, journey, speed=3600)  # an hour in a second
+
+    async def entered() -> int:
+        return int(await pool.fetchval(
+            "SELECT count(*) FROM journey_instances WHERE tenant_id = $1", tenant))
+
+    async def some_but_not_all() -> int | None:
+        n = await entered()
+        assert n < len(people), "entered before the restart: 300/s for 1,500 is 5 s"
+        return n or None
+    await eventually(some_but_not_all, "the first chunks entered", 30)
+    await asyncio.to_thread(stack, "restart", "journeys")
+
+    async def all_ended() -> bool:
+        return await pool.fetchval(
+            "SELECT count(*) FROM journey_instances WHERE tenant_id = $1"
+            " AND state <> 'waiting'", tenant) == len(people)
+    await eventually(all_ended, "every profile entered and its instance ended", 90)
+
+    held = {p for p in people if held_out(tenant, p, holdout)}
+    branch = {p: choose(plan.node("ab").branches,  # type: ignore[attr-defined]
+                        bucket(tenant, "setwise", 1, "ab", p)).name
+              for p in people if p not in held}
+    rows = await pool.fetch(
+        "SELECT i.profile_id, i.state, s.node, s.kind, s.detail FROM journey_steps s"
+        " JOIN journey_instances i USING (tenant_id, instance_id)"
+        " WHERE s.tenant_id = $1", tenant)
+    steps: dict[str, Counter[tuple[str, str, str]]] = {}
+    for row in rows:
+        steps.setdefault(row["profile_id"], Counter())[
+            (row["node"], row["kind"], row["detail"])] += 1
+    assert set(steps) == set(people)
+    for profile_id, done in steps.items():
+        assert all(n == 1 for n in done.values()), (profile_id, done)  # nothing twice
+        if profile_id in held:
+            assert set(done) == {("entry", "entered", ""),
+                                 ("entry", "heldOut", "the tenant's control group")}
+        elif branch[profile_id] == "A":
+            assert ("ab", "split", "A") in done and ("pause", "transition", "done") in done
+            assert ("done", "finished", "") in done
+        else:
+            assert ("listen", "timedOut", "") in done and ("late", "entered", "") in done
+            assert ("done", "finished", "") in done
+    async with pool.acquire() as connection:
+        counted, details, waiting = await journey_version_store.node_counts(
+            connection, tenant, "setwise", 1)
+    assert counted[("entry", "entered")] == len(people)
+    assert counted[("entry", "heldOut")] == len(held) > 0
+    assert details[("ab", "A")] == sum(b == "A" for b in branch.values())
+    assert details[("ab", "B")] == sum(b == "B" for b in branch.values())
+    assert counted[("done", "finished")] == len(people) - len(held)
+    assert waiting == {}
+    assert await pool.fetchval("SELECT count(*) FROM journey_timers t JOIN journey_instances"
+                               " i USING (tenant_id, instance_id) WHERE t.tenant_id = $1",
+                               tenant) == 0
