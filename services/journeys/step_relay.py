@@ -31,7 +31,10 @@ _READ = (
     "SELECT id, tx::text AS tx, tenant_id, journey_id, version, instance_id::text,"
     " profile_id, at, kind, node, detail FROM journey_steps"
     " WHERE (tx, id) > ($1::xid8, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot())"
-    " ORDER BY tx, id LIMIT $3")
+    # the column, not the text alias above: in xid8 order (as text, tx 1000000 came
+    # before 999999, skipping steps past the watermark) and by the (tx, id) index (as
+    # text, every batch sorted the whole table)
+    " ORDER BY journey_steps.tx, id LIMIT $3")
 
 
 def step_event(row: asyncpg.Record) -> dict[str, Any]:
