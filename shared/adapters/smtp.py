@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from email.utils import parseaddr
 
 import aiosmtplib
+import aiosmtplib.email
 
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 
@@ -68,6 +68,54 @@ class RelaySecurity:
                 "password": self.password, "cert_bundle": self.ca_file}
 
 
+_PLAIN_ADDRESS = re.compile(r'[^\s<>"\x00-\x1f\x7f]+@[^\s<>"\x00-\x1f\x7f]+')
+
+
+def _on_command_line(address: str) -> bytes:
+    """``<address>`` for MAIL FROM or RCPT TO. A plain address (ours always are: a VERP
+    return path, a normalised recipient) is taken as is; anything else ("Name <a@b>", a
+    quoted local part) is parsed and checked by aiosmtplib. ValueError: it cannot go on
+    an SMTP command line (a character outside ASCII, or one that would end it)."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return b"<" + address.encode("ascii") + b">"
+    return aiosmtplib.email.quote_address(address).encode("ascii")
+
+
+def _size_on_the_wire(message: bytes) -> int:
+    """RFC 1870's SIZE: the octets DATA sends, every line ending CRLF."""
+    return len(message) + message.count(b"\n") - message.count(b"\r\n")
+
+
+async def _transaction(smtp: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
+                       ) -> aiosmtplib.SMTPResponse:
+    """One message to one recipient: what aiosmtplib's ``sendmail`` does (EHLO if none
+    yet, MAIL with SIZE when the server takes it, RCPT, DATA; RSET after a refusal, so the
+    connection can carry the next message), through its public commands, without parsing
+    each address three times with the email package's ``parseaddr``: that was a tenth of
+    the sender's CPU per message (P6)."""
+    mail_from, rcpt_to = _on_command_line(sender), _on_command_line(recipient)
+    if smtp.is_ehlo_or_helo_needed:
+        try:
+            await smtp.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await smtp.helo()
+    options = [b"SIZE=%d" % _size_on_the_wire(message)] if smtp.supports_extension("size") \
+        else []
+    try:
+        response = await smtp.execute_command(b"MAIL", b"FROM:" + mail_from, *options)
+        if response.code != 250:
+            raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+        response = await smtp.execute_command(b"RCPT", b"TO:" + rcpt_to)
+        if response.code not in (250, 251):
+            raise aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(
+                response.code, response.message, recipient)])
+        return await smtp.data(message)
+    except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+        with suppress(ConnectionError, aiosmtplib.SMTPResponseException):
+            await smtp.rset()
+        raise
+
+
 class SmtpClient:
     """One connection, opened on first use and again after any failure."""
 
@@ -91,7 +139,7 @@ class SmtpClient:
         returns the server's reply."""
         try:
             smtp = await self._connected()
-            _refused, reply = await smtp.sendmail(parseaddr(sender)[1], [recipient], message)
+            reply = await _transaction(smtp, sender, recipient, message)
         except aiosmtplib.SMTPRecipientsRefused as error:
             refused = error.recipients[0]
             raise _classify(refused.code, str(error), refused.message) from error
@@ -113,7 +161,7 @@ class SmtpClient:
             # character): no retry sends it. The server may hold a half-open transaction.
             await self.close()
             raise PermanentFailure(f"{recipient!r} cannot be sent over SMTP: {error}") from error
-        return str(reply)
+        return str(reply.message)
 
     async def close(self) -> None:
         if self._smtp is not None:

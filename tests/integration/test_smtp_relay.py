@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from services.smtp_sink.app import StoringHandler
 from services.smtp_sink.store import Mailbox
-from shared.adapters.delivery_errors import TransientFailure
+from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.smtp import RelaySecurity, SmtpClient
 
 USER, PASSWORD = "parcours", "s3cret-relay"
@@ -115,3 +115,43 @@ async def test_a_wrong_password_is_transient_and_an_untrusted_certificate_refuse
         await wrong.close()
         await untrusted.close()
         assert mailbox.list() == []
+
+
+@asynccontextmanager
+async def plain_sink() -> AsyncIterator[tuple[int, StoringHandler]]:
+    """The sink's own handler on a free port, plain SMTP (no TLS, no AUTH)."""
+    handler = StoringHandler(Mailbox())
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(handler, hostname="localhost"), host="127.0.0.1", port=0)
+    try:
+        yield server.sockets[0].getsockname()[1], handler
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_one_connection_carries_refusals_and_messages_in_turn() -> None:
+    """The client's own MAIL/RCPT/DATA: a refused recipient (4xx: later; 5xx: never)
+    leaves the connection ready for the next message (RSET), a named sender goes as its
+    bare address, and an address SMTP cannot carry is refused before anything is sent."""
+    async with plain_sink() as (port, handler):
+        client = SmtpClient("127.0.0.1", port, 5)
+        try:
+            handler.refusing["busy@example.org"] = ("450 4.2.1 busy", float("inf"))
+            with pytest.raises(TransientFailure, match="450") as later:
+                await client.send("a@example.com", "busy@example.org", MESSAGE)
+            assert later.value.address_fault
+            handler.refusing["gone@example.org"] = ("550 5.1.1 no such user", float("inf"))
+            with pytest.raises(PermanentFailure, match="550"):
+                await client.send("a@example.com", "gone@example.org", MESSAGE)
+            await client.send("Shop <news@example.com>", "b@example.org", MESSAGE)
+            with pytest.raises(PermanentFailure, match="cannot be sent over SMTP"):
+                await client.send("a@example.com", "zoë@example.org", MESSAGE)
+            with pytest.raises(PermanentFailure, match="cannot be sent over SMTP"):
+                await client.send("a@example.com", "b c@example.org", MESSAGE)
+            await client.send("a@example.com", "c@example.org", MESSAGE)
+        finally:
+            await client.close()
+        received = handler.mailbox.list()
+        assert [(m["mail_from"], m["rcpt_to"]) for m in received] == [
+            ("news@example.com", ["b@example.org"]), ("a@example.com", ["c@example.org"])]
