@@ -19,7 +19,7 @@ from typing import Any
 from services.journeys import effects
 from services.journeys.loops import repeat
 from services.journeys.metrics import RETRIES
-from services.journeys.moves import enter, resume
+from services.journeys.moves import SET_WISE, enter, resume
 from services.journeys.wiring import Engine
 from shared.adapters import journey_holdout_store, journey_version_store
 from shared.adapters.audience_reader import audience_query, check_definition, read_members
@@ -33,10 +33,15 @@ log = logging.getLogger(__name__)
 LOOK_EVERY_S = 0.5
 MAX_BATCH = 1000
 MAX_SET_BATCH = 10_000  # a chunk entered set-wise: one statement, no Python per row
+IN_FLIGHT = 2  # set-wise chunks written at once (two cores' worth of PostgreSQL)
 
 
 async def _enter(engine: Engine, version: dict[str, Any], profile_ids: list[str],
-                 after: str | None, done: bool) -> None:
+                 after: str | None, done: bool,
+                 before: asyncio.Future[None] | None = None) -> None:
+    """One batch in one transaction, with the entry's progress. ``before``: the previous
+    batch, still being written: this one's progress is saved only once that one is
+    stored (a restart goes on after the last batch stored, never past one that was not)."""
     key = (version["tenant_id"], version["journey_id"], version["version"])
     plan = await engine.plan(key)
     if plan is None:
@@ -52,6 +57,8 @@ async def _enter(engine: Engine, version: dict[str, Any], profile_ids: list[str]
                        if version["mode"] == "live" else Decimal(0))  # a test run: none
             outbox = await enter(engine, connection, plan, key[0], profile_ids,
                                  version.get("entry_round", 0), holdout)
+            if before is not None:
+                await asyncio.shield(before)  # its failure undoes this batch too
             if done and every is not None:  # a recurring entry: the next round, later
                 await journey_version_store.next_round(
                     connection, *key, datetime.now(UTC) + every / plan.speed)
@@ -81,22 +88,34 @@ async def _audience(engine: Engine, version: dict[str, Any], entry: AudienceEntr
     query = audience_query(tenant, check_definition(audience["definition"], schema),
                            datetime.now(UTC))
     plan = await engine.plan((tenant, version["journey_id"], version["version"]))
-    most = MAX_SET_BATCH if plan is not None and set_based(plan) else MAX_BATCH
+    most = MAX_SET_BATCH if plan is not None and SET_WISE and set_based(plan) else MAX_BATCH
     batch = max(1, min(entry.rate, most))
     began, handed = time.monotonic(), 0
     key = (tenant, version["journey_id"], version["version"])
-    async for rows in read_members(engine.pool, query, after=version["entry_after"],
-                                   batch=batch):
-        state = (await journey_version_store.states(engine.pool, {key})).get(key)
-        if state != "live":
-            return  # paused: goes on from here on resume; stopped: nobody else enters
-        ids = [r["profile_id"] for r in rows]
-        await _enter(engine, version, ids, ids[-1], False)
-        handed += len(ids)
-        # The entry's rate: profiles a second, over the whole read.
-        ahead = began + handed / entry.rate - time.monotonic()
-        if ahead > 0:
-            await asyncio.sleep(ahead)
+    # Set-wise, PostgreSQL does the work: a batch is written while the previous one
+    # commits and the next is read (IN_FLIGHT at once), on connections of their own.
+    in_flight: list[asyncio.Task[None]] = []
+    try:
+        async for rows in read_members(engine.pool, query, after=version["entry_after"],
+                                       batch=batch):
+            state = (await journey_version_store.states(engine.pool, {key})).get(key)
+            if state != "live":
+                return  # paused: goes on from here on resume; stopped: nobody else enters
+            ids = [r["profile_id"] for r in rows]
+            while len(in_flight) >= (IN_FLIGHT if most == MAX_SET_BATCH else 1):
+                await in_flight.pop(0)
+            in_flight.append(asyncio.create_task(_enter(
+                engine, version, ids, ids[-1], False, in_flight[-1] if in_flight else None)))
+            handed += len(ids)
+            # The entry's rate: profiles a second, over the whole read.
+            ahead = began + handed / entry.rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        while in_flight:
+            await in_flight.pop(0)
+    finally:
+        for task in in_flight:  # an error, or paused: the batches in hand end as they do
+            await asyncio.gather(task, return_exceptions=True)
     await _enter(engine, version, [], None, True)
 
 

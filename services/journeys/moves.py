@@ -11,6 +11,7 @@ where it is stale (a timer), kept for a later wait, or moves it again.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ from shared.domain.journeys.instance import (
 
 log = logging.getLogger(__name__)
 MAX_REDO = 5
+# PARCOURS_JOURNEY_SET_ENTRY=0 enters every version per profile (``start`` each): a way
+# back should set-wise entering misbehave, and the per-profile figure for an A/B.
+SET_WISE = os.environ.get("PARCOURS_JOURNEY_SET_ENTRY", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -296,7 +300,7 @@ async def enter(engine: Engine, connection: asyncpg.Connection, plan: Plan, tena
     nothing of the profile and has no effect (``entering.set_based``) is entered
     set-wise: one ``start`` per route, one statement for the chunk."""
     now = datetime.now(UTC)
-    if set_based(plan):  # the same instance for all but its ids: written set-wise
+    if SET_WISE and set_based(plan):  # the same instance for all but its ids: set-wise
         chunk = routes(plan, tenant, profile_ids, entry_round, holdout, now)
         written = await journey_store.enter_set(connection, tenant, plan.definition.id,
                                                 plan.version, chunk, now)
