@@ -121,7 +121,7 @@ async def relay_reactions(pool: asyncpg.Pool, producer: RenewingProducer) -> Non
     may run: each takes other rows (SKIP LOCKED)."""
     while True:
         try:
-            if await reaction_store.relay(pool, producer):
+            if await reaction_store.relay(pool, producer, gather_s=reaction_store.GATHER_S):
                 continue
         except Exception as error:  # PostgreSQL or Kafka away: try again shortly
             log.warning("relaying reactions failed (%s); retrying", error)

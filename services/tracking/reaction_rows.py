@@ -7,7 +7,6 @@ still validated (``Origin``): a malformed one fails the recording, as before."""
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,7 +43,7 @@ class ReactionRow:
 
     tenant: str
     reaction_id: str
-    message_id: uuid.UUID
+    message_id: str  # a UUID's text, as the tracked message's row gave it
     kind: str
     at: datetime
     profile_id: str | None
@@ -65,5 +64,5 @@ def row_of(message: TrackedMessage, kind: ReactionKind, index: int | None, at: d
         "bounce": None, "machine": verdict.machine, "machineReason": verdict.reason,
         "source": "tracking", "detail": None,
     }, option=orjson.OPT_UTC_Z).decode()
-    return ReactionRow(message.tenant, rid, uuid.UUID(message.message_id), kind.value, at,
+    return ReactionRow(message.tenant, rid, message.message_id, kind.value, at,
                        message.profile_id, record)

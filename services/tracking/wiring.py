@@ -26,7 +26,10 @@ from shared.domain.tracking_links import Keyring, parse_keyring
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-RELAY_INTERVAL_S = 0.2
+# Polled this often while nothing is old enough to take (reaction_store.GATHER_S: a flood
+# goes to Kafka in batches of about that long, not a few rows per round trip).
+RELAY_INTERVAL_S = 0.1
+RELAY_BATCH = 1000
 CACHE_TTL_S = 60.0  # an erased profile's messages stop being found within a minute
 
 
@@ -42,22 +45,24 @@ class Tracking:
     _messages: BoundedDict[tuple[str, str], tuple[float, TrackedMessage]] = field(
         default_factory=lambda: BoundedDict(100_000))
     connections: list[OwnConnection] = field(default_factory=list)
+    relaying: OwnConnection | None = None  # the relay's: no pool reset after each round
     link_keep: timedelta | None = None  # links of older messages are 404 (retention)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def open(cls, settings: Settings, background: bool = True) -> Tracking:
         keys = parse_keyring(settings.tracking_keys.get_secret_value())
-        pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)  # relay, readiness
+        pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)  # readiness, forms
         producer = RenewingProducer(settings, "tracking")
         producer.start_in_background()
         writer, reader = OwnConnection(settings.pg_dsn), OwnConnection(settings.pg_dsn)
+        relaying = OwnConnection(settings.pg_dsn)
 
         async def find_all(names: list[tuple[str, str]]) -> list[TrackedMessage | None]:
             return await tracking_store.lookup(await reader(), names)
 
         tracking = cls(settings, keys, pool, producer, recorder(writer), Batched(find_all),
-                       connections=[writer, reader],
+                       connections=[writer, reader, relaying], relaying=relaying,
                        link_keep=days(settings.retention_tracked_messages_days))
         if background:
             tracking._tasks = [asyncio.create_task(tracking._relay())]
@@ -76,9 +81,12 @@ class Tracking:
     async def _relay(self) -> None:
         """Produce what was recorded, oldest first; a slow or absent Kafka delays this
         loop only, never an answer."""
+        assert self.relaying is not None
         while True:
             try:
-                relayed = await reaction_store.relay(self.pool, self.producer)
+                relayed = await reaction_store.relay(await self.relaying(),
+                                                     self.producer, RELAY_BATCH,
+                                                     reaction_store.GATHER_S)
                 RELAYED.inc(relayed)
                 if relayed:
                     continue

@@ -55,21 +55,26 @@ async def remember(connection: asyncpg.Connection | asyncpg.Pool,
         [orjson.dumps(m.links).decode() for m in messages])
 
 
+_LOOKUP = """
+SELECT k.i, t.tenant_id, t.message_id::text AS message_id, channel, profile_id, address,
+       origin::text AS origin, links, sent_at
+  FROM unnest($1::text[], $2::uuid[]) WITH ORDINALITY AS k(tenant_id, message_id, i)
+  JOIN tracked_messages t USING (tenant_id, message_id)
+"""
+
+
 async def lookup(connection: asyncpg.Connection | asyncpg.Pool,
                  keys: Sequence[tuple[str, str]]) -> list[TrackedMessage | None]:
     """The messages named by (tenant, message id), in order (None: not stored); one
-    statement on the primary key."""
-    rows = await connection.fetch(
-        "SELECT t.tenant_id, t.message_id::text AS message_id, channel, profile_id, address,"
-        " origin::text AS origin, links, sent_at FROM tracked_messages t"
-        " JOIN unnest($1::text[], $2::uuid[]) AS k(tenant_id, message_id)"
-        " USING (tenant_id, message_id)",
-        [tenant for tenant, _ in keys], [uuid.UUID(message) for _, message in keys])
-    found = {(row["tenant_id"], row["message_id"]): TrackedMessage(
-        row["tenant_id"], row["message_id"], row["channel"], row["profile_id"],
-        row["address"], orjson.loads(row["origin"]), tuple(row["links"]), row["sent_at"])
-        for row in rows}
-    return [found.get((tenant, str(uuid.UUID(message)))) for tenant, message in keys]
+    statement on the primary key. Each row says which key it answers (its ordinal), so
+    no id is parsed or compared here."""
+    found: list[TrackedMessage | None] = [None] * len(keys)
+    for row in await connection.fetch(_LOOKUP, [tenant for tenant, _ in keys],
+                                      [message for _, message in keys]):
+        found[row["i"] - 1] = TrackedMessage(
+            row["tenant_id"], row["message_id"], row["channel"], row["profile_id"],
+            row["address"], orjson.loads(row["origin"]), tuple(row["links"]), row["sent_at"])
+    return found
 
 
 _TRACE = """
@@ -99,7 +104,7 @@ async def trace(connection: asyncpg.Connection, reactions: Sequence[Reaction]) -
     if not reactions:
         return []
     rows = await connection.fetch(
-        _TRACE, [r.tenant for r in reactions], [uuid.UUID(r.messageId) for r in reactions],
+        _TRACE, [r.tenant for r in reactions], [r.messageId for r in reactions],
         [r.at for r in reactions], [r.kind.value for r in reactions],
         [_trace_reason(r) for r in reactions], [r.reactionId for r in reactions])
     new = {row["reaction_id"] for row in rows}
