@@ -12,11 +12,21 @@ its script's first path: with one script for all runs, the second and third runs
 the first run's links again — repeats, answered from the cache — and measured higher.)
 Everything the tenant holds is deleted at the end.
 wrk, one thread, GET with the paths rotated by a Lua script.
+
+Each run also reads the CPU its requests cost each process, from /proc (user + system
+time): the bare server's per request; per click the tracking service's, PostgreSQL's
+(every backend and background process), Kafka's and the reaction consumers' (reactions,
+webhooks, journeys), from the run's start until its reactions are all traced (the relay
+and the consumers caught up), less what each used in as long idle just before. Other
+work on the machine adds to PostgreSQL's and Kafka's; the tracking service's and the bare
+server's are their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -57,6 +67,77 @@ request = function()
   return requests[i]
 end
 """
+
+
+_HZ = os.sysconf("SC_CLK_TCK")
+# Processes whose CPU a click costs, by what their command line holds.
+_CHAIN = {"postgres": "/bin/postgres ", "kafka": "kafka.Kafka",
+          "reactions": "-m services.reactions", "webhooks": "-m services.webhooks",
+          "journeys": "-m services.journeys"}
+
+
+def _pids() -> dict[str, list[int]]:
+    """The chain's processes: the tracking service (the listener on its port) and those
+    of ``_CHAIN``; PostgreSQL's are read again at the end of a run (backends come)."""
+    found: dict[str, list[int]] = {name: [] for name in ("tracking", *_CHAIN)}
+    listener = subprocess.run(["ss", "-ltnpH", f"sport = :{settings.tracking_port}"],
+                              capture_output=True, text=True).stdout
+    found["tracking"] = [int(p) for p in re.findall(r"pid=(\d+)", listener)][:1]
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        for name, marker in _CHAIN.items():
+            if marker in command or (name == "postgres" and command.startswith("postgres:")):
+                found[name].append(int(pid))
+    return found
+
+
+def _ticks(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+def _cpu(pids: dict[str, list[int]]) -> dict[int, int]:
+    return {p: t for group in pids.values() for p in group if (t := _ticks(p)) is not None}
+
+
+def _used(pids: dict[str, list[int]], start: dict[int, int], end: dict[int, int]
+          ) -> dict[str, int]:
+    """Ticks by process group between two readings (a process born since: all of its)."""
+    return {name: sum(end[p] - start.get(p, 0) for p in group if p in end)
+            for name, group in pids.items()}
+
+
+IDLE_S = 3.0  # each run's idle reading, just before it
+
+
+def _measured(base: str, script: str, seconds: float, connections: int,
+              pids: dict[str, list[int]], settled: Any) -> dict[str, Any]:
+    """A wrk run and the CPU per request it cost each process (``settled``: waits until
+    what the run started is done, the relay and the consumers caught up)."""
+    before = _cpu(pids)
+    time.sleep(IDLE_S)
+    start = _cpu(pids)
+    idle = _used(pids, before, start)
+    began = time.monotonic()
+    result = _wrk(base, script, seconds, connections)
+    settled()
+    taken = time.monotonic() - began
+    if "postgres" in pids:  # backends opened during the run
+        pids = {**pids, "postgres": sorted(set(pids["postgres"]) | set(_pids()["postgres"]))}
+    used = _used(pids, start, _cpu(pids))
+    per_request = {name: round(max(0.0, ticks - idle.get(name, 0) * taken / IDLE_S)
+                               / _HZ * 1e6 / max(result["ok"], 1), 1)
+                   for name, ticks in used.items()}
+    per_request["chain"] = round(sum(per_request.values()), 1)
+    return {**result, "cpu_us_per_request": per_request, "cpu_window_s": round(taken, 1)}
 
 
 def _wrk(base: str, script: str, seconds: float, connections: int) -> dict[str, Any]:
@@ -101,6 +182,14 @@ async def _settled(pool: asyncpg.Pool, tenant: str, deadline_s: float = 120) -> 
     return False
 
 
+async def _caught_up(tenant: str) -> None:
+    pool = await create_pool(settings.pg_dsn, min_size=1, max_size=1)
+    try:
+        await _settled(pool, tenant, 60)
+    finally:
+        await pool.close()
+
+
 async def _clean(tenant: str) -> dict[str, int]:
     pool = await create_pool(settings.pg_dsn, min_size=1, max_size=1)
     try:
@@ -131,13 +220,19 @@ def run(seconds: float, connections: int) -> Row:
         bases = {"bare": f"http://127.0.0.1:{port}", "tracking": TRACKING}
         for base in bases.values():  # warm-up: imports, caches, connections
             _wrk(base, str(scripts[0]), 1, connections)
+        bare_pids = {"bare": [server.pid]}
         for n in range(1, RUNS + 1):
             for label, base in bases.items():
-                result = _wrk(base, str(scripts[n]), seconds, connections)
+                result = _measured(  # the chain's processes found again (restarts)
+                    base, str(scripts[n]), seconds, connections,
+                    bare_pids if label == "bare" else _pids(),
+                    (lambda: None) if label == "bare" else lambda: asyncio.run(_caught_up(tenant)))
                 runs[label].append(result)
+                cpu = "  ".join(f"{k} {v:,.0f}" for k, v in result["cpu_us_per_request"].items())
                 progress(f"  TRACK {label} run {n}/{RUNS}: {result['ok_per_s']:,.0f}/s"
                          f"  p50 {result.get('p50_ms', 0):.1f} ms"
-                         f"  p99 {result.get('p99_ms', 0):.1f} ms  errors {result['errors']}")
+                         f"  p99 {result.get('p99_ms', 0):.1f} ms  errors {result['errors']}"
+                         f"  CPU µs/request: {cpu}")
     finally:
         server.terminate()
         server.wait(10)
@@ -154,4 +249,12 @@ def run(seconds: float, connections: int) -> Row:
                details={"connections": connections, "seconds": seconds, "runs": runs,
                         "links_per_run": MESSAGES * LINKS, "cleaned": cleaned,
                         "p99_ms_median": median_of(runs["tracking"], "p99_ms"),
-                        "bare_p99_ms_median": median_of(runs["bare"], "p99_ms")})
+                        "bare_p99_ms_median": median_of(runs["bare"], "p99_ms"),
+                        "cpu_us_per_click_median": _cpu_medians(runs["tracking"]),
+                        "bare_cpu_us_per_request_median": _cpu_medians(runs["bare"])})
+
+
+def _cpu_medians(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    names = {name for run in runs for name in run.get("cpu_us_per_request", {})}
+    return {name: median_of([run["cpu_us_per_request"] for run in runs], name)
+            for name in sorted(names)}
