@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
@@ -70,12 +70,14 @@ def manual_consumer(
     )
 
 
-async def commit_or_redeliver(consumer: AIOKafkaConsumer) -> None:
-    """Commit what the consumer handled. A refused commit (a rebalance took the partitions
-    away) is no loss: the records come again to their new owner, whose writes are
-    idempotent (the delivery ledger; last writer wins)."""
+async def commit_or_redeliver(consumer: AIOKafkaConsumer,
+                              offsets: dict[TopicPartition, int] | None = None) -> None:
+    """Commit what the consumer handled (``offsets``: up to these, when it has already
+    read further). A refused commit (a rebalance took the partitions away) is no loss:
+    the records come again to their new owner, whose writes are idempotent (the delivery
+    ledger; last writer wins)."""
     try:
-        await consumer.commit()
+        await consumer.commit(offsets)
     except KafkaError as error:  # CommitFailedError is one
         log.warning("offset commit failed (%s); records will be redelivered", error)
 

@@ -29,10 +29,13 @@ class _Locator(HTMLParser):
 
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=False)
+        # Where each line starts (getpos() counts lines and columns): found by str.find,
+        # not a Python loop over every character.
         self._line_starts = [0]
-        for i, char in enumerate(text):
-            if char == "\n":
-                self._line_starts.append(i + 1)
+        newline = text.find("\n")
+        while newline != -1:
+            self._line_starts.append(newline + 1)
+            newline = text.find("\n", newline + 1)
         self.links: list[tuple[int, int, str, str, list[tuple[str, str | None]]]] = []
         self.body_end: int | None = None
 

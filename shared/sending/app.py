@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.adapters.kafka import commit_or_redeliver
@@ -44,20 +47,49 @@ async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event, lane: L
     # Messages refused for now wait off the partition, in the retry schedule: this lane's
     # worker sends them again when due, beside the consume loop.
     retrying = asyncio.create_task(run_retries(sender, stop))
+    # Two batches under way: while one waits on the provider, the next is claimed and
+    # rendered (one alone left the provider idle while it rendered, and the CPU idle
+    # while it sent). Offsets are committed batch by batch, in order.
+    under_way: deque[_Batch] = deque()
     try:
         while not stop.is_set():
             await lane.turn(stop)
             batches = await sender.consumer.getmany(timeout_ms=200, max_records=lane.batch)
             if batches:
-                records = [(r.key, r.value) for rs in batches.values() for r in rs]
-                await handle_isolating_poison(records, deliver, poison)
-                await commit_or_redeliver(sender.consumer)
-                lane.took(len(records))
+                under_way.append(_Batch.start(batches, deliver, poison))
+                lane.took(under_way[-1].size)
+            if len(under_way) == 2 or (under_way and not batches):
+                await under_way[0].finish(sender)
+                under_way.popleft()
+        while under_way:
+            await under_way[0].finish(sender)
+            under_way.popleft()
     finally:
+        for batch in under_way:  # left by an error: not to run on without the sender
+            batch.task.cancel()
         retrying.cancel()
         with suppress(asyncio.CancelledError):
             await retrying
         await sender.close()
+
+
+@dataclass
+class _Batch:
+    task: asyncio.Task[None]
+    offsets: dict[TopicPartition, int]  # to commit once it is delivered
+    size: int
+
+    @classmethod
+    def start(cls, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+              deliver: Callable[[Sequence[Record]], Awaitable[None]],
+              poison: Callable[[Record, str], Awaitable[None]]) -> _Batch:
+        records = [(r.key, r.value) for rs in batches.values() for r in rs]
+        return cls(asyncio.create_task(handle_isolating_poison(records, deliver, poison)),
+                   {tp: rs[-1].offset + 1 for tp, rs in batches.items()}, len(records))
+
+    async def finish(self, sender: Sender) -> None:
+        await self.task
+        await commit_or_redeliver(sender.consumer, self.offsets)
 
 
 def main(spec: SenderSpec, settings: Settings, lane: Lane | None = None) -> None:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+import asyncpg
 import orjson
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -100,16 +101,33 @@ async def dead_letter(sender: Sender, letters: Sequence[Letter]) -> None:
 
 async def deliver_batch(sender: Sender, records: Sequence[Record]) -> None:
     requests, letters = _readable(sender, records)
+    # A copy of a message the batch before this one still sends (a record produced twice)
+    # is that one's: the ledger would let it be claimed again while it is 'sending'.
+    mine = [r for r in requests if r.messageId not in sender.in_flight]
+    sender.in_flight.update(r.messageId for r in mine)
+    try:
+        await _claim_and_send(sender, mine, duplicates=len(requests) - len(mine))
+    finally:
+        sender.in_flight.difference_update(r.messageId for r in mine)
+    # Once the batch went through: a batch that fails is handled again record by record
+    # (handle_isolating_poison), which must not write its dead letters twice.
+    if letters:
+        sender.spec.metrics.failed("invalid").inc(len(letters))
+        await _end_unreadable(sender, letters)
+        await dead_letter(sender, letters)
 
+
+async def _claim_and_send(sender: Sender, requests: list[SendRequest], duplicates: int
+                          ) -> None:
     async def claim() -> set[str]:
-        await sender.ensure_db()
-        return await delivery_ledger.claim(
-            sender.connection, sender.spec.channel.value,
-            [Claimable(r.messageId, r.tenant, r.event and r.event.pKey) for r in requests],
-        )
+        async with sender.db() as connection:
+            return await delivery_ledger.claim(
+                connection, sender.spec.channel.value,
+                [Claimable(r.messageId, r.tenant, r.event and r.event.pKey) for r in requests],
+            )
 
-    claimed = await _with_retries(sender, claim, "claiming deliveries")
-    sender.spec.metrics.duplicates.inc(len(requests) - len(claimed))
+    claimed = await _with_retries(sender, claim, "claiming deliveries") if requests else set()
+    sender.spec.metrics.duplicates.inc(duplicates + len(requests) - len(claimed))
     to_send = [r for r in requests if r.messageId in claimed]
     settler = _Settler(sender)
 
@@ -118,12 +136,6 @@ async def deliver_batch(sender: Sender, records: Sequence[Record]) -> None:
 
     await asyncio.gather(*(send_and_settle(r) for r in to_send))
     await settler.drain()
-    # Once the batch went through: a batch that fails is handled again record by record
-    # (handle_isolating_poison), which must not write its dead letters twice.
-    if letters:
-        sender.spec.metrics.failed("invalid").inc(len(letters))
-        await _end_unreadable(sender, letters)
-        await dead_letter(sender, letters)
 
 
 async def _end_unreadable(sender: Sender, letters: Sequence[Letter]) -> None:
@@ -135,8 +147,8 @@ async def _end_unreadable(sender: Sender, letters: Sequence[Letter]) -> None:
               if (named := event_of_unreadable(raw)) for tenant, event_id, pkey in [named]]
     if writes:
         async def record() -> None:
-            await sender.ensure_db()
-            await record_statuses(sender.connection, writes)
+            async with sender.db() as connection:
+                await record_statuses(connection, writes)
 
         await _with_retries(sender, record, "ending unreadable records' events")
 
@@ -171,8 +183,9 @@ class _Settler:
             outcomes, self._pending = self._pending, []
 
             async def settle(batch: list[Outcome | Waiting] = outcomes) -> None:
-                await self._sender.ensure_db()
-                await _settle(self._sender, batch, self._from_retries)
+                async with self._sender.db() as connection:
+                    await _settle(connection, self._sender.spec.stage, batch,
+                                  self._from_retries)
 
             await _with_retries(self._sender, settle, "settling deliveries")
 
@@ -183,10 +196,10 @@ class _Settler:
             self._writer.result()  # surface a failure
 
 
-async def _settle(sender: Sender, batch: list[Outcome | Waiting], from_retries: bool) -> None:
+async def _settle(connection: asyncpg.Connection, stage: str, batch: list[Outcome | Waiting],
+                  from_retries: bool) -> None:
     """Outcomes, and messages to try again later, in one transaction (one statement more
     only when the batch has either of the latter)."""
-    connection = sender.connection
     settled = [o for o in batch if isinstance(o, Outcome)]
     waiting = [w for w in batch if isinstance(w, Waiting)]
     if not waiting and not from_retries:
@@ -196,7 +209,7 @@ async def _settle(sender: Sender, batch: list[Outcome | Waiting], from_retries: 
         await delivery_ledger.settle(connection, settled)
         if from_retries:
             await send_retries.forget(connection, [o.message_id for o in settled])
-        await send_retries.schedule(connection, sender.spec.stage, waiting)
+        await send_retries.schedule(connection, stage, waiting)
 
 
 async def deliver_due(sender: Sender, due: Sequence[Due]) -> None:

@@ -3,6 +3,9 @@ compiled templates."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -38,6 +41,10 @@ class Sender:
     templates: dict[tuple[str, str, bytes], LocalisedMessage] = field(
         default_factory=lambda: BoundedDict(512))
     retry_policy: RetryPolicy = field(init=False)  # from the settings
+    # Two batches are under way at once (shared.sending.app): the connection takes one
+    # statement at a time, and a message of one is not claimed again by the next.
+    _db_turn: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    in_flight: set[str] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -67,6 +74,14 @@ class Sender:
     async def ensure_db(self) -> None:
         if self.connection.is_closed():
             self.connection = await connect(self.settings.pg_dsn)
+
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[asyncpg.Connection]:
+        """The sender's connection, open, for one statement or transaction at a time
+        (asyncpg refuses a second operation on a busy connection)."""
+        async with self._db_turn:
+            await self.ensure_db()
+            yield self.connection
 
     async def close(self) -> None:
         await self.consumer.stop()

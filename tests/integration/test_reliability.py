@@ -1,5 +1,6 @@
 """Poison records, redeliveries and SMTP refusals: nothing lost, nothing sent twice."""
 
+import asyncio
 import time
 import uuid
 
@@ -18,6 +19,7 @@ from tests.integration.conftest import (
     final_status,
     mails_to,
     publish_event,
+    settings,
     unique_email,
 )
 
@@ -69,6 +71,43 @@ async def test_a_redelivered_message_is_sent_once(
     assert len(mails) == 2
     ids = sorted(str(m["message_id"]) for m in mails)
     assert ids == sorted(f"<{r.messageId}@parcours.localhost>" for r in (request, marker))
+    row = await pool.fetchrow("SELECT state, attempts FROM deliveries WHERE message_id = $1",
+                              uuid.UUID(request.messageId))
+    assert row["state"] == "sent" and row["attempts"] == 1
+
+
+async def test_a_copy_in_the_next_batch_is_not_sent_while_the_first_is_under_way(
+    http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The sender has two batches under way at once (shared.sending.app): a record
+    produced twice, the copies a batch apart, goes once; the ledger alone would let the
+    second batch claim the message again while the first is still sending it."""
+    event_id = await publish_event(pool, "event")
+    email = unique_email("twice")
+    request = send_request(event_id, email)
+    fillers = [send_request(event_id, unique_email("filler")) for _ in range(250)]
+    # One partition, one produce request: the sender reads them 200 to a batch, so the
+    # copies are in two batches one after the other.
+    key = request.messageId.encode()
+    together = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                                linger_ms=500, max_batch_size=1024 * 1024)
+    await together.start()
+    try:
+        pending = [await together.send(SEND_EMAIL_TX.name, r.model_dump_json().encode(), key)
+                   for r in (request, *fillers, request)]
+        await asyncio.gather(*pending)
+    finally:
+        await together.stop()
+
+    async def settled() -> asyncpg.Record | None:
+        row = await pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE state = 'sending') AS sending, count(*) AS all"
+            " FROM deliveries WHERE message_id = ANY($1::uuid[])",
+            [uuid.UUID(r.messageId) for r in (request, *fillers)])
+        return row if row["all"] == 251 and row["sending"] == 0 else None
+
+    await eventually(settled, "every message settled", 60)
+    assert len(await mails_to(http, email)) == 1
     row = await pool.fetchrow("SELECT state, attempts FROM deliveries WHERE message_id = $1",
                               uuid.UUID(request.messageId))
     assert row["state"] == "sent" and row["attempts"] == 1

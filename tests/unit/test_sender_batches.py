@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -26,8 +27,15 @@ class Sender:
     spec = SPEC
     connection = None
 
+    def __init__(self) -> None:
+        self.in_flight: set[str] = set()
+
     async def ensure_db(self) -> None:
         return None
+
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[None]:
+        yield None
 
 
 def send_record(item: str) -> bytes:

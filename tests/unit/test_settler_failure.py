@@ -3,6 +3,8 @@ raises its error (the batch is handled again) instead of committing a batch whos
 outcomes were dropped, their events left ``processing``."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -45,12 +47,13 @@ class Connection:
 async def test_a_failed_writer_is_surfaced_by_drain_not_replaced() -> None:
     connection = Connection()
 
-    async def ensure_db() -> None:
-        return None
+    @asynccontextmanager
+    async def db() -> AsyncIterator[Connection]:
+        yield connection
 
     metrics = SimpleNamespace(retries=lambda _what: SimpleNamespace(inc=lambda: None))
-    sender = SimpleNamespace(connection=connection, ensure_db=ensure_db,
-                             spec=SimpleNamespace(metrics=metrics))
+    sender = SimpleNamespace(connection=connection, db=db,
+                             spec=SimpleNamespace(metrics=metrics, stage="sender-email"))
     settler = _Settler(sender)  # type: ignore[arg-type]
     first = Outcome("00000000-0000-0000-0000-000000000001", True, None, None)  # type: ignore[arg-type]
     second = Outcome("00000000-0000-0000-0000-000000000002", True, None, None)  # type: ignore[arg-type]
