@@ -119,6 +119,28 @@ async def test_set_wise_entering_writes_what_the_per_profile_path_writes(
     assert sum(n for _, n in written[1]) == len(got["instances"]) - 40
 
 
+async def test_a_chunk_is_planned_for_thousands_of_rows(pool: asyncpg.Pool) -> None:
+    """A chunk from the middle of a large audience: no nested loop (the planner guesses
+    a row or two from the CTEs: a nested loop of the chunk over its stored instances was
+    20 s a chunk of 10,000), and the profiles read from the chunk's range of ids only
+    (not the tenant's from its first id on)."""
+    people = [f"r{i:06d}" for i in range(30_000)]
+    tenant = await _tenant(pool, people)
+    await pool.execute("ANALYZE profiles")
+    plan = compile_plan(parse_definition(SPLIT), 1, {}, {}, tenant=tenant)
+    chunk = routes(plan, tenant, people[15_000:25_000], 0, Decimal(5), NOW)
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(journey_store.ENTER_SET_PLANNING)
+        explained = [r[0] for r in await connection.fetch(
+            f"EXPLAIN (ANALYZE) {journey_store._ENTER_SET}",
+            *journey_store.enter_set_args(tenant, "ab", 1, chunk, NOW))]
+    assert not any("Nested Loop" in line for line in explained), explained
+    at = next(i for i, line in enumerate(explained) if "using profiles_pkey" in line)
+    assert "actual" in explained[at] and " rows=10000 " in explained[at], explained
+    assert "profile_id >= " in explained[at + 1], explained  # Index Cond: the range
+    assert not any("Rows Removed by Filter" in line for line in explained[at:at + 4])
+
+
 async def test_an_audience_entered_set_wise_across_an_engine_restart(
         pool: asyncpg.Pool) -> None:
     people = [f"q{i:04d}" for i in range(1500)]
