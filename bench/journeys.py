@@ -5,8 +5,8 @@
   ``COPY … TO STDOUT`` and the keyset read the entry calls) measured in the same run. The
   version is written live with its audience entry at the largest rate a definition allows
   (``MAX_AUDIENCE_RATE``); the clock runs from that write to the last instance stored
-  (the version's waiting instances counted every 0.5 s; not the engine's ``parcours_journey_entered_total``,
-  which a restart of the engine resets).
+  (the version's waiting instances counted every 0.5 s; not the engine's
+  ``parcours_journey_entered_total``, which a restart of the engine resets).
 - **P8J** journey timers with 1,000,000 pending: the backlog is 1,000,000 waiting
   instances of a live version (``audience → wait P3D → end``, documents as ``start`` and
   the codec make them) with their timers due in three days, written with COPY. Then, per
