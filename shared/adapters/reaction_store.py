@@ -49,10 +49,12 @@ SELECT ctid, record::text AS value,
   FROM reactions WHERE published_at IS NULL
  ORDER BY recorded_at LIMIT $1 FOR UPDATE SKIP LOCKED
 """
-# The same, once the oldest row waiting is ``$2`` seconds old (see ``relay``'s gather_s).
+# The same, once the oldest row waiting that this relay can take (not locked by another)
+# is ``$2`` seconds old (see ``relay``'s gather_s).
 _UNPUBLISHED_GATHERED = _UNPUBLISHED.replace("WHERE published_at IS NULL", """\
 WHERE published_at IS NULL
-   AND (SELECT min(recorded_at) FROM reactions WHERE published_at IS NULL)
+   AND (SELECT recorded_at FROM reactions WHERE published_at IS NULL
+         ORDER BY recorded_at LIMIT 1 FOR UPDATE SKIP LOCKED)
        <= now() - make_interval(secs => $2)""")
 GATHER_S = 0.1  # what the services' relay loops pass
 
@@ -63,14 +65,14 @@ async def relay(source: asyncpg.Pool | asyncpg.Connection, producer: RenewingPro
     in one transaction: a crash in between produces them again (a consumer deduplicates
     by reactionId), never loses them. Several relays take different rows.
 
-    ``gather_s``: nothing is taken until the oldest row waiting is that old, so a flood of
-    reactions goes to Kafka in batches of that many seconds' worth, whichever of the
-    relays (tracking, bounces, gateway) polls first, instead of a few rows per round trip
-    of each relay: every produce request, and every fetch it wakes in each consumer
-    group, costs the broker and the consumers about the same whatever it carries (on
-    this stack a flood of clicks cost Kafka 3-5× more per reaction in batches of 20 than
-    of 200). ``source``: a pool, or a connection of the relay's own (no reset query
-    after each round)."""
+    ``gather_s``: nothing is taken until the oldest row waiting (of those no other relay
+    holds) is that old, so a flood of reactions goes to Kafka in batches of that many
+    seconds' worth, whichever of the relays (tracking, bounces, gateway) polls first,
+    instead of a few rows per round trip of each relay: every produce request, and every
+    fetch it wakes in each consumer group, costs the broker and the consumers about the
+    same whatever it carries (on this stack a flood of clicks cost Kafka 3-5× more per
+    reaction in batches of 20 than of 200). ``source``: a pool, or a connection of the
+    relay's own (no reset query after each round)."""
     if isinstance(source, asyncpg.Connection):
         async with source.transaction():
             return await _relay_in(source, producer, limit, gather_s)
