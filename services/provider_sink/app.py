@@ -37,7 +37,9 @@ def _accept(inbox: Inbox, faults: Faults, channel: str, to: str, payload: dict[s
     if injected is not None:
         REQUESTS.labels(channel, "injected").inc()
         error = {"error": faults.error} if faults.error else {}
-        return JSONResponse({"detail": f"injected failure {injected}", **error}, injected)
+        headers = {"retry-after": faults.retry_after} if faults.retry_after else None
+        return JSONResponse({"detail": f"injected failure {injected}", **error}, injected,
+                            headers=headers)
     received = inbox.add(channel, to, payload)
     answer = Answer(202, {"id": received.id, "status": "accepted"}, payload)
     if key:
@@ -95,11 +97,12 @@ def http_api(inbox: Inbox, faults: Faults, callbacks: Callbacks | None = None) -
     @api.post("/reject", status_code=204)
     async def reject(status: Annotated[int, Query(ge=400, le=599)], count: int = 1,
                      channel: str | None = None, to: str | None = None,
-                     error: str | None = None) -> None:
+                     error: str | None = None, retry_after: str | None = None) -> None:
         """``error`` goes in the answer's body, e.g. ``UNREGISTERED`` (FCM) or
-        ``Unregistered`` (APNs, with 410): a push to a device that is gone."""
+        ``Unregistered`` (APNs, with 410): a push to a device that is gone;
+        ``retry_after`` in its Retry-After header (a rate limit's 429)."""
         faults.status, faults.count, faults.channel, faults.to = status, count, channel, to
-        faults.error = error
+        faults.error, faults.retry_after = error, retry_after
 
     api.include_router(operations_router())
     return api

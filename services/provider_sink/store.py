@@ -75,6 +75,7 @@ class Faults:
     channel: str | None = None
     to: str | None = None
     error: str | None = None  # in the answer's body
+    retry_after: str | None = None  # the answer's Retry-After header (a 429's, say)
 
     def take(self, channel: str, to: str) -> int | None:
         if self.count <= 0 or self.channel not in (None, channel) or self.to not in (None, to):

@@ -11,9 +11,13 @@ size, its content), of us (credentials, throttling) or a lost connection is not.
 
 
 class _DeliveryFailure(Exception):
-    def __init__(self, message: str, *, address_fault: bool = False) -> None:
+    def __init__(self, message: str, *, address_fault: bool = False,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.address_fault = address_fault
+        # How long the provider asked us to wait (HTTP Retry-After on 429 or 503): a
+        # retry before then is refused again.
+        self.retry_after_s = retry_after_s
 
 
 class PermanentFailure(_DeliveryFailure):

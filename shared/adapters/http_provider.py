@@ -13,6 +13,9 @@ the first request with that key is still being handled: the retry then gets the 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
 import httpx
 import orjson
 from pydantic import BaseModel
@@ -43,6 +46,27 @@ def failure(status: int, detail: str) -> PermanentFailure | TransientFailure | N
     if status == 409:
         return TransientFailure(f"provider {status}")
     return ProviderFault(f"provider {status}")
+
+
+MAX_RETRY_AFTER_S = 3600.0  # a longer ask is taken as an hour: the schedule retries then
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (RFC 9110: a number of seconds or an
+    HTTP date), at most an hour; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def provider_id(body: bytes) -> str | None:
@@ -84,6 +108,8 @@ class HttpProvider:
         # the logs: providers echo phone numbers and tokens.
         refused = failure(response.status_code, response.text)
         if refused is not None:
+            if response.status_code in (429, 503):
+                refused.retry_after_s = retry_after_s(response.headers.get("retry-after"))
             raise refused
         return provider_id(response.content)
 

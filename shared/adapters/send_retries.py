@@ -123,8 +123,16 @@ async def forget(connection: asyncpg.Connection, message_ids: list[str]) -> None
 
 
 async def waiting_count(connection: asyncpg.Connection, lane: str) -> int:
-    return int(await connection.fetchval(
-        "SELECT count(*) FROM send_retries WHERE lane = $1", lane))
+    return (await backlog(connection, lane))[0]
+
+
+async def backlog(connection: asyncpg.Connection, lane: str) -> tuple[int, float]:
+    """The lane's waiting messages, and how long ago the oldest was first refused (0 when
+    none): what a provider's rate limit or outage holds back, and since when."""
+    row = await connection.fetchrow(
+        "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(first_failed_at)), 0)"
+        " AS oldest FROM send_retries WHERE lane = $1", lane)
+    return int(row["n"]), float(row["oldest"])
 
 
 # --- erasure and access requests (shared/adapters/erasure.py) ---------------------------

@@ -240,6 +240,8 @@ async def _later(sender: Sender, request: SendRequest, error: TransientFailure,
     attempts = (retry.attempts if retry else 0) + 1
     soft_error = (retry and retry.soft_error) or (str(soft[0]) if soft else None)
     delay_s = sender.retry_policy.next_delay_s(attempts, random.random())
+    if delay_s is not None and error.retry_after_s:  # the provider said when (a rate limit)
+        delay_s = max(delay_s, error.retry_after_s)
     if delay_s is None:
         failure = soft_error and await _address_failure(sender, request, "soft", soft_error)
         return _failed(sender, request, f"{spec.provider}_retries_exhausted",

@@ -39,6 +39,9 @@ COUNT_EVERY_S = 10.0
 WAITING = Gauge("parcours_sender_retry_schedule_messages",
                 "Messages waiting in the retry schedule, by sender lane (counted every 10 s)",
                 ["channel", "lane"])
+OLDEST = Gauge("parcours_sender_retry_schedule_oldest_seconds",
+               "How long ago the oldest message waiting in the retry schedule was first"
+               " refused (0 when none), by sender lane", ["channel", "lane"])
 
 
 def lease_s(sender: Sender) -> float:
@@ -54,6 +57,7 @@ async def run_retries(sender: Sender, stop: asyncio.Event) -> None:
     poll_s = sender.settings.send_retry_poll_s
     lane = sender.spec.stage
     waiting = WAITING.labels(sender.spec.channel.value, lane)
+    oldest = OLDEST.labels(sender.spec.channel.value, lane)
     counted_at = 0.0
     try:
         while not stop.is_set():
@@ -63,7 +67,9 @@ async def run_retries(sender: Sender, stop: asyncio.Event) -> None:
                         sender, connection=await connect(sender.settings.pg_dsn))
                 await worker.ensure_db()
                 if time.monotonic() - counted_at >= COUNT_EVERY_S:
-                    waiting.set(await send_retries.waiting_count(worker.connection, lane))
+                    count, oldest_s = await send_retries.backlog(worker.connection, lane)
+                    waiting.set(count)
+                    oldest.set(oldest_s)
                     counted_at = time.monotonic()
                 due = await send_retries.take_due(worker.connection, lane, RETRY_BATCH,
                                                   lease_s(sender))

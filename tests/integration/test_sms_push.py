@@ -149,6 +149,35 @@ async def test_a_provider_503_is_retried_until_accepted_once(
     assert await retries_so_far(http) - before >= 2
 
 
+async def test_a_rate_limited_message_waits_as_long_as_the_provider_asks(
+    http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A provider's 429 with ``Retry-After: 4``: the message is held in the retry schedule
+    for those 4 s (the policy alone would try again after about a second), then sent once;
+    the schedule's backlog and its age are exposed meanwhile."""
+    event_id = await publish_event(pool, "event", SMS_TEMPLATE, channel="sms")
+    phone = unique_phone()
+    await http.post(f"{PROVIDER}/reject",
+                    params={"status": 429, "count": 1, "to": phone, "retry_after": "4"})
+    posted = time.monotonic()
+    href = await post(http, event_id, {"mobilePhone": phone, "ctx": {"item": "throttled"}})
+    message = uuid.UUID(message_id(TENANT, href.rsplit("/", 1)[1]))
+
+    async def held() -> asyncpg.Record | None:
+        return await pool.fetchrow("SELECT extract(epoch FROM due_at - first_failed_at) AS"
+                                   " wait, last_error FROM send_retries WHERE message_id = $1",
+                                   message)
+
+    row = await eventually(held, "the message held in the retry schedule", 10)
+    assert row["wait"] >= 3.9 and "429" in row["last_error"]
+    assert (await final_status(http, href))["status"] == "processed"
+    assert time.monotonic() - posted >= 3.9
+    assert len(await provider_messages(http, "sms", phone)) == 1
+    metrics = (await http.get(SMS_METRICS)).text
+    assert re.search(r'^parcours_sender_retry_schedule_oldest_seconds\{channel="sms",'
+                     r'lane="sender-sms"\} ', metrics, re.MULTILINE)
+
+
 def sms_request(event_id: str, phone: str, item: str) -> SendRequest:
     pkey = uuid.uuid4().hex
     return SendRequest(messageId=message_id(TENANT, pkey), tenant=TENANT,

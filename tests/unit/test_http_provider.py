@@ -2,6 +2,7 @@
 payloads built from a send record, and the adapter against the provider sink in-process."""
 
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from services.provider_sink.app import http_api
 from services.provider_sink.store import Faults, Inbox
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
-from shared.adapters.http_provider import HttpProvider, failure, provider_id
+from shared.adapters.http_provider import HttpProvider, failure, provider_id, retry_after_s
 from shared.adapters.provider_payloads import PushPayload, SmsPayload, push_payload, sms_payload
 from shared.domain.events import Channel
 from shared.domain.push_open import valid_open_token
@@ -196,3 +197,28 @@ async def test_every_request_carries_the_idempotency_key() -> None:
     assert sent.headers["idempotency-key"] == MESSAGE_ID
     assert sent.headers["content-type"] == "application/json"
     assert PushPayload.model_validate_json(sent.content) == payload
+
+
+NOW = datetime(2026, 12, 3, 22, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("4", 4.0), (" 120 ", 120.0), ("86400", 3600.0),  # at most an hour
+    ("Thu, 03 Dec 2026 22:00:30 GMT", 30.0), ("Thu, 03 Dec 2026 21:59:00 GMT", 0.0),
+    (None, None), ("", None), ("soon", None), ("-5", None),
+])
+def test_retry_after_is_read_as_seconds_or_a_date(header: str | None,
+                                                   seconds: float | None) -> None:
+    assert retry_after_s(header, NOW) == seconds
+
+
+async def test_a_429_carries_how_long_the_provider_asks_us_to_wait() -> None:
+    def throttled(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"retry-after": "7"}, json={"detail": "slow down"})
+
+    provider = HttpProvider("http://provider.test/sms", 5,
+                            transport=httpx.MockTransport(throttled))
+    with pytest.raises(TransientFailure) as refused:
+        await provider.send(SMS, MESSAGE_ID)
+    await provider.close()
+    assert refused.value.retry_after_s == 7.0
