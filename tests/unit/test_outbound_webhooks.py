@@ -204,3 +204,15 @@ def test_the_body_validates_against_the_committed_schema() -> None:
     schema.validate(orjson.loads(payloads.body(payloads.ping("acme", "wh_1", "x", NOW))))
     assert not schema.is_valid({**orjson.loads(payloads.body(n)), "type": "nope"})
     assert not schema.is_valid({**orjson.loads(payloads.body(n)), "surprise": 1})
+
+
+@pytest.mark.parametrize(("value", "tenant"), [
+    (b'{"tenant": "acme", "kind": "opened"}', "acme"),
+    (b'{"kind": "opened"}', None), (b'{"tenant": 7}', None), (b'[1, 2]', None),
+    (b"{not json", None),
+])
+def test_the_reactions_consumer_reads_the_tenant_before_the_record(
+        value: bytes, tenant: str | None) -> None:
+    from services.webhooks.sources import tenant_of
+
+    assert tenant_of(value) == tenant
