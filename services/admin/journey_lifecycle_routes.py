@@ -31,7 +31,7 @@ from shared.adapters import journey_conversion_store as conversion_store
 from shared.adapters import journey_version_store as versions
 from shared.domain.journeys.conversion import report
 from shared.domain.journeys.counts import node_counts
-from shared.domain.journeys.definition import parse_definition
+from shared.domain.journeys.definition import Split, parse_definition
 from shared.settings import Settings
 
 router = APIRouter(prefix="/admin/v1/journeys", tags=["journeys"])
@@ -294,7 +294,9 @@ async def conversion(journey_id: JourneyId, caller: AdminCaller, connection: Db,
     """Per goal of the version, over the instances that entered in [since, until)
     (default: all): entered, converted, the rate and its 95 % interval (Wilson), the
     control group (heldOut) beside them, per split branch, per node entered and per last
-    message sent (sent, converted after it)."""
+    message sent (sent, converted after it); the differences of rates (everyone against
+    the control group, a two-branch split's first against its second) with their 95 %
+    interval and Fisher's exact p-value."""
     row = await _version(connection, caller.tenant, journey_id, version)
     start = since or datetime.min.replace(tzinfo=UTC)
     end = until or datetime.max.replace(tzinfo=UTC)
@@ -302,8 +304,10 @@ async def conversion(journey_id: JourneyId, caller: AdminCaller, connection: Db,
         raise RequestValidationError([{"type": "timezone", "loc": ("query", "since/until"),
                                        "msg": "give a time zone (2026-12-01T00:00:00Z)"}])
     definition = parse_definition(row["definition"])
+    order = {n.id: [b.name for b in n.branches] for n in definition.nodes
+             if isinstance(n, Split)}
     goals = [report(goal.id, await conversion_store.goal_counts(
-        connection, caller.tenant, journey_id, row["version"], goal.id, start, end))
+        connection, caller.tenant, journey_id, row["version"], goal.id, start, end), order)
         for goal in definition.goals]
     return {"journeyId": journey_id, "version": row["version"], "mode": row["mode"],
             "since": since, "until": until, "goals": goals}

@@ -131,7 +131,25 @@ def conversion_tables(report: dict[str, Any]) -> str:
         rows += [(f"message {node} (sent)", *_share(share, "sent"))
                  for node, share in goal["messages"].items()]
         out += [f"\ngoal {goal['goal']}", _table(rows)]
+        if "differences" in goal:
+            out += ["", _table(_difference_rows(goal["differences"]))]
     return "\n".join(out)
+
+
+def _difference_rows(found: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rate differences: everyone against the control group, each two-branch split's
+    first branch against its second (percentage points, Fisher's exact p-value)."""
+    rows: list[tuple[str, ...]] = [("difference", "rate", "95 % interval", "p-value")]
+    pairs = [("all − control group", found["heldOut"])] + [
+        (f"{node}: {d['a']} − {d['b']}", d) for node, d in found["splits"].items()]
+    for label, d in pairs:
+        if d["difference"] is None:
+            rows.append((label, "-", "-", "-"))
+            continue
+        low, high = d["ci95"]
+        rows.append((label, f"{d['difference'] * 100:+.1f} pts",
+                     f"{low * 100:+.1f} – {high * 100:+.1f} pts", f"{d['pValue']:.3f}"))
+    return rows
 
 
 def _label(node: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """Run the journey engine: ``python -m services.journeys`` (metrics on
-journeys_metrics_port). One process runs six loops: profiles entering, the inputs
-consumer, the timers, the step events' relay to Kafka, the outbox's recovery and the held
-backlog's gauges.
+journeys_metrics_port). One process runs seven loops: profiles entering, the inputs
+consumer, the timers, the step events' relay to Kafka, the outbox's recovery, the held
+backlog's gauges and the sweep of goals on a profile condition.
 ``--allow-local-targets``: HTTP actions may call http:// and loopback or private addresses
 (the local stack and its tests)."""
 
@@ -12,7 +12,7 @@ import signal
 
 from prometheus_client import start_http_server
 
-from services.journeys import backlog, effects, entry, inputs, step_relay, timers
+from services.journeys import backlog, effects, entry, goal_sweep, inputs, step_relay, timers
 from services.journeys.loops import repeat
 from services.journeys.wiring import Engine
 from shared.logging_setup import configure_logging
@@ -34,7 +34,7 @@ async def supervised(settings: Settings) -> None:
     engine = await Engine.open(settings)
     tasks = [asyncio.create_task(loop(engine)) for loop in
              (entry.run, inputs.run, timers.run, step_relay.run, _recovering,
-              backlog.run)]
+              backlog.run, goal_sweep.run)]
     loop = asyncio.get_running_loop()
 
     def stopping() -> None:

@@ -39,6 +39,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from services.journeys.loops import PROFILE_WRITTEN
 from services.journeys.metrics import EFFECTS, RETRIES, STEPS
 from services.journeys.wiring import Engine
 from shared.adapters import held_store, journey_http_hosts_store, journey_store
@@ -249,6 +250,7 @@ async def _update(engine: Engine, connection: asyncpg.Connection, entry: Outboxe
     async with connection.transaction():
         result = await apply_profile_write(connection, entry.tenant, write, datetime.now(UTC))
     EFFECTS.labels("updateProfile", "written").inc()
+    PROFILE_WRITTEN.set()  # a goal on a profile condition may be met now
     return [(entry, Step("profileUpdated", body["node"], result.outcome))]
 
 

@@ -9,6 +9,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
+# Set when the engine itself wrote a profile (updateProfile): the goal sweep
+# (``goal_sweep``) runs at once rather than at its next period.
+PROFILE_WRITTEN = asyncio.Event()
 
 
 async def repeat(what: str, step: Callable[[], Awaitable[bool]], idle_s: float) -> None:

@@ -33,6 +33,8 @@ HELD_OLDEST = Gauge("parcours_journey_held_oldest_seconds",
 GOALS = Counter("parcours_journey_goals_total",
                 "Journey instances that reached a goal (once per instance and goal)",
                 ["journey", "goal"])
+GOAL_SWEEP = Histogram("parcours_journey_goal_sweep_seconds",
+                       "One sweep of the goals on a profile condition (every version's)")
 SPLIT = Counter("parcours_journey_split_total",
                 "Profiles a split (experiment) node sent down each of its branches",
                 ["journey", "node", "branch"])

@@ -47,6 +47,7 @@ from shared.domain.journeys.entering import routes, set_based, step_counts
 from shared.domain.journeys.holdout import held_out
 from shared.domain.journeys.instance import (
     Effect,
+    GoalExit,
     Input,
     Instance,
     JourneyEvent,
@@ -221,6 +222,23 @@ async def _reach_goals(engine: Engine, connection: asyncpg.Connection,
         for journey_id, goal_id in await journey_store.reach_goals(connection, tenant, rows,
                                                                    now):
             GOALS.labels(journey_id, goal_id).inc()
+
+
+async def exit_by_goal(engine: Engine, connection: asyncpg.Connection, tenant: str,
+                       instances: Sequence[Instance], goal_id: str) -> list[Outboxed]:
+    """Instances that reached an exit goal without an event (a profile condition met)
+    exit wherever they wait, as an event goal's do (``advance`` on ``GoalExit``)."""
+    now = datetime.now(UTC)
+    outbox: list[Outboxed] = []
+    for instance in instances:
+        if instance.ended:
+            continue
+        outcome, written, _ = await _move(engine, connection, tenant, instance,
+                                          GoalExit(goal_id), None, now)
+        INPUTS.labels("goal", outcome).inc()
+        if written is not None:
+            outbox += written.outbox
+    return outbox
 
 
 async def _store_moves(engine: Engine, connection: asyncpg.Connection, moves: list[_Moved],

@@ -40,6 +40,7 @@ from shared.domain.journeys.instance import (
     CallHttp,
     CancelTimer,
     Effect,
+    GoalExit,
     Input,
     Instance,
     JourneyEvent,
@@ -79,6 +80,7 @@ class Plan:
     tenant: str = ""
     goal_conditions: Mapping[str, Checked] = field(default_factory=dict)  # goal id -> when
     time_zone: str = "UTC"  # the tenant's (rule settings): a send window's, without the profile's
+    profile_goals: Mapping[str, Checked] = field(default_factory=dict)  # goal id -> condition
 
     def node(self, node_id: str) -> Node:
         return self.definition.node(node_id)
@@ -134,6 +136,9 @@ def advance(plan: Plan, instance: Instance, event: Input, now: datetime
         return _timer(plan, instance, event, now)
     if isinstance(event, Resume):
         return _resumed(plan, instance, event, now)
+    if isinstance(event, GoalExit):
+        return _end(instance, State.EXITED, [CancelTimer(instance.token)], "exited",
+                    f"goal {event.goal_id}")
     if isinstance(event, JourneyEvent) and any(
             c.event_id == event.event_id for c in plan.definition.exit):
         return _end(instance, State.EXITED, [CancelTimer(instance.token)], "exited",
@@ -158,11 +163,16 @@ def reached_goals(plan: Plan, instance: Instance, event: JourneyEvent, now: date
     ``when``, within the goal's time from the entry (compressed in test mode like the
     waits)."""
     return [goal for goal in plan.definition.goals
-            if goal.event_id == event.event_id
-            and now - instance.entered_at <= goal.within / plan.speed
+            if goal.event_id is not None and goal.event_id == event.event_id
+            and instance.entered_at >= goal_deadline(plan, goal, now)
             and (goal.id not in plan.goal_conditions
                  or matches(plan.goal_conditions[goal.id], {"event": dict(event.data)},
                             now=now))]
+
+
+def goal_deadline(plan: Plan, goal: Goal, now: datetime) -> datetime:
+    """Instances that entered after this moment may still reach ``goal`` at ``now``."""
+    return now - goal.within / plan.speed
 
 
 def last_message(instance: Instance) -> str | None:

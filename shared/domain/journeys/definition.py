@@ -250,17 +250,32 @@ class ExitCriterion(_Shape):
 
 class Goal(_Shape):
     """What the journey is for: a journey event (``eventId``, with an optional ``when`` on
-    its data) within ``within`` of the profile's entry. Reached once per instance —
+    its data) or a profile condition (``condition``, the audiences' language on the
+    profile's paths) within ``within`` of the profile's entry. Reached once per instance —
     recorded with the instance's split branches and the last message it had been sent —
     even after the instance ended; ``exit``: reaching it also takes the profile out of
     the journey wherever it waits."""
     id: NodeId
-    event_id: RefId = Field(alias="eventId", description="a journey event type")
+    event_id: RefId | None = Field(None, alias="eventId", description="a journey event"
+                                   " type (or give `condition`)")
     when: Condition | None = Field(None, description="a further condition on the event's"
                                    " data (paths `event.<field>`)")
+    condition: Condition | None = Field(None, description="a condition on the profile (its"
+                                        " paths, as an audience's), met within `within`"
+                                        " (or give `eventId`)")
     within: timedelta = Field(gt=timedelta(0), le=MAX_TIMEOUT,
                               description="from the entry (at most 90 days)")
     exit: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Goal:
+        if (self.event_id is None) == (self.condition is None):
+            raise ValueError("a goal has exactly one of `eventId` (a journey event) or"
+                             " `condition` (on the profile)")
+        if self.when is not None and self.event_id is None:
+            raise ValueError("`when` tests a goal's journey event: with `condition`, put"
+                             " every test in `condition`")
+        return self
 
 
 class JourneyDefinition(_Shape):

@@ -98,7 +98,14 @@ class Resume:
     profile: Mapping[str, Any] = field(default_factory=dict)
 
 
-Input = Reaction | JourneyEvent | TimerFired | Stop | Resume
+@dataclass(frozen=True)
+class GoalExit:
+    """A goal with ``exit`` reached without an event (a profile condition met): the
+    instance exits wherever it waits, as an event goal's does."""
+    goal_id: str
+
+
+Input = Reaction | JourneyEvent | TimerFired | Stop | Resume | GoalExit
 
 
 # --- effects -----------------------------------------------------------------------------------

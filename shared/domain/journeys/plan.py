@@ -5,7 +5,9 @@ may read, so ``advance`` only evaluates.
   listens resolved before it: ``waits.<listen>.<field>`` for a journey event's fields,
   ``waits.<listen>.kind`` for a reaction;
 - a listen's event branch's ``when`` reads ``event.<field>`` of its journey event type,
-  and so does a goal's.
+  and so does a goal's;
+- a goal's ``condition`` reads the profile's paths only (the engine compiles it to SQL
+  over ``profiles``, as an audience's).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ def compile_plan(definition: JourneyDefinition, version: int, profile_paths: Sch
     goal_conditions = {goal.id: check_condition(goal.when,
                                                 event_paths(event_types[goal.event_id]))
                        for goal in definition.goals
-                       if goal.when is not None and goal.event_id in event_types}
+                       if goal.when is not None and goal.event_id is not None
+                       and goal.event_id in event_types}
+    profile_goals = {goal.id: check_condition(goal.condition, profile_paths)
+                     for goal in definition.goals if goal.condition is not None}
     return Plan(definition, version, conditions, event_conditions, speed, tenant,
-                goal_conditions, time_zone)
+                goal_conditions, time_zone, profile_goals)

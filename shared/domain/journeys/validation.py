@@ -106,6 +106,7 @@ def validate(definition: JourneyDefinition, *,
     problems += _references(definition, nodes, messages, journey_events)
     if paths is not None:
         problems += _conditions(nodes, {**paths, **wait_paths(definition, event_types or {})})
+        problems += _profile_goals(definition, paths)
     if event_types is not None:
         problems += _event_conditions(nodes, event_types)
         problems += _goal_conditions(definition, event_types)
@@ -261,7 +262,7 @@ def _references(definition: JourneyDefinition, nodes: Mapping[str, Node],
                 problems.append(Problem("exit", "error",
                                         f"no journey event {criterion.event_id!r}"))
         for goal in definition.goals:
-            if goal.event_id not in journey_events:
+            if goal.event_id is not None and goal.event_id not in journey_events:
                 problems.append(Problem(f"goal {goal.id}", "error",
                                         f"no journey event {goal.event_id!r}"))
     if isinstance(definition.entry, AudienceEntry) and definition.entry.every is not None \
@@ -338,7 +339,7 @@ def _goal_conditions(definition: JourneyDefinition,
     """A goal's ``when`` on its journey event's data, checked against the type's fields."""
     problems = []
     for goal in definition.goals:
-        event_type = event_types.get(goal.event_id)
+        event_type = event_types.get(goal.event_id) if goal.event_id else None
         if goal.when is None or event_type is None:
             continue  # an unknown journey event: reported by _references
         try:
@@ -346,4 +347,20 @@ def _goal_conditions(definition: JourneyDefinition,
         except ConditionError as error:
             problems += [Problem(f"goal {goal.id}", "error",
                                  f"at {['when', *p.loc]}: {p.msg}") for p in error.problems]
+    return problems
+
+
+def _profile_goals(definition: JourneyDefinition, paths: Schema) -> list[Problem]:
+    """A goal's ``condition`` checked against the profile's paths (an audience's: the
+    engine compiles it to SQL over ``profiles``)."""
+    problems = []
+    for goal in definition.goals:
+        if goal.condition is None:
+            continue
+        try:
+            check_condition(goal.condition, paths)
+        except ConditionError as error:
+            problems += [Problem(f"goal {goal.id}", "error",
+                                 f"at {['condition', *p.loc]}: {p.msg}")
+                         for p in error.problems]
     return problems
