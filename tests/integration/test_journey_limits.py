@@ -100,16 +100,19 @@ async def watch(pool: asyncpg.Pool, http: httpx.AsyncClient, t: Tenant, seen: Se
         seen.in_retries.setdefault(row["profile_id"],
                                    (float(row["wait"]), row["first_failed_at"]))
         seen.retry_errors.add(row["last_error"])
-    shown = {
-        "entries": (gauge(engine, "parcours_journey_held", 'what="entries"'), mine_entry),
-        "messages": (gauge(engine, "parcours_journey_held", 'what="messages"'), mine_cap),
-        "retries": (gauge(sender, "parcours_sender_retry_schedule_messages",
-                          f'channel="sms",lane="{LANE}"'), mine_retry)}
-    for what, (value, mine) in shown.items():
-        if mine and value >= others[what] + 1:
+    held = "parcours_journey_held"
+    retry = ("parcours_sender_retry_schedule", f'channel="sms",lane="{LANE}"')
+    shown = {  # what → (its count, the age of its oldest, this tenant's rows)
+        "entries": (gauge(engine, held, 'what="entries"'),
+                    gauge(engine, f"{held}_oldest_seconds", 'what="entries"'), mine_entry),
+        "messages": (gauge(engine, held, 'what="messages"'),
+                     gauge(engine, f"{held}_oldest_seconds", 'what="messages"'), mine_cap),
+        "retries": (gauge(sender, f"{retry[0]}_messages", retry[1]),
+                    gauge(sender, f"{retry[0]}_oldest_seconds", retry[1]), mine_retry)}
+    for what, (count, oldest, mine) in shown.items():
+        if mine and count >= others[what] + 1:  # counted with this tenant's
+            assert oldest > 0, (what, count, oldest)  # and aged, at the same count
             seen.gauges.add(what)
-    if mine_entry:  # the age of the oldest held at the entry is shown too
-        assert gauge(engine, "parcours_journey_held_oldest_seconds", 'what="entries"') >= 0
 
 
 async def test_past_every_limit_each_journey_message_is_held_then_sent_once_none_dropped(
