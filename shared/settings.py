@@ -180,6 +180,10 @@ class Settings(BaseSettings):
     smtp_secondary_host: str = "127.0.0.1"
     smtp_secondary_port: int = 2527
     smtp_secondary_sink_http_port: int = 8029
+    # Where ``parcours reconcile`` asks what providers were handed: "local", the local sinks
+    # above (the stack and the tests); "none" in production, where a real SMTP relay cannot
+    # be asked; or the sinks' base URLs, comma-separated.
+    reconcile_sinks: str = "local"
     provider_breaker_failures: int = 5
     provider_breaker_open_s: float = 10.0
     # Bulk lanes for SMS and push (services/sender_sms_bulk, sender_push_bulk): their own

@@ -29,6 +29,8 @@
     parcours journeys simulate-event JOURNEY PROFILE EVENT [--payload JSON]
     parcours journeys http-hosts [list] | set HOST…   (the http action's allow-list)
     parcours journey-events put FILE.json | list | delete EVENT
+    parcours reconcile [--since ISO | --last 30m] [--until ISO] [--tenant T] [--event E]
+                       [--grace S] [--json]   (did every accepted event end, once?)
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a
 producer writes straight to Kafka (shared/kafka_signing.py); creating one needs the
@@ -51,6 +53,7 @@ from services.cli import (
     journeys,
     maintenance,
     profiles_client,
+    reconcile,
     rules,
     webhooks,
 )
@@ -83,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     maintenance.add_verbs(nouns)
     webhooks.add_verbs(nouns)
     journeys.add_verbs(nouns)
+    reconcile.add_verbs(nouns)
     return parser
 
 
@@ -129,6 +133,8 @@ def main() -> None:
         sys.exit(journeys.run(args))
     if args.noun == "journey-events":
         sys.exit(journeys.run_events(args))
+    if args.noun == "reconcile":
+        sys.exit(reconcile.run(args))
     sys.exit(asyncio.run(_run(args)))
 
 

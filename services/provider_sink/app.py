@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Body, FastAPI, Header, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter
 
 from services.provider_sink.callbacks import Callbacks
@@ -93,6 +93,13 @@ def http_api(inbox: Inbox, faults: Faults, callbacks: Callbacks | None = None) -
     @api.get("/duplicates")
     async def duplicates() -> dict[str, int]:
         return inbox.duplicates()
+
+    @api.get("/handed")
+    async def handed() -> Response:
+        """Every message id handed over since ``since`` (SMS and push), with its count:
+        what ``parcours reconcile`` asks a sink."""
+        return Response(orjson.dumps(inbox.handed.snapshot("sms push")),
+                        media_type="application/json")
 
     @api.post("/reject", status_code=204)
     async def reject(status: Annotated[int, Query(ge=400, le=599)], count: int = 1,

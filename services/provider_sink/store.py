@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
+
+from shared.sink_ledger import HandedLog
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,13 @@ class Inbox:
         self._messages: deque[Received] = deque(maxlen=capacity)
         self._answers: OrderedDict[str, Answer] = OrderedDict()
         self._ids = itertools.count(1)
-        self.message_ids: Counter[str] = Counter()
+        self.handed = HandedLog(capacity)
 
     def add(self, channel: str, to: str, payload: dict[str, Any]) -> Received:
         received = Received(f"{channel}-{next(self._ids):08d}", channel, to, payload,
                             time.time())
         self._messages.append(received)
-        self.message_ids[payload["messageId"]] += 1
+        self.handed.add(payload["messageId"])
         return received
 
     def answer_for(self, key: str) -> Answer | None:
@@ -58,12 +60,12 @@ class Inbox:
                 if (channel is None or m.channel == channel) and (to is None or m.to == to)]
 
     def duplicates(self) -> dict[str, int]:
-        return {mid: n for mid, n in self.message_ids.items() if n > 1}
+        return self.handed.duplicates()
 
     def clear(self) -> None:
         self._messages.clear()
         self._answers.clear()
-        self.message_ids.clear()
+        self.handed.clear()
 
 
 @dataclass

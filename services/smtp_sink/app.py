@@ -6,8 +6,10 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
+from fastapi.responses import Response
 from prometheus_client import Counter
 
 from services.smtp_sink.reports import Kind, Reporter
@@ -75,6 +77,13 @@ def http_api(handler: StoringHandler) -> FastAPI:
     @api.get("/duplicates")
     async def duplicates() -> dict[str, int]:
         return handler.mailbox.duplicates()
+
+    @api.get("/handed")
+    async def handed() -> Response:
+        """Every message id handed over since ``since``, with its count: what
+        ``parcours reconcile`` asks a sink."""
+        return Response(orjson.dumps(handler.mailbox.handed.snapshot("email")),
+                        media_type="application/json")
 
     @api.delete("/messages", status_code=204)
     async def clear() -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
+
+from shared.sink_ledger import HandedLog
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 
@@ -46,7 +48,8 @@ class Mailbox:
     def __init__(self, capacity: int = 200_000) -> None:
         self._messages: deque[Received] = deque(maxlen=capacity)
         self._next_id = 1
-        self.message_ids: Counter[str] = Counter()
+        # The Message-ID's local part is the message id (shared/adapters/mime.py).
+        self.handed = HandedLog(capacity)
 
     def add(self, mail_from: str, rcpt_to: list[str], data: bytes) -> Received:
         headers = data.split(b"\r\n\r\n", 1)[0]
@@ -56,7 +59,7 @@ class Mailbox:
                             time.time())
         self._next_id += 1
         self._messages.append(received)
-        self.message_ids[message_id] += 1
+        self.handed.add(message_id.strip("<>").split("@", 1)[0])
         return received
 
     def list(self, to: str | None = None, raw: bool = False) -> list[dict[str, Any]]:
@@ -85,8 +88,8 @@ class Mailbox:
         return count, last
 
     def duplicates(self) -> dict[str, int]:
-        return {mid: n for mid, n in self.message_ids.items() if n > 1 and mid}
+        return self.handed.duplicates()
 
     def clear(self) -> None:
         self._messages.clear()
-        self.message_ids.clear()
+        self.handed.clear()

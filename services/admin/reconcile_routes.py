@@ -1,0 +1,45 @@
+"""``GET /admin/v1/reconcile``: did every event the caller's tenant had accepted in a window
+end, exactly once? The same verdict as ``parcours reconcile`` (shared/domain/reconcile.py),
+as JSON, always 200 (``clean`` says whether anything was lost, stuck or duplicated).
+
+    GET /admin/v1/reconcile?since=2026-12-04T00:00:00Z&until=…&eventId=EVT…&graceS=60&limit=100
+
+A window of up to 7 days (the input topics keep their records that long). The command line
+reads the same sources in its own process, for large windows and every tenant at once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime
+
+from services.admin.dependencies import AdminCaller
+from shared.adapters.reconcile_sources import Window, reconcile_window
+
+router = APIRouter(prefix="/admin/v1/reconcile", tags=["operations"])
+MAX_WINDOW = timedelta(days=7)
+
+
+@router.get("")
+async def reconcile(
+    request: Request, caller: AdminCaller, since: AwareDatetime,
+    until: AwareDatetime | None = None, eventId: str | None = None,
+    graceS: Annotated[float, Query(ge=0, le=7 * 86400)] = 60.0,
+    limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
+) -> dict[str, Any]:
+    end = until or datetime.now(UTC)
+    if not since < end or end - since > MAX_WINDOW:
+        raise RequestValidationError([{
+            "type": "window", "loc": ("query", "since"), "input": since.isoformat(),
+            "msg": "since must be before until (default now), at most 7 days before it"}])
+    window = Window(since.timestamp(), end.timestamp(), caller.tenant, eventId)
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as connection:
+        reconciled = await reconcile_window(request.app.state.settings, connection, window,
+                                            graceS)
+    return reconciled.as_json(window, graceS, limit)

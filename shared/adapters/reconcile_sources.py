@@ -1,0 +1,297 @@
+"""The three witnesses ``parcours reconcile`` compares (shared/domain/reconcile.py): the
+input topics' records over a window (Kafka), what the stages recorded (PostgreSQL), and
+what the local sinks were handed (HTTP), read as fast as each allows.
+
+Kafka is read without a consumer group (nothing committed, nobody's offsets moved): each
+partition from the first record at or after the window's start (``offsets_for_times``) to
+the end offset taken at the start, or the first record past the window's end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared.adapters.kafka import client_security
+from shared.domain.api_keys import Scope
+from shared.domain.produced import Identified, identify
+from shared.domain.reconcile import (
+    Accepted,
+    Handed,
+    LedgerRow,
+    Recorded,
+    Report,
+    Sources,
+    reconcile,
+)
+from shared.domain.record_signing import Signed, check_signature
+from shared.settings import Settings
+from shared.topics import EVENTS_IN, EVENTS_KAFKA
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+_CHUNK = 20_000  # ids per PostgreSQL round trip: ~1 MB of parameters
+_QUIET_S = 15.0  # a partition that fetches nothing this long before its end: an error
+
+
+@dataclass(frozen=True)
+class Window:
+    since: float  # epoch seconds
+    until: float
+    tenant: str | None = None  # None: every tenant
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class KafkaKey:
+    tenant: str
+    revoked_at: float | None
+
+
+@dataclass
+class Read:
+    """What the input topics hold in the window, by pKey; and what was not an event."""
+
+    accepted: dict[str, Accepted] = field(default_factory=dict)
+    records: int = 0
+    not_accepted: int = 0  # unsigned, forged, unreadable: no tenant's event
+    seconds: float = 0.0
+
+
+async def kafka_keys(connection: asyncpg.Connection) -> dict[str, KafkaKey]:
+    rows = await connection.fetch(
+        "SELECT key_id, tenant_id, extract(epoch FROM revoked_at)::float8 AS revoked"
+        " FROM api_keys WHERE scope = $1", Scope.KAFKA.value)
+    return {row["key_id"]: KafkaKey(row["tenant_id"], row["revoked"]) for row in rows}
+
+
+class _Reader:
+    """Turns records into accepted events, as the gateway and the processor accept them."""
+
+    def __init__(self, settings: Settings, window: Window, keys: dict[str, KafkaKey],
+                 read: Read) -> None:
+        self._pkey_secret = settings.pkey_secret.encode()
+        self._signing_secret = settings.kafka_signing_secret.encode()
+        self._window, self._keys, self._read = window, keys, read
+
+    def _keep(self, pkey: str, tenant: str, event_id: str, at: float, topic: str) -> None:
+        window = self._window
+        if (window.tenant is not None and tenant != window.tenant) or (
+                window.event_id is not None and event_id != window.event_id):
+            return
+        if pkey not in self._read.accepted:  # a released held event is written again
+            self._read.accepted[pkey] = Accepted(pkey, tenant, event_id, at, topic)
+
+    def gateway_record(self, value: bytes | None, at: float) -> None:
+        try:
+            record = orjson.loads(value or b"")
+            pkey, tenant, event_id = record["pKey"], record["tenant"], record["eventId"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self._read.not_accepted += 1
+            return
+        self._keep(pkey, tenant, event_id, at, EVENTS_IN.name)
+
+    def produced_record(self, value: bytes | None,
+                        headers: Sequence[tuple[str, bytes]], at: float) -> None:
+        """A record the processor accepts as its tenant's: validly signed by a kafka key of
+        that tenant, not revoked when it was written (its status is readable by the pKey
+        derived from its eventKey; an invalid payload still ends ``routingFailed``)."""
+        signed = check_signature(headers, value, self._signing_secret)
+        identity = identify(value or b"", self._pkey_secret)
+        key = self._keys.get(signed.key_id) if isinstance(signed, Signed) else None
+        if (key is None or not isinstance(identity, Identified)
+                or identity.tenant != key.tenant
+                or (key.revoked_at is not None and key.revoked_at <= at)):
+            self._read.not_accepted += 1
+            return
+        self._keep(identity.pkey, identity.tenant, identity.event_id, at, EVENTS_KAFKA.name)
+
+
+async def read_accepted(settings: Settings, window: Window, keys: dict[str, KafkaKey],
+                        progress: Progress | None = None) -> Read:
+    read = Read()
+    reader = _Reader(settings, window, keys, read)
+    started = time.monotonic()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024, **client_security(settings))
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic.name, p)
+                      for topic in (EVENTS_IN, EVENTS_KAFKA) for p in range(topic.partitions)]
+        consumer.assign(partitions)
+        since_ms, until_ms = int(window.since * 1000), int(window.until * 1000)
+        starts = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
+        ends = await consumer.end_offsets(partitions)
+        remaining: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            start = starts.get(tp)
+            if start is not None and start.offset < ends[tp]:
+                consumer.seek(tp, start.offset)
+                remaining[tp] = ends[tp]
+        total = sum(ends[tp] - starts[tp].offset for tp in remaining)  # type: ignore[union-attr]
+        last_fetch = time.monotonic()
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=20_000)
+            if batches:
+                last_fetch = time.monotonic()
+            elif time.monotonic() - last_fetch > _QUIET_S:
+                raise TimeoutError(f"Kafka sent nothing for {_QUIET_S:.0f} s before the end of"
+                                   f" {sorted(str(tp) for tp in remaining)[:3]}")
+            for tp, records in batches.items():
+                end, gateway = remaining.get(tp), tp.topic == EVENTS_IN.name
+                if end is None:
+                    continue
+                for record in records:
+                    if record.offset >= end or record.timestamp > until_ms:
+                        del remaining[tp]
+                        break
+                    read.records += 1
+                    at = record.timestamp / 1000
+                    if gateway:
+                        reader.gateway_record(record.value, at)
+                    else:
+                        reader.produced_record(record.value, record.headers, at)
+                else:
+                    if records and records[-1].offset + 1 >= end:
+                        del remaining[tp]
+            if progress is not None:
+                progress("records read", read.records, total)
+    finally:
+        await consumer.stop()
+    read.seconds = time.monotonic() - started
+    return read
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start:start + _CHUNK]
+
+
+async def _fetch_by(connection: asyncpg.Connection, query: str, ids: Sequence[str],
+                    uuids: bool = False) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = []
+    for chunk in _chunks(ids):
+        rows.extend(await connection.fetch(
+            query, [uuid.UUID(i) for i in chunk] if uuids else list(chunk)))
+    return rows
+
+
+async def read_recorded(connection: asyncpg.Connection, pkeys: Sequence[str],
+                        progress: Progress | None = None) -> Sources:
+    """Statuses, ledger rows and legitimate holds of these events and their messages."""
+    statuses = {row["pkey"]: Recorded(row["status"], row["mid"] and str(row["mid"]),
+                                      row["reason"])
+                for row in await _fetch_by(
+                    connection, "SELECT pkey, status, message_id AS mid, reason"
+                                " FROM event_status WHERE pkey = ANY($1::text[])", pkeys)}
+    if progress is not None:
+        progress("statuses read", len(statuses), len(pkeys))
+    message_ids = [r.message_id for r in statuses.values() if r.message_id]
+    ledger = {str(row["message_id"]): LedgerRow(row["state"], row["attempts"], row["channel"])
+              for row in await _fetch_by(
+                  connection, "SELECT message_id, state, attempts, channel FROM deliveries"
+                              " WHERE message_id = ANY($1::uuid[])", message_ids, uuids=True)}
+    pending = [pkey for pkey, r in statuses.items() if r.status in ("pending", "paused")]
+    held = {row["pkey"]: row["due"] for row in await _fetch_by(
+        connection, "SELECT pkey, extract(epoch FROM due_at)::float8 AS due FROM held_events"
+                    " WHERE pkey = ANY($1::text[])", pending)}
+    processing = [pkey for pkey, r in statuses.items() if r.status == "processing"]
+    deferred = {str(row["message_id"]): row["due"] for row in await _fetch_by(
+        connection, "SELECT message_id, extract(epoch FROM due_at)::float8 AS due"
+                    " FROM held_messages WHERE pkey = ANY($1::text[])", processing)}
+    unsettled = [statuses[p].message_id or "" for p in processing if statuses[p].message_id]
+    retries = {str(row["message_id"]): row["due"] for row in await _fetch_by(
+        connection, "SELECT message_id, extract(epoch FROM due_at)::float8 AS due"
+                    " FROM send_retries WHERE message_id = ANY($1::uuid[])", unsettled,
+        uuids=True)}
+    return Sources(statuses, ledger, held, deferred, retries)
+
+
+def sink_urls(settings: Settings) -> list[str]:
+    chosen = settings.reconcile_sinks.strip()
+    if chosen in ("", "none"):
+        return []
+    if chosen != "local":
+        return [url.strip().rstrip("/") for url in chosen.split(",") if url.strip()]
+    ports = (settings.smtp_sink_http_port, settings.smtp_bulk_sink_http_port,
+             settings.smtp_secondary_sink_http_port, settings.provider_sink_port,
+             settings.provider_sink_secondary_port)
+    return [f"http://127.0.0.1:{port}" for port in ports]
+
+
+@dataclass
+class SinkAnswers:
+    handed: Handed | None
+    unreachable: list[str]
+
+
+async def read_handed(urls: Sequence[str], timeout_s: float = 10.0) -> SinkAnswers:
+    """Hand-over counts summed over every sink that answers; a channel's ``since`` is the
+    latest of its sinks' (from then on, every sink of the channel knows all it got)."""
+    if not urls:
+        return SinkAnswers(None, [])
+    counts: dict[str, int] = {}
+    since: dict[str, float] = {}
+    unreachable: list[str] = []
+
+    async def one(client: httpx.AsyncClient, url: str) -> None:
+        try:
+            response = await client.get(f"{url}/handed")
+            response.raise_for_status()
+        except httpx.HTTPError:
+            unreachable.append(url)
+            return
+        answer = orjson.loads(response.content)
+        for message_id, n in answer["counts"].items():
+            counts[message_id] = counts.get(message_id, 0) + n
+        for channel in answer["channel"].split():
+            since[channel] = max(since.get(channel, 0.0), answer["since"])
+
+    async with httpx.AsyncClient(timeout=timeout_s) as client:
+        await asyncio.gather(*(one(client, url) for url in urls))
+    if len(unreachable) == len(urls):
+        return SinkAnswers(None, unreachable)
+    # With a sink away, a message it got would look unacknowledged: only duplicates count.
+    return SinkAnswers(Handed(counts, {} if unreachable else since), unreachable)
+
+
+@dataclass
+class Reconciled:
+    report: Report
+    read: Read
+    sinks: SinkAnswers
+    seconds: float
+
+    def as_json(self, window: Window, grace_s: float, limit: int = 100) -> dict[str, Any]:
+        return {
+            "window": {"since": window.since, "until": window.until, "tenant": window.tenant,
+                       "eventId": window.event_id, "graceS": grace_s},
+            **self.report.as_json(limit),
+            "sources": {"records": self.read.records, "notAccepted": self.read.not_accepted,
+                        "sinksAsked": self.sinks.handed is not None,
+                        "sinksUnreachable": self.sinks.unreachable},
+            "clean": self.report.clean, "seconds": round(self.seconds, 3),
+        }
+
+
+async def reconcile_window(settings: Settings, connection: asyncpg.Connection, window: Window,
+                           grace_s: float, progress: Progress | None = None) -> Reconciled:
+    """Sinks are asked last, once the stages' records are read: a message settled after
+    its sink was asked would look unacknowledged, one settled before cannot."""
+    started = time.monotonic()
+    read = await read_accepted(settings, window, await kafka_keys(connection), progress)
+    now = time.time()
+    sources = await read_recorded(connection, list(read.accepted), progress)
+    sinks = await read_handed(sink_urls(settings))
+    sources = replace(sources, handed=sinks.handed)
+    report = reconcile(read.accepted.values(), sources, now, grace_s)
+    return Reconciled(report, read, sinks, time.monotonic() - started)

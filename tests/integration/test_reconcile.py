@@ -1,0 +1,183 @@
+"""``parcours reconcile`` and ``GET /admin/v1/reconcile`` on the real stack: events that went
+through the chain are all ``ended``; then each kind of finding is made on purpose, the way
+it happens — a status write lost, a sender that died between its claim and its settle, a
+second hand-over of one message, a status that says processed for a message no sink got,
+an event accepted that no stage ever recorded — and each is reported with its stage, and
+the exit status says so. Tenants stay apart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from shared.adapters.key_store import create_tenant
+from shared.domain.pkeys import mint_pkey
+from shared.settings import get_settings
+from shared.topics import EVENTS_IN
+from tests.integration.conftest import (
+    GATEWAY,
+    ROOT,
+    eventually,
+    final_status,
+    publish_event,
+    unique_email,
+)
+
+settings = get_settings()
+
+
+def cli_reconcile(*args: str) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, "-m", "services.cli", "reconcile", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, done.stdout
+
+
+def as_json(event_id: str, since: float, grace: float = 60) -> tuple[int, dict[str, Any]]:
+    code, out = cli_reconcile("--event", event_id, "--grace", str(grace), "--json",
+                              "--since", datetime.fromtimestamp(since, UTC).isoformat())
+    return code, json.loads(out)
+
+
+async def _post(http: httpx.AsyncClient, event_id: str, n: int) -> list[str]:
+    hrefs = []
+    for _ in range(n):
+        response = await http.post(f"{GATEWAY}/v1/events/{event_id}",
+                                   json={"email": unique_email("rec"), "ctx": {"item": "r"}})
+        assert response.status_code == 202, response.text
+        hrefs.append(response.json()["href"])
+    for href in hrefs:
+        assert (await final_status(http, href))["status"] == "processed"
+    return [href.rsplit("/", 1)[1] for href in hrefs]
+
+
+async def test_events_that_went_through_are_all_ended_and_the_exit_status_is_0(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, admin: httpx.AsyncClient
+) -> None:
+    since = time.time() - 1
+    event_id = await publish_event(pool, "event")
+    await _post(http, event_id, 12)
+    code, report = await asyncio.to_thread(as_json, event_id, since)
+    assert code == 0 and report["clean"], report
+    assert report["counts"]["accepted"] == 12 and report["ended"] == {"processed": 12}
+    assert report["sources"]["sinksAsked"] and not report["sources"]["sinksUnreachable"]
+    code, text = await asyncio.to_thread(
+        cli_reconcile, "--event", event_id, "--since",
+        datetime.fromtimestamp(since, UTC).isoformat())
+    assert code == 0 and "ended processed" in text and "clean" in text, text
+
+    answer = await admin.get("/reconcile", params={
+        "since": datetime.fromtimestamp(since, UTC).isoformat(), "eventId": event_id})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["counts"] == report["counts"] and answer.json()["clean"]
+    bad = await admin.get("/reconcile", params={"since": datetime.now(UTC).isoformat(),
+                                                 "until": "2026-01-01T00:00:00Z"})
+    assert bad.status_code == 422 and "since" in bad.text
+
+
+async def test_every_kind_of_finding_is_reported_with_its_stage(
+    http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    since = time.time() - 1
+    event_id = await publish_event(pool, "event")
+    lost, claimed, duplicated, unacked, *fine = await _post(http, event_id, 6)
+    async with pool.acquire() as connection:
+        rows = {row["pkey"]: str(row["message_id"]) for row in await connection.fetch(
+            "SELECT pkey, message_id FROM event_status WHERE event_id = $1", event_id)}
+        # A status write lost (as if the stage's transaction had never been).
+        await connection.execute("DELETE FROM event_status WHERE pkey = $1", lost)
+        # A sender that died between its claim and its settle, its record never redelivered.
+        await connection.execute(
+            "UPDATE event_status SET status = 'processing', rank = 2 WHERE pkey = $1", claimed)
+        await connection.execute(
+            "UPDATE deliveries SET state = 'sending' WHERE message_id = $1::uuid",
+            rows[claimed])
+        # A status that says processed for a message the relay never got.
+        ghost = str(uuid.uuid4())
+        await connection.execute(
+            "UPDATE event_status SET message_id = $2::uuid WHERE pkey = $1", unacked, ghost)
+        await connection.execute(
+            "INSERT INTO deliveries (message_id, tenant_id, pkey, channel, state)"
+            " VALUES ($1::uuid, 'default', $2, 'email', 'sent')", ghost, unacked)
+    # One message handed to the relay twice (its Message-ID again), with no crash behind it.
+    copy = EmailMessage()
+    copy["From"], copy["To"], copy["Subject"] = "a@example.com", "b@example.com", "again"
+    copy["Message-ID"] = f"<{rows[duplicated]}@example.com>"
+    copy.set_content("again")
+    await aiosmtplib.send(copy, hostname="127.0.0.1", port=settings.smtp_port)
+
+    # The past grace period (a second) makes each of them overdue.
+    code, report = await asyncio.to_thread(as_json, event_id, since, 1)
+    assert code == 1 and not report["clean"]
+    counts = report["counts"]
+    assert (counts["accepted"], counts["lost"], counts["stuck"], counts["duplicated"],
+            counts["unacknowledged"], counts["duplicatedInSmtpWindow"]) == (6, 1, 1, 1, 1, 0)
+    assert report["lost"][0]["pKey"] == lost
+    assert report["stuck"][0] | {"acceptedAt": 0} == {
+        "pKey": claimed, "eventId": event_id, "acceptedAt": 0, "status": "processing",
+        "stage": "sender: claimed, never settled"}
+    assert report["duplicated"] == [{"messageId": rows[duplicated], "pKey": duplicated,
+                                     "copies": 2, "inSmtpWindow": False}]
+    assert report["unacknowledged"] == [{"messageId": ghost, "pKey": unacked,
+                                         "channel": "email"}]
+    assert report["ended"] == {"processed": len(fine) + 2}  # the duplicated and unacked
+
+    # With the default grace (60 s) the young ones are in flight, not stuck nor lost.
+    code, young = await asyncio.to_thread(as_json, event_id, since)
+    assert young["counts"]["lost"] == young["counts"]["stuck"] == 0
+    assert young["waiting"] == {"in flight": 2}
+
+
+async def test_records_are_read_per_tenant_and_an_unpublished_event_ends_routing_failed(
+    pool: asyncpg.Pool, admin: httpx.AsyncClient
+) -> None:
+    """Two tenants' records for one event id on the input topic: each tenant reads only its
+    own (admin API: the caller's; CLI: ``--tenant``); the processor refuses an event that
+    is not published, and that refusal is an end (``routingFailed``), not a loss."""
+    since = time.time() - 1
+    event_id = f"EVTghost{uuid.uuid4().hex[:8]}"
+    other = f"t-rec-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as connection:
+        await create_tenant(connection, other, "reconcile")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    pkeys = {}
+    try:
+        for tenant in ("default", other):
+            pkey = mint_pkey(settings.pkey_secret.encode(), tenant, event_id,
+                             uuid.uuid4().bytes[:12])
+            pkeys[tenant] = pkey
+            record = {"v": 1, "pKey": pkey, "tenant": tenant, "eventId": event_id,
+                      "target": {"email": "x@example.com"}, "ctx": {},
+                      "acceptedAt": time.time()}
+            await producer.send_and_wait(EVENTS_IN.name, orjson.dumps(record), b"x")
+    finally:
+        await producer.stop()
+    params = {"since": datetime.fromtimestamp(since, UTC).isoformat(), "eventId": event_id,
+              "graceS": 0}
+
+    async def ended() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await admin.get("/reconcile", params=params)).json()
+        return body if body["ended"] == {"routingFailed": 1} else None
+
+    body = await eventually(ended, "the unpublished event refused by the processor")
+    assert body["counts"]["accepted"] == 1 and body["clean"]
+    code, text = await asyncio.to_thread(
+        cli_reconcile, "--tenant", other, "--event", event_id, "--json", "--since",
+        params["since"])
+    theirs = json.loads(text)
+    assert code == 0 and theirs["counts"]["accepted"] == 1
+    assert pkeys["default"] not in text and pkeys[other] not in json.dumps(body)
