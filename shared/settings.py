@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     unsubscribe_keys: SecretStr = SecretStr("u1:dev-only-unsubscribe-secret")
     # The reactions service (services/reactions): reactions into traces and metrics.
     reactions_metrics_port: int = 9109
+    # How often the reactions service reads every consumer group's lag (services/reactions/
+    # lag.py); Prometheus scrapes every 5 s, alerts look at 10 minutes.
+    consumer_lag_interval_s: float = 15.0
     # Outbound webhooks (services/webhooks): each call times out after webhooks_timeout_s;
     # at most webhooks_per_endpoint calls in flight per subscription, so a slow endpoint
     # holds only its own. Endpoints that are http:// or resolve to loopback or private

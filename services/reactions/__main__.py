@@ -1,12 +1,12 @@
-"""Run the reactions consumer and the retention purge: ``python -m services.reactions``
-(metrics on reactions_metrics_port)."""
+"""Run the reactions consumer, the retention purge and the consumer-lag exporter:
+``python -m services.reactions`` (metrics on reactions_metrics_port)."""
 
 import asyncio
 import signal
 
 from prometheus_client import start_http_server
 
-from services.reactions import retention
+from services.reactions import lag, retention
 from services.reactions.consumer import run
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings
@@ -16,12 +16,14 @@ from shared.shutdown import exit_within
 async def supervised(settings: Settings) -> None:
     task = asyncio.create_task(run(settings))
     purging = asyncio.create_task(retention.run(settings))
+    measuring = asyncio.create_task(lag.run(settings))
     loop = asyncio.get_running_loop()
 
     def stopping() -> None:
         exit_within()
         task.cancel()
         purging.cancel()
+        measuring.cancel()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping)
@@ -31,6 +33,7 @@ async def supervised(settings: Settings) -> None:
         pass
     finally:
         purging.cancel()
+        measuring.cancel()
 
 
 if __name__ == "__main__":
