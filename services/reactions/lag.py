@@ -40,6 +40,8 @@ UNKNOWN_GROUPS = Gauge("parcours_kafka_consumer_groups_unknown",
                        "Consumer groups on the broker the catalogue does not know (not named)")
 POLLS = Counter("parcours_kafka_consumer_lag_polls_total",
                 "Consumer-lag polls, by outcome (done, failed)", ["outcome"])
+for _outcome in ("done", "failed"):  # both series exist from the start, for the alert
+    POLLS.labels(_outcome)
 POLL_SECONDS = Gauge("parcours_kafka_consumer_lag_poll_seconds",
                      "How long the last completed consumer-lag poll took")
 
