@@ -34,11 +34,19 @@ class OffsetReader:
 
     async def read(self, catalogue: Collection[ConsumerGroup]) -> Offsets:
         listed = frozenset(name for name, *_ in await self._admin.list_consumer_groups())
-        names = [group.name for group in catalogue]
+        names = [group.name for group in catalogue if group.name in listed]
         answers = await asyncio.gather(
             *(self._admin.list_consumer_group_offsets(name) for name in names))
-        committed = {name: {(tp.topic, tp.partition): meta.offset for tp, meta in got.items()}
-                     for name, got in zip(names, answers, strict=True)}
+        # A group the broker does not list has no offsets (never committed, or expired).
+        committed: dict[str, dict[Partition, int]] = {
+            group.name: {} for group in catalogue if group.name not in listed}
+        for name, got in zip(names, answers, strict=True):
+            # aiokafka drops a group-level error (a coordinator loading or moved) and returns
+            # nothing: rather than count such a group from the start, skip it this poll (a
+            # listed group that has not committed yet is skipped too, until it does).
+            if got:
+                committed[name] = {(tp.topic, tp.partition): meta.offset
+                                   for tp, meta in got.items()}
         wanted = {t for group in catalogue for t in group.topics}
         wanted |= {p[0] for offsets in committed.values() for p in offsets}
         described = await self._admin.describe_topics(sorted(wanted))

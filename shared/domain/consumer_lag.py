@@ -38,7 +38,9 @@ class Lag:
 class Offsets:
     """What the broker said in one poll."""
     groups: frozenset[str]  # every group the broker lists
-    committed: Mapping[str, Mapping[Partition, int]]  # by catalogue group
+    # By catalogue group; a group missing here was not answered for (it is skipped this
+    # poll), one with no offsets has committed none (it reads from where it would start).
+    committed: Mapping[str, Mapping[Partition, int]]
     starts: Mapping[Partition, int]  # log start offsets
     ends: Mapping[Partition, int]  # end offsets (the next offset to be written)
 
@@ -48,7 +50,9 @@ def measure_lag(catalogue: Iterable[ConsumerGroup], offsets: Offsets) -> list[La
     offsets for but the catalogue does not name counts under ``other``."""
     sums: dict[tuple[str, str], list[int]] = {}
     for group in catalogue:
-        committed = offsets.committed.get(group.name, {})
+        committed = offsets.committed.get(group.name)
+        if committed is None:
+            continue
         for partition in _partitions(group.topics, committed, offsets.ends):
             label = partition[0] if partition[0] in group.topics else OTHER
             behind, position = _partition_lag(group, committed.get(partition), partition,

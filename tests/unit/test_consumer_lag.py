@@ -42,6 +42,11 @@ def test_a_partition_never_committed_counts_from_where_the_group_would_start() -
     assert (late.records, late.position) == (0, 80)
 
 
+def test_a_group_not_answered_for_is_skipped_this_poll() -> None:
+    state = Offsets(frozenset({"g"}), {}, {}, {("t", 0): 9})
+    assert measure_lag([SENDER], state) == []
+
+
 def test_records_removed_by_retention_are_not_lag() -> None:
     [lag] = measure_lag([SENDER], offsets({"g": {("t", 0): 5}}, {("t", 0): 100},
                                           {("t", 0): 60}))
