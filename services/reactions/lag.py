@@ -80,22 +80,26 @@ async def run(settings: Settings,
     """Until cancelled; a failed poll (Kafka away) reconnects and tries again next interval."""
     await asyncio.sleep(FIRST_DELAY_S)
     reader: OffsetReader | None = None
-    while True:
-        try:
-            if reader is None:
-                reader = OffsetReader(settings)
-                await reader.start()
-            await poll_once(reader, catalogue)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            POLLS.labels("failed").inc()
-            log.warning("consumer lag poll failed (%s); next in %.0f s", error,
-                        settings.consumer_lag_interval_s)
-            if reader is not None:
-                await _close_quietly(reader)
-                reader = None
-        await asyncio.sleep(settings.consumer_lag_interval_s)
+    try:
+        while True:
+            try:
+                if reader is None:
+                    reader = OffsetReader(settings)
+                    await reader.start()
+                await poll_once(reader, catalogue)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                POLLS.labels("failed").inc()
+                log.warning("consumer lag poll failed (%s); next in %.0f s", error,
+                            settings.consumer_lag_interval_s)
+                if reader is not None:
+                    await _close_quietly(reader)
+                    reader = None
+            await asyncio.sleep(settings.consumer_lag_interval_s)
+    finally:  # closed on the way out, else asyncio logs an unclosed consumer as an error
+        if reader is not None:
+            await _close_quietly(reader)
 
 
 async def _close_quietly(reader: OffsetReader) -> None:
