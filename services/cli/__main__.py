@@ -31,6 +31,9 @@
     parcours journey-events put FILE.json | list | delete EVENT
     parcours reconcile [--since ISO | --last 30m] [--until ISO] [--tenant T] [--event E]
                        [--grace S] [--json]   (did every accepted event end, once?)
+    parcours deadletters list [--stage S] [--reason T] [--key T] [--since ISO | --last 24h]
+                              [--until ISO] [--limit N] [--json] | show ID
+    parcours deadletters replay ID… | [list's filters] [--dry-run]   (signed inputs only)
 
 A new key is printed once; only its digest is stored. A kafka key signs the records a
 producer writes straight to Kafka (shared/kafka_signing.py); creating one needs the
@@ -50,6 +53,7 @@ import sys
 from services.cli import (
     admin_client,
     audiences,
+    deadletters,
     journeys,
     maintenance,
     profiles_client,
@@ -87,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     webhooks.add_verbs(nouns)
     journeys.add_verbs(nouns)
     reconcile.add_verbs(nouns)
+    deadletters.add_verbs(nouns)
     return parser
 
 
@@ -135,6 +140,8 @@ def main() -> None:
         sys.exit(journeys.run_events(args))
     if args.noun == "reconcile":
         sys.exit(reconcile.run(args))
+    if args.noun == "deadletters":
+        sys.exit(deadletters.run(args))
     sys.exit(asyncio.run(_run(args)))
 
 

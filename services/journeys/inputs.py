@@ -33,7 +33,7 @@ from shared.adapters.kafka import (
     publish_dead_letters,
 )
 from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.domain.deadletter import invalid_reason
+from shared.domain.deadletter import Source, invalid_reason
 from shared.domain.journeys.instance import JourneyEvent, Reaction
 from shared.domain.journeys.journey_events import JourneyEventRecord
 from shared.domain.reactions import Reaction as ReactionRecord
@@ -45,7 +45,7 @@ GROUP = "parcours-journeys"
 STAGE = "journeys"
 BATCH = 500
 
-Letter = tuple[bytes | None, bytes, str]
+Letter = tuple[bytes | None, bytes, str, Source]
 
 
 def read(records: Sequence[tuple[str, bytes | None, bytes]]
@@ -72,7 +72,7 @@ def read(records: Sequence[tuple[str, bytes | None, bytes]]
                     f"{orjson.dumps(event.payload, option=orjson.OPT_SORT_KEYS).decode()}",
                     event.acceptedAt))
         except ValidationError as error:
-            letters.append((key, value, invalid_reason(error)))
+            letters.append((key, value, invalid_reason(error), Source(topic)))
     return arrivals, letters
 
 

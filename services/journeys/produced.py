@@ -19,11 +19,12 @@ from pydantic import ValidationError
 from services.journeys.metrics import INPUTS
 from services.journeys.moves import Arrival
 from services.journeys.wiring import Engine
-from shared.domain.deadletter import invalid_reason
+from shared.domain.deadletter import Source, invalid_reason
 from shared.domain.exact import validate_exact
 from shared.domain.journeys.instance import JourneyEvent
 from shared.domain.journeys.journey_events import ProducedJourneyEvent, identify
 from shared.domain.record_signing import Refused, Signed, authorize, check_signature, check_tenant
+from shared.topics import JOURNEY_EVENTS_KAFKA
 
 
 class Produced(NamedTuple):
@@ -33,7 +34,7 @@ class Produced(NamedTuple):
     timestamp_ms: int
 
 
-Letter = tuple[bytes | None, bytes, str]
+Letter = tuple[bytes | None, bytes, str, Source]
 
 
 async def admit(engine: Engine, records: Sequence[Produced]
@@ -50,7 +51,8 @@ async def admit(engine: Engine, records: Sequence[Produced]
             arrivals.append(outcome)
         elif outcome is not None:
             INPUTS.labels("producedEvent", "refused").inc()
-            letters.append((record.key, record.value, outcome))
+            letters.append((record.key, record.value, outcome, Source(
+                JOURNEY_EVENTS_KAFKA.name, record.headers, record.timestamp_ms / 1000)))
     return arrivals, letters
 
 

@@ -33,7 +33,7 @@ from shared.adapters.kafka import encode, publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import find_profiles
 from shared.adapters.status_store import begin_processing, record_first_statuses, record_statuses
-from shared.domain.deadletter import invalid_reason
+from shared.domain.deadletter import Source, invalid_reason
 from shared.domain.events import EventConfig, Targeting, TriggerEvent, target_key
 from shared.domain.lifecycle import PublishedEvent
 from shared.domain.produced import Identified, Rejected, admit, identify, trigger_identity
@@ -83,7 +83,9 @@ async def dead_letter(processor: Processor, letters: Sequence[Letter]) -> None:
         DEADLETTERED.labels(reason.split(":", 1)[0]).inc()
     await retry_forever(
         lambda: publish_dead_letters(processor.producer, "processor",
-                                     [(r.key, r.value, reason) for r, reason in letters]),
+                                     [(r.key, r.value, reason,
+                                       Source(r.topic, r.headers, r.timestamp))
+                                      for r, reason in letters]),
         "dead-lettering records", (KafkaError,), on_retry=RETRIES.inc,
     )
 

@@ -28,6 +28,7 @@ from shared.adapters import (
 )
 from shared.adapters.kafka import publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.domain.deadletter import Source
 from shared.domain.profile_records import (
     Bad,
     parse_key,
@@ -45,6 +46,7 @@ from shared.domain.record_signing import (
     check_tenant,
 )
 from shared.resilience import retry_forever
+from shared.topics import PROFILES
 
 log = logging.getLogger(__name__)
 STAGE = "profile-ingest"
@@ -85,7 +87,9 @@ async def dead_letter(ingest: Ingest, letters: Sequence[Letter]) -> None:
         DEADLETTERED.labels(reason.split(":", 1)[0]).inc()
     await retry_forever(
         lambda: publish_dead_letters(ingest.producer, STAGE,
-                                     [(r.key, r.value or b"", why) for r, why in letters]),
+                                     [(r.key, r.value or b"", why,
+                                       Source(PROFILES.name, r.headers, r.timestamp_ms / 1000))
+                                      for r, why in letters]),
         "dead-lettering records", (KafkaError,), on_retry=RETRIES.inc,
     )
 

@@ -83,7 +83,7 @@ async def handle(tracer: _Tracer, producer: RenewingProducer,
     for reaction in traced:
         REACTIONS.labels(reaction.kind.value, str(reaction.machine).lower()).inc()
     if letters:
-        await retry_forever(lambda: publish_dead_letters(producer, STAGE, letters),
+        await retry_forever(lambda: publish_dead_letters(producer, STAGE, letters, TOPIC.name),
                             "dead-lettering reactions", (KafkaError,))
 
 

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
-from shared.domain.deadletter import dead_letter
+from shared.domain.deadletter import Source, dead_letter
 from shared.settings import Settings, get_settings
 from shared.topics import ALL_TOPICS, DEADLETTER, Topic
 
@@ -86,16 +86,28 @@ def encode(value: object) -> bytes:
     return orjson.dumps(value)
 
 
+DeadLetterInput = (tuple[bytes | None, bytes, str]
+                   | tuple[bytes | None, bytes, str, Source])
+
+
 async def publish_dead_letters(
-    producer: RenewingProducer, stage: str, letters: Sequence[tuple[bytes | None, bytes, str]]
+    producer: RenewingProducer, stage: str, letters: Sequence[DeadLetterInput],
+    topic: str | None = None,
 ) -> None:
-    """(key, original record, reason) each; sent together and awaited together, so a burst
-    of bad records costs a few produce requests, not one round trip each."""
+    """(key, original record, reason), and where it was read (a ``Source``: its topic, its
+    headers such as a signature, its timestamp) when the stage reads several topics or
+    signed ones; else ``topic``, the stage's one input. Kept so that ``parcours
+    deadletters replay`` can produce the record again as it was. Sent together and awaited
+    together, so a burst of bad records costs a few produce requests, not one round trip
+    each."""
     at = time.time()
-    await producer.deliver_all([
-        (DEADLETTER.name, encode(dead_letter(stage, reason, raw, at).model_dump()), key)
-        for key, raw, reason in letters
-    ])
+    records = []
+    for letter in letters:
+        key, raw, reason = letter[:3]
+        source = letter[3] if len(letter) == 4 else Source(topic) if topic else None
+        records.append((DEADLETTER.name, encode(
+            dead_letter(stage, reason, raw, at, source).model_dump(exclude_none=True)), key))
+    await producer.deliver_all(records)
 
 
 async def ensure_topics(

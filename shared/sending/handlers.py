@@ -95,7 +95,8 @@ async def dead_letter(sender: Sender, letters: Sequence[Letter]) -> None:
     """Written until the broker takes them: a dead letter is never dropped."""
     retries = sender.spec.metrics.retries("kafka")
     await retry_forever(
-        lambda: publish_dead_letters(sender.producer, sender.spec.stage, letters),
+        lambda: publish_dead_letters(sender.producer, sender.spec.stage, letters,
+                                     sender.spec.topic.name),
         "dead-lettering records", (KafkaError,), on_retry=retries.inc)
 
 

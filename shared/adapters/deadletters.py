@@ -1,0 +1,138 @@
+"""Reading ``parcours.deadletter.v1`` over a time window or by id, and producing replays
+(``parcours deadletters``). No consumer group: reading commits nothing and moves no one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from shared.adapters.kafka import client_security, safe_producer
+from shared.domain.deadletter import DeadLetter, Filter, Replay
+from shared.settings import Settings
+from shared.topics import DEADLETTER
+
+Progress = Callable[[int, int], None]  # (records read, records to read)
+_QUIET_S = 15.0  # no record for this long before the end offsets: the broker is away
+
+
+@dataclass(frozen=True)
+class Found:
+    """A dead letter as read: its id (``partition:offset``), its key (the original's)."""
+
+    id: str
+    key: bytes | None
+    letter: DeadLetter | None  # None: not a dead letter this version can read
+    raw: bytes
+
+
+def _found(record: Any) -> Found:  # an aiokafka ConsumerRecord
+    value: bytes = record.value or b""
+    try:
+        letter: DeadLetter | None = DeadLetter.model_validate_json(value)
+    except ValidationError:
+        letter = None
+    return Found(f"{record.partition}:{record.offset}", record.key, letter, value)
+
+
+def _consumer(settings: Settings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                            enable_auto_commit=False, **client_security(settings))
+
+
+async def read_window(settings: Settings, selected: Filter,
+                      progress: Progress | None = None) -> tuple[list[Found], int]:
+    """The dead letters ``selected`` selects, oldest first, and how many were read: every
+    partition from the first record at or after ``since`` to the end offsets taken at the
+    start (letters written meanwhile are left for the next call)."""
+    consumer = _consumer(settings)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(DEADLETTER.name, p)
+                      for p in sorted(consumer.partitions_for_topic(DEADLETTER.name)
+                                      or range(DEADLETTER.partitions))]
+        consumer.assign(partitions)
+        starts = await consumer.offsets_for_times(
+            {tp: int(selected.since * 1000) for tp in partitions})
+        ends = await consumer.end_offsets(partitions)
+        remaining: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            start = starts.get(tp)
+            if start is not None and start.offset < ends[tp]:
+                consumer.seek(tp, start.offset)
+                remaining[tp] = ends[tp]
+        total = sum(end - starts[tp].offset for tp, end in remaining.items())
+        found, read, last = [], 0, time.monotonic()
+        until_ms = selected.until * 1000
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)
+            if batches:
+                last = time.monotonic()
+            elif time.monotonic() - last > _QUIET_S:
+                raise TimeoutError(f"Kafka sent nothing for {_QUIET_S:.0f} s before the end"
+                                   f" of {DEADLETTER.name}")
+            for tp, records in batches.items():
+                end = remaining.get(tp)
+                for record in records if end is not None else ():
+                    if record.offset >= end or record.timestamp > until_ms:
+                        remaining.pop(tp, None)  # written after the window
+                        break
+                    read += 1
+                    one = _found(record)
+                    if one.letter is not None and selected.selects(one.letter, one.key):
+                        found.append(one)
+                    if record.offset + 1 >= end:
+                        remaining.pop(tp, None)
+            if progress is not None:
+                progress(read, total)
+    finally:
+        await consumer.stop()
+    found.sort(key=lambda f: f.letter.at if f.letter else 0.0)
+    return found, read
+
+
+async def read_ids(settings: Settings, ids: Sequence[tuple[int, int]],
+                   timeout_s: float = 10.0) -> dict[tuple[int, int], Found]:
+    """The dead letters at these (partition, offset); an id past the end or expired is
+    left out."""
+    consumer = _consumer(settings)
+    await consumer.start()
+    found: dict[tuple[int, int], Found] = {}
+    try:
+        for partition, offset in ids:
+            tp = TopicPartition(DEADLETTER.name, partition)
+            consumer.assign([tp])
+            first = (await consumer.beginning_offsets([tp]))[tp]
+            end = (await consumer.end_offsets([tp]))[tp]
+            if not first <= offset < end:
+                continue  # expired (retention) or never written
+            consumer.seek(tp, offset)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                records = (await consumer.getmany(tp, timeout_ms=500, max_records=1)).get(tp)
+                if records:
+                    if records[0].offset == offset:
+                        found[(partition, offset)] = _found(records[0])
+                    break
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def produce(settings: Settings, replays: Sequence[Replay]) -> None:
+    """Each record to its topic as it was (key, value, headers, timestamp), acknowledged
+    by every in-sync replica before this returns; any failure raises."""
+    producer = safe_producer(settings.kafka_bootstrap, settings.kafka_request_timeout_ms,
+                             **client_security(settings))
+    await producer.start()
+    try:
+        futures = [await producer.send(r.topic, r.value, key=r.key, headers=r.headers,
+                                       timestamp_ms=r.timestamp_ms) for r in replays]
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()

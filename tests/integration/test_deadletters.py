@@ -1,0 +1,209 @@
+"""``parcours deadletters list|show|replay`` on the real stack, run as the CLI a person
+runs: a signed record dead-lettered by the processor is listed with its topic and
+signature, shown in full, and replayed as it was, still invalid, it is dead-lettered again
+with the same reason and the replay header, its event unchanged; a profile record refused
+for an attribute the tenant did not define is applied once the attribute is defined and
+it is replayed; a record of a topic Parcours trusts (a send record) is never replayed, and
+says why."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from shared.adapters import profile_store
+from shared.adapters.key_store import create_tenant
+from shared.adapters.profile_schema_store import save_schema
+from shared.domain.deadletter import REPLAYED_FROM_HEADER
+from shared.domain.pkeys import derive_pkey
+from shared.domain.profile_records import profile_key
+from shared.domain.profile_schema import ProfileSchema
+from shared.kafka_profiles import profile_upsert
+from shared.kafka_signing import RecordSigner
+from shared.topics import DEADLETTER, EVENTS_KAFKA, PROFILES, SEND_EMAIL_TX
+from tests.integration.conftest import (
+    ROOT,
+    TENANT,
+    dead_letter_of,
+    dead_letter_where,
+    end_offsets,
+    eventually,
+    final_status,
+    kafka_signer,
+    publish_event,
+    settings,
+    unique_email,
+)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", "deadletters", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+
+async def run(*args: str, status: int = 0) -> str:
+    done = await asyncio.to_thread(cli, *args)
+    assert done.returncode == status, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+async def listed(*filters: str) -> list[dict[str, Any]]:
+    out = json.loads(await run("list", "--last", "15m", "--limit", "1000", "--json", *filters))
+    letters: list[dict[str, Any]] = out["letters"]
+    assert out["matched"] == len(letters)
+    return letters
+
+
+async def listed_until(count: int, *filters: str) -> list[dict[str, Any]]:
+    async def probe() -> list[dict[str, Any]] | None:
+        letters = await listed(*filters)
+        return letters if len(letters) >= count else None
+
+    return await eventually(probe, f"{count} dead letters for {filters}", 30)
+
+
+def at_iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+async def test_a_still_invalid_record_is_listed_shown_and_dead_lettered_again_on_replay(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, signer: RecordSigner,
+    http: httpx.AsyncClient,
+) -> None:
+    event_id = await publish_event(pool, "event")
+    email = unique_email("replay")
+    record = {"tenant": TENANT, "eventId": event_id, "eventKey": f"o-{uuid.uuid4().hex}",
+              "email": email, "ctx": {"item": "shoes", "price": "cheap"}}
+    value = orjson.dumps(record)
+    before = await end_offsets(DEADLETTER)
+    await producer.send_and_wait(EVENTS_KAFKA.name, value, email.encode(),
+                                 headers=signer.headers(value))
+    await dead_letter_of(before, record["eventKey"])
+
+    [letter] = await listed("--stage", "processor", "--key", email)
+    assert letter["reason"] == "invalid: ctx.price: Input should be a valid decimal"
+    assert letter["topic"] == EVENTS_KAFKA.name and letter["original"] == value.decode()
+    assert letter["key"] == email and letter["replayedFrom"] is None
+    assert dict(letter["headers"]) == {n: v.decode() for n, v in signer.headers(value)}
+    ident = letter["id"]
+
+    shown = await run("show", ident)
+    assert "reason     invalid: ctx.price: Input should be a valid decimal" in shown
+    assert f"header     parcours-key-id: {signer.key_id}" in shown
+    assert f"replay     to {EVENTS_KAFKA.name}" in shown
+    assert f'    "eventKey": "{record["eventKey"]}",' in shown  # pretty-printed
+
+    dry = json.loads(await run("replay", ident, "--dry-run", "--json"))
+    assert (dry["selected"], dry["wouldReplay"], dry["replayed"]) == (1, 1, 0)
+    done = json.loads(await run("replay", ident, "--json"))
+    assert (done["selected"], done["replayed"], done["skipped"]) == (1, 1, [])
+    assert done["byTopic"] == {EVENTS_KAFKA.name: 1}
+
+    letters = await listed_until(2, "--key", email)
+    assert len(letters) == 2  # the dry run produced nothing
+    again = letters[1]
+    assert again["replayedFrom"] == ident and again["stage"] == "processor"
+    assert again["reason"] == letter["reason"]  # the same check, the same answer
+    assert again["original"] == letter["original"] and again["timestamp"] == letter["timestamp"]
+    assert [h for h in again["headers"] if h[0] != REPLAYED_FROM_HEADER] == letter["headers"]
+    # the event keeps the status the first record gave it
+    pkey = derive_pkey(settings.pkey_secret.encode(), TENANT, event_id, record["eventKey"])
+    status = await final_status(http, f"/v1/events/{event_id}/{pkey}")
+    assert status["status"] == "routingFailed" and status["reason"] == letter["reason"]
+
+    # filters: reason (any case), stage, time window
+    assert len(await listed("--key", email, "--reason", "CTX.PRICE")) == 2
+    assert await listed("--key", email, "--reason", "not published") == []
+    assert await listed("--key", email, "--stage", "profile-ingest") == []
+    assert await listed("--key", email, "--until", at_iso(letter["at"] - 0.001)) == []
+    [later] = await listed("--key", email, "--since", at_iso(letter["at"] + 0.001))
+    assert later["id"] == again["id"]
+    table = await run("list", "--last", "15m", "--key", email)
+    assert f"(replay of {ident})" in table and "2 shown of 2 matched" in table
+
+
+async def _profile_tenant(pool: asyncpg.Pool) -> tuple[str, RecordSigner]:
+    tenant = f"dl-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as connection:
+        await create_tenant(connection, tenant, "Dead letters")
+        await save_schema(connection, tenant, ProfileSchema.model_validate(
+            {"attributes": [{"name": "loyaltyTier", "type": "string"}]}))
+    return tenant, await kafka_signer(pool, tenant)
+
+
+async def _stored(pool: asyncpg.Pool, tenant: str, profile_id: str) -> dict[str, Any] | None:
+    async with pool.acquire() as connection:
+        return await profile_store.read_profile(connection, tenant, profile_id)
+
+
+async def test_a_profile_record_is_applied_when_replayed_after_its_attribute_is_defined(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer,
+) -> None:
+    tenant, signer = await _profile_tenant(pool)
+    profile_id = f"cust-{uuid.uuid4().hex[:12]}"
+    key, value, headers = profile_upsert(signer, tenant, profile_id,
+                                         {"firstName": "Ada", "attributes": {"shoeSize": 38}})
+    before = await end_offsets(DEADLETTER)
+    await producer.send_and_wait(PROFILES.name, value, key, headers=headers)
+    await dead_letter_where(before, lambda r, _: r.key == key, "the profile's dead letter")
+    [letter] = await listed("--stage", "profile-ingest", "--key", profile_id)
+    assert letter["reason"].startswith("invalid: profile.attributes.shoeSize: not an attribute")
+    assert letter["key"] == profile_key(tenant, profile_id).decode()
+    assert await _stored(pool, tenant, profile_id) is None
+
+    async with pool.acquire() as connection:
+        await save_schema(connection, tenant, ProfileSchema.model_validate(
+            {"attributes": [{"name": "loyaltyTier", "type": "string"},
+                            {"name": "shoeSize", "type": "integer"}]}))
+    # profile-ingest knows the attribute once another record with it is applied
+    canary = f"canary-{uuid.uuid4().hex[:8]}"
+    key, value, headers = profile_upsert(signer, tenant, canary, {"attributes": {"shoeSize": 40}})
+    await producer.send_and_wait(PROFILES.name, value, key, headers=headers)
+    await eventually(lambda: _stored(pool, tenant, canary), "the canary profile", 30)
+
+    done = json.loads(await run("replay", "--stage", "profile-ingest", "--key", profile_id,
+                                "--last", "15m", "--json"))
+    assert (done["selected"], done["replayed"], done["byTopic"]) == (1, 1, {PROFILES.name: 1})
+
+    async def applied() -> dict[str, Any] | None:
+        row = await _stored(pool, tenant, profile_id)
+        return row if row and row["attributes"].get("shoeSize") == 38 else None
+
+    row = await eventually(applied, "the replayed profile", 30)
+    assert row["first_name"] == "Ada"
+    # written as of the original record, not of the replay
+    assert abs(row["written_at"].timestamp() - letter["timestamp"]) < 0.002
+    assert len(await listed("--key", profile_id)) == 1  # not dead-lettered again
+
+
+async def test_a_record_parcours_trusts_is_not_replayed_and_says_why(
+    producer: AIOKafkaProducer,
+) -> None:
+    key = f"garbage-{uuid.uuid4().hex}".encode()
+    before = await end_offsets(DEADLETTER)
+    await producer.send_and_wait(SEND_EMAIL_TX.name, b"{not a send record", key)
+    await dead_letter_where(before, lambda r, _: r.key == key, "the sender's dead letter")
+    [letter] = await listed("--stage", "sender-email", "--key", key.decode())
+    assert letter["topic"] == SEND_EMAIL_TX.name
+    done = json.loads(await run("replay", letter["id"], "--json"))
+    assert (done["selected"], done["replayed"]) == (1, 0)
+    [skipped] = done["skipped"]
+    assert skipped["id"] == letter["id"]
+    assert skipped["why"].startswith(f"{SEND_EMAIL_TX.name} is not signed")
+    assert "not replayable" in await run("show", letter["id"])
+    text = await run("replay", letter["id"])
+    assert f"  {letter['id']:<10} sender-email      {SEND_EMAIL_TX.name} is not signed" in text
+    missing = await asyncio.to_thread(cli, "replay", "0:999999999")
+    assert missing.returncode == 1 and "0:999999999" in missing.stdout
+    refused = await asyncio.to_thread(cli, "replay")
+    assert refused.returncode == 2 and "--stage" in refused.stderr
