@@ -32,8 +32,13 @@ from shared.adapters import contact_history, held_store
 from shared.adapters.kafka import encode, publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import find_profiles
-from shared.adapters.status_store import begin_processing, record_first_statuses, record_statuses
-from shared.domain.deadletter import Source, invalid_reason
+from shared.adapters.status_store import (
+    begin_processing,
+    record_first_statuses,
+    record_statuses,
+    reopen_failed,
+)
+from shared.domain.deadletter import Source, invalid_reason, is_replay
 from shared.domain.events import EventConfig, Targeting, TriggerEvent, target_key
 from shared.domain.lifecycle import PublishedEvent
 from shared.domain.produced import Identified, Rejected, admit, identify, trigger_identity
@@ -152,12 +157,13 @@ class Admitted(NamedTuple):
     triggers: list[TriggerEvent]
     rejected: list[Letter]
     statuses: list[StatusWrite]  # of the rejected records that name an event
+    reopened: list[str]  # pKeys of replayed records valid now (parcours deadletters replay)
 
 
 async def _admit(processor: Processor, produced: list[tuple[Record, Identified]]) -> Admitted:
     """Validate Kafka records against their published events. The first record of an
     eventKey decides its event; a later invalid copy is dead-lettered but changes nothing."""
-    admitted = Admitted([], [], [])
+    admitted = Admitted([], [], [], [])
     seen: set[str] = set()
     for record, event in produced:
         published = await processor.catalog.get(event.tenant, event.event_id)
@@ -172,6 +178,8 @@ async def _admit(processor: Processor, produced: list[tuple[Record, Identified]]
                                                      Status.ROUTING_FAILED, outcome.reason))
         elif first:
             admitted.triggers.append(outcome)
+            if is_replay(record.headers):
+                admitted.reopened.append(event.pkey)
     return admitted
 
 
@@ -191,6 +199,7 @@ async def handle_batch(processor: Processor, records: Sequence[Record]) -> None:
     async def attempt() -> tuple[list[Status], Admitted]:
         await processor.ensure_db()
         admitted = await _admit(processor, read.produced)
+        await reopen_failed(processor.connection, admitted.reopened)
         await record_first_statuses(processor.connection, admitted.statuses)
         routed = await _route(processor, _once(read.triggers + admitted.triggers))
         return [w.status for w in admitted.statuses] + routed, admitted

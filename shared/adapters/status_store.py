@@ -71,6 +71,22 @@ async def record_first_statuses(
         await connection.executemany(_INSERT_FIRST, [w.row() for w in writes])
 
 
+# Only an event that failed before any message was decided for it (no message id): one
+# that got as far as a message stays as it ended.
+_REOPEN = """
+UPDATE event_status SET status = 'pending', rank = $2, reason = NULL, updated_at = now()
+ WHERE pkey = ANY($1::text[]) AND status = 'routingFailed' AND message_id IS NULL
+"""
+
+
+async def reopen_failed(connection: asyncpg.Connection, pkeys: list[str]) -> None:
+    """Give events refused for their first record (``routingFailed``: not published,
+    invalid) a second chance, for a record replayed from the dead letters that is valid
+    now (``parcours deadletters replay``): ``pending`` again, so it is routed."""
+    if pkeys:
+        await connection.execute(_REOPEN, pkeys, RANK[Status.PENDING])
+
+
 _BEGIN_PROCESSING = """
 INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, message_id)
 SELECT p, t, e, 'processing', $5, m

@@ -46,6 +46,12 @@ class DeadLetter(BaseModel):
         None, description="The original's Kafka timestamp, in seconds since the epoch.")
 
 
+def is_replay(headers: Sequence[tuple[str, bytes]]) -> bool:
+    """Whether a record was produced again from a dead letter (``parcours deadletters
+    replay``)."""
+    return any(name == REPLAYED_FROM_HEADER for name, _ in headers)
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a dead-lettered record was read, and how it was written."""

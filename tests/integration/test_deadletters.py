@@ -22,9 +22,11 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from shared.adapters import profile_store
+from shared.adapters.catalog_store import save_event
 from shared.adapters.key_store import create_tenant
 from shared.adapters.profile_schema_store import save_schema
 from shared.domain.deadletter import REPLAYED_FROM_HEADER
+from shared.domain.events import EventConfig
 from shared.domain.pkeys import derive_pkey
 from shared.domain.profile_records import profile_key
 from shared.domain.profile_schema import ProfileSchema
@@ -32,6 +34,8 @@ from shared.kafka_profiles import profile_upsert
 from shared.kafka_signing import RecordSigner
 from shared.topics import DEADLETTER, EVENTS_KAFKA, PROFILES, SEND_EMAIL_TX
 from tests.integration.conftest import (
+    DEFAULT_TEMPLATE,
+    GATEWAY,
     ROOT,
     TENANT,
     dead_letter_of,
@@ -40,6 +44,7 @@ from tests.integration.conftest import (
     eventually,
     final_status,
     kafka_signer,
+    mails_to,
     publish_event,
     settings,
     unique_email,
@@ -130,6 +135,52 @@ async def test_a_still_invalid_record_is_listed_shown_and_dead_lettered_again_on
     assert later["id"] == again["id"]
     table = await run("list", "--last", "15m", "--key", email)
     assert f"(replay of {ident})" in table and "2 shown of 2 matched" in table
+
+
+async def test_a_record_of_an_event_published_since_is_emailed_once_replayed(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, signer: RecordSigner,
+    http: httpx.AsyncClient,
+) -> None:
+    event_id = f"EVTlate{uuid.uuid4().hex[:10]}"
+    email = unique_email("late")
+
+    async def send(event_key: str, to: str) -> dict[str, Any]:
+        record = {"tenant": TENANT, "eventId": event_id, "eventKey": event_key, "email": to,
+                  "ctx": {"item": "boots"}}
+        value = orjson.dumps(record)
+        await producer.send_and_wait(EVENTS_KAFKA.name, value, to.encode(),
+                                     headers=signer.headers(value))
+        return record
+
+    def href(record: dict[str, Any]) -> str:
+        pkey = derive_pkey(settings.pkey_secret.encode(), TENANT, event_id, record["eventKey"])
+        return f"/v1/events/{event_id}/{pkey}"
+
+    before = await end_offsets(DEADLETTER)
+    record = await send(f"o-{uuid.uuid4().hex}", email)
+    await dead_letter_of(before, record["eventKey"])
+    [letter] = await listed("--stage", "processor", "--key", email)
+    assert letter["reason"] == f"unknown_event: event {event_id} is not published"
+    assert (await final_status(http, href(record)))["status"] == "routingFailed"
+
+    await save_event(pool, TENANT, EventConfig.model_validate({
+        "event_id": event_id, "label": "late", "channel": "email", "targeting": "event",
+        "fields": [{"id": "item", "type": "string", "required": True}]}), DEFAULT_TEMPLATE)
+    # the processor knows the event once another record of it is processed
+    canary = await send(f"canary-{uuid.uuid4().hex}", unique_email("canary"))
+    assert (await final_status(http, href(canary), 30))["status"] == "processed"
+
+    text = await run("replay", letter["id"])
+    assert f"replayed           1  {EVENTS_KAFKA.name} 1" in text, text
+
+    async def processed() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await http.get(GATEWAY + href(record))).json()
+        return body if body["status"] == "processed" else None
+
+    await eventually(processed, "the replayed event processed", 30)
+    [mail] = await eventually(lambda: mails_to(http, email), "the replayed event's email")
+    assert mail["subject"] == "Hello there, about boots"
+    assert len(await listed("--key", email)) == 1  # not dead-lettered again
 
 
 async def _profile_tenant(pool: asyncpg.Pool) -> tuple[str, RecordSigner]:

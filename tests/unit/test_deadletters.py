@@ -18,6 +18,7 @@ from shared.domain.deadletter import (
     Skip,
     Source,
     dead_letter,
+    is_replay,
     parse_id,
     plan_replay,
 )
@@ -126,3 +127,9 @@ def test_the_window_is_last_before_until_unless_since_is_given() -> None:
     args.since, args.until = until - timedelta(days=2), None
     assert cli.window(args, now=5e9) == Filter((until - timedelta(days=2)).timestamp(), 5e9,
                                                "p")
+
+
+def test_a_replayed_record_is_told_by_its_header() -> None:
+    plan = plan_replay(letter(), b"k", "1:2")
+    assert isinstance(plan, Replay) and is_replay(plan.headers)
+    assert not is_replay(SIGNED)
