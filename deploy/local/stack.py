@@ -159,9 +159,11 @@ def pg_start() -> None:
     # row import checkpointed every 15-30 s and wrote every index page in full again after
     # each (full-page writes), evicting dirty pages on the way: 29,953 → 43,125-47,434
     # profiles/s with these (README, Benchmarks: IMPORT). The machine has 24 GiB.
+    # Terse errors: the DETAIL and CONTEXT lines of the default quote the rows and JSON a
+    # statement carried (addresses among them) into the log (tests/integration/test_zzz_scans.py).
     options = (f"-p {PG_PORT} -k {PG_SOCK} -c listen_addresses=127.0.0.1"
                " -c max_connections=200 -c shared_buffers=2GB -c max_wal_size=8GB"
-               " -c checkpoint_timeout=15min")
+               " -c checkpoint_timeout=15min -c log_error_verbosity=terse")
     subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(PG_DATA), "-l", str(log),
                                  "-o", options, "-w", "-t", "60", "start"]),
                    check=True, stdout=subprocess.DEVNULL)

@@ -24,7 +24,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI, Request
 from prometheus_client import Counter
 
-from services.bounces.handlers import FEEDBACK_LOOP, handle
+from services.bounces.handlers import FEEDBACK_LOOP, handle, local_part
 from services.bounces.unsubscribe import by_mail
 from shared.adapters import reaction_store
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
@@ -80,7 +80,8 @@ class ReturnPathHandler:
             log.warning("PostgreSQL unavailable (%s): the remote will send it again", error)
             return "451 4.3.0 try again later"
         except Exception:  # a fault of ours: the remote keeps it and tries again later
-            log.exception("handling a report to %s failed", envelope.rcpt_tos)
+            log.exception("handling a report to %s failed",
+                          [local_part(rcpt) for rcpt in envelope.rcpt_tos])
             return "451 4.3.0 try again later"
         self.recorded.set()
         return "250 OK"

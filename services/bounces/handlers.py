@@ -40,6 +40,12 @@ class Outcome(StrEnum):
     UNREADABLE = "unreadable"
 
 
+def local_part(address: str) -> str:
+    """What the logs say of an address: a return path's local part names the message; the
+    domain, ours, adds nothing, and a forged address may be someone's (no personal data)."""
+    return address.partition("@")[0]
+
+
 async def handle(pool: asyncpg.Pool, secret: bytes, rcpt: str, data: bytes, now: datetime
                  ) -> Outcome:
     """``rcpt``: a return path, or the feedback-loop address (``FEEDBACK_LOOP``@any domain),
@@ -47,13 +53,13 @@ async def handle(pool: asyncpg.Pool, secret: bytes, rcpt: str, data: bytes, now:
     to_return_path = looks_like_return_path(rcpt)
     message_id = message_of(secret, rcpt) if to_return_path else None
     if to_return_path and message_id is None:
-        log.warning("a report to %s, whose signature is not ours: dropped", rcpt)
+        log.warning("a report to %s@, whose signature is not ours: dropped", local_part(rcpt))
         return Outcome.FORGED
     try:
         feedback = read_feedback(data)
     except Exception as error:  # any mail a remote sends is answered
         why = error if isinstance(error, Unreadable) else f"{type(error).__name__}: {error}"
-        log.warning("a report to %s is unreadable (%s): dropped", rcpt, why)
+        log.warning("a report to %s@ is unreadable (%s): dropped", local_part(rcpt), why)
         return Outcome.UNREADABLE
     if feedback is None:
         return Outcome.IGNORED
@@ -61,8 +67,8 @@ async def handle(pool: asyncpg.Pool, secret: bytes, rcpt: str, data: bytes, now:
         quoted = feedback.return_path if feedback.kind == "complained" else None
         message_id = quoted and message_of(secret, quoted)
         if not message_id:
-            log.warning("a report to %s quoting no return path of ours (%s): dropped", rcpt,
-                        quoted)
+            log.warning("a report to %s@ quoting no return path of ours (%s@): dropped",
+                        local_part(rcpt), quoted and local_part(quoted))
             return Outcome.FORGED if quoted else Outcome.UNKNOWN
     assert message_id is not None
     async with pool.acquire() as connection, connection.transaction():

@@ -29,7 +29,8 @@ async def by_mail(pool: asyncpg.Pool, keys: Keyring, rcpt: str) -> str:
         return "unknown"
     named = named_by(keys, rcpt, sent.tenant, sent.profile_id, sent.channel)
     if named is None:
-        log.warning("an unsubscribe mail to %s, whose signature is not ours: dropped", rcpt)
+        log.warning("an unsubscribe mail about message %s, whose signature is not ours:"
+                    " dropped", found[1])
         return "forged"
     new = await unsubscribe_store.one_click(pool, named, f"mailto: {named.channel} marketing")
     return "unsubscribed" if new else "repeated"

@@ -40,7 +40,8 @@ PHONE = re.compile(rb"(?<![\w+])\+[1-9]\d{7,14}(?!\d)")  # E.164: + and 8 to 15 
 SECRET = re.compile(
     rb"prc_(?:admin|ingest|kafka|profiles)_[a-z0-9]{12}_[A-Za-z0-9_-]{6,}"  # an API key's
     rb"|whsec_[A-Za-z0-9_-]{6,}"  # a webhook endpoint's signing secret
-    rb"|-----BEGIN [A-Z ]*PRIVATE KEY")  # a DKIM key
+    rb"|-----BEGIN [A-Z ]*PRIVATE KEY"  # a DKIM key
+    rb"|\[redacted\]")  # shared/logging_setup.Redact hid one: the line itself needs fixing
 MAX_SERIES = 10_000
 
 
@@ -87,7 +88,8 @@ async def test_traffic_that_could_leak(
 
 def test_the_log_scan_finds_a_planted_leak(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     """The self-check: a log with a leak of each kind among harmless look-alikes, written
-    after the session's start like a service's would be. Only the three leaks are found."""
+    after the session's start like a service's would be. Only the four leaks are found
+    (the last one hidden by the logging filter, whose line still needs fixing)."""
     assert pytestconfig.stash[OFFSETS], "the session did not note where the logs ended"
     log = tmp_path / "gateway.log"
     log.write_bytes(b"2026-12-04 00:00:00,000 gateway INFO: before the session ann@example.com\n")
@@ -99,11 +101,12 @@ def test_the_log_scan_finds_a_planted_leak(tmp_path: Path, pytestconfig: pytest.
                    b"INFO key prc_ingest_abcdefghijkl revoked at 2026-12-04T00:00:00+00:00\n"
                    b"WARNING refused bob.leak@example.com\n"
                    b"WARNING sms to +33612345678 failed\n"
-                   + f"ERROR bad key {key}\n".encode())
+                   + f"ERROR bad key {key}\n".encode()
+                   + b"ERROR refused [redacted]\n")
     found = leaks(log.name, written_since(log, start))
-    assert len(found) == 3, found
+    assert len(found) == 4, found
     assert "bob.leak@example.com" in found[0] and "+33612345678" in found[1]
-    assert key in found[2]
+    assert key in found[2] and "[redacted]" in found[3]
 
 
 def test_no_service_log_holds_an_address_a_phone_number_or_a_secret(
@@ -119,7 +122,7 @@ def test_no_service_log_holds_an_address_a_phone_number_or_a_secret(
 # --- metric labels -------------------------------------------------------------------------
 
 ID_LABELS = ("journey", "node", "goal", "branch")  # from journey definitions
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "other"})  # admin's
 SKIPPED = ("le", "quantile")  # buckets and quantiles, not labels of ours
 
 
@@ -169,6 +172,8 @@ def allowed(label: str, value: str, fixed: frozenset[str], ids: frozenset[str],
         return True  # an HTTP status code
     if label == "reason" and value.endswith("_permanent"):
         return value.removesuffix("_permanent") in fixed  # <provider>_permanent, senders'
+    if label == "reason":  # dead letters: a reason's kind, before its colon
+        return value in fixed or any(f.startswith(f"{value}:") for f in fixed)
     return value in fixed
 
 
@@ -219,3 +224,4 @@ def test_the_label_check_refuses_values_from_data() -> None:
     assert not allowed("route", "/admin/v1/events/EVTcart", fixed, ids, routes)
     assert not allowed("reason", "550 mailbox ann@example.com unknown", fixed, ids, routes)
     assert not allowed("to", "+33612345678", fixed, ids, routes)
+    assert not allowed("method", "TRACE", fixed, ids, routes)
