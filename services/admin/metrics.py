@@ -20,6 +20,16 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 _OPERATIONS = frozenset({"/metrics", "/health/live", "/health/ready"})  # not counted
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+
+
+def method_label(scope: Scope) -> str:
+    """The request's method if its route takes it, else ``other``: a client chooses the
+    method (any token: QUERY, TRACE, made-up ones), and every route answers each with a
+    405 (the fuzz test's 8 methods on 61 routes made 8,720 series, near the 10,000 bound)."""
+    method: str = scope["method"]
+    allowed = getattr(scope.get("route"), "methods", None) or _METHODS
+    return method if method in _METHODS and method in allowed else "other"
 
 
 class RequestMetrics:
@@ -41,7 +51,7 @@ class RequestMetrics:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 route = getattr(scope.get("route"), "path", "unmatched")
-                REQUEST_SECONDS.labels(route, scope["method"]).observe(
+                REQUEST_SECONDS.labels(route, method_label(scope)).observe(
                     time.perf_counter() - started)
             await send(message)
 
@@ -49,4 +59,4 @@ class RequestMetrics:
             await self.app(scope, receive, counted)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            REQUESTS.labels(route, scope["method"], str(status)).inc()
+            REQUESTS.labels(route, method_label(scope), str(status)).inc()
