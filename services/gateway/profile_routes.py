@@ -17,7 +17,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.gateway.wiring import Gateway
 from shared.adapters import (
@@ -240,6 +240,7 @@ async def erase_profile(profile_id: ProfileId, request: Request, caller: Profile
 
 
 class _Batch(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is a 422 naming it
     mode: Literal["merge", "replace"] = "merge"
     profiles: list[dict[str, Any]]
 
@@ -253,7 +254,7 @@ def _item(index: int, status: int, profile_id: Any = None, detail: Any = None
     "application/json": {"schema": {"type": "object", "properties": {
         "mode": {"enum": ["merge", "replace"]},
         "profiles": {"type": "array", "maxItems": MAX_BATCH, "items": {"type": "object"}}},
-        "required": ["profiles"]}}}}})
+        "required": ["profiles"], "additionalProperties": False}}}}})
 async def post_batch(request: Request, caller: ProfilesCaller) -> Response:
     """Up to 1,000 profiles, each ``{"profileId", …}``; ``mode`` merge (PATCH, the
     default) or replace (PUT). A result per item, in order: 200, 201, 409 or 422."""

@@ -73,6 +73,7 @@ class EventStatus(_Api):
 
 
 class BatchIn(_Api):
+    model_config = ConfigDict(extra="forbid")  # {"events": [...], "colour": 1} is a 422
     events: list[dict[str, Any]] = Field(max_length=MAX_BATCH)
 
 
