@@ -212,3 +212,20 @@ async def test_a_keys_secret_is_stored_only_as_its_sha256(
         response = await client.post(f"{GATEWAY}/v1/events/{profile_event}",
                                      json={"email": unique_email(), "ctx": {"item": "x"}})
     assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize(("scope", "url"), [
+    (Scope.ADMIN, f"{ADMIN}/events"),
+    (Scope.PROFILES, f"{GATEWAY}/v1/profiles/p-sec-rate"),
+])
+async def test_admin_and_profile_keys_have_their_rate_limit_too(
+    pool: asyncpg.Pool, scope: Scope, url: str
+) -> None:
+    """test_access.py shows it for an ingestion key; the other scopes' keys share it."""
+    async with pool.acquire() as connection:
+        key = await create_key(connection, "default", scope, "tests", rate_per_s=1)
+    async with httpx.AsyncClient(headers=bearer(key)) as client:
+        answers = [await client.get(url) for _ in range(4)]  # a burst of 2, then refused
+    assert [a.status_code for a in answers[2:]] == [429, 429], [a.text for a in answers]
+    assert answers[0].status_code in (200, 404)
+    assert int(answers[-1].headers["retry-after"]) >= 1
