@@ -44,6 +44,7 @@ from shared.domain.deadletter import (
 from shared.settings import get_settings
 
 NOT_FOUND, UNREADABLE = 1, 4
+_SKIPS_LISTED = 20
 
 
 def _id(text: str) -> tuple[int, int]:
@@ -133,21 +134,22 @@ def as_json(found: Found) -> dict[str, Any]:
 async def _list(args: argparse.Namespace) -> int:
     selected = window(args, time.time())
     progress = _Progress()
-    found, read = await read_window(get_settings(), selected, progress)
+    shown, matched, read = await read_window(get_settings(), selected, progress,
+                                             keep=max(args.limit, 0))
     progress.done()
-    shown = found[-args.limit:] if args.limit > 0 else []
+    shown = shown if args.limit > 0 else []
     if args.json:
         print(json.dumps({"since": _at(selected.since), "until": _at(selected.until),
-                          "read": read, "matched": len(found),
+                          "read": read, "matched": matched,
                           "letters": [as_json(f) for f in shown]}, indent=2))
         return 0
-    print(f"{'id':<10} {'at (UTC)':<24} {'stage':<17} {'reason':<52} key")
+    print(f"{'id':<10} {'at (UTC)':<24} {'stage':<17} {'reason':<56} key")
     for f in shown:
         assert f.letter is not None  # read_window keeps readable ones
         replay = f"  (replay of {_replayed_from(f)})" if _replayed_from(f) else ""
         print(f"{f.id:<10} {_at(f.letter.at):<24} {f.letter.stage:<17} "
-              f"{shorten(f.letter.reason, 52):<52} {shorten(_shown_key(f), 40)}{replay}")
-    print(f"{len(shown)} shown of {len(found):,} matched ({read:,} read) in "
+              f"{shorten(f.letter.reason, 56):<56} {shorten(_shown_key(f), 40)}{replay}")
+    print(f"{len(shown)} shown of {matched:,} matched ({read:,} read) in "
           f"{_at(selected.since)} .. {_at(selected.until)}")
     return 0
 
@@ -196,7 +198,7 @@ async def _replay(args: argparse.Namespace) -> int:
         return 2
     else:
         progress = _Progress()
-        found, _ = await read_window(settings, window(args, time.time()), progress)
+        found, _, _ = await read_window(settings, window(args, time.time()), progress)
         progress.done()
     plans = [(f, plan_replay(f.letter, f.key, f.id) if f.letter else Skip("not a dead letter"))
              for f in found]
@@ -218,8 +220,10 @@ async def _replay(args: argparse.Namespace) -> int:
         print(f"{verb:<13} {len(replays):>6}  "
               + ", ".join(f"{topic} {n}" for topic, n in sorted(by_topic.items())))
         print(f"skipped       {len(skipped):>6}")
-        for f, why in skipped:
+        for f, why in skipped[:_SKIPS_LISTED]:
             print(f"  {f.id:<10} {f.letter.stage if f.letter else '?':<17} {why}")
+        if len(skipped) > _SKIPS_LISTED:
+            print(f"  … and {len(skipped) - _SKIPS_LISTED:,} more (--json lists them all)")
         if missing:
             print(f"not found     {len(missing):>6}  {' '.join(missing)}")
     return NOT_FOUND if missing else 0
@@ -229,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
     verb = {"list": _list, "show": _show, "replay": _replay}[args.verb]
     try:
         return asyncio.run(verb(args))
+    except BrokenPipeError:  # the output piped to head, say: nothing more is wanted
+        return 0
     except (KafkaError, TimeoutError, OSError) as error:
         print(f"Kafka could not be read: {error}", file=sys.stderr)
         return UNREADABLE

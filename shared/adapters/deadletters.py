@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,11 +45,12 @@ def _consumer(settings: Settings) -> AIOKafkaConsumer:
                             enable_auto_commit=False, **client_security(settings))
 
 
-async def read_window(settings: Settings, selected: Filter,
-                      progress: Progress | None = None) -> tuple[list[Found], int]:
-    """The dead letters ``selected`` selects, oldest first, and how many were read: every
-    partition from the first record at or after ``since`` to the end offsets taken at the
-    start (letters written meanwhile are left for the next call)."""
+async def read_window(settings: Settings, selected: Filter, progress: Progress | None = None,
+                      keep: int | None = None) -> tuple[list[Found], int, int]:
+    """The dead letters ``selected`` selects, oldest first (only the latest ``keep``, so a
+    week of letters is counted in bounded memory), how many matched and how many were
+    read: every partition from the first record at or after ``since`` to the end offsets
+    taken at the start (letters written meanwhile are left for the next call)."""
     consumer = _consumer(settings)
     await consumer.start()
     try:
@@ -66,7 +68,8 @@ async def read_window(settings: Settings, selected: Filter,
                 consumer.seek(tp, start.offset)
                 remaining[tp] = ends[tp]
         total = sum(end - starts[tp].offset for tp, end in remaining.items())
-        found, read, last = [], 0, time.monotonic()
+        kept: dict[int, deque[Found]] = {tp.partition: deque(maxlen=keep) for tp in partitions}
+        matched, read, last = 0, 0, time.monotonic()
         until_ms = selected.until * 1000
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)
@@ -84,15 +87,17 @@ async def read_window(settings: Settings, selected: Filter,
                     read += 1
                     one = _found(record)
                     if one.letter is not None and selected.selects(one.letter, one.key):
-                        found.append(one)
+                        matched += 1
+                        kept[tp.partition].append(one)
                     if record.offset + 1 >= end:
                         remaining.pop(tp, None)
             if progress is not None:
                 progress(read, total)
     finally:
         await consumer.stop()
-    found.sort(key=lambda f: f.letter.at if f.letter else 0.0)
-    return found, read
+    found = sorted((f for letters in kept.values() for f in letters),
+                   key=lambda f: f.letter.at if f.letter else 0.0)
+    return found[-keep:] if keep else found, matched, read
 
 
 async def read_ids(settings: Settings, ids: Sequence[tuple[int, int]],
