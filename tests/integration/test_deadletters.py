@@ -1,10 +1,12 @@
 """``parcours deadletters list|show|replay`` on the real stack, run as the CLI a person
 runs: a signed record dead-lettered by the processor is listed with its topic and
 signature, shown in full, and replayed as it was, still invalid, it is dead-lettered again
-with the same reason and the replay header, its event unchanged; a profile record refused
-for an attribute the tenant did not define is applied once the attribute is defined and
-it is replayed; a record of a topic Parcours trusts (a send record) is never replayed, and
-says why."""
+with the same reason and the replay header, its event unchanged. Fixed at its cause, a
+replayed record passes: an event record refused as not published is emailed once the event
+is published, a profile record refused for an undefined attribute is applied once the
+attribute is defined, a journey event of an undefined type enters its journey once the
+type is defined. A record of a topic Parcours trusts (a send record) is never replayed,
+and says why."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -32,7 +36,13 @@ from shared.domain.profile_records import profile_key
 from shared.domain.profile_schema import ProfileSchema
 from shared.kafka_profiles import profile_upsert
 from shared.kafka_signing import RecordSigner
-from shared.topics import DEADLETTER, EVENTS_KAFKA, PROFILES, SEND_EMAIL_TX
+from shared.topics import (
+    DEADLETTER,
+    EVENTS_KAFKA,
+    JOURNEY_EVENTS_KAFKA,
+    PROFILES,
+    SEND_EMAIL_TX,
+)
 from tests.integration.conftest import (
     DEFAULT_TEMPLATE,
     GATEWAY,
@@ -49,6 +59,12 @@ from tests.integration.conftest import (
     settings,
     unique_email,
 )
+from tests.integration.test_journey_engine import SIGNUP, Tenant, publish_version, tenant
+
+__all__ = ["tenant"]  # the journey engine's fixture: a tenant with admin and profile keys
+
+
+T = TypeVar("T")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -75,6 +91,27 @@ async def listed_until(count: int, *filters: str) -> list[dict[str, Any]]:
         return letters if len(letters) >= count else None
 
     return await eventually(probe, f"{count} dead letters for {filters}", 30)
+
+
+async def until_known(send: Callable[[], Awaitable[T]], through: Callable[[T], Awaitable[Any]],
+                      what: str) -> None:
+    """Send a canary each second until one is through: a stage knows a configuration
+    changed (an event published, an attribute or a journey event type defined) by a
+    notification, or within its cache's 2 s, which a first record could just miss."""
+    sent: list[T] = []
+    last = 0.0
+
+    async def probe() -> bool:
+        nonlocal last
+        for canary in sent:
+            if await through(canary):
+                return True
+        if time.monotonic() - last > 1:
+            last = time.monotonic()
+            sent.append(await send())
+        return False
+
+    await eventually(probe, what, 30)
 
 
 def at_iso(seconds: float) -> str:
@@ -167,8 +204,11 @@ async def test_a_record_of_an_event_published_since_is_emailed_once_replayed(
         "event_id": event_id, "label": "late", "channel": "email", "targeting": "event",
         "fields": [{"id": "item", "type": "string", "required": True}]}), DEFAULT_TEMPLATE)
     # the processor knows the event once another record of it is processed
-    canary = await send(f"canary-{uuid.uuid4().hex}", unique_email("canary"))
-    assert (await final_status(http, href(canary), 30))["status"] == "processed"
+    async def status_is_processed(canary: dict[str, Any]) -> bool:
+        return bool((await http.get(GATEWAY + href(canary))).json()["status"] == "processed")
+
+    await until_known(lambda: send(f"canary-{uuid.uuid4().hex}", unique_email("canary")),
+                      status_is_processed, "a canary of the event processed")
 
     text = await run("replay", letter["id"])
     assert f"replayed           1  {EVENTS_KAFKA.name} 1" in text, text
@@ -217,10 +257,15 @@ async def test_a_profile_record_is_applied_when_replayed_after_its_attribute_is_
             {"attributes": [{"name": "loyaltyTier", "type": "string"},
                             {"name": "shoeSize", "type": "integer"}]}))
     # profile-ingest knows the attribute once another record with it is applied
-    canary = f"canary-{uuid.uuid4().hex[:8]}"
-    key, value, headers = profile_upsert(signer, tenant, canary, {"attributes": {"shoeSize": 40}})
-    await producer.send_and_wait(PROFILES.name, value, key, headers=headers)
-    await eventually(lambda: _stored(pool, tenant, canary), "the canary profile", 30)
+    async def canary() -> str:
+        canary_id = f"canary-{uuid.uuid4().hex[:8]}"
+        key, value, headers = profile_upsert(signer, tenant, canary_id,
+                                             {"attributes": {"shoeSize": 40}})
+        await producer.send_and_wait(PROFILES.name, value, key, headers=headers)
+        return canary_id
+
+    await until_known(canary, lambda canary_id: _stored(pool, tenant, canary_id),
+                      "a canary profile with the attribute")
 
     done = json.loads(await run("replay", "--stage", "profile-ingest", "--key", profile_id,
                                 "--last", "15m", "--json"))
@@ -235,6 +280,49 @@ async def test_a_profile_record_is_applied_when_replayed_after_its_attribute_is_
     # written as of the original record, not of the replay
     assert abs(row["written_at"].timestamp() - letter["timestamp"]) < 0.002
     assert len(await listed("--key", profile_id)) == 1  # not dead-lettered again
+
+
+async def test_a_journey_event_of_a_type_defined_since_enters_its_journey_once_replayed(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, tenant: Tenant,
+) -> None:
+    late, canary = f"dl-{uuid.uuid4().hex[:12]}", f"dl-{uuid.uuid4().hex[:12]}"
+    for profile_id in (late, canary):
+        written = await tenant.profiles.put(f"/v1/profiles/{profile_id}",
+                                            json={"email": unique_email("jev")})
+        assert written.status_code == 201, written.text
+    await publish_version(pool, tenant.name, {
+        "id": "late", "entry": {"type": "event", "eventId": "JEVlate", "next": "done"},
+        "nodes": [{"id": "done", "type": "end"}]})
+    signer = await kafka_signer(pool, tenant.name)
+
+    async def send(profile_id: str) -> None:
+        value = orjson.dumps({"v": 1, "tenant": tenant.name, "eventId": "JEVlate",
+                              "payload": {"customerId": profile_id}})
+        await producer.send_and_wait(JOURNEY_EVENTS_KAFKA.name, value,
+                                     key=profile_id.encode(), headers=signer.headers(value))
+
+    async def finished(profile_id: str) -> int:
+        return int(await pool.fetchval(
+            "SELECT count(*) FROM journey_instances WHERE tenant_id = $1 AND profile_id = $2"
+            " AND state = 'finished'", tenant.name, profile_id))
+
+    before = await end_offsets(DEADLETTER)
+    await send(late)
+    await dead_letter_where(before, lambda r, _: r.key == late.encode(), "the event's letter")
+    [letter] = await listed("--stage", "journeys", "--key", late)
+    assert letter["reason"].startswith("invalid: no journey event 'JEVlate' in tenant")
+    assert letter["topic"] == JOURNEY_EVENTS_KAFKA.name
+
+    defined = await tenant.admin.put("/journey-events/JEVlate", json=SIGNUP)
+    assert defined.status_code == 201, defined.text
+    await until_known(lambda: send(canary), lambda _: finished(canary),
+                      "the canary through the journey")
+    assert not await finished(late)
+
+    done = json.loads(await run("replay", letter["id"], "--json"))
+    assert (done["replayed"], done["byTopic"]) == (1, {JOURNEY_EVENTS_KAFKA.name: 1})
+    await eventually(lambda: finished(late), "the replayed event through the journey", 30)
+    assert await finished(late) == 1
 
 
 async def test_a_record_parcours_trusts_is_not_replayed_and_says_why(
