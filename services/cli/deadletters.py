@@ -217,8 +217,8 @@ async def _replay(args: argparse.Namespace) -> int:
     else:
         verb = "would replay" if args.dry_run else "replayed"
         print(f"selected      {len(found):>6}")
-        print(f"{verb:<13} {len(replays):>6}  "
-              + ", ".join(f"{topic} {n}" for topic, n in sorted(by_topic.items())))
+        topics = ", ".join(f"{topic} {n}" for topic, n in sorted(by_topic.items()))
+        print(f"{verb:<13} {len(replays):>6}" + (f"  {topics}" if topics else ""))
         print(f"skipped       {len(skipped):>6}")
         for f, why in skipped[:_SKIPS_LISTED]:
             print(f"  {f.id:<10} {f.letter.stage if f.letter else '?':<17} {why}")
