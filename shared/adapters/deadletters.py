@@ -54,9 +54,7 @@ async def read_window(settings: Settings, selected: Filter, progress: Progress |
     consumer = _consumer(settings)
     await consumer.start()
     try:
-        partitions = [TopicPartition(DEADLETTER.name, p)
-                      for p in sorted(consumer.partitions_for_topic(DEADLETTER.name)
-                                      or range(DEADLETTER.partitions))]
+        partitions = [TopicPartition(DEADLETTER.name, p) for p in range(DEADLETTER.partitions)]
         consumer.assign(partitions)
         starts = await consumer.offsets_for_times(
             {tp: int(selected.since * 1000) for tp in partitions})
@@ -104,9 +102,12 @@ async def read_ids(settings: Settings, ids: Sequence[tuple[int, int]],
                    timeout_s: float = 10.0) -> dict[tuple[int, int], Found]:
     """The dead letters at these (partition, offset); an id past the end or expired is
     left out."""
+    ids = [(p, o) for p, o in ids if p < DEADLETTER.partitions]  # as in shared/topics.py
+    found: dict[tuple[int, int], Found] = {}
+    if not ids:
+        return found
     consumer = _consumer(settings)
     await consumer.start()
-    found: dict[tuple[int, int], Found] = {}
     try:
         for partition, offset in ids:
             tp = TopicPartition(DEADLETTER.name, partition)

@@ -342,7 +342,7 @@ async def test_a_record_parcours_trusts_is_not_replayed_and_says_why(
     assert "not replayable" in await run("show", letter["id"])
     text = await run("replay", letter["id"])
     assert f"  {letter['id']:<10} sender-email      {SEND_EMAIL_TX.name} is not signed" in text
-    missing = await asyncio.to_thread(cli, "replay", "0:999999999")
-    assert missing.returncode == 1 and "0:999999999" in missing.stdout
+    missing = await asyncio.to_thread(cli, "replay", "0:999999999", "9:0")  # 9: no partition
+    assert missing.returncode == 1 and "not found          2  0:999999999 9:0" in missing.stdout
     refused = await asyncio.to_thread(cli, "replay")
     assert refused.returncode == 2 and "--stage" in refused.stderr
