@@ -12,5 +12,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m services.provider_sink", description=__doc__)
     parser.add_argument("--secondary", action="store_true", help="be the second provider")
     secondary = parser.parse_args().secondary
-    configure_logging("provider-sink-2" if secondary else "provider-sink")
+    configure_logging("provider-sink-2" if secondary else "provider-sink", redact=False)
     asyncio.run(serve(get_settings(), secondary))

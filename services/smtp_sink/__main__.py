@@ -18,7 +18,8 @@ if __name__ == "__main__":
                         help="be the second transactional relay (failover)")
     arguments = parser.parse_args()
     bulk, secondary = arguments.bulk, arguments.secondary
-    configure_logging("smtp-sink-bulk" if bulk else "smtp-sink-2" if secondary else "smtp-sink")
+    configure_logging("smtp-sink-bulk" if bulk else "smtp-sink-2" if secondary else "smtp-sink",
+                      redact=False)
     if bulk:  # it stands in for the marketing relay, which runs elsewhere in production
         lower_cpu_priority(get_settings().sender_bulk_nice)
     asyncio.run(serve(get_settings(), bulk=bulk, secondary=secondary))
