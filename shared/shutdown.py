@@ -57,6 +57,9 @@ def http_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Confi
     defaults: dict[str, Any] = {
         "loop": "uvloop", "http": "httptools", "log_level": "info",
         "access_log": False,  # costs ~15% and would log paths that carry event keys
+        # uvicorn's records go to the root handlers: one format, and their tracebacks
+        # through shared/logging_setup.Redact like every other line's
+        "log_config": None,
         "timeout_graceful_shutdown": HTTP_GRACE_S,
     }
     return uvicorn.Config(app, host=host, port=port, **{**defaults, **options})
