@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -70,12 +71,19 @@ def scanned_logs() -> list[Path]:
 async def test_traffic_that_could_leak(
     http: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
-    """An email sent, a 422 on a bad address, a 401 with a well-formed key's secret."""
+    """An email and an SMS sent, a 422 on a bad address, a 401 with a well-formed key's
+    secret."""
     event_id = await publish_event(pool, "event")
     sent = await http.post(f"{GATEWAY}/v1/events/{event_id}",
                            json={"email": unique_email("scan"), "ctx": {"item": "x"}})
     assert sent.status_code == 202, sent.text
     assert (await final_status(http, sent.json()["href"]))["status"] == "processed"
+    sms_event = await publish_event(pool, "event", {"text": "{{ ctx.item }}"}, channel="sms")
+    phone = f"+1555{uuid.uuid4().int % 10**7:07d}"
+    sms = await http.post(f"{GATEWAY}/v1/events/{sms_event}",
+                          json={"mobilePhone": phone, "ctx": {"item": "x"}})
+    assert sms.status_code == 202, sms.text
+    assert (await final_status(http, sms.json()["href"]))["status"] == "processed"
     bad = await http.post(f"{GATEWAY}/v1/events/{event_id}",
                           json={"email": "scan leak@example.com", "ctx": {"item": "x"}})
     assert bad.status_code == 422
