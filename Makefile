@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STACK := $(PY) deploy/local/stack.py
 
-.PHONY: install up down status demo test test-long test-browser unit lint typecheck bench clean
+.PHONY: install up down status demo test test-long test-faults test-browser unit lint typecheck bench clean
 
 install:            ## virtualenv, Kafka jars, PostgreSQL (only what is missing)
 	@bash deploy/local/install.sh
@@ -31,6 +31,9 @@ test: up lint       ## the whole suite on real services
 
 test-long: up      ## the checks marked long, which CI leaves out (none at the moment)
 	@.venv/bin/pytest -q -o addopts="" -m long
+
+test-faults: up     ## every fault scenario under load, each ended by parcours reconcile (~10 min)
+	@.venv/bin/pytest -q -s -o addopts="" tests/faults
 
 test-browser:       ## the preference page in headless Chromium (installs chromium first)
 	@PARCOURS_BROWSER=1 bash deploy/local/install.sh

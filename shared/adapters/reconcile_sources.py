@@ -35,7 +35,7 @@ from shared.domain.reconcile import (
 )
 from shared.domain.record_signing import Signed, check_signature
 from shared.settings import Settings
-from shared.topics import EVENTS_IN, EVENTS_KAFKA
+from shared.topics import EVENTS_IN, EVENTS_KAFKA, Topic
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 _CHUNK = 20_000  # ids per PostgreSQL round trip: ~1 MB of parameters
@@ -116,7 +116,9 @@ class _Reader:
 
 
 async def read_accepted(settings: Settings, window: Window, keys: dict[str, KafkaKey],
-                        progress: Progress | None = None) -> Read:
+                        progress: Progress | None = None,
+                        topics: tuple[Topic, Topic] = (EVENTS_IN, EVENTS_KAFKA)) -> Read:
+    """``topics``: the gateway's and the produced records' topics (another pair: bench)."""
     read = Read()
     reader = _Reader(settings, window, keys, read)
     started = time.monotonic()
@@ -126,7 +128,7 @@ async def read_accepted(settings: Settings, window: Window, keys: dict[str, Kafk
     await consumer.start()
     try:
         partitions = [TopicPartition(topic.name, p)
-                      for topic in (EVENTS_IN, EVENTS_KAFKA) for p in range(topic.partitions)]
+                      for topic in topics for p in range(topic.partitions)]
         consumer.assign(partitions)
         since_ms, until_ms = int(window.since * 1000), int(window.until * 1000)
         starts = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
@@ -147,7 +149,7 @@ async def read_accepted(settings: Settings, window: Window, keys: dict[str, Kafk
                 raise TimeoutError(f"Kafka sent nothing for {_QUIET_S:.0f} s before the end of"
                                    f" {sorted(str(tp) for tp in remaining)[:3]}")
             for tp, records in batches.items():
-                end, gateway = remaining.get(tp), tp.topic == EVENTS_IN.name
+                end, gateway = remaining.get(tp), tp.topic == topics[0].name
                 if end is None:
                     continue
                 for record in records:
@@ -284,11 +286,13 @@ class Reconciled:
 
 
 async def reconcile_window(settings: Settings, connection: asyncpg.Connection, window: Window,
-                           grace_s: float, progress: Progress | None = None) -> Reconciled:
+                           grace_s: float, progress: Progress | None = None,
+                           topics: tuple[Topic, Topic] = (EVENTS_IN, EVENTS_KAFKA)
+                           ) -> Reconciled:
     """Sinks are asked last, once the stages' records are read: a message settled after
     its sink was asked would look unacknowledged, one settled before cannot."""
     started = time.monotonic()
-    read = await read_accepted(settings, window, await kafka_keys(connection), progress)
+    read = await read_accepted(settings, window, await kafka_keys(connection), progress, topics)
     now = time.time()
     sources = await read_recorded(connection, list(read.accepted), progress)
     sinks = await read_handed(sink_urls(settings))

@@ -112,12 +112,13 @@ async def test_every_kind_of_finding_is_reported_with_its_stage(
         await connection.execute(
             "INSERT INTO deliveries (message_id, tenant_id, pkey, channel, state)"
             " VALUES ($1::uuid, 'default', $2, 'email', 'sent')", ghost, unacked)
-    # One message handed to the relay twice (its Message-ID again), with no crash behind it.
+    # One message handed over twice (its Message-ID again), with no crash behind it: the
+    # copy to the second relay, so the first sink's own duplicates stay none (test_reliability).
     copy = EmailMessage()
     copy["From"], copy["To"], copy["Subject"] = "a@example.com", "b@example.com", "again"
     copy["Message-ID"] = f"<{rows[duplicated]}@example.com>"
     copy.set_content("again")
-    await aiosmtplib.send(copy, hostname="127.0.0.1", port=settings.smtp_port)
+    await aiosmtplib.send(copy, hostname="127.0.0.1", port=settings.smtp_secondary_port)
 
     # The past grace period (a second) makes each of them overdue.
     code, report = await asyncio.to_thread(as_json, event_id, since, 1)
