@@ -155,6 +155,16 @@ def done_polls(text: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+async def _committed_groups() -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        return {g.name for g in CONSUMER_GROUPS
+                if await admin.list_consumer_group_offsets(g.name)}
+    finally:
+        await admin.close()
+
+
 async def test_the_reactions_service_exports_every_catalogue_group_and_no_other(
         scene: Scene) -> None:
     await commit(scene.stray, {(scene.topic, 0): 0})  # on the broker, unknown to the catalogue
@@ -168,9 +178,13 @@ async def test_the_reactions_service_exports_every_catalogue_group_and_no_other(
     text = await eventually(polled_again, "a consumer-lag poll of the reactions service",
                             deadline_s=2 * interval + 10)
     series = {(group, topic): float(value) for group, topic, value in SERIES.findall(text)}
-    expected = {(g.name, t) for g in CONSUMER_GROUPS for t in g.topics}
+    # A group that has committed nothing yet (on a fresh stack, a sender no message went
+    # through) has no offsets the broker can give: it is left out until its first commit.
+    committed = await _committed_groups()
+    expected = {(g.name, t) for g in CONSUMER_GROUPS for t in g.topics if g.name in committed}
+    assert expected, "no catalogue group has committed: the check proves nothing"
     assert expected <= series.keys(), f"missing {expected - series.keys()}"
-    assert {group for group, _ in series} == {g.name for g in CONSUMER_GROUPS}
+    assert {group for group, _ in series} <= {g.name for g in CONSUMER_GROUPS}
     assert all(value >= 0 for value in series.values())
     unknown = re.search(r"^parcours_kafka_consumer_groups_unknown (\S+)$", text, re.M)
     assert unknown and float(unknown.group(1)) >= 1
