@@ -191,7 +191,9 @@ async def test_malformed_traffic_with_a_valid_key_costs_no_lookup_and_no_memory(
     print(f"malformed: {dict(codes)}; key and idempotency lookups {scans_after - scans_before},"
           f" gateway RSS {rss_before} -> {rss_after} kB")
     assert set(codes) <= {413, 415, 422}, codes
-    assert scans_after - scans_before == 0
+    # A lookup per request would be 1,000 or more. A few are the cached key read again
+    # past its 10 s time to live, and the stack's own traffic (CI saw 2).
+    assert scans_after - scans_before <= 5
     if pid_after == pid_before:
         assert rss_after - rss_before < 8 * 1024
 
