@@ -377,6 +377,14 @@ def test_compose_kafka_is_kraft_without_auto_topic_creation() -> None:
     assert f"PLAINTEXT://{bootstrap}" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
 
 
+def test_postgres_logs_errors_tersely_everywhere() -> None:
+    # At the default verbosity an error's DETAIL/CONTEXT lines quote the statement's
+    # values (an address, a JSON document) into PostgreSQL's log (README, Security).
+    assert "log_error_verbosity=terse" in compose()["services"]["postgres"]["command"]
+    assert "log_error_verbosity=terse" in (ROOT / "deploy" / "local" / "stack.py").read_text()
+    assert "log_error_verbosity = terse" in (K8S / "README.md").read_text()
+
+
 def test_compose_mounts_exist_and_grafana_finds_them() -> None:
     services = compose()["services"]
     targets = {}
