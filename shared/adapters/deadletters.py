@@ -12,13 +12,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from shared.adapters.kafka import client_security, safe_producer
+from shared.adapters.kafka import client_security, safe_producer, window_batches
 from shared.domain.deadletter import DeadLetter, Filter, Replay
 from shared.settings import Settings
 from shared.topics import DEADLETTER
 
 Progress = Callable[[int, int], None]  # (records read, records to read)
-_QUIET_S = 15.0  # no record for this long before the end offsets: the broker is away
 
 
 @dataclass(frozen=True)
@@ -53,42 +52,23 @@ async def read_window(settings: Settings, selected: Filter, progress: Progress |
     taken at the start (letters written meanwhile are left for the next call)."""
     consumer = _consumer(settings)
     await consumer.start()
+    partitions = [TopicPartition(DEADLETTER.name, p) for p in range(DEADLETTER.partitions)]
+    kept: dict[int, deque[Found]] = {tp.partition: deque(maxlen=keep) for tp in partitions}
+    matched, read, total = 0, 0, 0
+
+    def told(n: int) -> None:
+        nonlocal total
+        total = n
+
     try:
-        partitions = [TopicPartition(DEADLETTER.name, p) for p in range(DEADLETTER.partitions)]
-        consumer.assign(partitions)
-        starts = await consumer.offsets_for_times(
-            {tp: int(selected.since * 1000) for tp in partitions})
-        ends = await consumer.end_offsets(partitions)
-        remaining: dict[TopicPartition, int] = {}
-        for tp in partitions:
-            start = starts.get(tp)
-            if start is not None and start.offset < ends[tp]:
-                consumer.seek(tp, start.offset)
-                remaining[tp] = ends[tp]
-        total = sum(end - starts[tp].offset for tp, end in remaining.items())
-        kept: dict[int, deque[Found]] = {tp.partition: deque(maxlen=keep) for tp in partitions}
-        matched, read, last = 0, 0, time.monotonic()
-        until_ms = selected.until * 1000
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)
-            if batches:
-                last = time.monotonic()
-            elif time.monotonic() - last > _QUIET_S:
-                raise TimeoutError(f"Kafka sent nothing for {_QUIET_S:.0f} s before the end"
-                                   f" of {DEADLETTER.name}")
-            for tp, records in batches.items():
-                end = remaining.get(tp)
-                for record in records if end is not None else ():
-                    if record.offset >= end or record.timestamp > until_ms:
-                        remaining.pop(tp, None)  # written after the window
-                        break
-                    read += 1
-                    one = _found(record)
-                    if one.letter is not None and selected.selects(one.letter, one.key):
-                        matched += 1
-                        kept[tp.partition].append(one)
-                    if record.offset + 1 >= end:
-                        remaining.pop(tp, None)
+        async for tp, records in window_batches(consumer, partitions, selected.since,
+                                                selected.until, on_total=told):
+            for record in records:
+                read += 1
+                one = _found(record)
+                if one.letter is not None and selected.selects(one.letter, one.key):
+                    matched += 1
+                    kept[tp.partition].append(one)
             if progress is not None:
                 progress(read, total)
     finally:

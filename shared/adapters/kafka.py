@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -80,6 +80,56 @@ async def commit_or_redeliver(consumer: AIOKafkaConsumer,
         await consumer.commit(offsets)
     except KafkaError as error:  # CommitFailedError is one
         log.warning("offset commit failed (%s); records will be redelivered", error)
+
+
+async def window_batches(
+    consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition], since: float,
+    until: float, *, max_records: int = 5000, quiet_s: float = 15.0,
+    on_total: Callable[[int], None] | None = None,
+) -> AsyncIterator[tuple[TopicPartition, list[Any]]]:
+    """The records of ``partitions`` written in [``since``, ``until``] (epoch seconds), as
+    (partition, records) batches, read by ``consumer`` (started, no group: nothing is
+    committed). Each partition is sought to its first record at or after ``since``
+    (``offsets_for_times``) and read up to the end offset taken at the start, or to its
+    first record past ``until``, whichever comes first: records written meanwhile are left
+    for the next reader. ``on_total`` is told once how many records that is at most. No
+    record for ``quiet_s`` before the ends: TimeoutError (the broker is away)."""
+    consumer.assign(list(partitions))
+    starts = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
+    ends = await consumer.end_offsets(list(partitions))
+    remaining: dict[TopicPartition, int] = {}
+    total = 0
+    for tp in partitions:
+        start = starts.get(tp)
+        if start is not None and start.offset < ends[tp]:
+            consumer.seek(tp, start.offset)
+            remaining[tp] = ends[tp]
+            total += ends[tp] - start.offset
+    if on_total is not None:
+        on_total(total)
+    until_ms, last = until * 1000, time.monotonic()
+    while remaining:
+        batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=max_records)
+        if batches:
+            last = time.monotonic()
+        elif time.monotonic() - last > quiet_s:
+            raise TimeoutError(f"Kafka sent nothing for {quiet_s:.0f} s before the end of"
+                               f" {sorted(str(tp) for tp in remaining)[:3]}")
+        for tp, records in batches.items():
+            end = remaining.get(tp)
+            if end is None or not records:
+                continue
+            kept = len(records)
+            for i, record in enumerate(records):
+                if record.offset >= end or record.timestamp > until_ms:
+                    kept = i  # written after the window, or after the reader started
+                    del remaining[tp]
+                    break
+            else:
+                if records[-1].offset + 1 >= end:
+                    del remaining[tp]
+            if kept:
+                yield tp, records[:kept] if kept < len(records) else records
 
 
 def encode(value: object) -> bytes:

@@ -21,7 +21,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.adapters.kafka import client_security
+from shared.adapters.kafka import client_security, window_batches
 from shared.domain.api_keys import Scope
 from shared.domain.produced import Identified, identify
 from shared.domain.reconcile import (
@@ -39,7 +39,6 @@ from shared.topics import EVENTS_IN, EVENTS_KAFKA, Topic
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 _CHUNK = 20_000  # ids per PostgreSQL round trip: ~1 MB of parameters
-_QUIET_S = 15.0  # a partition that fetches nothing this long before its end: an error
 
 
 @dataclass(frozen=True)
@@ -126,45 +125,26 @@ async def read_accepted(settings: Settings, window: Window, keys: dict[str, Kafk
         bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024, **client_security(settings))
     await consumer.start()
+    partitions = [TopicPartition(topic.name, p)
+                  for topic in topics for p in range(topic.partitions)]
+    total = 0
+
+    def told(n: int) -> None:
+        nonlocal total
+        total = n
+
     try:
-        partitions = [TopicPartition(topic.name, p)
-                      for topic in topics for p in range(topic.partitions)]
-        consumer.assign(partitions)
-        since_ms, until_ms = int(window.since * 1000), int(window.until * 1000)
-        starts = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
-        ends = await consumer.end_offsets(partitions)
-        remaining: dict[TopicPartition, int] = {}
-        for tp in partitions:
-            start = starts.get(tp)
-            if start is not None and start.offset < ends[tp]:
-                consumer.seek(tp, start.offset)
-                remaining[tp] = ends[tp]
-        total = sum(ends[tp] - starts[tp].offset for tp in remaining)  # type: ignore[union-attr]
-        last_fetch = time.monotonic()
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=20_000)
-            if batches:
-                last_fetch = time.monotonic()
-            elif time.monotonic() - last_fetch > _QUIET_S:
-                raise TimeoutError(f"Kafka sent nothing for {_QUIET_S:.0f} s before the end of"
-                                   f" {sorted(str(tp) for tp in remaining)[:3]}")
-            for tp, records in batches.items():
-                end, gateway = remaining.get(tp), tp.topic == topics[0].name
-                if end is None:
-                    continue
-                for record in records:
-                    if record.offset >= end or record.timestamp > until_ms:
-                        del remaining[tp]
-                        break
-                    read.records += 1
-                    at = record.timestamp / 1000
-                    if gateway:
-                        reader.gateway_record(record.value, at)
-                    else:
-                        reader.produced_record(record.value, record.headers, at)
+        async for tp, records in window_batches(consumer, partitions, window.since,
+                                                window.until, max_records=20_000,
+                                                on_total=told):
+            gateway = tp.topic == topics[0].name
+            for record in records:
+                read.records += 1
+                at = record.timestamp / 1000
+                if gateway:
+                    reader.gateway_record(record.value, at)
                 else:
-                    if records and records[-1].offset + 1 >= end:
-                        del remaining[tp]
+                    reader.produced_record(record.value, record.headers, at)
             if progress is not None:
                 progress("records read", read.records, total)
     finally:
