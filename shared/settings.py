@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     retention_contact_history_days: int = 180
     retention_reactions_days: int = 180
     retention_tracked_messages_days: int = 180
+    # Event statuses and the delivery ledger (weekly partitions, dropped whole; a tenant's
+    # own in tenant_retention; floors 8 and 9 days: shared/domain/partitions.py).
+    retention_event_status_days: int = 35
+    retention_deliveries_days: int = 35
     retention_interval_s: float = 3600.0
     retention_batch: int = 2000
 

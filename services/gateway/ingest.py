@@ -23,7 +23,7 @@ from shared.adapters.status_store import record_statuses
 from shared.domain.events import target_key, trigger_record
 from shared.domain.exact import exact_json, read_exact, validate_exact
 from shared.domain.lifecycle import PublishedEvent
-from shared.domain.pkeys import mint_pkey
+from shared.domain.pkeys import mint_timed_pkey
 from shared.domain.status import Status, StatusWrite
 from shared.topics import EVENTS_IN
 
@@ -73,7 +73,8 @@ def item_body(item: Any) -> bytes:
 
 
 def new_pkey(gateway: Gateway, tenant: str, event_id: str) -> str:
-    return mint_pkey(gateway.settings.pkey_secret.encode(), tenant, event_id, os.urandom(12))
+    return mint_timed_pkey(gateway.settings.pkey_secret.encode(), tenant, event_id,
+                           time.time(), os.urandom(12))
 
 
 def _record(parsed: BaseModel, tenant: str, event_id: str, pkey: str) -> tuple[bytes, bytes]:

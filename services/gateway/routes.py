@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -28,14 +29,15 @@ from shared.adapters import contact_history
 from shared.adapters.catalog_store import event_configured
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.adapters.status_store import StatusRow, cancel, read_status
+from shared.adapters.status_store import StatusRow, cancel, read_status_kept
 from shared.api_auth import Caller, require
 from shared.domain.api_keys import Scope
 from shared.domain.events import is_event_id, is_journey_message_id, journey_message_refusal
 from shared.domain.lifecycle import PublishedEvent
-from shared.domain.pkeys import derive_pkey, verify_pkey
+from shared.domain.partitions import status_expired
+from shared.domain.pkeys import derive_pkey, pkey_time, verify_pkey
 from shared.domain.routing import message_id
-from shared.domain.status import Status
+from shared.domain.status import TERMINAL, Status
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_BATCH = 1000
@@ -285,17 +287,28 @@ _NOT_FOUND = {"description": "No such event", "content": {"application/json": {
 
 async def _status_row(
     gateway: Gateway, tenant: str, event_id: str, pkey: str, *, by_key: bool = False
-) -> StatusRow | None:
+) -> StatusRow | Response | None:
     """The event's status row; for a key with none, 404 unless its event is configured
-    (a second query, only while no stage has recorded the event)."""
-    row = await read_status(gateway.pool, tenant, event_id, pkey)
+    (a second query, only while no stage has recorded the event). A status past the
+    tenant's retention (shared/domain/partitions.py) is the 404 ``expired`` response,
+    whether its row is still there or its week was dropped: never ``pending`` for ever."""
+    row, tenant_days = await read_status_kept(gateway.pool, tenant, event_id, pkey)
+    if status_expired(row.accepted_day if row else None,
+                      row is not None and row.status in TERMINAL, pkey_time(pkey),
+                      datetime.now(UTC).date(), tenant_days,
+                      gateway.settings.retention_event_status_days):
+        return JSONResponse({"detail": f"the status of {pkey!r} expired: statuses are kept"
+                                       " for a retention period", "status": "expired"},
+                            status_code=404)
     if row is None and by_key and not await event_configured(gateway.pool, tenant, event_id):
         raise HTTPException(404, f"no event {event_id!r} is configured")
     return row
 
 
-def _status_of(pkey: str, event_id: str, row: StatusRow | None, unseen: str | None
-               ) -> EventStatus:
+def _status_of(pkey: str, event_id: str, row: StatusRow | Response | None,
+               unseen: str | None) -> EventStatus | Response:
+    if isinstance(row, Response):  # expired
+        return row
     if row is None:  # issued (or keyed), not yet recorded by any stage
         return EventStatus(pKey=pkey, eventId=event_id, status=Status.PENDING, reason=unseen)
     return EventStatus(pKey=pkey, eventId=event_id, status=row.status,
@@ -390,6 +403,9 @@ async def cancel_event(
             gateway.settings.pkey_secret.encode(), caller.tenant, event_id, pkey):
         raise HTTPException(404, f"no event {pkey!r} for {event_id!r}")
     try:
+        if isinstance(gone := await _status_row(gateway, caller.tenant, event_id, pkey),
+                      Response):
+            return gone  # expired: nothing to cancel, and no row written for it again
         async with gateway.pool.acquire() as connection:
             standing = await cancel(connection, caller.tenant, event_id, pkey)
         row = await _status_row(gateway, caller.tenant, event_id, pkey)

@@ -27,10 +27,20 @@ from shared.adapters.message_outcomes import MessageOutcome
 from shared.adapters.quarantine_store import AddressFailure
 from shared.domain.status import StatusWrite
 
+# The ledger is partitioned by week of accepted_day (migration 040) and its unique key is
+# (message_id, accepted_day): every claim of a message names the same day, the day its
+# timed pKey was issued, else (a journey's message, a pKey without a time) the day of the
+# row that already holds the message, else today's (its first claim). A redelivered
+# send record so meets its row and is not claimed again.
 _CLAIM = """
-INSERT INTO deliveries (message_id, tenant_id, pkey, channel, state)
-SELECT m, t, p, $4, 'sending' FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(m, t, p)
-ON CONFLICT (message_id) DO UPDATE SET attempts = deliveries.attempts + 1, updated_at = now()
+INSERT INTO deliveries (message_id, tenant_id, pkey, channel, state, accepted_day)
+SELECT m, t, p, $4, 'sending',
+       COALESCE(pkey_day(p), (SELECT x.accepted_day FROM deliveries x
+                               WHERE x.message_id = m LIMIT 1),
+                (now() AT TIME ZONE 'UTC')::date)
+  FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(m, t, p)
+ON CONFLICT (message_id, accepted_day)
+   DO UPDATE SET attempts = deliveries.attempts + 1, updated_at = now()
  WHERE deliveries.state = 'sending'
 RETURNING message_id
 """

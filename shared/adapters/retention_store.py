@@ -17,10 +17,24 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 
+from shared.domain.partitions import (
+    AHEAD_WEEKS,
+    FLOORS,
+    TABLES,
+    WEEK,
+    Partition,
+    longest,
+    partition_name,
+    to_drop,
+    upper_bound,
+    utc_day,
+    week_of,
+    weeks_to_create,
+)
 from shared.domain.retention import (
     COUNTING_KINDS,
     Retention,
@@ -143,3 +157,131 @@ def retention_of(settings: Settings) -> Retention:
                         settings.retention_contact_history_days,
                         settings.retention_reactions_days,
                         settings.retention_tracked_messages_days)
+
+
+# ---------------------------------------------------------------------------------------
+# Event statuses and the delivery ledger: weekly partitions (migration 040), created
+# ahead and dropped whole once past the longest tenant retention (shared/domain/
+# partitions.py). Never a DELETE of their rows, but for the few a default partition caught
+# (a write with a day no partition covered), moved into their week's new partition.
+
+PARTITION_LOCK = 7061728  # one partition manager at a time across processes
+_LOCK_TIMEOUT = "2s"  # a DROP or ATTACH that would wait longer tries again next run
+
+_PARTITIONS = """
+SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+ WHERE i.inhparent = $1::regclass
+"""
+
+# The oldest acceptance among events still waiting: held until their scheduled time or
+# by a rule (deferred, paused) or in the retry schedule. Their rows must stay.
+_OLDEST_WAITING = """
+SELECT min(d) FROM (
+  SELECT min((trigger->>'acceptedAt')::float8) AS d FROM held_events
+  UNION ALL SELECT min((record->>'acceptedAt')::float8) FROM held_messages
+  UNION ALL SELECT min((record->>'acceptedAt')::float8) FROM send_retries) w
+"""
+
+
+@dataclass
+class PartitionReport:
+    """What one run of the partition manager did, by table."""
+
+    created: dict[str, list[str]] = field(default_factory=dict)
+    dropped: dict[str, list[str]] = field(default_factory=dict)
+    default_rows: dict[str, int] = field(default_factory=dict)
+    weeks_ahead: dict[str, int] = field(default_factory=dict)
+    kept_days: dict[str, int | None] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+async def partitions_of(connection: asyncpg.Connection, table: str) -> list[Partition]:
+    rows = await connection.fetch(_PARTITIONS, table)
+    return [Partition(row["name"], upper_bound(row["bound"])) for row in rows]
+
+
+async def _create_week(connection: asyncpg.Connection, table: str, monday: date) -> None:
+    """This week's partition. Rows the default partition caught for it move in, in the
+    same transaction (an ATTACH checks the default holds none of the range)."""
+    name, default = partition_name(table, monday), f"{table}_default"
+    upper = monday + WEEK
+    async with connection.transaction():
+        await connection.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+        caught = await connection.fetchval(
+            f"SELECT count(*) FROM {default} WHERE accepted_day >= $1 AND accepted_day < $2",
+            monday, upper)
+        if not caught:
+            await connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table}"
+                f" FOR VALUES FROM ('{monday}') TO ('{upper}')")
+            return
+        await connection.execute(
+            f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        await connection.execute(
+            f"WITH moved AS (DELETE FROM {default} WHERE accepted_day >= $1"
+            f" AND accepted_day < $2 RETURNING *) INSERT INTO {name} SELECT * FROM moved",
+            monday, upper)
+        await connection.execute(
+            f"ALTER TABLE {table} ATTACH PARTITION {name}"
+            f" FOR VALUES FROM ('{monday}') TO ('{upper}')")
+
+
+async def oldest_waiting(connection: asyncpg.Connection) -> date | None:
+    at = await connection.fetchval(_OLDEST_WAITING)
+    return None if at is None else utc_day(at)
+
+
+async def tenant_retention(connection: asyncpg.Connection) -> dict[str, tuple[int | None,
+                                                                          int | None]]:
+    """Each tenant's own retention (statuses, ledger) in days; None: the default."""
+    rows = await connection.fetch(
+        "SELECT tenant_id, statuses_days, deliveries_days FROM tenant_retention")
+    return {row["tenant_id"]: (row["statuses_days"], row["deliveries_days"]) for row in rows}
+
+
+def table_defaults(settings: Settings) -> dict[str, int]:
+    return {"event_status": settings.retention_event_status_days,
+            "deliveries": settings.retention_deliveries_days}
+
+
+async def maintain_partitions(connection: asyncpg.Connection, defaults: dict[str, int],
+                              today: date, ahead: int = AHEAD_WEEKS) -> PartitionReport | None:
+    """Create this week's partitions and ``ahead`` more where missing, drop those wholly
+    past the longest retention (and older than any event still waiting), count the rows
+    default partitions hold. None when another process holds the lock (nothing done)."""
+    if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", PARTITION_LOCK):
+        return None
+    started, report = time.monotonic(), PartitionReport()
+    try:
+        tenants = await tenant_retention(connection)
+        waiting = await oldest_waiting(connection)
+        for index, table in enumerate(TABLES):
+            existing = {p.name for p in await partitions_of(connection, table)}
+            report.created[table] = []
+            for monday in weeks_to_create(today, ahead):
+                if partition_name(table, monday) not in existing:
+                    await _create_week(connection, table, monday)
+                    report.created[table].append(partition_name(table, monday))
+            keep = longest(defaults[table], (v[index] for v in tenants.values()),
+                           FLOORS[table])
+            report.kept_days[table] = keep
+            report.dropped[table] = []
+            current = await partitions_of(connection, table)
+            for name in to_drop(current, today, keep, waiting):
+                await connection.execute(f"SET lock_timeout = '{_LOCK_TIMEOUT}'")
+                try:
+                    await connection.execute(f"DROP TABLE {name}")
+                finally:
+                    await connection.execute("RESET lock_timeout")
+                report.dropped[table].append(name)
+            report.default_rows[table] = await connection.fetchval(
+                f"SELECT count(*) FROM {table}_default")
+            this_week = week_of(today)
+            report.weeks_ahead[table] = sum(
+                1 for p in await partitions_of(connection, table)
+                if p.upper is not None and p.upper > this_week + WEEK)
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", PARTITION_LOCK)
+    report.seconds = time.monotonic() - started
+    return report

@@ -1,21 +1,38 @@
-"""Event statuses in PostgreSQL (table ``event_status``)."""
+"""Event statuses in PostgreSQL (table ``event_status``, partitioned by week of
+``accepted_day``: migration 040, shared/domain/partitions.py).
+
+Every write names its row's day the same way, so a redelivered write meets the row it
+repeats (the unique key is ``(pkey, accepted_day)``): the day a timed pKey was issued
+(``pkey_day``, no lookup), else (a pKey derived from a Kafka producer's eventKey, or one
+minted before migration 040) the day of the row that already holds the pKey, else today's
+(the first write). The lookup probes each week's index, only for such keys."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import date
 
 import asyncpg
 
+from shared.domain.pkeys import pkey_time
 from shared.domain.routing import message_id
 from shared.domain.status import RANK, Status, StatusWrite
 
+
 # A write replaces only a lower-ranked status: redelivered records cannot move an
 # event backwards (see shared.domain.status).
-_UPSERT = """
-INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, reason, message_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (pkey) DO UPDATE
+def accepted_day(pkey: str) -> str:
+    """SQL: the partition day of the row for the pKey (the SQL expression ``pkey``)."""
+    return (f"COALESCE(pkey_day({pkey}), (SELECT x.accepted_day FROM event_status x"
+            f" WHERE x.pkey = {pkey} LIMIT 1), (now() AT TIME ZONE 'UTC')::date)")
+
+
+_UPSERT = f"""
+INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, reason, message_id,
+                          accepted_day)
+VALUES ($1, $2, $3, $4, $5, $6, $7, {accepted_day("$1::text")})
+ON CONFLICT (pkey, accepted_day) DO UPDATE
    SET status = EXCLUDED.status, rank = EXCLUDED.rank, reason = EXCLUDED.reason,
        message_id = COALESCE(EXCLUDED.message_id, event_status.message_id), updated_at = now()
  WHERE event_status.rank < EXCLUDED.rank
@@ -33,10 +50,12 @@ def upsert_many(first: int) -> str:
     as ``upsert_columns`` orders them), to run as a CTE of a larger statement."""
     n = [f"${first + i}" for i in range(7)]
     return f"""
-INSERT INTO event_status AS s (pkey, tenant_id, event_id, status, rank, reason, message_id)
-SELECT * FROM unnest({n[0]}::text[], {n[1]}::text[], {n[2]}::text[], {n[3]}::text[],
-                     {n[4]}::smallint[], {n[5]}::text[], {n[6]}::uuid[])
-ON CONFLICT (pkey) DO UPDATE
+INSERT INTO event_status AS s (pkey, tenant_id, event_id, status, rank, reason, message_id,
+                               accepted_day)
+SELECT u.*, {accepted_day("u.p")}
+  FROM unnest({n[0]}::text[], {n[1]}::text[], {n[2]}::text[], {n[3]}::text[],
+              {n[4]}::smallint[], {n[5]}::text[], {n[6]}::uuid[]) AS u(p, t, e, st, r, re, m)
+ON CONFLICT (pkey, accepted_day) DO UPDATE
    SET status = EXCLUDED.status, rank = EXCLUDED.rank, reason = EXCLUDED.reason,
        message_id = COALESCE(EXCLUDED.message_id, s.message_id), updated_at = now()
  WHERE s.rank < EXCLUDED.rank
@@ -54,10 +73,11 @@ def upsert_columns(writes: list[StatusWrite]) -> list[list[object]]:
     return [[row[i] for row in rows] for i in range(7)]
 
 
-_INSERT_FIRST = """
-INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, reason, message_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (pkey) DO NOTHING
+_INSERT_FIRST = f"""
+INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, reason, message_id,
+                          accepted_day)
+VALUES ($1, $2, $3, $4, $5, $6, $7, {accepted_day("$1::text")})
+ON CONFLICT (pkey, accepted_day) DO NOTHING
 """
 
 
@@ -87,11 +107,11 @@ async def reopen_failed(connection: asyncpg.Connection, pkeys: list[str]) -> Non
         await connection.execute(_REOPEN, pkeys, RANK[Status.PENDING])
 
 
-_BEGIN_PROCESSING = """
-INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, message_id)
-SELECT p, t, e, 'processing', $5, m
+_BEGIN_PROCESSING = f"""
+INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, message_id, accepted_day)
+SELECT p, t, e, 'processing', $5, m, {accepted_day("p")}
   FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[]) AS u(p, t, e, m)
-ON CONFLICT (pkey) DO UPDATE
+ON CONFLICT (pkey, accepted_day) DO UPDATE
    SET status = EXCLUDED.status, rank = EXCLUDED.rank, reason = NULL,
        message_id = EXCLUDED.message_id, updated_at = now()
  WHERE event_status.rank <= EXCLUDED.rank
@@ -123,19 +143,40 @@ class StatusRow:
     status: Status
     reason: str | None
     updated_at: str
+    accepted_day: date | None = None  # its partition's day
+
+
+# A timed pKey names its partition: one index probe, whatever the other weeks hold.
+# Another probes each week's. The tenant's own retention comes in the same round trip.
+_READ = """
+SELECT s.status, s.reason, s.updated_at, s.accepted_day, r.statuses_days
+  FROM (SELECT $2::text AS tenant) q
+  LEFT JOIN event_status s ON s.pkey = $1 AND s.tenant_id = q.tenant AND s.event_id = $3
+                          {day}
+  LEFT JOIN tenant_retention r ON r.tenant_id = q.tenant
+"""
+_READ_TIMED = _READ.format(day="AND s.accepted_day = pkey_day($1::text)")
+_READ_UNTIMED = _READ.format(day="")
+
+
+async def read_status_kept(
+    pool: asyncpg.Pool, tenant: str, event_id: str, pkey: str
+) -> tuple[StatusRow | None, int | None]:
+    """The event's status row (None: none) and the tenant's own retention of statuses in
+    days (None: the default's), in one round trip."""
+    row = await pool.fetchrow(_READ_TIMED if pkey_time(pkey) is not None else _READ_UNTIMED,
+                              pkey, tenant, event_id)
+    assert row is not None
+    if row["status"] is None:
+        return None, row["statuses_days"]
+    return StatusRow(Status(row["status"]), row["reason"], row["updated_at"].isoformat(),
+                     row["accepted_day"]), row["statuses_days"]
 
 
 async def read_status(
     pool: asyncpg.Pool, tenant: str, event_id: str, pkey: str
 ) -> StatusRow | None:
-    row = await pool.fetchrow(
-        "SELECT status, reason, updated_at FROM event_status"
-        " WHERE pkey = $1 AND tenant_id = $2 AND event_id = $3",
-        pkey, tenant, event_id,
-    )
-    if row is None:
-        return None
-    return StatusRow(Status(row["status"]), row["reason"], row["updated_at"].isoformat())
+    return (await read_status_kept(pool, tenant, event_id, pkey))[0]
 
 
 CANCELLED = "cancelled"
