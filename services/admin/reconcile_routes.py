@@ -1,6 +1,8 @@
 """``GET /admin/v1/reconcile``: did every event the caller's tenant had accepted in a window
 end, exactly once? The same verdict as ``parcours reconcile`` (shared/domain/reconcile.py),
-as JSON, always 200 (``clean`` says whether anything was lost, stuck or duplicated).
+as JSON, always 200 (``clean`` says whether anything was lost, stuck or duplicated), with
+the account of the tenant's messages without a pKey (journey messages) under ``messages``
+(null when ``eventId`` names one event).
 
     GET /admin/v1/reconcile?since=2026-12-04T00:00:00Z&until=…&eventId=EVT…&graceS=60&limit=100
 

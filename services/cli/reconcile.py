@@ -7,7 +7,9 @@ Reads the input topics (Kafka), the statuses, ledger and schedules (PostgreSQL) 
 local sinks were handed (``PARCOURS_RECONCILE_SINKS``: ``local``, ``none`` in production, or
 URLs) in this process — no service is asked, so it also answers when the admin API is down —
 and prints the counts of ended, waiting, stuck (with the stage), lost, duplicated and
-unacknowledged events; ``--json`` prints the same as the admin API's
+unacknowledged events, and the same for messages without a pKey (journey messages and
+other bulk sends: the engine's decision, the bulk send topics, the ledger, the sinks; not
+with ``--event``); ``--json`` prints the same as the admin API's
 ``GET /admin/v1/reconcile``. Exit status: 0 when nothing is lost, stuck, duplicated or
 unacknowledged; 1 when something is (listed); 4 when a source could not be read.
 """
@@ -28,7 +30,7 @@ from aiokafka.errors import KafkaError
 
 from shared.adapters.postgres import connect
 from shared.adapters.reconcile_sources import Reconciled, Window, reconcile_window
-from shared.domain.reconcile import table
+from shared.domain.reconcile import message_table, table
 from shared.settings import get_settings
 
 FOUND, UNREADABLE = 1, 4
@@ -99,6 +101,22 @@ def _findings(reconciled: Reconciled, limit: int) -> list[str]:
     for unacked in report.unacknowledged[:limit]:
         lines.append(f"unack  {unacked.message_id}  {unacked.pkey}  {unacked.channel}:"
                      " processed, the sink never got it")
+    messages = reconciled.messages
+    if messages is None:
+        return lines
+    for one in messages.stuck[:limit]:
+        lines.append(f"stuck  message {one.message_id}  {one.tenant}  {one.origin}:"
+                     f" {one.stage}")
+    for gone in messages.lost[:limit]:
+        lines.append(f"lost   message {gone.message_id}  {gone.tenant}  {gone.origin}:"
+                     " decided, no later stage has it")
+    for dup in messages.duplicated[:limit]:
+        window = "in SMTP's crash window" if dup.in_smtp_window else "NOT in SMTP's window"
+        lines.append(f"dup    message {dup.message_id}  {dup.tenant}  {dup.copies} copies,"
+                     f" {window}")
+    for unacked in messages.unacknowledged[:limit]:
+        lines.append(f"unack  message {unacked.message_id}  {unacked.tenant}"
+                     f"  {unacked.channel}: sent, the sink never got it")
     return lines
 
 
@@ -108,16 +126,23 @@ def _print_table(reconciled: Reconciled, window: Window, grace_s: float, limit: 
     print(f"window {since} .. {until}, tenant {window.tenant or 'all'}"
           f"{', event ' + window.event_id if window.event_id else ''}, grace {grace_s:g} s")
     print(table(reconciled.report))
+    if reconciled.messages is not None:
+        print(message_table(reconciled.messages))
     read, sinks = reconciled.read, reconciled.sinks
     asked = "not asked" if sinks.handed is None else "asked"
     unreachable = f" ({len(sinks.unreachable)} unreachable)" if sinks.unreachable else ""
+    bulk = reconciled.messages_read
+    bulk_read = "" if bulk is None else (
+        f", {bulk.records:,} of the bulk send topics and the engine's steps in"
+        f" {bulk.seconds:.1f} s")
     print(f"read {read.records:,} records ({read.not_accepted:,} not a tenant's event) in"
-          f" {read.seconds:.1f} s; sinks {asked}{unreachable}; {reconciled.seconds:.1f} s in all")
+          f" {read.seconds:.1f} s{bulk_read}; sinks {asked}{unreachable};"
+          f" {reconciled.seconds:.1f} s in all")
     lines = _findings(reconciled, limit)
     if lines:
         print()
         print("\n".join(lines))
-    print("clean: nothing lost, stuck or duplicated" if reconciled.report.clean
+    print("clean: nothing lost, stuck or duplicated" if reconciled.clean
           else "NOT clean: see above (--json for the full report)")
 
 
@@ -149,7 +174,7 @@ async def _reconcile(args: argparse.Namespace) -> int:
                          indent=2))
     else:
         _print_table(reconciled, window, args.grace, args.limit)
-    return 0 if reconciled.report.clean else FOUND
+    return 0 if reconciled.clean else FOUND
 
 
 def run(args: argparse.Namespace) -> int:

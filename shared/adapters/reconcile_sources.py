@@ -26,16 +26,27 @@ from shared.domain.api_keys import Scope
 from shared.domain.produced import Identified, identify
 from shared.domain.reconcile import (
     Accepted,
+    Decided,
     Handed,
     LedgerRow,
+    MessageReport,
+    MessageSources,
     Recorded,
     Report,
     Sources,
     reconcile,
+    reconcile_messages,
 )
 from shared.domain.record_signing import Signed, check_signature
 from shared.settings import Settings
-from shared.topics import EVENTS_IN, EVENTS_KAFKA, Topic
+from shared.topics import (
+    EVENTS_IN,
+    EVENTS_KAFKA,
+    SEND_EMAIL_BULK,
+    SEND_PUSH_BULK,
+    SEND_SMS_BULK,
+    Topic,
+)
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 _CHUNK = 20_000  # ids per PostgreSQL round trip: ~1 MB of parameters
@@ -210,6 +221,117 @@ def sink_urls(settings: Settings) -> list[str]:
     return [f"http://127.0.0.1:{port}" for port in ports]
 
 
+# Messages without a pKey: the engine's decisions (journey_steps) and the bulk send topics.
+BULK_TOPICS = (SEND_EMAIL_BULK, SEND_SMS_BULK, SEND_PUSH_BULK)
+
+
+@dataclass
+class MessagesRead:
+    decided: dict[str, Decided] = field(default_factory=dict)
+    on_topic: set[str] = field(default_factory=set)
+    # The engine's messages: their tenant, instance and node (where an exclusion is written)
+    instances: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    records: int = 0  # of the bulk topics, in the window
+    seconds: float = 0.0
+
+
+async def read_decided(settings: Settings, connection: asyncpg.Connection, window: Window,
+                       topics: Sequence[Topic] = BULK_TOPICS) -> MessagesRead:
+    """The journey messages the engine decided in the window (its ``actionSent`` steps,
+    written with the move; migration 047 indexes them by time), then every record of the
+    bulk send topics in the window that answers no event (no pKey)."""
+    read = MessagesRead()
+    started = time.monotonic()
+    rows = await connection.fetch(
+        "SELECT tenant_id, journey_id, version, node, detail, instance_id::text AS instance,"
+        " extract(epoch FROM at)::float8 AS at FROM journey_steps"
+        " WHERE kind = 'actionSent' AND at >= to_timestamp($1) AND at <= to_timestamp($2)"
+        " AND ($3::text IS NULL OR tenant_id = $3)", window.since, window.until, window.tenant)
+    for row in rows:
+        message_id = row["detail"]
+        read.decided.setdefault(message_id, Decided(
+            message_id, row["tenant_id"], f"journey {row['journey_id']} v{row['version']}"
+            f" {row['node']}", row["at"], "engine"))
+        read.instances[message_id] = (row["tenant_id"], row["instance"], row["node"])
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024, **client_security(settings))
+    await consumer.start()
+    partitions = [TopicPartition(t.name, p) for t in topics for p in range(t.partitions)]
+    try:
+        async for tp, records in window_batches(consumer, partitions, window.since,
+                                                window.until, max_records=20_000):
+            for record in records:
+                read.records += 1
+                try:
+                    send = orjson.loads(record.value or b"")
+                    message_id, tenant = send["messageId"], send["tenant"]
+                    kind = (send.get("origin") or {}).get("kind")
+                except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    continue  # poison: the sender dead-letters it
+                if kind == "event" or (window.tenant is not None and tenant != window.tenant):
+                    continue  # an event's message: the pKey account has it
+                read.on_topic.add(message_id)
+                read.decided.setdefault(message_id, Decided(
+                    message_id, tenant, tp.topic, record.timestamp / 1000, "topic"))
+    finally:
+        await consumer.stop()
+    read.seconds = time.monotonic() - started
+    return read
+
+
+_BY_TENANT_AND_ID = (" JOIN unnest($1::text[], $2::uuid[]) AS k(tenant_id, {id})"
+                     " USING (tenant_id, {id})")
+
+
+async def _fetch_pairs(connection: asyncpg.Connection, query: str,
+                       pairs: Sequence[tuple[str, str]]) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = []
+    for start in range(0, len(pairs), _CHUNK):
+        chunk = pairs[start:start + _CHUNK]
+        rows.extend(await connection.fetch(
+            query, [t for t, _ in chunk], [uuid.UUID(i) for _, i in chunk]))
+    return rows
+
+
+async def read_message_sources(connection: asyncpg.Connection,
+                               read: MessagesRead) -> MessageSources:
+    """Each stage's record of these messages, in the order they pass them (a message moving
+    on while this reads is seen at one stage or the next, never at neither)."""
+    pairs = [(d.tenant, d.message_id) for d in read.decided.values()]
+    ids = [d.message_id for d in read.decided.values()]
+    outbox = {str(row["effect_id"]): row["since"] for row in await _fetch_pairs(
+        connection, "SELECT effect_id, extract(epoch FROM created_at)::float8 AS since"
+                    " FROM journey_outbox" + _BY_TENANT_AND_ID.format(id="effect_id"), pairs)}
+    deferred = {str(row["message_id"]): row["due"] for row in await _fetch_pairs(
+        connection, "SELECT message_id, extract(epoch FROM due_at)::float8 AS due"
+                    " FROM held_messages" + _BY_TENANT_AND_ID.format(id="message_id"), pairs)}
+    retries = {str(row["message_id"]): row["due"] for row in await _fetch_by(
+        connection, "SELECT message_id, extract(epoch FROM due_at)::float8 AS due"
+                    " FROM send_retries WHERE message_id = ANY($1::uuid[])", ids, uuids=True)}
+    ledger = {str(row["message_id"]): LedgerRow(row["state"], row["attempts"], row["channel"])
+              for row in await _fetch_by(
+                  connection, "SELECT message_id, state, attempts, channel FROM deliveries"
+                              " WHERE message_id = ANY($1::uuid[])", ids, uuids=True)}
+    excluded = {str(row["message_id"]): row["reason"] or "" for row in await _fetch_pairs(
+        connection, "SELECT DISTINCT ON (message_id) message_id, reason FROM message_trace"
+                    + _BY_TENANT_AND_ID.format(id="message_id")
+                    + " WHERE outcome = 'excluded'", pairs)}
+    # The engine's own exclusions (its message not published, no address): a step of the
+    # instance at the action's node, no trace row.
+    by_node = {(t, i, n): m for m, (t, i, n) in read.instances.items()}
+    instance_pairs = sorted({(t, i) for t, i, _ in read.instances.values()})
+    for row in await _fetch_pairs(
+            connection, "SELECT tenant_id, instance_id::text AS instance, node, detail"
+                        " FROM journey_steps" + _BY_TENANT_AND_ID.format(id="instance_id")
+                        + " WHERE kind = 'actionExcluded'", instance_pairs):
+        message_id = by_node.get((row["tenant_id"], row["instance"], row["node"]))
+        if message_id is not None:
+            excluded.setdefault(message_id, row["detail"])
+    return MessageSources(ledger, frozenset(read.on_topic), outbox, excluded, deferred,
+                          retries)
+
+
 @dataclass
 class SinkAnswers:
     handed: Handed | None
@@ -252,30 +374,49 @@ class Reconciled:
     read: Read
     sinks: SinkAnswers
     seconds: float
+    messages: MessageReport | None = None  # None: one event asked for (--event)
+    messages_read: MessagesRead | None = None
+
+    @property
+    def clean(self) -> bool:
+        return self.report.clean and (self.messages is None or self.messages.clean)
 
     def as_json(self, window: Window, grace_s: float, limit: int = 100) -> dict[str, Any]:
         return {
             "window": {"since": window.since, "until": window.until, "tenant": window.tenant,
                        "eventId": window.event_id, "graceS": grace_s},
             **self.report.as_json(limit),
+            "messages": None if self.messages is None else self.messages.as_json(limit),
             "sources": {"records": self.read.records, "notAccepted": self.read.not_accepted,
+                        "bulkRecords": self.messages_read and self.messages_read.records,
                         "sinksAsked": self.sinks.handed is not None,
                         "sinksUnreachable": self.sinks.unreachable},
-            "clean": self.report.clean, "seconds": round(self.seconds, 3),
+            "clean": self.clean, "seconds": round(self.seconds, 3),
         }
 
 
 async def reconcile_window(settings: Settings, connection: asyncpg.Connection, window: Window,
                            grace_s: float, progress: Progress | None = None,
-                           topics: tuple[Topic, Topic] = (EVENTS_IN, EVENTS_KAFKA)
-                           ) -> Reconciled:
+                           topics: tuple[Topic, Topic] = (EVENTS_IN, EVENTS_KAFKA),
+                           bulk_topics: Sequence[Topic] = BULK_TOPICS) -> Reconciled:
     """Sinks are asked last, once the stages' records are read: a message settled after
-    its sink was asked would look unacknowledged, one settled before cannot."""
+    its sink was asked would look unacknowledged, one settled before cannot. Messages
+    without a pKey are accounted for too, unless one event is asked for."""
     started = time.monotonic()
     read = await read_accepted(settings, window, await kafka_keys(connection), progress, topics)
+    messages_read = None if window.event_id is not None else await read_decided(
+        settings, connection, window, bulk_topics)
     now = time.time()
     sources = await read_recorded(connection, list(read.accepted), progress)
+    message_sources = None if messages_read is None else await read_message_sources(
+        connection, messages_read)
     sinks = await read_handed(sink_urls(settings))
     sources = replace(sources, handed=sinks.handed)
     report = reconcile(read.accepted.values(), sources, now, grace_s)
-    return Reconciled(report, read, sinks, time.monotonic() - started)
+    messages = None
+    if messages_read is not None and message_sources is not None:
+        messages = reconcile_messages(messages_read.decided.values(),
+                                      replace(message_sources, handed=sinks.handed),
+                                      now, grace_s)
+    return Reconciled(report, read, sinks, time.monotonic() - started, messages,
+                      messages_read)

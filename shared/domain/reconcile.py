@@ -100,6 +100,7 @@ class Stuck:
     accepted_at: float
     status: str
     stage: str  # where it stopped, in words an operator can act on
+    tenant: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ class Lost:
     event_id: str
     accepted_at: float
     topic: str
+    tenant: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ class Duplicated:
     pkey: str
     copies: int
     in_smtp_window: bool  # claimed again after a crash: the documented window
+    tenant: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,7 @@ class Unacknowledged:
     message_id: str
     pkey: str
     channel: str
+    tenant: str = ""
 
 
 @dataclass
@@ -163,20 +167,22 @@ class Report:
             "stuck": [_stuck_json(s) for s in self.stuck[:limit]],
             "lost": [_lost_json(lost) for lost in self.lost[:limit]],
             "duplicated": [{"messageId": d.message_id, "pKey": d.pkey, "copies": d.copies,
-                            "inSmtpWindow": d.in_smtp_window} for d in self.duplicated[:limit]],
+                            "inSmtpWindow": d.in_smtp_window, "tenant": d.tenant}
+                           for d in self.duplicated[:limit]],
             "unacknowledged": [{"messageId": u.message_id, "pKey": u.pkey,
-                                "channel": u.channel} for u in self.unacknowledged[:limit]],
+                                "channel": u.channel, "tenant": u.tenant}
+                               for u in self.unacknowledged[:limit]],
         }
 
 
 def _stuck_json(stuck: Stuck) -> dict[str, Any]:
     return {"pKey": stuck.pkey, "eventId": stuck.event_id, "acceptedAt": stuck.accepted_at,
-            "status": stuck.status, "stage": stuck.stage}
+            "status": stuck.status, "stage": stuck.stage, "tenant": stuck.tenant}
 
 
 def _lost_json(lost: Lost) -> dict[str, Any]:
     return {"pKey": lost.pkey, "eventId": lost.event_id, "acceptedAt": lost.accepted_at,
-            "topic": lost.topic}
+            "topic": lost.topic, "tenant": lost.tenant}
 
 
 def _where_stuck(recorded: Recorded, sources: Sources, pkey: str, now: float,
@@ -227,7 +233,8 @@ def reconcile(accepted: Iterable[Accepted], sources: Sources, now: float,
             if young:
                 report.waiting["in flight"] += 1
             else:
-                report.lost.append(Lost(event.pkey, event.event_id, event.at, event.topic))
+                report.lost.append(Lost(event.pkey, event.event_id, event.at, event.topic,
+                                        event.tenant))
             continue
         if recorded.status in _TERMINAL:
             report.ended[recorded.status] += 1
@@ -239,7 +246,8 @@ def reconcile(accepted: Iterable[Accepted], sources: Sources, now: float,
                 report.waiting[why] += 1
             else:
                 report.stuck.append(
-                    Stuck(event.pkey, event.event_id, event.at, recorded.status, why))
+                    Stuck(event.pkey, event.event_id, event.at, recorded.status, why,
+                          event.tenant))
         message_id = recorded.message_id
         row = sources.ledger.get(message_id) if message_id else None
         if message_id is None or row is None:
@@ -251,10 +259,12 @@ def reconcile(accepted: Iterable[Accepted], sources: Sources, now: float,
         copies = handed.counts.get(message_id, 0)
         if copies > 1:
             report.duplicated.append(Duplicated(
-                message_id, event.pkey, copies, resent and row.channel == "email"))
+                message_id, event.pkey, copies, resent and row.channel == "email",
+                event.tenant))
         elif (copies == 0 and recorded.status == "processed" and row.state == "sent"
               and row.channel in handed.since and event.at >= handed.since[row.channel]):
-            report.unacknowledged.append(Unacknowledged(message_id, event.pkey, row.channel))
+            report.unacknowledged.append(Unacknowledged(message_id, event.pkey, row.channel,
+                                                             event.tenant))
     return report
 
 
@@ -272,4 +282,184 @@ def table(report: Report) -> str:
     lines.append(f"{'resent after a crash':<28}{counts['resentAfterCrash']:>12,}")
     for stage, n in Counter(s.stage for s in report.stuck).most_common():
         lines.append(f"stuck at {stage}: {n:,}")
+    return "\n".join(lines)
+
+
+# Messages without a pKey: a journey's (decided by the engine: its ``actionSent`` step) and
+# any other record on a bulk send topic that answers no event. Their account goes by
+# message id, from the engine's decision (or the topic) to the ledger and the sinks.
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A message without a pKey as first seen: the engine's ``actionSent`` step (``origin``
+    ``journey JNY… v2 node``), or its record on a bulk send topic (``topic``)."""
+
+    message_id: str
+    tenant: str
+    origin: str  # the journey, its version and node; or the topic it was read from
+    at: float  # when the engine decided it, or the broker acknowledged it
+    source: Literal["engine", "topic"]
+
+
+@dataclass(frozen=True)
+class MessageSources:
+    ledger: Mapping[str, LedgerRow]  # by message id
+    on_topic: frozenset[str] = frozenset()  # ids seen on a bulk send topic in the window
+    outbox: Mapping[str, float] = field(default_factory=dict)  # not applied yet: since
+    excluded: Mapping[str, str] = field(default_factory=dict)  # an exclusion step or trace
+    deferred: Mapping[str, float] = field(default_factory=dict)  # held by a rule: due
+    retries: Mapping[str, float] = field(default_factory=dict)  # refused for now: due
+    handed: Handed | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StuckMessage:
+    message_id: str
+    tenant: str
+    origin: str
+    decided_at: float
+    stage: str
+
+
+@dataclass(frozen=True, slots=True)
+class LostMessage:
+    message_id: str
+    tenant: str
+    origin: str
+    decided_at: float
+
+
+@dataclass
+class MessageReport:
+    decided: int = 0
+    ended: Counter[str] = field(default_factory=Counter)  # sent, failed, excluded
+    waiting: Counter[str] = field(default_factory=Counter)
+    stuck: list[StuckMessage] = field(default_factory=list)
+    lost: list[LostMessage] = field(default_factory=list)
+    duplicated: list[Duplicated] = field(default_factory=list)  # pkey ""
+    unacknowledged: list[Unacknowledged] = field(default_factory=list)  # pkey ""
+    resent_after_crash: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not (self.lost or self.stuck or self.duplicated or self.unacknowledged)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "decided": self.decided, "ended": sum(self.ended.values()),
+            "waiting": sum(self.waiting.values()), "stuck": len(self.stuck),
+            "lost": len(self.lost), "duplicated": len(self.duplicated),
+            "duplicatedInSmtpWindow": sum(d.in_smtp_window for d in self.duplicated),
+            "unacknowledged": len(self.unacknowledged),
+            "resentAfterCrash": self.resent_after_crash,
+        }
+
+    def as_json(self, limit: int = 100) -> dict[str, Any]:
+        return {
+            "counts": self.counts(),
+            "ended": dict(sorted(self.ended.items())),
+            "waiting": dict(sorted(self.waiting.items())),
+            "stuckByStage": dict(Counter(s.stage for s in self.stuck).most_common()),
+            "stuck": [{"messageId": s.message_id, "tenant": s.tenant, "origin": s.origin,
+                       "decidedAt": s.decided_at, "stage": s.stage}
+                      for s in self.stuck[:limit]],
+            "lost": [{"messageId": x.message_id, "tenant": x.tenant, "origin": x.origin,
+                      "decidedAt": x.decided_at} for x in self.lost[:limit]],
+            "duplicated": [{"messageId": d.message_id, "copies": d.copies,
+                            "inSmtpWindow": d.in_smtp_window, "tenant": d.tenant}
+                           for d in self.duplicated[:limit]],
+            "unacknowledged": [{"messageId": u.message_id, "channel": u.channel,
+                                "tenant": u.tenant} for u in self.unacknowledged[:limit]],
+        }
+
+
+def _message_waits(message: Decided, sources: MessageSources, now: float,
+                   grace_s: float) -> tuple[bool, str]:
+    """(waiting, why) for a message past its grace period, neither settled nor excluded."""
+    message_id = message.message_id
+    deferred = sources.deferred.get(message_id)
+    if deferred is not None:
+        if deferred > now - grace_s:
+            return True, "deferred by a rule"
+        return False, "processor: deferred by a rule, past its time"
+    retry = sources.retries.get(message_id)
+    if retry is not None:
+        if retry > now - grace_s:
+            return True, "retry due"
+        return False, "sender: retry overdue"
+    row = sources.ledger.get(message_id)
+    if row is not None:
+        if row.state == "sending":
+            return False, "sender: claimed, never settled"
+        return False, f"sender: ledger {row.state}, not settled"
+    if message_id in sources.outbox:
+        return False, "journeys: decided, its outbox entry not applied"
+    if message_id in sources.on_topic:
+        return False, "sender: produced, never claimed"
+    return False, ""  # no stage after the engine's decision recorded it: lost
+
+
+def reconcile_messages(decided: Iterable[Decided], sources: MessageSources, now: float,
+                       grace_s: float) -> MessageReport:
+    """The verdict on every message without a pKey; ``decided`` holds each id once.
+
+    ``ended``: its ledger row settled (``sent``, ``failed``) or it was excluded (by the
+    engine, the rules' step or a control rule); ``waiting``: younger than the grace period,
+    deferred by a rule or a retry due; ``stuck``: with the stage it stopped at; ``lost``:
+    decided by the engine past the grace period and no later stage (outbox, topic, rules,
+    ledger) has it. Duplicates and unacknowledged messages as for events."""
+    report = MessageReport()
+    handed = sources.handed
+    for message in decided:
+        report.decided += 1
+        message_id = message.message_id
+        row = sources.ledger.get(message_id)
+        if row is not None and row.state in ("sent", "failed"):
+            report.ended[row.state] += 1
+        elif message_id in sources.excluded:
+            report.ended["excluded"] += 1
+        elif message.at > now - grace_s:
+            report.waiting["in flight"] += 1
+        else:
+            waiting, why = _message_waits(message, sources, now, grace_s)
+            if waiting:
+                report.waiting[why] += 1
+            elif why:
+                report.stuck.append(StuckMessage(message_id, message.tenant, message.origin,
+                                                 message.at, why))
+            else:
+                report.lost.append(LostMessage(message_id, message.tenant, message.origin,
+                                               message.at))
+        if row is None:
+            continue
+        resent = row.attempts > 1 and row.state == "sent"
+        report.resent_after_crash += resent
+        if handed is None:
+            continue
+        copies = handed.counts.get(message_id, 0)
+        if copies > 1:
+            report.duplicated.append(Duplicated(
+                message_id, "", copies, resent and row.channel == "email", message.tenant))
+        elif (copies == 0 and row.state == "sent" and row.channel in handed.since
+              and message.at >= handed.since[row.channel]):
+            report.unacknowledged.append(
+                Unacknowledged(message_id, "", row.channel, message.tenant))
+    return report
+
+
+def message_table(report: MessageReport) -> str:
+    """The account of messages without a pKey, for a terminal."""
+    counts = report.counts()
+    lines = [f"{'messages without a pKey':<28}{counts['decided']:>12,}"]
+    for state, n in sorted(report.ended.items()):
+        lines.append(f"  ended {state:<20}{n:>12,}")
+    for why, n in sorted(report.waiting.items()):
+        lines.append(f"  waiting: {why:<17}{n:>12,}")
+    for key in ("stuck", "lost", "duplicated", "unacknowledged"):
+        lines.append(f"  {key:<26}{counts[key]:>12,}")
+    lines.append(f"{'    of which in SMTP window':<28}{counts['duplicatedInSmtpWindow']:>12,}")
+    lines.append(f"{'  resent after a crash':<28}{counts['resentAfterCrash']:>12,}")
+    for stage, n in Counter(s.stage for s in report.stuck).most_common():
+        lines.append(f"  stuck at {stage}: {n:,}")
     return "\n".join(lines)

@@ -2,11 +2,15 @@
 
 from shared.domain.reconcile import (
     Accepted,
+    Decided,
     Handed,
     LedgerRow,
+    MessageSources,
     Recorded,
     Sources,
+    message_table,
     reconcile,
+    reconcile_messages,
     table,
 )
 
@@ -119,3 +123,63 @@ def test_the_json_and_the_table_say_the_same() -> None:
     text = table(report)
     assert "stuck at sender: claimed, never settled: 1" in text
     assert [line.split()[-1] for line in text.splitlines() if line.startswith("lost")] == ["1"]
+
+
+# Messages without a pKey (journey messages, bulk sends): by message id.
+
+
+def _decided(message_id: str, at: float = OLD, source: str = "engine") -> Decided:
+    return Decided(message_id, "t1", "journey JNYx v1 n2", at, source)  # type: ignore[arg-type]
+
+
+def test_a_message_ends_settled_or_excluded_whatever_its_age() -> None:
+    sources = MessageSources(ledger={"m1": LedgerRow("sent", 1, "email"),
+                                     "m2": LedgerRow("failed", 1, "sms")},
+                             excluded={"m3": "the profile has no push device"})
+    report = reconcile_messages([_decided("m1"), _decided("m2", YOUNG), _decided("m3")],
+                                sources, NOW, GRACE)
+    assert report.ended == {"sent": 1, "failed": 1, "excluded": 1} and report.clean
+
+
+def test_a_message_nothing_after_the_engine_has_is_lost_past_the_grace_period() -> None:
+    report = reconcile_messages([_decided("old"), _decided("young", YOUNG)],
+                                MessageSources(ledger={}), NOW, GRACE)
+    assert [x.message_id for x in report.lost] == ["old"]
+    assert report.waiting == {"in flight": 1} and not report.clean
+
+
+def test_a_message_held_waits_and_one_stopped_is_stuck_with_its_stage() -> None:
+    sources = MessageSources(
+        ledger={"claimed": LedgerRow("sending", 1, "push")},
+        on_topic=frozenset({"produced", "claimed"}), outbox={"outbox": OLD},
+        deferred={"deferred": NOW + 60, "late": NOW - 3600},
+        retries={"retry": NOW + 5, "overdue": NOW - 3600})
+    ids = ["claimed", "produced", "outbox", "deferred", "late", "retry", "overdue"]
+    report = reconcile_messages([_decided(i) for i in ids], sources, NOW, GRACE)
+    assert report.waiting == {"deferred by a rule": 1, "retry due": 1}
+    assert {s.message_id: s.stage for s in report.stuck} == {
+        "claimed": "sender: claimed, never settled",
+        "produced": "sender: produced, never claimed",
+        "outbox": "journeys: decided, its outbox entry not applied",
+        "late": "processor: deferred by a rule, past its time",
+        "overdue": "sender: retry overdue",
+    }
+    assert not report.lost
+
+
+def test_message_duplicates_and_unacknowledged_as_for_events() -> None:
+    sources = MessageSources(
+        ledger={"m1": LedgerRow("sent", 2, "email"), "m2": LedgerRow("sent", 1, "push"),
+                "m3": LedgerRow("sent", 1, "sms"), "m4": LedgerRow("sent", 1, "email")},
+        handed=Handed({"m1": 2, "m2": 3, "m4": 1}, {"email": 0.0, "sms": 0.0}))
+    report = reconcile_messages([_decided(i) for i in ("m1", "m2", "m3", "m4")], sources,
+                                NOW, GRACE)
+    assert {(d.message_id, d.copies, d.in_smtp_window) for d in report.duplicated} == {
+        ("m1", 2, True), ("m2", 3, False)}
+    assert [(u.message_id, u.channel) for u in report.unacknowledged] == [("m3", "sms")]
+    assert report.resent_after_crash == 1
+    data = report.as_json()
+    assert data["counts"]["duplicatedInSmtpWindow"] == 1 and data["unacknowledged"] == [
+        {"messageId": "m3", "channel": "sms", "tenant": "t1"}]
+    text = message_table(report)
+    assert "messages without a pKey" in text and "ended sent" in text
