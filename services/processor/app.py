@@ -125,7 +125,8 @@ async def process(stream: faust.StreamT[Any]) -> None:
     # take_events acknowledges a batch only after this body has handled it. The window
     # bounds the latency it adds; at load, batches fill before it ends.
     async for events in stream.take_events(BATCH_MAX, within=BATCH_WINDOW_S):
+        consumed_at = time.time()
         records = [Record(e.message.topic, e.key, e.value, e.message.timestamp or time.time(),
-                          e.message.headers or ())
+                          e.message.headers or (), consumed_at)
                    for e in events]
         await handle_isolating_poison(records, handle, poison)

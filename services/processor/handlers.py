@@ -10,8 +10,10 @@ crash repeats writes without repeating effects. A batch costs a handful of round
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -38,6 +40,7 @@ from shared.adapters.status_store import (
     record_statuses,
     reopen_failed,
 )
+from shared.domain import timeline
 from shared.domain.deadletter import Source, invalid_reason, is_replay
 from shared.domain.events import EventConfig, Targeting, TriggerEvent, target_key
 from shared.domain.lifecycle import PublishedEvent
@@ -55,12 +58,15 @@ from shared.domain.status import Status, StatusWrite
 from shared.outgoing.metrics import rule_label
 from shared.outgoing.step import Pending, decide_messages, deferral_reason
 from shared.resilience import retry_forever
+from shared.stage_metrics import observe
 from shared.topics import EVENTS_IN, EVENTS_KAFKA, send_topic
 
 log = logging.getLogger(__name__)
 RELEASE_BATCH = 500
 _PAUSED = "the event's message is paused: it is sent on resume, unless it expires first"
 _TRANSIENT = (*DB_UNAVAILABLE, KafkaError)
+# When the batch being handled was consumed (its messages' timeline; NaN for a release).
+_CONSUMED: ContextVar[float] = ContextVar("consumed", default=math.nan)
 
 
 def _held_status(trigger: TriggerEvent, hold: Hold) -> StatusWrite:
@@ -78,6 +84,7 @@ class Record(NamedTuple):
     value: bytes
     timestamp: float  # the Kafka record's, in seconds
     headers: Sequence[tuple[str, bytes]] = ()  # the signature of a record on EVENTS_KAFKA
+    consumed_at: float = math.nan  # when the processor took it (time.time())
 
 
 Letter = tuple[Record, str]  # a record for the dead-letter topic, and why
@@ -193,6 +200,7 @@ def _once(triggers: list[TriggerEvent]) -> list[TriggerEvent]:
 
 async def handle_batch(processor: Processor, records: Sequence[Record]) -> None:
     started = time.perf_counter()
+    _CONSUMED.set(min((r.consumed_at for r in records), default=math.nan))
     read = _read(records, processor.settings.pkey_secret.encode(),
                  await _signers(processor, records))
 
@@ -318,6 +326,7 @@ async def _pass_rules(processor: Processor, connection: asyncpg.Connection,
     """The delivery rules' step, then each message on its way: sent on, ended
     ``excluded``, or held until the rule lets it go."""
     decided = await decide_messages(connection, processor.step, pendings, now)
+    decided_at = time.time()
     for outcome in decided:
         if outcome.fresh and outcome.kind is not None:
             RULE_OUTCOMES.labels(outcome.kind.value, rule_label(outcome.rule_id),
@@ -332,7 +341,7 @@ async def _pass_rules(processor: Processor, connection: asyncpg.Connection,
         [w for d in deferred if (w := _event_status(d.request, Status.PENDING,
                                                     deferral_reason(d)))])
     return [Status.EXCLUDED] * len(excluded) + [Status.PENDING] * len(deferred) \
-        + await _send_on(processor, connection, sends)
+        + await _send_on(processor, connection, sends, decided_at)
 
 
 def _event_status(request: SendRequest, status: Status, reason: str | None
@@ -344,18 +353,23 @@ def _event_status(request: SendRequest, status: Status, reason: str | None
 
 
 async def _send_on(processor: Processor, connection: asyncpg.Connection,
-                   sends: list[SendRequest]) -> list[Status]:
+                   sends: list[SendRequest], decided_at: float) -> list[Status]:
     """Messages cleared to go: an event's moves to ``processing`` unless it already ended
     (refused by the gateway with a 503), then every message goes to its sender's topic."""
     allowed = await begin_processing(connection, [
         w for s in sends if (w := _event_status(s, Status.PROCESSING, None))])
     going = [s for s in sends if s.event is None or s.event.pKey in allowed]
     # Sent together and awaited together: the producer batches them into few requests.
+    # Each carries the processor's marks of its timeline (shared.domain.timeline).
+    consumed_at, produced_at = _CONSUMED.get(), time.time()
+    marks = timeline.encode((consumed_at, decided_at, produced_at))
     await processor.producer.deliver_all([
         (send_topic(s.channel.value, s.priority).name, encode(s.model_dump(mode="json")),
-         s.messageId.encode())
+         s.messageId.encode(), [(timeline.HEADER, marks)])
         for s in going
     ])
+    for s in going:
+        observe((s.acceptedAt, consumed_at, decided_at, produced_at), timeline.PROCESSOR_STAGES)
     # Already final: refused by the gateway (503) or cancelled. Never sent: the contact
     # history must not count them.
     skipped = [s for s in sends if s.event is not None and s.event.pKey not in allowed]

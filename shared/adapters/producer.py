@@ -33,7 +33,8 @@ RENEWALS = Counter("parcours_kafka_producer_renewals_total",
                    ["service"])
 
 
-Record = tuple[str, bytes, bytes | None]  # topic, value, key
+# topic, value, key, and optionally headers
+Record = tuple[str, bytes, bytes | None] | tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
 
 
 class ProducerRetired(KafkaError):
@@ -101,15 +102,16 @@ class RenewingProducer:
             raise
 
     async def deliver_all(self, records: Sequence[Record]) -> None:
-        """Write (topic, value, key) records together (the producer batches them) and
-        wait for all; raises the first KafkaError if any was not written."""
+        """Write (topic, value, key[, headers]) records together (the producer batches
+        them) and wait for all; raises the first KafkaError if any was not written."""
         if not records:  # nothing to write needs no producer, even while there is none
             return
         producer = self._current or await self._wait_current()
         generation = self._generation
         try:
-            deliveries = [await producer.send(topic, value, key)
-                          for topic, value, key in records]
+            deliveries = [await producer.send(r[0], r[1], r[2],
+                                              headers=r[3] if len(r) > 3 else None)  # type: ignore[misc]
+                          for r in records]
         except KafkaError as error:
             self._failed(generation, error)
             raise

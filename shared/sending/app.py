@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
@@ -20,6 +21,7 @@ from aiokafka.errors import KafkaError
 from shared.adapters.kafka import commit_or_redeliver
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.batches import handle_isolating_poison
+from shared.domain import timeline
 from shared.resilience import retry_forever
 from shared.sending.handlers import Record, dead_letter, deliver_batch
 from shared.sending.priority import Lane
@@ -83,7 +85,10 @@ class _Batch:
     def start(cls, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
               deliver: Callable[[Sequence[Record]], Awaitable[None]],
               poison: Callable[[Record, str], Awaitable[None]]) -> _Batch:
-        records = [(r.key, r.value) for rs in batches.values() for r in rs]
+        consumed_at = time.time()  # the timeline's mark (shared.domain.timeline)
+        records: list[Record] = [
+            (r.key, r.value, (*timeline.from_headers(r.headers), consumed_at))
+            for rs in batches.values() for r in rs]
         return cls(asyncio.create_task(handle_isolating_poison(records, deliver, poison)),
                    {tp: rs[-1].offset + 1 for tp, rs in batches.items()}, len(records))
 

@@ -43,6 +43,7 @@ from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.quarantine_store import AddressFailure
 from shared.adapters.send_retries import Due, Waiting
 from shared.adapters.status_store import record_statuses
+from shared.domain import timeline
 from shared.domain.deadletter import invalid_reason
 from shared.domain.delivery_rules.addresses import normalise, recipient_address
 from shared.domain.delivery_rules.control import control_failures
@@ -65,21 +66,28 @@ from shared.sending.failover import ProvidersDown
 from shared.sending.provider_feedback import device_gone, handover_note
 from shared.sending.tracking import tracked
 from shared.sending.wiring import Sender
+from shared.stage_metrics import observe, observe_one
 
 log = logging.getLogger(__name__)
 _DB_OR_KAFKA = (*DB_UNAVAILABLE, KafkaError)
-Record = tuple[bytes | None, bytes]
+# key, value, and optionally the marks of its timeline so far: the processor's (its
+# header) and when this sender consumed it (shared.domain.timeline)
+Record = tuple[bytes | None, bytes] | tuple[bytes | None, bytes, tuple[float, ...]]
+Marks = dict[str, tuple[float, ...]]  # message id -> its marks so far
+_SENDER_STAGES = timeline.STAGES[4:8]  # observed at hand-over; settled once it is
 T = TypeVar("T")
 
 
 Letter = tuple[bytes | None, bytes, str]  # a record for the dead-letter topic, and why
 
 
-def _readable(sender: Sender, records: Sequence[Record]) -> tuple[list[SendRequest], list[Letter]]:
+def _readable(sender: Sender, records: Sequence[Record], marks: Marks
+              ) -> tuple[list[SendRequest], list[Letter]]:
     """Parse the batch, keep one copy of each message; what cannot be read, and why."""
     requests: dict[str, SendRequest] = {}
     letters: list[Letter] = []
-    for key, raw in records:
+    for record in records:
+        key, raw = record[0], record[1]
         try:
             request = read_send_record(raw)
         except ValidationError as error:
@@ -87,6 +95,8 @@ def _readable(sender: Sender, records: Sequence[Record]) -> tuple[list[SendReque
             continue
         if request.messageId in requests:
             sender.spec.metrics.duplicates.inc()
+        if request.messageId not in requests and len(record) > 2:
+            marks[request.messageId] = (request.acceptedAt, *record[2])  # type: ignore[misc]
         requests.setdefault(request.messageId, request)
     return list(requests.values()), letters
 
@@ -101,13 +111,15 @@ async def dead_letter(sender: Sender, letters: Sequence[Letter]) -> None:
 
 
 async def deliver_batch(sender: Sender, records: Sequence[Record]) -> None:
-    requests, letters = _readable(sender, records)
+    marks: Marks = {}
+    requests, letters = _readable(sender, records, marks)
     # A copy of a message the batch before this one still sends (a record produced twice)
     # is that one's: the ledger would let it be claimed again while it is 'sending'.
     mine = [r for r in requests if r.messageId not in sender.in_flight]
     sender.in_flight.update(r.messageId for r in mine)
     try:
-        await _claim_and_send(sender, mine, duplicates=len(requests) - len(mine))
+        await _claim_and_send(sender, mine, duplicates=len(requests) - len(mine),
+                              marks=marks)
     finally:
         sender.in_flight.difference_update(r.messageId for r in mine)
     # Once the batch went through: a batch that fails is handled again record by record
@@ -118,8 +130,8 @@ async def deliver_batch(sender: Sender, records: Sequence[Record]) -> None:
         await dead_letter(sender, letters)
 
 
-async def _claim_and_send(sender: Sender, requests: list[SendRequest], duplicates: int
-                          ) -> None:
+async def _claim_and_send(sender: Sender, requests: list[SendRequest], duplicates: int,
+                          marks: Marks | None = None) -> None:
     async def claim() -> set[str]:
         async with sender.db() as connection:
             return await delivery_ledger.claim(
@@ -128,12 +140,14 @@ async def _claim_and_send(sender: Sender, requests: list[SendRequest], duplicate
             )
 
     claimed = await _with_retries(sender, claim, "claiming deliveries") if requests else set()
+    claimed_at = time.time()
     sender.spec.metrics.duplicates.inc(duplicates + len(requests) - len(claimed))
     to_send = [r for r in requests if r.messageId in claimed]
     settler = _Settler(sender)
 
     async def send_and_settle(request: SendRequest) -> None:
-        settler.add(await _send(sender, request))
+        so_far = (marks or {}).get(request.messageId)
+        settler.add(await _send(sender, request, marks=so_far and (*so_far, claimed_at)))
 
     await asyncio.gather(*(send_and_settle(r) for r in to_send))
     await settler.drain()
@@ -189,6 +203,11 @@ class _Settler:
                                   self._from_retries)
 
             await _with_retries(self._sender, settle, "settling deliveries")
+            settled_at = time.time()
+            for outcome in outcomes:
+                trace = outcome.trace if isinstance(outcome, Outcome) else None
+                if trace is not None and trace.timeline:
+                    observe_one("settled", settled_at - trace.timeline[-1])
 
     async def drain(self) -> None:
         while self._writer is not None and not self._writer.done():
@@ -286,7 +305,7 @@ async def _compiled_template(
 def _outcome(
     request: SendRequest, status: Status, reason: str | None = None, reference: str | None = None,
     *, stage: str = "handover", rule_id: str | None = None, trace_reason: str | None = None,
-    address_failure: AddressFailure | None = None,
+    address_failure: AddressFailure | None = None, marks: tuple[float, ...] | None = None,
 ) -> Outcome:
     """The ledger keeps the failure's reason, or the provider's reference for the message;
     the trace and the contact history the same (``trace_reason`` when it says it shorter)."""
@@ -296,7 +315,7 @@ def _outcome(
     settled: Settled = ("delivered" if status is Status.PROCESSED
                         else "excluded" if status is Status.EXCLUDED else "failed")
     trace = MessageOutcome(request.tenant, request.messageId, settled, stage, rule_id,
-                           trace_reason or reason or reference)
+                           trace_reason or reason or reference, marks)
     return Outcome(request.messageId, status is Status.PROCESSED, reason or reference, write,
                    trace, address_failure)
 
@@ -354,8 +373,9 @@ def _with_locale(note: str | None, locale: LocaleChoice) -> str | None:
     return f"{note or 'accepted'}; locale {locale.locale}"
 
 
-async def _send(sender: Sender, request: SendRequest, retry: Due | None = None
-                ) -> Outcome | Waiting:
+async def _send(sender: Sender, request: SendRequest, retry: Due | None = None,
+                marks: tuple[float, ...] | None = None) -> Outcome | Waiting:
+    """``marks``: its timeline up to its claim (accepted ... claimed), when known."""
     spec = sender.spec
     event = request.origin.model_dump(exclude={"kind"})  # {eventId, pKey} for an event's
     try:
@@ -383,6 +403,7 @@ async def _send(sender: Sender, request: SendRequest, retry: Due | None = None
     rendered = await _with_retries(
         sender, lambda: tracked(sender.pool, sender.settings, request, rendered),
         "storing tracked links")
+    rendered_at = time.time()
 
     soft: list[TransientFailure] = []  # the first refusal that blamed the address
 
@@ -410,8 +431,11 @@ async def _send(sender: Sender, request: SendRequest, retry: Due | None = None
                             "forgetting an unregistered device")
         return _failed(sender, request, f"{spec.provider}_permanent", str(error),
                        stage="handover", address_failure=hard or None)
-    spec.metrics.accepted_to_provider(request.priority).observe(
-        time.time() - request.acceptedAt)
+    handed_at = time.time()
+    spec.metrics.accepted_to_provider(request.priority).observe(handed_at - request.acceptedAt)
+    if marks is not None:
+        marks = (*marks, rendered_at, handed_at)
+        observe(marks, _SENDER_STAGES)
     spec.metrics.sent(request.priority).inc()
     # Retried until the server took it, the message still counts one soft failure of its
     # address (one per message, however many retries).
@@ -420,4 +444,4 @@ async def _send(sender: Sender, request: SendRequest, retry: Due | None = None
     return _outcome(request, Status.PROCESSED, reference=reference,
                     trace_reason=_with_locale(handover_note(request, rendered, reference),
                                               locale),
-                    address_failure=failure or None)
+                    address_failure=failure or None, marks=marks)

@@ -57,7 +57,7 @@ async def test_an_unreadable_record_is_dead_lettered_once_when_another_fails_the
     async def claim(_connection: Any, _channel: str, claimable: list[Any]) -> set[str]:
         return {c.message_id for c in claimable}
 
-    async def send(_sender: Any, request: SendRequest) -> Outcome:
+    async def send(_sender: Any, request: SendRequest, marks: object = None) -> Outcome:
         if request.ctx["item"] == "boom":
             raise RuntimeError("an unexpected failure")
         return Outcome(request.messageId, True, None, StatusWrite(
