@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,7 +15,7 @@ import orjson
 from shared.domain.events import EventConfig, build_ingest_model
 from shared.domain.events import trigger_record as gateway_record
 from shared.domain.pkeys import mint_pkey
-from shared.settings import get_settings
+from shared.settings import RUN_DIR, get_settings
 
 settings = get_settings()
 GATEWAY = f"http://127.0.0.1:{settings.gateway_port}"
@@ -106,3 +108,113 @@ def overwrite(text: str) -> None:
     """Rewrite the current line (a counter while something drains)."""
     sys.stdout.write(f"\r{text}\033[K")
     sys.stdout.flush()
+
+
+# --- the stack's processes, read from /proc (parsed by bench.stats) -----------------------
+
+def service_pid(service: str) -> int | None:
+    """A stack service's pid (``.run/pids/<service>.pid``; ``kafka`` the broker), or None
+    when it is not running."""
+    try:
+        pid = int((RUN_DIR / "pids" / f"{service}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
+def stack_services() -> dict[str, int]:
+    """Every running process of the stack that has a pid file, by name."""
+    found = {}
+    for path in sorted((RUN_DIR / "pids").glob("*.pid")):
+        if (pid := service_pid(path.stem)) is not None:
+            found[path.stem] = pid
+    return found
+
+
+def postgres_pids() -> list[int]:
+    """The postmaster (first line of ``postmaster.pid``) and its children: backends,
+    checkpointer, writers."""
+    try:
+        master = int((RUN_DIR / "pgdata" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    pids = [master]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+    return pids
+
+
+def proc_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) a process has used, or None if it is not there."""
+    from bench.stats import stat_cpu_ticks
+
+    if pid is None:
+        return None
+    try:
+        return stat_cpu_ticks(Path(f"/proc/{pid}/stat").read_text()) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def proc_rss_mb(pid: int | None) -> float | None:
+    """Resident set size in MB (10^6 bytes), or None if the process is not there."""
+    from bench.stats import status_rss_kb
+
+    if pid is None:
+        return None
+    try:
+        kb = status_rss_kb(Path(f"/proc/{pid}/status").read_text())
+    except OSError:
+        return None
+    return None if kb is None else kb * 1024 / 1e6
+
+
+class CpuMeter:
+    """CPU seconds used by named processes between construction and ``used()``. A name may
+    stand for several pids (PostgreSQL: the postmaster and its backends); a pid that ended
+    meanwhile counts for nothing, a process restarted meanwhile (another pid) gives None."""
+
+    def __init__(self, processes: dict[str, list[int]]) -> None:
+        self.processes = processes
+        self.began = time.monotonic()
+        self.before = {name: self._sum(pids) for name, pids in processes.items()}
+
+    @staticmethod
+    def _sum(pids: list[int]) -> dict[int, float]:
+        return {pid: cpu for pid in pids if (cpu := proc_cpu_s(pid)) is not None}
+
+    def used(self) -> tuple[dict[str, float | None], float]:
+        """CPU seconds per name, and the wall seconds since construction."""
+        wall = time.monotonic() - self.began
+        out: dict[str, float | None] = {}
+        for name, pids in self.processes.items():
+            before, after = self.before[name], self._sum(pids)
+            if not before:
+                out[name] = None
+                continue
+            total = sum(after[pid] - cpu for pid, cpu in before.items() if pid in after)
+            out[name] = None if total < 0 else total
+        return out, wall
+
+
+def chain_processes(*services: str) -> dict[str, list[int]]:
+    """The named services' pids, each with its other workers' (``processor-2``...: a
+    service scaled out counts as one), and PostgreSQL's (all its processes, as one)."""
+    running = stack_services()
+    found = {}
+    for service in services:
+        pids = [pid for name, pid in running.items()
+                if name == service or re.fullmatch(rf"{re.escape(service)}-\d+", name)]
+        if pids:
+            found[service] = pids
+    found["postgres"] = postgres_pids()
+    return found
+
+
+def machine_load() -> str:
+    """``/proc/loadavg``'s three averages, to print beside a figure."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])

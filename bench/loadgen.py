@@ -129,10 +129,15 @@ async def open_loop(
     statuses: Counter[int] = Counter()
     accepted: list[int] = []
     finished: list[float] = []
+    # Of each 2xx: intended send time → answer read (what a caller waiting on its schedule
+    # sees, the generator's own delays included), and actual send → answer read.
+    latency_s: list[float] = []
+    service_s: list[float] = []
     connector = aiohttp.TCPConnector(limit=connections)
     timeout = aiohttp.ClientTimeout(total=10)
 
     async def post(session: aiohttp.ClientSession, i: int, due_wall: float) -> None:
+        began = time.monotonic()
         try:
             body = make_body(i, due_wall)
             async with session.post(url, data=body, headers=request_headers()) as r:
@@ -140,6 +145,9 @@ async def open_loop(
                 statuses[r.status] += 1
                 if 200 <= r.status < 300:
                     accepted.append(i)
+                    done = time.monotonic()
+                    latency_s.append(done - (mono0 + i / rate))
+                    service_s.append(done - began)
         except (aiohttp.ClientError, TimeoutError):
             statuses[0] += 1
         finished.append(time.monotonic())
@@ -166,6 +174,7 @@ async def open_loop(
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "span_s": span, "achieved_per_s": len(accepted) / span if span else 0.0,
         "generator_behind_max_ms": behind_max * 1000,
+        "latency_s": latency_s, "service_s": service_s,
     }
 
 

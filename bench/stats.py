@@ -109,3 +109,74 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
             return lower_bound + (le - lower_bound) * (rank - lower_count) / (count - lower_count)
         lower_bound, lower_count = le, count
     return lower_bound
+
+
+# --- /proc figures (the text is read by bench.common; parsed here) ------------------------
+
+def stat_cpu_ticks(stat: str) -> int:
+    """utime + stime, in clock ticks, from the text of ``/proc/<pid>/stat``. The command
+    name (field 2, in parentheses) may hold spaces and parentheses: fields are counted from
+    the last ``)``."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def status_rss_kb(status: str) -> int | None:
+    """VmRSS in kB from the text of ``/proc/<pid>/status`` (None for a kernel thread or a
+    zombie, which have none)."""
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+def cpu_per_item_us(cpu_s_before: float | None, cpu_s_after: float | None,
+                    items: int) -> float | None:
+    """CPU µs a process spent per item between two readings; None when a reading is
+    missing, when nothing was handled, or when the clock went back (another pid: the
+    process was restarted meanwhile)."""
+    if cpu_s_before is None or cpu_s_after is None or items <= 0:
+        return None
+    if cpu_s_after < cpu_s_before:
+        return None
+    return (cpu_s_after - cpu_s_before) / items * 1e6
+
+
+def busiest(cpu_s: dict[str, float | None], wall_s: float) -> tuple[str, float] | None:
+    """The process that used the largest share of one core over ``wall_s`` (CPU seconds /
+    wall seconds: 1.0 is a core saturated, the limit for a single-threaded Python service),
+    and that share; None when no process has a reading."""
+    if wall_s <= 0:
+        return None
+    shares = {name: used / wall_s for name, used in cpu_s.items() if used is not None}
+    if not shares:
+        return None
+    name = max(shares, key=lambda n: shares[n])
+    return name, shares[name]
+
+
+def reached_at(samples: Sequence[tuple[float, float]], target: float) -> float | None:
+    """When a growing count first reached ``target``, from ``(time, count)`` polls:
+    linear between the last poll below it and the first at or above it (the count grew
+    somewhere in between), the first poll's time if it was already there; None if no
+    poll reached it."""
+    previous: tuple[float, float] | None = None
+    for at, count in samples:
+        if count >= target:
+            if previous is None or count == previous[1]:
+                return at
+            t0, c0 = previous
+            return t0 + (at - t0) * (target - c0) / (count - c0)
+        previous = (at, count)
+    return None
+
+
+def max_by_name(samples: Iterable[dict[str, float | None]]) -> dict[str, float]:
+    """Each name's largest value over the samples (names missing from a sample, or None
+    there, are skipped)."""
+    peak: dict[str, float] = {}
+    for sample in samples:
+        for name, value in sample.items():
+            if value is not None and (name not in peak or value > peak[name]):
+                peak[name] = value
+    return peak
