@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import threading
 import time
 from pathlib import Path
@@ -167,7 +168,7 @@ def run(rate: float = 100.0, bulk_rate: float = 2000.0, seconds: float = 10.0,
 
 
 def main() -> None:
-    from bench.report import table
+    from bench.report import table, write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--p5-rate", type=float, default=100.0)
@@ -178,7 +179,10 @@ def main() -> None:
     rows = run(args.p5_rate, args.p5_bulk_rate, args.p5_seconds,
                flood_nice=args.p5_flood_nice)
     progress(table(rows))
-    progress(f"load {machine_load()}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = write_json(rows, {"timestamp": stamp, "command": " ".join(sys.argv),
+                             "load_at_end": machine_load()}, f"{stamp}-p10")
+    progress(f"load {machine_load()}; results: {path}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
@@ -327,11 +328,14 @@ async def _measure(events: int, deadline_s: float) -> list[dict[str, Any]]:
                 result = await _phase(route, ingest_key if route == "http" else kafka_key,
                                       run_id, events, deadline_s)
                 top = result["busiest"] or {}
+                cpu = ", ".join(f"{name} {us:,.0f}" for name, us in
+                                result["cpu_us_per_event"].items() if us is not None)
                 progress(f"  P2 {route} run {n}/{RUNS}: accepted "
                          f"{result['accepted_per_s']:,.0f} events/s, through the processor "
                          f"{result['through_processor_per_s'] or 0:,.0f}/s, statuses "
                          f"{result['statuses']}, busiest {top.get('process')} "
-                         f"{top.get('share', 0):.2f} of a core, load {result['load']}")
+                         f"{top.get('share', 0):.2f} of a core; CPU µs per event: {cpu}; "
+                         f"load {result['load']}")
                 runs.append(result)
     finally:
         await _finish()
@@ -397,7 +401,7 @@ def run(events: int = 100_000, b1: Row | None = None, b3: Row | None = None,
 
 
 def main() -> None:
-    from bench.report import table
+    from bench.report import table, write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="events a run")
@@ -405,7 +409,10 @@ def main() -> None:
     args = parser.parse_args()
     rows = run(20_000 if args.quick else args.events)
     progress(table(rows))
-    progress(f"load {machine_load()}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = write_json(rows, {"timestamp": stamp, "command": " ".join(sys.argv),
+                             "load_at_end": machine_load()}, f"{stamp}-p2")
+    progress(f"load {machine_load()}; results: {path}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from typing import Any
 
 import uvloop
@@ -136,7 +137,7 @@ def run(seconds: float = 10.0, connections: int = 64, client: str = "auto",
 
 
 def main() -> None:
-    from bench.report import table
+    from bench.report import table, write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -146,7 +147,10 @@ def main() -> None:
     args = parser.parse_args()
     rows = run(args.seconds, args.connections, capacity=args.capacity)
     progress(table(rows))
-    progress(f"load {machine_load()}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = write_json(rows, {"timestamp": stamp, "command": " ".join(sys.argv),
+                             "load_at_end": machine_load()}, f"{stamp}-p3")
+    progress(f"load {machine_load()}; results: {path}")
 
 
 if __name__ == "__main__":
