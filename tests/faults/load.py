@@ -67,3 +67,44 @@ class SteadyLoad:
             sent += 1
             await asyncio.sleep(max(0.0, started + sent / self.rate - time.monotonic()))
         await asyncio.gather(*tasks)
+
+
+@dataclass
+class JourneyLoad:
+    """Posts ``rate`` journey events a second (``event_id``, naming ``customerId``), each
+    for the next profile of ``profiles``, until stopped or out of profiles: each one enters
+    the journey and is sent its messages on the bulk lanes."""
+
+    client: httpx.AsyncClient  # with an ingestion key of the tenant
+    event_id: str
+    profiles: list[str]
+    rate: float = 20.0
+    answers: Counter[str] = field(default_factory=Counter)
+    accepted: list[str] = field(default_factory=list)  # profile ids whose event got a 202
+    unexpected: list[str] = field(default_factory=list)
+    stopping: bool = False
+
+    async def _post(self, profile_id: str) -> None:
+        try:
+            response = await self.client.post(
+                f"{GATEWAY}/v1/journey-events/{self.event_id}",
+                json={"customerId": profile_id})
+        except httpx.TransportError:
+            self.answers["unreachable"] += 1
+            return
+        self.answers[str(response.status_code)] += 1
+        if response.status_code == 202:
+            self.accepted.append(profile_id)
+        elif response.status_code != 503:
+            self.unexpected.append(f"{response.status_code} {response.text[:200]}")
+
+    async def run(self) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        started, sent = time.monotonic(), 0
+        while not self.stopping and sent < len(self.profiles):
+            task = asyncio.create_task(self._post(self.profiles[sent]))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+            await asyncio.sleep(max(0.0, started + sent / self.rate - time.monotonic()))
+        await asyncio.gather(*tasks)
