@@ -22,8 +22,23 @@ import asyncpg
 import httpx
 import pytest
 
-from shared.adapters.reconcile_sources import Reconciled, Window, reconcile_window
-from shared.domain.reconcile import message_table, table
+from shared.adapters.reconcile_sources import (
+    Read,
+    Reconciled,
+    SinkAnswers,
+    Window,
+    reconcile_window,
+)
+from shared.domain.reconcile import (
+    Duplicated,
+    Handed,
+    Lost,
+    MessageReport,
+    Report,
+    StuckMessage,
+    message_table,
+    table,
+)
 from tests.integration.conftest import (
     GATEWAY,
     eventually,
@@ -123,3 +138,20 @@ async def test_every_event_of_the_session_ended_exactly_once(
     assert report.accepted >= 1 and sum(report.ended.values()) >= 1
     assert reconciled.sinks.handed is not None, "no sink answered: nothing could be checked"
     assert not wrong, f"{len(wrong)} findings:\n" + "\n".join(wrong[:50])
+
+
+def test_the_session_check_fails_on_a_finding_outside_the_planted_tenants() -> None:
+    """The check can fail: a lost event, a stuck journey message and a duplicate outside
+    SMTP's window each count in any tenant but the planted ones; a duplicate inside the
+    window does not."""
+    report = Report(lost=[Lost("p1", "EVTx", 0.0, "t", "t-1"),
+                          Lost("p2", "EVTx", 0.0, "t", "rec-planted-1")],
+                    duplicated=[Duplicated("m1", "p3", 2, True, "t-1"),
+                                Duplicated("m2", "p4", 2, False, "t-1")])
+    messages = MessageReport(stuck=[
+        StuckMessage("m3", "t-2", "journey j v1 n", 0.0, "sender: claimed, never settled"),
+        StuckMessage("m4", "bench-x", "journey j v1 n", 0.0, "sender: claimed, never settled")])
+    found = findings(Reconciled(report, Read(), SinkAnswers(Handed({}, {}), []), 0.0,
+                                messages))
+    assert [line.split()[:2] for line in found] == [
+        ["lost", "t-1"], ["duplicated", "t-1"], ["stuck", "message"]], found
