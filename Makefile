@@ -7,8 +7,8 @@ STACK := $(PY) deploy/local/stack.py
 install:            ## virtualenv, Kafka jars, PostgreSQL (only what is missing)
 	@bash deploy/local/install.sh
 
-up: install         ## start PostgreSQL, Kafka, the SMTP sink and every service
-	@$(STACK) up
+up: install         ## start PostgreSQL, Kafka, the SMTP sink and every service (WORKERS=2: two processors and email senders)
+	@PARCOURS_STACK_WORKERS=$(WORKERS) $(STACK) up
 
 down:               ## stop everything make up started
 	@$(STACK) down

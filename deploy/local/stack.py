@@ -3,6 +3,7 @@ provider sinks and Parcours' services, each its own process, logs and pids under
 
     python deploy/local/stack.py up | down | status
     python deploy/local/stack.py start|stop|kill|restart NAME
+    PARCOURS_STACK_WORKERS=2 python deploy/local/stack.py up   # processor-2, sender-email-2
 
 Every start waits for readiness with a deadline and says what to look at when it fails.
 Run it with the project's virtualenv (``make up`` does).
@@ -265,6 +266,8 @@ class Service:
     module: str
     ready_url: str
     args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # settings of this process alone
+    group_members: int = 1  # members its consumer group must show before it is ready
 
 
 SERVICES = (
@@ -315,7 +318,31 @@ SERVICES = (
     Service("bounces", "services.bounces",
             f"http://127.0.0.1:{settings.bounces_metrics_port}/health/ready"),
 )
-SERVICE_BY_NAME = {s.name: s for s in SERVICES}
+
+# Scale-out (README, Scale-out): a second worker of the processor and of the email sender
+# joins its group and takes half the partitions. `make up WORKERS=2` (PARCOURS_STACK_WORKERS)
+# starts them with the rest; `stack.py start processor-2` starts one alone. A worker has
+# the first's settings but its own metrics port (the first's + 100 per worker) and Faust
+# data directory.
+SCALABLE = {"processor": "processor_metrics_port", "sender-email": "sender_email_metrics_port"}
+MAX_WORKERS = 4
+WORKERS = max(1, min(MAX_WORKERS, int(os.environ.get("PARCOURS_STACK_WORKERS") or 1)))
+
+
+def worker(name: str, number: int) -> Service:
+    first = next(s for s in SERVICES if s.name == name)
+    setting = SCALABLE[name]
+    port = getattr(settings, setting) + 100 * (number - 1)
+    return Service(f"{name}-{number}", first.module,
+                   first.ready_url.replace(f":{getattr(settings, setting)}/", f":{port}/"),
+                   first.args,
+                   ((f"PARCOURS_{setting.upper()}", str(port)),
+                    ("PARCOURS_FAUST_DATADIR", str(RUN_DIR / f"faust-{number}"))),
+                   group_members=number)
+
+
+EXTRA_WORKERS = tuple(worker(name, n) for n in range(2, MAX_WORKERS + 1) for name in SCALABLE)
+SERVICE_BY_NAME = {s.name: s for s in (*SERVICES, *EXTRA_WORKERS)}
 GROUPS = {"processor": "parcours-processor", "sender-email": "parcours-sender-email",
           "sender-email-bulk": "parcours-sender-email-bulk",
           "sender-sms": "parcours-sender-sms", "sender-push": "parcours-sender-push",
@@ -324,7 +351,7 @@ GROUPS = {"processor": "parcours-processor", "sender-email": "parcours-sender-em
           "profile-ingest": "parcours-profile-ingest"}
 
 
-def _group_has_members(group: str) -> bool:
+def _group_has_members(group: str, at_least: int = 1) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def probe() -> bool:
@@ -333,7 +360,8 @@ def _group_has_members(group: str) -> bool:
             await admin.start()
             [description] = await admin.describe_consumer_groups([group])
             groups = description.to_object()["groups"]
-            return bool(groups and groups[0]["state"] == "Stable" and groups[0]["members"])
+            return bool(groups and groups[0]["state"] == "Stable"
+                        and len(groups[0]["members"]) >= at_least)
         except Exception:
             return False
         finally:
@@ -363,12 +391,14 @@ def local_secrets() -> dict[str, str]:
 def service_start(service: Service) -> None:
     if read_pid(service.name) is None:
         spawn(service.name, [PYTHON, "-m", service.module, *service.args],
-              {**local_secrets(), **LOCAL_SETTINGS})
+              {**local_secrets(), **LOCAL_SETTINGS, **dict(service.env)})
     log = LOGS / f"{service.name}.log"
     wait_until(lambda: http_ok(service.ready_url), service.name, 60, log)
-    if service.name in GROUPS:
+    group = GROUPS.get(service.name.rsplit("-", 1)[0] if service.group_members > 1
+                       else service.name)
+    if group:
         # Consuming only once the group has settled: a test may post right away.
-        wait_until(lambda: _group_has_members(GROUPS[service.name]),
+        wait_until(lambda: _group_has_members(group, service.group_members),
                    f"{service.name}'s consumer group", 60, log)
 
 
@@ -384,16 +414,22 @@ def start(name: str) -> None:
         service_start(SERVICE_BY_NAME[name])
 
 
-def stop(name: str, sig: int = signal.SIGTERM) -> None:
+def stop(name: str, sig: int = signal.SIGTERM) -> bool | None:
+    """False when ``name`` was a worker that was not running."""
     if name == "postgres":
         pg_stop()
     elif name == "kafka" and sig == signal.SIGTERM:
         kafka_stop()
     else:
-        terminate(name, sig)
+        stopped = terminate(name, sig)
+        if not stopped and name not in ORDER:
+            return False
+    return None
 
 
-ORDER = ("postgres", "kafka", *SERVICE_BY_NAME)
+WORKERS_UP = tuple(w.name for w in EXTRA_WORKERS if w.group_members <= WORKERS)
+ORDER = ("postgres", "kafka", *(s.name for s in SERVICES), *WORKERS_UP)
+KNOWN = (*ORDER, *(w.name for w in EXTRA_WORKERS if w.name not in WORKERS_UP))
 
 
 def up() -> None:
@@ -404,9 +440,9 @@ def up() -> None:
 
 
 def down() -> None:
-    for name in reversed(ORDER):
-        stop(name)
-        print(f"  stopped {name}")
+    for name in reversed(KNOWN):  # workers started by hand too
+        if stop(name) is not False:
+            print(f"  stopped {name}")
 
 
 def running(name: str) -> bool:
@@ -417,11 +453,13 @@ def status() -> int:
     ready = {
         "postgres": _pg_ready,
         "kafka": lambda: port_open(9092),
-        **{s.name: (lambda s=s: http_ok(s.ready_url)) for s in SERVICES},
+        **{s.name: (lambda s=s: http_ok(s.ready_url)) for s in SERVICE_BY_NAME.values()},
     }
     print(f"{'service':<18}{'pid':>8}  {'state':<9}{'log'}")
     all_ready = True
-    for name in ORDER:
+    for name in KNOWN:
+        if name not in ORDER and read_pid(name) is None:
+            continue  # a worker not asked for
         pid = read_pid(name) if name != "postgres" else None
         state = "ready" if ready[name]() else ("starting" if running(name) else "stopped")
         all_ready &= state == "ready"
@@ -440,8 +478,8 @@ def main(argv: list[str]) -> int:
             return status()
         elif command in ("start", "stop", "kill", "restart") and names:
             for name in names:
-                if name not in ORDER:
-                    raise StackError(f"unknown service {name!r}; one of {', '.join(ORDER)}")
+                if name not in KNOWN:
+                    raise StackError(f"unknown service {name!r}; one of {', '.join(KNOWN)}")
                 if command in ("stop", "restart"):
                     stop(name)
                 if command == "kill":

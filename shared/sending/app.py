@@ -53,19 +53,32 @@ async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event, lane: L
     # rendered (one alone left the provider idle while it rendered, and the CPU idle
     # while it sent). Offsets are committed batch by batch, in order.
     under_way: deque[_Batch] = deque()
+    settling = asyncio.Lock()  # the loop and a rebalance (rebalance.py) both finish batches
+
+    async def finish_oldest() -> None:
+        async with settling:
+            if under_way:
+                await under_way[0].finish(sender)
+                under_way.popleft()
+
+    async def settle() -> None:
+        while under_way:
+            await finish_oldest()
+
+    sender.drain.settle_with(settle)
     try:
         while not stop.is_set():
             await lane.turn(stop)
             batches = await sender.consumer.getmany(timeout_ms=200, max_records=lane.batch)
+            if batches:  # polled just before a rebalance took their partition: not ours
+                assigned = sender.consumer.assignment()  # (its owner reads them again)
+                batches = {tp: rs for tp, rs in batches.items() if tp in assigned}
             if batches:
                 under_way.append(_Batch.start(batches, deliver, poison))
                 lane.took(under_way[-1].size)
             if len(under_way) == 2 or (under_way and not batches):
-                await under_way[0].finish(sender)
-                under_way.popleft()
-        while under_way:
-            await under_way[0].finish(sender)
-            under_way.popleft()
+                await finish_oldest()
+        await settle()
     finally:
         for batch in under_way:  # left by an error: not to run on without the sender
             batch.task.cancel()

@@ -21,6 +21,7 @@ from shared.bounded import BoundedDict
 from shared.domain.locales import LocalisedMessage
 from shared.domain.retry_backoff import RetryPolicy
 from shared.sending.metrics import register_rule_outcomes
+from shared.sending.rebalance import DrainOnRevoke
 from shared.sending.spec import Provider, SenderSpec
 from shared.settings import Settings
 
@@ -37,6 +38,7 @@ class Sender:
     provider: Provider
     profile_schemas: ProfileSchemaCache  # types the profile a record carries
     rules: TenantRulesCache  # control rules and quarantine thresholds, per tenant
+    drain: DrainOnRevoke  # a rebalance waits for the batches under way (rebalance.py)
     # Bounded: each published version adds one; a rebuild costs one compilation.
     templates: dict[tuple[str, str, bytes], LocalisedMessage] = field(
         default_factory=lambda: BoundedDict(512))
@@ -56,8 +58,10 @@ class Sender:
     async def open(cls, spec: SenderSpec, settings: Settings, batch: int) -> Sender:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)
         connection = await connect(settings.pg_dsn)
-        consumer = manual_consumer(settings.kafka_bootstrap, spec.group, spec.topic.name,
+        consumer = manual_consumer(settings.kafka_bootstrap, spec.group,
                                    max_poll_records=batch, **client_security(settings))
+        drain = DrainOnRevoke()
+        consumer.subscribe([spec.topic.name], listener=drain)
         producer = RenewingProducer(settings, spec.stage)
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
         await catalog.listen(settings.pg_dsn)
@@ -69,7 +73,7 @@ class Sender:
         await consumer.start()
         await producer.start()
         return cls(spec, settings, pool, connection, catalog, consumer, producer,
-                   spec.open_provider(settings), profile_schemas, rules)
+                   spec.open_provider(settings), profile_schemas, rules, drain)
 
     async def ensure_db(self) -> None:
         if self.connection.is_closed():

@@ -1,0 +1,55 @@
+"""Partitions leave a sender only once what it read from them is settled and committed.
+
+With two workers of a sender in one group (README, Scale-out), a worker joining or
+leaving takes partitions from the other. Without this, the worker losing a partition
+would go on sending the batches it had under way while their offsets, never committed,
+hand the same records to the new owner — which finds their ledger rows still ``sending``
+and, as after a crash, claims and sends them again: a duplicate with no crash at all.
+
+aiokafka awaits ``on_partitions_revoked`` before the group rejoins (heartbeats go on,
+and commits are still accepted then), so the batches under way are finished and
+committed while the rebalance waits (``shared.sending.app``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+
+log = logging.getLogger(__name__)
+
+# Below the group's rebalance timeout (aiokafka's default max_poll_interval, 300 s) by far;
+# a batch under way takes a provider's timeout at the worst (README, Retries).
+DRAIN_DEADLINE_S = 60.0
+
+
+class DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On a revocation, runs the consume loop's ``settle`` (finish and commit every batch
+    under way) before letting the group rejoin. The listener does it, not the loop: the
+    loop may be parked in ``getmany``, which waits for the new assignment. Records the
+    loop polled just before, of a partition that went elsewhere, it leaves alone: their
+    new owner reads them again from the committed offset."""
+
+    def __init__(self) -> None:
+        self._settle: Callable[[], Awaitable[None]] | None = None
+
+    def settle_with(self, settle: Callable[[], Awaitable[None]]) -> None:
+        self._settle = settle
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if not revoked or self._settle is None:
+            return
+        try:
+            await asyncio.wait_for(self._settle(), DRAIN_DEADLINE_S)
+        except TimeoutError:
+            # The new owner gets the records again; the ledger stops a settled one.
+            log.warning("batches under way not settled within %.0fs of a rebalance; their"
+                        " records go to the partitions' next owner", DRAIN_DEADLINE_S)
+        except Exception:  # the loop sees the same failure and stops; the group goes on
+            log.exception("settling the batches under way before a rebalance failed")
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("assigned %d partitions", len(assigned))
