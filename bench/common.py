@@ -131,6 +131,27 @@ def stack_services() -> dict[str, int]:
     return found
 
 
+def service_processes() -> dict[str, int]:
+    """``stack_services()`` and every other process running ``python -m services.<x>``
+    (a worker started by hand, an A/B copy whose pid file was overwritten), those named
+    ``<x> (pid N, no pid file)``."""
+    found = stack_services()
+    known = set(found.values())
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+            pid = int(cmdline.parent.name)
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+        if pid in known or b"-m" not in args[:-1]:
+            continue
+        module = args[args.index(b"-m") + 1].decode(errors="replace")
+        if module.startswith("services."):
+            name = module.removeprefix("services.").replace("_", "-")
+            found[f"{name} (pid {pid}, no pid file)"] = pid
+    return found
+
+
 def postgres_pids() -> list[int]:
     """The postmaster (first line of ``postmaster.pid``) and its children: backends,
     checkpointer, writers."""
@@ -204,11 +225,12 @@ class CpuMeter:
 def chain_processes(*services: str) -> dict[str, list[int]]:
     """The named services' pids, each with its other workers' (``processor-2``...: a
     service scaled out counts as one), and PostgreSQL's (all its processes, as one)."""
-    running = stack_services()
+    running = service_processes()
     found = {}
     for service in services:
         pids = [pid for name, pid in running.items()
-                if name == service or re.fullmatch(rf"{re.escape(service)}-\d+", name)]
+                if re.fullmatch(rf"{re.escape(service)}(-\d+)?( \(pid \d+, no pid file\))?",
+                                name)]
         if pids:
             found[service] = pids
     found["postgres"] = postgres_pids()

@@ -8,7 +8,8 @@ tests; the sinks keep at most 200,000 messages each), and the P5 latencies it pr
 a by-product.
 
 A thread reads every stack process's ``VmRSS`` (``/proc/<pid>/status``; the pids from
-``.run/pids``, read again at each sample, so a restarted service is followed) every
+``.run/pids`` and any other ``python -m services.<x>`` process, found again at each
+sample, so a restarted service is followed) every
 ``SAMPLE_S`` seconds: at rest before the load (the baseline, same run) and during it.
 Each row is one process: its largest RSS during the load, beside its RSS at rest, against
 TARGETS P10 (≤ 250 MB each). The broker (a JVM, its heap fixed by ``-Xmx``) and the test
@@ -36,7 +37,7 @@ from bench.common import (
     postgres_pids,
     proc_rss_mb,
     progress,
-    stack_services,
+    service_processes,
 )
 from bench.stats import max_by_name
 from shared.settings import get_settings
@@ -64,7 +65,7 @@ def postgres_pss_mb() -> float | None:
 
 
 def sample() -> dict[str, float | None]:
-    return {name: proc_rss_mb(pid) for name, pid in stack_services().items()}
+    return {name: proc_rss_mb(pid) for name, pid in service_processes().items()}
 
 
 class Sampler(threading.Thread):
