@@ -1,22 +1,30 @@
-"""The Faust application: one agent over the two trigger topics, the gateway's and the one
-internal systems produce to (same key, same partition count), so both share one batch
-loop, one database connection and one producer.
+"""The processor's consume loop: one Kafka consumer over the two trigger topics, the
+gateway's and the one internal systems produce to (same key, same partition count), so
+both share one batch loop, one database connection and one producer.
 
-Faust runs at-least-once with ``concurrency=1`` per agent (higher concurrency has lost
-messages, faust-streaming issue 606): scale with partitions and workers instead.
-Output goes through our own idempotent, acks=all producer and is awaited before the
-record is acknowledged.
+At-least-once: a batch's offsets are committed only once its outcomes (send records,
+statuses, dead letters) are durable; every write is idempotent, so what a crash or a
+rebalance redelivers repeats writes, never effects. Output goes through our own
+idempotent, acks=all producer and is awaited before the batch counts as handled.
+
+A plain aiokafka loop, like the senders', not a Faust agent: Faust's consumer thread, its
+stream machinery and ``take_events``' batch timer (a batch waited up to its 5 ms window,
+and the window's timer woke the loop 200 times a second) were most of the processor's
+CPU per message and a fixed wait of each event (README, "Where the time goes"). Scale
+with partitions and workers: each worker is one member of the ``parcours-processor``
+group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Sequence
-from typing import Any
+from contextlib import suppress
 
-import faust
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.processor.handlers import (
@@ -28,75 +36,51 @@ from services.processor.handlers import (
     release_held,
 )
 from services.processor.wiring import Processor
-from shared.adapters.kafka import client_security
+from shared.adapters.kafka import client_security, commit_or_redeliver, manual_consumer
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
 from shared.settings import Settings, get_settings
+from shared.shutdown import exit_within
 from shared.topics import EVENTS_IN, EVENTS_KAFKA
 
 log = logging.getLogger(__name__)
-settings = get_settings()
+GROUP = "parcours-processor"
 BATCH_MAX = 500
-BATCH_WINDOW_S = 0.005
 # Scheduled sends fire at most this late (plus one hop through Kafka), never early.
 RELEASE_EVERY_S = 0.5
-
-def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
-    """Faust's form of the client security every other Kafka client gets."""
-    options = client_security(settings)
-    if settings.kafka_security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=options["sasl_plain_username"], password=options["sasl_plain_password"],
-            ssl_context=options.get("ssl_context"), mechanism=settings.kafka_sasl_mechanism)
-    if settings.kafka_security_protocol == "SSL":
-        return faust.SSLCredentials(options["ssl_context"])
-    return None
+# A worker killed with -9 leaves its partitions until its session expires: 10 s, so a
+# restarted worker resumes within R4's 15 s.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 1_000
+REBALANCE_TIMEOUT_MS = 20_000
+# Offsets are committed this often (and whenever the topics go quiet), not per batch: at
+# a few events per batch a commit each was a broker round trip, and its CPU, per batch.
+# What a crash leaves uncommitted is redelivered, and every write is idempotent.
+COMMIT_EVERY_S = 0.5
 
 
-app = faust.App(
-    "parcours-processor",
-    broker=f"kafka://{settings.kafka_bootstrap}",
-    broker_credentials=broker_credentials(settings),
-    web_enabled=False,
-    topic_disable_leader=True,  # the broker does not create topics; we need no leader topic
-    consumer_auto_offset_reset="earliest",
-    broker_commit_interval=0.5,
-    # A worker killed with -9 leaves its partitions until its session expires: 10 s,
-    # not Faust's 60 s, so a restarted worker resumes within R4's 15 s.
-    broker_session_timeout=10.0,
-    broker_heartbeat_interval=1.0,
-    broker_rebalance_timeout=20.0,
-    producer_acks=-1,
-    store="memory://",
-    datadir=settings.faust_datadir,
-)
-triggers = app.topic(
-    EVENTS_IN.name, EVENTS_KAFKA.name, key_type=bytes, value_type=bytes,
-    key_serializer="raw", value_serializer="raw", internal=False,
-)
+def consumer(settings: Settings) -> AIOKafkaConsumer:
+    return manual_consumer(
+        settings.kafka_bootstrap, GROUP, EVENTS_IN.name, EVENTS_KAFKA.name,
+        max_poll_records=BATCH_MAX, session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS, **client_security(settings))
 
 
-_processor: asyncio.Future[Processor] | None = None
+def records_of(batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+               ) -> list[Record]:
+    consumed_at = time.time()  # the messages' timeline (shared.domain.timeline)
+    return [Record(r.topic, r.key, r.value,
+                   r.timestamp / 1000 if r.timestamp and r.timestamp > 0 else consumed_at,
+                   r.headers or (), consumed_at)
+            for rs in batches.values() for r in rs]
 
 
-async def _open() -> Processor:
-    """One set of connections per worker, shared by the agent and the release timer."""
-    global _processor
-    if _processor is None:
-        _processor = asyncio.ensure_future(retry_forever(
-            lambda: Processor.open(settings), "opening the processor's connections",
-            (*DB_UNAVAILABLE, KafkaError),
-        ))
-    return await _processor
-
-
-@app.timer(interval=RELEASE_EVERY_S)
-async def release() -> None:
+async def release(processor: Processor) -> None:
     """Held events go again once due: their message resumed, their scheduled time come.
     Batch after batch until none is left, so a burst due at one instant is not spread
     over many ticks."""
-    processor = await _open()
     released = 0
     try:
         while True:
@@ -112,9 +96,20 @@ async def release() -> None:
         log.info("released %d held events", released)
 
 
-@app.agent(triggers, concurrency=1)
-async def process(stream: faust.StreamT[Any]) -> None:
-    processor = await _open()
+async def _releasing(processor: Processor, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await release(processor)
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), RELEASE_EVERY_S)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    processor = await retry_forever(lambda: Processor.open(settings),
+                                    "opening the processor's connections",
+                                    (*DB_UNAVAILABLE, KafkaError))
+    triggers = consumer(settings)
+    await retry_forever(triggers.start, "connecting the processor's consumer", (KafkaError,))
+    log.info("processor consuming %s, %s", EVENTS_IN.name, EVENTS_KAFKA.name)
 
     async def handle(records: Sequence[Record]) -> None:
         await handle_batch(processor, records)
@@ -122,11 +117,52 @@ async def process(stream: faust.StreamT[Any]) -> None:
     async def poison(record: Record, reason: str) -> None:
         await poisoned(processor, record, reason)  # with a final status, never pending
 
-    # take_events acknowledges a batch only after this body has handled it. The window
-    # bounds the latency it adds; at load, batches fill before it ends.
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WINDOW_S):
-        consumed_at = time.time()
-        records = [Record(e.message.topic, e.key, e.value, e.message.timestamp or time.time(),
-                          e.message.headers or (), consumed_at)
-                   for e in events]
-        await handle_isolating_poison(records, handle, poison)
+    releasing = asyncio.create_task(_releasing(processor, stop))
+    # Handled offsets go in the background, one commit at a time, never awaited by a batch.
+    handled: dict[TopicPartition, int] = {}
+    committing: asyncio.Task[None] | None = None
+    committed_at = time.monotonic()
+
+    async def commit() -> None:
+        nonlocal handled, committing, committed_at
+        if committing is not None:
+            await committing
+        if handled:
+            offsets, handled = handled, {}
+            committing = asyncio.create_task(commit_or_redeliver(triggers, offsets))
+        committed_at = time.monotonic()
+
+    try:
+        while not stop.is_set():
+            batches = await triggers.getmany(timeout_ms=200, max_records=BATCH_MAX)
+            if batches:
+                await handle_isolating_poison(records_of(batches), handle, poison)
+                handled.update({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+            if handled and (not batches
+                            or time.monotonic() - committed_at >= COMMIT_EVERY_S):
+                await commit()
+        await commit()
+        if committing is not None:
+            await committing
+    finally:
+        releasing.cancel()
+        with suppress(asyncio.CancelledError):
+            await releasing
+        await triggers.stop()
+        await processor.close()
+
+
+def main(settings: Settings | None = None) -> None:
+    async def supervised() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def stopping() -> None:
+            exit_within()  # a graceful stop can wait forever on a broker that is away
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping)
+        await run(settings or get_settings(), stop)
+
+    asyncio.run(supervised())

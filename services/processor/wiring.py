@@ -63,3 +63,10 @@ class Processor:
     async def ensure_db(self) -> None:
         if self.connection.is_closed():
             self.connection = await connect(self.settings.pg_dsn)
+
+    async def close(self) -> None:
+        await self.producer.stop()
+        for cache in (self.catalog, self.signing_keys, self.step.schemas, self.step.rules):
+            await cache.close()
+        await self.connection.close()
+        await self.pool.close()
