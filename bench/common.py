@@ -146,7 +146,7 @@ def service_processes() -> dict[str, int]:
         if pid in known or b"-m" not in args[:-1]:
             continue
         module = args[args.index(b"-m") + 1].decode(errors="replace")
-        if module.startswith("services."):
+        if module.startswith("services.") and module != "services.cli":  # a command
             name = module.removeprefix("services.").replace("_", "-")
             found[f"{name} (pid {pid}, no pid file)"] = pid
     return found
