@@ -13,11 +13,13 @@ sender's bottleneck (P4 at 200/s: about 180 messages/s handed over, a growing ba
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 
 import asyncpg
 
 from shared.adapters import tracking_store
+from shared.adapters.postgres import connect
 from shared.adapters.tracking_store import TrackedMessage
 from shared.domain.delivery_rules.addresses import recipient_address
 from shared.domain.events import Channel
@@ -35,12 +37,26 @@ def _keyring(keys: str) -> Keyring:
 
 class _GroupCommit:
     """Messages to store, written together; each caller waits for its own statement and
-    gets its error (the caller retries, as it would a statement of its own)."""
+    gets its error (the caller retries, as it would a statement of its own).
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    On a connection of its own, opened once (again if it breaks), not one acquired from
+    the sender's pool per statement: a pooled connection is reset when it goes back, one
+    more round trip that the messages waited for before their hand-over."""
+
+    def __init__(self, opener: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
+        self._opener = opener
+        self._connection: asyncpg.Connection | None = None
         self._waiting: list[tuple[TrackedMessage, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
+
+    async def _open(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await self._opener()
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.terminate()
 
     async def remember(self, message: TrackedMessage) -> None:
         done = asyncio.get_running_loop().create_future()
@@ -54,7 +70,7 @@ class _GroupCommit:
         while self._waiting:
             group, self._waiting = self._waiting, []
             try:
-                await tracking_store.remember(self._pool, [m for m, _ in group])
+                await tracking_store.remember(await self._open(), [m for m, _ in group])
             except asyncio.CancelledError:
                 for _, done in group:
                     done.cancel()
@@ -72,11 +88,16 @@ class _GroupCommit:
 _groups: dict[asyncpg.Pool, _GroupCommit] = {}  # a sender has one pool for life
 
 
-def _group(pool: asyncpg.Pool) -> _GroupCommit:
+def _opener(_pool: asyncpg.Pool, dsn: str) -> Callable[[], Awaitable[asyncpg.Connection]]:
+    """How a sender's group opens its connection (the unit tests' fake gives its pool)."""
+    return lambda: connect(dsn)
+
+
+def _group(pool: asyncpg.Pool, dsn: str) -> _GroupCommit:
     for closed in [p for p in _groups if p.is_closing()]:
-        del _groups[closed]
+        _groups.pop(closed).close()
     if pool not in _groups:
-        _groups[pool] = _GroupCommit(pool)
+        _groups[pool] = _GroupCommit(_opener(pool, dsn))
     return _groups[pool]
 
 
@@ -93,7 +114,7 @@ async def tracked(pool: asyncpg.Pool, settings: Settings, request: SendRequest,
                               open_url(base, keys, tenant, message))
     address = None if request.profileId else recipient_address(request.channel.value,
                                                                request.to)
-    await _group(pool).remember(TrackedMessage(
+    await _group(pool, settings.pg_dsn).remember(TrackedMessage(
         tenant, message, request.channel.value, request.profileId, address,
         request.origin.model_dump(), rewritten.links))
     return RenderedMessage(rendered.channel, {**rendered.parts, "html": rewritten.html},

@@ -14,6 +14,7 @@ import pytest
 from shared.domain.events import Channel
 from shared.domain.rendering import RenderedMessage
 from shared.domain.routing import SendRequest
+from shared.sending import tracking
 from shared.sending.tracking import tracked
 from shared.settings import Settings
 
@@ -31,12 +32,24 @@ class Pool:
     def is_closing(self) -> bool:
         return False
 
+    def is_closed(self) -> bool:
+        return False
+
     async def execute(self, _query: str, *args: Any) -> str:
         await asyncio.sleep(0.01)  # a round trip, during which others arrive
         if self.fail is not None:
             raise self.fail
         self.statements.append([str(m) for m in args[1]])
         return "INSERT 0 1"
+
+
+@pytest.fixture(autouse=True)
+def _own_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group writes on a connection of its own: here, the fake itself."""
+    async def opened(pool: Pool) -> Pool:
+        return pool
+
+    monkeypatch.setattr(tracking, "_opener", lambda pool, _dsn: lambda: opened(pool))
 
 
 def a_request() -> SendRequest:
