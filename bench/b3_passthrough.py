@@ -100,6 +100,59 @@ def _worker(source_topic: str, sink_topic: str, count: int, result: Path, group:
     Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
 
 
+def _loop_worker(source_topic: str, sink_topic: str, count: int, result: Path,
+                 group: str) -> None:
+    """The same hop as the processor has run it since c6a30fa: a plain aiokafka consume
+    loop (``getmany`` of up to 500, offsets committed in the background every 0.5 s)."""
+    import uvloop
+
+    from shared.adapters.kafka import commit_or_redeliver, manual_consumer
+    from shared.adapters.producer import RenewingProducer
+
+    async def move() -> None:
+        consumer = manual_consumer(settings.kafka_bootstrap, group, source_topic,
+                                   max_poll_records=BATCH_MAX, session_timeout_ms=10_000,
+                                   heartbeat_interval_ms=1_000, rebalance_timeout_ms=20_000)
+        producer = RenewingProducer(settings, "bench-b3-loop")
+        await consumer.start()
+        await producer.start()
+        seen = batches = 0
+        began = cpu0 = 0.0
+        committing: asyncio.Task[None] | None = None
+        handled: dict[Any, int] = {}
+        committed_at = time.monotonic()
+        try:
+            while seen < count:
+                got = await consumer.getmany(timeout_ms=200, max_records=BATCH_MAX)
+                if not got:
+                    continue
+                if not seen:
+                    began, cpu0 = time.perf_counter(), time.process_time()
+                records = [r for rs in got.values() for r in rs]
+                await producer.deliver_all([(sink_topic, r.value, r.key) for r in records])
+                seen += len(records)
+                batches += 1
+                handled.update({tp: rs[-1].offset + 1 for tp, rs in got.items()})
+                if time.monotonic() - committed_at >= 0.5:
+                    if committing is not None:
+                        await committing
+                    offsets, handled = handled, {}
+                    committing = asyncio.create_task(commit_or_redeliver(consumer, offsets))
+                    committed_at = time.monotonic()
+            seconds, cpu_s = time.perf_counter() - began, time.process_time() - cpu0
+            partial = result.with_suffix(".part")
+            partial.write_text(json.dumps({"records": seen, "seconds": seconds,
+                                           "cpu_s": cpu_s, "batches": batches}))
+            partial.rename(result)
+            if committing is not None:
+                await committing
+        finally:
+            await producer.stop()
+            await consumer.stop()
+
+    uvloop.run(move())
+
+
 # --- the parent --------------------------------------------------------------------------
 
 async def _admin() -> AIOKafkaAdminClient:
@@ -163,7 +216,7 @@ def _stop(worker: subprocess.Popen[bytes]) -> None:
             worker.wait(10)
 
 
-def _one_run(n: int, count: int, deadline_s: float) -> dict[str, Any]:
+def _one_run(n: int, count: int, deadline_s: float, kind: str = "faust") -> dict[str, Any]:
     stamp = f"{int(time.time())}r{n}"
     source, sink = f"{TOPIC_PREFIX}.{stamp}.in", f"{TOPIC_PREFIX}.{stamp}.out"
     group = f"parcours-bench-b3-{stamp}"
@@ -176,7 +229,7 @@ def _one_run(n: int, count: int, deadline_s: float) -> dict[str, Any]:
             result = Path(tmp) / "result.json"
             worker = subprocess.Popen(
                 [sys.executable, "-m", "bench.b3_passthrough", "--worker", source, sink,
-                 str(count), str(result), group],
+                 str(count), str(result), group, "--kind", kind],
                 cwd=ROOT, start_new_session=True, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "worker.log", "wb"))
             # The broker and PostgreSQL as the worker sees them, and the worker itself.
@@ -207,21 +260,28 @@ def _one_run(n: int, count: int, deadline_s: float) -> dict[str, Any]:
             "wall_s_with_startup": wall, "load": machine_load()}
 
 
-def run(records: int = 100_000) -> Row:
-    progress(f"B3 pass-through Faust agent: {RUNS} × {records:,} records, "
+KINDS = {"faust": "pass-through Faust agent (consume → produce, acks=all)",
+         "loop": "pass-through aiokafka loop (consume → produce, acks=all), the processor's"
+                 " loop since c6a30fa"}
+
+
+def run(records: int = 100_000, kind: str = "faust") -> Row:
+    """``kind``: ``faust`` (TARGETS' B3, the processor until c6a30fa) or ``loop`` (a plain
+    aiokafka consume loop, as the processor runs since)."""
+    progress(f"B3 {KINDS[kind]}: {RUNS} × {records:,} records, "
              f"{EVENTS_IN.partitions} partitions in and out, load {machine_load()}")
     runs = []
     for n in range(1, RUNS + 1):
-        result = _one_run(n, records, 120 + records / 500)
-        progress(f"  B3 run {n}/{RUNS}: {result['records_per_s']:,.0f} records/s "
+        result = _one_run(n, records, 120 + records / 500, kind)
+        progress(f"  B3 {kind} run {n}/{RUNS}: {result['records_per_s']:,.0f} records/s "
                  f"({result['records']:,} in {result['seconds']:.2f} s, "
                  f"{result['batches']:,} batches), worker CPU "
                  f"{result['worker_cpu_us_per_record']:.0f} µs/record, load {result['load']}")
         runs.append(result)
     figure = median([r["records_per_s"] for r in runs])
-    return Row("B3", "pass-through Faust agent (consume → produce, acks=all)", figure,
-               "records/s", details={
-                   "runs": runs, "records": records, "partitions": EVENTS_IN.partitions,
+    return Row("B3", KINDS[kind], figure, "records/s", details={
+                   "kind": kind, "runs": runs, "records": records,
+                   "partitions": EVENTS_IN.partitions,
                    "worker_cpu_us_per_record": median_of(runs, "worker_cpu_us_per_record"),
                    "what": "first batch consumed → last batch acknowledged, backlog "
                            "written before the worker starts"})
@@ -230,18 +290,21 @@ def run(records: int = 100_000) -> Row:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--kind", choices=tuple(KINDS), default="faust")
     parser.add_argument("--worker", nargs=5, metavar=("IN", "OUT", "COUNT", "RESULT", "GROUP"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         source, sink, count, result, group = args.worker
         sys.argv = sys.argv[:1]  # Faust's worker reads no arguments of ours
-        _worker(source, sink, int(count), Path(result), group)
+        (_worker if args.kind == "faust" else _loop_worker)(source, sink, int(count),
+                                                            Path(result), group)
         return
     if not settings.kafka_bootstrap.startswith("127.0.0.1:"):
         parser.error("load goes to 127.0.0.1 only (PARCOURS_KAFKA_BOOTSTRAP)")
-    row = run(args.records)
-    progress(f"B3 {row.figure:,.0f} records/s (median of {RUNS}); load {machine_load()}")
+    row = run(args.records, args.kind)
+    progress(f"B3 {args.kind} {row.figure:,.0f} records/s (median of {RUNS}); "
+             f"load {machine_load()}")
 
 
 if __name__ == "__main__":
