@@ -83,7 +83,6 @@ class Settings(BaseSettings):
     # Processor and sender metrics servers; 0.0.0.0 in containers so Prometheus can scrape.
     metrics_host: str = "127.0.0.1"
     # Faust's local state (no tables yet); an emptyDir volume in Kubernetes.
-    faust_datadir: str = str(RUN_DIR / "faust")
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000

@@ -322,8 +322,7 @@ SERVICES = (
 # Scale-out (README, Scale-out): a second worker of the processor and of the email sender
 # joins its group and takes half the partitions. `make up WORKERS=2` (PARCOURS_STACK_WORKERS)
 # starts them with the rest; `stack.py start processor-2` starts one alone. A worker has
-# the first's settings but its own metrics port (the first's + 100 per worker) and Faust
-# data directory.
+# the first's settings but its own metrics port (the first's + 100 per worker).
 SCALABLE = {"processor": "processor_metrics_port", "sender-email": "sender_email_metrics_port"}
 MAX_WORKERS = 4
 WORKERS = max(1, min(MAX_WORKERS, int(os.environ.get("PARCOURS_STACK_WORKERS") or 1)))
@@ -336,8 +335,7 @@ def worker(name: str, number: int) -> Service:
     return Service(f"{name}-{number}", first.module,
                    first.ready_url.replace(f":{getattr(settings, setting)}/", f":{port}/"),
                    first.args,
-                   ((f"PARCOURS_{setting.upper()}", str(port)),
-                    ("PARCOURS_FAUST_DATADIR", str(RUN_DIR / f"faust-{number}"))),
+                   ((f"PARCOURS_{setting.upper()}", str(port)),),
                    group_members=number)
 
 

@@ -38,6 +38,7 @@ from services.processor.handlers import (
 from services.processor.wiring import Processor
 from shared.adapters.kafka import client_security, commit_or_redeliver, manual_consumer
 from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.adapters.rebalance import DrainOnRevoke
 from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
 from shared.settings import Settings, get_settings
@@ -60,12 +61,14 @@ REBALANCE_TIMEOUT_MS = 20_000
 COMMIT_EVERY_S = 0.5
 
 
-def consumer(settings: Settings) -> AIOKafkaConsumer:
-    return manual_consumer(
-        settings.kafka_bootstrap, GROUP, EVENTS_IN.name, EVENTS_KAFKA.name,
+def consumer(settings: Settings, drain: DrainOnRevoke) -> AIOKafkaConsumer:
+    triggers = manual_consumer(
+        settings.kafka_bootstrap, GROUP,
         max_poll_records=BATCH_MAX, session_timeout_ms=SESSION_TIMEOUT_MS,
         heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
         rebalance_timeout_ms=REBALANCE_TIMEOUT_MS, **client_security(settings))
+    triggers.subscribe([EVENTS_IN.name, EVENTS_KAFKA.name], listener=drain)
+    return triggers
 
 
 def records_of(batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -107,7 +110,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     processor = await retry_forever(lambda: Processor.open(settings),
                                     "opening the processor's connections",
                                     (*DB_UNAVAILABLE, KafkaError))
-    triggers = consumer(settings)
+    drain = DrainOnRevoke()
+    triggers = consumer(settings, drain)
     await retry_forever(triggers.start, "connecting the processor's consumer", (KafkaError,))
     log.info("processor consuming %s, %s", EVENTS_IN.name, EVENTS_KAFKA.name)
 
@@ -132,12 +136,26 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             committing = asyncio.create_task(commit_or_redeliver(triggers, offsets))
         committed_at = time.monotonic()
 
+    # A rebalance waits for the batch under way and commits it (shared/adapters/rebalance.py)
+    under_way = asyncio.Lock()
+
+    async def settle() -> None:
+        async with under_way:
+            await commit()
+            if committing is not None:
+                await committing
+
+    drain.settle_with(settle)
     try:
         while not stop.is_set():
             batches = await triggers.getmany(timeout_ms=200, max_records=BATCH_MAX)
+            if batches:  # polled just before a rebalance took their partition: not ours
+                assigned = triggers.assignment()  # (its new owner reads them again)
+                batches = {tp: rs for tp, rs in batches.items() if tp in assigned}
             if batches:
-                await handle_isolating_poison(records_of(batches), handle, poison)
-                handled.update({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+                async with under_way:
+                    await handle_isolating_poison(records_of(batches), handle, poison)
+                    handled.update({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
             if handled and (not batches
                             or time.monotonic() - committed_at >= COMMIT_EVERY_S):
                 await commit()

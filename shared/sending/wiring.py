@@ -16,12 +16,12 @@ from shared.adapters.kafka import client_security, manual_consumer
 from shared.adapters.postgres import connect, create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.profile_schema_store import ProfileSchemaCache
+from shared.adapters.rebalance import DrainOnRevoke
 from shared.adapters.rules_store import TenantRulesCache
 from shared.bounded import BoundedDict
 from shared.domain.locales import LocalisedMessage
 from shared.domain.retry_backoff import RetryPolicy
 from shared.sending.metrics import register_rule_outcomes
-from shared.sending.rebalance import DrainOnRevoke
 from shared.sending.spec import Provider, SenderSpec
 from shared.settings import Settings
 

@@ -2,7 +2,7 @@
 its consumer group under load and takes half the partitions; its leaving, or its
 ``kill -9``, gives them back to the first; and ``parcours reconcile`` finds nothing lost,
 stuck or doubled — with no crash, not one duplicate (a sender hands its partitions over
-only once what it read from them is settled: shared/sending/rebalance.py); after a
+only once what it read from them is settled: shared/adapters/rebalance.py); after a
 ``kill -9``, duplicates only inside SMTP's crash window, as for one worker.
 
 The second workers are started and stopped here (``deploy/local/stack.py start

@@ -1,6 +1,6 @@
-"""Partitions leave a sender only once what it read from them is settled and committed.
+"""Partitions leave a worker only once what it read from them is settled and committed.
 
-With two workers of a sender in one group (README, Scale-out), a worker joining or
+With two workers of a stage in one group (README, Scale-out), a worker joining or
 leaving takes partitions from the other. Without this, the worker losing a partition
 would go on sending the batches it had under way while their offsets, never committed,
 hand the same records to the new owner — which finds their ledger rows still ``sending``
@@ -8,7 +8,8 @@ and, as after a crash, claims and sends them again: a duplicate with no crash at
 
 aiokafka awaits ``on_partitions_revoked`` before the group rejoins (heartbeats go on,
 and commits are still accepted then), so the batches under way are finished and
-committed while the rebalance waits (``shared.sending.app``).
+committed while the rebalance waits (``shared.sending.app``, ``services.processor.app``;
+for the processor a redelivery repeats idempotent writes, and this saves the repeat).
 """
 
 from __future__ import annotations
