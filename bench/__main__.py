@@ -1,6 +1,7 @@
-"""``python -m bench [--quick]``: B1, B2, P1, P4, P5, P6, P7, P7J, P8, P8J, P9, IMPORT, ERASE,
-TRACK in that order, then one table. ``--only P7`` / ``--only P8`` include the journey
-parts (P7J entering, P8J journey timers); ``--only P7J`` etc. run one alone.
+"""``python -m bench [--quick]``: B1, B2, B3, P1, P2, P3, P4, STAGES, P5, P10, P6, P7, P7J, P8,
+P8J, P9, IMPORT, ERASE, TRACK, GROWTH in that order, then one table (P11 only with
+``--only P11``: it starts and stops second workers). ``--only P7`` / ``--only P8`` include
+the journey parts (P7J entering, P8J journey timers); ``--only P7J`` etc. run one alone.
 
 Load goes to 127.0.0.1 only. The stack must be up (``make up``); nothing here starts,
 stops or restarts a service. A benchmark that fails is reported as failed and the
@@ -21,18 +22,25 @@ from datetime import datetime
 from bench import (
     b1_kafka,
     b2_fastapi,
+    b3_passthrough,
     journeys,
     p1_gateway,
+    p2_batch,
+    p3_latency,
     p4_latency,
     p4_rules,
     p5_priority,
     p6_sender,
     p7_audiences,
     p8_scheduled,
+    p10_memory,
+    p11_scale_out,
     p_erase,
     p_import,
+    p_status_growth,
     p_track,
     rules,
+    stages,
 )
 from bench.common import RUNS, Row, progress
 from bench.loadgen import client_name
@@ -86,9 +94,16 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="P9 seconds per run (default 20, quick 4)")
     parser.add_argument("--import-rows", type=int,
                         help="IMPORT profiles in the CSV (default 1,000,000, quick 20,000)")
+    parser.add_argument("--stages-rate", type=float, default=300.0,
+                        help="STAGES and P11 events/s (default 300; the seconds are P4's x2)")
+    parser.add_argument("--p2-events", type=int,
+                        help="P2 events per way in (default 100,000, quick 10,000)")
+    parser.add_argument("--growth-rows", type=int,
+                        help="GROWTH statuses beside (default 10,000,000, quick 200,000)")
     parser.add_argument("--only", nargs="+",
-                        choices=("B1", "B2", "P1", "P4", "P4R", "P5", "P6", "P7", "P7J",
-                                 "P8", "P8J", "P9", "IMPORT", "RULES", "ERASE", "TRACK"),
+                        choices=("B1", "B2", "B3", "P1", "P2", "P3", "P4", "P4R", "STAGES",
+                                 "P5", "P6", "P7", "P7J", "P8", "P8J", "P9", "P10", "P11",
+                                 "IMPORT", "RULES", "ERASE", "TRACK", "GROWTH"),
                         help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
 
@@ -121,8 +136,9 @@ def main(argv: list[str]) -> int:
     progress(f"bench {'--quick ' if quick else ''}{stamp}: {os.cpu_count()} cores, load "
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
-    wanted = set(args.only or ("B1", "B2", "P1", "P4", "P4R", "P5", "P6", "P7", "P8", "P9",
-                              "IMPORT", "RULES", "ERASE", "TRACK"))
+    wanted = set(args.only or ("B1", "B2", "B3", "P1", "P2", "P3", "P4", "P4R", "STAGES", "P5",
+                              "P10", "P6", "P7", "P8", "P9", "IMPORT", "RULES", "ERASE",
+                              "TRACK", "GROWTH"))
     wanted |= {f"{p}J" for p in ("P7", "P8") if p in wanted}
     scale = args.journeys_scale or (0.01 if quick else 1.0)
     rows: list[Row] = []
@@ -135,9 +151,27 @@ def main(argv: list[str]) -> int:
     if "P1" in wanted:
         rows += _attempt("P1", "gateway single-event ingestion", lambda: [
             p1_gateway.run(seconds, args.connections, client, b2, drain_s)])
+    if "B3" in wanted:
+        rows += _attempt("B3", "pass-through Faust agent", lambda: [
+            b3_passthrough.run(10_000 if quick else 100_000)])
+    if "P2" in wanted:
+        b1 = next((r for r in rows if r.id == "B1" and r.figure is not None), None)
+        b3 = next((r for r in rows if r.id == "B3" and r.figure is not None), None)
+        rows += _attempt("P2", "batch ingestion beside B1 and B3", lambda: p2_batch.run(
+            args.p2_events or (10_000 if quick else 100_000), b1, b3, drain_s))
+    if "P3" in wanted:
+        p1 = next((r for r in rows if r.id == "P1" and r.figure is not None), None)
+        rows += _attempt("P3", "gateway latency at half its capacity", lambda: p3_latency.run(
+            seconds, args.connections, client, drain_s, p1.figure if p1 else None))
     if "P4" in wanted:
         rows += _attempt("P4", "accepted → SMTP latency", lambda: p4_latency.run(
             rate, p4_seconds, args.connections, drain_s))
+    if "STAGES" in wanted:
+        rows += _attempt("STAGES", "per-stage latency and CPU per message", lambda: stages.run(
+            args.stages_rate, 2 * p4_seconds, args.connections))
+    if "P11" in wanted:
+        rows += _attempt("P11", "one worker against two", lambda: p11_scale_out.run(
+            args.stages_rate, 2 * p4_seconds, args.connections))
     if "P4R" in wanted:
         rows += _attempt("P4R", "P4 with rules beside P4 without", lambda: p4_rules.run(
             args.p4r_rate, p4_seconds, args.connections, drain_s))
@@ -145,6 +179,11 @@ def main(argv: list[str]) -> int:
         p5_seconds = args.p5_seconds or (3.0 if quick else 10.0)
         rows += _attempt("P5", "tx latency beside a bulk flood", lambda: p5_priority.run(
             args.p5_rate, args.p5_bulk_rate, p5_seconds, args.connections, drain_s,
+            args.p5_flood_nice))
+    if "P10" in wanted:
+        p10_seconds = args.p5_seconds or (3.0 if quick else 10.0)
+        rows += _attempt("P10", "RSS of every process during P5's load", lambda: p10_memory.run(
+            args.p5_rate, args.p5_bulk_rate, p10_seconds, args.connections, drain_s,
             args.p5_flood_nice))
     if "P6" in wanted:
         rows += _attempt("P6", "email sender alone beside B4 aiosmtplib", lambda: [
@@ -179,6 +218,11 @@ def main(argv: list[str]) -> int:
     if "TRACK" in wanted:
         rows += _attempt("TRACK", "tracking click redirect beside bare FastAPI", lambda: [
             p_track.run(seconds, args.connections)])
+
+    if "GROWTH" in wanted:
+        growth_rows = args.growth_rows or (200_000 if quick else 10_000_000)
+        rows += _attempt("GROWTH", "status writes and GET beside 0 and many rows", lambda:
+                         p_status_growth.run(growth_rows))
 
     meta = {
         "timestamp": stamp, "quick": quick, "command": " ".join(["python -m bench", *argv]),
