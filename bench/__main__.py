@@ -152,13 +152,17 @@ def main(argv: list[str]) -> int:
         rows += _attempt("P1", "gateway single-event ingestion", lambda: [
             p1_gateway.run(seconds, args.connections, client, b2, drain_s)])
     if "B3" in wanted:
-        rows += _attempt("B3", "pass-through Faust agent", lambda: [
-            b3_passthrough.run(10_000 if quick else 100_000)])
+        n = 10_000 if quick else 100_000
+        rows += _attempt("B3", "pass-through Faust agent and aiokafka loop", lambda: [
+            b3_passthrough.run(n, "faust"), b3_passthrough.run(n, "loop")])
     if "P2" in wanted:
         b1 = next((r for r in rows if r.id == "B1" and r.figure is not None), None)
-        b3 = next((r for r in rows if r.id == "B3" and r.figure is not None), None)
+        b3 = next((r for r in rows if r.id == "B3" and r.details.get("kind") == "faust"
+                   and r.figure is not None), None)
+        b3_loop = next((r for r in rows if r.id == "B3" and r.details.get("kind") == "loop"
+                        and r.figure is not None), None)
         rows += _attempt("P2", "batch ingestion beside B1 and B3", lambda: p2_batch.run(
-            args.p2_events or (10_000 if quick else 100_000), b1, b3, drain_s))
+            args.p2_events or (10_000 if quick else 100_000), b1, b3, drain_s, b3_loop))
     if "P3" in wanted:
         p1 = next((r for r in rows if r.id == "P1" and r.figure is not None), None)
         rows += _attempt("P3", "gateway latency at half its capacity", lambda: p3_latency.run(
