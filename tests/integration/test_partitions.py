@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import uuid
@@ -25,7 +26,7 @@ from shared.adapters import delivery_ledger, status_store
 from shared.adapters.key_store import create_key
 from shared.adapters.retention_store import maintain_partitions
 from shared.domain.api_keys import Scope
-from shared.domain.partitions import week_of
+from shared.domain.partitions import utc_day, week_of
 from shared.domain.pkeys import derive_pkey, mint_pkey, mint_timed_pkey
 from shared.domain.routing import message_id
 from shared.domain.status import Status, StatusWrite
@@ -292,3 +293,18 @@ async def test_the_shared_tables_have_weeks_ahead_and_the_metric_is_exported(
 
     text = await eventually(exported, "the reactions service's partition metrics", 30)
     assert 'parcours_partition_weeks_ahead{table="deliveries"} 2.0' in text
+
+
+async def test_sql_and_python_read_the_same_day_from_a_pkey(pool: asyncpg.Pool) -> None:
+    """Migration 040's pkey_day() and shared/domain's utc_day(pkey_time()) agree, on days'
+    edges and on random seconds from 1970 to 2106; a pKey without a time has none."""
+    rng = random.Random(40)
+    seconds = [0, 86399, 86400, 2**32 - 1,
+               int(datetime(2026, 12, 6, 23, 59, 59, tzinfo=UTC).timestamp()),
+               *(rng.randrange(2**32) for _ in range(2000))]
+    pkeys = [mint_timed_pkey(SECRET, "t", EVENT, s, os.urandom(12)) for s in seconds]
+    days = await pool.fetch("SELECT pkey_day(p) AS d FROM unnest($1::text[]) WITH ORDINALITY"
+                            " AS u(p, n) ORDER BY n", pkeys)
+    assert [r["d"] for r in days] == [utc_day(s) for s in seconds]
+    assert await pool.fetchval("SELECT pkey_day($1)", mint_pkey(SECRET, "t", EVENT,
+                                                                os.urandom(12))) is None
