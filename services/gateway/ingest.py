@@ -106,9 +106,9 @@ async def produce_all(
     records = [_record(parsed, tenant, event_id, pkey) for parsed, pkey in events]
     if len(records) == 1:  # the single-event route: awaited in the request's own task
         acknowledged = [await _produce(producer, *records[0], bound_s)]
-    else:
-        acknowledged = list(await asyncio.gather(
-            *(_produce(producer, key, value, bound_s) for key, value in records)))
+    else:  # one deadline for the batch, no task per item
+        acknowledged = await producer.deliver_each(
+            [(EVENTS_IN.name, value, key) for key, value in records], bound_s)
     refused = [pkey for (_, pkey), ok in zip(events, acknowledged, strict=True) if not ok]
     if refused:
         await _void(gateway, tenant, event_id, refused)

@@ -124,6 +124,38 @@ class RenewingProducer:
             if isinstance(outcome, BaseException):
                 raise outcome
 
+    async def deliver_each(self, records: Sequence[Record], bound_s: float) -> list[bool]:
+        """Write (topic, value, key[, headers]) records together and say, record by record,
+        whether the broker acknowledged it within ``bound_s`` (for all of them): a batch
+        route answers item by item. One deadline and no task per record: a timeout and a
+        task each cost the gateway's batch route about 72 µs of CPU a record, this 20."""
+        acknowledged = [False] * len(records)
+        producer = self._current
+        if producer is None or not records:
+            return acknowledged
+        generation = self._generation
+        deliveries: list[asyncio.Future[Any]] = []
+        try:
+            async with asyncio.timeout(bound_s):
+                for r in records:
+                    deliveries.append(await producer.send(
+                        r[0], r[1], r[2], headers=r[3] if len(r) > 3 else None))  # type: ignore[misc]
+                await asyncio.wait(deliveries)
+        except TimeoutError:
+            pass  # what is not acknowledged by now is refused (the caller voids it)
+        except KafkaError as error:  # the producer refused to take one: the rest too
+            self._failed(generation, error)
+        for i, delivery in enumerate(deliveries):
+            if not delivery.done():  # a late outcome must still be read, not left to warn
+                delivery.add_done_callback(_read_outcome)
+                continue
+            error = None if delivery.cancelled() else delivery.exception()
+            if error is None and not delivery.cancelled():
+                acknowledged[i] = True
+            elif isinstance(error, KafkaError):
+                self._failed(generation, error)
+        return acknowledged
+
     async def stop(self) -> None:
         """Flush what is queued, for a bounded time (a broker that is away would make it
         forever), then close: what could not be written fails, and its callers know."""
@@ -222,3 +254,8 @@ async def _abandon(producer: AIOKafkaProducer, error: KafkaError) -> None:
             await producer.stop()
     except (TimeoutError, KafkaError) as failure:
         log.warning("closing a retired Kafka producer: %s", failure)
+
+
+def _read_outcome(delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled():
+        delivery.exception()
