@@ -20,7 +20,7 @@ from shared.settings import get_settings
 
 UPSERT = """INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, message_id)
 {rows}
-ON CONFLICT (pkey) DO UPDATE SET status = EXCLUDED.status, rank = EXCLUDED.rank,
+ON CONFLICT (pkey, accepted_day) DO UPDATE SET status = EXCLUDED.status, rank = EXCLUDED.rank,
    updated_at = now() WHERE event_status.rank < EXCLUDED.rank"""
 MANY = UPSERT.format(rows="SELECT 'k' || i || '-{r}', '{tenant}', 'EVTbench', '{status}',"
                           " {rank}, NULL FROM generate_series(1, {n}) i")
