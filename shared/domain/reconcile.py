@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from shared.domain.status import TERMINAL
 
@@ -129,13 +129,23 @@ class Unacknowledged:
     tenant: str = ""
 
 
+class _Staged(Protocol):
+    @property
+    def stage(self) -> str: ...
+
+
+S = TypeVar("S", bound=_Staged)  # what is stuck: an event, or a message without a pKey
+L = TypeVar("L")  # what is lost
+
+
 @dataclass
-class Report:
-    accepted: int = 0
-    ended: Counter[str] = field(default_factory=Counter)  # by terminal status
+class _Account(Generic[S, L]):
+    """What both accounts — events by pKey, messages without one — count alike."""
+
+    ended: Counter[str] = field(default_factory=Counter)  # by terminal status or state
     waiting: Counter[str] = field(default_factory=Counter)  # by why
-    stuck: list[Stuck] = field(default_factory=list)
-    lost: list[Lost] = field(default_factory=list)
+    stuck: list[S] = field(default_factory=list)
+    lost: list[L] = field(default_factory=list)
     duplicated: list[Duplicated] = field(default_factory=list)
     unacknowledged: list[Unacknowledged] = field(default_factory=list)
     # Hand-overs SMTP cannot rule out: sent messages claimed more than once (a crash between
@@ -147,9 +157,9 @@ class Report:
         """Nothing lost, stuck, duplicated or unacknowledged: the exit status's 0."""
         return not (self.lost or self.stuck or self.duplicated or self.unacknowledged)
 
-    def counts(self) -> dict[str, int]:
+    def _counts(self) -> dict[str, int]:
         return {
-            "accepted": self.accepted, "ended": sum(self.ended.values()),
+            "ended": sum(self.ended.values()),
             "waiting": sum(self.waiting.values()), "stuck": len(self.stuck),
             "lost": len(self.lost), "duplicated": len(self.duplicated),
             "duplicatedInSmtpWindow": sum(d.in_smtp_window for d in self.duplicated),
@@ -157,13 +167,44 @@ class Report:
             "resentAfterCrash": self.resent_after_crash,
         }
 
-    def as_json(self, limit: int = 100) -> dict[str, Any]:
-        """Counts, and up to ``limit`` of each kind of finding (the first, by acceptance)."""
+    def _json(self, counts: dict[str, int]) -> dict[str, Any]:
         return {
-            "counts": self.counts(),
+            "counts": counts,
             "ended": dict(sorted(self.ended.items())),
             "waiting": dict(sorted(self.waiting.items())),
             "stuckByStage": dict(Counter(s.stage for s in self.stuck).most_common()),
+        }
+
+    def _table(self, first: str, indent: str) -> list[str]:
+        """The counts for a terminal, then what is stuck by stage; ``first``: the total's
+        line, ``indent``: the rest's (the messages' account sits under the events')."""
+        counts = self._counts()
+        lines = [first]
+        for state, n in sorted(self.ended.items()):
+            lines.append(f"  ended {state:<20}{n:>12,}")
+        for why, n in sorted(self.waiting.items()):
+            lines.append(f"  waiting: {why:<17}{n:>12,}")
+        for key in ("stuck", "lost", "duplicated", "unacknowledged"):
+            lines.append(f"{indent}{key:<{28 - len(indent)}}{counts[key]:>12,}")
+        lines.append(f"{indent + '  of which in SMTP window':<28}"
+                     f"{counts['duplicatedInSmtpWindow']:>12,}")
+        lines.append(f"{indent + 'resent after a crash':<28}{counts['resentAfterCrash']:>12,}")
+        for stage, n in Counter(s.stage for s in self.stuck).most_common():
+            lines.append(f"{indent}stuck at {stage}: {n:,}")
+        return lines
+
+
+@dataclass
+class Report(_Account[Stuck, Lost]):
+    accepted: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {"accepted": self.accepted, **self._counts()}
+
+    def as_json(self, limit: int = 100) -> dict[str, Any]:
+        """Counts, and up to ``limit`` of each kind of finding (the first, by acceptance)."""
+        return {
+            **self._json(self.counts()),
             "stuck": [_stuck_json(s) for s in self.stuck[:limit]],
             "lost": [_lost_json(lost) for lost in self.lost[:limit]],
             "duplicated": [{"messageId": d.message_id, "pKey": d.pkey, "copies": d.copies,
@@ -270,19 +311,7 @@ def reconcile(accepted: Iterable[Accepted], sources: Sources, now: float,
 
 def table(report: Report) -> str:
     """The report for a terminal: the counts, then what is wrong, by kind."""
-    counts = report.counts()
-    lines = [f"{'accepted':<28}{counts['accepted']:>12,}"]
-    for status, n in sorted(report.ended.items()):
-        lines.append(f"  ended {status:<20}{n:>12,}")
-    for why, n in sorted(report.waiting.items()):
-        lines.append(f"  waiting: {why:<17}{n:>12,}")
-    for key in ("stuck", "lost", "duplicated", "unacknowledged"):
-        lines.append(f"{key:<28}{counts[key]:>12,}")
-    lines.append(f"{'  of which in SMTP window':<28}{counts['duplicatedInSmtpWindow']:>12,}")
-    lines.append(f"{'resent after a crash':<28}{counts['resentAfterCrash']:>12,}")
-    for stage, n in Counter(s.stage for s in report.stuck).most_common():
-        lines.append(f"stuck at {stage}: {n:,}")
-    return "\n".join(lines)
+    return "\n".join(report._table(f"{'accepted':<28}{report.accepted:>12,}", ""))
 
 
 # Messages without a pKey: a journey's (decided by the engine: its ``actionSent`` step) and
@@ -331,36 +360,15 @@ class LostMessage:
 
 
 @dataclass
-class MessageReport:
+class MessageReport(_Account[StuckMessage, LostMessage]):
     decided: int = 0
-    ended: Counter[str] = field(default_factory=Counter)  # sent, failed, excluded
-    waiting: Counter[str] = field(default_factory=Counter)
-    stuck: list[StuckMessage] = field(default_factory=list)
-    lost: list[LostMessage] = field(default_factory=list)
-    duplicated: list[Duplicated] = field(default_factory=list)  # pkey ""
-    unacknowledged: list[Unacknowledged] = field(default_factory=list)  # pkey ""
-    resent_after_crash: int = 0
-
-    @property
-    def clean(self) -> bool:
-        return not (self.lost or self.stuck or self.duplicated or self.unacknowledged)
 
     def counts(self) -> dict[str, int]:
-        return {
-            "decided": self.decided, "ended": sum(self.ended.values()),
-            "waiting": sum(self.waiting.values()), "stuck": len(self.stuck),
-            "lost": len(self.lost), "duplicated": len(self.duplicated),
-            "duplicatedInSmtpWindow": sum(d.in_smtp_window for d in self.duplicated),
-            "unacknowledged": len(self.unacknowledged),
-            "resentAfterCrash": self.resent_after_crash,
-        }
+        return {"decided": self.decided, **self._counts()}
 
     def as_json(self, limit: int = 100) -> dict[str, Any]:
         return {
-            "counts": self.counts(),
-            "ended": dict(sorted(self.ended.items())),
-            "waiting": dict(sorted(self.waiting.items())),
-            "stuckByStage": dict(Counter(s.stage for s in self.stuck).most_common()),
+            **self._json(self.counts()),
             "stuck": [{"messageId": s.message_id, "tenant": s.tenant, "origin": s.origin,
                        "decidedAt": s.decided_at, "stage": s.stage}
                       for s in self.stuck[:limit]],
@@ -450,16 +458,5 @@ def reconcile_messages(decided: Iterable[Decided], sources: MessageSources, now:
 
 def message_table(report: MessageReport) -> str:
     """The account of messages without a pKey, for a terminal."""
-    counts = report.counts()
-    lines = [f"{'messages without a pKey':<28}{counts['decided']:>12,}"]
-    for state, n in sorted(report.ended.items()):
-        lines.append(f"  ended {state:<20}{n:>12,}")
-    for why, n in sorted(report.waiting.items()):
-        lines.append(f"  waiting: {why:<17}{n:>12,}")
-    for key in ("stuck", "lost", "duplicated", "unacknowledged"):
-        lines.append(f"  {key:<26}{counts[key]:>12,}")
-    lines.append(f"{'    of which in SMTP window':<28}{counts['duplicatedInSmtpWindow']:>12,}")
-    lines.append(f"{'  resent after a crash':<28}{counts['resentAfterCrash']:>12,}")
-    for stage, n in Counter(s.stage for s in report.stuck).most_common():
-        lines.append(f"  stuck at {stage}: {n:,}")
-    return "\n".join(lines)
+    return "\n".join(report._table(
+        f"{'messages without a pKey':<28}{report.decided:>12,}", "  "))
