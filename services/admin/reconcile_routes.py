@@ -25,6 +25,7 @@ from shared.adapters.reconcile_sources import Window, reconcile_window
 
 router = APIRouter(prefix="/admin/v1/reconcile", tags=["operations"])
 MAX_WINDOW = timedelta(days=7)
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)  # a day's margin for offsets and time zones
 
 
 @router.get("")
@@ -35,6 +36,10 @@ async def reconcile(
     limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
 ) -> dict[str, Any]:
     end = until or datetime.now(UTC)
+    if since < EARLIEST:  # Kafka's record timestamps start at the Unix epoch
+        raise RequestValidationError([{
+            "type": "window", "loc": ("query", "since"), "input": since.isoformat(),
+            "msg": "since must be after 1970-01-01T00:00:00Z (records carry Unix times)"}])
     if not since < end or end - since > MAX_WINDOW:
         raise RequestValidationError([{
             "type": "window", "loc": ("query", "since"), "input": since.isoformat(),

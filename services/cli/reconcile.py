@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 
 from shared.adapters.postgres import connect
 from shared.adapters.reconcile_sources import Reconciled, Window, reconcile_window
-from shared.domain.reconcile import message_table, table
+from shared.domain.reconcile import message_table, receipts_table, table
 from shared.settings import get_settings
 
 FOUND, UNREADABLE = 1, 4
@@ -128,6 +128,8 @@ def _print_table(reconciled: Reconciled, window: Window, grace_s: float, limit: 
     print(table(reconciled.report))
     if reconciled.messages is not None:
         print(message_table(reconciled.messages))
+    for line in receipts_table(reconciled.receipts):
+        print(line)
     read, sinks = reconciled.read, reconciled.sinks
     asked = "not asked" if sinks.handed is None else "asked"
     unreachable = f" ({len(sinks.unreachable)} unreachable)" if sinks.unreachable else ""

@@ -25,6 +25,7 @@ from shared.adapters.kafka import client_security, window_batches
 from shared.domain.api_keys import Scope
 from shared.domain.produced import Identified, identify
 from shared.domain.reconcile import (
+    RECEIPTS,
     Accepted,
     Decided,
     Handed,
@@ -34,6 +35,7 @@ from shared.domain.reconcile import (
     Recorded,
     Report,
     Sources,
+    provider_receipts,
     reconcile,
     reconcile_messages,
 )
@@ -209,6 +211,26 @@ async def read_recorded(connection: asyncpg.Connection, pkeys: Sequence[str],
     return Sources(statuses, ledger, held, deferred, retries)
 
 
+async def read_receipt_kinds(connection: asyncpg.Connection, window: Window,
+                             message_ids: set[str]) -> dict[str, frozenset[str]]:
+    """The receipt kinds recorded for these messages (DSN bounces, provider webhooks). By
+    time, not by message id (the reactions table keeps no message index, migration 038):
+    a receipt comes after its message was handed over, so after the window's start."""
+    kinds = sorted({k for ks in RECEIPTS.values() for k in ks})
+    found: dict[str, set[str]] = {}
+    if not message_ids:
+        return {}
+    rows = await connection.fetch(
+        "SELECT message_id::text AS mid, kind FROM reactions"
+        " WHERE kind = ANY($1::text[]) AND ($3::text IS NULL OR tenant_id = $3)"
+        "   AND (published_at >= to_timestamp($2) OR published_at IS NULL)",
+        kinds, window.since, window.tenant)
+    for row in rows:
+        if row["mid"] in message_ids:
+            found.setdefault(row["mid"], set()).add(row["kind"])
+    return {mid: frozenset(k) for mid, k in found.items()}
+
+
 def sink_urls(settings: Settings) -> list[str]:
     chosen = settings.reconcile_sinks.strip()
     if chosen in ("", "none"):
@@ -376,6 +398,8 @@ class Reconciled:
     seconds: float
     messages: MessageReport | None = None  # None: one event asked for (--event)
     messages_read: MessagesRead | None = None
+    # What providers reported of the handed-over messages (provider_receipts)
+    receipts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -391,6 +415,7 @@ class Reconciled:
                         "bulkRecords": self.messages_read and self.messages_read.records,
                         "sinksAsked": self.sinks.handed is not None,
                         "sinksUnreachable": self.sinks.unreachable},
+            "providerReceipts": self.receipts,
             "clean": self.clean, "seconds": round(self.seconds, 3),
         }
 
@@ -412,6 +437,8 @@ async def reconcile_window(settings: Settings, connection: asyncpg.Connection, w
         connection, messages_read)
     sinks = await read_handed(sink_urls(settings))
     sources = replace(sources, handed=sinks.handed)
+    receipts = provider_receipts(sources.ledger, await read_receipt_kinds(
+        connection, window, {m for m, row in sources.ledger.items() if row.state == "sent"}))
     report = reconcile(read.accepted.values(), sources, now, grace_s)
     messages = None
     if messages_read is not None and message_sources is not None:
@@ -419,4 +446,4 @@ async def reconcile_window(settings: Settings, connection: asyncpg.Connection, w
                                       replace(message_sources, handed=sinks.handed),
                                       now, grace_s)
     return Reconciled(report, read, sinks, time.monotonic() - started, messages,
-                      messages_read)
+                      messages_read, receipts)

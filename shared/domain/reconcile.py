@@ -314,6 +314,44 @@ def table(report: Report) -> str:
     return "\n".join(report._table(f"{'accepted':<28}{report.accepted:>12,}", ""))
 
 
+# What the providers themselves reported (reactions from DSN bounces and signed provider
+# webhooks): the witness left in production, where no relay can be asked what it accepted
+# (README, Proof of delivery). Counted beside the verdicts, not as findings: a receipt may
+# lawfully come minutes late, and email has no delivery receipt at all.
+RECEIPTS = {  # channel -> the reaction kinds that answer for a message handed over
+    "email": ("delivered", "bounced", "complained"),
+    "sms": ("smsDelivered", "failed"),
+}
+EXPECTS_RECEIPT = frozenset({"sms"})  # SMS providers report every message; mail servers not
+
+
+def provider_receipts(ledger: Mapping[str, LedgerRow],
+                      kinds: Mapping[str, frozenset[str]]) -> dict[str, dict[str, int]]:
+    """Per channel: messages handed over (``sent`` in the ledger), how many each receipt
+    kind answered, and — where the provider reports every message — how many have none
+    yet (``noReceipt``). ``kinds``: the reaction kinds recorded per message id."""
+    out: dict[str, dict[str, int]] = {}
+    for message_id, row in ledger.items():
+        if row.state != "sent":
+            continue
+        counts = out.setdefault(row.channel, {"sent": 0})
+        counts["sent"] += 1
+        got = kinds.get(message_id, frozenset()) & frozenset(RECEIPTS.get(row.channel, ()))
+        for kind in got:
+            counts[kind] = counts.get(kind, 0) + 1
+        if row.channel in EXPECTS_RECEIPT and not got:
+            counts["noReceipt"] = counts.get("noReceipt", 0) + 1
+    order = {k: i for i, k in enumerate(("sent", *(k for ks in RECEIPTS.values() for k in ks),
+                                         "noReceipt"))}
+    return {channel: dict(sorted(counts.items(), key=lambda kv: order[kv[0]]))
+            for channel, counts in sorted(out.items())}
+
+
+def receipts_table(receipts: Mapping[str, Mapping[str, int]]) -> list[str]:
+    return [f"provider receipts ({channel}): " + ", ".join(
+        f"{kind} {n:,}" for kind, n in counts.items()) for channel, counts in receipts.items()]
+
+
 # Messages without a pKey: a journey's (decided by the engine: its ``actionSent`` step) and
 # any other record on a bulk send topic that answers no event. Their account goes by
 # message id, from the engine's decision (or the topic) to the ledger and the sinks.

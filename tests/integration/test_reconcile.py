@@ -113,6 +113,9 @@ async def test_events_that_went_through_are_all_ended_and_the_exit_status_is_0(
     bad = await admin.get("/reconcile", params={"since": datetime.now(UTC).isoformat(),
                                                  "until": "2026-01-01T00:00:00Z"})
     assert bad.status_code == 422 and "since" in bad.text
+    ancient = await admin.get("/reconcile", params={  # found by the fuzz suite: was a 500
+        "since": "0657-12-26T16:04:59Z", "until": "0657-12-26T18:04:59Z"})
+    assert ancient.status_code == 422 and "1970" in ancient.text, ancient.text
 
 
 async def test_every_kind_of_finding_is_reported_with_its_stage(pool: asyncpg.Pool) -> None:
@@ -327,3 +330,37 @@ async def test_journey_messages_are_accounted_for_and_each_finding_is_reported(
         "since": datetime.fromtimestamp(since, UTC).isoformat(), "graceS": 0})
     assert answer.status_code == 200 and not answer.json()["clean"], answer.text
     assert answer.json()["messages"]["counts"] == counts
+
+
+async def test_provider_receipts_are_the_witness_where_no_sink_is_asked(
+    pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    """In production no relay can be asked what it accepted: reconcile then counts what
+    the providers reported of each handed-over message (here the SMS provider sink's signed
+    receipts, recorded as smsDelivered reactions), SMS messages without one apart."""
+    from tests.faults.load import SMS_TEMPLATE, body_for
+
+    since = time.time() - 1
+    tenant = f"rec-receipts-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as connection:
+        await create_tenant(connection, tenant, "reconcile: provider receipts")
+        key = await create_key(connection, tenant, Scope.INGEST, "tests")
+    event_id = await publish_event(pool, "event", SMS_TEMPLATE, channel="sms", tenant=tenant)
+    headers = {"authorization": f"Bearer {key}"}
+    for n in range(5):
+        answer = await http.post(f"{GATEWAY}/v1/events/{event_id}", json=body_for("sms", n),
+                                 headers=headers)
+        assert answer.status_code == 202, answer.text
+
+    async def receipted() -> dict[str, Any] | None:
+        _code, report = await asyncio.to_thread(tenant_json, tenant, since, 60)
+        sms = report["providerReceipts"].get("sms", {})
+        return report if sms.get("smsDelivered") == 5 else None
+
+    report = await eventually(receipted, "five smsDelivered receipts counted", 30)
+    assert report["providerReceipts"] == {"sms": {"sent": 5, "smsDelivered": 5}}, report
+    assert report["clean"] and report["ended"] == {"processed": 5}
+    code, text = await asyncio.to_thread(
+        cli_reconcile, "--tenant", tenant, "--since",
+        datetime.fromtimestamp(since, UTC).isoformat())
+    assert code == 0 and "provider receipts (sms): sent 5, smsDelivered 5" in text, text

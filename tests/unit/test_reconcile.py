@@ -183,3 +183,24 @@ def test_message_duplicates_and_unacknowledged_as_for_events() -> None:
         {"messageId": "m3", "channel": "sms", "tenant": "t1"}]
     text = message_table(report)
     assert "messages without a pKey" in text and "ended sent" in text
+
+
+def test_provider_receipts_count_what_providers_reported_per_channel() -> None:
+    from shared.domain.reconcile import LedgerRow, provider_receipts, receipts_table
+
+    ledger = {
+        "s1": LedgerRow("sent", 1, "sms"), "s2": LedgerRow("sent", 1, "sms"),
+        "s3": LedgerRow("sent", 1, "sms"), "s4": LedgerRow("sending", 1, "sms"),
+        "e1": LedgerRow("sent", 1, "email"), "e2": LedgerRow("sent", 1, "email"),
+        "p1": LedgerRow("sent", 1, "push"),
+    }
+    kinds = {"s1": frozenset({"smsDelivered"}), "s2": frozenset({"failed"}),
+             "e1": frozenset({"bounced", "opened"}), "p1": frozenset({"pushOpened"}),
+             "s4": frozenset({"smsDelivered"})}  # not handed over: not counted
+    got = provider_receipts(ledger, kinds)
+    assert got == {"email": {"sent": 2, "bounced": 1},
+                   "push": {"sent": 1},
+                   "sms": {"sent": 3, "smsDelivered": 1, "failed": 1, "noReceipt": 1}}
+    # an open is the recipient's, not the provider's; email has no receipt to wait for
+    assert receipts_table(got)[2] == (
+        "provider receipts (sms): sent 3, smsDelivered 1, failed 1, noReceipt 1")
