@@ -26,6 +26,10 @@ class Settings(BaseSettings):
 
     # Unix socket by default: ~50% faster than TCP on loopback for one-row lookups.
     pg_dsn: str = f"postgresql://parcours@/parcours?host={RUN_DIR / 'pgsock'}&port=5433"
+    # The processor's and the senders' connections plan their statements once (a generic
+    # plan, pruned at execution) instead of at every execution (shared/adapters/postgres.py,
+    # GENERIC_PLANS). Off (0) plans each execution for its parameters, PostgreSQL's default.
+    pg_generic_plans: bool = True
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525

@@ -39,7 +39,7 @@ class Processor:
     @classmethod
     async def open(cls, settings: Settings) -> Processor:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)
-        connection = await connect(settings.pg_dsn)
+        connection = await connect(settings.pg_dsn, generic_plans=settings.pg_generic_plans)
         producer = RenewingProducer(settings, "processor")
         await producer.start()
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
@@ -62,7 +62,8 @@ class Processor:
 
     async def ensure_db(self) -> None:
         if self.connection.is_closed():
-            self.connection = await connect(self.settings.pg_dsn)
+            self.connection = await connect(self.settings.pg_dsn,
+                                      generic_plans=self.settings.pg_generic_plans)
 
     async def close(self) -> None:
         await self.producer.stop()

@@ -147,8 +147,19 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
-    connection = await asyncpg.connect(dsn, connection_class=Connection)
+# The hot path's statements (the processor's, the senders') go to partitioned tables with
+# arrays of a batch's rows. PostgreSQL planned them afresh at every execution: a custom
+# plan prunes partitions, so it always looked cheaper than the generic one, and planning
+# was 0.35-0.84 ms of each statement's bind (statement log, one event at a time). Their
+# generic plans prune at execution (run-time pruning) and take 0.02-0.04 ms to bind.
+# README, Benchmarks: "Where the time goes".
+GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
+
+
+async def connect(dsn: str, *, generic_plans: bool = False) -> asyncpg.Connection:
+    """``generic_plans``: for a connection running the hot path's prepared statements."""
+    connection = await asyncpg.connect(dsn, connection_class=Connection,
+                                       server_settings=GENERIC_PLANS if generic_plans else None)
     await _init_connection(connection)
     return connection
 

@@ -63,8 +63,9 @@ async def run_retries(sender: Sender, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 if worker is None:
-                    worker = dataclasses.replace(
-                        sender, connection=await connect(sender.settings.pg_dsn))
+                    connection = await connect(sender.settings.pg_dsn,
+                                         generic_plans=sender.settings.pg_generic_plans)
+                    worker = dataclasses.replace(sender, connection=connection)
                 await worker.ensure_db()
                 if time.monotonic() - counted_at >= COUNT_EVERY_S:
                     count, oldest_s = await send_retries.backlog(worker.connection, lane)

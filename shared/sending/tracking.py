@@ -88,16 +88,17 @@ class _GroupCommit:
 _groups: dict[asyncpg.Pool, _GroupCommit] = {}  # a sender has one pool for life
 
 
-def _opener(_pool: asyncpg.Pool, dsn: str) -> Callable[[], Awaitable[asyncpg.Connection]]:
+def _opener(_pool: asyncpg.Pool, settings: Settings
+            ) -> Callable[[], Awaitable[asyncpg.Connection]]:
     """How a sender's group opens its connection (the unit tests' fake gives its pool)."""
-    return lambda: connect(dsn)
+    return lambda: connect(settings.pg_dsn, generic_plans=settings.pg_generic_plans)
 
 
-def _group(pool: asyncpg.Pool, dsn: str) -> _GroupCommit:
+def _group(pool: asyncpg.Pool, settings: Settings) -> _GroupCommit:
     for closed in [p for p in _groups if p.is_closing()]:
         _groups.pop(closed).close()
     if pool not in _groups:
-        _groups[pool] = _GroupCommit(_opener(pool, dsn))
+        _groups[pool] = _GroupCommit(_opener(pool, settings))
     return _groups[pool]
 
 
@@ -114,7 +115,7 @@ async def tracked(pool: asyncpg.Pool, settings: Settings, request: SendRequest,
                               open_url(base, keys, tenant, message))
     address = None if request.profileId else recipient_address(request.channel.value,
                                                                request.to)
-    await _group(pool, settings.pg_dsn).remember(TrackedMessage(
+    await _group(pool, settings).remember(TrackedMessage(
         tenant, message, request.channel.value, request.profileId, address,
         request.origin.model_dump(), rewritten.links))
     return RenderedMessage(rendered.channel, {**rendered.parts, "html": rewritten.html},

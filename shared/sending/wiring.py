@@ -57,7 +57,7 @@ class Sender:
     @classmethod
     async def open(cls, spec: SenderSpec, settings: Settings, batch: int) -> Sender:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)
-        connection = await connect(settings.pg_dsn)
+        connection = await connect(settings.pg_dsn, generic_plans=settings.pg_generic_plans)
         consumer = manual_consumer(settings.kafka_bootstrap, spec.group,
                                    max_poll_records=batch, **client_security(settings))
         drain = DrainOnRevoke()
@@ -77,7 +77,8 @@ class Sender:
 
     async def ensure_db(self) -> None:
         if self.connection.is_closed():
-            self.connection = await connect(self.settings.pg_dsn)
+            self.connection = await connect(self.settings.pg_dsn,
+                                      generic_plans=self.settings.pg_generic_plans)
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[asyncpg.Connection]:

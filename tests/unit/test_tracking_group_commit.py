@@ -49,7 +49,7 @@ def _own_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     async def opened(pool: Pool) -> Pool:
         return pool
 
-    monkeypatch.setattr(tracking, "_opener", lambda pool, _dsn: lambda: opened(pool))
+    monkeypatch.setattr(tracking, "_opener", lambda pool, _settings: lambda: opened(pool))
 
 
 def a_request() -> SendRequest:
