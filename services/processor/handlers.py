@@ -35,7 +35,6 @@ from shared.adapters.kafka import encode, publish_dead_letters
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_store import find_profiles
 from shared.adapters.status_store import (
-    begin_processing,
     record_first_statuses,
     record_statuses,
     reopen_failed,
@@ -325,7 +324,8 @@ async def _pass_rules(processor: Processor, connection: asyncpg.Connection,
                       pendings: list[Pending], now: datetime) -> list[Status]:
     """The delivery rules' step, then each message on its way: sent on, ended
     ``excluded``, or held until the rule lets it go."""
-    decided = await decide_messages(connection, processor.step, pendings, now)
+    begun: set[str] = set()  # the events that may go on (marked processing, not ended)
+    decided = await decide_messages(connection, processor.step, pendings, now, begun=begun)
     decided_at = time.time()
     for outcome in decided:
         if outcome.fresh and outcome.kind is not None:
@@ -341,7 +341,7 @@ async def _pass_rules(processor: Processor, connection: asyncpg.Connection,
         [w for d in deferred if (w := _event_status(d.request, Status.PENDING,
                                                     deferral_reason(d)))])
     return [Status.EXCLUDED] * len(excluded) + [Status.PENDING] * len(deferred) \
-        + await _send_on(processor, connection, sends, decided_at)
+        + await _send_on(processor, connection, sends, begun, decided_at)
 
 
 def _event_status(request: SendRequest, status: Status, reason: str | None
@@ -353,11 +353,11 @@ def _event_status(request: SendRequest, status: Status, reason: str | None
 
 
 async def _send_on(processor: Processor, connection: asyncpg.Connection,
-                   sends: list[SendRequest], decided_at: float) -> list[Status]:
-    """Messages cleared to go: an event's moves to ``processing`` unless it already ended
-    (refused by the gateway with a 503), then every message goes to its sender's topic."""
-    allowed = await begin_processing(connection, [
-        w for s in sends if (w := _event_status(s, Status.PROCESSING, None))])
+                   sends: list[SendRequest], allowed: set[str], decided_at: float
+                   ) -> list[Status]:
+    """Messages cleared to go: an event's moved to ``processing`` with the decision unless
+    it already ended (refused by the gateway with a 503: not in ``allowed``), then every
+    message goes to its sender's topic."""
     going = [s for s in sends if s.event is None or s.event.pKey in allowed]
     # Sent together and awaited together: the producer batches them into few requests.
     # Each carries the processor's marks of its timeline (shared.domain.timeline).

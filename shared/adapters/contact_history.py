@@ -17,7 +17,11 @@ import asyncpg
 import orjson
 
 from shared.adapters import erasure
-from shared.adapters.status_store import record_statuses
+from shared.adapters.status_store import (
+    begin_processing_args,
+    begin_processing_sql,
+    record_statuses,
+)
 from shared.domain.status import Status, StatusWrite
 
 COUNTED = ("sent", "delivered", "deferred")  # what fatigue and capacity count
@@ -184,6 +188,15 @@ WITH u AS (
 INSERT INTO message_trace (tenant_id, message_id, stage, outcome, rule_id, reason, verdicts)
 SELECT $1, message_id, $13, outcome, rule_id, reason, verdicts::jsonb FROM u
 """
+# The same, and the events of the messages going out marked ``processing`` (the
+# processor's ``begin_processing``) in the same statement: one round trip fewer before the
+# send records go, on every event's path (README, Benchmarks: "Where the time goes").
+_WRITE_AND_BEGIN = _WRITE.replace(
+    "\nINSERT INTO message_trace", ", trace AS (\n    INSERT INTO message_trace", 1
+).rstrip() + f"""
+), begun AS ({begin_processing_sql(14)})
+SELECT pkey FROM begun
+"""
 
 
 async def reserve(connection: asyncpg.Connection,
@@ -197,17 +210,24 @@ async def reserve(connection: asyncpg.Connection,
 
 
 async def write(connection: asyncpg.Connection, tenant: str, rows: Sequence[HistoryRow],
-                stage: str = "decided") -> None:
-    """The decisions, in the history and in each message's trace."""
-    if not rows:
-        return
-    await connection.execute(
-        _WRITE, tenant, [uuid.UUID(r.message_id) for r in rows], [r.profile_id for r in rows],
+                stage: str = "decided", begin: Sequence[StatusWrite] = ()) -> set[str]:
+    """The decisions, in the history and in each message's trace; and with ``begin``, those
+    events marked ``processing`` (``status_store.begin_processing``): the pKeys that may go
+    on."""
+    if not rows and not begin:
+        return set()
+    args = (
+        tenant, [uuid.UUID(r.message_id) for r in rows], [r.profile_id for r in rows],
         [r.channel for r in rows], [r.origin_kind for r in rows], [r.origin_id for r in rows],
         [r.transactional for r in rows], [r.contact_at for r in rows],
         [r.outcome for r in rows], [r.rule_id for r in rows], [r.reason for r in rows],
         # As text: asyncpg would read a list in an array parameter as another dimension.
         [orjson.dumps(r.verdicts).decode() for r in rows], stage)
+    if not begin:
+        await connection.execute(_WRITE, *args)
+        return set()
+    found = await connection.fetch(_WRITE_AND_BEGIN, *args, *begin_processing_args(begin))
+    return {row["pkey"] for row in found}
 
 
 async def unsend(connection: asyncpg.Connection, messages: Sequence[tuple[str, str]]) -> None:

@@ -10,6 +10,7 @@ minted before migration 040) the day of the row that already holds the pKey, els
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -116,16 +117,28 @@ async def reopen_failed(connection: asyncpg.Connection, pkeys: list[str]) -> Non
         await connection.execute(_REOPEN, pkeys, RANK[Status.PENDING])
 
 
-_BEGIN_PROCESSING = f"""
+def begin_processing_sql(first: int) -> str:
+    """``begin_processing``'s statement (parameters ``$first`` to ``$first + 4``, as
+    ``begin_processing_args`` orders them), to run alone or as a CTE of a larger one."""
+    n = [f"${first + i}" for i in range(5)]
+    return f"""
 INSERT INTO event_status (pkey, tenant_id, event_id, status, rank, message_id, accepted_day)
-SELECT p, t, e, 'processing', $5, m, {accepted_day("p")}
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[]) AS u(p, t, e, m)
+SELECT p, t, e, 'processing', {n[4]}, m, {accepted_day("p")}
+  FROM unnest({n[0]}::text[], {n[1]}::text[], {n[2]}::text[], {n[3]}::uuid[]) AS u(p, t, e, m)
 ON CONFLICT (pkey, accepted_day) DO UPDATE
    SET status = EXCLUDED.status, rank = EXCLUDED.rank, reason = NULL,
        message_id = EXCLUDED.message_id, updated_at = now()
  WHERE event_status.rank <= EXCLUDED.rank
 RETURNING pkey
 """
+
+
+def begin_processing_args(writes: Sequence[StatusWrite]) -> list[object]:
+    return [[w.pkey for w in writes], [w.tenant for w in writes], [w.event_id for w in writes],
+            [w.message_id for w in writes], RANK[Status.PROCESSING]]
+
+
+_BEGIN_PROCESSING = begin_processing_sql(1)
 
 
 async def begin_processing(connection: asyncpg.Connection, writes: list[StatusWrite]) -> set[str]:
@@ -139,11 +152,7 @@ async def begin_processing(connection: asyncpg.Connection, writes: list[StatusWr
     """
     if not writes:
         return set()
-    rows = await connection.fetch(
-        _BEGIN_PROCESSING,
-        [w.pkey for w in writes], [w.tenant for w in writes], [w.event_id for w in writes],
-        [w.message_id for w in writes], RANK[Status.PROCESSING],
-    )
+    rows = await connection.fetch(_BEGIN_PROCESSING, *begin_processing_args(writes))
     return {row["pkey"] for row in rows}
 
 

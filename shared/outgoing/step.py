@@ -45,6 +45,7 @@ from shared.domain.delivery_rules.addresses import lookup_keys, recipient_addres
 from shared.domain.delivery_rules.recipient import condition_record
 from shared.domain.delivery_rules.tenant import TenantRules
 from shared.domain.routing import EventOrigin, SendRequest
+from shared.domain.status import Status, StatusWrite
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +107,17 @@ class _Tenant:
 
 
 async def decide_messages(connection: asyncpg.Connection, step: Step,
-                          pendings: Sequence[Pending], now: datetime, *, record: bool = True
-                          ) -> list[Decided]:
+                          pendings: Sequence[Pending], now: datetime, *, record: bool = True,
+                          begun: set[str] | None = None) -> list[Decided]:
     """Decide every message, in order: per tenant, one statement reads what is known (the
     messages already decided, the address lists), one records the decisions and their
     trace; the profiles' reads and the locks come on top when profiles or capacity rules
     are in play. ``record=False`` is a dry run: nothing locked, nothing written, every
-    message decided afresh."""
+    message decided afresh.
+
+    ``begun`` (the processor's): the events of the messages decided ``send`` are marked
+    ``processing`` in the statement that records the decisions, unless they already ended
+    (``status_store.begin_processing``); the pKeys that may go on are added to it."""
     if not pendings:
         return []
     by_tenant: dict[str, list[Pending]] = defaultdict(list)
@@ -138,7 +143,7 @@ async def decide_messages(connection: asyncpg.Connection, step: Step,
     decided: dict[int, Decided] = {}
     async with connection.transaction() if locking else contextlib.nullcontext():
         for part in parts:
-            outcomes = await _decide_tenant(connection, part, now, record)
+            outcomes = await _decide_tenant(connection, part, now, record, begun)
             for pending, outcome in zip(part.pendings, outcomes, strict=True):
                 decided[id(pending)] = outcome
     return [decided[id(p)] for p in pendings]
@@ -173,7 +178,7 @@ def _capacity_keys(part: _Tenant, pending: Pending) -> list[tuple[str, CapacityR
 
 
 async def _decide_tenant(connection: asyncpg.Connection, part: _Tenant, now: datetime,
-                         record: bool) -> list[Decided]:
+                         record: bool, begun: set[str] | None = None) -> list[Decided]:
     tenant, pendings = part.tenant, part.pendings
     ids = [p.request.messageId for p in pendings]
     profile_ids = _profile_ids(pendings)
@@ -267,7 +272,13 @@ async def _decide_tenant(connection: asyncpg.Connection, part: _Tenant, now: dat
             decision.deciding.rule_id if decision.deciding else None, decided.reason or None,
             verdicts))
     if record:
-        await contact_history.write(connection, tenant, rows)
+        going = [] if begun is None else [
+            StatusWrite(d.request.event.pKey, tenant, d.request.event.eventId,
+                        Status.PROCESSING, None, d.request.messageId)
+            for d in out if d.outcome == "send" and d.request.event is not None]
+        allowed = await contact_history.write(connection, tenant, rows, begin=going)
+        if begun is not None:
+            begun.update(allowed)
     return out
 
 
