@@ -1,5 +1,5 @@
-"""``python -m bench [--quick]``: B1, B2, B3, P1, P2, P3, P4, STAGES, P5, P10, P6, P7, P7J, P8,
-P8J, P9, IMPORT, ERASE, TRACK, GROWTH in that order, then one table (P11 only with
+"""``python -m bench [--quick]``: B1, B2, B3, P1, P2, P3, P4, STAGES, P4MAX, P5, P10, P6, P7,
+P7J, P8, P8J, P9, IMPORT, ERASE, TRACK, GROWTH in that order, then one table (P11 only with
 ``--only P11``: it starts and stops second workers). ``--only P7`` / ``--only P8`` include
 the journey parts (P7J entering, P8J journey timers); ``--only P7J`` etc. run one alone.
 
@@ -29,6 +29,7 @@ from bench import (
     p3_latency,
     p4_latency,
     p4_rules,
+    p4_sweep,
     p5_priority,
     p6_sender,
     p7_audiences,
@@ -102,7 +103,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="GROWTH statuses beside (default 10,000,000, quick 200,000)")
     parser.add_argument("--only", nargs="+",
                         choices=("B1", "B2", "B3", "P1", "P2", "P3", "P4", "P4R", "STAGES",
-                                 "P5", "P6", "P7", "P7J", "P8", "P8J", "P9", "P10", "P11",
+                                 "P4MAX", "P5", "P6", "P7", "P7J", "P8", "P8J", "P9", "P10", "P11",
                                  "IMPORT", "RULES", "ERASE", "TRACK", "GROWTH"),
                         help="run only these (P1 needs B2 for its ratio)")
     return parser.parse_args(argv)
@@ -136,7 +137,8 @@ def main(argv: list[str]) -> int:
     progress(f"bench {'--quick ' if quick else ''}{stamp}: {os.cpu_count()} cores, load "
              f"{load[0]:.2f}, client {client}, median of {RUNS} runs each\n")
 
-    wanted = set(args.only or ("B1", "B2", "B3", "P1", "P2", "P3", "P4", "P4R", "STAGES", "P5",
+    wanted = set(args.only or ("B1", "B2", "B3", "P1", "P2", "P3", "P4", "P4R", "STAGES",
+                              "P4MAX", "P5",
                               "P10", "P6", "P7", "P8", "P9", "IMPORT", "RULES", "ERASE",
                               "TRACK", "GROWTH"))
     wanted |= {f"{p}J" for p in ("P7", "P8") if p in wanted}
@@ -173,6 +175,10 @@ def main(argv: list[str]) -> int:
     if "STAGES" in wanted:
         rows += _attempt("STAGES", "per-stage latency and CPU per message", lambda: stages.run(
             args.stages_rate, 2 * p4_seconds, args.connections))
+    if "P4MAX" in wanted:
+        rows += _attempt("P4MAX", "the highest sustained P4 rate", lambda: p4_sweep.run(
+            (100, 200) if quick else (200, 300, 400, 500, 600, 800), 2 * p4_seconds,
+            args.connections))
     if "P11" in wanted:
         rows += _attempt("P11", "one worker against two", lambda: p11_scale_out.run(
             args.stages_rate, 2 * p4_seconds, args.connections))
