@@ -319,13 +319,14 @@ async def _phase(route: str, key: str, run_id: str, events: int, deadline_s: flo
     }
 
 
-async def _measure(events: int, deadline_s: float) -> list[dict[str, Any]]:
+async def _measure(events: int, deadline_s: float, routes: tuple[str, ...] = ("http", "kafka")
+                   ) -> list[dict[str, Any]]:
     ingest_key, kafka_key = await _prepare()
     await _warm(ingest_key)
     runs = []
     try:
         for n in range(1, RUNS + 1):
-            for route in ("http", "kafka"):
+            for route in routes:
                 run_id = f"P2{route[0]}{n}t{int(time.time())}"
                 result = await _phase(route, ingest_key if route == "http" else kafka_key,
                                       run_id, events, deadline_s)
@@ -364,29 +365,37 @@ async def _warm(key: str) -> None:
 
 
 def run(events: int = 100_000, b1: Row | None = None, b3: Row | None = None,
-        deadline_s: float = 300.0, b3_loop: Row | None = None) -> list[Row]:
+        deadline_s: float = 300.0, b3_loop: Row | None = None, http_only: bool = False
+        ) -> list[Row]:
     """P2's rows; B1 and both B3s are measured here unless given (from the same ``bench``
     run): ``b3`` the Faust agent (TARGETS' B3), ``b3_loop`` the plain aiokafka loop the
-    processor has been since c6a30fa, to which the processor's rate is compared."""
+    processor has been since c6a30fa, to which the processor's rate is compared.
+    ``http_only``: B1 and the HTTP route alone (no B3, no Kafka route), for A/B runs of the
+    gateway."""
     events = max(BATCH, events // BATCH * BATCH)
     rows: list[Row] = []
     if b1 is None:
         b1 = b1_kafka.run(events < 100_000)
         rows.append(b1)
-    if b3 is None:
+    if b3 is None and not http_only:
         b3 = b3_passthrough.run(events, "faust")
         rows.append(b3)
-    if b3_loop is None:
+    if b3_loop is None and not http_only:
         b3_loop = b3_passthrough.run(events, "loop")
         rows.append(b3_loop)
     progress(f"P2 batch ingestion: {RUNS} × {events:,} events over HTTP ({BATCH:,} a call, "
              f"{HTTP_CONNECTIONS} in flight) and straight to Kafka (signed), tenant {TENANT},"
              f" each ended tooOld by the processor; load {machine_load()}")
-    runs = asyncio.run(_measure(events, deadline_s))
-    b1_rate, b3_rate, loop_rate = b1.figure, b3.figure, b3_loop.figure
+    routes = ("http",) if http_only else ("http", "kafka")
+    runs = asyncio.run(_measure(events, deadline_s, routes))
+    b1_rate = b1.figure
+    b3_rate = b3.figure if b3 else None
+    loop_rate = b3_loop.figure if b3_loop else None
     out = []
     for route, what in (("http", "batch ingestion over HTTP (/batch, 1,000 a call)"),
                         ("kafka", "direct Kafka ingestion (signed records)")):
+        if route not in routes:
+            continue
         mine = [r for r in runs if r["route"] == route]
         accepted = median_of(mine, "accepted_per_s")
         through = median_of(mine, "through_processor_per_s")
@@ -414,8 +423,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="events a run")
     parser.add_argument("--quick", action="store_true", help="20,000 events a run")
+    parser.add_argument("--http-only", action="store_true",
+                        help="B1 and the HTTP route alone (A/B runs of the gateway)")
     args = parser.parse_args()
-    rows = run(20_000 if args.quick else args.events)
+    rows = run(20_000 if args.quick else args.events, http_only=args.http_only)
     progress(table(rows))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = write_json(rows, {"timestamp": stamp, "command": " ".join(sys.argv),

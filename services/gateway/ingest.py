@@ -4,12 +4,15 @@ Idempotency-Key. Shared by the single-event and batch routes."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
@@ -23,7 +26,7 @@ from shared.adapters.status_store import record_statuses
 from shared.domain.events import target_key, trigger_record
 from shared.domain.exact import exact_json, read_exact, validate_exact
 from shared.domain.lifecycle import PublishedEvent
-from shared.domain.pkeys import mint_timed_pkey
+from shared.domain.pkeys import TIMED_LENGTH, mint_timed_pkey
 from shared.domain.status import Status, StatusWrite
 from shared.topics import EVENTS_IN
 
@@ -77,9 +80,75 @@ def new_pkey(gateway: Gateway, tenant: str, event_id: str) -> str:
                            time.time(), os.urandom(12))
 
 
-def _record(parsed: BaseModel, tenant: str, event_id: str, pkey: str) -> tuple[bytes, bytes]:
-    record = trigger_record(parsed, pkey=pkey, tenant=tenant, event_id=event_id,
-                            accepted_at=time.time())
+def timed_pkeys(secret: bytes, tenant: str, event_id: str, at: float, random: bytes
+                ) -> list[str]:
+    """``mint_timed_pkey`` for each 12 bytes of ``random``, all issued at ``at``: the same
+    keys (tests/unit/test_gateway_batch.py), at a fifth of the cost for a batch. The
+    HMAC's key schedule and the (tenant, event id) prefix are hashed once, and the keys are
+    written in base32 together: each 24 bytes padded with a zero byte to 25 (five whole
+    groups of 5 bytes), whose 40 characters begin with the 39 of the 24 bytes alone."""
+    prefix = hmac.new(secret, b"\x00".join((tenant.encode(), event_id.encode(), b"")),
+                      hashlib.sha256)
+    second = int(at).to_bytes(4, "big")
+    raws = []
+    for i in range(0, len(random), 12):
+        nonce = second + random[i:i + 12]
+        tag = prefix.copy()
+        tag.update(nonce)
+        raws.append(nonce + tag.digest()[:8] + b"\x00")
+    text = base64.b32encode(b"".join(raws)).decode().lower()
+    return [text[i:i + TIMED_LENGTH] for i in range(0, len(text), 40)]
+
+
+# A JSON integer of 20 digits or more (2**64 has 20; a number's fraction or exponent makes
+# it a decimal): read by pydantic, but refused by the item-by-item path (``item_body``), so
+# such a batch takes that path. Digits in a string match too: that batch only goes slower.
+_LONG_INTEGER = re.compile(rb"(?<![\d.])\d{20,}(?![\d.eE])")
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"0" * 9)  # 20 digits in a row, found in C
+
+
+def _long_integer(body: bytes) -> bool:
+    """Whether ``body`` may hold a JSON integer of 20 digits or more: 0.1 µs an item; the
+    expression alone (run only when there are 20 digits in a row) takes 2."""
+    return b"0" * 20 in body.translate(_DIGITS_AS_ZERO) and bool(_LONG_INTEGER.search(body))
+
+
+def validate_batch(batch_model: type[BaseModel], body: bytes
+                   ) -> tuple[list[BaseModel], list[dict[str, Any]]] | None:
+    """Every item of a batch validated in one pass (one ``model_validate_json`` over the
+    whole body, decimals as written), and each item's ``model_dump(mode="json",
+    exclude_none=True)``, made in one pass too. None when anything is refused (the body's
+    shape or count, any item, an integer past 64 bits): the caller then validates item by
+    item, which names each refusal; the items that pass that way are the same."""
+    if _long_integer(body):
+        return None
+    try:
+        batch = validate_exact(batch_model, body)
+    except ValidationError:
+        return None
+    events: list[BaseModel] = batch.events  # type: ignore[attr-defined]
+    dumped: list[dict[str, Any]] = batch.model_dump(mode="json", exclude_none=True)["events"]
+    return events, dumped
+
+
+class _Dumped:
+    """A validated request's ``model_dump(mode="json", exclude_none=True)`` already made,
+    handed to ``trigger_record`` in the request's place."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        return self.body
+
+
+def _record(parsed: BaseModel | _Dumped, tenant: str, event_id: str, pkey: str,
+            accepted_at: float | None = None) -> tuple[bytes, bytes]:
+    record = trigger_record(cast(BaseModel, parsed), pkey=pkey, tenant=tenant,
+                            event_id=event_id,
+                            accepted_at=time.time() if accepted_at is None else accepted_at)
     return target_key(record["target"], pkey), encode(record)
 
 
@@ -109,10 +178,36 @@ async def produce_all(
     else:  # one deadline for the batch, no task per item
         acknowledged = await producer.deliver_each(
             [(EVENTS_IN.name, value, key) for key, value in records], bound_s)
-    refused = [pkey for (_, pkey), ok in zip(events, acknowledged, strict=True) if not ok]
+    await _void_refused(gateway, tenant, event_id, [pkey for _, pkey in events], acknowledged)
+    return acknowledged
+
+
+async def produce_dumped(
+    gateway: Gateway, tenant: str, event_id: str, dumped: list[dict[str, Any]],
+    pkeys: list[str]
+) -> list[bool]:
+    """``produce_all`` for a batch validated in one pass (``validate_batch``): the records
+    from the items' dumps, one acceptance time for the batch."""
+    producer = gateway.producer
+    if not producer.ready:
+        return [False] * len(dumped)
+    bound_s = gateway.settings.kafka_request_timeout_ms / 1000 + 1
+    at = time.time()
+    topic = EVENTS_IN.name
+    records = []
+    for body, pkey in zip(dumped, pkeys, strict=True):
+        key, value = _record(_Dumped(body), tenant, event_id, pkey, at)
+        records.append((topic, value, key))
+    acknowledged = await producer.deliver_batched(records, bound_s)
+    await _void_refused(gateway, tenant, event_id, pkeys, acknowledged)
+    return acknowledged
+
+
+async def _void_refused(gateway: Gateway, tenant: str, event_id: str, pkeys: list[str],
+                        acknowledged: list[bool]) -> None:
+    refused = [pkey for pkey, ok in zip(pkeys, acknowledged, strict=True) if not ok]
     if refused:
         await _void(gateway, tenant, event_id, refused)
-    return acknowledged
 
 
 async def _void(gateway: Gateway, tenant: str, event_id: str, pkeys: list[str]) -> None:

@@ -17,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import Counter
 
 from shared.adapters.kafka import client_security, safe_producer
@@ -57,10 +60,16 @@ class RenewingProducer:
     """Writes records on whichever producer is current. Failures are seen where the
     caller awaits its deliveries (no callback per record: they cost ~3 µs each)."""
 
-    def __init__(self, settings: Settings, name: str) -> None:
+    def __init__(self, settings: Settings, name: str, max_batch_size: int | None = None) -> None:
+        """``max_batch_size``: bytes a partition's batch may hold (aiokafka's default, 16 kB,
+        when None). With linger 0 a batch still goes as soon as the sender is free, so a
+        larger one costs a single record nothing; it lets one request carry a whole batch
+        call's records instead of 16 kB a partition per round trip."""
         self._bootstrap = settings.kafka_bootstrap
         self._request_timeout_ms = settings.kafka_request_timeout_ms
-        self._options = client_security(settings)
+        self._options: dict[str, Any] = client_security(settings)
+        if max_batch_size is not None:
+            self._options["max_batch_size"] = max_batch_size
         self._name = name
         self._current: AIOKafkaProducer | None = None
         self._generation = 0
@@ -156,6 +165,83 @@ class RenewingProducer:
                 self._failed(generation, error)
         return acknowledged
 
+    async def deliver_batched(self, records: Sequence[Record], bound_s: float) -> list[bool]:
+        """``deliver_each``'s answer (record by record, acknowledged within ``bound_s``), with
+        the records put into the producer's batches here rather than one ``send`` each:
+        a batch per partition (partitioned as ``send`` would: the producer's partitioner
+        on the key), each handed over with ``send_batch``. A batch is written or refused
+        whole, so its records share its outcome. About 5 µs of the gateway's CPU a record
+        instead of 20 (no coroutine, future and metadata check per record). A record
+        larger than a request may carry is refused alone (``send`` raises for it)."""
+        acknowledged = [False] * len(records)
+        producer = self._current
+        if producer is None or not records:
+            return acknowledged
+        generation = self._generation
+        submitted: list[tuple[asyncio.Future[Any], list[int]]] = []
+        try:
+            async with asyncio.timeout(bound_s):
+                await self._submit_batches(producer, records, submitted)
+                if submitted:
+                    await asyncio.wait([delivery for delivery, _ in submitted])
+        except TimeoutError:
+            pass  # what is not acknowledged by now is refused (the caller voids it)
+        except KafkaError as error:  # the producer refused a batch: the rest too
+            self._failed(generation, error)
+        for delivery, indexes in submitted:
+            if not delivery.done():  # a late outcome must still be read, not left to warn
+                delivery.add_done_callback(_read_outcome)
+                continue
+            error = None if delivery.cancelled() else delivery.exception()
+            if error is None and not delivery.cancelled():
+                for i in indexes:
+                    acknowledged[i] = True
+            elif isinstance(error, KafkaError):
+                self._failed(generation, error)
+        return acknowledged
+
+    @staticmethod
+    async def _submit_batches(producer: AIOKafkaProducer, records: Sequence[Record],
+                              submitted: list[tuple[asyncio.Future[Any], list[int]]]) -> None:
+        """Fills a batch per (topic, partition) in the records' order and hands each over
+        once full and at the end; ``submitted`` gets the future of each batch handed over,
+        with its records' indexes. A caller cancelled meanwhile (its deadline) leaves the
+        batches not yet handed over unsent."""
+        partitions: dict[str, tuple[list[int], list[int]]] = {}
+        for topic in {r[0] for r in records}:
+            await producer.client._wait_on_metadata(topic)
+            metadata = producer.client.cluster
+            partitions[topic] = (list(metadata.partitions_for_topic(topic)),
+                                 list(metadata.available_partitions_for_topic(topic)))
+        partitioner = producer._partitioner
+        if type(partitioner) is DefaultPartitioner or partitioner is DefaultPartitioner:
+            partitioner = default_partition  # the same partitions, a third of the CPU
+        largest = producer._max_request_size
+        estimate = DefaultRecordBatchBuilder.estimate_size_in_bytes
+        open_batches: dict[tuple[str, int], tuple[Any, list[int]]] = {}
+        for i, r in enumerate(records):
+            topic, value, key = r[0], r[1], r[2]
+            headers = r[3] if len(r) > 3 else []  # type: ignore[misc]
+            if estimate(key, value, headers) > largest:
+                continue  # never written: refused, as send() would raise
+            every, available = partitions[topic]
+            partition = partitioner(key, every, available)
+            batch = open_batches.get((topic, partition))
+            if batch is None:
+                batch = open_batches[(topic, partition)] = (producer.create_batch(), [])
+            if batch[0].append(timestamp=None, key=key, value=value, headers=headers) is None:
+                batch[0].close()  # full: hand it over, begin the next
+                submitted.append((await producer.send_batch(batch[0], topic,
+                                                            partition=partition), batch[1]))
+                batch = open_batches[(topic, partition)] = (producer.create_batch(), [])
+                batch[0].append(timestamp=None, key=key, value=value, headers=headers)
+            batch[1].append(i)
+        for (topic, partition), (builder, indexes) in open_batches.items():
+            if indexes:
+                builder.close()
+                submitted.append((await producer.send_batch(builder, topic,
+                                                            partition=partition), indexes))
+
     async def stop(self) -> None:
         """Flush what is queued, for a bounded time (a broker that is away would make it
         forever), then close: what could not be written fails, and its callers know."""
@@ -233,6 +319,38 @@ class RenewingProducer:
         task = asyncio.get_running_loop().create_task(work)
         self._work.add(task)
         task.add_done_callback(self._work.discard)
+
+
+_M = 0x5BD1E995
+
+
+def murmur2(data: bytes) -> int:
+    """aiokafka's (and the Java client's) murmur2, the 4-byte words read at once: the same
+    hash (tests/unit/test_gateway_partitions.py) at about a third of the CPU."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    whole = length & ~3
+    for k in struct.unpack_from(f"<{length >> 2}I", data):
+        k = (k * _M) & 0xFFFFFFFF
+        k = ((k ^ (k >> 24)) * _M) & 0xFFFFFFFF
+        h = ((h * _M) & 0xFFFFFFFF) ^ k
+    extra = length & 3
+    if extra:
+        if extra >= 3:
+            h ^= data[whole + 2] << 16
+        if extra >= 2:
+            h ^= data[whole + 1] << 8
+        h = ((h ^ data[whole]) * _M) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * _M) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def default_partition(key: bytes | None, every: list[int], available: list[int]) -> int:
+    """aiokafka's ``DefaultPartitioner``: a key's partition by murmur2, as the Java client."""
+    if key is None:
+        return int(DefaultPartitioner()(key, every, available))
+    return every[(murmur2(key) & 0x7FFFFFFF) % len(every)]
 
 
 async def _abandon(producer: AIOKafkaProducer, error: KafkaError) -> None:
