@@ -36,9 +36,9 @@ from services.processor.handlers import (
     release_held,
 )
 from services.processor.wiring import Processor
-from shared.adapters.kafka import client_security, commit_or_redeliver, manual_consumer
+from shared.adapters.kafka import client_security, manual_consumer
 from shared.adapters.postgres import DB_UNAVAILABLE
-from shared.adapters.rebalance import DrainOnRevoke
+from shared.adapters.rebalance import DrainOnRevoke, OffsetCommits, still_assigned
 from shared.batches import handle_isolating_poison
 from shared.resilience import retry_forever
 from shared.settings import Settings, get_settings
@@ -122,46 +122,25 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await poisoned(processor, record, reason)  # with a final status, never pending
 
     releasing = asyncio.create_task(_releasing(processor, stop))
-    # Handled offsets go in the background, one commit at a time, never awaited by a batch.
-    handled: dict[TopicPartition, int] = {}
-    committing: asyncio.Task[None] | None = None
-    committed_at = time.monotonic()
-
-    async def commit() -> None:
-        nonlocal handled, committing, committed_at
-        if committing is not None:
-            await committing
-        if handled:
-            offsets, handled = handled, {}
-            committing = asyncio.create_task(commit_or_redeliver(triggers, offsets))
-        committed_at = time.monotonic()
-
+    commits = OffsetCommits(triggers, COMMIT_EVERY_S)
     # A rebalance waits for the batch under way and commits it (shared/adapters/rebalance.py)
     under_way = asyncio.Lock()
 
     async def settle() -> None:
         async with under_way:
-            await commit()
-            if committing is not None:
-                await committing
+            await commits.flush()
 
     drain.settle_with(settle)
     try:
         while not stop.is_set():
-            batches = await triggers.getmany(timeout_ms=200, max_records=BATCH_MAX)
-            if batches:  # polled just before a rebalance took their partition: not ours
-                assigned = triggers.assignment()  # (its new owner reads them again)
-                batches = {tp: rs for tp, rs in batches.items() if tp in assigned}
+            batches = still_assigned(
+                triggers, await triggers.getmany(timeout_ms=200, max_records=BATCH_MAX))
             if batches:
                 async with under_way:
                     await handle_isolating_poison(records_of(batches), handle, poison)
-                    handled.update({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
-            if handled and (not batches
-                            or time.monotonic() - committed_at >= COMMIT_EVERY_S):
-                await commit()
-        await commit()
-        if committing is not None:
-            await committing
+                    commits.handled({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+            await commits.tick(quiet=not batches)
+        await commits.flush()
     finally:
         releasing.cancel()
         with suppress(asyncio.CancelledError):

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from shared.adapters.kafka import commit_or_redeliver
 from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.adapters.rebalance import OffsetCommits, still_assigned
 from shared.batches import handle_isolating_poison
 from shared.domain import timeline
 from shared.resilience import retry_forever
@@ -32,7 +32,8 @@ from shared.settings import Settings
 from shared.shutdown import exit_within
 
 log = logging.getLogger(__name__)
-
+# Settled batches' offsets are committed this often, and whenever the topic goes quiet.
+COMMIT_EVERY_S = 0.5
 
 
 async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event, lane: Lane) -> None:
@@ -51,33 +52,36 @@ async def run(spec: SenderSpec, settings: Settings, stop: asyncio.Event, lane: L
     retrying = asyncio.create_task(run_retries(sender, stop))
     # Two batches under way: while one waits on the provider, the next is claimed and
     # rendered (one alone left the provider idle while it rendered, and the CPU idle
-    # while it sent). Offsets are committed batch by batch, in order.
+    # while it sent). A batch's offsets count as handled once it is settled, in order, and
+    # are committed in the background (rebalance.OffsetCommits): a commit awaited per
+    # batch was a broker round trip per batch on the loop's path.
     under_way: deque[_Batch] = deque()
+    commits = OffsetCommits(sender.consumer, COMMIT_EVERY_S)
     settling = asyncio.Lock()  # the loop and a rebalance (rebalance.py) both finish batches
 
     async def finish_oldest() -> None:
         async with settling:
             if under_way:
-                await under_way[0].finish(sender)
-                under_way.popleft()
+                await under_way[0].task
+                commits.handled(under_way.popleft().offsets)
 
     async def settle() -> None:
         while under_way:
             await finish_oldest()
+        await commits.flush()
 
     sender.drain.settle_with(settle)
     try:
         while not stop.is_set():
             await lane.turn(stop)
-            batches = await sender.consumer.getmany(timeout_ms=200, max_records=lane.batch)
-            if batches:  # polled just before a rebalance took their partition: not ours
-                assigned = sender.consumer.assignment()  # (its owner reads them again)
-                batches = {tp: rs for tp, rs in batches.items() if tp in assigned}
+            batches = still_assigned(sender.consumer, await sender.consumer.getmany(
+                timeout_ms=200, max_records=lane.batch))
             if batches:
                 under_way.append(_Batch.start(batches, deliver, poison))
                 lane.took(under_way[-1].size)
             if len(under_way) == 2 or (under_way and not batches):
                 await finish_oldest()
+            await commits.tick(quiet=not batches)
         await settle()
     finally:
         for batch in under_way:  # left by an error: not to run on without the sender
@@ -104,10 +108,6 @@ class _Batch:
             for rs in batches.values() for r in rs]
         return cls(asyncio.create_task(handle_isolating_poison(records, deliver, poison)),
                    {tp: rs[-1].offset + 1 for tp, rs in batches.items()}, len(records))
-
-    async def finish(self, sender: Sender) -> None:
-        await self.task
-        await commit_or_redeliver(sender.consumer, self.offsets)
 
 
 def main(spec: SenderSpec, settings: Settings, lane: Lane | None = None) -> None:
