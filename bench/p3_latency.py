@@ -43,10 +43,12 @@ TARGET_P99_MS = 25.0
 SHARE = 0.5  # of the capacity
 
 
-def _open(url: str, rate: float, seconds: float, connections: int) -> dict[str, Any]:
+def _open(url: str, rate: float, seconds: float, connections: int,
+          bare_pid: int | None = None) -> dict[str, Any]:
     bodies = ingest_bodies()
     count = int(rate * seconds)
-    meter = CpuMeter(chain_processes("gateway", "processor", "kafka"))
+    meter = CpuMeter(chain_processes("gateway", "processor", "kafka")
+                     | ({"bare": [bare_pid]} if bare_pid else {}))
     sent = uvloop.run(open_loop(url, lambda i, _due: bodies[i % len(bodies)], rate, count,
                                 connections))
     cpu, wall = meter.used()
@@ -57,6 +59,10 @@ def _open(url: str, rate: float, seconds: float, connections: int) -> dict[str, 
         **latency_summary(sent["latency_s"]),
         "service": latency_summary(sent["service_s"]),
         "cpu_share_of_a_core": {name: (used or 0) / wall for name, used in cpu.items()},
+        # CPU of a request, µs (the server's whole CPU over the run / requests sent): the
+        # gateway's only counts on its runs, the bare server's on its own
+        "cpu_us_per_request": {name: (used or 0) / count * 1e6 for name, used in cpu.items()
+                               if name in ("gateway", "bare")},
         "load": machine_load(),
     }
 
@@ -103,9 +109,10 @@ def run(seconds: float = 10.0, connections: int = 64, client: str = "auto",
         _open(pipeline.EVENT_URL, rate, 1.0, connections)
         for n in range(1, RUNS + 1):
             pipeline.wait_drained(f"P3 run {n}: waiting for an idle pipeline", drain_deadline_s)
-            bare = _open(bare_url, rate, seconds, connections)
+            bare = _open(bare_url, rate, seconds, connections, server.pid)
             gateway = _open(pipeline.EVENT_URL, rate, seconds, connections)
             for label, result in (("B2 bare", bare), ("gateway", gateway)):
+                serving = "bare" if label == "B2 bare" else "gateway"
                 progress(f"  P3 run {n}/{RUNS} {label} at {rate:,}/s: p50 "
                          f"{result.get('p50_ms', 0):.1f} ms, p99 {result.get('p99_ms', 0):.1f}"
                          f" ms (sent → answer p99 {result['service'].get('p99_ms', 0):.1f} ms)"
@@ -113,18 +120,22 @@ def run(seconds: float = 10.0, connections: int = 64, client: str = "auto",
                          f"{result['statuses']}, generator behind max "
                          f"{result['generator_behind_max_ms']:.0f} ms, gateway CPU "
                          f"{result['cpu_share_of_a_core'].get('gateway', 0):.2f} of a core, "
-                         f"load {result['load']}")
+                         f"{serving} CPU {result['cpu_us_per_request'].get(serving, 0):,.0f}"
+                         f" µs a request, load {result['load']}")
             bare_runs.append(bare)
             gateway_runs.append(gateway)
     finally:
         _stop(server)
     p50, p99 = median_of(gateway_runs, "p50_ms"), median_of(gateway_runs, "p99_ms")
     b50, b99 = median_of(bare_runs, "p50_ms"), median_of(bare_runs, "p99_ms")
+    gateway_us = median_of([r["cpu_us_per_request"] for r in gateway_runs], "gateway")
+    bare_us = median_of([r["cpu_us_per_request"] for r in bare_runs], "bare")
     every_202 = all(r["accepted"] == r["sent"] for r in gateway_runs)
     details = {"capacity_per_s": capacity, "offered_per_s": rate, "seconds": seconds,
                "connections": connections, "client": client, "capacity": capacity_details,
                "gateway_runs": gateway_runs, "bare_runs": bare_runs,
-               "latency": "intended send time → answer read (open loop)"}
+               "latency": "intended send time → answer read (open loop)",
+               "cpu_us_per_request": {"gateway": gateway_us, "bare": bare_us}}
     what = f"gateway latency at {SHARE:.0%} of its capacity ({capacity:,.0f}/s → {rate:,}/s)"
     return [
         Row("P3", f"{what}: p50", p50, "ms", baseline=f"B2 bare {b50 or 0:,.1f} ms",
@@ -133,6 +144,9 @@ def run(seconds: float = 10.0, connections: int = 64, client: str = "auto",
             "ms", baseline=f"B2 bare {b99 or 0:,.1f} ms", ratio=ratio(p99, b99),
             target=f"≤ {TARGET_P99_MS:.0f} ms",
             met=None if p99 is None else p99 <= TARGET_P99_MS and every_202),
+        Row("P3", f"{what}: CPU a request (from /proc, median of the runs)", gateway_us,
+            "µs", baseline=f"B2 bare {bare_us or 0:,.0f} µs", ratio=ratio(gateway_us, bare_us),
+            details=details),
     ]
 
 
