@@ -412,7 +412,8 @@ def run(events: int = 100_000, b1: Row | None = None, b3: Row | None = None,
             "P2", f"{what}: through the processor (every status terminal: "
                   f"{'yes' if all_terminal else 'NO'})", through, "events/s",
             baseline=(f"B3 loop {loop_rate or 0:,.0f} records/s (Faust agent "
-                      f"{b3_rate or 0:,.0f}: {ratio(through, b3_rate) or 0:.2f})"),
+                      f"{b3_rate or 0:,.0f}: {ratio(through, b3_rate) or 0:.2f})"
+                      if loop_rate else "B3 not measured (--http-only)"),
             ratio=ratio(through, loop_rate)))
     return rows + out
 
