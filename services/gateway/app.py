@@ -17,6 +17,7 @@ from services.gateway import (
     profile_routes,
     webhook_routes,
 )
+from services.gateway.metrics import watch_collections
 from services.gateway.routes import post_event, readiness, router
 from services.gateway.wiring import Gateway
 from shared.operations import answer_store_unavailable, operations_router
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # a full collection on a loaded machine, ~0 ms frozen).
         gc.collect()
         gc.freeze()
+        watch_collections()
         try:
             yield
         finally:
