@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from services.admin.ctx_models import admin_typed_ctx, ingest_schema
 from services.admin.dependencies import AdminCaller, Db
 from services.admin.limits import MAX_LABEL, part_problems
 from services.admin.models import (
@@ -32,9 +33,7 @@ from shared.domain.default_templates import default_template
 from shared.domain.events import (
     Channel,
     EventConfig,
-    build_ingest_model,
     journey_message_refusal,
-    typed_ctx,
 )
 from shared.domain.exact import exact_json, read_exact
 from shared.domain.lifecycle import EventState, MessageState
@@ -160,7 +159,7 @@ async def event_schema(event_id: str, caller: AdminCaller, db: Db) -> dict[str, 
     config = (await _locked(db, caller, event_id)).config
     if config.journey_message:
         raise HTTPException(404, journey_message_refusal(event_id))
-    return build_ingest_model(config).model_json_schema()
+    return ingest_schema(config)
 
 
 async def _message(db: asyncpg.Connection, caller: Caller, event_id: str) -> MessageOut:
@@ -355,7 +354,7 @@ async def render_version(
         event = {"journeyId": "preview", "journeyVersion": 0, "nodeId": "preview",
                  "instanceId": "preview"}
     try:  # typed as the sender types it: what the preview shows is what is sent
-        typed = typed_ctx(config, exact_json({**sample, **ctx}))
+        typed = admin_typed_ctx(config, exact_json({**sample, **ctx}))
     except ValidationError as error:
         raise RequestValidationError([
             {**e, "loc": ["body", "ctx", *e["loc"]] if e["loc"][:1] and e["loc"][0] in ctx

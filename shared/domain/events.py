@@ -204,18 +204,24 @@ Expiration = Annotated[AwareDatetime | None, AfterValidator(_after_scheduled)]
 @lru_cache(maxsize=4096)
 def ctx_model(config: EventConfig) -> type[BaseModel]:
     """The model of the event's ``ctx``, built once per configuration: the same one checks
-    it at ingestion (HTTP and Kafka) and types it for the preview, the proof and the sender."""
+    it at ingestion (HTTP and Kafka) and types it for the sender. About 50 kB each (most of
+    it pydantic-core's validator and serializer, outside Python's heap), so a full cache is
+    about 200 MB: the admin API keeps its own, smaller one (services/admin/ctx_models)."""
     return build_ctx_model(config.event_id, config.fields, config.collections)
 
 
-def ingest_fields(config: EventConfig) -> dict[str, Any]:
+def ingest_fields(
+    config: EventConfig, ctx: type[BaseModel] | None = None
+) -> dict[str, Any]:
     """The fields of an event's body: its target, typed ``ctx``, ``scheduled``, ``expiration``,
     ``locale``.
-    Shared by the HTTP request and the record internal systems produce to Kafka."""
+    Shared by the HTTP request and the record internal systems produce to Kafka. ``ctx``:
+    the ctx model to use instead of ``ctx_model``'s (a process keeping its own, smaller cache:
+    the admin API)."""
     return {
         # A missing ctx is validated as an empty one, so a required field is named where
         # it is missing (ctx.orderId), not as if it were at the top of the body.
-        "ctx": (ctx_model(config), Field(default_factory=dict, validate_default=True)),
+        "ctx": (ctx or ctx_model(config), Field(default_factory=dict, validate_default=True)),
         "scheduled": (Scheduled, Field(None, description=SCHEDULED_HELP)),
         "expiration": (Expiration, Field(None, description=EXPIRATION_HELP)),
         "locale": (LocaleTag | None, Field(None, description=LOCALE_HELP)),
@@ -223,20 +229,26 @@ def ingest_fields(config: EventConfig) -> dict[str, Any]:
     }
 
 
-def build_ingest_model(config: EventConfig) -> type[BaseModel]:
+def build_ingest_model(
+    config: EventConfig, ctx: type[BaseModel] | None = None
+) -> type[BaseModel]:
     """The body ``POST /v1/events/{eventId}`` accepts for this configuration (ACS shape)."""
     model: type[BaseModel] = create_model(
         f"{config.event_id}_request", __config__=ConfigDict(extra="forbid"),
-        **ingest_fields(config),
+        **ingest_fields(config, ctx),
     )
     return model
 
 
-def typed_ctx(config: EventConfig, ctx: bytes) -> dict[str, Any]:
+def typed_ctx(
+    config: EventConfig, ctx: bytes, model: type[BaseModel] | None = None
+) -> dict[str, Any]:
     """``ctx`` as templates see it, from its JSON text (a request's, a record's): validated
     as at ingestion, values typed (exact Decimal, date, datetime), keys the event's own
-    ids; a field absent or null is left out (undefined in a template), as on Kafka."""
-    return validate_exact(ctx_model(config), ctx).model_dump(by_alias=True, exclude_none=True)
+    ids; a field absent or null is left out (undefined in a template), as on Kafka.
+    ``model``: the ctx model to use instead of ``ctx_model``'s (see ``ingest_fields``)."""
+    return validate_exact(model or ctx_model(config), ctx).model_dump(
+        by_alias=True, exclude_none=True)
 
 
 CTX_ON_KAFKA = ("The event's fields and collections in JSON: decimals as strings of their "

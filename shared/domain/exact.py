@@ -13,7 +13,6 @@ take this path; it costs about a third of a JSON parse more (see the commit mess
 from __future__ import annotations
 
 from decimal import Decimal
-from functools import cache
 from typing import Any, TypeVar, get_args
 
 import jiter
@@ -54,17 +53,27 @@ def _found(annotation: Any) -> type[BaseModel] | type[Decimal] | None:
     return None
 
 
-@cache
 def _plan(model: type[BaseModel]) -> Plan:
-    """The fields of ``model`` that may hold a decimal, found once per model."""
-    plan: list[tuple[str, str, type[BaseModel] | None]] = []
+    """The fields of ``model`` that may hold a decimal, found once per model and kept on the
+    model itself (with the model's identity: a subclass has its own plan), so it goes with the
+    model. A cache beside it (it was ``functools.cache``) kept alive every model ever
+    validated: each event configuration's ctx models, about 50 kB each, in every process
+    that rebuilds them (P10: admin grows)."""
+    kept = getattr(model, _PLAN, None)  # (the model, its plan): a subclass reads its base's
+    if kept is not None and kept[0] is model:
+        return kept[1]  # type: ignore[no-any-return]
+    found_fields: list[tuple[str, str, type[BaseModel] | None]] = []
     for name, field in model.model_fields.items():
         found = _found(field.annotation)
         if found is Decimal:
-            plan.append((name, field.alias or name, None))
+            found_fields.append((name, field.alias or name, None))
         elif found is not None and issubclass(found, BaseModel) and _plan(found):
-            plan.append((name, field.alias or name, found))
-    return tuple(plan)
+            found_fields.append((name, field.alias or name, found))
+    plan = tuple(found_fields)
+    setattr(model, _PLAN, (model, plan))
+    return plan
+
+_PLAN = "__exact_plan__"
 
 
 def _restore(
