@@ -24,6 +24,7 @@ from services.admin import (
     profile_schema_routes,
     proof_routes,
     reconcile_routes,
+    retention_routes,
     rule_routes,
     test_profile_routes,
     webhook_routes,
@@ -66,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    audience_routes, rule_routes, address_routes, dry_run_routes,
                    identity_routes, dkim_routes, webhook_routes, journey_routes,
                    journey_event_routes, journey_lifecycle_routes, journey_instance_routes,
-                   journey_http_host_routes, journey_holdout_routes, reconcile_routes):
+                   journey_http_host_routes, journey_holdout_routes, reconcile_routes,
+                   retention_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)

@@ -240,6 +240,29 @@ async def tenant_retention(connection: asyncpg.Connection) -> dict[str, tuple[in
     return {row["tenant_id"]: (row["statuses_days"], row["deliveries_days"]) for row in rows}
 
 
+async def retention_of_tenant(connection: asyncpg.Connection, tenant: str
+                              ) -> tuple[int | None, int | None]:
+    """One tenant's own retention (statuses, ledger) in days; None: the default."""
+    row = await connection.fetchrow(
+        "SELECT statuses_days, deliveries_days FROM tenant_retention WHERE tenant_id = $1",
+        tenant)
+    return (None, None) if row is None else (row["statuses_days"], row["deliveries_days"])
+
+
+async def set_tenant_retention(connection: asyncpg.Connection, tenant: str,
+                               statuses_days: int | None, deliveries_days: int | None) -> None:
+    """Replace a tenant's own retention (None: the default; both None: the row goes).
+    The floors are the caller's to check (``FLOORS``): the table only refuses negatives."""
+    if statuses_days is None and deliveries_days is None:
+        await connection.execute("DELETE FROM tenant_retention WHERE tenant_id = $1", tenant)
+        return
+    await connection.execute(
+        "INSERT INTO tenant_retention (tenant_id, statuses_days, deliveries_days)"
+        " VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE SET"
+        " statuses_days = $2, deliveries_days = $3, updated_at = now()",
+        tenant, statuses_days, deliveries_days)
+
+
 def table_defaults(settings: Settings) -> dict[str, int]:
     return {"event_status": settings.retention_event_status_days,
             "deliveries": settings.retention_deliveries_days}
