@@ -232,7 +232,7 @@ router.add_api_route(
 async def post_batch(
     event_id: str, request: Request, gateway: GatewayDep, caller: IngestCaller
 ) -> BatchOut | Response:
-    """Up to 1,000 events of one kind; a result per item, in order (202, 422 or 503)."""
+    """Up to 1,000 events of one kind; a result per item, in order (202, 413, 422 or 503)."""
     if not is_json(request.headers.get("content-type")):
         return _answer(_UNSUPPORTED)
     try:
@@ -242,7 +242,8 @@ async def post_batch(
         return _answer(refused)
     tenant = caller.tenant
     at_once = validate_batch(gateway.batch_model(published), body)
-    if at_once is None:  # something is refused: item by item, each refusal named
+    if at_once is None or _an_item_too_large(body, at_once[1]):
+        # something is refused: item by item, each refusal named
         return await _batch_item_by_item(gateway, tenant, event_id, published, body)
     _, dumped = at_once
     pkeys = timed_pkeys(gateway.settings.pkey_secret.encode(), tenant, event_id,
@@ -256,6 +257,21 @@ async def post_batch(
         else:
             results.append(_unavailable_item(index))
     return _batch_answer(results)
+
+
+def _an_item_too_large(body: bytes, dumped: list[dict[str, Any]]) -> bool:
+    """Whether an item is larger than one event may be (``MAX_BODY_BYTES``, the single
+    route's limit): only a batch larger than that can hold one."""
+    return len(body) > MAX_BODY_BYTES and any(len(encode(d)) > MAX_BODY_BYTES
+                                              for d in dumped)
+
+
+def _too_large_item(index: int, size: int) -> dict[str, Any]:
+    """An item no broker request could carry is the caller's to split, not a 503 to retry."""
+    EVENTS_REJECTED.labels("too_large").inc()
+    return {"index": index, "status": 413, "pKey": None, "href": None,
+            "detail": f"this event is {size:,} bytes, over the {MAX_BODY_BYTES:,} an event may"
+                      " be (as on POST /v1/events/{eventId}); make its ctx smaller"}
 
 
 def _unavailable_item(index: int) -> dict[str, Any]:
@@ -285,7 +301,11 @@ async def _batch_item_by_item(
     valid: list[tuple[int, BaseModel, str]] = []
     for index, item in enumerate(batch_items(body)):  # numbers as written
         try:
-            parsed = validate(gateway, published, item_body(item))
+            raw = item_body(item)
+            if len(raw) > MAX_BODY_BYTES:
+                results.append(_too_large_item(index, len(raw)))
+                continue
+            parsed = validate(gateway, published, raw)
         except Refused as refused:
             EVENTS_REJECTED.labels(refused.reason).inc()
             results.append({"index": index, "status": 422, "pKey": None, "href": None,

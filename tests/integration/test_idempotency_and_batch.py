@@ -111,6 +111,25 @@ async def test_a_batch_answers_each_item_and_sends_the_valid_ones(
         assert len(await mails_to(http, email)) == 1
 
 
+async def test_a_batch_item_larger_than_an_event_may_be_is_413_and_the_others_go(
+    http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """An item over the single route's body limit (256 KiB) is the caller's to make smaller:
+    413 for that item, not a 503 to retry (no broker request carries it); the rest go."""
+    event_id = await publish_event(pool, "event")
+    emails = [unique_email("large") for _ in range(2)]
+    events = [{"email": e, "ctx": {"item": "small"}} for e in emails]
+    events.insert(1, {"email": unique_email("huge"), "ctx": {"item": "x" * 300_000}})
+    response = await http.post(f"{GATEWAY}/v1/events/{event_id}/batch", json={"events": events})
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["status"] for r in body["results"]] == [202, 413, 202]
+    assert "make its ctx smaller" in body["results"][1]["detail"]
+    for result in body["results"]:
+        if result["status"] == 202:
+            assert (await final_status(http, result["href"]))["status"] == "processed"
+
+
 async def test_a_batch_over_1000_events_is_413(
     http: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
