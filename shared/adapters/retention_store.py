@@ -176,6 +176,8 @@ SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
 
 # The oldest acceptance among events still waiting: held until their scheduled time or
 # by a rule (deferred, paused) or in the retry schedule. Their rows must stay.
+# Each min() is one probe of migration 048's index on the same expression (the planner's
+# min/max rewrite), not a scan of the table: keep the expressions identical.
 _OLDEST_WAITING = """
 SELECT min(d) FROM (
   SELECT min((trigger->>'acceptedAt')::float8) AS d FROM held_events
