@@ -8,7 +8,8 @@ gained most, and the rows: memory gained per round (traced, and this process's R
 A tenant of its own (``heap-…``), its rows removed at the end.
 
 ``python -m bench.admin_heap [--rounds N] [--warmup N] [--top N]`` runs it alone;
-``--live`` drives the stack's running admin over HTTP instead and reads its VmRSS.
+``--live`` drives the stack's running admin over HTTP instead and reads its VmRSS;
+``--no-trace`` runs in process without tracemalloc (whose traces grow the RSS too).
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ async def rounds(client: httpx.AsyncClient, count: int, start: int) -> None:
         await one_round(client, n)
 
 
-async def main(rounds_n: int, warmup: int, top: int, live_admin: bool) -> list[Row]:
+async def main(rounds_n: int, warmup: int, top: int, live_admin: bool,
+               trace: bool = True) -> list[Row]:
     settings = get_settings()
     pool = await create_pool(settings.pg_dsn)
     tenant = f"heap-{uuid.uuid4().hex[:8]}"
@@ -119,9 +121,9 @@ async def main(rounds_n: int, warmup: int, top: int, live_admin: bool) -> list[R
         async with (live(key) if live_admin else in_process(key)) as client:
             await rounds(client, warmup, 0)
             gc.collect()
-            if not live_admin:
+            if not live_admin and trace:
                 tracemalloc.start(25)
-            before = tracemalloc.take_snapshot() if not live_admin else None
+            before = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
             rss_before = rss_mb(pid)
             await rounds(client, rounds_n, warmup)
             gc.collect()
@@ -167,8 +169,8 @@ async def main(rounds_n: int, warmup: int, top: int, live_admin: bool) -> list[R
 
 
 def run(rounds_n: int = 300, warmup: int = 30, top: int = 12,
-        live_admin: bool = False) -> list[Row]:
-    return asyncio.run(main(rounds_n, warmup, top, live_admin))
+        live_admin: bool = False, trace: bool = True) -> list[Row]:
+    return asyncio.run(main(rounds_n, warmup, top, live_admin, trace))
 
 
 def _cli() -> None:
@@ -177,8 +179,10 @@ def _cli() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--live", action="store_true")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="in process, RSS only (tracemalloc's own traces grow it)")
     args = parser.parse_args()
-    for row in run(args.rounds, args.warmup, args.top, args.live):
+    for row in run(args.rounds, args.warmup, args.top, args.live, not args.no_trace):
         progress(f"{row.what}: {row.figure} {row.unit} {row.details}")
 
 
