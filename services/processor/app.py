@@ -95,6 +95,10 @@ async def release(processor: Processor) -> None:
     except (*DB_UNAVAILABLE, KafkaError) as error:
         log.warning("releasing held events failed (%s); retrying in %.1fs", error,
                     RELEASE_EVERY_S)
+    except Exception:  # anything else (a table gone, a bad row): logged and tried again
+        # next tick; it once ended the releasing task, silently, and held events waited for
+        # a restart of the processor.
+        log.exception("releasing held events failed; retrying in %.1fs", RELEASE_EVERY_S)
     if released:
         log.info("released %d held events", released)
 

@@ -44,7 +44,7 @@ FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, data
 # Where a tenant's rows live; emptied for the fuzz tenant afterwards (messages go with
 # their event configuration, consent with its profile, API keys with the tenant).
 _TENANT_TABLES = ("event_configs", "profiles", "event_status", "deliveries",
-                  "idempotency_keys", "held_events", "profile_schemas")
+                  "idempotency_keys", "held_events", "profile_schemas", "tenant_retention")
 
 
 @dataclass(frozen=True)
