@@ -249,14 +249,8 @@ async def post_batch(
     pkeys = timed_pkeys(gateway.settings.pkey_secret.encode(), tenant, event_id,
                         time.time(), os.urandom(12 * len(dumped)))
     acknowledged = await produce_dumped(gateway, tenant, event_id, dumped, pkeys)
-    results: list[dict[str, Any]] = []
-    for index, (pkey, ok) in enumerate(zip(pkeys, acknowledged, strict=True)):
-        if ok:
-            results.append({"index": index, "status": 202, "pKey": pkey,
-                            "href": f"/v1/events/{event_id}/{pkey}", "detail": None})
-        else:
-            results.append(_unavailable_item(index))
-    return _batch_answer(results)
+    return _batch_answer([_produced_item(index, event_id, pkey, ok) for index, (pkey, ok)
+                          in enumerate(zip(pkeys, acknowledged, strict=True))])
 
 
 def _an_item_too_large(body: bytes, dumped: list[dict[str, Any]]) -> bool:
@@ -274,7 +268,12 @@ def _too_large_item(index: int, size: int) -> dict[str, Any]:
                       " be (as on POST /v1/events/{eventId}); make its ctx smaller"}
 
 
-def _unavailable_item(index: int) -> dict[str, Any]:
+def _produced_item(index: int, event_id: str, pkey: str, acknowledged: bool
+                   ) -> dict[str, Any]:
+    """An item given to Kafka: 202 once the broker acknowledged it, else 503."""
+    if acknowledged:
+        return {"index": index, "status": 202, "pKey": pkey,
+                "href": f"/v1/events/{event_id}/{pkey}", "detail": None}
     EVENTS_REJECTED.labels("kafka_unavailable").inc()
     return {"index": index, "status": 503, "pKey": None, "href": None,
             "detail": "Kafka is unavailable; retry this item"}
@@ -314,12 +313,8 @@ async def _batch_item_by_item(
         valid.append((index, parsed, new_pkey(gateway, tenant, event_id)))
     acknowledged = await produce_all(gateway, tenant, event_id,
                                      [(parsed, pkey) for _, parsed, pkey in valid])
-    for (index, _, pkey), ok in zip(valid, acknowledged, strict=True):
-        if ok:
-            results.append({"index": index, "status": 202, "pKey": pkey,
-                            "href": f"/v1/events/{event_id}/{pkey}", "detail": None})
-        else:
-            results.append(_unavailable_item(index))
+    results += [_produced_item(index, event_id, pkey, ok)
+                for (index, _, pkey), ok in zip(valid, acknowledged, strict=True)]
     results.sort(key=lambda r: int(r["index"]))
     return _batch_answer(results)
 

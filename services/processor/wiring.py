@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from services.processor.metrics import SIGNING_KEY_QUERIES
 from shared.adapters.catalog_store import CatalogCache
-from shared.adapters.postgres import connect, create_pool
+from shared.adapters.postgres import connect_hot_path, create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.profile_schema_store import ProfileSchemaCache
 from shared.adapters.rules_store import TenantRulesCache
@@ -39,7 +39,7 @@ class Processor:
     @classmethod
     async def open(cls, settings: Settings) -> Processor:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)
-        connection = await connect(settings.pg_dsn, generic_plans=settings.pg_generic_plans)
+        connection = await connect_hot_path(settings)
         producer = RenewingProducer(settings, "processor")
         await producer.start()
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
@@ -62,8 +62,7 @@ class Processor:
 
     async def ensure_db(self) -> None:
         if self.connection.is_closed():
-            self.connection = await connect(self.settings.pg_dsn,
-                                      generic_plans=self.settings.pg_generic_plans)
+            self.connection = await connect_hot_path(self.settings)
 
     async def close(self) -> None:
         await self.producer.stop()

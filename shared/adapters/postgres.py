@@ -8,10 +8,13 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 log = logging.getLogger(__name__)
@@ -162,6 +165,12 @@ async def connect(dsn: str, *, generic_plans: bool = False) -> asyncpg.Connectio
                                        server_settings=GENERIC_PLANS if generic_plans else None)
     await _init_connection(connection)
     return connection
+
+
+async def connect_hot_path(settings: Settings) -> asyncpg.Connection:
+    """A connection of the processor's or a sender's hot path: generic plans unless
+    ``PARCOURS_PG_GENERIC_PLANS=0``."""
+    return await connect(settings.pg_dsn, generic_plans=settings.pg_generic_plans)
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:

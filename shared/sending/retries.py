@@ -26,7 +26,7 @@ from contextlib import suppress
 from prometheus_client import Gauge
 
 from shared.adapters import send_retries
-from shared.adapters.postgres import DB_UNAVAILABLE, connect
+from shared.adapters.postgres import DB_UNAVAILABLE, connect_hot_path
 from shared.sending.handlers import deliver_due
 from shared.sending.wiring import Sender
 
@@ -63,8 +63,7 @@ async def run_retries(sender: Sender, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 if worker is None:
-                    connection = await connect(sender.settings.pg_dsn,
-                                         generic_plans=sender.settings.pg_generic_plans)
+                    connection = await connect_hot_path(sender.settings)
                     worker = dataclasses.replace(sender, connection=connection)
                 await worker.ensure_db()
                 if time.monotonic() - counted_at >= COUNT_EVERY_S:

@@ -19,7 +19,7 @@ from functools import lru_cache
 import asyncpg
 
 from shared.adapters import tracking_store
-from shared.adapters.postgres import connect
+from shared.adapters.postgres import connect_hot_path
 from shared.adapters.tracking_store import TrackedMessage
 from shared.domain.delivery_rules.addresses import recipient_address
 from shared.domain.events import Channel
@@ -91,7 +91,7 @@ _groups: dict[asyncpg.Pool, _GroupCommit] = {}  # a sender has one pool for life
 def _opener(_pool: asyncpg.Pool, settings: Settings
             ) -> Callable[[], Awaitable[asyncpg.Connection]]:
     """How a sender's group opens its connection (the unit tests' fake gives its pool)."""
-    return lambda: connect(settings.pg_dsn, generic_plans=settings.pg_generic_plans)
+    return lambda: connect_hot_path(settings)
 
 
 def _group(pool: asyncpg.Pool, settings: Settings) -> _GroupCommit:

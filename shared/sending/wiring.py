@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.adapters.catalog_store import CatalogCache
 from shared.adapters.kafka import client_security, manual_consumer
-from shared.adapters.postgres import connect, create_pool
+from shared.adapters.postgres import connect_hot_path, create_pool
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.profile_schema_store import ProfileSchemaCache
 from shared.adapters.rebalance import DrainOnRevoke
@@ -57,7 +57,7 @@ class Sender:
     @classmethod
     async def open(cls, spec: SenderSpec, settings: Settings, batch: int) -> Sender:
         pool = await create_pool(settings.pg_dsn, min_size=1, max_size=2)
-        connection = await connect(settings.pg_dsn, generic_plans=settings.pg_generic_plans)
+        connection = await connect_hot_path(settings)
         consumer = manual_consumer(settings.kafka_bootstrap, spec.group,
                                    max_poll_records=batch, **client_security(settings))
         drain = DrainOnRevoke()
@@ -77,8 +77,7 @@ class Sender:
 
     async def ensure_db(self) -> None:
         if self.connection.is_closed():
-            self.connection = await connect(self.settings.pg_dsn,
-                                      generic_plans=self.settings.pg_generic_plans)
+            self.connection = await connect_hot_path(self.settings)
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[asyncpg.Connection]:
