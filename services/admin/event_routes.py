@@ -240,12 +240,12 @@ def _variant_problems(channel: Channel, template: dict[str, Any]
     return {**default, VARIANTS: normalised}, errors
 
 
-def _template_error(error: RenderError) -> JSONResponse:
+def _template_error(error: RenderError, at: list[str] | None = None) -> JSONResponse:
     """A 422 naming the part: ``["body", "subject"]``, ``["body", "variants", "fr",
-    "subject"]``."""
+    "subject"]`` (under ``at`` when given: a preview's ``["body", "template"]``)."""
     part, _, why = str(error).partition(": ")
     loc = part.split(".", 2) if part.startswith(f"{VARIANTS}.") else [part]
-    return JSONResponse({"detail": [{"loc": ["body", *loc], "msg": why,
+    return JSONResponse({"detail": [{"loc": [*(at or ["body"]), *loc], "msg": why,
                                      "type": "template"}]}, status_code=422)
 
 
@@ -331,17 +331,25 @@ async def resume_message(event_id: str, caller: AdminCaller, db: Db) -> MessageO
 async def render_version(
     db: asyncpg.Connection, caller: Caller, event_id: str, version: int | None,
     profile_id: str | None, ctx: dict[str, Any], locale: str | None = None,
-) -> tuple[int, RenderedMessage, dict[str, Any] | None, LocaleChoice]:
+    template: dict[str, Any] | None = None,
+) -> tuple[int | None, RenderedMessage, dict[str, Any] | None, LocaleChoice]:
     """A version (default: the newest) rendered for a test profile and its sample data,
     which ``ctx`` (read with ``read_exact``) overrides, in the variant ``locale`` chooses
     (else the test profile's locale, as the sender would). A ctx that ingestion would refuse is
     a 422 naming the field: ``["body", "ctx", …]``, or ``["testProfile", "sampleCtx", …]``
-    when it comes from the test profile."""
+    when it comes from the test profile. ``template`` (already checked) is rendered instead
+    of a stored version: the answer's version is then None."""
     config = (await _locked(db, caller, event_id)).config
-    versions = await store.message_versions(db, caller.tenant, event_id)
-    chosen = next((v for v in versions if version in (None, v.version)), None)
-    if chosen is None:
-        raise HTTPException(404, "no such message version; publish the event to create one")
+    chosen: tuple[int | None, dict[str, Any]]
+    if template is not None:
+        chosen = (None, template)
+    else:
+        versions = await store.message_versions(db, caller.tenant, event_id)
+        found = next((v for v in versions if version in (None, v.version)), None)
+        if found is None:
+            raise HTTPException(404, "no such message version; publish the event to create"
+                                " one")
+        chosen = (found.version, found.template)
     profile, sample = None, {}
     if profile_id is not None:
         found = await store.find_test_profile(db, caller.tenant, profile_id)
@@ -362,23 +370,35 @@ async def render_version(
             for e in error.errors(include_url=False, include_context=False,
                                   include_input=False)]) from error
     try:
-        compiled, choice = compile_localised(config.channel, chosen.template).choose(
+        compiled, choice = compile_localised(config.channel, chosen[1]).choose(
             locale or (profile or {}).get("locale"))
         rendered = render_message(compiled, template_context(typed, profile, event))
     except RenderError as error:
         raise HTTPException(422, f"the template does not render: {error}") from error
-    return chosen.version, rendered, profile, choice
+    return chosen[0], rendered, profile, choice
 
 
 @router.post("/events/{event_id}/message/preview", response_model=PreviewOut,
              response_model_by_alias=True)
 async def preview_message(
     event_id: str, preview: PreviewIn, caller: AdminCaller, db: Db, request: Request
-) -> PreviewOut:
+) -> PreviewOut | Response:
     # ctx again from the body's text: FastAPI read its numbers as floats (19.90 -> 19.9)
     ctx = read_exact(await request.body()).get("ctx") or {}
+    template = None
+    if preview.template is not None:  # an editor's unsaved parts, checked as PUT checks them
+        config = (await _locked(db, caller, event_id)).config
+        template, errors = _variant_problems(config.channel, preview.template)
+        errors = [{**e, "loc": ["body", "template", *e["loc"][1:]]} for e in errors]
+        if errors:
+            return JSONResponse({"detail": errors}, status_code=422)
+        try:
+            compile_localised(config.channel, template)
+        except RenderError as error:
+            return _template_error(error, ["body", "template"])
     version, rendered, _, choice = await render_version(
-        db, caller, event_id, preview.version, preview.profile_id, ctx, preview.locale)
+        db, caller, event_id, preview.version, preview.profile_id, ctx, preview.locale,
+        template)
     return PreviewOut(version=version, parts=rendered.parts, data=rendered.data,
                       locale=choice.locale, chosen_from=choice.chosen_from)
 

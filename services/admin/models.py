@@ -68,6 +68,10 @@ class PreviewIn(_Out):
     ctx: dict[str, Any] = Field(default_factory=dict, description="overrides the sample data")
     version: int | None = Field(default=None, description="default: the newest version")
     locale: LocaleTag | None = Field(default=None, description=_LOCALE_IN)
+    template: dict[str, Any] | None = Field(
+        default=None, description="parts to render instead of a stored version (an editor's"
+        " unsaved text, the console's live preview), checked as PUT …/message checks them:"
+        " a 422 naming the part; nothing is stored")
 
 
 class ProofIn(_Out):
@@ -85,7 +89,7 @@ class ProofOut(_Out):
 
 
 class PreviewOut(_Out):
-    version: int
+    version: int | None = Field(description="the version rendered; null for a given template")
     parts: dict[str, str]
     data: dict[str, str]
     locale: str | None = Field(description=_LOCALE_OUT)

@@ -103,6 +103,7 @@ async def send_proof(
         db, caller, event_id, proof.version, proof.profile_id, {}, proof.locale)
     profile = await test_profile_store.get_test_profile(db, caller.tenant, proof.profile_id)
     assert profile is not None  # render_version found it
+    assert version is not None  # a stored version was rendered
     try:
         sent_to = await _DELIVER[rendered.channel](request.app.state.settings, rendered, profile)
     except PermanentFailure as error:

@@ -1,6 +1,7 @@
 """The admin API on the real stack: configure and publish an event, edit, preview and
 publish its message, and the website's calls follow what the administrator did."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -362,3 +363,34 @@ async def test_a_body_over_the_limit_is_413_and_parts_and_labels_have_limits(
                                                               ["body", "html"]]
     versions = (await admin.get(f"/events/{event_id}/message")).json()["versions"]
     assert "x" * 1000 not in str(versions)  # nothing refused was stored
+
+
+async def test_a_preview_renders_unsaved_parts_and_stores_nothing(
+        admin: httpx.AsyncClient) -> None:
+    """The console's live preview: ``template`` in the body is rendered instead of a stored
+    version, checked as a PUT checks it (a 422 naming the part under ``template``), and
+    the message's versions are unchanged."""
+    event_id = new_id()
+    assert (await admin.post("/events", json=cart_event(event_id))).status_code == 201
+    assert (await admin.post(f"/events/{event_id}/publish")).status_code == 200
+    before = (await admin.get(f"/events/{event_id}/message")).json()["versions"]
+    typed = {"subject": "{{ ctx.cartUrl }} now", "html": "<p>{{ ctx.products[0].price }}</p>",
+             "text": "t"}
+    body = json.dumps({"template": typed, "ctx": {"cartUrl": "https://s/c", "products": [
+        {"name": "Mug", "price": "PRICE"}]}}).replace('"PRICE"', "19.90")  # as typed
+    preview = await admin.post(f"/events/{event_id}/message/preview", content=body,
+                               headers={"content-type": "application/json"})
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["version"] is None
+    assert preview.json()["parts"]["subject"] == "https://s/c now"
+    assert preview.json()["parts"]["html"] == "<p>19.90</p>"  # the decimal as sent
+    broken = await admin.post(f"/events/{event_id}/message/preview", json={
+        "template": {**typed, "subject": "{{ ctx.cartUrl "}})
+    assert broken.status_code == 422
+    assert broken.json()["detail"][0]["loc"] == ["body", "template", "subject"]
+    not_text = await admin.post(f"/events/{event_id}/message/preview", json={
+        "template": {**typed, "text": 1}})
+    assert not_text.status_code == 422
+    assert not_text.json()["detail"][0]["loc"] == ["body", "template", "text"]
+    after = (await admin.get(f"/events/{event_id}/message")).json()["versions"]
+    assert after == before
