@@ -92,6 +92,17 @@ class Settings(BaseSettings):
     gateway_port: int = 8000
     admin_host: str = "127.0.0.1"
     admin_port: int = 8001
+    admin_metrics_sample_s: float = 15.0  # the admin's scrapes of /metrics (metrics summary)
+    # The web console (services/console): a session cookie holds the admin key, encrypted
+    # with console_session_keys ("id:secret,id:secret": the first encrypts, all decrypt, so
+    # a key can be rotated without signing everyone out); console_admin_url is its only back
+    # end; console_grafana_url is linked from the operations page.
+    console_host: str = "127.0.0.1"
+    console_port: int = 8003
+    console_admin_url: str = "http://127.0.0.1:8001"
+    console_session_keys: SecretStr = SecretStr("c1:dev-only-console-session-secret")
+    console_session_hours: float = 8.0
+    console_grafana_url: str = "http://127.0.0.1:3000/d/parcours"
     processor_metrics_port: int = 9102
     sender_email_metrics_port: int = 9103
     sender_email_bulk_metrics_port: int = 9106

@@ -290,6 +290,8 @@ SERVICES = (
             f"http://127.0.0.1:{settings.admin_port}/health/ready"),
     Service("tracking", "services.tracking",
             f"http://127.0.0.1:{settings.tracking_port}/health/ready"),
+    Service("console", "services.console",
+            f"http://127.0.0.1:{settings.console_port}/health/ready"),
     Service("reactions", "services.reactions",
             f"http://127.0.0.1:{settings.reactions_metrics_port}/metrics"),
     # Locally the tenants' endpoints are on this machine (tests run receivers on loopback).
