@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.integration.browser import chromium, skip_without_chromium
 from tests.integration.conftest import eventually
 from tests.integration.test_unsubscribe import (
     Tenant,
@@ -34,27 +34,8 @@ from tests.integration.test_unsubscribe import tenant as tenant  # the fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMIUM = os.environ.get("PARCOURS_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("PARCOURS_CHROMEDRIVER", "/usr/bin/chromedriver")
+skip_without_chromium()
 
-
-def _missing() -> str | None:
-    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            return (f"{path} not found: install Debian's {package} "
-                    "(`make test-browser` does, or PARCOURS_BROWSER=1 deploy/local/install.sh)")
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[dev]')"
-    return None
-
-
-if (_reason := _missing()) is not None:
-    pytest.skip(_reason, allow_module_level=True)
-
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
@@ -63,22 +44,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    """Headless Chromium from the system packages: the binary and driver are named, so
-    Selenium Manager never tries to download either."""
-    profile = tempfile.mkdtemp(prefix="parcours-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--no-first-run", f"--user-data-dir={profile}"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options,
-                              service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+    yield from chromium()
 
 
 def _checkbox(driver: WebDriver, element_id: str) -> Any:
