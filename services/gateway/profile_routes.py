@@ -23,20 +23,18 @@ from services.gateway.wiring import Gateway
 from shared.adapters import (
     consent_store,
     personal_data,
+    profile_documents,
     profile_store,
 )
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.profile_schema_store import TenantSchema
 from shared.api_auth import Caller, require
 from shared.domain.api_keys import Scope
-from shared.domain.consent import consent_view
 from shared.domain.exact import exact_json
-from shared.domain.profile_schema import typed_attributes
 from shared.domain.profiles import (
     PROFILE_ID,
     ProfileWrite,
     parse_body,
-    profile_document,
     to_write,
 )
 
@@ -97,10 +95,7 @@ def _validated(tenant_schema: TenantSchema, body: Any) -> BaseModel:
 async def _document(connection: asyncpg.Connection, tenant: str,
                     tenant_schema: TenantSchema, row: dict[str, Any]) -> dict[str, Any]:
     """The profile as the API shows it: typed attributes, consent and subscriptions."""
-    consent = await consent_store.read_consent(connection, tenant, row["profile_id"])
-    topics = tuple(t.id for t in tenant_schema.schema.topics)
-    return profile_document(row, typed_attributes(tenant_schema.schema, row["attributes"]),
-                            consent_view(consent, topics))
+    return await profile_documents.document(connection, tenant, tenant_schema.schema, row)
 
 
 async def _read(connection: asyncpg.Connection, tenant: str, tenant_schema: TenantSchema,

@@ -42,6 +42,7 @@ from shared.domain.partitions import status_expired
 from shared.domain.pkeys import derive_pkey, pkey_time, verify_pkey
 from shared.domain.routing import message_id
 from shared.domain.status import TERMINAL, Status
+from shared.event_status_api import EventStatus, MessageTrace, event_status, message_trace
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_BATCH_BYTES = 16 * 1024 * 1024
@@ -67,14 +68,6 @@ class Accepted(_Api):
     pKey: str
     href: str
     status: Status = Status.PENDING
-
-
-class EventStatus(_Api):
-    pKey: str
-    eventId: str
-    status: Status
-    reason: str | None = None
-    updatedAt: str | None = None
 
 
 class BatchIn(_Api):
@@ -359,10 +352,7 @@ def _status_of(pkey: str, event_id: str, row: StatusRow | Response | None,
                unseen: str | None) -> EventStatus | Response:
     if isinstance(row, Response):  # expired
         return row
-    if row is None:  # issued (or keyed), not yet recorded by any stage
-        return EventStatus(pKey=pkey, eventId=event_id, status=Status.PENDING, reason=unseen)
-    return EventStatus(pKey=pkey, eventId=event_id, status=row.status,
-                       reason=row.reason, updatedAt=row.updated_at)
+    return event_status(pkey, event_id, row, unseen)
 
 
 @router.get("/v1/events/{event_id}/keys/{event_key:path}", response_model=EventStatus,
@@ -402,23 +392,6 @@ async def get_status(
     return _status_of(pkey, event_id, row, None)
 
 
-class TraceStep(_Api):
-    at: str
-    stage: str  # decided, control, handover
-    outcome: str
-    rule: str | None = None
-    reason: str | None = None
-    verdicts: list[dict[str, Any]] | None = None  # every rule's, when decided
-    detail: dict[str, Any] | None = None  # what a later stage noted (a reaction's id)
-
-
-class MessageTrace(_Api):
-    pKey: str
-    eventId: str
-    messageId: str
-    steps: list[TraceStep]
-
-
 @router.get("/v1/events/{event_id}/{pkey}/trace", response_model=MessageTrace,
             responses={404: _NOT_FOUND})
 async def get_trace(
@@ -436,8 +409,7 @@ async def get_trace(
         steps = await contact_history.trace(gateway.pool, caller.tenant, message)
     except DB_UNAVAILABLE:
         return _answer(unavailable("the message trace", "db_unavailable"))
-    return MessageTrace(pKey=pkey, eventId=event_id, messageId=message,
-                        steps=[TraceStep.model_validate(step) for step in steps])
+    return message_trace(pkey, event_id, message, steps)
 
 
 @router.delete("/v1/events/{event_id}/{pkey}", response_model=EventStatus,
