@@ -22,11 +22,14 @@ from services.admin import (
     journey_lifecycle_routes,
     journey_routes,
     me_routes,
+    metrics_summary_routes,
+    profile_routes,
     profile_schema_routes,
     proof_routes,
     reconcile_routes,
     retention_routes,
     rule_routes,
+    status_routes,
     test_profile_routes,
     webhook_routes,
 )
@@ -69,7 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    identity_routes, dkim_routes, webhook_routes, journey_routes,
                    journey_event_routes, journey_lifecycle_routes, journey_instance_routes,
                    journey_http_host_routes, journey_holdout_routes, reconcile_routes,
-                   retention_routes, me_routes):
+                   retention_routes, me_routes, status_routes, profile_routes,
+                   metrics_summary_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)

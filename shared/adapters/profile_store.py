@@ -250,6 +250,59 @@ async def lookup_profiles(
     return [_stored(row) for row in rows]
 
 
+# The admin API's profile search (services/admin/profile_routes.py): the exact id first,
+# then the exact email address (any case) or mobile phone, then ids, addresses and phones
+# starting with the text. The database's collation is C (byte order), so each is a range
+# of one btree index (profiles_pkey, profiles_email_c, profiles_phone), each branch
+# limited on its own: no branch reads more than ``limit`` entries.
+_SEARCH_BRANCHES = (
+    ("profile_id = $2", "profile_id"),
+    (f"{_EMAIL} = $3", "profile_id"),
+    ("mobile_phone = ANY($4::text[])", "profile_id"),
+    ("profile_id >= $2 AND profile_id < $5", "profile_id"),
+    (f"{_EMAIL} >= $3 AND {_EMAIL} < $6", _EMAIL),
+    ("mobile_phone >= $7 AND mobile_phone < $8", "mobile_phone"),
+)
+_SEARCH = "SELECT * FROM (" + " UNION ALL ".join(
+    f"(SELECT {rank} AS rank, p.* FROM ({_READ} WHERE tenant_id = $1 AND {where}"
+    f" AND NOT is_test ORDER BY {order} LIMIT $9) p)"
+    for rank, (where, order) in enumerate(_SEARCH_BRANCHES)) + ") u ORDER BY rank, profile_id"
+_PAST = "\U0010ffff"  # after every string that starts with the prefix (byte order)
+PREFIX_MIN = 3  # characters: shorter texts match exactly only
+
+
+async def search_profiles(connection: asyncpg.Connection, tenant: str, text: str,
+                          limit: int = 20) -> list[dict[str, Any]]:
+    """Real profiles whose id is ``text``, then whose email address (any case) or mobile
+    phone is, then (``text`` of ``PREFIX_MIN`` characters or more) whose id, address or
+    phone starts with it; each profile once, at most ``limit``. A phone given without its
+    "+" (a "+" in a URL's query reads as a space) matches with it too."""
+    text = text.strip()
+    email = fold_email(text)
+    phones = [text, f"+{text}"] if text.isdigit() else [text]
+    phone_prefix = phones[-1]
+    prefixed = len(text) >= PREFIX_MIN
+    # A prefix no row can be past: the range branches then read nothing.
+    upper = (lambda value: value + _PAST) if prefixed else (lambda value: value)
+    rows = await connection.fetch(
+        _SEARCH, tenant, text, email, phones, upper(text), upper(email), phone_prefix,
+        upper(phone_prefix), limit)
+    seen: set[str] = set()
+    found: list[dict[str, Any]] = []
+    for row in rows:
+        if row["profile_id"] not in seen and len(found) < limit:
+            seen.add(row["profile_id"])
+            stored = dict(row)
+            stored.pop("rank")
+            found.append(_stored_dict(stored))
+    return found
+
+
+def _stored_dict(stored: dict[str, Any]) -> dict[str, Any]:
+    stored["attributes"] = read_exact(stored.pop("attributes_text").encode())
+    return stored
+
+
 # --- erasure and export -------------------------------------------------------------------
 
 async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str

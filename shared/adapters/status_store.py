@@ -226,3 +226,40 @@ async def cancel(connection: asyncpg.Connection, tenant: str, event_id: str, pke
         await record_statuses(connection, [
             StatusWrite(pkey, tenant, event_id, Status.IGNORED, CANCELLED)])
     return None
+
+
+# The admin API's lookup by pKey alone (services/admin/status_routes.py): the same
+# partitions as ``_READ`` (a timed pKey names its day: one index probe), the event id read
+# from the row; the tenant's configured event ids come along only when there is no row, for
+# the caller to tell which of them issued the pKey (``pending``) or none did (404).
+_BY_PKEY = """
+SELECT s.event_id, s.status, s.reason, s.updated_at, s.accepted_day, r.statuses_days,
+       CASE WHEN s.pkey IS NULL THEN ARRAY(SELECT c.event_id FROM event_configs c
+                                            WHERE c.tenant_id = q.tenant) END AS configured
+  FROM (SELECT $2::text AS tenant) q
+  LEFT JOIN event_status s ON s.pkey = $1 AND s.tenant_id = q.tenant {day}
+  LEFT JOIN tenant_retention r ON r.tenant_id = q.tenant
+ LIMIT 1
+"""
+_BY_PKEY_TIMED = _BY_PKEY.format(day="AND s.accepted_day = pkey_day($1::text)")
+_BY_PKEY_UNTIMED = _BY_PKEY.format(day="")
+
+
+@dataclass(frozen=True)
+class FoundStatus:
+    event_id: str | None  # None: no row (``configured`` says which events could own it)
+    row: StatusRow | None
+    tenant_days: int | None  # the tenant's own retention of statuses (None: the default's)
+    configured: tuple[str, ...] = ()
+
+
+async def find_status(pool: asyncpg.Pool, tenant: str, pkey: str) -> FoundStatus:
+    """The tenant's status row of the pKey whatever its event, in one round trip."""
+    row = await pool.fetchrow(_BY_PKEY_TIMED if pkey_time(pkey) is not None
+                              else _BY_PKEY_UNTIMED, pkey, tenant)
+    assert row is not None
+    if row["status"] is None:
+        return FoundStatus(None, None, row["statuses_days"], tuple(row["configured"] or ()))
+    return FoundStatus(row["event_id"], StatusRow(
+        Status(row["status"]), row["reason"], row["updated_at"].isoformat(),
+        row["accepted_day"]), row["statuses_days"])
