@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from services.admin.dependencies import AdminCaller, Db
 from shared.adapters import test_profile_store as store
+from shared.domain.exact import exact_json, read_exact
 from shared.domain.fields import EmailAddress, PhoneNumber
 from shared.domain.locale_tags import LocaleTag
 
@@ -61,36 +62,50 @@ class TestProfileOut(_TestProfile):
     updated_at: datetime
 
 
-def _out(row: dict[str, Any]) -> TestProfileOut:
-    return TestProfileOut.model_validate(row)
+def _document(row: dict[str, Any]) -> dict[str, Any]:
+    """The API's document of a stored row, ``sampleCtx`` with its decimals as written."""
+    out = TestProfileOut.model_validate({**row, "sample_ctx": {}}).model_dump(
+        mode="json", by_alias=True)
+    return {**out, "sampleCtx": row["sample_ctx"]}
 
 
-@router.put("/{profile_id}", response_model=TestProfileOut, response_model_by_alias=True)
+def _answer(document: Any) -> Response:
+    # exact_json, not the response model: pydantic would write a Decimal as a string
+    return Response(exact_json(document), media_type="application/json")
+
+
+_DOC = {200: {"model": TestProfileOut}}
+
+
+@router.put("/{profile_id}", responses=_DOC)
 async def put_test_profile(
-    profile_id: ProfileId, profile: TestProfileIn, caller: AdminCaller, db: Db
-) -> TestProfileOut:
-    """Create or replace a test profile."""
+    profile_id: ProfileId, profile: TestProfileIn, caller: AdminCaller, db: Db,
+    request: Request,
+) -> Response:
+    """Create or replace a test profile. ``sampleCtx`` is kept as written: 19.90 previews
+    as 19.90, the way the event would send it."""
     fields = profile.model_dump()
     # Devices are kept as the API spells them, like the targets of push events.
     fields["push_registrations"] = [r.model_dump(by_alias=True)
                                     for r in profile.push_registrations]
+    fields["sample_ctx"] = read_exact(await request.body()).get("sampleCtx") or {}
     row = await store.put_test_profile(db, caller.tenant, profile_id, fields)
     if row is None:
         raise HTTPException(409, f"{profile_id!r} is a real profile; pick another id")
-    return _out(row)
+    return _answer(_document(row))
 
 
-@router.get("", response_model=list[TestProfileOut], response_model_by_alias=True)
-async def list_test_profiles(caller: AdminCaller, db: Db) -> list[TestProfileOut]:
-    return [_out(row) for row in await store.list_test_profiles(db, caller.tenant)]
+@router.get("", responses={200: {"model": list[TestProfileOut]}})
+async def list_test_profiles(caller: AdminCaller, db: Db) -> Response:
+    return _answer([_document(row) for row in await store.list_test_profiles(db, caller.tenant)])
 
 
-@router.get("/{profile_id}", response_model=TestProfileOut, response_model_by_alias=True)
-async def get_test_profile(profile_id: str, caller: AdminCaller, db: Db) -> TestProfileOut:
+@router.get("/{profile_id}", responses=_DOC)
+async def get_test_profile(profile_id: str, caller: AdminCaller, db: Db) -> Response:
     row = await store.get_test_profile(db, caller.tenant, profile_id)
     if row is None:
         raise HTTPException(404, f"no test profile {profile_id!r}")
-    return _out(row)
+    return _answer(_document(row))
 
 
 @router.delete("/{profile_id}", status_code=204)

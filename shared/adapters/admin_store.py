@@ -14,6 +14,7 @@ import asyncpg
 
 from shared.adapters.profile_store import PROFILE_COLUMNS, as_profile
 from shared.domain.events import EventConfig
+from shared.domain.exact import read_exact
 from shared.domain.lifecycle import EventState, MessageState
 
 
@@ -137,11 +138,12 @@ async def find_test_profile(
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """A test profile and the sample event data it carries."""
     row = await connection.fetchrow(
-        f"SELECT {PROFILE_COLUMNS}, sample_ctx FROM profiles"
+        f"SELECT {PROFILE_COLUMNS}, sample_ctx::text AS sample_ctx FROM profiles"
         " WHERE tenant_id = $1 AND profile_id = $2 AND is_test", tenant, profile_id,
     )
     if row is None:
         return None
     profile = dict(row)
-    sample = profile.pop("sample_ctx") or {}
+    text = profile.pop("sample_ctx")  # read exactly: 19.90 renders 19.90, as an event's does
+    sample = read_exact(text.encode()) if text else {}
     return as_profile(profile), sample

@@ -7,9 +7,11 @@ from typing import Any
 
 import asyncpg
 
+from shared.domain.exact import exact_json, read_exact
+
 _COLUMNS = (
     "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, locale,"
-    " attributes, push_registrations, sample_ctx, updated_at"
+    " attributes, push_registrations, sample_ctx::text AS sample_ctx, updated_at"
 )
 _FIELDS = ("email", "mobile_phone", "first_name", "last_name", "city", "birth_date",
            "locale", "attributes", "push_registrations", "sample_ctx")
@@ -17,7 +19,8 @@ _FIELDS = ("email", "mobile_phone", "first_name", "last_name", "city", "birth_da
 # The WHERE keeps a real profile with the same id untouched: no row comes back then.
 _UPSERT = f"""
 INSERT INTO profiles (tenant_id, profile_id, is_test, {", ".join(_FIELDS)})
-VALUES ($1, $2, true, {", ".join(f"${i}" for i in range(3, 3 + len(_FIELDS)))})
+VALUES ($1, $2, true, {", ".join(f"${i}::text::jsonb" if f == "sample_ctx" else f"${i}"
+                                 for i, f in enumerate(_FIELDS, start=3))})
 ON CONFLICT (tenant_id, profile_id) DO UPDATE
    SET {", ".join(f"{f} = EXCLUDED.{f}" for f in _FIELDS)}, updated_at = now()
  WHERE profiles.is_test
@@ -25,13 +28,23 @@ RETURNING {_COLUMNS}
 """
 
 
+def _row(row: asyncpg.Record) -> dict[str, Any]:
+    """The row, ``sample_ctx`` read exactly: its decimals as written (19.90 stays 19.90,
+    the way ingestion reads an event), since previews and proofs render it."""
+    found = dict(row)
+    found["sample_ctx"] = read_exact(found["sample_ctx"].encode()) if found["sample_ctx"] else {}
+    return found
+
+
 async def put_test_profile(
     connection: asyncpg.Connection, tenant: str, profile_id: str, fields: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Create or replace a test profile (``fields``: every column of ``_FIELDS``); None
     when a real profile has that id."""
-    row = await connection.fetchrow(_UPSERT, tenant, profile_id, *(fields[f] for f in _FIELDS))
-    return None if row is None else dict(row)
+    values = [exact_json(fields[f]).decode() if f == "sample_ctx" else fields[f]
+              for f in _FIELDS]
+    row = await connection.fetchrow(_UPSERT, tenant, profile_id, *values)
+    return None if row is None else _row(row)
 
 
 async def get_test_profile(
@@ -40,14 +53,14 @@ async def get_test_profile(
     row = await connection.fetchrow(
         f"SELECT {_COLUMNS} FROM profiles WHERE tenant_id = $1 AND profile_id = $2"
         " AND is_test", tenant, profile_id)
-    return None if row is None else dict(row)
+    return None if row is None else _row(row)
 
 
 async def list_test_profiles(connection: asyncpg.Connection, tenant: str) -> list[dict[str, Any]]:
     rows = await connection.fetch(
         f"SELECT {_COLUMNS} FROM profiles WHERE tenant_id = $1 AND is_test"
         " ORDER BY profile_id", tenant)
-    return [dict(row) for row in rows]
+    return [_row(row) for row in rows]
 
 
 async def delete_test_profile(connection: asyncpg.Connection, tenant: str, profile_id: str) -> bool:

@@ -150,3 +150,28 @@ async def test_live_events_never_target_a_test_profile(
     [mail] = await mails_to(http, shared)
     assert mail["subject"] == "Hello Ada, about Boots"
     assert (await final_status(http, hrefs[1]))["status"] == "targetingFailed"
+
+
+async def test_a_sample_decimal_previews_and_reads_as_it_was_written(
+    admin: httpx.AsyncClient,
+) -> None:
+    """19.90 in a test profile's sampleCtx previews as 19.90 (the way an event carrying
+    19.90 sends it) and reads back as the number 19.90, not 19.9 nor the string "19.90"."""
+    event_id = f"EVTdec{uuid.uuid4().hex[:10]}"
+    assert (await admin.post("/events", json={
+        "eventId": event_id, "label": "decimals", "channel": "email", "targeting": "event",
+        "fields": [{"id": "total", "type": "decimal"}]})).status_code == 201
+    assert (await admin.post(f"/events/{event_id}/publish")).status_code == 200
+    profile_id = f"tp-{uuid.uuid4().hex[:10]}"
+    text = '{"firstName": "Tess", "sampleCtx": {"total": 19.90}}'
+    put = await admin.put(f"/test-profiles/{profile_id}", content=text,
+                          headers={"content-type": "application/json"})
+    assert put.status_code == 200, put.text
+    assert '"sampleCtx":{"total":19.90}' in put.text
+    assert '"total":19.90' in (await admin.get(f"/test-profiles/{profile_id}")).text
+    assert '"total":19.90' in (await admin.get("/test-profiles")).text
+    preview = await admin.post(f"/events/{event_id}/message/preview", json={
+        "profileId": profile_id, "template": {"subject": "{{ ctx.total }}", "html": "",
+                                              "text": ""}})
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["parts"]["subject"] == "19.90"
