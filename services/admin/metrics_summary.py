@@ -7,8 +7,11 @@ hour, and the summary is the counters' increases per minute.
 
 A service that does not answer is marked down (its name, URL, when it last answered, the
 error), never an error of the summary. One round scrapes every service at once, each
-with a timeout of its own; its CPU time is kept (``last_round_cpu_s``): about 1 ms of the
-admin's CPU a round on the local stack (README, "What the console reads").
+with a timeout of its own; its CPU time is kept (``last_round_cpu_s``). A scrape is one
+plain HTTP/1.0 GET on its own connection (``fetch``; the metrics servers close each
+connection anyway): 14 services cost about 4.5 ms of CPU a round this way, 16 ms through
+httpx; parsing the kept series 1.5-2 ms more (measured on the local stack, README "What
+the console reads").
 """
 
 from __future__ import annotations
@@ -18,14 +21,45 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-
-import httpx
+from urllib.parse import urlsplit
 
 from shared.domain.metrics_summary import Ring, Scrape, Values, parse
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 2.0
+MAX_BYTES = 8 * 1024 * 1024  # a metrics page larger than this is an error, not a memory hog
+
+
+class ScrapeError(Exception):
+    pass
+
+
+async def fetch(url: str, timeout_s: float) -> str:
+    """The body of ``GET url`` over HTTP/1.0 (no keep-alive, never chunked), within
+    ``timeout_s``; ``ScrapeError`` for anything but a 200."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname is None:
+        raise ScrapeError(f"not an http:// URL: {url}")
+    async with asyncio.timeout(timeout_s):
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+        try:
+            writer.write(f"GET {parts.path or '/'} HTTP/1.0\r\nHost: {parts.netloc}\r\n"
+                         "Accept: text/plain\r\n\r\n".encode())
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := await reader.read(65536):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_BYTES:
+                    raise ScrapeError(f"more than {MAX_BYTES} bytes")
+        finally:
+            writer.close()
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split(b" ", 2)
+    if len(status_line) < 2 or status_line[1] != b"200":
+        raise ScrapeError(f"answered {b' '.join(status_line[1:]).decode(errors='replace')!r}")
+    return body.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -74,14 +108,9 @@ class Sampler:
         self.last_round_at: float | None = None
         self.last_round_s: float | None = None  # wall time of the last round
         self.last_round_cpu_s: float | None = None  # the admin's CPU time of it
-        self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        # A line per scrape would be 14 lines every 15 s: httpx's requests are not logged
-        # (as in the journeys and webhooks services).
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        self._client = httpx.AsyncClient(timeout=self.timeout_s)
         self._task = asyncio.create_task(self._run(), name="metrics-sampler")
 
     async def stop(self) -> None:
@@ -90,9 +119,6 @@ class Sampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     async def _run(self) -> None:
         while True:
@@ -105,8 +131,6 @@ class Sampler:
 
     async def scrape_round(self) -> None:
         """Every service at once; each answer (or silence) into the ring."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout_s)
         cpu, wall, at = time.thread_time(), time.perf_counter(), time.time()
         results = await asyncio.gather(*(self._scrape(t) for t in self.targets))
         for target, (values, error) in zip(self.targets, results, strict=True):
@@ -126,10 +150,7 @@ class Sampler:
         self.last_round_cpu_s = time.thread_time() - cpu
 
     async def _scrape(self, target: Target) -> tuple[Values | None, str | None]:
-        assert self._client is not None
         try:
-            response = await self._client.get(target.url)
-            response.raise_for_status()
-            return parse(response.text), None
-        except (httpx.HTTPError, ValueError) as error:
+            return parse(await fetch(target.url, self.timeout_s)), None
+        except (OSError, TimeoutError, ScrapeError, ValueError) as error:
             return None, f"{type(error).__name__}: {error}".rstrip(": ")

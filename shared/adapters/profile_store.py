@@ -282,8 +282,10 @@ async def search_profiles(connection: asyncpg.Connection, tenant: str, text: str
     phones = [text, f"+{text}"] if text.isdigit() else [text]
     phone_prefix = phones[-1]
     prefixed = len(text) >= PREFIX_MIN
-    # A prefix no row can be past: the range branches then read nothing.
-    upper = (lambda value: value + _PAST) if prefixed else (lambda value: value)
+
+    def upper(value: str) -> str:  # short: an empty range, the prefix branches read nothing
+        return value + _PAST if prefixed else value
+
     rows = await connection.fetch(
         _SEARCH, tenant, text, email, phones, upper(text), upper(email), phone_prefix,
         upper(phone_prefix), limit)

@@ -141,3 +141,5 @@ def test_the_ring_keeps_an_hour_a_service() -> None:
         ring.add("gateway", Scrape(T0 + 15 * i, values(i)))
     kept = ring.history()["gateway"]
     assert len(kept) == 242 and kept[-1].at == T0 + 15 * 999
+    first, last = (next(iter(s.values or {})) for s in (kept[0], kept[-1]))
+    assert first == last and first is last  # one copy of a series' key
