@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from services.admin import (
     address_routes,
+    audience_draft_routes,
     audience_routes,
     dkim_routes,
     dry_run_routes,
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    journey_event_routes, journey_lifecycle_routes, journey_instance_routes,
                    journey_http_host_routes, journey_holdout_routes, reconcile_routes,
                    retention_routes, me_routes, status_routes, profile_routes,
-                   metrics_summary_routes):
+                   metrics_summary_routes, audience_draft_routes):
         app.include_router(routes.router)
     app.include_router(operations_router(event_routes.readiness))
     app.add_exception_handler(LifecycleError, _refused)
