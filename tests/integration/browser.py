@@ -71,11 +71,19 @@ def chromium(width: int = 1440, height: int = 900) -> Iterator[Any]:
 def wait_for(driver: Any, condition: Callable[[Any], Any], what: str,
              seconds: float = WAIT_S) -> Any:
     """Poll ``condition(driver)`` until it is truthy, failing with ``what`` at the deadline."""
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        NoSuchFrameException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # An htmx swap between finding an element and reading it is a "not yet", not a failure.
+    ignored = (StaleElementReferenceException, NoSuchElementException, NoSuchFrameException)
     try:
-        return WebDriverWait(driver, seconds, poll_frequency=0.1).until(condition)
+        return WebDriverWait(driver, seconds, poll_frequency=0.1,
+                             ignored_exceptions=ignored).until(condition)
     except TimeoutException as error:
         raise AssertionError(f"{what}: not seen within {seconds} s at {driver.current_url}"
                              ) from error
@@ -88,7 +96,12 @@ def sign_in(driver: Any, admin_key: str, path: str = "/") -> None:
     driver.get(f"{CONSOLE}/sign-in?next={path}")
     driver.find_element(By.ID, "api_key").send_keys(admin_key)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    wait_for(driver, lambda d: "/sign-in" not in d.current_url, "signed in")
+    try:
+        wait_for(driver, lambda d: "/sign-in" not in d.current_url, "signed in")
+    except AssertionError as error:
+        refusal = driver.find_elements(By.ID, "sign-in-error")
+        raise AssertionError(f"{error}: {refusal[0].text if refusal else 'no error shown'}"
+                             ) from None
 
 
 def console_errors(driver: Any) -> list[str]:

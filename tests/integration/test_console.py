@@ -1,0 +1,131 @@
+"""The console's sign-in, session and protections over HTTP (no browser needed): the
+session cookie's flags, CSRF on every form, no open redirect, the CSP on every page, a
+revoked key ending its session, failed sign-ins limited, and a tenant seeing only its own
+events. The pages themselves are driven in Chromium (test_console_browser.py)."""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+import httpx
+import pytest
+
+from services.console.session import COOKIE
+from tests.integration.console_tenant import ConsoleTenant, console_client
+from tests.integration.console_tenant import console_tenant as console_tenant  # fixture
+
+pytestmark = pytest.mark.integration
+
+
+def _hidden(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found, f"no hidden input {name!r} in the page"
+    return found.group(1)
+
+
+async def signed_in(client: httpx.AsyncClient, key: str, next_: str = "/") -> httpx.Response:
+    form = await client.get("/sign-in", params={"next": next_})
+    return await client.post("/sign-in", data={
+        "api_key": key, "signin_token": _hidden(form.text, "signin_token"), "next": next_})
+
+
+async def test_a_page_without_a_session_goes_to_the_sign_in_page():
+    async with console_client() as client:
+        page = await client.get("/events")
+        assert page.status_code == 303 and page.headers["location"] == "/sign-in?next=/events"
+        fragment = await client.post("/events/EVTx/message/preview",
+                                     headers={"hx-request": "true"})
+        assert fragment.status_code == 204  # htmx is told to go there, not given the page
+        assert fragment.headers["hx-redirect"].startswith("/sign-in")
+
+
+async def test_signing_in_sets_a_protected_cookie_and_lands_where_asked(
+        console_tenant: ConsoleTenant):
+    async with console_client() as client:
+        answer = await signed_in(client, console_tenant.admin_key, "/lookup")
+        assert answer.status_code == 303 and answer.headers["location"] == "/lookup"
+        cookie = next(v for k, v in answer.headers.multi_items()
+                      if k == "set-cookie" and v.startswith(f"{COOKIE}="))
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=28800" in cookie
+        assert console_tenant.admin_key not in cookie  # sealed, not readable
+        page = await client.get("/events")
+        assert page.status_code == 200
+        assert f"Console test {console_tenant.name[-8:]}" in page.text  # the tenant's name
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("style-src")[0]
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page.text)  # no inline script
+        assert page.headers["cache-control"] == "no-store"
+
+
+async def test_wrong_keys_are_refused_with_what_to_do(console_tenant: ConsoleTenant):
+    async with console_client() as client:
+        wrong = await signed_in(client, "prc_admin_nothing_like_a_key")
+        assert wrong.status_code == 401 and "parcours keys create --scope admin" in wrong.text
+        ingest = await signed_in(client, console_tenant.ingest_key)
+        assert ingest.status_code == 401  # an ingest key is not an admin key
+        assert COOKIE not in client.cookies
+
+
+async def test_the_sign_in_form_needs_its_own_token_and_never_redirects_elsewhere(
+        console_tenant: ConsoleTenant):
+    async with console_client() as client:
+        forged = await client.post("/sign-in", data={"api_key": console_tenant.admin_key,
+                                                     "signin_token": "x", "next": "/"})
+        assert forged.status_code == 403 and COOKIE not in client.cookies
+        for elsewhere in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+            answer = await signed_in(client, console_tenant.admin_key, elsewhere)
+            assert answer.status_code == 303 and answer.headers["location"] == "/"
+
+
+async def test_every_form_needs_the_sessions_csrf_token(console_tenant: ConsoleTenant):
+    async with console_client() as client:
+        await signed_in(client, console_tenant.admin_key)
+        body = {"eventId": "EVTcsrf", "label": "x", "channel": "email", "targeting": "event"}
+        refused = await client.post("/events", data=body)
+        assert refused.status_code == 403 and "Reload the page" in refused.text
+        assert (await console_tenant.admin.get("/events/EVTcsrf")).status_code == 404
+        page = await client.get("/events/new")
+        token = _hidden(page.text, "csrf")
+        created = await client.post("/events", data={**body, "csrf": token})
+        assert created.status_code == 303 and created.headers["location"] == "/events/EVTcsrf"
+        # htmx requests carry it as a header instead
+        out = await client.post("/sign-out", headers={"x-csrf-token": token})
+        assert out.status_code == 303
+        assert (await client.get("/events")).status_code == 303  # signed out
+
+
+async def test_a_revoked_key_ends_its_session(console_tenant: ConsoleTenant,
+                                             pool: asyncpg.Pool):
+    from shared.adapters.key_store import create_key
+    from shared.domain.api_keys import Scope
+
+    async with pool.acquire() as connection:
+        key = await create_key(connection, console_tenant.name, Scope.ADMIN, "to revoke")
+    async with console_client() as client:
+        await signed_in(client, key)
+        assert (await client.get("/events")).status_code == 200
+        async with pool.acquire() as connection:
+            await connection.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = $1",
+                                     key.split("_")[2][:12])
+        async def refused() -> bool:
+            answer = await client.get("/events")
+            return answer.status_code == 303 and answer.headers["location"].startswith(
+                "/sign-in")
+        from tests.integration.conftest import eventually
+        await eventually(refused, "the revoked key's session sent to the sign-in page", 15)
+
+
+async def test_a_tenant_sees_only_its_own_events(console_tenant: ConsoleTenant,
+                                                 admin: httpx.AsyncClient):
+    ours = await console_tenant.admin.post("/events", json={
+        "eventId": "EVTconsoleOurs", "label": "ours", "channel": "email",
+        "targeting": "event"})
+    assert ours.status_code in (201, 409), ours.text
+    async with console_client() as client:
+        await signed_in(client, console_tenant.admin_key)
+        page = await client.get("/events")
+        assert "EVTconsoleOurs" in page.text
+        others = [e["config"]["eventId"] for e in (await admin.get("/events")).json()][:5]
+        assert others and not any(other in page.text for other in others)
+        assert (await client.get(f"/events/{others[0]}")).status_code == 404
