@@ -8,11 +8,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.console import auth_routes, event_routes, lookup_routes
+from services.console import (
+    auth_routes,
+    event_routes,
+    lookup_routes,
+    operations_routes,
+    profile_routes,
+)
 from services.console.api import AdminApi, ApiUnavailable, SignedOut
 from services.console.security import SecurityHeaders
 from services.console.session import SessionSeal
@@ -28,13 +35,22 @@ from services.console.web import (
 from shared.operations import operations_router
 from shared.settings import Settings, get_settings
 
-ROUTERS = [auth_routes, event_routes, lookup_routes]
+ROUTERS = [auth_routes, event_routes, lookup_routes, profile_routes, operations_routes]
 
 
 async def _unavailable(request: Request, error: Exception) -> Response:
     return render(request, "error.html", status=503, title="The admin API is not answering",
                   message=f"{error}. Nothing was changed; try again in a moment.",
                   headers={"Retry-After": "5"})
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """A refusal as a page a person reads (FastAPI would answer JSON)."""
+    assert isinstance(error, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Not allowed", 422: "Not understood"}
+    return render(request, "error.html", status=error.status_code,
+                  title=titles.get(error.status_code, f"Refused ({error.status_code})"),
+                  message=str(error.detail), headers=error.headers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,5 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(SignedOut, on_signed_out)
     app.add_exception_handler(BadCsrf, on_bad_csrf)
     app.add_exception_handler(ApiUnavailable, _unavailable)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(SecurityHeaders)
     return app

@@ -153,3 +153,40 @@ async def test_a_marketer_creates_publishes_edits_proofs_and_looks_up_an_event(
     screenshot(browser, "events")
     errors = console_errors(browser)
     assert errors == [], "\n".join(errors)
+
+
+async def test_an_operator_finds_a_profile_and_reads_the_operations_page(
+        console_tenant: ConsoleTenant, browser: Any, pool: Any):
+    from shared.adapters.key_store import create_key
+    from shared.domain.api_keys import Scope
+
+    async with pool.acquire() as connection:
+        profiles_key = await create_key(connection, console_tenant.name, Scope.PROFILES, "t")
+    email = f"Grace-{uuid.uuid4().hex[:8]}@Example.com"
+    async with httpx.AsyncClient(timeout=10, headers={
+            "authorization": f"Bearer {profiles_key}"}) as http:
+        put = await http.put(f"{GATEWAY}/v1/profiles/cust-grace", json={
+            "email": email, "firstName": "Grace", "city": "Seattle",
+            "consent": {"email": {"marketing": "opted-in"}}, "consentSource": "signup-form"})
+        assert put.status_code in (200, 201), put.text
+
+    sign_in(browser, console_tenant.admin_key, "/profiles")
+    _type(browser, "q", email.lower())  # an address in any case
+    browser.find_element(By.CSS_SELECTOR, "form[role=search] button").click()
+    wait_for(browser, lambda d: "cust-grace" in _text(d, "profiles"), "the profile found")
+    browser.find_element(By.LINK_TEXT, "cust-grace").click()
+    wait_for(browser, lambda d: d.find_elements(By.ID, "consent"), "the profile page")
+    assert "Seattle" in _text(browser, "profile")
+    assert "opted-in" in _text(browser, "consent")
+    screenshot(browser, "profile")
+
+    browser.get(f"{CONSOLE}/operations")
+    assert "gateway" in _text(browser, "table-services")
+    assert "accepted" in _text(browser, "table-throughput")
+    first = _text(browser, "summary-window")
+    # the fragment refreshes itself every 10 s
+    wait_for(browser, lambda d: _text(d, "summary-window") not in ("", first),
+             "the operations figures refreshed", 25)
+    screenshot(browser, "operations")
+    errors = console_errors(browser)
+    assert errors == [], "\n".join(errors)
