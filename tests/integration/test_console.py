@@ -129,3 +129,68 @@ async def test_a_tenant_sees_only_its_own_events(console_tenant: ConsoleTenant,
         others = [e["config"]["eventId"] for e in (await admin.get("/events")).json()][:5]
         assert others and not any(other in page.text for other in others)
         assert (await client.get(f"/events/{others[0]}")).status_code == 404
+
+
+async def _csrf(client: httpx.AsyncClient) -> str:
+    return _hidden((await client.get("/events/new")).text, "csrf")
+
+
+async def test_the_apis_errors_show_beside_the_field_they_name(console_tenant: ConsoleTenant):
+    async with console_client() as client:
+        await signed_in(client, console_tenant.admin_key)
+        token = await _csrf(client)
+        page = await client.post("/events", data={
+            "csrf": token, "eventId": "not an id", "label": "x", "channel": "email",
+            "targeting": "event", "fields.0.id": "9starts-with-a-digit",
+            "fields.0.type": "string"})
+        assert page.status_code == 422
+        assert re.search(r'id="eventId"[^>]*aria-invalid="true"', page.text)
+        assert re.search(r'<p class="field-error" id="err-eventId">[^<]*pattern', page.text)
+        assert 'value="not an id"' in page.text  # what was typed is kept
+        bad_json = await client.post("/events", data={
+            "csrf": token, "eventId": "EVTconsoleJson", "label": "x", "channel": "email",
+            "targeting": "event", "collections": "[{"})
+        assert bad_json.status_code == 422
+        assert re.search(r'id="err-collections">not JSON', bad_json.text)
+
+
+async def test_saving_edits_a_draft_names_a_broken_part_and_versions_compare(
+        console_tenant: ConsoleTenant):
+    event_id = "EVTconsoleVersions"
+    admin = console_tenant.admin
+    assert (await admin.post("/events", json={"eventId": event_id, "label": "v",
+                                              "channel": "sms", "targeting": "event"})
+            ).status_code == 201
+    assert (await admin.post(f"/events/{event_id}/publish")).status_code == 200
+    async with console_client() as client:
+        await signed_in(client, console_tenant.admin_key)
+        token = await _csrf(client)
+        form = {"csrf": token, "channel": "sms"}
+        broken = await client.post(f"/events/{event_id}/message/save",
+                                   data={**form, "template.text": "Hi {{ ctx.x "})
+        assert broken.status_code == 422
+        assert re.search(r'id="err-text">', broken.text)
+        assert "Hi {{ ctx.x " in broken.text  # the text typed, kept for fixing
+        saved = await client.post(f"/events/{event_id}/message/save",
+                                  data={**form, "template.text": "First text"})
+        assert saved.status_code == 200 and "Draft saved" in saved.text
+        published = await client.post(f"/events/{event_id}/message/publish", data=form)
+        assert 'id="message-state">published' in published.text
+        paused = await client.post(f"/events/{event_id}/message/pause", data=form)
+        assert 'id="message-state">paused' in paused.text
+        resumed = await client.post(f"/events/{event_id}/message/resume", data=form)
+        assert 'id="message-state">published' in resumed.text
+        await client.post(f"/events/{event_id}/message/save",
+                          data={**form, "template.text": "Second text é"})
+        versions = (await admin.get(f"/events/{event_id}/message")).json()["versions"]
+        assert [v["state"] for v in versions] == ["draft", "published"]
+        numbers = [v["version"] for v in versions]
+        side = await client.get(f"/events/{event_id}/message/compare",
+                                params={"a": numbers[1], "b": numbers[0]})
+        assert side.status_code == 200
+        assert "First text" in side.text and "Second text é" in side.text
+        assert "changed" in side.text and "+Second text é" in side.text
+        preview = await client.post(f"/events/{event_id}/message/preview",
+                                    data={**form, "template.text": "Ünïcode ok"},
+                                    headers={"x-csrf-token": token, "hx-request": "true"})
+        assert 'id="sms-shape">10 UTF-16 units (ucs2), 1 segment' in preview.text
