@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.console import (
+    audience_routes,
     auth_routes,
     event_routes,
     lookup_routes,
@@ -35,7 +36,8 @@ from services.console.web import (
 from shared.operations import operations_router
 from shared.settings import Settings, get_settings
 
-ROUTERS = [auth_routes, event_routes, lookup_routes, profile_routes, operations_routes]
+ROUTERS = [auth_routes, event_routes, lookup_routes, profile_routes, operations_routes,
+           audience_routes]
 
 
 async def _unavailable(request: Request, error: Exception) -> Response:
