@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from services.admin.dependencies import AdminCaller
+from services.admin.storable import text_problem
 from shared.adapters import profile_documents, profile_messages, profile_store
 from shared.adapters.profile_schema_store import load_schema
 from shared.domain.exact import exact_json
@@ -53,10 +54,10 @@ async def search_profiles(
     """Profiles whose id is ``q`` first, then whose email address (any case) or mobile
     phone is, then whose id, address or phone starts with it; each once, at most ``limit``,
     as the profile API shows them. Every step is a range of one index."""
-    if not q.strip():
-        raise RequestValidationError([{"type": "string_too_short", "loc": ["query", "q"],
-                                       "msg": "give a profile id, an email address or a"
-                                              " phone"}])
+    if not q.strip() or (problem := text_problem(q)):
+        raise RequestValidationError([{
+            "type": "value_error", "loc": ["query", "q"],
+            "msg": problem if q.strip() else "give a profile id, an email address or a phone"}])
     async with request.app.state.pool.acquire() as connection:
         rows = await profile_store.search_profiles(connection, caller.tenant, q, limit)
         return _json({"profiles": await _documents(connection, caller.tenant, rows)})
