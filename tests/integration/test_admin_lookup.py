@@ -186,7 +186,8 @@ async def test_profile_search_by_id_email_and_phone_and_only_the_tenants(
     assert listed["profiles"] == [document.json()]
     assert (await other.admin.get(f"/profiles/{profile_id}")).status_code == 404
 
-    for params, field in (({}, "q"), ({"q": ""}, "q"), ({"q": "x", "limit": 0}, "limit"),
+    for params, field in (({}, "q"), ({"q": ""}, "q"), ({"q": " "}, "q"), ({"q": "a\x00b"}, "q"),
+                          ({"q": "x", "limit": 0}, "limit"),
                           ({"q": "x", "limit": 101}, "limit")):
         refused = await mine.admin.get("/profiles", params=params)
         assert refused.status_code == 422, (params, refused.text)
