@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STACK := $(PY) deploy/local/stack.py
 
-.PHONY: install up down status demo test test-long test-faults test-browser unit lint typecheck bench clean
+.PHONY: install up down status demo test test-long test-faults test-browser screenshots unit lint typecheck bench clean
 
 install:            ## virtualenv, Kafka jars, PostgreSQL (only what is missing)
 	@bash deploy/local/install.sh
@@ -35,10 +35,15 @@ test-long: up      ## the checks marked long, which CI leaves out (none at the m
 test-faults: up     ## every fault scenario under load, each ended by parcours reconcile (~10 min)
 	@.venv/bin/pytest -q -s -o addopts="" tests/faults
 
-test-browser:       ## the preference page in headless Chromium (installs chromium first)
+test-browser:       ## the console and the preference page in headless Chromium (installs chromium first)
 	@PARCOURS_BROWSER=1 bash deploy/local/install.sh
 	@$(STACK) up
 	@.venv/bin/pytest -q -o addopts="" -m browser
+
+screenshots:        ## the console's browser tests, saving each page into docs/console/ (README)
+	@PARCOURS_BROWSER=1 bash deploy/local/install.sh
+	@$(STACK) up
+	@PARCOURS_SCREENSHOTS=1 .venv/bin/pytest -q -o addopts="" -m browser tests/integration/test_console*.py
 
 bench: up           ## benchmarks beside their baselines (load on 127.0.0.1 only)
 	@$(PY) -m bench

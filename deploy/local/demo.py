@@ -215,7 +215,12 @@ def main() -> int:
         print("\ndemo FAILED (S1): see `make status` and .run/logs/")
         return 1
     print("\nS1 OK; S2, the seed journey:")
-    demo_journey.main()  # raises SystemExit saying what failed
+    journey_admin_key = demo_journey.main()  # raises SystemExit saying what failed
+    console = f"http://127.0.0.1:{settings.console_port}"
+    print(f"\nThe console, {console}: sign in with an admin key to see it all in a browser")
+    print(f"  tenant {TENANT} (S1, EVTcartAbandonment and its message): {admin_key}")
+    print(f"  tenant {demo_journey.TENANT} (S2, the seed journey with its counts): "
+          f"{journey_admin_key}")
     print("\ndemo OK")
     return 0
 
