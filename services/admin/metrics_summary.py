@@ -28,6 +28,7 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 2.0
+FIRST_PAIR_S = 2.0
 MAX_BYTES = 8 * 1024 * 1024  # a metrics page larger than this is an error, not a memory hog
 
 
@@ -127,7 +128,10 @@ class Sampler:
                 await self.scrape_round()
             except Exception:  # never the end of the sampling: logged, tried next round
                 log.exception("metrics sampling round failed")
-            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+            # The second round soon after the first: the summary has its first pair (the
+            # current minute covered) a couple of seconds after the admin starts.
+            wait = min(FIRST_PAIR_S, self.interval_s) if self.rounds == 1 else self.interval_s
+            await asyncio.sleep(max(0.0, wait - (time.monotonic() - started)))
 
     async def scrape_round(self) -> None:
         """Every service at once; each answer (or silence) into the ring."""
