@@ -110,6 +110,24 @@ def console_errors(driver: Any) -> list[str]:
             if entry["level"] == "SEVERE" and "favicon" not in entry["message"]]
 
 
+# Every input, select and textarea a person fills has a name a screen reader reads: a
+# <label for>, a wrapping <label>, aria-label or aria-labelledby. Hidden inputs do not count.
+_UNLABELLED = """
+return Array.from(document.querySelectorAll('input, select, textarea'))
+  .filter(e => e.type !== 'hidden' && !e.closest('[hidden]'))
+  .filter(e => !(e.id && document.querySelector('label[for="' + CSS.escape(e.id) + '"]'))
+            && !e.closest('label') && !e.getAttribute('aria-label')
+            && !e.getAttribute('aria-labelledby'))
+  .map(e => e.outerHTML.slice(0, 120));
+"""
+
+
+def unlabelled_inputs(driver: Any) -> list[str]:
+    """The page's form controls without an accessible name (empty when all have one)."""
+    found: list[str] = driver.execute_script(_UNLABELLED)
+    return found
+
+
 def screenshot(driver: Any, name: str) -> None:
     """docs/console/<name>.png, when PARCOURS_SCREENSHOTS is set (the README shows them)."""
     if os.environ.get("PARCOURS_SCREENSHOTS"):

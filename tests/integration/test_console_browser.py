@@ -20,6 +20,7 @@ from tests.integration.browser import (
     screenshot,
     sign_in,
     skip_without_chromium,
+    unlabelled_inputs,
     wait_for,
 )
 from tests.integration.conftest import GATEWAY, eventually, final_status, mails_to
@@ -30,6 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 skip_without_chromium()
 
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
 EVENT = "EVTconsoleCart"
@@ -62,10 +64,13 @@ async def test_a_marketer_creates_publishes_edits_proofs_and_looks_up_an_event(
                  ' "https://shop.example.com/cart", "cartTotal": 19.90}}').replace("EMAIL", email))
     assert put.status_code == 200, put.text
 
-    browser.get(f"{CONSOLE}/sign-in")
+    # signing in with the keyboard alone: the key field has the focus, Enter sends
+    browser.get(f"{CONSOLE}/sign-in?next=/events")
     screenshot(browser, "sign-in")
-    sign_in(browser, console_tenant.admin_key, "/events")
-    assert browser.current_url == f"{CONSOLE}/events"
+    focused = browser.switch_to.active_element
+    assert focused.get_attribute("id") == "api_key"
+    focused.send_keys(console_tenant.admin_key + Keys.ENTER)
+    wait_for(browser, lambda d: d.current_url == f"{CONSOLE}/events", "signed in by keyboard")
 
     # 1. the event, with two typed fields (the second row added by htmx)
     browser.get(f"{CONSOLE}/events/new")
@@ -79,6 +84,7 @@ async def test_a_marketer_creates_publishes_edits_proofs_and_looks_up_an_event(
     wait_for(browser, lambda d: d.find_elements(By.ID, "fields.1.id"), "a second field row")
     _type(browser, "fields.1.id", "cartTotal")
     Select(browser.find_element(By.ID, "fields.1.type")).select_by_value("decimal")
+    assert unlabelled_inputs(browser) == []
     screenshot(browser, "event-new")
     browser.find_element(By.CSS_SELECTOR, "#new-event button[type=submit]").click()
     wait_for(browser, lambda d: d.current_url == f"{CONSOLE}/events/{EVENT}", "the event page")
@@ -112,6 +118,7 @@ async def test_a_marketer_creates_publishes_edits_proofs_and_looks_up_an_event(
     _type(browser, "template.subject", "Ada, your cart of {{ ctx.cartTotal }} is waiting")
     wait_for(browser, lambda d: _text(d, "preview-subject")
              == "Ada, your cart of 19.90 is waiting", "the preview back")
+    assert unlabelled_inputs(browser) == []
     screenshot(browser, "message-editor")
     browser.find_element(By.ID, "save").click()
     wait_for(browser, lambda d: "Draft saved" in d.page_source, "the draft saved")
@@ -178,6 +185,7 @@ async def test_an_operator_finds_a_profile_and_reads_the_operations_page(
     wait_for(browser, lambda d: d.find_elements(By.ID, "consent"), "the profile page")
     assert "Seattle" in _text(browser, "profile")
     assert "opted-in" in _text(browser, "consent")
+    assert unlabelled_inputs(browser) == []
     screenshot(browser, "profile")
 
     browser.get(f"{CONSOLE}/operations")
