@@ -20,7 +20,7 @@ from grandalf.graphs import Vertex
 from grandalf.layouts import SugiyamaLayout
 
 ENTRY = "entry"  # the id validation gives the entry's problems
-NODE_W, NODE_H = 210, 74
+NODE_W, NODE_H = 210, 84
 X_SPACE, Y_SPACE = 36, 46
 MARGIN = 16
 COMPONENT_GAP = 60
@@ -119,7 +119,7 @@ def _detail(node: Mapping[str, Any]) -> str:
     if kind == "listen":
         timeout = node.get("timeout")
         after = _duration(timeout.get("after")) if isinstance(timeout, Mapping) else ""
-        return f"wait for a reaction or event{f' · {after}' if after else ''}"
+        return f"listen · timeout {after}" if after else "listen · no timeout"
     if kind == "wait":
         for key in ("duration", "until", "untilField"):
             if node.get(key):
@@ -260,8 +260,12 @@ def layout(definition: Mapping[str, Any]) -> Drawing:
             arrow.label_at = (box.x + box.w + 50, box.cy)
         elif not arrow.back:
             arrow.label_at = _label_at(arrow.points)
-    width = max((b.x + b.w for b in boxes), default=0) + MARGIN + 80
-    height = max((b.y + b.h for b in boxes), default=0) + MARGIN
+    xs = [b.x + b.w for b in boxes] + [x for a in arrows for x, _ in a.points]
+    xs += [a.label_at[0] + 7 * len(a.label) for a in arrows if a.label]
+    xs += [x + 90 for a in arrows if a.back or a.loop for x, _ in a.points]
+    width = max(xs, default=0) + MARGIN
+    height = max([b.y + b.h for b in boxes] + [y for a in arrows for _, y in a.points],
+                 default=0) + MARGIN
     return Drawing(boxes, arrows, width, height)
 
 
