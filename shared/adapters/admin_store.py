@@ -14,7 +14,7 @@ import asyncpg
 
 from shared.adapters.profile_store import PROFILE_COLUMNS, as_profile
 from shared.domain.events import EventConfig
-from shared.domain.exact import read_exact
+from shared.domain.exact import read_stored
 from shared.domain.lifecycle import EventState, MessageState
 
 
@@ -145,5 +145,5 @@ async def find_test_profile(
         return None
     profile = dict(row)
     text = profile.pop("sample_ctx")  # read exactly: 19.90 renders 19.90, as an event's does
-    sample = read_exact(text.encode()) if text else {}
+    sample = read_stored(text.encode()) if text else {}
     return as_profile(profile), sample

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.domain.exact import exact_json, read_exact
+from shared.domain.exact import exact_json, read_stored
 
 _COLUMNS = (
     "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, locale,"
@@ -32,7 +32,7 @@ def _row(row: asyncpg.Record) -> dict[str, Any]:
     """The row, ``sample_ctx`` read exactly: its decimals as written (19.90 stays 19.90,
     the way ingestion reads an event), since previews and proofs render it."""
     found = dict(row)
-    found["sample_ctx"] = read_exact(found["sample_ctx"].encode()) if found["sample_ctx"] else {}
+    found["sample_ctx"] = read_stored(found["sample_ctx"].encode()) if found["sample_ctx"] else {}
     return found
 
 

@@ -109,6 +109,26 @@ def read_exact(text: bytes) -> Any:
     return jiter.from_json(text, float_mode="decimal")
 
 
+_MIN_INT, _MAX_INT = -(2**63), 2**64 - 1  # what orjson writes
+
+
+def read_stored(text: bytes) -> Any:
+    """``read_exact`` for jsonb's text: PostgreSQL writes a number as its numeric's digits,
+    so ``1e25`` stored comes back ``10000000000000000000000000``, an integer orjson cannot
+    write; such integers are read as Decimals (exact_json writes their digits)."""
+    return _wide_ints_as_decimals(read_exact(text))
+
+
+def _wide_ints_as_decimals(value: Any) -> Any:
+    if type(value) is int:
+        return value if _MIN_INT <= value <= _MAX_INT else Decimal(value)
+    if type(value) is dict:
+        return {key: _wide_ints_as_decimals(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_wide_ints_as_decimals(item) for item in value]
+    return value
+
+
 def _as_number(value: Any) -> Any:
     if isinstance(value, Decimal):
         return orjson.Fragment(str(value))  # its exact text, as a JSON number

@@ -175,3 +175,16 @@ async def test_a_sample_decimal_previews_and_reads_as_it_was_written(
                                               "text": ""}})
     assert preview.status_code == 200, preview.text
     assert preview.json()["parts"]["subject"] == "19.90"
+
+
+async def test_a_sample_number_jsonb_writes_back_past_64_bits_still_answers(
+    admin: httpx.AsyncClient,
+) -> None:
+    """1e25 is stored by jsonb as the numeric 10000000000000000000000000, read back as an
+    integer orjson cannot write: the answer was a 500 (found by the fuzz test)."""
+    profile_id = f"tp-{uuid.uuid4().hex[:10]}"
+    put = await admin.put(f"/test-profiles/{profile_id}", content='{"sampleCtx": {"n": 1e25}}',
+                          headers={"content-type": "application/json"})
+    assert put.status_code == 200, put.text
+    assert '"n":10000000000000000000000000' in put.text
+    assert (await admin.get(f"/test-profiles/{profile_id}")).status_code == 200

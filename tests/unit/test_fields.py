@@ -132,3 +132,18 @@ def test_decimals_past_38_digits_are_refused_naming_the_field(written: str) -> N
         with pytest.raises(ValidationError) as caught:
             validate_exact(TOTAL, body.encode())
         assert caught.value.errors()[0]["loc"] == loc
+
+
+def test_stored_json_reads_integers_past_64_bits_as_decimals_written_with_their_digits():
+    from decimal import Decimal
+
+    from shared.domain.exact import exact_json, read_stored
+
+    # what jsonb gives back for 1e25, 19.90 and an ordinary integer
+    value = read_stored(b'{"a": 10000000000000000000000000, "b": [19.90, -9223372036854775809],'
+                        b' "c": 7}')
+    assert value == {"a": Decimal(10**25), "b": [Decimal("19.90"), Decimal(-(2**63) - 1)],
+                     "c": 7}
+    assert type(value["c"]) is int
+    assert exact_json(value) == (b'{"a":10000000000000000000000000,'
+                                 b'"b":[19.90,-9223372036854775809],"c":7}')
