@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     admin_host: str = "127.0.0.1"
     admin_port: int = 8001
     admin_metrics_sample_s: float = 15.0  # the admin's scrapes of /metrics (metrics summary)
+    # Where those scrapes go: a host for every service, or "{service}" for each service's
+    # own name (docker-compose and Kubernetes, where the names resolve: gateway, processor…).
+    admin_metrics_host: str = "127.0.0.1"
     # The web console (services/console): a session cookie holds the admin key, encrypted
     # with console_session_keys ("id:secret,id:secret": the first encrypts, all decrypt, so
     # a key can be rotated without signing everyone out); console_admin_url is its only back

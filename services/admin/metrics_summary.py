@@ -69,9 +69,10 @@ class Target:
     url: str
 
 
-def targets(settings: Settings, host: str = "127.0.0.1") -> tuple[Target, ...]:
-    """The services whose metrics the summary reads, as the local stack runs them
-    (deploy/local/stack.py: one worker each)."""
+def targets(settings: Settings, host: str | None = None) -> tuple[Target, ...]:
+    """The services whose metrics the summary reads (one worker each), on
+    ``settings.admin_metrics_host``: 127.0.0.1 for the local stack, ``{service}`` for each
+    service's own name in docker-compose and Kubernetes."""
     ports = (
         ("gateway", settings.gateway_port), ("processor", settings.processor_metrics_port),
         ("sender-email", settings.sender_email_metrics_port),
@@ -87,7 +88,9 @@ def targets(settings: Settings, host: str = "127.0.0.1") -> tuple[Target, ...]:
         ("tracking", settings.tracking_port),
         ("bounces", settings.bounces_metrics_port),
     )
-    return tuple(Target(name, f"http://{host}:{port}/metrics") for name, port in ports)
+    host = settings.admin_metrics_host if host is None else host
+    return tuple(Target(name, f"http://{host.replace('{service}', name)}:{port}/metrics")
+                 for name, port in ports)
 
 
 @dataclass

@@ -143,3 +143,14 @@ def test_the_ring_keeps_an_hour_a_service() -> None:
     assert len(kept) == 242 and kept[-1].at == T0 + 15 * 999
     first, last = (next(iter(s.values or {})) for s in (kept[0], kept[-1]))
     assert first == last and first is last  # one copy of a series' key
+
+
+def test_the_sampler_reaches_each_service_by_its_name_where_names_resolve():
+    from services.admin.metrics_summary import targets
+    from shared.settings import Settings
+
+    local = {t.name: t.url for t in targets(Settings())}
+    assert local["processor"] == "http://127.0.0.1:9102/metrics"
+    named = {t.name: t.url for t in targets(Settings(admin_metrics_host="{service}"))}
+    assert named["processor"] == "http://processor:9102/metrics"
+    assert named["sender-email-bulk"] == "http://sender-email-bulk:9106/metrics"
