@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from shared.domain.exact import exact_json, read_exact
+
 PREFIX = "/admin/v1"
 
 
@@ -59,12 +61,13 @@ class AdminApi:
                    params: dict[str, Any] | None = None, content: bytes | None = None
                    ) -> Any:
         headers = {"authorization": f"Bearer {api_key}"}
+        if json is not None:  # Decimals written with their digits, as typed
+            content = exact_json(json)
         if content is not None:
             headers["content-type"] = "application/json"
         try:
-            answer = await self._client.request(method, PREFIX + path, json=json,
-                                                params=params, content=content,
-                                                headers=headers)
+            answer = await self._client.request(method, PREFIX + path, params=params,
+                                                content=content, headers=headers)
         except httpx.HTTPError as error:
             raise ApiUnavailable(f"the admin API did not answer ({type(error).__name__})"
                                  ) from error
@@ -72,7 +75,8 @@ class AdminApi:
             raise SignedOut()
         if answer.status_code >= 500 or answer.status_code == 429:
             raise ApiUnavailable(f"the admin API answered {answer.status_code}")
-        body = answer.json() if answer.content else None
+        # read exactly: a sample's 19.90 stays 19.90 on the page (json would make it 19.9)
+        body = read_exact(answer.content) if answer.content else None
         if answer.status_code >= 400:
             raise refusal(answer.status_code, body)
         return body
@@ -91,8 +95,8 @@ class Caller:
     async def post(self, path: str, json: Any = None, content: bytes | None = None) -> Any:
         return await self.api.call(self.api_key, "POST", path, json=json, content=content)
 
-    async def put(self, path: str, json: Any = None) -> Any:
-        return await self.api.call(self.api_key, "PUT", path, json=json)
+    async def put(self, path: str, json: Any = None, content: bytes | None = None) -> Any:
+        return await self.api.call(self.api_key, "PUT", path, json=json, content=content)
 
     async def delete(self, path: str) -> Any:
         return await self.api.call(self.api_key, "DELETE", path)

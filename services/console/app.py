@@ -21,6 +21,7 @@ from services.console import (
     lookup_routes,
     operations_routes,
     profile_routes,
+    test_profile_routes,
 )
 from services.console.api import AdminApi, ApiUnavailable, SignedOut
 from services.console.security import SecurityHeaders
@@ -37,8 +38,8 @@ from services.console.web import (
 from shared.operations import operations_router
 from shared.settings import Settings, get_settings
 
-ROUTERS = [auth_routes, event_routes, lookup_routes, profile_routes, operations_routes,
-           audience_routes, journey_routes]
+ROUTERS = [auth_routes, event_routes, test_profile_routes, lookup_routes, profile_routes,
+           operations_routes, audience_routes, journey_routes]
 
 
 async def _unavailable(request: Request, error: Exception) -> Response:

@@ -19,12 +19,14 @@ from services.console.forms import (
     CHANNEL_PARTS,
     FormProblem,
     event_config,
+    exact_json_text,
     json_text,
     message_parts,
     text,
 )
 from services.console.web import Api, Form, SessionDep, field_errors, is_htmx, render
 from shared.bounded import BoundedDict
+from shared.domain.exact import exact_json
 from shared.domain.sms_encoding import sms_shape
 
 router = APIRouter()
@@ -155,8 +157,8 @@ async def _editor(request: Request, session: SessionDep, api: Caller, event_id: 
     latest = versions[0]["template"] if versions else {}
     channel = message["channel"]
     shown = parts if parts is not None else {
-        part: (orjson.dumps(latest.get(part, {}), option=orjson.OPT_INDENT_2).decode()
-               if part == "data" else latest.get(part, "")) for part in CHANNEL_PARTS[channel]}
+        part: (exact_json_text(latest.get(part, {})) if part == "data"
+               else latest.get(part, "")) for part in CHANNEL_PARTS[channel]}
     profiles = await api.get("/test-profiles")
     return render(request, "message.html", session, status=status, title=f"Message of {event_id}",
                   event=event, channel=channel, versions=versions, parts=shown,
@@ -187,7 +189,7 @@ async def preview(request: Request, session: SessionDep, api: Api, form: Form,
         ctx_raw = text(form, "ctx")
         if ctx_raw:
             json_text(ctx_raw, "ctx")  # checked here, sent as typed: decimals stay exact
-        body = b"".join([b'{"template":', orjson.dumps(parts, default=str),
+        body = b"".join([b'{"template":', exact_json(parts),
                          b',"ctx":', ctx_raw.encode() if ctx_raw else b"{}",
                          *([b',"profileId":', orjson.dumps(p)]
                            if (p := text(form, "profileId")) else []),
@@ -303,5 +305,4 @@ async def compare_versions(request: Request, session: SessionDep, api: Api,
 
 
 def _part_text(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(
-        value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    return value if isinstance(value, str) else exact_json_text(value)

@@ -7,6 +7,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from starlette.datastructures import FormData
 
 CHANNEL_PARTS = {"email": ("subject", "html", "text"), "sms": ("text",),
@@ -71,3 +72,28 @@ def message_parts(form: FormData, channel: str) -> dict[str, Any]:
         else:
             parts[part] = raw.replace("\r\n", "\n")
     return parts
+
+
+def test_profile_body(form: FormData, text_fields: tuple[str, ...],
+                      json_fields: tuple[str, ...]) -> bytes:
+    """``PUT /admin/v1/test-profiles/{id}``'s body: the text fields given (an empty one is
+    left out), and the JSON fields as typed, checked here but sent as their text, so a
+    sample decimal keeps its digits (19.90 previews as 19.90)."""
+    members = [orjson.dumps(key) + b":" + orjson.dumps(value)
+               for key in text_fields if (value := text(form, key))]
+    for key in json_fields:
+        if raw := text(form, key):
+            json_text(raw, key)
+            members.append(orjson.dumps(key) + b":" + raw.encode())
+    return b"{" + b",".join(members) + b"}"
+
+
+def exact_json_text(value: Any) -> str:
+    """JSON shown in a form: indented, decimals with their digits (19.90 stays 19.90)."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=_decimal_text).decode()
+
+
+def _decimal_text(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -24,7 +24,8 @@ templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templat
                         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 # The navigation, in the order of the work: (path, label).
-NAV = (("/events", "Events & messages"), ("/lookup", "Event lookup"),
+NAV = (("/events", "Events & messages"), ("/test-profiles", "Test profiles"),
+       ("/lookup", "Event lookup"),
        ("/profiles", "Profiles"), ("/audiences", "Audiences"), ("/journeys", "Journeys"),
        ("/operations", "Operations"))
 

@@ -194,3 +194,26 @@ async def test_saving_edits_a_draft_names_a_broken_part_and_versions_compare(
                                     data={**form, "template.text": "Ünïcode ok"},
                                     headers={"x-csrf-token": token, "hx-request": "true"})
         assert 'id="sms-shape">10 UTF-16 units (ucs2), 1 segment' in preview.text
+
+
+async def test_a_test_profile_form_names_what_is_wrong_and_keeps_decimals(
+        console_tenant: ConsoleTenant):
+    async with console_client() as client:
+        await signed_in(client, console_tenant.admin_key)
+        token = await _csrf(client)
+        form = {"csrf": token, "creating": "1", "profileId": "test-form", "firstName": "Tess"}
+        bad_email = await client.post("/test-profiles", data={**form, "email": "not-an-address"})
+        assert bad_email.status_code == 422
+        assert re.search(r'id="err-email">', bad_email.text)
+        bad_json = await client.post("/test-profiles", data={**form, "sampleCtx": "{1"})
+        assert bad_json.status_code == 422 and re.search(r'id="err-sampleCtx">not JSON',
+                                                         bad_json.text)
+        saved = await client.post("/test-profiles", data={
+            **form, "email": "tess@example.com", "sampleCtx": '{"total": 19.90}'})
+        assert saved.status_code == 303
+        assert '"total":19.90' in (await console_tenant.admin.get("/test-profiles/test-form")).text
+        shown = await client.get("/test-profiles/test-form")
+        assert "&#34;total&#34;: 19.90" in shown.text and "readonly" in shown.text
+        gone = await client.post("/test-profiles/test-form/delete", data={"csrf": token})
+        assert gone.status_code == 303
+        assert (await console_tenant.admin.get("/test-profiles/test-form")).status_code == 404

@@ -1,8 +1,9 @@
-"""The transactional seed from the console alone, in headless Chromium: sign in, create
-an event with typed fields, publish it, edit its message and watch the preview change as
-the subject is typed (a decimal shown as it was given), save, send a proof and find it in
-the SMTP sink, publish the message, send an event through the ingestion API and look its
-pKey up. No page logs an error (a CSP refusal would)."""
+"""The transactional seed from the console alone, in headless Chromium: sign in, make a
+test profile with sample data, create an event with typed fields, publish it, edit its
+message and watch the preview change as the subject is typed (a decimal shown as it was
+given), save, send a proof and find it in the SMTP sink, publish the message, send an
+event through the ingestion API and look its pKey up. No page logs an error (a CSP
+refusal would)."""
 
 from __future__ import annotations
 
@@ -57,13 +58,6 @@ def _text(driver: Any, element_id: str) -> str:
 async def test_a_marketer_creates_publishes_edits_proofs_and_looks_up_an_event(
         console_tenant: ConsoleTenant, browser: Any):
     email = f"ada-{uuid.uuid4().hex[:10]}@example.com"
-    # a test profile whose sample data holds a decimal written 19.90
-    put = await console_tenant.admin.put(
-        "/test-profiles/test-ada", headers={"content-type": "application/json"},
-        content=('{"email": "EMAIL", "firstName": "Ada", "sampleCtx": {"cartUrl":'
-                 ' "https://shop.example.com/cart", "cartTotal": 19.90}}').replace("EMAIL", email))
-    assert put.status_code == 200, put.text
-
     # signing in with the keyboard alone: the key field has the focus, Enter sends
     browser.get(f"{CONSOLE}/sign-in?next=/events")
     screenshot(browser, "sign-in")
@@ -71,6 +65,18 @@ async def test_a_marketer_creates_publishes_edits_proofs_and_looks_up_an_event(
     assert focused.get_attribute("id") == "api_key"
     focused.send_keys(console_tenant.admin_key + Keys.ENTER)
     wait_for(browser, lambda d: d.current_url == f"{CONSOLE}/events", "signed in by keyboard")
+
+    # 0. a test profile whose sample data holds a decimal written 19.90
+    browser.get(f"{CONSOLE}/test-profiles/new")
+    _type(browser, "profileId", "test-ada")
+    _type(browser, "email", email)
+    _type(browser, "firstName", "Ada")
+    _type(browser, "sampleCtx", '{"cartUrl": "https://shop.example.com/cart", "cartTotal": 19.90}')
+    assert unlabelled_inputs(browser) == []
+    browser.find_element(By.ID, "save-test-profile").click()
+    wait_for(browser, lambda d: "test-ada" in _text(d, "test-profiles"), "the test profile listed")
+    stored = (await console_tenant.admin.get("/test-profiles/test-ada")).text
+    assert '"cartTotal":19.90' in stored and email in stored
 
     # 1. the event, with two typed fields (the second row added by htmx)
     browser.get(f"{CONSOLE}/events/new")
