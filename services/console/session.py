@@ -54,14 +54,15 @@ class SessionSeal:
              session.issued_at]))
         return token.decode(), session
 
-    def open(self, token: str | None) -> Session | None:
+    def open(self, token: str | None, now: float | None = None) -> Session | None:
         """The session, or None when the cookie is missing, altered, sealed with a key no
-        longer known, or older than the lifetime."""
+        longer known, or older than the lifetime (at ``now``, default the clock's)."""
         if not token or len(token) > MAX_COOKIE:
             return None
         try:
-            fields = orjson.loads(self._fernet.decrypt(token.encode(),
-                                                       ttl=int(self.lifetime_s)))
+            fields = orjson.loads(self._fernet.decrypt_at_time(
+                token.encode(), ttl=int(self.lifetime_s),
+                current_time=int(time.time() if now is None else now)))
             return Session(*fields)
         except (InvalidToken, ValueError, TypeError):
             return None
