@@ -20,7 +20,6 @@ from services.console.condition_tree import (
     PARTS,
     ROOT,
     Group,
-    addresses,
     blank,
     edit,
     errors_by_address,
@@ -126,19 +125,18 @@ async def show_audience(request: Request, session: SessionDep, api: Api,
 async def change_tree(request: Request, session: SessionDep, api: Api, form: Form
                       ) -> Response:
     """The tree re-drawn after adding a row or a group, or removing one (an htmx fragment);
-    the live count follows (``tree-changed``, after the swap)."""
+    the live count follows (the fragment asks for it once loaded, in the builder's queue:
+    a count of the tree before is cancelled, so no answer names rows that are gone)."""
     at = text(form, "at")
     tree, focus = edit(tree_from_form(form), text(form, "action"), at if _AT.match(at) else "")
-    response = render(request, "_audience_tree.html", session,
-                      **_tree_context(tree, await _paths(api), {}, focus))
-    response.headers["HX-Trigger-After-Swap"] = "tree-changed"
-    return response
+    return render(request, "_audience_tree.html", session, recount=True,
+                  **_tree_context(tree, await _paths(api), {}, focus))
 
 
 @router.post("/audiences/live")
 async def live(request: Request, session: SessionDep, api: Api, form: Form) -> Response:
     """The count and the first members of the tree as it stands (nothing stored), and
-    each row's error slot (out of band: beside its row)."""
+    the errors by row (``data-row-errors``: audience.js puts each beside its row)."""
     tree = tree_from_form(form)
     built = to_json(tree, await _paths(api))
     errors = dict(built.problems)
@@ -154,7 +152,8 @@ async def live(request: Request, session: SessionDep, api: Api, form: Form) -> R
     return render(request, "_audience_live.html", session, count=count, members=members,
                   columns=columns, limit=PREVIEW, definition=built.definition,
                   definition_json=_pretty(built.definition), errors=_by_node(errors),
-                  slots=addresses(tree))
+                  row_errors=orjson.dumps({f"err-{a.replace('.', '-')}": why for a, why
+                                           in _by_node(errors).items()}).decode())
 
 
 def _pretty(definition: Any) -> str:

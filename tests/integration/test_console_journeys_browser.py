@@ -199,5 +199,6 @@ async def test_the_seed_journey_drawn_tested_and_counted_in_chromium(
              and _count(d, "react", "exited") == "2", "the stopped instances counted as exited")
     versions = browser.find_element(By.ID, "versions").text
     assert "test" in versions and "stopped" in versions, versions
-    assert console_errors(browser) == []
+    errors = console_errors(browser)
+    assert errors == [], "\n".join(errors)
     assert browser.current_url.startswith(CONSOLE)
