@@ -136,7 +136,7 @@ def edit(tree: Group, action: str, address: str) -> tuple[Group, str | None]:
     if action in ("add-row", "add-group"):
         if not isinstance(node, Group) or _count(tree) >= MAX_ITEMS:
             return tree, None
-        if action == "add-group" and len(_address_key(address)) + 2 > MAX_DEPTH:
+        if action == "add-group" and len(_address_key(address)) + 3 > MAX_DEPTH:
             return tree, None
         node.items.append(Row() if action == "add-row" else Group("any", [Row()]))
         added = f"{address}.{len(node.items) - 1}"
@@ -267,7 +267,8 @@ def to_json(tree: Group, types: Mapping[str, str]) -> Built:
                 problems[f"{address}.value"] = str(error)
                 return None, []
             return test, [("", address)]
-        children, places = [], [("", address)]
+        children: list[dict[str, Any]] = []
+        places = [("", address)]
         for i, child in enumerate(item.items):
             data, below = node(child, f"{address}.{i}")
             if data is None:

@@ -151,7 +151,8 @@ def _reaction_label(branch: Mapping[str, Any]) -> str:
 def _arrows_of(node: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(target, label) of each arrow out of the node, in the order its branches are tried."""
     kind = node.get("type")
-    branches = node.get("branches") if isinstance(node.get("branches"), list) else []
+    found = node.get("branches")
+    branches: list[Any] = found if isinstance(found, list) else []
     out: list[tuple[str, str]] = []
     if kind == "listen":
         out += [(_s(b.get("next")), _reaction_label(b)) for b in branches
@@ -306,7 +307,8 @@ def shape_problems(errors: list[dict[str, Any]], definition: Mapping[str, Any]
                    ) -> list[tuple[str, str]]:
     """pydantic's errors of a definition's shape as (node id or "journey", message): an
     error under ``nodes.3`` is the fourth node's, one under ``entry`` the entry's."""
-    nodes = definition.get("nodes") if isinstance(definition.get("nodes"), list) else []
+    listed = definition.get("nodes")
+    nodes: list[Any] = listed if isinstance(listed, list) else []
     out = []
     for error in errors:
         loc = [str(p) for p in error.get("loc", ())]
