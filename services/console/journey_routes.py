@@ -236,8 +236,11 @@ async def save(request: Request, session: SessionDep, api: Api, form: Form,
     try:
         saved = await api.put(f"/journeys/{journey_id}", json={**parsed, "id": journey_id})
     except ApiRefusal as refused:
+        where = shape_problems([{"loc": key.split("."), "msg": why}
+                                for key, why in refused.fields.items()], parsed)
+        message = "; ".join(f"{node}: {why}" for node, why in where) or refused.message
         return await _page(request, session, api, journey_id, version=version, raw=raw,
-                           status=422, error=f"Not saved: {refused.message}")
+                           status=422, error=f"Not saved: {message}")
     ok = "publishable" if saved.get("publishable") else "not publishable yet: see the problems"
     return await _page(request, session, api, journey_id, version=version,
                        notice=f"Draft saved, {ok}.")

@@ -113,8 +113,7 @@ async def test_the_seed_journey_drawn_tested_and_counted_in_chromium(
     sign_in(browser, admin_key, "/journeys")
     wait_for(browser, lambda d: d.find_elements(By.ID, "journey-seed"), "the seed journey listed")
     row = browser.find_element(By.ID, "journey-seed").text
-    assert "draft" in row and "New collection" in row, row
-    screenshot(browser, "journeys")
+    assert "draft" in row and "New collection" in row and "no version yet" in row, row
 
     browser.find_element(By.LINK_TEXT, "seed").click()
     wait_for(browser, lambda d: d.find_elements(By.ID, "journey-svg"), "the graph")
@@ -199,6 +198,11 @@ async def test_the_seed_journey_drawn_tested_and_counted_in_chromium(
              and _count(d, "react", "exited") == "2", "the stopped instances counted as exited")
     versions = browser.find_element(By.ID, "versions").text
     assert "test" in versions and "stopped" in versions, versions
+    browser.find_element(By.LINK_TEXT, "All journeys").click()
+    wait_for(browser, lambda d: d.find_elements(By.ID, "journey-seed"), "the list again")
+    row = browser.find_element(By.ID, "journey-seed").text
+    assert "1: v1 test stopped" in row, row
+    screenshot(browser, "journeys")
     errors = console_errors(browser)
     assert errors == [], "\n".join(errors)
     assert browser.current_url.startswith(CONSOLE)
