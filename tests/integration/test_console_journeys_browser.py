@@ -6,7 +6,9 @@ with its real text, the arrows labelled, no problem), re-draws it as its JSON is
 and says where JSON is broken; a test run on two test profiles is started from the
 console, the per-node counts table and the SVG's counts follow every 3 seconds (both
 profiles entered and wait at ``react``), a test profile's step log shows its steps; the
-test run is stopped from the console; no console error (no CSP refusal)."""
+test run is stopped from the console; then the journey is published (its audience's one
+member enters and waits), paused, resumed and stopped from the console, the list showing
+both versions; no console error (no CSP refusal)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from tests.integration.browser import (
     skip_without_chromium,
     wait_for,
 )
-from tests.integration.conftest import ADMIN
+from tests.integration.conftest import ADMIN, GATEWAY
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -85,9 +87,18 @@ async def seeded(pool: asyncpg.Pool) -> AsyncIterator[tuple[str, httpx.AsyncClie
     async with pool.acquire() as connection:
         await create_tenant(connection, name, f"Console journeys {name[-8:]}")
         admin_key = await create_key(connection, name, Scope.ADMIN, "console journey tests")
+        profiles_key = await create_key(connection, name, Scope.PROFILES, "console tests")
     async with httpx.AsyncClient(base_url=ADMIN, timeout=30, headers={
-            "authorization": f"Bearer {admin_key}"}) as admin:
+            "authorization": f"Bearer {admin_key}"}) as admin, httpx.AsyncClient(
+            base_url=GATEWAY, timeout=30,
+            headers={"authorization": f"Bearer {profiles_key}"}) as profiles:
         await author_seed(admin)
+        profile_id, first, city, born = demo.CUSTOMERS[0]  # a member of the audience
+        written = await profiles.put(f"/v1/profiles/{profile_id}", json={
+            "email": f"{first.lower()}@console.example.com", "firstName": first,
+            "city": city, "birthDate": born,
+            "consent": {"email": {"marketing": "opted-in"}}})
+        assert written.status_code in (200, 201, 202), written.text
         yield admin_key, admin
         for mode in ("stop", "test/stop"):
             await admin.post(f"/journeys/seed/{mode}")  # whatever still runs
@@ -198,10 +209,27 @@ async def test_the_seed_journey_drawn_tested_and_counted_in_chromium(
              and _count(d, "react", "exited") == "2", "the stopped instances counted as exited")
     versions = browser.find_element(By.ID, "versions").text
     assert "test" in versions and "stopped" in versions, versions
+
+    # live: published, paused, resumed, stopped from the console
+    for action, said in (("publish", "Published"), ("pause", "Paused"), ("resume", "Resumed"),
+                         ("stop", "Stopped")):
+        wait_for(browser, lambda d, a=action: d.find_elements(By.ID, f"journey-{a}"),
+                 f"the {action} button")
+        if action == "pause":  # the member entered the live version and waits
+            wait_for(browser, lambda d: _count(d, "react", "waiting") == "1",
+                     "the audience's member waiting at react in the live version",
+                     seconds=45)
+        browser.find_element(By.ID, f"journey-{action}").click()
+        wait_for(browser, lambda d, s=said: s in d.find_element(By.TAG_NAME, "main").text,
+                 f"{action} done")
+        assert "Not done" not in browser.find_element(By.TAG_NAME, "main").text
+    state = browser.find_element(By.ID, "journey-state").text
+    assert state == "stopped", state
+    wait_for(browser, lambda d: _count(d, "react", "exited") == "1", "the member stopped")
     browser.find_element(By.LINK_TEXT, "All journeys").click()
     wait_for(browser, lambda d: d.find_elements(By.ID, "journey-seed"), "the list again")
     row = browser.find_element(By.ID, "journey-seed").text
-    assert "1: v1 test stopped" in row, row
+    assert "2: v2 stopped · v1 test stopped" in row, row
     screenshot(browser, "journeys")
     errors = console_errors(browser)
     assert errors == [], "\n".join(errors)
