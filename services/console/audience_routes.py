@@ -36,6 +36,7 @@ router = APIRouter()
 
 AudienceId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
 _AT = re.compile(r"^t(\.\d{1,3}){0,9}$")
+_AUDIENCE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 PREVIEW = 20
 KIND_LABELS = {"all": "all of", "any": "any of", "none": "none of"}
 
@@ -163,6 +164,8 @@ def _pretty(definition: Any) -> str:
 @router.post("/audiences/save")
 async def save(request: Request, session: SessionDep, api: Api, form: Form) -> Response:
     audience_id = text(form, "audienceId")
+    if audience_id and not _AUDIENCE_ID.match(audience_id):
+        raise HTTPException(404, "no such audience")
     name = text(form, "name")
     tree = tree_from_form(form)
     built = to_json(tree, await _paths(api))

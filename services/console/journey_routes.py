@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -33,6 +34,7 @@ router = APIRouter()
 
 JourneyId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
 MAX_DEFINITION = 200_000  # characters of the JSON typed
+VERSIONS_LISTED = 100  # journeys of the list whose versions are asked for
 COUNT_KEYS = ("entered", "waiting", "passed", "exited")
 DETAIL_KEYS = ("actionSent", "actionExcluded", "deferred", "reaction", "event", "timedOut",
                "heldOut")
@@ -77,9 +79,11 @@ async def list_journeys(request: Request, session: SessionDep, api: Api) -> Resp
         except ApiRefusal:
             return []
 
-    versions = await asyncio.gather(*(versions_of(j["journeyId"]) for j in journeys[:100]))
-    rows = [{**j, "versions": v, "versions_line": _state_line(v)}
-            for j, v in zip(journeys, versions, strict=False)]
+    versions: list[list[dict[str, Any]] | None] = list(await asyncio.gather(
+        *(versions_of(j["journeyId"]) for j in journeys[:VERSIONS_LISTED])))
+    versions += [None] * (len(journeys) - len(versions))  # past the first 100: not asked
+    rows = [{**j, "versions": v, "versions_line": _state_line(v) if v else ""}
+            for j, v in zip(journeys, versions, strict=True)]
     return render(request, "journeys.html", session, title="Journeys", journeys=rows)
 
 
@@ -306,7 +310,7 @@ async def step_log(request: Request, session: SessionDep, api: Api, journey_id: 
     error = None
     if profile:
         try:
-            found = await api.get(f"/journeys/{journey_id}/instances/{profile}")
+            found = await api.get(f"/journeys/{journey_id}/instances/{quote(profile, safe='')}")
         except ApiRefusal as refused:
             error = refused.message
     return render(request, "_journey_log.html", session, profile=profile, found=found,
