@@ -5,7 +5,7 @@ Atlanta, San Francisco or Seattle, born after 1980" row by row in the builder, t
 count follows each change (7 on the cities, 6 with the birth year) with the members'
 preview, a value the API refuses is named beside its row, a group is added and removed,
 the audience is saved with exactly the demo's definition, opened again from the list with
-its count; no console error (no CSP refusal)."""
+its count, and deleted; no console error (no CSP refusal)."""
 
 from __future__ import annotations
 
@@ -171,5 +171,11 @@ async def test_the_seed_audience_built_in_the_console_and_counted(
     browser.find_element(By.LINK_TEXT, "All audiences").click()
     wait_for(browser, lambda d: d.find_elements(By.LINK_TEXT, "atl-sf-sea"), "the list")
     assert "city in" in browser.find_element(By.ID, "audiences").text
+    browser.find_element(By.LINK_TEXT, "atl-sf-sea").click()
+    wait_for(browser, lambda d: _count(d) == "6", "the audience opened from the list")
+    browser.find_element(By.ID, "delete-audience").click()
+    wait_for(browser, lambda d: "No audience yet" in d.find_element(By.ID, "audiences").text,
+             "the audience deleted")
+    assert (await admin.get("/audiences")).json() == []
     errors = console_errors(browser)
     assert errors == [], "\n".join(errors)
