@@ -27,7 +27,7 @@ from services.console.condition_tree import (
     tree_from_form,
     tree_from_json,
 )
-from services.console.forms import text
+from services.console.forms import exact_json_text, text
 from services.console.web import Api, Form, SessionDep, render
 from shared.domain.audiences import profile_paths
 from shared.domain.profile_schema import ProfileSchema
@@ -86,7 +86,7 @@ def _summary(definition: Any) -> str:
                 return f"not ({one(node['not'])})"
             value = node.get("value", node.get("last", node.get("next")))
             part = f" {node['part']}" if node.get("part") else ""
-            return f"{node.get('path')}{part} {node.get('op')} {orjson.dumps(value).decode()}"
+            return f"{node.get('path')}{part} {node.get('op')} {exact_json_text(value)}"
         return "?"
     line = one(definition)
     return line if len(line) <= 160 else line[:159] + "…"
@@ -158,7 +158,7 @@ async def live(request: Request, session: SessionDep, api: Api, form: Form) -> R
 
 
 def _pretty(definition: Any) -> str:
-    return orjson.dumps(definition, option=orjson.OPT_INDENT_2).decode() if definition else ""
+    return exact_json_text(definition) if definition else ""
 
 
 @router.post("/audiences/save")

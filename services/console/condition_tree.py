@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 ROOT = "t"
@@ -223,7 +224,7 @@ def row_value(row: Row, type_: str | None) -> dict[str, Any]:
     if row.op in ("in", "notIn", "between"):
         if text.startswith("["):
             try:
-                values = json.loads(text)
+                values = json.loads(text, parse_float=Decimal)
             except ValueError as error:
                 raise ValueError(f"not a JSON list: {error}") from None
             if not isinstance(values, list):

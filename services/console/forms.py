@@ -74,7 +74,7 @@ def message_parts(form: FormData, channel: str) -> dict[str, Any]:
     return parts
 
 
-def test_profile_body(form: FormData, text_fields: tuple[str, ...],
+def proof_recipient_body(form: FormData, text_fields: tuple[str, ...],
                       json_fields: tuple[str, ...]) -> bytes:
     """``PUT /admin/v1/test-profiles/{id}``'s body: the text fields given (an empty one is
     left out), and the JSON fields as typed, checked here but sent as their text, so a

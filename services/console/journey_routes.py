@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from services.console.api import ApiRefusal, Caller
-from services.console.forms import text
+from services.console.forms import exact_json_text, text
 from services.console.journey_graph import (
     ENTRY,
     Drawing,
@@ -58,7 +58,7 @@ def _ordered(data: Any) -> Any:
 
 
 def _pretty(data: Any) -> str:
-    return orjson.dumps(_ordered(data), option=orjson.OPT_INDENT_2).decode()
+    return exact_json_text(_ordered(data))  # a decimal with its digits (19.90)
 
 
 def _state_line(versions: list[dict[str, Any]]) -> str:
@@ -99,7 +99,7 @@ async def create_journey(request: Request, session: SessionDep, api: Api, form: 
     journey_id = text(form, "journeyId")
     raw = str(form.get("definition") or "")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_float=Decimal)
         if not isinstance(body, dict):
             raise ValueError("the definition is a JSON object: {\"entry\": …, \"nodes\": […]}")
         await api.put(f"/journeys/{journey_id}", json={**body, "id": journey_id})
@@ -185,7 +185,7 @@ async def _page(request: Request, session: SessionDep, api: Caller, journey_id: 
     definition, json_error = stored, None
     if raw is not None:
         json_error = json_problem(raw)
-        parsed = json.loads(raw) if json_error is None else None
+        parsed = json.loads(raw, parse_float=Decimal) if json_error is None else None
         definition = parsed if isinstance(parsed, dict) else stored
     graph = await _graph_context(api, journey_id, definition, version, journey)
     running = {v["state"] for v in versions if v["mode"] == "live"}
@@ -217,7 +217,7 @@ async def graph(request: Request, session: SessionDep, api: Api, form: Form,
     counts; JSON that does not parse keeps the last graph and says where (out of band)."""
     raw = str(form.get("definition") or "")[:MAX_DEFINITION]
     problem = json_problem(raw)
-    parsed = json.loads(raw) if problem is None else None
+    parsed = json.loads(raw, parse_float=Decimal) if problem is None else None
     if not isinstance(parsed, dict):
         why = problem or "the definition is a JSON object: {\"entry\": …, \"nodes\": […]}"
         return render(request, "_journey_json_error.html", session, json_error=why,
@@ -233,7 +233,7 @@ async def save(request: Request, session: SessionDep, api: Api, form: Form,
     raw = str(form.get("definition") or "")[:MAX_DEFINITION]
     version = _version_of(form)
     problem = json_problem(raw)
-    parsed = json.loads(raw) if problem is None else None
+    parsed = json.loads(raw, parse_float=Decimal) if problem is None else None
     if not isinstance(parsed, dict):
         return await _page(request, session, api, journey_id, version=version, raw=raw,
                            status=422, error=f"Not saved: {problem or 'not a JSON object'}")

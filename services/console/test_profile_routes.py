@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from services.console.api import ApiRefusal
-from services.console.forms import FormProblem, exact_json_text, test_profile_body
+from services.console.forms import FormProblem, exact_json_text, proof_recipient_body
 from services.console.web import Api, Form, SessionDep, render
 
 router = APIRouter()
@@ -68,7 +68,7 @@ async def save_test_profile(request: Request, session: SessionDep, api: Api, for
     try:
         if not profile_id:
             raise FormProblem("profileId", "give the test profile an id")
-        body = test_profile_body(form, TEXT_FIELDS, JSON_FIELDS)
+        body = proof_recipient_body(form, TEXT_FIELDS, JSON_FIELDS)
         await api.put(f"/test-profiles/{profile_id}", content=body)
         return RedirectResponse(f"/test-profiles?saved={profile_id}", status_code=303)
     except FormProblem as problem:
