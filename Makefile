@@ -43,7 +43,7 @@ test-browser:       ## the console and the preference page in headless Chromium 
 screenshots:        ## the console's browser tests, saving each page into docs/console/ (README)
 	@PARCOURS_BROWSER=1 bash deploy/local/install.sh
 	@$(STACK) up
-	@PARCOURS_SCREENSHOTS=1 .venv/bin/pytest -q -o addopts="" -m browser tests/integration/test_console*.py
+	@PARCOURS_SCREENSHOTS=1 .venv/bin/pytest -q -o addopts="" tests/integration/test_console*.py tests/integration/test_demo.py
 
 bench: up           ## benchmarks beside their baselines (load on 127.0.0.1 only)
 	@$(PY) -m bench
