@@ -36,7 +36,9 @@ FIELD_TYPES = ("string", "integer", "decimal", "boolean", "date", "datetime", "e
 LIST_LIMIT = 300
 # An email preview is its own document (its own CSP: the email's inline styles and remote
 # images, no script at all), fetched by the sandboxed iframe by an unguessable token.
-_FRAMES: BoundedDict[str, tuple[str, str]] = BoundedDict(256)  # token → (tenant, html)
+# 64 at most: an HTML part is at most 500,000 characters (admin limits), so 32 MB at worst;
+# a frame is fetched within milliseconds of its fragment, long before 64 others come.
+_FRAMES: BoundedDict[str, tuple[str, str]] = BoundedDict(64)  # token → (tenant, html)
 FRAME_CSP = ("default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline' https:;"
              " font-src https: data:; sandbox")
 
