@@ -168,13 +168,17 @@ async def save(request: Request, session: SessionDep, api: Api, form: Form) -> R
         raise HTTPException(404, "no such audience")
     name = text(form, "name")
     tree = tree_from_form(form)
-    built = to_json(tree, await _paths(api))
     audience = None
     if audience_id:
         try:
             audience = await api.get(f"/audiences/{audience_id}")
         except ApiRefusal as refused:
             raise HTTPException(404, refused.message) from refused
+    if edited := text(form, "edit"):  # a row or group added or removed without JavaScript
+        action, _, at = edited.partition(":")
+        tree, _focus = edit(tree, action, at if _AT.match(at) else "")
+        return await _builder(request, session, api, audience=audience, tree=tree, name=name)
+    built = to_json(tree, await _paths(api))
     errors: dict[str, str] = dict(built.problems)
     if built.definition is None:
         errors[ROOT] = "choose an attribute in a row first"

@@ -17,9 +17,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.console.api import ApiRefusal, Caller
 from services.console.forms import (
     CHANNEL_PARTS,
+    MAX_FIELD_ROWS,
     FormProblem,
     event_config,
     exact_json_text,
+    field_rows,
     json_text,
     message_parts,
     text,
@@ -78,6 +80,14 @@ async def field_row(request: Request, _session: SessionDep,
 @router.post("/events")
 async def create_event(request: Request, session: SessionDep, api: Api, form: Form
                        ) -> Response:
+    values = {k: text(form, k) for k in ("eventId", "label", "channel", "targeting",
+                                          "profileKey", "topic", "typology", "collections")
+              } | {"marketing": form.get("marketing") == "on"}
+    if form.get("add_field") == "1":  # the button without JavaScript: one more row
+        rows = [*field_rows(form), {"id": "", "type": "string", "label": "",
+                                    "required": False}][:MAX_FIELD_ROWS]
+        return render(request, "event_new.html", session, title="New event", values=values,
+                      rows=rows, errors={}, error=None, field_types=FIELD_TYPES)
     errors: dict[str, str] = {}
     body: dict[str, Any] = {}
     try:
@@ -91,11 +101,9 @@ async def create_event(request: Request, session: SessionDep, api: Api, form: Fo
     rows = body.get("fields") or [{"id": "", "type": "string", "label": "",
                                    "required": False}]
     return render(request, "event_new.html", session, status=422, title="New event",
-                  values={k: text(form, k) for k in ("eventId", "label", "channel",
-                          "targeting", "profileKey", "topic", "typology", "collections")}
-                  | {"marketing": form.get("marketing") == "on"},
-                  rows=rows, errors=errors, error="The event was not created: see the"
-                  " fields marked below.", field_types=FIELD_TYPES)
+                  values=values, rows=rows, errors=errors,
+                  error="The event was not created: see the fields marked below.",
+                  field_types=FIELD_TYPES)
 
 
 async def _event_page(request: Request, session: SessionDep, api: Caller, event_id: str,

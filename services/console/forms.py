@@ -45,20 +45,21 @@ def event_config(form: FormData) -> dict[str, Any]:
     for optional in ("profileKey", "topic", "typology"):
         if value := text(form, optional):
             body[optional] = value
-    rows = sorted({int(key.split(".")[1]) for key in form.keys()
-                   if key.startswith("fields.") and key.count(".") == 2
-                   and key.split(".")[1].isdigit()})[:MAX_FIELD_ROWS]
-    fields = []
-    for row in rows:
-        if not (field_id := text(form, f"fields.{row}.id")):
-            continue
-        fields.append({"id": field_id, "type": text(form, f"fields.{row}.type") or "string",
-                       "label": text(form, f"fields.{row}.label"),
-                       "required": form.get(f"fields.{row}.required") == "on"})
-    body["fields"] = fields
+    body["fields"] = [row for row in field_rows(form) if row["id"]]
     if raw := text(form, "collections"):
         body["collections"] = json_text(raw, "collections")
     return body
+
+
+def field_rows(form: FormData) -> list[dict[str, Any]]:
+    """The rows ``fields.N.id|type|label|required`` as typed, empty ones included."""
+    numbers = sorted({int(key.split(".")[1]) for key in form.keys()
+                      if key.startswith("fields.") and key.count(".") == 2
+                      and key.split(".")[1].isdigit()})[:MAX_FIELD_ROWS]
+    return [{"id": text(form, f"fields.{n}.id"),
+             "type": text(form, f"fields.{n}.type") or "string",
+             "label": text(form, f"fields.{n}.label"),
+             "required": form.get(f"fields.{n}.required") == "on"} for n in numbers]
 
 
 def message_parts(form: FormData, channel: str) -> dict[str, Any]:

@@ -217,3 +217,37 @@ async def test_a_test_profile_form_names_what_is_wrong_and_keeps_decimals(
         gone = await client.post("/test-profiles/test-form/delete", data={"csrf": token})
         assert gone.status_code == 303
         assert (await console_tenant.admin.get("/test-profiles/test-form")).status_code == 404
+
+
+async def test_without_javascript_add_a_field_posts_the_form_back_with_one_more_row(
+        console_tenant: ConsoleTenant):
+    async with console_client() as client:
+        await signed_in(client, console_tenant.admin_key)
+        token = await _csrf(client)
+        page = await client.post("/events", data={
+            "csrf": token, "eventId": "EVTnoScript", "label": "kept", "channel": "sms",
+            "targeting": "event", "fields.0.id": "orderId", "fields.0.type": "integer",
+            "add_field": "1"})
+        assert page.status_code == 200
+        assert 'value="EVTnoScript"' in page.text and 'value="orderId"' in page.text
+        assert 'id="fields.1.id"' in page.text  # the new, empty row
+        assert re.search(r'<option value="integer" selected>', page.text)
+        assert (await console_tenant.admin.get("/events/EVTnoScript")).status_code == 404
+
+
+async def test_without_javascript_the_audience_builder_adds_and_removes_rows(
+        console_tenant: ConsoleTenant):
+    async with console_client() as client:
+        await signed_in(client, console_tenant.admin_key)
+        token = await _csrf(client)
+        one_row = {"csrf": token, "name": "no-script", "t.node": "group", "t.kind": "any",
+                   "t.0.node": "row", "t.0.path": "city", "t.0.op": "in",
+                   "t.0.value": "Atlanta, Seattle"}
+        added = await client.post("/audiences/save", data={**one_row, "edit": "add-row:t"})
+        assert added.status_code == 200
+        assert 'value="remove:t.0"' in added.text and 'value="remove:t.1"' in added.text
+        assert 'value="Atlanta, Seattle"' in added.text  # what was typed is kept
+        removed = await client.post("/audiences/save", data={**one_row, "edit": "remove:t.0"})
+        assert 'value="Atlanta, Seattle"' not in removed.text
+        audiences = (await console_tenant.admin.get("/audiences")).json()
+        assert not any(a["name"] == "no-script" for a in audiences)  # nothing stored
