@@ -173,12 +173,15 @@ def _arrows_of(node: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(target, label) for target, label in out if target]
 
 
-def graph_of(definition: Mapping[str, Any]) -> tuple[list[Box], list[Arrow]]:
-    """The boxes (the entry first, then the nodes as listed) and arrows of a definition."""
+def graph_of(definition: Mapping[str, Any], names: Mapping[str, str] | None = None
+             ) -> tuple[list[Box], list[Arrow]]:
+    """The boxes (the entry first, then the nodes as listed) and arrows of a definition;
+    ``names`` shows an audience by its name rather than its id."""
     entry = definition.get("entry")
     entry = entry if isinstance(entry, Mapping) else {}
     kind = _s(entry.get("type"))
     source = _s(entry.get("audienceId") if kind == "audience" else entry.get("eventId"))
+    source = (names or {}).get(source, source)
     boxes = [Box(ENTRY, "entry", f"{kind} · {source}" if source else kind or "entry")]
     arrows = [Arrow(ENTRY, _s(entry["next"]), "")] if entry.get("next") else []
     nodes = definition.get("nodes")
@@ -209,10 +212,11 @@ class _EdgeView:
         self.points = [(float(x), float(y)) for x, y in points]
 
 
-def layout(definition: Mapping[str, Any]) -> Drawing:
+def layout(definition: Mapping[str, Any], names: Mapping[str, str] | None = None
+           ) -> Drawing:
     """The graph laid out top to bottom: each connected part in layers (Sugiyama: cycles
     turned around, dummy nodes for long arrows, crossings reduced), parts side by side."""
-    boxes, arrows = graph_of(definition)
+    boxes, arrows = graph_of(definition, names)
     vertices = {b.id: Vertex(b.id) for b in boxes}
     for box in boxes:
         vertices[box.id].view = _View(box.w, box.h)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -124,13 +125,29 @@ async def _counts(api: Caller, journey_id: str, version: int | None
         return None  # no version yet
 
 
+_AUDIENCE_ID = re.compile(r"^aud_[A-Za-z0-9_-]{1,64}$")
+
+
+async def _audience_names(api: Caller, definition: dict[str, Any]) -> dict[str, str]:
+    """The entry's audience by its name (the box shows it), when it exists."""
+    entry = definition.get("entry")
+    audience_id = entry.get("audienceId") if isinstance(entry, dict) else None
+    if not isinstance(audience_id, str) or not _AUDIENCE_ID.match(audience_id):
+        return {}  # typed in the JSON: only an id the admin API could have made
+    try:
+        audience = await api.get(f"/audiences/{audience_id}")
+    except ApiRefusal:
+        return {}  # not (yet) an audience: validation says so
+    return {audience_id: audience["name"]}
+
+
 async def _graph_context(api: Caller, journey_id: str, definition: dict[str, Any],
                          version: int | None, saved: dict[str, Any] | None = None
                          ) -> dict[str, Any]:
     """What the graph fragment draws: the layout of ``definition``, the problems of its
     shape (here) and of the saved draft (the admin's validation), the counts of the
     version."""
-    drawing = layout(definition)
+    drawing = layout(definition, await _audience_names(api, definition))
     try:
         parse_definition({**definition, "id": journey_id})
         shape: list[tuple[str, str]] = []

@@ -132,6 +132,8 @@ async def test_the_seed_journey_drawn_tested_and_counted_in_chromium(
     assert svg.find_element(By.TAG_NAME, "title").get_attribute("textContent").startswith(
         "Journey seed: 8 nodes")
     assert _svg_texts(browser) == NODES
+    entry = browser.find_element(By.CSS_SELECTOR, "#jn-entry .node-detail")
+    assert entry.get_attribute("textContent") == "audience · atl-sf-sea"  # by its name
     labels = [t.get_attribute("textContent")
               for t in browser.find_elements(By.CSS_SELECTOR, "#journey-svg .arrow-label")]
     assert {"opened mail", "pushOpened push", "after 1 day"} <= set(labels), labels

@@ -162,3 +162,13 @@ def test_shape_errors_name_their_node() -> None:
 def test_short_text() -> None:
     assert short("abc", 3) == "abc"
     assert short("abcd", 3) == "ab…"
+
+
+def test_the_entry_shows_its_audience_by_name_when_known():
+    from services.console.journey_graph import graph_of
+
+    definition = {"entry": {"type": "audience", "audienceId": "aud_1", "next": "m"},
+                  "nodes": [{"id": "m", "type": "email", "message": "JMSx"}]}
+    assert graph_of(definition)[0][0].detail == "audience · aud_1"
+    assert graph_of(definition, {"aud_1": "Atlanta 1980+"})[0][0].detail == \
+        "audience · Atlanta 1980+"
