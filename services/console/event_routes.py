@@ -170,11 +170,22 @@ async def _editor(request: Request, session: SessionDep, api: Caller, event_id: 
         part: (exact_json_text(latest.get(part, {})) if part == "data"
                else latest.get(part, "")) for part in CHANNEL_PARTS[channel]}
     profiles = await api.get("/test-profiles")
+    # The first preview is rendered here (the page shows it at once, and without
+    # JavaScript); htmx renders the next ones as the parts are typed.
+    try:
+        typed = {part: (json_text(shown[part], "template.data") if part == "data"
+                        and shown[part].strip() else {} if part == "data" else shown[part])
+                 for part in CHANNEL_PARTS[channel]}
+        preview = await _rendered(api, session, event_id, channel, typed, "",
+                                  profiles[0]["profileId"] if profiles else "", "")
+    except FormProblem as problem:
+        preview = {"channel": channel, "rendered": None, "frame": None, "shape": None,
+                   "errors": {problem.field: problem.why}}
     return render(request, "message.html", session, status=status, title=f"Message of {event_id}",
                   event=event, channel=channel, versions=versions, parts=shown,
                   part_names=CHANNEL_PARTS[channel], errors=errors or {}, notice=notice,
                   error=error, profiles=profiles, state=_state_of(versions),
-                  variants=sorted((latest.get("variants") or {}).keys()))
+                  variants=sorted((latest.get("variants") or {}).keys()), preview=preview)
 
 
 @router.get("/events/{event_id}/message")
@@ -193,18 +204,29 @@ async def preview(request: Request, session: SessionDep, api: Api, form: Form,
     channel = text(form, "channel")
     if channel not in CHANNEL_PARTS:
         raise HTTPException(422, "channel: unknown")
-    context: dict[str, Any] = {"channel": channel, "errors": {}, "rendered": None}
     try:
         parts = message_parts(form, channel)
-        ctx_raw = text(form, "ctx")
+    except FormProblem as problem:
+        return render(request, "_preview.html", session, channel=channel, rendered=None,
+                      frame=None, shape=None, errors={problem.field: problem.why})
+    context = await _rendered(api, session, event_id, channel, parts, text(form, "ctx"),
+                              text(form, "profileId"), text(form, "locale"))
+    return render(request, "_preview.html", session, **context)
+
+
+async def _rendered(api: Caller, session: SessionDep, event_id: str, channel: str,
+                    parts: dict[str, Any], ctx_raw: str, profile_id: str, locale: str
+                    ) -> dict[str, Any]:
+    """What _preview.html shows for these parts: the rendering, or the errors by part."""
+    context: dict[str, Any] = {"channel": channel, "errors": {}, "rendered": None,
+                               "frame": None, "shape": None}
+    try:
         if ctx_raw:
             json_text(ctx_raw, "ctx")  # checked here, sent as typed: decimals stay exact
         body = b"".join([b'{"template":', exact_json(parts),
                          b',"ctx":', ctx_raw.encode() if ctx_raw else b"{}",
-                         *([b',"profileId":', orjson.dumps(p)]
-                           if (p := text(form, "profileId")) else []),
-                         *([b',"locale":', orjson.dumps(loc)]
-                           if (loc := text(form, "locale")) else []), b"}"])
+                         *([b',"profileId":', orjson.dumps(profile_id)] if profile_id else []),
+                         *([b',"locale":', orjson.dumps(locale)] if locale else []), b"}"])
         rendered = await api.post(f"/events/{event_id}/message/preview", content=body)
         context["rendered"] = rendered
         if channel == "email":
@@ -218,7 +240,7 @@ async def preview(request: Request, session: SessionDep, api: Api, form: Form,
     except ApiRefusal as refused:
         context["errors"] = (field_errors(refused.fields, "template") or refused.fields
                              or {"preview": refused.message})
-    return render(request, "_preview.html", session, **context)
+    return context
 
 
 @router.get("/preview-frame/{token}")

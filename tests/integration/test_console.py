@@ -174,6 +174,9 @@ async def test_saving_edits_a_draft_names_a_broken_part_and_versions_compare(
         saved = await client.post(f"/events/{event_id}/message/save",
                                   data={**form, "template.text": "First text"})
         assert saved.status_code == 200 and "Draft saved" in saved.text
+        # the page comes with its preview rendered (at once, and without JavaScript)
+        assert '<div class="phone" id="preview-text">First text</div>' in saved.text
+        assert "10 characters (gsm7), 1 segment" in saved.text
         published = await client.post(f"/events/{event_id}/message/publish", data=form)
         assert 'id="message-state">published' in published.text
         paused = await client.post(f"/events/{event_id}/message/pause", data=form)
