@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 
 import asyncpg
 import httpx
@@ -39,3 +42,14 @@ async def console_tenant(pool: asyncpg.Pool) -> AsyncIterator[ConsoleTenant]:
 def console_client() -> httpx.AsyncClient:
     """The console as a browser without JavaScript: cookies kept, redirects not followed."""
     return httpx.AsyncClient(base_url=CONSOLE, timeout=30, follow_redirects=False)
+
+
+def demo_journey() -> ModuleType:
+    """deploy/local/demo_journey.py (not a package): the seed journey as `make demo` makes
+    it, for the console's browser tests to author the same."""
+    path = Path(__file__).resolve().parents[2] / "deploy" / "local" / "demo_journey.py"
+    spec = importlib.util.spec_from_file_location("demo_journey", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -12,10 +12,8 @@ both versions; no console error (no CSP refusal)."""
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -34,6 +32,7 @@ from tests.integration.browser import (
     wait_for,
 )
 from tests.integration.conftest import ADMIN, GATEWAY
+from tests.integration.console_tenant import demo_journey
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -43,11 +42,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location(
-    "demo_journey", Path(__file__).resolve().parents[2] / "deploy/local/demo_journey.py")
-assert _spec and _spec.loader
-demo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(demo)
+demo = demo_journey()
 TESTERS = ["test-ann", "test-bob"]
 NODES = ["entry", "mail", "push", "react", "reminder", "buy", "thanks", "done"]
 
