@@ -17,6 +17,7 @@ from services.console import (
     audience_routes,
     auth_routes,
     event_routes,
+    journey_event_routes,
     journey_routes,
     lookup_routes,
     operations_routes,
@@ -39,7 +40,7 @@ from shared.operations import operations_router
 from shared.settings import Settings, get_settings
 
 ROUTERS = [auth_routes, event_routes, test_profile_routes, lookup_routes, profile_routes,
-           operations_routes, audience_routes, journey_routes]
+           operations_routes, audience_routes, journey_routes, journey_event_routes]
 
 
 async def _unavailable(request: Request, error: Exception) -> Response:

@@ -46,6 +46,11 @@ def event_config(form: FormData) -> dict[str, Any]:
         if value := text(form, optional):
             body[optional] = value
     body["fields"] = [row for row in field_rows(form) if row["id"]]
+    if body["eventId"].startswith("JMS"):
+        # a journey message goes to its journey's profile as marketing traffic: the API's
+        # defaults, which an unticked box must not contradict
+        body.pop("targeting")
+        body["marketing"] = True
     if raw := text(form, "collections"):
         body["collections"] = json_text(raw, "collections")
     return body

@@ -5,6 +5,7 @@ events. The pages themselves are driven in Chromium (test_console_browser.py).""
 
 from __future__ import annotations
 
+import html
 import re
 
 import asyncpg
@@ -254,3 +255,36 @@ async def test_without_javascript_the_audience_builder_adds_and_removes_rows(
         assert 'value="Atlanta, Seattle"' not in removed.text
         audiences = (await console_tenant.admin.get("/audiences")).json()
         assert not any(a["name"] == "no-script" for a in audiences)  # nothing stored
+
+
+async def test_journey_events_and_messages_are_made_in_the_console(
+        console_tenant: ConsoleTenant):
+    """What the journey seed needs besides the audience and the journey: JEVpurchase,
+    identified by purchaseMessage == "thank you", and a journey message (JMS…), which
+    takes the API's defaults (profile-based marketing) whatever the boxes say."""
+    async with console_client() as client:
+        await signed_in(client, console_tenant.admin_key)
+        token = await _csrf(client)
+        new = await client.get("/journey-events/new")
+        skeleton = re.search(r'<textarea id="definition"[^>]*>([^<]*)</textarea>', new.text)
+        assert skeleton and "purchaseMessage" in html.unescape(skeleton.group(1))
+        broken = await client.post("/journey-events", data={
+            "csrf": token, "creating": "1", "eventId": "JEVpurchase",
+            "definition": '{"fields": [], "condition": {"path": "event.nope", "op": "eq",'
+                          ' "value": 1}}'})
+        assert broken.status_code == 422 and "Not saved" in broken.text
+        saved = await client.post("/journey-events", data={
+            "csrf": token, "creating": "1", "eventId": "JEVpurchase",
+            "definition": html.unescape(skeleton.group(1))})
+        assert saved.status_code == 303
+        stored = (await console_tenant.admin.get("/journey-events/JEVpurchase")).json()
+        assert stored["definition"]["condition"]["value"] == "thank you"
+        listed = await client.get("/journey-events")
+        assert "event.purchaseMessage eq thank you" in listed.text
+
+        message = await client.post("/events", data={
+            "csrf": token, "eventId": "JMSthanks", "label": "thanks", "channel": "push",
+            "targeting": "event"})  # an unticked marketing box, an event targeting
+        assert message.status_code == 303, message.text
+        config = (await console_tenant.admin.get("/events/JMSthanks")).json()["config"]
+        assert config["marketing"] is True and config["targeting"] == "profile"

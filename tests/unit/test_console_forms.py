@@ -53,3 +53,9 @@ def test_message_parts_per_channel_with_push_data_as_json():
 
 def test_json_shown_in_a_form_keeps_decimal_digits():
     assert exact_json_text({"total": Decimal("19.90")}) == '{\n  "total": 19.90\n}'
+
+
+def test_a_journey_message_takes_the_apis_defaults_not_an_unticked_box():
+    body = event_config(FormData([("eventId", "JMSwelcome"), ("label", "w"),
+                                  ("channel", "email"), ("targeting", "event")]))
+    assert "targeting" not in body and body["marketing"] is True
