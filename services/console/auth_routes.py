@@ -70,8 +70,8 @@ async def sign_in(request: Request, api_key: Annotated[str, Form(max_length=200)
         me = await request.app.state.admin_api.call(api_key, "GET", "/me") if api_key else None
     except SignedOut:
         me = None
-    except ApiRefusal as refused:  # 403: a key of another scope
-        me = None if refused.status == 403 else me
+    except ApiRefusal:  # 403: a key of another scope
+        me = None
     except ApiUnavailable as error:
         return _sign_in_page(request, target, f"{error}; try again in a moment.", 503)
     if me is None:

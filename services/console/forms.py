@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 from starlette.datastructures import FormData
 
+from shared.domain.exact import exact_json
+
 CHANNEL_PARTS = {"email": ("subject", "html", "text"), "sms": ("text",),
                  "push": ("title", "body", "data")}
 MAX_FIELD_ROWS = 200
@@ -96,10 +98,4 @@ def proof_recipient_body(form: FormData, text_fields: tuple[str, ...],
 
 def exact_json_text(value: Any) -> str:
     """JSON shown in a form: indented, decimals with their digits (19.90 stays 19.90)."""
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=_decimal_text).decode()
-
-
-def _decimal_text(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(str(value))
-    raise TypeError(f"{type(value).__name__} is not JSON")
+    return exact_json(value, indent=True).decode()

@@ -135,6 +135,8 @@ def _as_number(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def exact_json(value: Any) -> bytes:
-    """JSON text of ``value``, Decimals as numbers written with their exact digits."""
-    return orjson.dumps(value, default=_as_number)
+def exact_json(value: Any, indent: bool = False) -> bytes:
+    """JSON text of ``value``, Decimals as numbers written with their exact digits;
+    indented by two spaces with ``indent`` (JSON shown to a person)."""
+    return orjson.dumps(value, default=_as_number,
+                        option=orjson.OPT_INDENT_2 if indent else None)
