@@ -33,6 +33,14 @@ class StoringHandler:
         # recipient's server refusing for a while (POST /refuse).
         self.refusing: dict[str, tuple[str, float]] = {}
 
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        """aiosmtpd's replies, and PIPELINING (RFC 2920), as the relays we stand in for
+        offer it (Postfix, Exim, the big providers): aiosmtpd reads each command from
+        its stream in turn, so commands sent together are answered in order."""
+        session.host_name = hostname  # what aiosmtpd does itself without this hook
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         refusal = self.refusing.get(address.lower())

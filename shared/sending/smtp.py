@@ -11,8 +11,6 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-import aiosmtplib
-
 from shared.adapters import dkim
 from shared.adapters.delivery_errors import TransientFailure
 from shared.adapters.mime import encode_email
@@ -20,6 +18,7 @@ from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
 from shared.adapters.provider_fault import ProviderFault
 from shared.adapters.sender_identity_store import Sending, SendingCache
 from shared.adapters.smtp import RelaySecurity, SmtpPool
+from shared.adapters.smtp_wire import SmtpBroken, SmtpRefusal
 from shared.domain import verp
 from shared.domain.rendering import RenderedMessage
 from shared.domain.routing import SendRequest
@@ -52,13 +51,9 @@ def _blames_relay(error: TransientFailure) -> bool:
     """A refusal for now that is the relay's, not one recipient's: a lost connection, a
     timeout, a refused login, 421 (the service is closing). Its breaker counts them."""
     cause = error.__cause__
-    if isinstance(cause, aiosmtplib.SMTPAuthenticationError):
-        return True
-    if isinstance(cause, aiosmtplib.SMTPRecipientsRefused):
-        return any(r.code == 421 for r in cause.recipients)
-    if isinstance(cause, aiosmtplib.SMTPResponseException):
+    if isinstance(cause, SmtpRefusal):
         return cause.code == 421
-    return isinstance(cause, (aiosmtplib.SMTPException, OSError, TimeoutError))
+    return isinstance(cause, (SmtpBroken, OSError, TimeoutError))  # a refused login too
 
 
 @dataclass

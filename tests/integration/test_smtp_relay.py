@@ -7,6 +7,7 @@ message), and a certificate the client was not told to trust is refused."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import ipaddress
 import ssl
@@ -26,6 +27,7 @@ from services.smtp_sink.app import StoringHandler
 from services.smtp_sink.store import Mailbox
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.smtp import RelaySecurity, SmtpClient
+from tests.integration.conftest import eventually
 
 USER, PASSWORD = "parcours", "s3cret-relay"
 MESSAGE = (b"From: a@example.com\r\nTo: b@example.org\r\nSubject: relay\r\n"
@@ -117,12 +119,23 @@ async def test_a_wrong_password_is_transient_and_an_untrusted_certificate_refuse
         assert mailbox.list() == []
 
 
+class WithoutPipelining(StoringHandler):
+    """The sink's handler, offering aiosmtpd's extensions only: no PIPELINING."""
+
+    async def handle_EHLO(self, server: SMTP, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return responses
+
+
 @asynccontextmanager
-async def plain_sink() -> AsyncIterator[tuple[int, StoringHandler]]:
+async def plain_sink(pipelining: bool = True, idle_timeout_s: float = 300
+                     ) -> AsyncIterator[tuple[int, StoringHandler]]:
     """The sink's own handler on a free port, plain SMTP (no TLS, no AUTH)."""
-    handler = StoringHandler(Mailbox())
+    handler = (StoringHandler if pipelining else WithoutPipelining)(Mailbox())
     server = await asyncio.get_running_loop().create_server(
-        lambda: SMTP(handler, hostname="localhost"), host="127.0.0.1", port=0)
+        lambda: SMTP(handler, hostname="localhost", timeout=idle_timeout_s),
+        host="127.0.0.1", port=0)
     try:
         yield server.sockets[0].getsockname()[1], handler
     finally:
@@ -130,11 +143,13 @@ async def plain_sink() -> AsyncIterator[tuple[int, StoringHandler]]:
         await server.wait_closed()
 
 
-async def test_one_connection_carries_refusals_and_messages_in_turn() -> None:
-    """The client's own MAIL/RCPT/DATA: a refused recipient (4xx: later; 5xx: never)
-    leaves the connection ready for the next message (RSET), a named sender goes as its
-    bare address, and an address SMTP cannot carry is refused before anything is sent."""
-    async with plain_sink() as (port, handler):
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
+async def test_one_connection_carries_refusals_and_messages_in_turn(pipelining: bool) -> None:
+    """The client's own MAIL/RCPT/DATA, pipelined or not as the server offers: a refused
+    recipient (4xx: later; 5xx: never) leaves the connection ready for the next message
+    (RSET), a named sender goes as its bare address, and an address SMTP cannot carry is
+    refused before anything is sent."""
+    async with plain_sink(pipelining) as (port, handler):
         client = SmtpClient("127.0.0.1", port, 5)
         try:
             handler.refusing["busy@example.org"] = ("450 4.2.1 busy", float("inf"))
@@ -155,3 +170,74 @@ async def test_one_connection_carries_refusals_and_messages_in_turn() -> None:
         received = handler.mailbox.list()
         assert [(m["mail_from"], m["rcpt_to"]) for m in received] == [
             ("news@example.com", ["b@example.org"]), ("a@example.com", ["c@example.org"])]
+
+
+@asynccontextmanager
+async def recording_proxy(port: int) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A TCP relay in front of ``port`` that keeps each chunk the client wrote, as read."""
+    chunks: list[bytes] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   keep: bool) -> None:
+        while data := await reader.read(65536):
+            if keep:
+                chunks.append(data)
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def serve(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(pipe(client_r, server_w, True), pipe(server_r, client_w, False))
+
+    proxy = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield proxy.sockets[0].getsockname()[1], chunks
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
+async def test_pipelining_sends_the_envelope_in_one_write_when_offered(
+    pipelining: bool
+) -> None:
+    """RFC 2920: MAIL, RCPT and DATA together when the server offers PIPELINING (two round
+    trips a message instead of four: README, Benchmarks, P6); one at a time when not. A
+    message whose lines start with a period arrives as written (dot-stuffed on the way)."""
+    dotted = MESSAGE + b".a line starting with a period\r\n..and two\r\n"
+    async with plain_sink(pipelining) as (port, handler), \
+            recording_proxy(port) as (proxied, chunks):
+        client = SmtpClient("127.0.0.1", proxied, 5)
+        try:
+            for n in range(3):
+                await client.send("a@example.com", f"r{n}@example.org", dotted)
+        finally:
+            await client.close()
+        envelopes = [c for c in chunks if c.startswith(b"MAIL FROM:")]
+        together = [c for c in envelopes if b"\r\nRCPT TO:" in c and c.endswith(b"DATA\r\n")]
+        assert len(together) == (3 if pipelining else 0), chunks
+        assert len(envelopes) == 3
+        bodies = [base64.b64decode(m["raw"]) for m in handler.mailbox.list(raw=True)]
+        assert len(bodies) == 3
+        assert all(b.endswith(b"\r\n.a line starting with a period\r\n..and two\r\n")
+                   for b in bodies), bodies
+
+
+async def test_a_connection_the_server_closed_is_opened_again_without_a_failure() -> None:
+    """A relay that drops an idle connection (aiosmtpd's idle timeout: 421, then closed):
+    the next message opens a new one instead of failing on the dead one."""
+    async with plain_sink(idle_timeout_s=0.3) as (port, handler):
+        client = SmtpClient("127.0.0.1", port, 5)
+        try:
+            await client.send("a@example.com", "first@example.org", MESSAGE)
+            connection = client._connection
+            assert connection is not None
+
+            async def closed() -> bool:
+                return not connection.usable
+            await eventually(closed, "the server closing the idle connection", 5)
+            await client.send("a@example.com", "second@example.org", MESSAGE)
+        finally:
+            await client.close()
+        assert [m["rcpt_to"] for m in handler.mailbox.list()] == [
+            ["first@example.org"], ["second@example.org"]]

@@ -34,7 +34,7 @@ def test_smtp_replies(code: int, text: str, blamed: bool) -> None:
 
 def test_smtp_classification_carries_it() -> None:
     hard = _classify(550, "5.1.1 no such user")
-    soft = _classify(452, "(452, '4.2.2 full')", "4.2.2 full")
+    soft = _classify(452, "4.2.2 full")
     assert isinstance(hard, PermanentFailure) and hard.address_fault
     assert isinstance(soft, TransientFailure) and soft.address_fault
     assert not _classify(451, "4.3.0 later").address_fault

@@ -127,12 +127,12 @@ def test_keys_need_the_master_key_that_sealed_them(pair: dkim.KeyPair) -> None:
         dkim.Vault("too-short")
 
 
-def test_relay_security_reaches_aiosmtplib() -> None:
-    assert RelaySecurity().options() == {"use_tls": False, "start_tls": False,
+def test_relay_security_reaches_the_connection() -> None:
+    assert RelaySecurity().options() == {"tls": False, "starttls": False,
                                          "username": None, "password": None,
-                                         "cert_bundle": None}
+                                         "ca_file": None}
     options = RelaySecurity(starttls=True, username="u", password="p", ca_file="/ca.pem")
-    assert options.options()["start_tls"] is True and options.options()["username"] == "u"
+    assert options.options()["starttls"] is True and options.options()["username"] == "u"
     with pytest.raises(ValueError, match="exclude each other"):
         RelaySecurity(tls=True, starttls=True)
 
