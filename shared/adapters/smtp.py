@@ -10,16 +10,24 @@ with backoff).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 import aiosmtplib.email
 
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
-from shared.adapters.smtp_wire import SmtpBroken, SmtpConnection, SmtpLoginRefused, SmtpRefusal
+from shared.adapters.smtp_wire import (
+    SmtpBroken,
+    SmtpConnection,
+    SmtpLoginRefused,
+    SmtpRefusal,
+    data_bytes,
+)
+
+log = logging.getLogger(__name__)
 
 _ENHANCED = re.compile(r"^\s*[245]\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -85,6 +93,61 @@ def _on_command_line(address: str) -> bytes:
     return quoted
 
 
+def _addresses(sender: str, recipient: str) -> tuple[bytes, bytes]:
+    """Checked before anything is sent: an address SMTP cannot carry is no retry's
+    business."""
+    try:
+        return _on_command_line(sender), _on_command_line(recipient)
+    except ValueError as error:
+        raise PermanentFailure(f"{recipient!r} cannot be sent over SMTP: {error}") from error
+
+
+# The connection is no longer usable (a refused login is one of them: SmtpBroken).
+_CONNECTION_LOST = (SmtpBroken, OSError, TimeoutError)
+
+
+def _failure(error: Exception) -> PermanentFailure | TransientFailure:
+    """What the caller makes of an SMTP error, the error kept as its cause (the relay's
+    breaker reads it: shared.sending.smtp)."""
+    failure: PermanentFailure | TransientFailure
+    if isinstance(error, SmtpRefusal):
+        failure = _classify(error.code, error.text)
+        if error.command == "MAIL":  # our MAIL FROM: no address's fault
+            failure.address_fault = False
+    elif isinstance(error, SmtpLoginRefused):
+        # Our credentials, not the message: retried (with backoff) until they are fixed.
+        failure = TransientFailure(f"smtp relay refused our login: {error}")
+    else:
+        failure = TransientFailure(f"smtp connection: {error or type(error).__name__}")
+    failure.__cause__ = error
+    return failure
+
+
+@dataclass
+class _Job:
+    mail_from: bytes
+    rcpt_to: bytes
+    message: bytes
+    done: asyncio.Future[str]  # the server's reply, or the failure
+
+    def settle(self, reply: str | Exception) -> None:
+        if self.done.done():  # its caller gave up (cancelled)
+            return
+        if isinstance(reply, Exception):
+            self.done.set_exception(_failure(reply))
+        else:
+            self.done.set_result(reply)
+
+
+def _next_waiting(queue: asyncio.Queue[_Job]) -> _Job | None:
+    """The next job already queued whose caller still waits, if any (no waiting)."""
+    while not queue.empty():
+        job = queue.get_nowait()
+        if not job.done.done():
+            return job
+    return None
+
+
 class SmtpClient:
     """One connection, opened on first use and again after any failure or once the
     server closed it."""
@@ -107,54 +170,109 @@ class SmtpClient:
     async def send(self, sender: str, recipient: str, message: bytes) -> str:
         """Hand one encoded message to the server, ``sender`` the envelope's (MAIL FROM);
         returns the server's reply."""
-        try:
-            # Before anything is sent: an address SMTP cannot carry is no retry's business.
-            mail_from, rcpt_to = _on_command_line(sender), _on_command_line(recipient)
-        except ValueError as error:
-            raise PermanentFailure(f"{recipient!r} cannot be sent over SMTP: {error}") from error
+        mail_from, rcpt_to = _addresses(sender, recipient)
         try:
             connection = await self._connected()
-            reply = await connection.send(mail_from, rcpt_to, message)
+            return (await connection.send(mail_from, rcpt_to, message)).text
         except SmtpRefusal as error:
-            failure = _classify(error.code, error.text)
-            if error.command == "MAIL":  # our MAIL FROM: no address's fault
-                failure.address_fault = False
-            raise failure from error
-        except SmtpLoginRefused as error:
-            # Our credentials, not the message: retried (with backoff) until they are fixed.
+            raise _failure(error) from error
+        except _CONNECTION_LOST as error:
             await self.close()
-            raise TransientFailure(f"smtp relay refused our login: {error}") from error
-        except (SmtpBroken, OSError, TimeoutError) as error:
+            raise _failure(error) from error
+
+    async def carry(self, first: _Job, queue: asyncio.Queue[_Job]) -> None:
+        """``first``, then while the queue holds more, the next ones. Where the relay
+        offers PIPELINING, a message's envelope (MAIL, RCPT, DATA) goes in the write that
+        ends the message before it (RFC 2920 lets a group start with a message's
+        content): one write and one round trip a message. Every job is settled: its
+        reply, or its failure (a lost connection fails the two under way)."""
+        under_way = [first]
+        try:
+            connection = await self._connected()
+            if not connection.pipelining:
+                try:
+                    first.settle((await connection.send(first.mail_from, first.rcpt_to,
+                                                        first.message)).text)
+                except SmtpRefusal as refusal:
+                    first.settle(refusal)
+                return
+            connection.write(connection.envelope(first.mail_from, first.rcpt_to,
+                                                 first.message))
+            while under_way:
+                job = under_way[0]
+                try:
+                    await connection.envelope_replies()
+                except SmtpRefusal as refusal:  # reset: nothing else was written after it
+                    job.settle(refusal)
+                    under_way.pop(0)
+                    if (following := _next_waiting(queue)) is not None:
+                        under_way.append(following)
+                        connection.write(connection.envelope(
+                            following.mail_from, following.rcpt_to, following.message))
+                    continue
+                chunk = data_bytes(job.message)
+                if (following := _next_waiting(queue)) is not None:
+                    under_way.append(following)
+                    chunk += connection.envelope(following.mail_from, following.rcpt_to,
+                                                 following.message)
+                connection.write(chunk)
+                await connection.drain()
+                try:
+                    job.settle((await connection.end_reply()).text)
+                except SmtpRefusal as refusal:
+                    job.settle(refusal)
+                under_way.pop(0)
+        except _CONNECTION_LOST as error:
             await self.close()
-            raise TransientFailure(f"smtp connection: {error or type(error).__name__}"
-                                   ) from error
-        return reply.text
+            for job in under_way:
+                job.settle(error)
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            with suppress(SmtpBroken, OSError, TimeoutError):
+            with suppress(*_CONNECTION_LOST):
                 await connection.quit()
 
 
 class SmtpPool:
-    """``size`` connections: messages go out in parallel, each connection one at a time."""
+    """``size`` connections, each a worker taking messages from one queue: messages go
+    out in parallel, each connection carrying one at a time (pipelined, see
+    ``SmtpClient.carry``)."""
 
     def __init__(self, host: str, port: int, timeout_s: float, size: int,
                  security: RelaySecurity | None = None) -> None:
-        self._idle: asyncio.Queue[SmtpClient] = asyncio.Queue()
+        self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
         self._clients = [SmtpClient(host, port, timeout_s, security) for _ in range(size)]
-        for client in self._clients:
-            self._idle.put_nowait(client)
+        self._workers: list[asyncio.Task[None]] = []
 
-    @asynccontextmanager
-    async def client(self) -> AsyncIterator[SmtpClient]:
-        client = await self._idle.get()
-        try:
-            yield client
-        finally:
-            self._idle.put_nowait(client)
+    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+        """Hand one encoded message over (``SmtpClient.send``'s contract)."""
+        mail_from, rcpt_to = _addresses(sender, recipient)
+        if not self._workers:  # started in the event loop, on the first message
+            self._workers = [asyncio.create_task(self._work(c)) for c in self._clients]
+        job = _Job(mail_from, rcpt_to, message, asyncio.get_running_loop().create_future())
+        self._jobs.put_nowait(job)
+        return await job.done
+
+    async def _work(self, client: SmtpClient) -> None:
+        while True:
+            job = await self._jobs.get()
+            if job.done.done():
+                continue
+            try:
+                await client.carry(job, self._jobs)
+            except Exception as error:  # a defect of ours: the job fails, the worker lives
+                log.exception("smtp connection worker")
+                job.settle(error)
 
     async def close(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with suppress(asyncio.CancelledError):
+                await worker
+        self._workers = []
+        while (job := _next_waiting(self._jobs)) is not None:
+            job.settle(SmtpBroken("the sender is closing"))
         for client in self._clients:
             await client.close()

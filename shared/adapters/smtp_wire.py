@@ -111,7 +111,8 @@ class SmtpConnection:
 
     async def _set_up(self, host: str, starttls: ssl.SSLContext | None,
                       username: str | None, password: str | None) -> None:
-        greeting = await self._reply()
+        async with asyncio.timeout(self._timeout_s):
+            greeting = await self._reply()
         if greeting.code != 220:
             raise SmtpBroken(f"the server's greeting: {greeting.code} {greeting.text}")
         await self._hello()
@@ -126,8 +127,7 @@ class SmtpConnection:
             await self._log_in(username, password or "")
 
     async def _hello(self) -> None:
-        self._write(b"EHLO " + _local_hostname().encode("idna") + b"\r\n")
-        reply = await self._reply()
+        reply = await self._command(b"EHLO " + _local_hostname().encode("idna") + b"\r\n")
         if reply.code == 250:
             lines = reply.text.split("\n")[1:]  # the first names the server
             self.extensions = {kw.lower(): rest for kw, _, rest in
@@ -162,23 +162,43 @@ class SmtpConnection:
         """Still open at both ends (a server that closed an idle connection is not)."""
         return not self._writer.is_closing() and not self._reader.at_eof()
 
+    def envelope(self, mail_from: bytes, rcpt_to: bytes, message: bytes) -> bytes:
+        """MAIL (with SIZE when offered), RCPT and DATA, as written together."""
+        size = b" SIZE=%d" % size_on_the_wire(message) if "size" in self.extensions else b""
+        return (b"MAIL FROM:" + mail_from + size + b"\r\nRCPT TO:" + rcpt_to
+                + b"\r\nDATA\r\n")
+
     async def send(self, mail_from: bytes, rcpt_to: bytes, message: bytes) -> Reply:
         """One message to one recipient: ``mail_from`` and ``rcpt_to`` are ``<address>``
         as they go on the command line. SmtpRefusal: a command or the message refused
         (the connection reset and ready for the next); SmtpBroken, OSError, TimeoutError:
         the connection is no longer usable."""
-        size = b" SIZE=%d" % size_on_the_wire(message) if "size" in self.extensions else b""
-        commands = (b"MAIL FROM:" + mail_from + size + b"\r\n",
-                    b"RCPT TO:" + rcpt_to + b"\r\n", b"DATA\r\n")
         if self.pipelining:
-            self._write(b"".join(commands))
-            replies = [await self._reply() for _ in commands]
+            self.write(self.envelope(mail_from, rcpt_to, message))
+            await self.envelope_replies()
         else:  # one at a time, stopping at the first refusal
-            replies = []
+            size = (b" SIZE=%d" % size_on_the_wire(message) if "size" in self.extensions
+                    else b"")
+            commands = (b"MAIL FROM:" + mail_from + size + b"\r\n",
+                        b"RCPT TO:" + rcpt_to + b"\r\n", b"DATA\r\n")
+            replies: list[Reply] = []
             for command in commands:
                 replies.append(await self._command(command))
                 if _first_refusal(replies):
                     break
+            await self._refused(replies)
+        self.write(data_bytes(message))
+        await self.drain()
+        return await self.end_reply()
+
+    async def envelope_replies(self) -> None:
+        """The replies to an envelope written whole (``envelope``). SmtpRefusal: one of
+        its commands was refused, and the connection is reset for the next."""
+        async with asyncio.timeout(self._timeout_s):
+            replies = [await self._reply(), await self._reply(), await self._reply()]
+        await self._refused(replies)
+
+    async def _refused(self, replies: list[Reply]) -> None:
         refusal = _first_refusal(replies)
         if refusal is not None:
             if len(replies) == 3 and replies[2].code == 354:
@@ -187,11 +207,13 @@ class SmtpConnection:
                 await self._command(b".\r\n")
             await self._reset()
             raise refusal
-        self._write(data_bytes(message))
-        await self._drain()
-        reply = await self._reply()
+
+    async def end_reply(self) -> Reply:
+        """The reply to a message's end. SmtpRefusal: the message was refused (the
+        transaction is over; the connection is ready for the next)."""
+        async with asyncio.timeout(self._timeout_s):
+            reply = await self._reply()
         if reply.code != 250:
-            await self._reset()
             raise SmtpRefusal(reply.code, reply.text, "message")
         return reply
 
@@ -200,26 +222,26 @@ class SmtpConnection:
 
     async def quit(self) -> None:
         try:
-            self._write(b"QUIT\r\n")
-            await self._reply()
+            await self._command(b"QUIT\r\n")
         finally:
             self.abort()
 
     def abort(self) -> None:
         self._writer.close()
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         if self._writer.is_closing():
             raise SmtpBroken("the connection is closed")
         self._writer.write(data)
 
-    async def _drain(self) -> None:
+    async def drain(self) -> None:
         async with asyncio.timeout(self._timeout_s):
             await self._writer.drain()
 
     async def _command(self, command: bytes) -> Reply:
-        self._write(command)
-        return await self._reply()
+        self.write(command)
+        async with asyncio.timeout(self._timeout_s):
+            return await self._reply()
 
     async def _expect(self, command: bytes, code: int, name: str) -> None:
         reply = await self._command(command)
@@ -227,17 +249,18 @@ class SmtpConnection:
             raise SmtpBroken(f"{name}: {reply.code} {reply.text}")
 
     async def _reply(self) -> Reply:
-        """One reply, all its lines (``250-...`` continues, ``250 ...`` ends it)."""
+        """One reply, all its lines (``250-...`` continues, ``250 ...`` ends it); the
+        caller bounds the wait (one timeout for the replies it awaits together: a timer
+        a reply was a few per cent of the sender's CPU)."""
         texts: list[str] = []
-        async with asyncio.timeout(self._timeout_s):
-            for _ in range(_MAX_REPLY_LINES):
-                line = await self._reader.readline()
-                if not line.endswith(b"\n"):
-                    raise SmtpBroken("the server closed the connection")
-                code = line[:3]
-                if not code.isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
-                    raise SmtpBroken(f"not an SMTP reply: {line[:80]!r}")
-                texts.append(line[4:].strip().decode("utf-8", "replace"))
-                if line[3:4] != b"-":
-                    return Reply(int(code), "\n".join(texts))
+        for _ in range(_MAX_REPLY_LINES):
+            line = await self._reader.readline()
+            if not line.endswith(b"\n"):
+                raise SmtpBroken("the server closed the connection")
+            code = line[:3]
+            if not code.isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
+                raise SmtpBroken(f"not an SMTP reply: {line[:80]!r}")
+            texts.append(line[4:].strip().decode("utf-8", "replace"))
+            if line[3:4] != b"-":
+                return Reply(int(code), "\n".join(texts))
         raise SmtpBroken(f"a reply of more than {_MAX_REPLY_LINES} lines")

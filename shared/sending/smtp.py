@@ -138,8 +138,7 @@ class SmtpHandOver:
         envelope = self._return_path(request.messageId, identity.bounceDomain,
                                      identity.fromAddress)
         try:
-            async with self.smtp.client() as client:
-                await client.send(envelope, recipient, message)
+            await self.smtp.send(envelope, recipient, message)
         except TransientFailure as error:
             if not isinstance(error, ProviderFault) and _blames_relay(error):
                 raise ProviderFault(str(error), address_fault=error.address_fault) from error

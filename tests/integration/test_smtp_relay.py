@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from services.smtp_sink.app import StoringHandler
 from services.smtp_sink.store import Mailbox
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
-from shared.adapters.smtp import RelaySecurity, SmtpClient
+from shared.adapters.smtp import RelaySecurity, SmtpClient, SmtpPool
 from tests.integration.conftest import eventually
 
 USER, PASSWORD = "parcours", "s3cret-relay"
@@ -241,3 +241,40 @@ async def test_a_connection_the_server_closed_is_opened_again_without_a_failure(
             await client.close()
         assert [m["rcpt_to"] for m in handler.mailbox.list()] == [
             ["first@example.org"], ["second@example.org"]]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
+async def test_the_pool_carries_many_messages_and_each_gets_its_own_answer(
+    pipelining: bool
+) -> None:
+    """The sender's pool (two connections, 40 messages at once, some refused at RCPT,
+    one at the message's end): every message gets its own reply or failure, whichever
+    the connection carrying it. Pipelined, a message's end and the next envelope go in
+    one write (one round trip a message)."""
+    async with plain_sink(pipelining) as (port, handler), \
+            recording_proxy(port) as (proxied, chunks):
+        handler.refusing["busy@example.org"] = ("450 4.2.1 busy", float("inf"))
+        handler.refusing["gone@example.org"] = ("550 5.1.1 no such user", float("inf"))
+        handler.reject_reply, handler.reject_count = "554 5.6.0 refused content", 1
+        handler.reject_to = "bad-content@example.org"
+        pool = SmtpPool("127.0.0.1", proxied, 5, 2)
+        recipients = [("busy" if n % 7 == 3 else "gone" if n % 11 == 5 else f"r{n}")
+                      + "@example.org" for n in range(40)]
+        recipients[20] = "bad-content@example.org"
+        try:
+            results = await asyncio.gather(
+                *(pool.send("a@example.com", r, MESSAGE) for r in recipients),
+                return_exceptions=True)
+        finally:
+            await pool.close()
+        for recipient, result in zip(recipients, results, strict=True):
+            if recipient.startswith("busy"):
+                assert isinstance(result, TransientFailure) and "450" in str(result)
+            elif recipient.startswith(("gone", "bad-content")):
+                assert isinstance(result, PermanentFailure), (recipient, result)
+            else:
+                assert isinstance(result, str) and result.startswith("Message accepted")
+        delivered = sorted(r for m in handler.mailbox.list() for r in m["rcpt_to"])
+        assert delivered == sorted(r for r in recipients if r[0] == "r")
+        following = [c for c in chunks if b"\r\n.\r\nMAIL FROM:" in c]
+        assert bool(following) is pipelining, chunks
