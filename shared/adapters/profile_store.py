@@ -12,12 +12,14 @@ import asyncpg
 
 from shared.adapters import consent_store, erasure
 from shared.domain.conditions.values import fold_email
-from shared.domain.exact import read_exact
+from shared.domain.exact import read_stored
 from shared.domain.profile_schema import BUILT_INS, attributes_json
 from shared.domain.profiles import ProfileWrite
 
-# Attributes as jsonb text, read with read_exact: a decimal attribute reaches the template
-# as the Decimal that was written (the connection's jsonb codec would make it a float).
+# Attributes as jsonb text, read with read_stored: a decimal attribute reaches the template
+# as the Decimal that was written (the connection's jsonb codec would make it a float),
+# and a wide one jsonb wrote as digits (1e25) as a Decimal too, not an integer orjson
+# cannot write (a 500 once its attribute had left the schema).
 PROFILE_COLUMNS = (
     "profile_id, email, mobile_phone, first_name, last_name, city, birth_date, time_zone,"
     " locale, attributes::text AS attributes"
@@ -27,7 +29,7 @@ PROFILE_COLUMNS = (
 def as_profile(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     profile = dict(row)
     text = profile.pop("attributes")
-    attributes = read_exact(text.encode()) if text else {}
+    attributes = read_stored(text.encode()) if text else {}
     if profile.get("birth_date") is not None:
         profile["birth_date"] = profile["birth_date"].isoformat()
     return {**attributes, **profile}
@@ -218,7 +220,7 @@ _READ = (f"SELECT profile_id, {', '.join(_COLUMNS)}, attributes::text AS attribu
 def _stored(row: asyncpg.Record) -> dict[str, Any]:
     """A row with its attributes read exactly: decimals as Decimal, not binary floats."""
     stored = dict(row)
-    stored["attributes"] = read_exact(stored.pop("attributes_text").encode())
+    stored["attributes"] = read_stored(stored.pop("attributes_text").encode())
     return stored
 
 
@@ -301,7 +303,7 @@ async def search_profiles(connection: asyncpg.Connection, tenant: str, text: str
 
 
 def _stored_dict(stored: dict[str, Any]) -> dict[str, Any]:
-    stored["attributes"] = read_exact(stored.pop("attributes_text").encode())
+    stored["attributes"] = read_stored(stored.pop("attributes_text").encode())
     return stored
 
 

@@ -12,6 +12,7 @@ take this path; it costs about a third of a JSON parse more (see the commit mess
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any, TypeVar, get_args
 
@@ -112,11 +113,17 @@ def read_exact(text: bytes) -> Any:
 _MIN_INT, _MAX_INT = -(2**63), 2**64 - 1  # what orjson writes
 
 
+_TWENTY_DIGITS = re.compile(rb"\d{20}")  # no integer outside orjson's range is shorter
+
+
 def read_stored(text: bytes) -> Any:
     """``read_exact`` for jsonb's text: PostgreSQL writes a number as its numeric's digits,
     so ``1e25`` stored comes back ``10000000000000000000000000``, an integer orjson cannot
-    write; such integers are read as Decimals (exact_json writes their digits)."""
-    return _wide_ints_as_decimals(read_exact(text))
+    write; such integers are read as Decimals (exact_json writes their digits). Only a
+    text with a run of 20 digits is walked: a profile's attributes are read this way on
+    the processor's path, per event."""
+    value = read_exact(text)
+    return _wide_ints_as_decimals(value) if _TWENTY_DIGITS.search(text) else value
 
 
 def _wide_ints_as_decimals(value: Any) -> Any:

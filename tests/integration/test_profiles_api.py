@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     ADMIN,
     GATEWAY,
     eventually,
+    final_status,
     mails_to,
     publish_event,
     unique_email,
@@ -355,3 +356,41 @@ async def test_export_and_erasure_cover_every_store(tenant: Tenant, pool: asyncp
             "SELECT reason FROM event_status WHERE tenant_id = $1 AND status = 'deliveryFailed'",
             tenant.name)
     assert [r["reason"] for r in reasons] == ["550 mailbox [erased] unknown"]
+
+
+async def test_a_wide_decimal_of_an_attribute_no_longer_declared_still_reads(
+    tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """jsonb keeps 1e25 as its numeric's digits, 26 of them: read back as an integer,
+    orjson could not write it, and the profile answered 500 once the attribute had left
+    the schema (while declared, the schema typed it back to a Decimal). Read as stored
+    (``exact.read_stored``), it answers with its digits, and an event for the profile
+    still becomes its message."""
+    email = unique_email("wide")
+    created = await accepted(tenant.profiles, "PUT", "/p-wide", {
+        "email": email, "attributes": {"lifetimeValue": 1e25}}, (201,))
+    assert '"lifetimeValue":1E+25' in created.text or \
+        '"lifetimeValue":10000000000000000000000000' in created.text, created.text
+    without = {**SCHEMA, "attributes": [a for a in SCHEMA["attributes"]
+                                        if a["name"] != "lifetimeValue"]}
+    assert (await tenant.admin.put("/profile-schema", json=without)).status_code == 200
+
+    async def read_without_it() -> httpx.Response | None:
+        response = await tenant.profiles.get("/p-wide")
+        return response if response.status_code != 200 or \
+            "lifetimeValue" in response.json().get("attributes", {}) and \
+            "10000000000000000000000000" in response.text else None
+
+    answered = await eventually(read_without_it, "the profile read after the schema change")
+    assert answered.status_code == 200, answered.text
+    assert '"lifetimeValue":10000000000000000000000000' in answered.text
+
+    event_id = await publish_event(pool, "profile", tenant=tenant.name, template={
+        "subject": "wide", "html": "<p>{{ profile.lifetimeValue }}</p>", "text": "t"})
+    posted = await tenant.ingest.post(f"/v1/events/{event_id}", json={
+        "email": email, "ctx": {"item": "x"}})
+    assert posted.status_code == 202, posted.text
+    ended = await final_status(tenant.ingest, posted.json()["href"])
+    assert ended["status"] == "processed", ended
+    [mail] = await mails_to(tenant.ingest, email)
+    assert "10000000000000000000000000" in mail["html"]
