@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,8 @@ def _measured(base: str, script: str, seconds: float, connections: int,
 
 
 def _wrk(base: str, script: str, seconds: float, connections: int) -> dict[str, Any]:
+    if shutil.which("wrk") is None:  # it replays the signed links from a Lua script
+        raise RuntimeError("TRACK needs wrk: install it (Debian/Ubuntu: apt-get install wrk)")
     done = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
          "--timeout", "10s", "-s", script, base],
