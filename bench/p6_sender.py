@@ -54,6 +54,7 @@ from bench.loadgen import ROOT
 from shared.adapters.catalog_store import save_event
 from shared.adapters.postgres import create_pool
 from shared.domain.events import Channel, EventConfig
+from shared.domain.pkeys import mint_timed_pkey
 from shared.domain.routing import EventOrigin, SendRequest, message_id
 from shared.topics import SEND_EMAIL_TX
 
@@ -107,7 +108,12 @@ class _Cpu:
 
 
 def _record(run_id: str, i: int) -> tuple[bytes, bytes]:
-    pkey = uuid.uuid4().hex
+    # A pKey as the gateway mints it, with its issue time (migration 040): the ledger's
+    # and the statuses' partition is read from it. Until 2026-12-04 P6 used 32-character
+    # keys without one (the path of keys derived from a Kafka producer's eventKey), each
+    # claim and status write then looking the key up in every partition.
+    pkey = mint_timed_pkey(settings.pkey_secret.encode(), TENANT, P6_EVENT.event_id,
+                           time.time(), os.urandom(12))
     request = SendRequest(
         messageId=message_id(TENANT, pkey), tenant=TENANT,
         origin=EventOrigin(eventId=P6_EVENT.event_id, pKey=pkey),
