@@ -8,8 +8,8 @@ settle's transaction, with the contact history outcome and a trace row.
 One ledger claim per batch; the messages go out in parallel through the provider, and
 their outcomes are settled as they come, many to a transaction (group commit: a write
 waits up to 20 ms for more). Settling early keeps the window in which a crash makes us
-resend a message the provider already accepted down to a flush, not a whole batch. Records that cannot be read go
-to the dead-letter topic.
+resend a message the provider already accepted down to a flush, not a whole batch.
+Records that cannot be read go to the dead-letter topic.
 
 Retries off the partition: a message the provider refused for now (SMTP 4xx, HTTP
 408/409/429/5xx, a timeout) is not retried here, holding its batch and the partition
@@ -26,6 +26,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from contextlib import suppress
 from typing import Any, TypeVar
 
 import asyncpg
@@ -199,6 +200,7 @@ class _Settler:
         self._pending: list[Outcome | Waiting] = []
         self._writer: asyncio.Task[None] | None = None
         self._from_retries = from_retries  # settled messages leave the retry schedule
+        self._last = asyncio.Event()  # every outcome is in: write what is pending now
 
     def add(self, outcome: Outcome | Waiting) -> None:
         self._pending.append(outcome)
@@ -216,11 +218,14 @@ class _Settler:
 
     async def _write(self) -> None:
         while self._pending:
-            if len(self._pending) < SETTLE_GATHER:
-                # A moment for more to come: outcomes now come one by one (a connection
-                # settles a message per round trip), and written as they came, two to a
-                # statement, the settles cost PostgreSQL about 170 us a message (P6).
-                await asyncio.sleep(SETTLE_LINGER_S)
+            if len(self._pending) < SETTLE_GATHER and not self._last.is_set():
+                # A moment for more to come while the batch still sends: outcomes come
+                # one by one (a connection settles a message per round trip), and written
+                # as they came, two to a statement, the settles cost PostgreSQL about
+                # 170 us a message (P6). Not once the batch is done (drain): the next
+                # batch is polled only when this one is settled.
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._last.wait(), SETTLE_LINGER_S)
             outcomes, self._pending = self._pending, []
 
             async def settle(batch: list[Outcome | Waiting] = outcomes) -> None:
@@ -236,6 +241,7 @@ class _Settler:
                     observe_one("settled", settled_at - trace.timeline[-1])
 
     async def drain(self) -> None:
+        self._last.set()
         while self._writer is not None and not self._writer.done():
             await self._writer
         if self._writer is not None:

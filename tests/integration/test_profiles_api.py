@@ -376,10 +376,11 @@ async def test_a_wide_decimal_of_an_attribute_no_longer_declared_still_reads(
     assert (await tenant.admin.put("/profile-schema", json=without)).status_code == 200
 
     async def read_without_it() -> httpx.Response | None:
+        """The answer once the gateway read the new schema: a 500 (the defect), or the
+        value as stored (while declared, it comes typed: 1E+25)."""
         response = await tenant.profiles.get("/p-wide")
-        return response if response.status_code != 200 or \
-            "lifetimeValue" in response.json().get("attributes", {}) and \
-            "10000000000000000000000000" in response.text else None
+        untyped = "10000000000000000000000000" in response.text
+        return response if response.status_code != 200 or untyped else None
 
     answered = await eventually(read_without_it, "the profile read after the schema change")
     assert answered.status_code == 200, answered.text
