@@ -150,7 +150,10 @@ async def _claim_and_send(sender: Sender, requests: list[SendRequest], duplicate
         so_far = (marks or {}).get(request.messageId)
         settler.add(await _send(sender, request, marks=so_far and (*so_far, claimed_at)))
 
-    await _one_per_turn(send_and_settle(r) for r in to_send)
+    try:
+        await _one_per_turn(send_and_settle(r) for r in to_send)
+    finally:
+        settler.last()  # what it holds goes now, whether or not a send failed
     await settler.drain()
 
 
@@ -240,6 +243,10 @@ class _Settler:
                 if trace is not None and trace.timeline:
                     observe_one("settled", settled_at - trace.timeline[-1])
 
+    def last(self) -> None:
+        """Every outcome is in: what is pending is written without gathering more."""
+        self._last.set()
+
     async def drain(self) -> None:
         self._last.set()
         while self._writer is not None and not self._writer.done():
@@ -279,7 +286,10 @@ async def deliver_due(sender: Sender, due: Sequence[Due]) -> None:
             return
         settler.add(await _send(sender, request, retry))
 
-    await _one_per_turn(send_and_settle(d) for d in due)
+    try:
+        await _one_per_turn(send_and_settle(d) for d in due)
+    finally:
+        settler.last()
     await settler.drain()
 
 

@@ -58,7 +58,10 @@ async def test_a_failed_writer_is_surfaced_by_drain_not_replaced() -> None:
     first = Outcome("00000000-0000-0000-0000-000000000001", True, None, None)  # type: ignore[arg-type]
     second = Outcome("00000000-0000-0000-0000-000000000002", True, None, None)  # type: ignore[arg-type]
     settler.add(first)
-    await asyncio.sleep(0.01)  # the first writer runs and fails
+    deadline = asyncio.get_running_loop().time() + 5
+    while not (settler._writer and settler._writer.done()):  # it gathers, writes, fails
+        assert asyncio.get_running_loop().time() < deadline, "the first writer never ended"
+        await asyncio.sleep(0.005)
     settler.add(second)
     with pytest.raises(Broken):
         await settler.drain()
