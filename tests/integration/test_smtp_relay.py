@@ -64,8 +64,10 @@ def authenticate(_server: Any, _session: Any, _envelope: Any, _mechanism: str,
 
 
 @asynccontextmanager
-async def relay(tmp_path: Path, implicit: bool) -> AsyncIterator[tuple[int, Mailbox, Path]]:
-    """A relay on a free port that takes mail only from a client logged in over TLS."""
+async def relay(tmp_path: Path, implicit: bool, mechanisms_off: tuple[str, ...] = ()
+                ) -> AsyncIterator[tuple[int, Mailbox, Path]]:
+    """A relay on a free port that takes mail only from a client logged in over TLS
+    (``mechanisms_off``: AUTH mechanisms it does not offer)."""
     cert_path, key_path = certificate(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
@@ -75,7 +77,8 @@ async def relay(tmp_path: Path, implicit: bool) -> AsyncIterator[tuple[int, Mail
     server = await asyncio.get_running_loop().create_server(
         lambda: SMTP(handler, hostname="localhost", authenticator=authenticate,
                      auth_required=True, auth_require_tls=not implicit,
-                     require_starttls=not implicit, tls_context=None if implicit else context),
+                     require_starttls=not implicit, tls_context=None if implicit else context,
+                     auth_exclude_mechanism=mechanisms_off),
         host="127.0.0.1", port=0, ssl=context if implicit else None)
     try:
         yield server.sockets[0].getsockname()[1], mailbox, cert_path
@@ -85,11 +88,13 @@ async def relay(tmp_path: Path, implicit: bool) -> AsyncIterator[tuple[int, Mail
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # implicit
-@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit-tls"])
+@pytest.mark.parametrize(("implicit", "mechanisms_off"), [
+    (False, ()), (True, ()), (False, ("PLAIN",))], ids=["starttls", "implicit-tls", "login"])
 async def test_the_client_logs_in_over_tls_and_hands_the_message_over(
-    tmp_path: Path, implicit: bool
+    tmp_path: Path, implicit: bool, mechanisms_off: tuple[str, ...]
 ) -> None:
-    async with relay(tmp_path, implicit) as (port, mailbox, ca_file):
+    """PLAIN when offered, LOGIN when it is the only mechanism offered."""
+    async with relay(tmp_path, implicit, mechanisms_off) as (port, mailbox, ca_file):
         security = RelaySecurity(tls=implicit, starttls=not implicit, username=USER,
                                  password=PASSWORD, ca_file=str(ca_file))
         client = SmtpClient("localhost", port, 5, security)
