@@ -196,6 +196,16 @@ class SmtpClient:
                 except SmtpRefusal as refusal:
                     first.settle(refusal)
                 return
+
+            def announced_next() -> bytes:
+                """The next waiting job's envelope, to write; the job is under way."""
+                following = _next_waiting(queue)
+                if following is None:
+                    return b""
+                under_way.append(following)
+                return connection.envelope(following.mail_from, following.rcpt_to,
+                                           following.message)
+
             connection.write(connection.envelope(first.mail_from, first.rcpt_to,
                                                  first.message))
             while under_way:
@@ -205,17 +215,10 @@ class SmtpClient:
                 except SmtpRefusal as refusal:  # reset: nothing else was written after it
                     job.settle(refusal)
                     under_way.pop(0)
-                    if (following := _next_waiting(queue)) is not None:
-                        under_way.append(following)
-                        connection.write(connection.envelope(
-                            following.mail_from, following.rcpt_to, following.message))
+                    if envelope := announced_next():
+                        connection.write(envelope)
                     continue
-                chunk = data_bytes(job.message)
-                if (following := _next_waiting(queue)) is not None:
-                    under_way.append(following)
-                    chunk += connection.envelope(following.mail_from, following.rcpt_to,
-                                                 following.message)
-                connection.write(chunk)
+                connection.write(data_bytes(job.message) + announced_next())
                 await connection.drain()
                 try:
                     job.settle((await connection.end_reply()).text)

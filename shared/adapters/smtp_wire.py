@@ -162,11 +162,16 @@ class SmtpConnection:
         """Still open at both ends (a server that closed an idle connection is not)."""
         return not self._writer.is_closing() and not self._reader.at_eof()
 
-    def envelope(self, mail_from: bytes, rcpt_to: bytes, message: bytes) -> bytes:
-        """MAIL (with SIZE when offered), RCPT and DATA, as written together."""
+    def _envelope_commands(self, mail_from: bytes, rcpt_to: bytes, message: bytes
+                           ) -> tuple[bytes, bytes, bytes]:
+        """MAIL (with SIZE when offered), RCPT and DATA."""
         size = b" SIZE=%d" % size_on_the_wire(message) if "size" in self.extensions else b""
-        return (b"MAIL FROM:" + mail_from + size + b"\r\nRCPT TO:" + rcpt_to
-                + b"\r\nDATA\r\n")
+        return (b"MAIL FROM:" + mail_from + size + b"\r\n", b"RCPT TO:" + rcpt_to + b"\r\n",
+                b"DATA\r\n")
+
+    def envelope(self, mail_from: bytes, rcpt_to: bytes, message: bytes) -> bytes:
+        """The envelope's commands, as written together (PIPELINING)."""
+        return b"".join(self._envelope_commands(mail_from, rcpt_to, message))
 
     async def send(self, mail_from: bytes, rcpt_to: bytes, message: bytes) -> Reply:
         """One message to one recipient: ``mail_from`` and ``rcpt_to`` are ``<address>``
@@ -177,12 +182,8 @@ class SmtpConnection:
             self.write(self.envelope(mail_from, rcpt_to, message))
             await self.envelope_replies()
         else:  # one at a time, stopping at the first refusal
-            size = (b" SIZE=%d" % size_on_the_wire(message) if "size" in self.extensions
-                    else b"")
-            commands = (b"MAIL FROM:" + mail_from + size + b"\r\n",
-                        b"RCPT TO:" + rcpt_to + b"\r\n", b"DATA\r\n")
             replies: list[Reply] = []
-            for command in commands:
+            for command in self._envelope_commands(mail_from, rcpt_to, message):
                 replies.append(await self._command(command))
                 if _first_refusal(replies):
                     break

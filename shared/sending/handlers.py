@@ -150,11 +150,7 @@ async def _claim_and_send(sender: Sender, requests: list[SendRequest], duplicate
         so_far = (marks or {}).get(request.messageId)
         settler.add(await _send(sender, request, marks=so_far and (*so_far, claimed_at)))
 
-    try:
-        await _one_per_turn(send_and_settle(r) for r in to_send)
-    finally:
-        settler.last()  # what it holds goes now, whether or not a send failed
-    await settler.drain()
+    await settler.all_of(send_and_settle(r) for r in to_send)
 
 
 async def _one_per_turn(sends: Iterable[Coroutine[Any, Any, None]]) -> None:
@@ -243,9 +239,14 @@ class _Settler:
                 if trace is not None and trace.timeline:
                     observe_one("settled", settled_at - trace.timeline[-1])
 
-    def last(self) -> None:
-        """Every outcome is in: what is pending is written without gathering more."""
-        self._last.set()
+    async def all_of(self, sends: Iterable[Coroutine[Any, Any, None]]) -> None:
+        """Runs the sends (each adds its outcome), then writes what is left at once,
+        whether or not a send failed, and waits for it (drain)."""
+        try:
+            await _one_per_turn(sends)
+        finally:
+            self._last.set()  # what it holds goes now, without gathering more
+        await self.drain()
 
     async def drain(self) -> None:
         self._last.set()
@@ -286,11 +287,7 @@ async def deliver_due(sender: Sender, due: Sequence[Due]) -> None:
             return
         settler.add(await _send(sender, request, retry))
 
-    try:
-        await _one_per_turn(send_and_settle(d) for d in due)
-    finally:
-        settler.last()
-    await settler.drain()
+    await settler.all_of(send_and_settle(d) for d in due)
 
 
 async def _later(sender: Sender, request: SendRequest, error: TransientFailure,
