@@ -11,7 +11,8 @@ message stored first), encodes it, hands it to the sink over its SMTP pool
 figure: the run's messages over the seconds from the first record produced to the last
 message in the sink (counted by recipient, so others' mail through the sender is not).
 DKIM is off (the default tenant has no active key); its cost per message is measured
-apart (bench/dkim_cost.py) and reported in this row's details.
+apart (bench/dkim_cost.py) and reported in this row's details, and so is link
+rewriting's for this mail and a newsletter (bench/link_cost.py).
 
 B4 sends the very bytes P6's sender produced (one of its messages, read back from the
 sink) the same number of times over 8 SMTP connections (TARGETS.md's B4), each
@@ -40,7 +41,7 @@ import aiosmtplib
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from bench import dkim_cost
+from bench import dkim_cost, link_cost
 from bench.common import (
     BENCH_DOMAIN,
     RUNS,
@@ -271,6 +272,12 @@ async def _measure(messages: int) -> Row:
 
     small, large = (row for row in dkim_cost.run(200))
     dkim_us = small[2] - small[1]
+    links = {label: {"tags": tags, "chars": size, "full_parse_us": round(full),
+                     "from_shape_us": round(shaped)}
+             for label, tags, size, full, shaped in link_cost.run(200)}
+    progress("  link rewriting, CPU µs a message, full parse → from the template's shape: "
+             + ", ".join(f"{label} ({v['tags']} tags) {v['full_parse_us']:,} → "
+                         f"{v['from_shape_us']:,}" for label, v in links.items()))
     ratio = p6_rate / b4_rate
     return Row("P6", "email sender alone (render, links, tracking, ledger) → SMTP sink",
                round(p6_rate), "msg/s", baseline=f"B4 aiosmtplib {b4_rate:,.0f} msg/s",
@@ -281,6 +288,7 @@ async def _measure(messages: int) -> Row:
                         "dkim_us_per_message": round(dkim_us),
                         "dkim_us_per_newsletter_60kB": round(large[2] - large[1]),
                         "dkim_share_of_p6_message": round(dkim_us / (1e6 / p6_rate), 3),
+                        "link_rewriting_us_per_message": links,
                         "p6_us_per_message_wall": round(1e6 / p6_rate),
                         "sender_cpu_us_per_message": cpu_median(p6_cpu, "sender-email"),
                         "sink_cpu_us_per_message_p6": cpu_median(p6_cpu, "smtp-sink"),

@@ -140,6 +140,11 @@ def collect(chunks: Iterable[str]) -> str:
     ``_CHUNKS_PER_CHECK`` chunks: reading the thread's CPU clock is a system call, and
     once per chunk it was a third of rendering an order mail's few dozen chunks. A chunk
     that takes long on its own is the alarm's (``within_deadline``)."""
+    return "".join(collect_chunks(chunks))
+
+
+def collect_chunks(chunks: Iterable[str]) -> list[str]:
+    """``collect``'s chunks, as the template yielded them (``html_shape`` reads them)."""
     out: list[str] = []
     size, deadline, now = 0, _deadline.get(), _cpu_time
     for i, chunk in enumerate(chunks):
@@ -151,7 +156,7 @@ def collect(chunks: Iterable[str]) -> str:
         out.append(chunk)
     if now() > deadline:
         raise RenderTimeout()
-    return "".join(out)
+    return out
 
 
 def _guarded_iter(iterable: Iterable[T]) -> Iterator[T]:

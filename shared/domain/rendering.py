@@ -11,21 +11,22 @@ template that loops too long or builds too much fails with a RenderError naming 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Context, DivisionByZero, InvalidOperation, Overflow, localcontext
 from enum import Enum
 from typing import Any
 
-from jinja2 import Template
+from jinja2 import Template, nodes
 
 from shared.domain.events import Channel
 from shared.domain.fields import DECIMAL_DIGITS
+from shared.domain.html_shape import Rendered
 from shared.domain.render_limits import (
     MAX_OUTPUT,
     RENDER_TIME_LIMIT,
     LimitedEnvironment,
     RenderTimeout,
-    collect,
+    collect_chunks,
     within_deadline,
 )
 from shared.domain.text_size import TooDeep, text_size
@@ -41,7 +42,16 @@ class _Environment(LimitedEnvironment):
         return super().getattr(obj, attribute)
 
 
+class _HtmlTemplate(Template):
+    """An HTML part's template. ``values_marked``: every value it substitutes comes out
+    as ``Markup`` — no ``{% autoescape %}`` block turns escaping off, where a value would
+    come out as plain ``str`` like the template's own text — so ``html_shape`` can tell
+    the two apart."""
+    values_marked = False
+
+
 _HTML_ENV = _Environment(autoescape=True)
+_HTML_ENV.template_class = _HtmlTemplate
 _TEXT_ENV = _Environment(autoescape=False)
 
 
@@ -95,11 +105,18 @@ class RenderedMessage:
     channel: Channel
     parts: dict[str, str]
     data: dict[str, str]
+    # the HTML part's chunks, for link rewriting (html_shape): only while parts["html"] is
+    # still that very text
+    html: Rendered | None = field(default=None, compare=False, repr=False)
 
 
 def _compile(kind: PartKind, part: str, source: str) -> Template:
     try:
-        return (_HTML_ENV if kind is PartKind.HTML else _TEXT_ENV).from_string(source)
+        template = (_HTML_ENV if kind is PartKind.HTML else _TEXT_ENV).from_string(source)
+        if isinstance(template, _HtmlTemplate):
+            template.values_marked = _HTML_ENV.parse(source).find(
+                nodes.EvalContextModifier) is None
+        return template
     except Exception as error:  # a syntax error, or a template nested too deep
         raise RenderError(f"{part}: {str(error) or type(error).__name__}") from error
 
@@ -118,9 +135,15 @@ def compile_message(channel: Channel, template: Mapping[str, Any]) -> CompiledMe
     )
 
 
-def _render(template: Template, context: dict[str, Any], kind: PartKind) -> str:
-    text = collect(template.generate(context))
-    return " ".join(text.split()) if kind is PartKind.LINE else text
+def _render(template: Template, context: dict[str, Any], kind: PartKind) -> str | Rendered:
+    """The part's text; an HTML part's with its chunks when its values are marked."""
+    chunks = collect_chunks(template.generate(context))
+    text = "".join(chunks)
+    if kind is PartKind.LINE:
+        return " ".join(text.split())
+    if isinstance(template, _HtmlTemplate) and template.values_marked:
+        return Rendered(text, tuple(chunks))
+    return text
 
 
 def render_message(
@@ -130,7 +153,7 @@ def render_message(
     """Renders every part within ``time_limit`` seconds in all."""
     jobs = [(p, k, t) for p, (k, t) in compiled.parts.items()]
     jobs += [(f"data.{key}", PartKind.LINE, t) for key, t in compiled.data.items()]
-    done: dict[str, str] = {}
+    done: dict[str, str | Rendered] = {}
 
     def render_all() -> None:
         with localcontext(_DECIMALS):
@@ -151,11 +174,17 @@ def render_message(
             if len(why) > _MAX_REASON:
                 why = f"{why[:_MAX_REASON]}..."
         raise RenderError(f"{part}: {why}") from error
+    html = next((r for r in done.values() if isinstance(r, Rendered)), None)
     return RenderedMessage(
         channel=compiled.channel,
-        parts={p: done[p] for p in compiled.parts},
-        data={key: done[f"data.{key}"] for key in compiled.data},
+        parts={p: _text(done[p]) for p in compiled.parts},
+        data={key: _text(done[f"data.{key}"]) for key in compiled.data},
+        html=html,
     )
+
+
+def _text(rendered: str | Rendered) -> str:
+    return rendered.text if isinstance(rendered, Rendered) else rendered
 
 
 def template_context(

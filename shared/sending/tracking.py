@@ -26,7 +26,7 @@ from shared.domain.events import Channel
 from shared.domain.link_rewriting import rewrite_links
 from shared.domain.rendering import RenderedMessage
 from shared.domain.routing import SendRequest
-from shared.domain.tracking_links import Keyring, click_url, open_url, parse_keyring
+from shared.domain.tracking_links import Keyring, click_urls, open_url, parse_keyring
 from shared.settings import Settings
 
 
@@ -111,8 +111,8 @@ async def tracked(pool: asyncpg.Pool, settings: Settings, request: SendRequest,
         return rendered
     keys = _keyring(settings.tracking_keys.get_secret_value())
     base, tenant, message = settings.tracking_base_url, request.tenant, request.messageId
-    rewritten = rewrite_links(html, lambda i: click_url(base, keys, tenant, message, i),
-                              open_url(base, keys, tenant, message))
+    rewritten = rewrite_links(html, click_urls(base, keys, tenant, message),
+                              open_url(base, keys, tenant, message), rendered.html)
     address = None if request.profileId else recipient_address(request.channel.value,
                                                                request.to)
     await _group(pool, settings).remember(TrackedMessage(
