@@ -3,6 +3,7 @@ templates render as before. The 2 s bounds only guard against a hang, they time 
 
 import functools
 import json
+import os
 import pprint
 import signal
 import sys
@@ -16,6 +17,7 @@ import pytest
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import Namespace
 
+from shared.domain import render_limits
 from shared.domain.events import Channel
 from shared.domain.render_limits import LimitedEnvironment, LimitExceeded
 from shared.domain.rendering import (
@@ -253,6 +255,22 @@ def test_the_alarm_is_disarmed_and_the_handler_restored(
         pass
     assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
     assert signal.getsignal(signal.SIGPROF) is own_alarm_handler
+
+
+def test_our_handler_stays_in_place_of_the_default_one_and_does_nothing_unarmed() -> None:
+    """Installed once, not around every render; unarmed it ignores a stray SIGPROF (the
+    default action would end the process), and the next render's alarm still fires."""
+    previous = signal.signal(signal.SIGPROF, signal.SIG_DFL)
+    try:
+        render({"text": "{{ ctx.s }}"}, Channel.SMS)
+        assert signal.getsignal(signal.SIGPROF) is render_limits._on_alarm
+        assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+        os.kill(os.getpid(), signal.SIGPROF)
+        # wordwrap is one filter call with its own Python loop: only SIGPROF cuts it short
+        why = fails_fast("text", "{{ (ctx.s * 1000)|wordwrap(1)|length }}", time_limit=0.02)
+        assert why == "text: rendering took longer than 20 ms (loops too large?)"
+    finally:
+        signal.signal(signal.SIGPROF, previous)
 
 
 ORDINARY = {
