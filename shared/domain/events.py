@@ -202,12 +202,31 @@ Expiration = Annotated[AwareDatetime | None, AfterValidator(_after_scheduled)]
 
 
 @lru_cache(maxsize=4096)
+def _ctx_model(config: EventConfig) -> type[BaseModel]:
+    return build_ctx_model(config.event_id, config.fields, config.collections)
+
+
+# The configurations asked for last, by identity: the lru_cache above hashes and compares
+# the whole configuration (pydantic) on every call, 1.5 % of the email sender's CPU. A
+# configuration comes from its process's catalogue cache, the same object message after
+# message; holding it keeps its id from being reused.
+_RECENT_MAX = 64
+_recent: dict[int, tuple[EventConfig, type[BaseModel]]] = {}
+
+
 def ctx_model(config: EventConfig) -> type[BaseModel]:
     """The model of the event's ``ctx``, built once per configuration: the same one checks
     it at ingestion (HTTP and Kafka) and types it for the sender. About 50 kB each (most of
     it pydantic-core's validator and serializer, outside Python's heap), so a full cache is
     about 200 MB: the admin API keeps its own, smaller one (services/admin/ctx_models)."""
-    return build_ctx_model(config.event_id, config.fields, config.collections)
+    known = _recent.get(id(config))
+    if known is not None and known[0] is config:
+        return known[1]
+    model = _ctx_model(config)
+    if len(_recent) >= _RECENT_MAX:
+        _recent.clear()
+    _recent[id(config)] = (config, model)
+    return model
 
 
 def ingest_fields(

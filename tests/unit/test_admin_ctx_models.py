@@ -8,7 +8,8 @@ import gc
 import weakref
 
 from services.admin import ctx_models
-from shared.domain.events import EventConfig, ctx_model, typed_ctx
+from shared.domain import events
+from shared.domain.events import EventConfig, typed_ctx
 
 
 def config(n: int) -> EventConfig:
@@ -21,7 +22,7 @@ def config(n: int) -> EventConfig:
 
 
 def test_previewing_many_configurations_keeps_the_admins_models_bounded() -> None:
-    shared_before = ctx_model.cache_info().currsize
+    shared_before = events._ctx_model.cache_info().currsize, len(events._recent)
     first = ctx_models.ctx_model(config(0))
     gone = weakref.ref(first)
     del first
@@ -32,7 +33,7 @@ def test_previewing_many_configurations_keeps_the_admins_models_bounded() -> Non
         assert ctx_models.ingest_schema(config(n))["properties"]["ctx"]
     assert ctx_models.cached() == ctx_models.MAX_MODELS
     # the process-wide cache (sized for the senders) got none of them
-    assert ctx_model.cache_info().currsize == shared_before
+    assert (events._ctx_model.cache_info().currsize, len(events._recent)) == shared_before
     # an evicted model is freed: nothing else keeps it (the decimal reader's plan did)
     gc.collect()
     assert gone() is None
@@ -42,3 +43,15 @@ def test_the_admins_model_types_ctx_as_the_senders() -> None:
     text = b'{"price": 12345678901234567890.123456789, "items": [{"price": 1e-3}]}'
 
     assert ctx_models.admin_typed_ctx(config(1), text) == typed_ctx(config(1), text)
+
+
+def test_the_shared_ctx_models_are_found_by_identity_and_stay_bounded() -> None:
+    """The sender asks for the same configuration object message after message: found
+    without hashing it; an equal configuration built anew gets the same model."""
+    first = config(10_000)
+    model = events.ctx_model(first)
+    assert events.ctx_model(first) is model
+    assert events.ctx_model(config(10_000)) is model  # equal, not the same object
+    for n in range(events._RECENT_MAX * 2):
+        events.ctx_model(config(20_000 + n))
+    assert len(events._recent) <= events._RECENT_MAX
