@@ -128,7 +128,7 @@ class SmtpHandOver:
         sending = await self._sending_of(request.tenant)
         identity = sending.identity
         recipient = request.to["email"]
-        message = encode_email(rendered, sender=identity.header_from, recipient=recipient,
+        message = encode_email(rendered, sender=sending.header_from, recipient=recipient,
                                message_id=request.messageId, domain="parcours.localhost",
                                reply_to=identity.replyTo,
                                headers=unsubscribe_headers(self.settings, request,
