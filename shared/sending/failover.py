@@ -21,11 +21,9 @@ secondary"); the ledger keeps that with the provider's reference.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 
@@ -34,6 +32,7 @@ from shared.adapters.provider_fault import ProviderFault
 from shared.domain.circuit_breaker import BreakerState, CircuitBreaker
 from shared.domain.rendering import RenderedMessage
 from shared.domain.routing import SendRequest
+from shared.sending.metrics import series
 from shared.sending.spec import Provider
 from shared.settings import Settings
 
@@ -50,13 +49,6 @@ _STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.
 
 class ProvidersDown(TransientFailure):
     """No provider's breaker lets a message through now."""
-
-
-@functools.cache  # bounded: channels × the two route names
-def _series(metric: Any, channel: str, route: str) -> Any:
-    """A metric's series for the labels: ``labels()`` takes a lock and checks the labels,
-    about 2 µs, three times a message."""
-    return metric.labels(channel, route)
 
 
 @dataclass
@@ -104,7 +96,7 @@ class Failover:
         return self.clock()
 
     def _mark(self, route: Route) -> None:
-        _series(BREAKER, self.channel, route.name).set(_STATE_VALUE[route.breaker.state])
+        series(BREAKER, self.channel, route.name).set(_STATE_VALUE[route.breaker.state])
 
     async def deliver(self, request: SendRequest, rendered: RenderedMessage) -> Delivered:
         """The first route whose breaker lets it through takes the message."""
@@ -124,7 +116,7 @@ class Failover:
                 raise
             route.breaker.succeeded()
             self._mark(route)
-            _series(HANDOVERS, self.channel, route.name).inc()
+            series(HANDOVERS, self.channel, route.name).inc()
             return Delivered(route.name, reference)
         raise ProvidersDown(f"every {self.channel} provider is failing: waiting for a probe")
 
