@@ -11,11 +11,11 @@ dkimpy's own ``dkim.sign`` (its RSA in Python), which shared/adapters/dkim.py re
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 
 import dkim as dkimpy
 
+from bench.stats import cpu_us_per_call
 from shared.adapters import dkim
 from shared.adapters.mime import encode_email
 from shared.domain.events import Channel
@@ -28,18 +28,6 @@ SMALL = {"subject": "Order A-1042", "html": "<p>Order A-1042: 12.50</p><p>sent-a
 LARGE = {"subject": "Our autumn collection",
          "html": "<p>" + "Boots, coats and scarves for the cold days ahead. " * 600 + "</p>",
          "text": "Boots, coats and scarves for the cold days ahead.\n" * 600}
-
-
-def _per_message_us(work: Callable[[], object], messages: int) -> float:
-    """CPU µs per message, this process's alone (time.process_time), the best of RUNS runs:
-    what the machine's other load takes away shows in neither."""
-    timings = []
-    for _ in range(RUNS):
-        start = time.process_time()
-        for _ in range(messages):
-            work()
-        timings.append((time.process_time() - start) / messages * 1e6)
-    return min(timings)
 
 
 def run(messages: int) -> list[tuple[str, float, float, float, int]]:
@@ -64,9 +52,9 @@ def run(messages: int) -> list[tuple[str, float, float, float, int]]:
                                      canonicalize=(b"relaxed", b"relaxed"),
                                      include_headers=list(SIGNED_HEADERS))) + message
 
-        encoded = _per_message_us(encode, messages)
-        signed = _per_message_us(sign, messages)
-        theirs = _per_message_us(dkimpy_sign, max(messages // 10, 20))
+        encoded = cpu_us_per_call(encode, messages, RUNS)
+        signed = cpu_us_per_call(sign, messages, RUNS)
+        theirs = cpu_us_per_call(dkimpy_sign, max(messages // 10, 20), RUNS)
         rows.append((label, encoded, signed, theirs, len(encode())))
     return rows
 

@@ -11,11 +11,11 @@ tags, 81 links, 23 kB). CPU µs of this process alone, the best of RUNS runs.
 
 from __future__ import annotations
 
+import itertools
 import sys
-import time
 import uuid
-from collections.abc import Callable
 
+from bench.stats import cpu_us_per_call
 from shared.domain.events import Channel
 from shared.domain.link_rewriting import rewrite_links
 from shared.domain.rendering import RenderedMessage, compile_message, render_message
@@ -56,17 +56,6 @@ def _contexts(template: dict[str, str]) -> list[dict[str, object]]:
     return contexts
 
 
-def _per_message_us(work: Callable[[RenderedMessage], object],
-                    renderings: list[RenderedMessage], messages: int) -> float:
-    timings = []
-    for _ in range(RUNS):
-        start = time.process_time()
-        for n in range(messages):
-            work(renderings[n % len(renderings)])
-        timings.append((time.process_time() - start) / messages * 1e6)
-    return min(timings)
-
-
 def run(messages: int) -> list[tuple[str, int, int, float, float]]:
     """(mail, tags, characters, full parse µs, from the shape µs) per mail."""
     from bench.p6_sender import P6_TEMPLATE  # here: P6 imports this module to report it
@@ -86,8 +75,9 @@ def run(messages: int) -> list[tuple[str, int, int, float, float]]:
         compiled = compile_message(Channel.EMAIL, template)
         renderings = [render_message(compiled, c) for c in _contexts(template)]
         html = renderings[0].parts["html"]
-        full = _per_message_us(lambda r: rewrite(r, False), renderings, messages)
-        shaped = _per_message_us(lambda r: rewrite(r, True), renderings, messages)
+        each = itertools.cycle(renderings).__next__  # a recipient of their own each time
+        full = cpu_us_per_call(lambda each=each: rewrite(each(), False), messages, RUNS)
+        shaped = cpu_us_per_call(lambda each=each: rewrite(each(), True), messages, RUNS)
         rows.append((label, html.count("<") - html.count("</"), len(html), full, shaped))
     return rows
 
