@@ -102,11 +102,15 @@ class _Links(HTMLParser):
             self.body_end = self._offset()
 
 
+def _fed(parser: _Links, text: str) -> _Links:
+    parser.feed(text)
+    parser.close()
+    return parser
+
+
 def parse(text: str) -> Found:
     """The full parse: what ``locate`` answers when it cannot use a shape."""
-    links = _Links(text)
-    links.feed(text)
-    links.close()
+    links = _fed(_Links(text), text)
     return Found(links.links, links.body_end)
 
 
@@ -235,14 +239,12 @@ def _plan(key: Key) -> _Plan | None:
     starts = accumulate((len(p) for p in pieces), initial=0)  # one more than the pieces
     holes = [offset for offset, chunk in zip(starts, key, strict=False) if chunk is None]
     events = _Events(skeleton)
-    events.feed(skeleton)
-    events.close()
+    _fed(events, skeleton)
     if (holes and holes[-1] > events.unended) or not all(
             _hole_is_safe(skeleton, events, hole) for hole in holes):
         return None
-    links = tuple((tag, bisect_right(holes, tag.start),
-                   bisect_right(holes, tag.start + tag.length - 1) - bisect_right(holes, tag.start))
-                  for tag in events.links)
+    links = tuple((tag, before, bisect_right(holes, tag.start + tag.length - 1) - before)
+                  for tag in events.links for before in [bisect_right(holes, tag.start)])
     body = None if events.body_end is None else (events.body_end,
                                                  bisect_right(holes, events.body_end))
     return _Plan(links, body)
