@@ -76,17 +76,36 @@ def wait_for(driver: Any, condition: Callable[[Any], Any], what: str,
         NoSuchFrameException,
         StaleElementReferenceException,
         TimeoutException,
+        WebDriverException,
     )
     from selenium.webdriver.support.ui import WebDriverWait
 
     # An htmx swap between finding an element and reading it is a "not yet", not a failure.
     ignored = (StaleElementReferenceException, NoSuchElementException, NoSuchFrameException)
+
+    def polled(d: Any) -> Any:
+        try:
+            return condition(d)
+        except WebDriverException as error:
+            # chromedriver reports the same race, when the page or node it was reading goes
+            # away mid-call, as an "unknown error" ("Cannot find context with specified id",
+            # "No node with given id found", both DevTools code -32000): also a "not yet".
+            if not _is_inspector_race(error):
+                raise
+            return False
+
     try:
         return WebDriverWait(driver, seconds, poll_frequency=0.1,
-                             ignored_exceptions=ignored).until(condition)
+                             ignored_exceptions=ignored).until(polled)
     except TimeoutException as error:
         raise AssertionError(f"{what}: not seen within {seconds} s at {driver.current_url}"
                              ) from error
+
+
+def _is_inspector_race(error: Exception) -> bool:
+    message = str(error)
+    # -32000 is the DevTools protocol's "server error": a context or node that went away
+    return "unhandled inspector error" in message and "-32000" in message
 
 
 def sign_in(driver: Any, admin_key: str, path: str = "/") -> None:
