@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from services.journeys import effects
-from services.journeys.metrics import RETRIES
+from services.journeys.metrics import INPUTS, RETRIES
 from services.journeys.moves import Arrival, arrive
 from services.journeys.produced import Produced, admit
 from services.journeys.wiring import Engine
@@ -37,6 +37,7 @@ from shared.domain.deadletter import Source, invalid_reason
 from shared.domain.journeys.instance import JourneyEvent, Reaction
 from shared.domain.journeys.journey_events import JourneyEventRecord
 from shared.domain.reactions import Reaction as ReactionRecord
+from shared.domain.routing import EventOrigin
 from shared.resilience import retry_forever
 from shared.topics import JOURNEY_EVENTS, JOURNEY_EVENTS_KAFKA, REACTIONS
 
@@ -46,6 +47,7 @@ STAGE = "journeys"
 BATCH = 500
 
 Letter = tuple[bytes | None, bytes, str, Source]
+_IGNORED_REACTIONS = INPUTS.labels("reaction", "ignored")
 
 
 def read(records: Sequence[tuple[str, bytes | None, bytes]]
@@ -59,6 +61,12 @@ def read(records: Sequence[tuple[str, bytes | None, bytes]]
                 reaction = ReactionRecord.model_validate_json(value)
                 if reaction.profileId is None:
                     continue  # an event-based message's: no profile, no journey
+                if isinstance(reaction.origin, EventOrigin):
+                    # A transactional message's: only a reaction to one of its own
+                    # messages moves or is kept by an instance (advance._keep), so no
+                    # lookup of the profile's instances for it.
+                    _IGNORED_REACTIONS.inc()
+                    continue
                 arrivals.append(Arrival(reaction.tenant, reaction.profileId, Reaction(
                     reaction.messageId, reaction.kind.value,
                     reaction.link.index if reaction.link else None, reaction.machine,

@@ -13,7 +13,8 @@ INPUTS = Counter("parcours_journey_inputs_total",
                  "Reactions, journey events and timers the engine read, by what became of"
                  " them (moved: an instance advanced; kept: held for a later wait (the early"
                  " rule); dropped: no instance waits for it; stale: its wait was resolved"
-                 " otherwise)", ["kind", "outcome"])
+                 " otherwise; ignored: a reaction to a transactional message, or a"
+                 " produced event its type does not identify)", ["kind", "outcome"])
 ENTERED = Counter("parcours_journey_entered_total", "Profiles that entered a journey",
                   ["journey"])
 EFFECTS = Counter("parcours_journey_effects_total", "Effects applied from the outbox",
