@@ -1,7 +1,7 @@
-"""The reactions outbox (migration 015): a reaction is recorded in PostgreSQL first — once,
-by its id — and a relay produces it to ``parcours.reactions.v1`` afterwards, so whoever
-records it (the tracking service answering a click, a webhook) answers at PostgreSQL's
-speed, whatever Kafka's, and nothing recorded is lost.
+"""Reactions recorded in PostgreSQL first (migration 015) — once, by their id — and
+produced to ``parcours.reactions.v1`` afterwards by a relay from their outbox (migration
+050), so whoever records one (the tracking service answering a click, a webhook) answers
+at PostgreSQL's speed, whatever Kafka's, and nothing recorded is lost.
 """
 
 from __future__ import annotations
@@ -16,11 +16,18 @@ from shared.adapters.producer import RenewingProducer
 from shared.domain.reactions import Reaction
 from shared.topics import REACTIONS
 
+# A new reaction and its outbox row in one statement; a reaction recorded before gets
+# neither (it is not returned).
 _RECORD = """
-INSERT INTO reactions (tenant_id, reaction_id, message_id, kind, at, profile_id, record)
-SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
-                     $6::text[], $7::text[]::jsonb[])
-ON CONFLICT (tenant_id, reaction_id) DO NOTHING
+WITH new AS (
+    INSERT INTO reactions (tenant_id, reaction_id, message_id, kind, at, profile_id, record)
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
+                         $6::text[], $7::text[]::jsonb[])
+    ON CONFLICT (tenant_id, reaction_id) DO NOTHING
+    RETURNING tenant_id, reaction_id
+)
+INSERT INTO reaction_outbox (tenant_id, reaction_id)
+SELECT tenant_id, reaction_id FROM new
 RETURNING reaction_id
 """
 
@@ -39,31 +46,40 @@ async def record(connection: asyncpg.Connection | asyncpg.Pool, reactions: Seque
     return [r for r in reactions if r.reactionId in new]
 
 
-# The record as stored (it was a valid Reaction when recorded) and its key as
-# Reaction.key makes it: produced without parsing and serialising each one again (a
-# third of the relay's CPU under a click flood).
-_UNPUBLISHED = """
-SELECT ctid, record::text AS value,
-       coalesce(nullif(profile_id, ''), nullif(record ->> 'address', ''),
-                record ->> 'messageId') AS key
-  FROM reactions WHERE published_at IS NULL
- ORDER BY recorded_at LIMIT $1 FOR UPDATE SKIP LOCKED
+# The oldest outbox rows this relay can take (others' are locked: SKIP LOCKED), deleted,
+# and the records they name as stored (each was a valid Reaction when recorded) with
+# their keys as Reaction.key makes them: produced without parsing and serialising each
+# one again (a third of the relay's CPU under a click flood). The deletion holds until the
+# transaction commits, after the producing: a failure in between puts them back.
+_TAKE = """
+WITH taken AS (
+    DELETE FROM reaction_outbox
+     WHERE id = ANY(ARRAY(SELECT id FROM reaction_outbox{gathered}
+                           ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))
+    RETURNING id, tenant_id, reaction_id
+)
+SELECT r.record::text AS value,
+       coalesce(nullif(r.profile_id, ''), nullif(r.record ->> 'address', ''),
+                r.record ->> 'messageId') AS key
+  FROM taken t JOIN reactions r USING (tenant_id, reaction_id)
+ ORDER BY t.id
 """
+_UNPUBLISHED = _TAKE.format(gathered="")
 # The same, once the oldest row waiting that this relay can take (not locked by another)
 # is ``$2`` seconds old (see ``relay``'s gather_s).
-_UNPUBLISHED_GATHERED = _UNPUBLISHED.replace("WHERE published_at IS NULL", """\
-WHERE published_at IS NULL
-   AND (SELECT recorded_at FROM reactions WHERE published_at IS NULL
-         ORDER BY recorded_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-       <= now() - make_interval(secs => $2)""")
+_UNPUBLISHED_GATHERED = _TAKE.format(gathered="""
+                            WHERE (SELECT recorded_at FROM reaction_outbox ORDER BY id
+                                    LIMIT 1 FOR UPDATE SKIP LOCKED)
+                                  <= now() - make_interval(secs => $2)""")
 GATHER_S = 0.1  # what the services' relay loops pass
 
 
 async def relay(source: asyncpg.Pool | asyncpg.Connection, producer: RenewingProducer,
                 limit: int = 500, gather_s: float = 0.0) -> int:
-    """Produce up to ``limit`` recorded reactions, oldest first, and mark them published,
-    in one transaction: a crash in between produces them again (a consumer deduplicates
-    by reactionId), never loses them. Several relays take different rows.
+    """Produce up to ``limit`` recorded reactions, oldest first, and take them out of the
+    outbox, in one transaction: a crash in between produces them again (a consumer
+    deduplicates by reactionId), never loses them. Several relays take different rows.
+    The row of a reaction erased meanwhile is taken and nothing produced for it.
 
     ``gather_s``: nothing is taken until the oldest row waiting (of those no other relay
     holds) is that old, so a flood of reactions goes to Kafka in batches of that many
@@ -86,14 +102,9 @@ async def _relay_in(connection: asyncpg.Connection, producer: RenewingProducer, 
         rows = await connection.fetch(_UNPUBLISHED_GATHERED, limit, gather_s)
     else:
         rows = await connection.fetch(_UNPUBLISHED, limit)
-    if not rows:
-        return 0
-    await producer.deliver_all([(REACTIONS.name, row["value"].encode(), row["key"].encode())
-                                for row in rows])
-    # The rows are locked by this transaction since the SELECT: their ctid holds, and
-    # marks them without a look-up in the primary key each.
-    await connection.execute("UPDATE reactions SET published_at = now()"
-                             " WHERE ctid = ANY($1::tid[])", [row["ctid"] for row in rows])
+    if rows:
+        await producer.deliver_all([(REACTIONS.name, row["value"].encode(),
+                                     row["key"].encode()) for row in rows])
     return len(rows)
 
 

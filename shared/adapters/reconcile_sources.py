@@ -223,7 +223,7 @@ async def read_receipt_kinds(connection: asyncpg.Connection, window: Window,
     rows = await connection.fetch(
         "SELECT message_id::text AS mid, kind FROM reactions"
         " WHERE kind = ANY($1::text[]) AND ($3::text IS NULL OR tenant_id = $3)"
-        "   AND (published_at >= to_timestamp($2) OR published_at IS NULL)",
+        "   AND recorded_at >= to_timestamp($2)",
         kinds, window.since, window.tenant)
     for row in rows:
         if row["mid"] in message_ids:

@@ -52,7 +52,10 @@ _EPOCH = datetime.fromisoformat("0001-01-01T00:00:00+00:00")
 _TABLES: dict[str, tuple[str, str]] = {
     "message_trace": ("at", "TRUE"),
     "contact_history": ("contact_at", "TRUE"),
-    "reactions": ("published_at", "published_at IS NOT NULL"),  # never one still to relay
+    # never one still to relay (the outbox is small: only what the relays have not taken)
+    "reactions": ("recorded_at", "NOT EXISTS (SELECT 1 FROM reaction_outbox o"
+                                 " WHERE o.tenant_id = reactions.tenant_id"
+                                 " AND o.reaction_id = reactions.reaction_id)"),
     "tracked_messages": ("sent_at", "TRUE"),
 }
 

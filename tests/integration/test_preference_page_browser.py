@@ -53,11 +53,13 @@ def _checkbox(driver: WebDriver, element_id: str) -> Any:
 
 async def _reaction_relayed_and_traced(pool: asyncpg.Pool, tenant_name: str,
                                        message_id: str) -> None:
-    """The one outbox row was produced to parcours.reactions.v1 (marked published) and the
+    """The one reaction was produced to parcours.reactions.v1 (out of the outbox) and the
     reactions service, reading it there, added one trace row."""
     async def probe() -> bool:
         published = await pool.fetchval(
-            "SELECT count(*) FILTER (WHERE published_at IS NOT NULL) FROM reactions"
+            "SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM reaction_outbox o"
+            " WHERE (o.tenant_id, o.reaction_id) = (r.tenant_id, r.reaction_id)))"
+            " FROM reactions r"
             " WHERE tenant_id = $1 AND message_id = $2 AND kind = 'unsubscribed'",
             tenant_name, uuid.UUID(message_id))
         traced = await pool.fetchval(

@@ -28,8 +28,7 @@ def opened(tenant: str, message: str, machine: bool = False) -> Reaction:
 
 async def unpublished(pool: asyncpg.Pool, tenant: str) -> int:
     return int(await pool.fetchval(
-        "SELECT count(*) FROM reactions WHERE tenant_id = $1 AND published_at IS NULL",
-        tenant))
+        "SELECT count(*) FROM reaction_outbox WHERE tenant_id = $1", tenant))
 
 
 async def test_a_gathering_relay_waits_for_the_oldest_and_the_services_publish_all(

@@ -1,6 +1,7 @@
 """The reactions outbox on real PostgreSQL and Kafka: a reaction recorded twice is one row
-and one record; the relay produces each once, keyed by profile (else address), and marks
-it published; machine and human opens of one message are two reactions."""
+and one record; the relay produces each once, keyed by profile (else address), and takes
+it out of the outbox; machine and human opens of one message are two reactions; one
+erased before it was relayed is never produced."""
 
 from __future__ import annotations
 
@@ -29,6 +30,42 @@ def reaction(tenant: str, message: str, kind: ReactionKind, *, machine: bool = F
         machine=machine, source="tracking")
 
 
+async def outbox_empty(pool: asyncpg.Pool, tenant: str) -> bool:
+    return await pool.fetchval("SELECT count(*) FROM reaction_outbox WHERE tenant_id = $1",
+                               tenant) == 0
+
+
+async def mine_on_the_topic(tenant: str, before: dict[int, int]
+                            ) -> list[tuple[bytes, dict[str, Any]]]:
+    """The tenant's records on the reactions topic from ``before`` to its end now: once its
+    rows left the outbox, all it will ever produce is there (a relay produces before its
+    transaction deletes them)."""
+    end = await end_offsets(REACTIONS)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    seen: list[tuple[bytes, dict[str, Any]]] = []
+    try:
+        partitions = [TopicPartition(REACTIONS.name, p) for p in before]
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, before[tp.partition])
+
+        async def read_to_the_end() -> bool:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for r in records:
+                    value = orjson.loads(r.value)
+                    if value["tenant"] == tenant and r.offset < end[r.partition]:
+                        seen.append((r.key, value))
+            positions = [await consumer.position(tp) for tp in partitions]
+            return all(at >= end[tp.partition]
+                       for at, tp in zip(positions, partitions, strict=True))
+
+        await eventually(read_to_the_end, "the reactions topic read to its end")
+    finally:
+        await consumer.stop()
+    return seen
+
+
 async def test_a_reaction_is_recorded_once_and_relayed_once_keyed_by_profile(
     pool: asyncpg.Pool,
 ):
@@ -54,38 +91,34 @@ async def test_a_reaction_is_recorded_once_and_relayed_once_keyed_by_profile(
         await producer.stop()
     # The stack's own relays (tracking, bounces) may take some first, and may still hold
     # them in their open transaction when ours finds nothing left to claim (SKIP LOCKED):
-    # what matters is that all end published, and each is on the topic once (below).
+    # what matters is that all leave the outbox, and each is on the topic once (below).
+    await eventually(lambda: outbox_empty(pool, tenant), "every reaction out of the outbox", 10)
 
-    async def all_published() -> bool:
-        return await pool.fetchval(
-            "SELECT count(*) FROM reactions WHERE tenant_id = $1 AND published_at IS NULL",
-            tenant) == 0
-
-    await eventually(all_published, "every reaction marked published", 10)
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    seen: list[tuple[bytes, dict[str, Any]]] = []
-    try:
-        partitions = [TopicPartition(REACTIONS.name, p) for p in before]
-        consumer.assign(partitions)
-        for tp in partitions:
-            consumer.seek(tp, before[tp.partition])
-
-        async def all_mine() -> bool:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for r in records:
-                    value = orjson.loads(r.value)
-                    if value["tenant"] == tenant:
-                        seen.append((r.key, value))
-            return len(seen) >= 5
-
-        await eventually(all_mine, "the tenant's five reactions on the topic")
-    finally:
-        await consumer.stop()
+    seen = await mine_on_the_topic(tenant, before)
     assert sorted((v["kind"], v["machine"]) for _, v in seen) == [
         ("bounced", False), ("clicked", False), ("clicked", False), ("opened", False),
         ("opened", True)]
     assert {k for k, v in seen if v["profileId"]} == {b"p-1"}
     assert [k for k, v in seen if not v["profileId"]] == [b"a@example.com"]
+    await pool.execute("DELETE FROM reactions WHERE tenant_id = $1", tenant)
+
+
+async def test_a_reaction_erased_before_it_was_relayed_leaves_the_outbox_unproduced(
+    pool: asyncpg.Pool,
+):
+    """Erasing a profile deletes its reactions (``reaction_store._erase``); one not relayed
+    yet still has its outbox row, which a relay takes without producing anything."""
+    tenant, message = f"react-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    erased = reaction(tenant, message, ReactionKind.OPENED, profile="p-erased")
+    kept = reaction(tenant, message, ReactionKind.OPENED, machine=True)
+    before = await end_offsets(REACTIONS)
+    async with pool.acquire() as connection, connection.transaction():
+        # in one transaction: no relay of the stack's sees the erased one before it goes
+        assert len(await reaction_store.record(connection, [erased, kept])) == 2
+        await connection.execute("DELETE FROM reactions WHERE tenant_id = $1 AND profile_id"
+                                 " = 'p-erased'", tenant)
+
+    await eventually(lambda: outbox_empty(pool, tenant), "both rows out of the outbox", 10)
+    seen = await mine_on_the_topic(tenant, before)
+    assert [v["reactionId"] for _, v in seen] == [kept.reactionId]
     await pool.execute("DELETE FROM reactions WHERE tenant_id = $1", tenant)

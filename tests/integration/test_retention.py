@@ -64,13 +64,17 @@ async def _contact(pool: asyncpg.Pool, tenant: str, age: timedelta) -> uuid.UUID
 
 
 async def _reaction(connection: asyncpg.Connection | asyncpg.Pool, tenant: str,
-                    age: timedelta, published: bool) -> uuid.UUID:
-    message = uuid.uuid4()
+                    age: timedelta, relayed: bool) -> uuid.UUID:
+    """A reaction recorded ``age`` ago; not ``relayed``: still in the outbox."""
+    message, reaction = uuid.uuid4(), uuid.uuid4()
     await connection.execute(
         "INSERT INTO reactions (tenant_id, reaction_id, message_id, kind, at, record,"
-        " recorded_at, published_at) VALUES ($1, $2, $3, 'opened', now() - $4::interval,"
-        " '{}'::jsonb, now() - $4::interval, CASE WHEN $5 THEN now() - $4::interval END)",
-        tenant, uuid.uuid4(), message, age, published)
+        " recorded_at) VALUES ($1, $2, $3, 'opened', now() - $4::interval,"
+        " '{}'::jsonb, now() - $4::interval)", tenant, reaction, message, age)
+    if not relayed:
+        await connection.execute(
+            "INSERT INTO reaction_outbox (tenant_id, reaction_id, recorded_at)"
+            " VALUES ($1, $2, now() - $3::interval)", tenant, reaction, age)
     return message
 
 
@@ -135,8 +139,8 @@ async def test_the_purge_deletes_only_what_retention_no_longer_keeps(
                                                                      179 * DAY)]
     tracked = [await _tracked(pool, plain, age) for age in (200 * DAY, 181 * DAY, 10 * DAY)]
 
-    # a reaction recorded long ago but not relayed yet: held locked, so the relay skips it
-    # (SKIP LOCKED) and a purge that tried to delete it would wait and fail its timeout
+    # a reaction recorded long ago but not relayed yet: its outbox row held locked, so the
+    # stack's relays skip it (SKIP LOCKED); the purge must leave it
     holder = await pool.acquire()
     try:
         transaction = holder.transaction()
@@ -145,10 +149,14 @@ async def test_the_purge_deletes_only_what_retention_no_longer_keeps(
         await transaction.commit()
         transaction = holder.transaction()
         await transaction.start()
-        await holder.execute("SELECT 1 FROM reactions WHERE message_id = $1 FOR UPDATE",
-                             unrelayed)
+        await holder.execute("SELECT 1 FROM reaction_outbox o JOIN reactions r"
+                             " USING (tenant_id, reaction_id) WHERE r.message_id = $1"
+                             " FOR UPDATE OF o", unrelayed)
         out = await _purged()
         assert await _left(pool, "reactions", plain, [unrelayed]) == {unrelayed}
+        await holder.execute("DELETE FROM reaction_outbox o USING reactions r WHERE"
+                             " r.message_id = $1 AND (o.tenant_id, o.reaction_id)"
+                             " = (r.tenant_id, r.reaction_id)", unrelayed)
         await holder.execute("DELETE FROM reactions WHERE message_id = $1", unrelayed)
         await transaction.commit()
     finally:

@@ -86,10 +86,13 @@ async def sent_long_ago(pool: asyncpg.Pool, message: str) -> None:
 
 
 async def reactions_of(pool: asyncpg.Pool, message: str) -> list[dict[str, Any]]:
-    rows = await pool.fetch("SELECT record, published_at FROM reactions WHERE tenant_id = $1"
-                            " AND message_id = $2 ORDER BY recorded_at",
-                            TENANT, uuid.UUID(message))
-    return [{**_json(r["record"]), "published": r["published_at"] is not None} for r in rows]
+    """Its reactions; ``published``: produced to Kafka (no longer in the outbox)."""
+    rows = await pool.fetch(
+        "SELECT record, NOT EXISTS (SELECT 1 FROM reaction_outbox o WHERE (o.tenant_id,"
+        " o.reaction_id) = (r.tenant_id, r.reaction_id)) AS published FROM reactions r"
+        " WHERE tenant_id = $1 AND message_id = $2 ORDER BY recorded_at",
+        TENANT, uuid.UUID(message))
+    return [{**_json(r["record"]), "published": r["published"]} for r in rows]
 
 
 def _json(value: Any) -> dict[str, Any]:
