@@ -48,6 +48,24 @@ BATCH = 500
 
 Letter = tuple[bytes | None, bytes, str, Source]
 _IGNORED_REACTIONS = INPUTS.labels("reaction", "ignored")
+_TRANSACTIONAL = EventOrigin.model_fields["kind"].default  # "event"
+
+
+def _for_no_journey(value: bytes) -> bool:
+    """A reaction no instance can take, told from its JSON without validating it: one of a
+    transactional message (its origin an event: only a reaction to one of an instance's
+    own messages moves it or is kept, ``advance._keep``), or of an event-based message (no
+    profile). Most reactions are; validating each was most of this consumer's work per
+    click (TRACK). What is not a reaction at all the reactions service dead-letters."""
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False  # validation says what is wrong with it
+    if not isinstance(record, dict):
+        return False
+    origin = record.get("origin")
+    return record.get("profileId") is None or (
+        isinstance(origin, dict) and origin.get("kind") == _TRANSACTIONAL)
 
 
 def read(records: Sequence[tuple[str, bytes | None, bytes]]
@@ -58,15 +76,10 @@ def read(records: Sequence[tuple[str, bytes | None, bytes]]
     for topic, key, value in records:
         try:
             if topic == REACTIONS.name:
-                reaction = ReactionRecord.model_validate_json(value)
-                if reaction.profileId is None:
-                    continue  # an event-based message's: no profile, no journey
-                if isinstance(reaction.origin, EventOrigin):
-                    # A transactional message's: only a reaction to one of its own
-                    # messages moves or is kept by an instance (advance._keep), so no
-                    # lookup of the profile's instances for it.
+                if _for_no_journey(value):
                     _IGNORED_REACTIONS.inc()
                     continue
+                reaction = ReactionRecord.model_validate_json(value)
                 arrivals.append(Arrival(reaction.tenant, reaction.profileId, Reaction(
                     reaction.messageId, reaction.kind.value,
                     reaction.link.index if reaction.link else None, reaction.machine,

@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from services.journeys.inputs import read
+from services.journeys.metrics import INPUTS
 from shared.domain.journeys.instance import Reaction
 from shared.topics import REACTIONS
 
@@ -41,3 +42,20 @@ def test_a_reaction_to_a_transactional_message_or_without_a_profile_is_no_arriva
 def test_an_unreadable_reaction_is_a_dead_letter_not_an_arrival() -> None:
     arrivals, letters = read([record(kind="teleported")])
     assert arrivals == [] and len(letters) == 1 and "kind" in letters[0][2]
+
+
+def test_a_transactional_messages_reaction_is_ignored_unvalidated() -> None:
+    """Told from its JSON alone: even a record that would not validate goes by (the
+    reactions service dead-letters what is not a reaction), counted ``ignored``."""
+    ignored = INPUTS.labels("reaction", "ignored")
+    before = ignored._value.get()
+    arrivals, letters = read([record(origin=TRANSACTIONAL, kind="teleported"),
+                              record(origin=TRANSACTIONAL)])
+    assert arrivals == [] and letters == []
+    assert ignored._value.get() == before + 2
+
+
+@pytest.mark.parametrize("value", [b"not json", b"[1, 2]", b'"a string"'])
+def test_what_is_not_a_json_object_is_a_dead_letter(value: bytes) -> None:
+    arrivals, letters = read([(REACTIONS.name, b"k", value)])
+    assert arrivals == [] and len(letters) == 1
