@@ -37,6 +37,7 @@ from shared.domain.deadletter import Source, invalid_reason
 from shared.domain.journeys.instance import JourneyEvent, Reaction
 from shared.domain.journeys.journey_events import JourneyEventRecord
 from shared.domain.reactions import Reaction as ReactionRecord
+from shared.domain.reactions import unvalidated_fields
 from shared.domain.routing import EventOrigin
 from shared.resilience import retry_forever
 from shared.topics import JOURNEY_EVENTS, JOURNEY_EVENTS_KAFKA, REACTIONS
@@ -57,12 +58,9 @@ def _for_no_journey(value: bytes) -> bool:
     own messages moves it or is kept, ``advance._keep``), or of an event-based message (no
     profile). Most reactions are; validating each was most of this consumer's work per
     click (TRACK). What is not a reaction at all the reactions service dead-letters."""
-    try:
-        record = orjson.loads(value)
-    except orjson.JSONDecodeError:
+    record = unvalidated_fields(value)
+    if record is None:
         return False  # validation says what is wrong with it
-    if not isinstance(record, dict):
-        return False
     origin = record.get("origin")
     return record.get("profileId") is None or (
         isinstance(origin, dict) and origin.get("kind") == _TRANSACTIONAL)

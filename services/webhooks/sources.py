@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import asyncpg
-import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -27,7 +26,7 @@ from shared.adapters.tenant_cache import TenantCache
 from shared.bounded import BoundedDict
 from shared.domain import outbound_webhooks as wh
 from shared.domain import webhook_payloads as payloads
-from shared.domain.reactions import Reaction
+from shared.domain.reactions import Reaction, unvalidated_fields
 from shared.resilience import retry_forever
 from shared.settings import Settings
 from shared.topics import REACTIONS
@@ -172,11 +171,8 @@ async def _consume(settings: Settings, pool: asyncpg.Pool, matcher: Matcher) -> 
 
 def tenant_of(value: bytes) -> str | None:
     """The tenant a reaction record names, read without validating the record."""
-    try:
-        record = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    tenant = record.get("tenant") if isinstance(record, dict) else None
+    record = unvalidated_fields(value)
+    tenant = record.get("tenant") if record is not None else None
     return tenant if isinstance(tenant, str) else None
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.domain.events import Channel
@@ -89,3 +90,14 @@ def reaction_id(tenant: str, message_id: str, kind: ReactionKind, *, link: int |
     parts = [tenant, message_id, kind.value, "" if link is None else str(link),
              "machine" if machine else "human", *([bounce] if bounce else [])]
     return str(uuid.uuid5(_REACTION_NAMESPACE, "/".join(parts)))
+
+
+def unvalidated_fields(value: bytes) -> dict[str, Any] | None:
+    """A reaction record's fields read as JSON, not validated (None: not a JSON object), for
+    a consumer that skips most records on a field or two before validating the rest (the
+    reactions service dead-letters what is not a reaction)."""
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
