@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -227,19 +227,26 @@ async def producer() -> AsyncIterator[AIOKafkaProducer]:
 
 
 @asynccontextmanager
-async def dead_letter_reader(before: dict[int, int]) -> AsyncIterator[AIOKafkaConsumer]:
-    """A consumer of the dead-letter topic from the offsets ``before`` (end_offsets)."""
+async def topic_reader(topic: Topic, before: dict[int, int]
+                       ) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer of ``topic`` (no group) from the offsets ``before`` (end_offsets)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(DEADLETTER.name, p) for p in before]
+        partitions = [TopicPartition(topic.name, p) for p in before]
         consumer.assign(partitions)
         for tp in partitions:
             consumer.seek(tp, before[tp.partition])
         yield consumer
     finally:
         await consumer.stop()
+
+
+def dead_letter_reader(before: dict[int, int]
+                       ) -> AbstractAsyncContextManager[AIOKafkaConsumer]:
+    """A consumer of the dead-letter topic from the offsets ``before`` (end_offsets)."""
+    return topic_reader(DEADLETTER, before)
 
 
 async def dead_letter_where(

@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from shared.adapters.key_store import create_key, create_tenant
 from shared.domain.api_keys import Scope
@@ -35,7 +35,7 @@ from tests.integration.conftest import (
     kafka_signer,
     mails_to,
     provider_messages,
-    settings,
+    topic_reader,
     unique_email,
 )
 from tests.integration.test_audiences import SEED as SEED_AUDIENCE
@@ -326,15 +326,8 @@ async def test_every_step_reaches_the_step_events_topic_once_in_order(
     assert [s[1] for s in steps] == ["entered", "transition", "entered", "actionSent",
                                      "transition", "entered", "finished"]
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
     published: list[tuple[int, str, str, str]] = []
-    try:
-        partitions = [TopicPartition(JOURNEY_STEPS.name, p) for p in before]
-        consumer.assign(partitions)
-        for tp in partitions:
-            consumer.seek(tp, before[tp.partition])
-
+    async with topic_reader(JOURNEY_STEPS, before) as consumer:
         async def relayed() -> bool:
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for record in records:
@@ -346,8 +339,6 @@ async def test_every_step_reaches_the_step_events_topic_once_in_order(
                                            event["detail"]))
             return len(published) >= len(steps)
         await eventually(relayed, "the instance's steps on parcours.journey-steps.v1", 20)
-    finally:
-        await consumer.stop()
     assert published == steps
 
 

@@ -11,12 +11,17 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.adapters.key_store import create_key, create_tenant
 from shared.domain.api_keys import Scope
 from shared.topics import JOURNEY_EVENTS
-from tests.integration.conftest import ADMIN, GATEWAY, end_offsets, eventually, settings
+from tests.integration.conftest import (
+    ADMIN,
+    GATEWAY,
+    end_offsets,
+    eventually,
+    topic_reader,
+)
 from tests.unit.test_journey_events import PURCHASE
 
 
@@ -29,23 +34,14 @@ async def _tenant(pool: asyncpg.Pool) -> tuple[str, dict[str, str]]:
 
 
 async def _records(before: dict[int, int], tenant: str, count: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
     seen: list[Any] = []
-    try:
-        partitions = [TopicPartition(JOURNEY_EVENTS.name, p) for p in before]
-        consumer.assign(partitions)
-        for tp in partitions:
-            consumer.seek(tp, before[tp.partition])
-
+    async with topic_reader(JOURNEY_EVENTS, before) as consumer:
         async def mine() -> bool:
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 seen.extend(r for r in records if orjson.loads(r.value)["tenant"] == tenant)
             return len(seen) >= count
 
         await eventually(mine, f"{count} journey events of the tenant on the topic")
-    finally:
-        await consumer.stop()
     return seen
 
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from shared.adapters import reaction_store
 from shared.adapters.producer import RenewingProducer
 from shared.domain.reactions import Link, Reaction, ReactionKind, reaction_id
 from shared.topics import REACTIONS
-from tests.integration.conftest import end_offsets, eventually, settings
+from tests.integration.conftest import end_offsets, eventually, settings, topic_reader
 
 
 def reaction(tenant: str, message: str, kind: ReactionKind, *, machine: bool = False,
@@ -41,28 +41,20 @@ async def mine_on_the_topic(tenant: str, before: dict[int, int]
     rows left the outbox, all it will ever produce is there (a relay produces before its
     transaction deletes them)."""
     end = await end_offsets(REACTIONS)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
     seen: list[tuple[bytes, dict[str, Any]]] = []
-    try:
-        partitions = [TopicPartition(REACTIONS.name, p) for p in before]
-        consumer.assign(partitions)
-        for tp in partitions:
-            consumer.seek(tp, before[tp.partition])
-
+    async with topic_reader(REACTIONS, before) as consumer:
         async def read_to_the_end() -> bool:
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for r in records:
                     value = orjson.loads(r.value)
                     if value["tenant"] == tenant and r.offset < end[r.partition]:
                         seen.append((r.key, value))
+            partitions = [TopicPartition(REACTIONS.name, p) for p in before]
             positions = [await consumer.position(tp) for tp in partitions]
             return all(at >= end[tp.partition]
                        for at, tp in zip(positions, partitions, strict=True))
 
         await eventually(read_to_the_end, "the reactions topic read to its end")
-    finally:
-        await consumer.stop()
     return seen
 
 
