@@ -1,6 +1,7 @@
-"""The bounce service: an SMTP server for the return paths (aiosmtpd), the relay of the
-reactions it records to ``parcours.reactions.v1``, and its operations routes
-(``/metrics``, ``/health/ready``) on ``bounces_metrics_port``, on one event loop.
+"""The bounce service: an SMTP server for the return paths (aiosmtpd) and its operations
+routes (``/metrics``, ``/health/ready``) on ``bounces_metrics_port``, on one event loop.
+The reactions it records (with their outbox rows, ``reaction_store``) reach
+``parcours.reactions.v1`` through the reactions service's relay: no Kafka here.
 
 A mail is refused (550) at RCPT unless addressed to a return path, to the feedback-loop
 address (``fbl@`` a bounce domain) or to an unsubscribe address (``unsub+…@``, the mailto
@@ -14,21 +15,17 @@ answers 451, so the remote tries later and nothing is lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
 import asyncpg
-from aiokafka.errors import KafkaError
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI, Request
 from prometheus_client import Counter
 
 from services.bounces.handlers import FEEDBACK_LOOP, handle, local_part
 from services.bounces.unsubscribe import by_mail
-from shared.adapters import reaction_store
 from shared.adapters.postgres import DB_UNAVAILABLE, create_pool
-from shared.adapters.producer import RenewingProducer
 from shared.domain.tracking_links import Keyring, parse_keyring
 from shared.domain.unsubscribe_links import looks_like_mailto
 from shared.domain.verp import looks_like_return_path
@@ -44,9 +41,6 @@ RECEIVED = Counter("parcours_bounces_received_total",
                    " unknown, unreadable)", ["outcome"])
 REFUSED = Counter("parcours_bounces_refused_total",
                   "Recipients refused at RCPT (not a return path)")
-RELAYED = Counter("parcours_bounces_relayed_total",
-                  "Reactions produced to parcours.reactions.v1 by this service's relay")
-_RELAY_IDLE_S = 0.5
 
 
 class ReturnPathHandler:
@@ -55,7 +49,6 @@ class ReturnPathHandler:
         self.pool = pool
         self.secret = secret
         self.unsubscribe_keys = unsubscribe_keys  # None: unsubscribe addresses refused
-        self.recorded = asyncio.Event()  # wakes the relay
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -83,35 +76,16 @@ class ReturnPathHandler:
             log.exception("handling a report to %s failed",
                           [local_part(rcpt) for rcpt in envelope.rcpt_tos])
             return "451 4.3.0 try again later"
-        self.recorded.set()
         return "250 OK"
 
 
-async def relay_forever(pool: asyncpg.Pool, producer: RenewingProducer,
-                        recorded: asyncio.Event) -> None:
-    """Produce what is recorded: at once after a mail, else every ``_RELAY_IDLE_S`` (what
-    a crash or an outage left behind)."""
-    while True:
-        try:
-            relayed = await reaction_store.relay(pool, producer)
-            RELAYED.inc(relayed)
-        except (KafkaError, *DB_UNAVAILABLE) as error:
-            log.warning("relaying reactions failed (%s); retrying", error)
-            relayed = 0
-        if not relayed:
-            recorded.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_RELAY_IDLE_S):
-                    await recorded.wait()
-
-
-def operations(pool: asyncpg.Pool, producer: RenewingProducer) -> FastAPI:
+def operations(pool: asyncpg.Pool) -> FastAPI:
     async def ready(_request: Request) -> dict[str, bool]:
         try:
             postgres = await pool.fetchval("SELECT true", timeout=2) is True
         except DB_UNAVAILABLE:
             postgres = False
-        return {"postgres": postgres, "kafka": producer.ready}
+        return {"postgres": postgres}
 
     api = FastAPI(title="Parcours bounces", openapi_url=None)
     api.include_router(operations_router(ready))
@@ -121,22 +95,15 @@ def operations(pool: asyncpg.Pool, producer: RenewingProducer) -> FastAPI:
 async def serve(settings: Settings) -> None:
     pool = await retry_forever(lambda: create_pool(settings.pg_dsn), "connecting to PostgreSQL",
                                DB_UNAVAILABLE)
-    producer = RenewingProducer(settings, "bounces")
-    producer.start_in_background()
     handler = ReturnPathHandler(pool, settings.verp_secret.encode(), parse_keyring(
         settings.unsubscribe_keys.get_secret_value()))
     smtp_server = await asyncio.get_running_loop().create_server(
         lambda: SMTP(handler, enable_SMTPUTF8=True, data_size_limit=10 * 1024 * 1024),
         host=settings.bounces_host, port=settings.bounces_smtp_port)
-    relay = asyncio.create_task(relay_forever(pool, producer, handler.recorded))
-    config = http_config(operations(pool, producer), settings.metrics_host,
+    config = http_config(operations(pool), settings.metrics_host,
                          settings.bounces_metrics_port, log_level="warning")
     try:
         async with smtp_server:
             await Server(config).serve()
     finally:
-        relay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay
-        await producer.stop()
         await pool.close()

@@ -58,7 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.gateway = await Gateway.open(settings)
         app.state.authenticator = app.state.gateway.authenticator
         await app.state.authenticator.start(settings.pg_dsn)
-        webhook_routes.start_relay(app.state.gateway)
         # What startup made (modules, the app, pools, caches) lives as long as the process:
         # frozen, a full collection no longer walks it. Those came during imports, a long
         # file's slices allocating, and paused every request (75,000 objects: 135-250 ms

@@ -1,12 +1,11 @@
 """What SMS providers and apps report back, recorded: delivery receipts, inbound STOP /
 HELP / START, push opens. Each is a reaction recorded once in the outbox (by its id: a
 retried webhook changes nothing), with what it implies — quarantine for a number that does
-not exist, SMS marketing consent for STOP and START — in the same transaction. The relay
-(``relay_reactions``) produces them to ``parcours.reactions.v1``."""
+not exist, SMS marketing consent for STOP and START — in the same transaction. The
+reactions service's relay produces them to ``parcours.reactions.v1``."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -19,7 +18,6 @@ from shared.adapters import (
     reaction_store,
     sent_messages,
 )
-from shared.adapters.producer import RenewingProducer
 from shared.adapters.rules_store import load_tenant_rules
 from shared.adapters.sent_messages import SentMessage
 from shared.domain.consent import ConsentChange, ConsentKind, Marketing, unsubscribe
@@ -36,7 +34,6 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 STOP_SOURCE, START_SOURCE = "sms-stop", "sms-start"  # consent's source, which START reads
-RELAY_INTERVAL_S = 0.2
 _STOP_DETAIL = "inbound SMS: STOP"
 
 
@@ -114,16 +111,3 @@ async def push_opened(pool: asyncpg.Pool, sent: SentMessage) -> int:
     reaction = _reaction(sent.tenant, sent.message_id, ReactionKind.PUSH_OPENED, Channel.PUSH,
                          "app", profile_id=sent.profile_id, sent=sent)
     return len(await reaction_store.record(pool, [reaction]))
-
-
-async def relay_reactions(pool: asyncpg.Pool, producer: RenewingProducer) -> None:
-    """Produce what was recorded, oldest first. Several relays (the tracking service's)
-    may run: each takes other rows (SKIP LOCKED)."""
-    while True:
-        try:
-            if await reaction_store.relay(pool, producer, gather_s=reaction_store.GATHER_S):
-                continue
-        except Exception as error:  # PostgreSQL or Kafka away: try again shortly
-            log.warning("relaying reactions failed (%s); retrying", error)
-            await asyncio.sleep(1.0)
-        await asyncio.sleep(RELAY_INTERVAL_S)

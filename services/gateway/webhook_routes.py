@@ -14,7 +14,6 @@ the proof.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections import OrderedDict
@@ -181,10 +180,3 @@ async def push_opened(request: Request, opened: PushOpened) -> dict[str, int]:
     recorded = await feedback.push_opened(gateway.pool, sent)
     _outcome("push_opened", recorded > 0)
     return {"recorded": recorded}
-
-
-def start_relay(gateway: Gateway) -> None:
-    """The reactions these routes record reach Kafka through this relay; the gateway
-    stops it with its other background tasks."""
-    gateway._tasks.append(asyncio.create_task(
-        feedback.relay_reactions(gateway.pool, gateway.producer)))

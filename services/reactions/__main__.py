@@ -1,4 +1,5 @@
-"""Run the reactions consumer, the retention purge and the consumer-lag exporter:
+"""Run the reactions relay (outbox → Kafka), the reactions consumer, the retention
+purge and the consumer-lag exporter:
 ``python -m services.reactions`` (metrics on reactions_metrics_port)."""
 
 import asyncio
@@ -6,7 +7,7 @@ import signal
 
 from prometheus_client import start_http_server
 
-from services.reactions import lag, retention
+from services.reactions import lag, relay, retention
 from services.reactions.consumer import run
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings
@@ -15,6 +16,7 @@ from shared.shutdown import exit_within
 
 async def supervised(settings: Settings) -> None:
     task = asyncio.create_task(run(settings))
+    relaying = asyncio.create_task(relay.run(settings))
     purging = asyncio.create_task(retention.run(settings))
     measuring = asyncio.create_task(lag.run(settings))
     loop = asyncio.get_running_loop()
@@ -22,6 +24,7 @@ async def supervised(settings: Settings) -> None:
     def stopping() -> None:
         exit_within()
         task.cancel()
+        relaying.cancel()
         purging.cancel()
         measuring.cancel()
 
@@ -32,8 +35,9 @@ async def supervised(settings: Settings) -> None:
     except asyncio.CancelledError:
         pass
     finally:
-        purging.cancel()
-        measuring.cancel()
+        for background in (relaying, purging, measuring):
+            background.cancel()
+        await asyncio.gather(relaying, purging, measuring, return_exceptions=True)
 
 
 if __name__ == "__main__":

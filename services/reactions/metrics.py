@@ -18,3 +18,6 @@ PURGE_RUNS = Counter(
     ["outcome"])
 PURGE_SECONDS = Gauge("parcours_retention_last_purge_seconds",
                       "How long the last completed retention purge took")
+RELAYED = Counter("parcours_reactions_relayed_total",
+                  "Reactions produced from the outbox to parcours.reactions.v1 by the"
+                  " reactions service's relay")

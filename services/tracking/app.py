@@ -112,7 +112,7 @@ class TrackingApp(FastAPI):
 
 
 async def readiness(request: Request) -> Readiness:
-    """Ready while PostgreSQL answers: Kafka away delays the relay, never an answer."""
+    """Ready while PostgreSQL answers (the service does not use Kafka)."""
     tracking: Tracking = request.app.state.tracking
     try:
         await tracking.pool.fetchval("SELECT 1")
@@ -121,14 +121,12 @@ async def readiness(request: Request) -> Readiness:
     return {"postgres": True}
 
 
-def create_app(settings: Settings | None = None, background: bool = True) -> FastAPI:
-    """``background=False``: no relay (a test's instance, whose reactions stay in the
-    outbox for the stack's relay)."""
+def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.tracking = await Tracking.open(settings, background)
+        app.state.tracking = await Tracking.open(settings)
         try:
             yield
         finally:

@@ -8,10 +8,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-import asyncpg
-
-from shared.adapters.postgres import connect
-
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -49,21 +45,3 @@ class Batched(Generic[T, R]):
     async def close(self) -> None:
         if self._worker is not None:
             await asyncio.gather(self._worker, return_exceptions=True)
-
-
-class OwnConnection:
-    """A batcher's own connection (it runs one batch at a time): no pool to go through
-    and no reset query on release; opened again when it was lost."""
-
-    def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
-        self._connection: asyncpg.Connection | None = None
-
-    async def __call__(self) -> asyncpg.Connection:
-        if self._connection is None or self._connection.is_closed():
-            self._connection = await connect(self._dsn)
-        return self._connection
-
-    async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()

@@ -11,5 +11,3 @@ REQUESTS = Counter(
     # anyway), unavailable (the lookup failed: 503)
     ["route", "outcome"],
 )
-RELAYED = Counter("parcours_reactions_relayed_total",
-                  "Reactions produced from the outbox to parcours.reactions.v1")

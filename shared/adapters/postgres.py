@@ -141,13 +141,15 @@ class Listener:
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
-    # jsonb in and out as Python objects, encoded with orjson.
-    await connection.set_type_codec(
-        "jsonb",
-        encoder=lambda value: orjson.dumps(value).decode(),
-        decoder=orjson.loads,
-        schema="pg_catalog",
-    )
+    # jsonb and json (reactions.record, migration 051) in and out as Python objects,
+    # encoded with orjson.
+    for json_type in ("jsonb", "json"):
+        await connection.set_type_codec(
+            json_type,
+            encoder=lambda value: orjson.dumps(value).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
 
 
 # The hot path's statements (the processor's, the senders') go to partitioned tables with
@@ -165,6 +167,25 @@ async def connect(dsn: str, *, generic_plans: bool = False) -> asyncpg.Connectio
                                        server_settings=GENERIC_PLANS if generic_plans else None)
     await _init_connection(connection)
     return connection
+
+
+class OwnConnection:
+    """A connection of one loop's own (a batcher, a relay: one statement or transaction
+    at a time): no pool to go through and no reset query on release; opened again when
+    it was lost."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._connection: asyncpg.Connection | None = None
+
+    async def __call__(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await connect(self._dsn)
+        return self._connection
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
 
 
 async def connect_hot_path(settings: Settings) -> asyncpg.Connection:

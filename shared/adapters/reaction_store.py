@@ -22,7 +22,7 @@ _RECORD = """
 WITH new AS (
     INSERT INTO reactions (tenant_id, reaction_id, message_id, kind, at, profile_id, record)
     SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
-                         $6::text[], $7::text[]::jsonb[])
+                         $6::text[], $7::text[]::json[])
     ON CONFLICT (tenant_id, reaction_id) DO NOTHING
     RETURNING tenant_id, reaction_id
 )
@@ -83,8 +83,8 @@ async def relay(source: asyncpg.Pool | asyncpg.Connection, producer: RenewingPro
 
     ``gather_s``: nothing is taken until the oldest row waiting (of those no other relay
     holds) is that old, so a flood of reactions goes to Kafka in batches of that many
-    seconds' worth, whichever of the relays (tracking, bounces, gateway) polls first,
-    instead of a few rows per round trip of each relay: every produce request, and every
+    seconds' worth (the reactions service's relay, services/reactions/relay.py, and its
+    replicas), instead of a few rows per round trip: every produce request, and every
     fetch it wakes in each consumer group, costs the broker and the consumers about the
     same whatever it carries (on this stack a flood of clicks cost Kafka 3-5× more per
     reaction in batches of 20 than of 200). ``source``: a pool, or a connection of the

@@ -1,7 +1,7 @@
 """The reactions relay under a flood, on real PostgreSQL and Kafka: with ``gather_s`` it
 takes nothing until the oldest reaction waiting is that old (a flood goes to Kafka in a
 few large batches), the services' own relays still publish every reaction soon, and a
-relay on a connection of its own (the tracking service's) relays like one on a pool.
+relay on a connection of its own (the reactions service's) relays like one on a pool.
 The tracked-message lookup answers each key in order, unknown ones None."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ async def test_a_gathering_relay_waits_for_the_oldest_and_the_services_publish_a
         assert len(await reaction_store.record(pool, reactions)) == 20
         # Nothing waiting is an hour old: this relay takes none of them (nor anyone's).
         assert await reaction_store.relay(pool, producer, gather_s=3600) == 0
-        # The stack's relays (tracking, gateway: gather_s 0.1) publish them all soon.
+        # The stack's relays (reactions service, gateway: gather_s 0.1) publish them all.
         await eventually(lambda: _none_left(pool, tenant), "the stack's relays publish all",
                          10)
         # A relay on its own connection, not gathering, takes what is there at once.

@@ -1,7 +1,8 @@
 """The reactions outbox on real PostgreSQL and Kafka: a reaction recorded twice is one row
 and one record; the relay produces each once, keyed by profile (else address), and takes
 it out of the outbox; machine and human opens of one message are two reactions; one
-erased before it was relayed is never produced."""
+erased before it was relayed is never produced; a reaction twice in one batch is traced
+once."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import asyncpg
 import orjson
 from aiokafka import TopicPartition
 
-from shared.adapters import reaction_store
+from shared.adapters import reaction_store, tracking_store
 from shared.adapters.producer import RenewingProducer
 from shared.domain.reactions import Link, Reaction, ReactionKind, reaction_id
 from shared.topics import REACTIONS
@@ -81,7 +82,7 @@ async def test_a_reaction_is_recorded_once_and_relayed_once_keyed_by_profile(
             relayed += batch
     finally:
         await producer.stop()
-    # The stack's own relays (tracking, bounces) may take some first, and may still hold
+    # The stack's own relays (reactions, gateway, bounces) may take some first, and may still hold
     # them in their open transaction when ours finds nothing left to claim (SKIP LOCKED):
     # what matters is that all leave the outbox, and each is on the topic once (below).
     await eventually(lambda: outbox_empty(pool, tenant), "every reaction out of the outbox", 10)
@@ -114,3 +115,20 @@ async def test_a_reaction_erased_before_it_was_relayed_leaves_the_outbox_unprodu
     seen = await mine_on_the_topic(tenant, before)
     assert [v["reactionId"] for _, v in seen] == [kept.reactionId]
     await pool.execute("DELETE FROM reactions WHERE tenant_id = $1", tenant)
+
+
+async def test_a_reaction_twice_in_one_batch_is_traced_once(pool: asyncpg.Pool) -> None:
+    """A relay killed after producing and before its commit produces its rows again; both
+    copies can reach the reactions consumer in one fetch. The batch's check against the
+    trace sees only rows stored before it: one trace row, one counted."""
+    tenant = f"trace-twice-{uuid.uuid4().hex[:8]}"
+    opened = reaction(tenant, str(uuid.uuid4()), ReactionKind.OPENED)
+    try:
+        async with pool.acquire() as connection:
+            traced = await tracking_store.trace(connection, [opened, opened])
+            assert [r.reactionId for r in traced] == [opened.reactionId]
+            assert await tracking_store.trace(connection, [opened]) == []
+        assert await pool.fetchval(
+            "SELECT count(*) FROM message_trace WHERE tenant_id = $1", tenant) == 1
+    finally:
+        await pool.execute("DELETE FROM message_trace WHERE tenant_id = $1", tenant)

@@ -70,7 +70,7 @@ async def _reaction(connection: asyncpg.Connection | asyncpg.Pool, tenant: str,
     await connection.execute(
         "INSERT INTO reactions (tenant_id, reaction_id, message_id, kind, at, record,"
         " recorded_at) VALUES ($1, $2, $3, 'opened', now() - $4::interval,"
-        " '{}'::jsonb, now() - $4::interval)", tenant, reaction, message, age)
+        " '{}'::json, now() - $4::interval)", tenant, reaction, message, age)
     if not relayed:
         await connection.execute(
             "INSERT INTO reaction_outbox (tenant_id, reaction_id, recorded_at)"
