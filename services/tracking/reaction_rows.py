@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 
 from shared.adapters.tracking_store import TrackedMessage
 from shared.domain.machine_signals import Verdict
-from shared.domain.reactions import _REACTION_NAMESPACE, ReactionKind
+from shared.domain.reactions import _REACTION_NAMESPACE, ReactionKind, trace_reason
 from shared.domain.routing import Origin
 
 _ORIGIN: TypeAdapter[Any] = TypeAdapter(Origin)
@@ -39,7 +39,8 @@ def open_or_click_id(tenant: str, message_id: str, kind: ReactionKind, index: in
 
 @dataclass(frozen=True, slots=True)
 class ReactionRow:
-    """One ``reactions`` row: its columns and the record as JSON text."""
+    """One ``reactions`` row: its columns, the record as JSON text, and its trace row's
+    reason."""
 
     tenant: str
     reaction_id: str
@@ -48,6 +49,7 @@ class ReactionRow:
     at: datetime
     profile_id: str | None
     record: str
+    reason: str | None  # of its row in the message's trace (reactions.trace_reason)
 
 
 def row_of(message: TrackedMessage, kind: ReactionKind, index: int | None, at: datetime,
@@ -64,5 +66,7 @@ def row_of(message: TrackedMessage, kind: ReactionKind, index: int | None, at: d
         "bounce": None, "machine": verdict.machine, "machineReason": verdict.reason,
         "source": "tracking", "detail": None,
     }, option=orjson.OPT_UTC_Z).decode()
+    url = None if index is None else message.links[index]
     return ReactionRow(message.tenant, rid, message.message_id, kind.value, at,
-                       message.profile_id, record)
+                       message.profile_id, record,
+                       trace_reason(index, url, verdict.machine, verdict.reason))

@@ -25,7 +25,7 @@ def recorder(connection: Callable[[], Awaitable[asyncpg.Connection]]
             INSERT_ROWS, [r.tenant for r in unique], [r.reaction_id for r in unique],
             [r.message_id for r in unique], [r.kind for r in unique],
             [r.at for r in unique], [r.profile_id for r in unique],
-            [r.record for r in unique])
+            [r.record for r in unique], [r.reason for r in unique])
         new = {str(row["reaction_id"]) for row in stored}
         answers = []
         for row in rows:

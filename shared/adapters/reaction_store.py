@@ -13,23 +13,36 @@ import asyncpg
 
 from shared.adapters import erasure
 from shared.adapters.producer import RenewingProducer
-from shared.domain.reactions import Reaction
+from shared.domain.reactions import Reaction, reason_of
 from shared.topics import REACTIONS
 
-# A new reaction and its outbox row in one statement; a reaction recorded before gets
-# neither (it is not returned).
+# A new reaction, its outbox row and its row in its message's trace (stage 'reaction',
+# outcome its kind, reason ``$8``) in one statement; a reaction recorded before gets none
+# of them (it is not returned). The trace row is written here, once, rather than by the
+# consumer of the topic after a look-up of the trace: the relay marks what it produces
+# (``TRACED_HEADER``) and the reactions service traces only records without the mark
+# (those a platform team produced straight to the topic).
 _RECORD = """
 WITH new AS (
     INSERT INTO reactions (tenant_id, reaction_id, message_id, kind, at, profile_id, record)
     SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
                          $6::text[], $7::text[]::json[])
     ON CONFLICT (tenant_id, reaction_id) DO NOTHING
-    RETURNING tenant_id, reaction_id
+    RETURNING tenant_id, reaction_id, message_id, kind, at
+), traced AS (
+    INSERT INTO message_trace (tenant_id, message_id, at, stage, outcome, reason, verdicts)
+    SELECT n.tenant_id, n.message_id, n.at, 'reaction', n.kind, u.reason,
+           jsonb_build_object('reactionId', n.reaction_id::text)
+      FROM new n JOIN unnest($1::text[], $2::uuid[], $8::text[]) AS u(tenant_id, reaction_id,
+                                                                      reason)
+           USING (tenant_id, reaction_id)
 )
 INSERT INTO reaction_outbox (tenant_id, reaction_id)
 SELECT tenant_id, reaction_id FROM new
 RETURNING reaction_id
 """
+# On every record the relay produces: it was traced when it was recorded.
+TRACED_HEADER = ("parcours-traced", b"1")
 
 
 async def record(connection: asyncpg.Connection | asyncpg.Pool, reactions: Sequence[Reaction]
@@ -41,7 +54,7 @@ async def record(connection: asyncpg.Connection | asyncpg.Pool, reactions: Seque
         _RECORD, [r.tenant for r in reactions], [uuid.UUID(r.reactionId) for r in reactions],
         [uuid.UUID(r.messageId) for r in reactions], [r.kind.value for r in reactions],
         [r.at for r in reactions], [r.profileId for r in reactions],
-        [r.model_dump_json() for r in reactions])
+        [r.model_dump_json() for r in reactions], [reason_of(r) for r in reactions])
     new = {str(row["reaction_id"]) for row in rows}
     return [r for r in reactions if r.reactionId in new]
 
@@ -103,8 +116,9 @@ async def _relay_in(connection: asyncpg.Connection, producer: RenewingProducer, 
     else:
         rows = await connection.fetch(_UNPUBLISHED, limit)
     if rows:
+        headers = [TRACED_HEADER]
         await producer.deliver_all([(REACTIONS.name, row["value"].encode(),
-                                     row["key"].encode()) for row in rows])
+                                     row["key"].encode(), headers) for row in rows])
     return len(rows)
 
 

@@ -13,7 +13,7 @@ import asyncpg
 import orjson
 
 from shared.adapters import erasure
-from shared.domain.reactions import Reaction
+from shared.domain.reactions import Reaction, reason_of
 
 
 @dataclass(frozen=True)
@@ -98,15 +98,6 @@ _BY_INDEX = ("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
              " SET LOCAL enable_seqscan = off")
 
 
-def _trace_reason(reaction: Reaction) -> str | None:
-    parts = []
-    if reaction.link is not None:
-        parts.append(f"link {reaction.link.index}: {reaction.link.url}"[:500])
-    if reaction.machine:
-        parts.append(f"machine: {reaction.machineReason or 'flagged'}")
-    return "; ".join(parts) or None
-
-
 async def trace(connection: asyncpg.Connection, reactions: Sequence[Reaction]) -> list[Reaction]:
     """A trace row (stage 'reaction', outcome its kind) per reaction not traced before;
     returns those (a redelivered record adds nothing)."""
@@ -121,7 +112,7 @@ async def trace(connection: asyncpg.Connection, reactions: Sequence[Reaction]) -
         rows = await connection.fetch(
             _TRACE, [r.tenant for r in reactions], [r.messageId for r in reactions],
             [r.at for r in reactions], [r.kind.value for r in reactions],
-            [_trace_reason(r) for r in reactions], [r.reactionId for r in reactions])
+            [reason_of(r) for r in reactions], [r.reactionId for r in reactions])
     new = {row["reaction_id"] for row in rows}
     return [r for r in reactions if r.reactionId in new]
 

@@ -83,6 +83,25 @@ class Reaction(BaseModel):
         return (self.profileId or self.address or self.messageId).encode()
 
 
+def trace_reason(link_index: int | None, link_url: str | None, machine: bool,
+                 machine_reason: str | None) -> str | None:
+    """The reason of a reaction's row in its message's trace: the link clicked, and
+    whether a machine did it."""
+    parts = []
+    if link_index is not None:
+        parts.append(f"link {link_index}: {link_url}"[:500])
+    if machine:
+        parts.append(f"machine: {machine_reason or 'flagged'}")
+    return "; ".join(parts) or None
+
+
+def reason_of(reaction: Reaction) -> str | None:
+    link = reaction.link
+    return trace_reason(None if link is None else link.index,
+                        None if link is None else link.url, reaction.machine,
+                        reaction.machineReason)
+
+
 def reaction_id(tenant: str, message_id: str, kind: ReactionKind, *, link: int | None = None,
                 machine: bool = False, bounce: Literal["hard", "soft"] | None = None) -> str:
     """The identity of a reaction: what makes two sightings the same one. A bounce's type

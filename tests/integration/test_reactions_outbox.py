@@ -49,6 +49,7 @@ async def mine_on_the_topic(tenant: str, before: dict[int, int]
                 for r in records:
                     value = orjson.loads(r.value)
                     if value["tenant"] == tenant and r.offset < end[r.partition]:
+                        assert reaction_store.TRACED_HEADER in r.headers  # traced already
                         seen.append((r.key, value))
             partitions = [TopicPartition(REACTIONS.name, p) for p in before]
             positions = [await consumer.position(tp) for tp in partitions]
@@ -73,6 +74,16 @@ async def test_a_reaction_is_recorded_once_and_relayed_once_keyed_by_profile(
     assert len(first) == 5
     again = await reaction_store.record(pool, [opened, clicks[0]])  # a pixel loaded again
     assert again == []
+    # Each got its trace row as it was recorded, once (none for the repeats).
+    traced = await pool.fetch(
+        "SELECT outcome, reason, verdicts ->> 'reactionId' AS r FROM message_trace"
+        " WHERE tenant_id = $1 AND message_id = $2 AND stage = 'reaction'", tenant,
+        uuid.UUID(message))
+    assert sorted((t["outcome"], t["reason"] or "") for t in traced) == [
+        ("bounced", ""), ("clicked", "link 0: https://shop.example/a"),
+        ("clicked", "link 1: https://shop.example/b"), ("opened", ""),
+        ("opened", "machine: flagged")]
+    assert {t["r"] for t in traced} == {r.reactionId for r in first}
 
     producer = RenewingProducer(settings, "reactions-test")
     await producer.start()
@@ -94,6 +105,7 @@ async def test_a_reaction_is_recorded_once_and_relayed_once_keyed_by_profile(
     assert {k for k, v in seen if v["profileId"]} == {b"p-1"}
     assert [k for k, v in seen if not v["profileId"]] == [b"a@example.com"]
     await pool.execute("DELETE FROM reactions WHERE tenant_id = $1", tenant)
+    await pool.execute("DELETE FROM message_trace WHERE tenant_id = $1", tenant)
 
 
 async def test_a_reaction_erased_before_it_was_relayed_leaves_the_outbox_unproduced(
@@ -130,5 +142,37 @@ async def test_a_reaction_twice_in_one_batch_is_traced_once(pool: asyncpg.Pool) 
             assert await tracking_store.trace(connection, [opened]) == []
         assert await pool.fetchval(
             "SELECT count(*) FROM message_trace WHERE tenant_id = $1", tenant) == 1
+    finally:
+        await pool.execute("DELETE FROM message_trace WHERE tenant_id = $1", tenant)
+
+
+async def test_a_reaction_produced_straight_to_the_topic_is_traced_by_the_reactions_service(
+    pool: asyncpg.Pool,
+) -> None:
+    """Without the relay's mark, the reactions service traces a record itself, once: the
+    same reaction produced twice, then another behind them on the same partition (same
+    profile), whose trace row says the two before it were read."""
+    tenant, message = f"straight-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    delivered = reaction(tenant, message, ReactionKind.DELIVERED)
+    behind = reaction(tenant, message, ReactionKind.OPENED)
+    producer = RenewingProducer(settings, "reactions-test")
+    await producer.start()
+    try:
+        await producer.deliver_all([(REACTIONS.name, r.model_dump_json().encode(), r.key)
+                                    for r in (delivered, delivered, behind)])
+    finally:
+        await producer.stop()
+
+    async def behind_traced() -> bool:
+        return await pool.fetchval(
+            "SELECT count(*) FROM message_trace WHERE tenant_id = $1"
+            " AND verdicts ->> 'reactionId' = $2", tenant, behind.reactionId) == 1
+
+    try:
+        await eventually(behind_traced, "the reaction behind the two traced", 15)
+        rows = await pool.fetch(
+            "SELECT outcome FROM message_trace WHERE tenant_id = $1 AND stage = 'reaction'",
+            tenant)
+        assert sorted(r["outcome"] for r in rows) == ["delivered", "opened"]
     finally:
         await pool.execute("DELETE FROM message_trace WHERE tenant_id = $1", tenant)

@@ -1,6 +1,7 @@
 """The tracking service's reaction rows (services/tracking/reaction_rows.py) hold exactly
 the record ``Reaction.model_dump_json`` gives, for opens and clicks, human and machine,
-event and journey origins, profile or address; a malformed stored origin is refused."""
+event and journey origins, profile or address, and the reason of its trace row as
+``reason_of`` gives it; a malformed stored origin is refused."""
 
 from datetime import UTC, datetime
 
@@ -11,7 +12,14 @@ from services.tracking.reaction_rows import open_or_click_id, row_of
 from shared.adapters.tracking_store import TrackedMessage
 from shared.domain.events import Channel
 from shared.domain.machine_signals import Verdict
-from shared.domain.reactions import Link, Reaction, ReactionKind, reaction_id
+from shared.domain.reactions import (
+    Link,
+    Reaction,
+    ReactionKind,
+    reaction_id,
+    reason_of,
+    trace_reason,
+)
 from shared.domain.routing import EventOrigin, JourneyOrigin
 
 EVENT = EventOrigin(eventId="EVTcart", pKey="k1").model_dump(mode="json")
@@ -48,6 +56,7 @@ def test_the_row_holds_the_reactions_own_record(origin, who, index, verdict, at)
     assert (row.tenant, row.reaction_id, str(row.message_id), row.kind, row.at,
             row.profile_id) == (parsed.tenant, parsed.reactionId, parsed.messageId,
                                 parsed.kind.value, parsed.at, parsed.profileId)
+    assert row.reason == reason_of(parsed)  # the trace row's, as for any other reaction
 
 
 def test_a_malformed_origin_or_channel_is_refused():
@@ -68,3 +77,16 @@ def test_the_fast_id_is_the_reactions_own(kind, index, machine, tenant):
     message = "6f1c1d9e-2b1a-4f7e-9a55-0c1d2e3f4a5b"
     assert open_or_click_id(tenant, message, kind, index, machine) == reaction_id(
         tenant, message, kind, link=index, machine=machine)
+
+
+@pytest.mark.parametrize(("index", "url", "machine", "why", "reason"), [
+    (None, None, False, None, None),
+    (0, "https://a.example", False, None, "link 0: https://a.example"),
+    (None, None, True, None, "machine: flagged"),
+    (2, "https://b.example", True, "HEAD request (a link checker)",
+     "link 2: https://b.example; machine: HEAD request (a link checker)"),
+    (1, "https://c.example/" + "x" * 600, False, None,
+     ("link 1: https://c.example/" + "x" * 600)[:500]),
+])
+def test_a_trace_row_says_the_link_and_the_machine(index, url, machine, why, reason):
+    assert trace_reason(index, url, machine, why) == reason
