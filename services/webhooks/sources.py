@@ -34,6 +34,11 @@ from shared.topics import REACTIONS
 log = logging.getLogger(__name__)
 GROUP = "parcours-webhooks"
 BATCH = 500
+# As the reactions service fetches (services/reactions/consumer.py): at least this much
+# waiting, or the wait, so a click flood costs a few fetches and commits a second, not
+# one per produce request; a notification is scheduled up to the wait later.
+FETCH_MIN_BYTES = 256 * 1024
+FETCH_MAX_WAIT_MS = 200
 OUTBOX_POLL_S = 0.2
 
 Subscriptions = list[tuple[str, wh.Filters]]
@@ -152,6 +157,7 @@ async def _consume(settings: Settings, pool: asyncpg.Pool, matcher: Matcher) -> 
     consumer = AIOKafkaConsumer(
         REACTIONS.name, bootstrap_servers=settings.kafka_bootstrap, group_id=GROUP,
         enable_auto_commit=False, auto_offset_reset="latest", max_poll_records=BATCH,
+        fetch_min_bytes=FETCH_MIN_BYTES, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         **client_security(settings))
     await retry_forever(consumer.start, "starting the webhooks' reactions consumer",
                         (KafkaError,))
