@@ -3,8 +3,9 @@ of the same shape, in the same run, runs alternating (bare, tracking, bare...).
 
 The tracking service is the stack's own (``make up``, port 8002), unchanged: each click
 verifies its token (HMAC), finds its message, classifies the request and records the
-reaction in the PostgreSQL outbox before answering 302 — while its relay produces the
-reactions to Kafka and its consumer adds them to the traces. Each tracking run clicks
+reaction (with its trace row) in the PostgreSQL outbox before answering 302 — while the
+reactions service's relay produces the reactions to Kafka and the topic's consumers
+(reactions, webhooks, journeys) read them. Each tracking run clicks
 100,000 distinct links of its own (throwaway messages in tracked_messages of a throwaway
 tenant, 400,000 for the warm-up and three runs), more than a run's requests, so every
 click is a new reaction of a message not cached: the worst case. (wrk starts each run at
