@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 
 import asyncpg
+from aiokafka.errors import KafkaError
 
 from shared.adapters import erasure
 from shared.adapters.producer import RenewingProducer
@@ -85,6 +86,7 @@ _UNPUBLISHED_GATHERED = _TAKE.format(gathered="""
                                     LIMIT 1 FOR UPDATE SKIP LOCKED)
                                   <= now() - make_interval(secs => $2)""")
 GATHER_S = 0.1  # what the services' relay loops pass
+RELAY_BOUND_S = 30.0  # a round's records not acknowledged by then go back to the outbox
 
 
 async def relay(source: asyncpg.Pool | asyncpg.Connection, producer: RenewingProducer,
@@ -116,9 +118,15 @@ async def _relay_in(connection: asyncpg.Connection, producer: RenewingProducer, 
     else:
         rows = await connection.fetch(_UNPUBLISHED, limit)
     if rows:
+        # In the producer's batches directly, a batch per partition (partitioned as send()
+        # would): about 14 µs of CPU a record against 24 with a send() each.
         headers = [TRACED_HEADER]
-        await producer.deliver_all([(REACTIONS.name, row["value"].encode(),
-                                     row["key"].encode(), headers) for row in rows])
+        written = await producer.deliver_batched(
+            [(REACTIONS.name, row["value"].encode(), row["key"].encode(), headers)
+             for row in rows], RELAY_BOUND_S)
+        if not all(written):  # the transaction rolls back: they stay in the outbox
+            raise KafkaError(f"{written.count(False)} of {len(rows)} reactions were not"
+                             f" written within {RELAY_BOUND_S:.0f} s")
     return len(rows)
 
 
