@@ -19,7 +19,7 @@ import re
 import struct
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 _HEAD = struct.Struct(">c16sH")
@@ -43,6 +43,18 @@ class Keyring:
 
     current: str
     secrets: dict[str, bytes]
+    # Each key's HMAC already keyed and fed "<key id>.", copied for each token: 1.7 µs a
+    # verification against 2.5 keying it afresh (a click verifies one token).
+    _keyed: dict[str, hmac.HMAC] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for key_id, secret in self.secrets.items():
+            self._keyed[key_id] = hmac.new(secret, key_id.encode() + b".", hashlib.sha256)
+
+    def mac(self, key_id: str, body: bytes) -> bytes:
+        keyed = self._keyed[key_id].copy()
+        keyed.update(body)
+        return keyed.digest()[:_MAC]
 
 
 def parse_keyring(text: str) -> Keyring:
@@ -69,10 +81,6 @@ class Tracked:
     index: int | None  # the link's, for a click
 
 
-def _mac(secret: bytes, key_id: str, body: bytes) -> bytes:
-    return hmac.new(secret, key_id.encode() + b"." + body, hashlib.sha256).digest()[:_MAC]
-
-
 def sign(keys: Keyring, kind: Kind, tenant: str, message_id: str, index: int | None = None
          ) -> str:
     if (kind == "click") != (index is not None):
@@ -81,7 +89,7 @@ def sign(keys: Keyring, kind: Kind, tenant: str, message_id: str, index: int | N
         raise ValueError(f"link index out of range: {index}")
     body = _HEAD.pack(_KIND_BYTE[kind], uuid.UUID(message_id).bytes,
                       _OPEN_INDEX if index is None else index) + tenant.encode()
-    raw = body + _mac(keys.secrets[keys.current], keys.current, body)
+    raw = body + keys.mac(keys.current, body)
     return f"{keys.current}.{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}"
 
 
@@ -96,7 +104,7 @@ def verify(keys: Keyring, token: str) -> Tracked | None:
     except (binascii.Error, ValueError):
         return None
     body, mac = raw[:-_MAC], raw[-_MAC:]
-    if len(body) <= _HEAD.size or not hmac.compare_digest(mac, _mac(secret, key_id, body)):
+    if len(body) <= _HEAD.size or not hmac.compare_digest(mac, keys.mac(key_id, body)):
         return None
     kind_byte, message, index = _HEAD.unpack_from(body)
     kind = _BYTE_KIND.get(kind_byte)
@@ -106,7 +114,8 @@ def verify(keys: Keyring, token: str) -> Tracked | None:
         return None
     if kind is None or (kind == "open") != (index == _OPEN_INDEX):
         return None
-    return Tracked(kind, tenant, str(uuid.UUID(bytes=message)),
+    text = message.hex()  # the uuid's text without a UUID object (2.1 → 0.5 µs)
+    return Tracked(kind, tenant, f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}",
                    None if kind == "open" else index)
 
 
@@ -121,19 +130,17 @@ def click_url(base_url: str, keys: Keyring, tenant: str, message_id: str, index:
 def click_urls(base_url: str, keys: Keyring, tenant: str, message_id: str
                ) -> Callable[[int], str]:
     """``click_url`` of one message by link index, what the message's links share made
-    once: its uuid read, the HMAC keyed and fed the key id (a newsletter has dozens of
-    links; each ``sign`` from scratch cost about 5 µs)."""
+    once: its uuid read (the HMAC is keyed once per key, ``Keyring.mac``; a newsletter
+    has dozens of links: each ``sign`` from scratch cost about 5 µs)."""
     prefix = f"{base_url.rstrip('/')}/c/{keys.current}."
     message, tail = uuid.UUID(message_id).bytes, tenant.encode()
-    keyed = hmac.new(keys.secrets[keys.current], keys.current.encode() + b".", hashlib.sha256)
 
     def url(index: int) -> str:
         if not 0 <= index < MAX_LINKS:
             raise ValueError(f"link index out of range: {index}")
         body = _HEAD.pack(_KIND_BYTE["click"], message, index) + tail
-        mac = keyed.copy()
-        mac.update(body)
-        token = base64.urlsafe_b64encode(body + mac.digest()[:_MAC]).rstrip(b"=").decode()
+        token = base64.urlsafe_b64encode(body + keys.mac(keys.current, body)).rstrip(
+            b"=").decode()
         return prefix + token
 
     return url
