@@ -18,6 +18,7 @@ from shared.adapters.tracking_store import TrackedMessage
 from shared.domain.machine_signals import Verdict
 from shared.domain.reactions import _REACTION_NAMESPACE, ReactionKind, trace_reason
 from shared.domain.routing import Origin
+from shared.domain.uuids import uuid5_text
 
 _ORIGIN: TypeAdapter[Any] = TypeAdapter(Origin)
 _CHANNELS = frozenset(("email", "sms", "push"))
@@ -30,11 +31,7 @@ def open_or_click_id(tenant: str, message_id: str, kind: ReactionKind, index: in
     equal), without the UUID objects: a quarter of its cost."""
     name = (f"{tenant}/{message_id}/{kind.value}/{'' if index is None else index}/"
             f"{'machine' if machine else 'human'}")
-    digest = bytearray(hashlib.sha1(_NAMESPACE + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return uuid5_text(hashlib.sha1(_NAMESPACE + name.encode()).digest())
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from shared.domain.uuids import uuid_text
+
 _HEAD = struct.Struct(">c16sH")
 _MAC = 16
 _OPEN_INDEX = 0xFFFF  # an open names no link
@@ -114,9 +116,7 @@ def verify(keys: Keyring, token: str) -> Tracked | None:
         return None
     if kind is None or (kind == "open") != (index == _OPEN_INDEX):
         return None
-    text = message.hex()  # the uuid's text without a UUID object (2.1 → 0.5 µs)
-    return Tracked(kind, tenant, f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}",
-                   None if kind == "open" else index)
+    return Tracked(kind, tenant, uuid_text(message), None if kind == "open" else index)
 
 
 def open_url(base_url: str, keys: Keyring, tenant: str, message_id: str) -> str:

@@ -27,6 +27,7 @@ from shared.domain.journeys.definition import End, Listen, Split, Wait
 from shared.domain.journeys.holdout import held_out
 from shared.domain.journeys.instance import SetTimer, Step
 from shared.domain.journeys.split import bucket, choose
+from shared.domain.uuids import uuid5_text
 
 HELD_OUT = ("\x00heldOut",)  # the control group's route: ends at the entry
 
@@ -121,11 +122,7 @@ class InstanceIds:
         h = self._head.copy()
         h.update(profile_id.encode())
         h.update(self._tail)
-        d = bytearray(h.digest()[:16])
-        d[6] = (d[6] & 0x0F) | 0x50
-        d[8] = (d[8] & 0x3F) | 0x80
-        x = d.hex()
-        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+        return uuid5_text(h.digest())
 
 
 @dataclass(frozen=True)
