@@ -15,7 +15,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -28,7 +27,7 @@ from shared.adapters.kafka import (
     manual_consumer,
     publish_dead_letters,
 )
-from shared.adapters.postgres import DB_UNAVAILABLE, connect
+from shared.adapters.postgres import DB_UNAVAILABLE, OwnConnection
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.reaction_store import TRACED_HEADER
 from shared.domain.reactions import Reaction, ReactionKind, unvalidated_fields
@@ -67,36 +66,26 @@ def read(records: Sequence[tuple[bytes | None, bytes]]) -> tuple[list[Reaction],
     return reactions, letters
 
 
-class _Tracer:
-    """The consumer's own connection, opened again after PostgreSQL comes back."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self.connection: asyncpg.Connection | None = None
-
-    async def trace(self, reactions: list[Reaction]) -> list[Reaction]:
-        if self.connection is None or self.connection.is_closed():
-            self.connection = await connect(self._settings.pg_dsn)
-        return await tracking_store.trace(self.connection, reactions)
-
-
 def count_traced(values: Sequence[bytes]) -> None:
     """Count the records the relay produced, read without validating them: each was a
     valid reaction when recorded (validating them was about a tenth of this process under
     a click flood)."""
     for value in values:
-        fields = unvalidated_fields(value)
-        kind = fields.get("kind") if fields is not None else None
+        fields = unvalidated_fields(value) or {}
+        kind = fields.get("kind")
         if kind in _KINDS:
-            REACTIONS.labels(kind, "true" if fields and fields.get("machine") is True
-                             else "false").inc()
+            REACTIONS.labels(kind, "true" if fields.get("machine") is True else "false").inc()
 
 
-async def handle(tracer: _Tracer, producer: RenewingProducer,
+async def handle(connection: OwnConnection, producer: RenewingProducer,
                  records: Sequence[tuple[bytes | None, bytes]]) -> None:
+    """``connection``: the consumer's own, opened again after PostgreSQL comes back."""
     reactions, letters = read(records)
-    traced = await retry_forever(lambda: tracer.trace(reactions), "tracing reactions",
-                                 DB_UNAVAILABLE)
+
+    async def trace() -> list[Reaction]:
+        return await tracking_store.trace(await connection(), reactions)
+
+    traced = await retry_forever(trace, "tracing reactions", DB_UNAVAILABLE)
     for reaction in traced:
         REACTIONS.labels(reaction.kind.value, str(reaction.machine).lower()).inc()
     if letters:
@@ -124,7 +113,7 @@ async def _consume(settings: Settings) -> None:
         fetch_min_bytes=FETCH_MIN_BYTES, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         **client_security(settings))
     await retry_forever(consumer.start, "starting the reactions consumer", (KafkaError,))
-    tracer = _Tracer(settings)
+    connection = OwnConnection(settings.pg_dsn)
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
@@ -138,11 +127,10 @@ async def _consume(settings: Settings) -> None:
                         records.append((r.key, r.value))
             count_traced(traced)
             if records:
-                await handle(tracer, producer, records)
+                await handle(connection, producer, records)
             if traced or records:
                 await commit_or_redeliver(consumer)
     finally:
         await consumer.stop()
         await producer.stop()
-        if tracer.connection is not None:
-            await tracer.connection.close()
+        await connection.close()

@@ -7,7 +7,7 @@ never lost, and the recording services answer as before (none of them holds a Ka
 client for reactions).
 
 It runs here rather than in each recording service: producing is work of its own
-(aiokafka's ``send`` per record, its partitioner in Python), and under a click flood it
+(the records' batches and their partitioning, in Python), and under a click flood it
 took about 9 % of the tracking service's one event loop (py-spy), which the redirects
 need; three relays also polled the outbox ten times a second each, and took a flood in
 more, smaller batches. Here a round can take 1,000 rows (in the tracking service 1,000 at

@@ -169,6 +169,12 @@ async def connect(dsn: str, *, generic_plans: bool = False) -> asyncpg.Connectio
     return connection
 
 
+# For a statement whose joins must be index look-ups whatever the statistics say (they
+# can be stale, or say a table is small while it grows): run in its transaction first.
+PLAN_BY_INDEX = ("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;"
+                 " SET LOCAL enable_seqscan = off")
+
+
 class OwnConnection:
     """A connection of one loop's own (a batcher, a relay: one statement or transaction
     at a time): no pool to go through and no reset query on release; opened again when

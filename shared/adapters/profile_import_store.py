@@ -39,6 +39,7 @@ from typing import Any
 import asyncpg
 
 from shared.adapters import consent_store
+from shared.adapters.postgres import PLAN_BY_INDEX
 from shared.domain.profile_import import COLUMNS
 
 STAGING = "profile_import_"  # + a hex id: an import's parent of its slices' tables
@@ -87,8 +88,6 @@ RETURNING s.line, s.profile_id, d.last
 # not a secondary index's on (tenant_id, …) with a filter on profile_id (a scan of the
 # tenant per row), is what migration 022's statistics overrides make sure of.
 _INDEXED = "CREATE INDEX ON {table} (profile_id)"
-_BY_INDEX = ("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;"
-             " SET LOCAL enable_seqscan = off")
 _BY_PLAN = ("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT;"
             " SET LOCAL enable_seqscan TO DEFAULT")
 _ANY_REPEATED = """
@@ -195,7 +194,7 @@ async def close_staging(staging: Staging) -> None:
 async def begin(connection: asyncpg.Connection) -> None:
     """In the merging transaction: index look-ups, and the savepoint ``finish`` may roll
     back to."""
-    await connection.execute(_BY_INDEX)
+    await connection.execute(PLAN_BY_INDEX)
     await connection.execute(f"SAVEPOINT {_SAVEPOINT}")
 
 

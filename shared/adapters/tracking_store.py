@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 
 from shared.adapters import erasure
+from shared.adapters.postgres import PLAN_BY_INDEX
 from shared.domain.reactions import Reaction, reason_of
 
 
@@ -88,15 +89,6 @@ SELECT u.t, u.m, u.at, 'reaction', u.kind, u.reason, jsonb_build_object('reactio
 RETURNING verdicts ->> 'reactionId' AS reaction_id
 """
 
-# The check that a reaction is not traced yet, as a look-up of its message's rows in
-# message_trace_message, whatever the statistics say. Planned from statistics taken while
-# the table was small (a new tenant, after a purge), it became a hash anti-join over a
-# sequential scan of the whole table, for every batch, while a click flood made the table
-# grow: 65-71 µs a reaction in the TRACK bench against 7 by the index (EXPLAIN ANALYZE,
-# batches of 300).
-_BY_INDEX = ("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;"
-             " SET LOCAL enable_seqscan = off")
-
 
 async def trace(connection: asyncpg.Connection, reactions: Sequence[Reaction]) -> list[Reaction]:
     """A trace row (stage 'reaction', outcome its kind) per reaction not traced before;
@@ -108,7 +100,13 @@ async def trace(connection: asyncpg.Connection, reactions: Sequence[Reaction]) -
     # sees only rows stored before the statement, so the batch is deduplicated here.
     reactions = list({r.reactionId: r for r in reactions}.values())
     async with connection.transaction():
-        await connection.execute(_BY_INDEX)
+        # The check that a reaction is not traced yet as a look-up of its message's rows
+        # in message_trace_message, whatever the statistics say. Planned from statistics
+        # taken while the table was small (a new tenant, after a purge), it became a hash
+        # anti-join over a sequential scan of the whole table, for every batch, while a
+        # click flood made the table grow: 65-71 µs a reaction in the TRACK bench against
+        # 7 by the index (EXPLAIN ANALYZE, batches of 300).
+        await connection.execute(PLAN_BY_INDEX)
         rows = await connection.fetch(
             _TRACE, [r.tenant for r in reactions], [r.messageId for r in reactions],
             [r.at for r in reactions], [r.kind.value for r in reactions],
