@@ -75,8 +75,8 @@ TARGET_LATENESS_MS = 1000  # TARGETS P8: p99 ≤ 1 s, never early
 TARGET_P9_MS = 1000  # TARGETS P9: p99 ≤ 1 s
 _INSTANCE_COLUMNS = ["tenant_id", "instance_id", "journey_id", "version", "profile_id",
                      "state", "node", "token", "document", "entered_at"]
-_TABLES = ("journey_timers", "journey_outbox", "journey_steps", "journey_instances",
-           "journey_versions", "audiences", "journey_event_types", "messages",
+_TABLES = ("journey_timers", "journey_timers_held", "journey_outbox", "journey_steps",
+           "journey_instances", "journey_versions", "audiences", "journey_event_types", "messages",
            "event_configs", "profiles")
 
 

@@ -275,12 +275,14 @@ async def _store_moves(engine: Engine, connection: asyncpg.Connection, moves: li
 async def fire(engine: Engine, connection: asyncpg.Connection, limit: int
                ) -> tuple[int, list[Outboxed]]:
     """Claim the timers due and move their instances, in one transaction: a crash gives
-    the timers back with the moves undone, so each fires once."""
+    the timers back with the moves undone, so each fires once. The count: timers taken
+    (a paused version's set aside included; ``limit`` of them: more are due)."""
     now = datetime.now(UTC)
     async with connection.transaction():
-        due = await journey_store.claim_due(connection, now, limit)
-        if not due:
-            return 0, []
+        claimed = await journey_store.claim_due(connection, now, limit)
+        due = claimed.timers
+        if not due:  # perhaps a paused version's, set aside: more may be due at once
+            return claimed.taken, []
         instances = await journey_store.load_many(
             connection, [(t.tenant, t.instance_id) for t in due])
         by_tenant: dict[str, list[str]] = defaultdict(list)
@@ -306,7 +308,7 @@ async def fire(engine: Engine, connection: asyncpg.Connection, limit: int
                                 [("timer", _outcome(instance, after))]))
         # One write per table for the batch (it was one per timer: P8J's lateness).
         outbox = await _store_moves(engine, connection, moves, profiles, now)
-    return len(due), outbox
+    return claimed.taken, outbox
 
 
 async def enter(engine: Engine, connection: asyncpg.Connection, plan: Plan, tenant: str,

@@ -50,6 +50,12 @@ class DueTimer:
 
 
 @dataclass(frozen=True)
+class Claimed:
+    timers: list[DueTimer]  # of live versions' instances, earliest first: to fire
+    taken: int  # timers taken in all, those set aside included (the limit: more are due)
+
+
+@dataclass(frozen=True)
 class Outboxed:
     """An effect waiting in the outbox to be applied."""
     tenant: str
@@ -460,26 +466,94 @@ async def next_due(connection: asyncpg.Connection | asyncpg.Pool, after: datetim
         after)
 
 
+# The first ``$2`` due timers of instances of live or paused versions, walking the due
+# index: the LATERAL look-up (OFFSET 0 keeps it one, not a join the planner could turn
+# round) costs each timer passed two index probes, so a claim costs what it takes, not
+# the instances of the live versions. A timer of no version's instance (tests' own, or
+# a stopped version's straggler) is left where it is.
+_CLAIM = """
+WITH head AS (
+    SELECT jt.tenant_id, jt.instance_id, jt.token, s.state, s.journey_id, s.version
+      FROM journey_timers jt
+     CROSS JOIN LATERAL (
+           SELECT v.state, i.journey_id, i.version
+             FROM journey_instances i
+             JOIN journey_versions v ON v.tenant_id = i.tenant_id
+                                    AND v.journey_id = i.journey_id AND v.version = i.version
+            WHERE i.tenant_id = jt.tenant_id AND i.instance_id = jt.instance_id
+           OFFSET 0) s
+     WHERE jt.due_at <= $1 AND s.state IN ('live', 'paused')
+     ORDER BY jt.due_at LIMIT $2 FOR UPDATE OF jt SKIP LOCKED)
+DELETE FROM journey_timers t USING head h
+ WHERE t.tenant_id = h.tenant_id AND t.instance_id = h.instance_id AND t.token = h.token
+RETURNING t.tenant_id, t.instance_id, t.token, t.due_at, h.state, h.journey_id, h.version
+"""
+_CLAIM_ANY = """
+DELETE FROM journey_timers t USING (
+    SELECT tenant_id, instance_id, token FROM journey_timers WHERE due_at <= $1
+     ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) d
+ WHERE t.tenant_id = d.tenant_id AND t.instance_id = d.instance_id AND t.token = d.token
+RETURNING t.tenant_id, t.instance_id, t.token, t.due_at, 'live' AS state
+"""
+
+
 async def claim_due(connection: asyncpg.Connection, now: datetime, limit: int, *,
-                    live_only: bool = True) -> list[DueTimer]:
+                    live_only: bool = True) -> Claimed:
     """Take up to ``limit`` timers due by ``now``, earliest first, deleting them: call in a
     transaction that also hands them on (the caller's), so a crash gives them back.
-    ``live_only``: only timers of instances of live versions (a paused version's wait
-    until it resumes; one with no version is no engine's)."""
-    versions = (" JOIN journey_instances i ON i.tenant_id = jt.tenant_id"
-                "  AND i.instance_id = jt.instance_id"
-                " JOIN journey_versions v ON v.tenant_id = i.tenant_id"
-                "  AND v.journey_id = i.journey_id AND v.version = i.version"
-                "  AND v.state = 'live'") if live_only else ""
-    rows = await connection.fetch(
-        "DELETE FROM journey_timers t USING ("
-        f"  SELECT jt.tenant_id, jt.instance_id, jt.token FROM journey_timers jt{versions}"
-        "   WHERE jt.due_at <= $1 ORDER BY jt.due_at LIMIT $2 FOR UPDATE OF jt SKIP LOCKED) d"
-        " WHERE t.tenant_id = d.tenant_id AND t.instance_id = d.instance_id"
-        "   AND t.token = d.token"
-        " RETURNING t.tenant_id, t.instance_id, t.token, t.due_at", now, limit)
-    return sorted((DueTimer(r["tenant_id"], str(r["instance_id"]), r["token"], r["due_at"])
-                   for r in rows), key=lambda t: t.due_at)
+    ``live_only``: only timers of instances of live versions; a paused version's met on
+    the way are set aside in ``journey_timers_held`` until it resumes (``release_held``),
+    so no later claim walks past them again (migration 052)."""
+    rows = await connection.fetch(_CLAIM if live_only else _CLAIM_ANY, now, limit)
+    paused = [r for r in rows if r["state"] == "paused"]
+    live = [r for r in rows if r["state"] == "live"]
+    if paused:
+        live += await _hold(connection, paused)
+    return Claimed(sorted((DueTimer(r["tenant_id"], str(r["instance_id"]), r["token"],
+                                    r["due_at"]) for r in live), key=lambda t: t.due_at),
+                   len(rows))
+
+
+async def _hold(connection: asyncpg.Connection, paused: list[asyncpg.Record]
+                ) -> list[asyncpg.Record]:
+    """Set aside the timers of versions paused still, and give back those of versions
+    resumed since the claim read them. The versions' rows are read again under a share
+    lock: a resume committed meanwhile is seen (its timers fire now), and one coming waits
+    for this transaction, so its ``release_held`` finds what is set aside here."""
+    keys = {(r["tenant_id"], r["journey_id"], r["version"]) for r in paused}
+    states = {(r["tenant_id"], r["journey_id"], r["version"]): r["state"]
+              for r in await connection.fetch(
+                  "SELECT v.tenant_id, v.journey_id, v.version, v.state"
+                  "  FROM journey_versions v"
+                  "  JOIN unnest($1::text[], $2::text[], $3::int[]) AS k(t, j, n)"
+                  "    ON v.tenant_id = k.t AND v.journey_id = k.j AND v.version = k.n"
+                  " ORDER BY 1, 2, 3 FOR SHARE OF v", *(list(c) for c in zip(*keys, strict=True)))}
+    held = [r for r in paused
+            if states.get((r["tenant_id"], r["journey_id"], r["version"])) == "paused"]
+    if held:
+        await connection.execute(
+            "INSERT INTO journey_timers_held"
+            " (tenant_id, instance_id, token, due_at, journey_id, version)"
+            " SELECT * FROM unnest($1::text[], $2::uuid[], $3::int[], $4::timestamptz[],"
+            "                      $5::text[], $6::int[]) ON CONFLICT DO NOTHING",
+            *([r[c] for r in held] for c in ("tenant_id", "instance_id", "token", "due_at",
+                                             "journey_id", "version")))
+    # Stopped meanwhile: its instances ended, their timers are dropped with the claim.
+    return [r for r in paused
+            if states.get((r["tenant_id"], r["journey_id"], r["version"])) == "live"]
+
+
+async def release_held(connection: asyncpg.Connection, tenant: str, journey_id: str,
+                       versions: Sequence[int]) -> int:
+    """Put back the timers set aside while ``versions`` were paused (call in the
+    transaction that resumes them, after its UPDATE of their rows); how many."""
+    return int((await connection.execute(
+        "WITH back AS (DELETE FROM journey_timers_held WHERE tenant_id = $1"
+        "   AND journey_id = $2 AND version = ANY($3::int[])"
+        " RETURNING tenant_id, instance_id, token, due_at)"
+        " INSERT INTO journey_timers (tenant_id, instance_id, token, due_at)"
+        " SELECT * FROM back ON CONFLICT DO NOTHING", tenant, journey_id,
+        list(versions))).split()[-1])
 
 
 async def waiting_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, str]]
@@ -532,7 +606,7 @@ async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
         "DELETE FROM journey_instances WHERE tenant_id = $1 AND profile_id = $2"
         " RETURNING instance_id", tenant, profile_id)
     if ids:
-        for table in ("journey_timers", "journey_outbox"):
+        for table in ("journey_timers", "journey_timers_held", "journey_outbox"):
             await connection.execute(
                 f"DELETE FROM {table} WHERE tenant_id = $1 AND instance_id = ANY($2::uuid[])",
                 tenant, [r["instance_id"] for r in ids])

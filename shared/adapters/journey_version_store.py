@@ -11,6 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.adapters import journey_store
+
 _COLUMNS = ("tenant_id, journey_id, version, mode, state, definition, speed, test_profiles,"
             " entry_after, entry_done, entry_started, published_at, updated_at")
 
@@ -166,7 +168,10 @@ async def move_versions(connection: asyncpg.Connection, tenant: str, journey_id:
         "                   ELSE resumed_at END"
         " WHERE tenant_id = $1 AND journey_id = $2 AND mode = $3 AND state = ANY($4::text[])"
         " RETURNING version", tenant, journey_id, mode, from_states, to_state)
-    return sorted(r["version"] for r in rows)
+    moved = sorted(r["version"] for r in rows)
+    if moved and to_state == "live":  # its timers that came due while paused fire now
+        await journey_store.release_held(connection, tenant, journey_id, moved)
+    return moved
 
 
 async def stop_instances(connection: asyncpg.Connection, tenant: str, journey_id: str,
@@ -190,9 +195,10 @@ async def stop_instances(connection: asyncpg.Connection, tenant: str, journey_id
     ids = [r["instance_id"] for r in stopped]
     # A statement of its own (a new snapshot): also the timers an engine's move set just
     # before the UPDATE above took the row.
-    await connection.execute(
-        "DELETE FROM journey_timers WHERE tenant_id = $1 AND instance_id = ANY($2::uuid[])",
-        tenant, ids)
+    for table in ("journey_timers", "journey_timers_held"):  # held: a paused version's
+        await connection.execute(
+            f"DELETE FROM {table} WHERE tenant_id = $1 AND instance_id = ANY($2::uuid[])",
+            tenant, ids)
     await connection.execute(
         "INSERT INTO journey_steps (tenant_id, journey_id, version, instance_id, profile_id,"
         " at, kind, node, detail)"

@@ -394,6 +394,50 @@ async def test_a_paused_journey_holds_an_event_and_takes_it_on_resume(
         "event", "transition"]
 
 
+async def test_a_paused_journeys_timers_come_due_aside_and_fire_on_resume(
+        pool: asyncpg.Pool, tenant: Tenant) -> None:
+    """Due timers of a paused version are set aside once (journey_timers_held), not walked
+    past by every claim; resuming puts them back and they fire."""
+    for event_id in ("JEVsignup", "JEVping"):
+        assert (await tenant.admin.put(f"/journey-events/{event_id}",
+                                       json=SIGNUP)).status_code == 201
+    profiles = [f"h{n}" for n in range(3)]
+    for profile_id in profiles:
+        written = await tenant.profiles.put(f"/v1/profiles/{profile_id}",
+                                            json={"email": unique_email(profile_id)})
+        assert written.status_code == 201, written.text
+    journey = {"id": "aside", "entry": {"type": "event", "eventId": "JEVsignup",
+                                        "next": "wait"},
+               "nodes": [{"id": "wait", "type": "listen",
+                          "branches": [{"event": {"eventId": "JEVping"}, "next": "done"}],
+                          "timeout": {"after": "PT6S", "next": "late"}},
+                         {"id": "done", "type": "end"}, {"id": "late", "type": "end"}]}
+    assert (await tenant.admin.put("/journeys/aside", json=journey)).status_code == 201
+    assert (await tenant.admin.post("/journeys/aside/publish")).status_code == 201
+    for profile_id in profiles:
+        await send_event(tenant, "JEVsignup", profile_id)
+
+    async def at(node: str, state: str) -> bool:
+        found = [await first_instance(tenant, "aside", p) for p in profiles]
+        return all(i is not None and (i["node"], i["state"]) == (node, state) for i in found)
+    await eventually(lambda: at("wait", "waiting"), "the three waiting", 20)
+    assert (await tenant.admin.post("/journeys/aside/pause")).status_code == 200
+
+    async def timers(table: str) -> int:
+        return int(await pool.fetchval(
+            f"SELECT count(*) FROM {table} WHERE tenant_id = $1", tenant.name))
+
+    async def set_aside() -> bool:
+        return await timers("journey_timers_held") == 3
+    await eventually(set_aside, "the paused version's due timers set aside", 20)
+    assert await timers("journey_timers") == 0
+    assert await at("wait", "waiting")  # held where they were: no timeout taken
+
+    assert (await tenant.admin.post("/journeys/aside/resume")).status_code == 200
+    await eventually(lambda: at("late", "finished"), "the timeouts taken on resume", 20)
+    assert await timers("journey_timers_held") == 0
+
+
 async def test_journey_events_produced_to_kafka_signed_enter_and_forged_ones_are_refused(
         pool: asyncpg.Pool, tenant: Tenant, producer: AIOKafkaProducer) -> None:
     assert (await tenant.admin.put("/journey-events/JEVsignup", json=SIGNUP)).status_code == 201

@@ -116,7 +116,8 @@ async def test_timers_are_claimed_once_by_concurrent_claimers_and_never_early(
         async with pool.acquire() as connection:
             while True:
                 async with connection.transaction():
-                    claimed = await journey_store.claim_due(connection, NOW, 7, live_only=False)
+                    claimed = (await journey_store.claim_due(connection, NOW, 7,
+                                                             live_only=False)).timers
                     # Other tests' timers may be due too: claimed, but not counted here.
                     batch = [t for t in claimed if t.tenant == name]
                     taken += [t.instance_id for t in batch]
