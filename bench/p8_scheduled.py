@@ -20,7 +20,7 @@ never does. Its recipients are its own (``bench-8NN``, one per slice of the wind
 run), read back with ``?to=`` soon after that slice was processed, and merged by the
 sink's message id, so little is parsed twice and little can be emptied before it is read.
 
-The release poll's cost is its own query (``held_store._RELEASABLE``) under
+The release poll's cost is its own query (``held_store._DUE``) under
 ``EXPLAIN (ANALYZE, BUFFERS)`` with the backlog in place, as a custom plan and as the
 generic plan a long-lived prepared statement may switch to, in a transaction rolled back
 at once (the query locks what it finds).
@@ -54,7 +54,7 @@ from bench.common import (
 from bench.p4_latency import latencies_by_order
 from bench.stats import latency_summary, median, median_of
 from services.processor.handlers import RELEASE_BATCH
-from shared.adapters.held_store import _RELEASABLE
+from shared.adapters.held_store import _DUE as _RELEASABLE
 from shared.adapters.postgres import connect
 from shared.domain.status import TERMINAL
 
@@ -140,7 +140,7 @@ async def _teardown() -> tuple[int, int]:
 # --- the release poll's cost ---------------------------------------------------------------
 
 def _plan_shape(node: dict[str, Any]) -> str:
-    """``Limit > LockRows > … > Index Scan(held_events_due)``: the first child each time."""
+    """``Limit > LockRows > … > Index Scan(held_events_releasable)``: the first child each time."""
     name = node["Node Type"] + (f"({node['Index Name']})" if "Index Name" in node else "")
     children = node.get("Plans") or []
     return name if not children else f"{name} > {_plan_shape(children[0])}"

@@ -87,10 +87,10 @@ async def release(processor: Processor) -> None:
     released = 0
     try:
         while True:
-            batch = await release_held(processor)
+            batch, looked_at = await release_held(processor)
             deferred = await release_deferred(processor)
             released += batch + deferred
-            if batch < RELEASE_BATCH and deferred < RELEASE_BATCH:
+            if looked_at < RELEASE_BATCH and deferred < RELEASE_BATCH:
                 break
     except (*DB_UNAVAILABLE, KafkaError) as error:
         log.warning("releasing held events failed (%s); retrying in %.1fs", error,

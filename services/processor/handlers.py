@@ -405,18 +405,20 @@ async def release_deferred(processor: Processor) -> int:
     return len(requests)
 
 
-async def release_held(processor: Processor) -> int:
+async def release_held(processor: Processor) -> tuple[int, int]:
     """Put held events that are due (their message is published, their scheduled time has
     come) back on the input topic; routed again, they are sent, or end ``tooOld`` if they
     expired meanwhile. Deleted in the same transaction that found them: a crash re-releases
-    them, and the status and ledger keep a second pass from sending twice."""
+    them, and the status and ledger keep a second pass from sending twice. Released, and
+    looked at (those of a message not published are parked: ``held_store.releasable``)."""
     async with processor.pool.acquire() as connection, connection.transaction():
-        held = await held_store.releasable(connection, RELEASE_BATCH, datetime.now(UTC))
+        held, looked_at = await held_store.releasable(connection, RELEASE_BATCH,
+                                                      datetime.now(UTC))
         if not held:
-            return 0
+            return 0, looked_at
         await processor.producer.deliver_all([
             (EVENTS_IN.name, encode(trigger), target_key(trigger["target"], pkey))
             for pkey, trigger in held
         ])
         await held_store.forget(connection, [pkey for pkey, _ in held])
-    return len(held)
+    return len(held), looked_at

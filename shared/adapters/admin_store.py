@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.adapters import held_store
 from shared.adapters.profile_store import PROFILE_COLUMNS, as_profile
 from shared.domain.events import EventConfig
 from shared.domain.exact import read_stored
@@ -131,6 +132,8 @@ async def set_message_state(
         " WHERE tenant_id = $1 AND event_id = $2 AND version = $3",
         tenant, event_id, version, state.value,
     )
+    if state is MessageState.PUBLISHED:  # its held events that were parked are due again
+        await held_store.unpark(connection, tenant, event_id)
 
 
 async def find_test_profile(

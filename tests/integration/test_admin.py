@@ -330,6 +330,12 @@ async def test_a_paused_message_holds_events_and_sends_them_on_resume_unless_exp
         await eventually(paused_status, "the event to be held, status paused")
     assert await mails_to(http, kept) == []
 
+    async def parked() -> bool:  # met by the release poll once, then not walked past again
+        return await pool.fetchval(
+            "SELECT count(*) FILTER (WHERE parked) FROM held_events"
+            " WHERE tenant_id = 'default' AND event_id = $1", event_id) == 2
+    await eventually(parked, "the paused message's held events parked", deadline_s=10)
+
     async def expired() -> bool:
         return datetime.now(UTC) > datetime.fromisoformat(soon)
 
@@ -340,6 +346,8 @@ async def test_a_paused_message_holds_events_and_sends_them_on_resume_unless_exp
     [mail] = await mails_to(http, kept)
     assert mail["subject"] == "held"
     assert await mails_to(http, expiring) == []
+    assert await pool.fetchval("SELECT count(*) FROM held_events WHERE event_id = $1",
+                               event_id) == 0
 
 
 async def test_a_body_over_the_limit_is_413_and_parts_and_labels_have_limits(

@@ -15,11 +15,11 @@ async def test_a_failure_of_any_kind_is_logged_and_the_next_tick_releases(
 ) -> None:
     calls: list[str] = []
 
-    async def release_held(_processor: object) -> int:
+    async def release_held(_processor: object) -> tuple[int, int]:
         calls.append("held")
         if len(calls) == 1:
             raise asyncpg.exceptions.UndefinedTableError('relation "held_events" does not exist')
-        return 0
+        return 0, 0
 
     async def release_deferred(_processor: object) -> int:
         return 0
