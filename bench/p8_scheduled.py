@@ -166,7 +166,8 @@ async def _explain(connection: asyncpg.Connection, generic: bool) -> dict[str, A
                                              + _RELEASABLE, RELEASE_BATCH, datetime.now(UTC))
     finally:
         await transaction.rollback()
-    [plan] = orjson.loads(text)
+    # EXPLAIN's json comes decoded (the pools' codec for json), or as text elsewhere
+    [plan] = text if isinstance(text, list) else orjson.loads(text)
     top = plan["Plan"]
     return {"execution_ms": plan["Execution Time"], "planning_ms": plan["Planning Time"],
             "rows": top["Actual Rows"],
