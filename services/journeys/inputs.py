@@ -109,9 +109,12 @@ async def handle(engine: Engine, records: Sequence[tuple[str, bytes | None, byte
         async with engine.pool.acquire() as connection:
             return await arrive(engine, connection, arrivals)
 
-    outbox = await retry_forever(attempt, "moving journey instances", DB_UNAVAILABLE,
-                                 on_retry=RETRIES.labels("inputs").inc)
-    await _apply_behind(engine, outbox)
+    # A batch of reactions no instance can take (a click flood on transactional mail)
+    # costs no connection and no statement.
+    if arrivals:
+        outbox = await retry_forever(attempt, "moving journey instances", DB_UNAVAILABLE,
+                                     on_retry=RETRIES.labels("inputs").inc)
+        await _apply_behind(engine, outbox)
     if letters:
         await retry_forever(lambda: publish_dead_letters(engine.producer, STAGE, letters),
                             "dead-lettering journey inputs", (KafkaError,))
