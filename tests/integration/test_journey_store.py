@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from shared.adapters import journey_store, personal_data
+from shared.adapters import journey_store, journey_version_store, personal_data
 from shared.domain.journeys.advance import advance, start
 from shared.domain.journeys.instance import (
     Effect,
@@ -157,3 +157,54 @@ async def test_erasing_a_profile_removes_its_instances_and_timers(pool: asyncpg.
     assert removed["journeyInstances"] == 1
     assert await pool.fetchval("SELECT count(*) FROM journey_timers WHERE tenant_id = $1",
                                name) == 0
+
+
+async def test_a_paused_versions_due_timers_are_set_aside_then_erased_stopped_or_put_back(
+        pool: asyncpg.Pool) -> None:
+    """claim_due sets a paused version's due timers aside (journey_timers_held, migration
+    052) instead of leaving them for every claim to walk past; erasure and a stop delete
+    them, a resume puts them back in the resuming transaction."""
+    plan, name = plan_of(SEED), tenant()
+    journey, version = plan.definition.id, plan.version
+    await pool.execute(
+        "INSERT INTO journey_versions (tenant_id, journey_id, version, mode, state, definition)"
+        " VALUES ($1, $2, $3, 'live', 'paused', '{}')", name, journey, version)
+    for n in range(4):
+        instance, _ = start(plan, f"h{n}", 0, {}, NOW - timedelta(days=2))
+        assert await _create(pool, name, instance, [SetTimer(instance.token,
+                                                             NOW - timedelta(seconds=n))])
+
+    async def count(table: str) -> int:
+        return int(await pool.fetchval(f"SELECT count(*) FROM {table} WHERE tenant_id = $1",
+                                       name))
+
+    async with pool.acquire() as connection:
+        for _ in range(20):  # the stack's engine may set some aside too
+            async with connection.transaction():
+                claimed = await journey_store.claim_due(connection, NOW, 500)
+            assert not [t for t in claimed.timers if t.tenant == name]
+            if not await count("journey_timers"):
+                break
+        assert await count("journey_timers_held") == 4
+        await personal_data.erase_profile(connection, name, "h0")
+        assert await count("journey_timers_held") == 3
+        resuming = connection.transaction()  # rolled back: the stop below as well
+        await resuming.start()
+        try:
+            await journey_version_store.move_versions(connection, name, journey, "live",
+                                                      ["paused"], "live")
+            back = await connection.fetchval(
+                "SELECT count(*) FROM journey_timers WHERE tenant_id = $1", name)
+            held = await connection.fetchval(
+                "SELECT count(*) FROM journey_timers_held WHERE tenant_id = $1", name)
+            assert (back, held) == (3, 0)
+        finally:
+            await resuming.rollback()
+        assert await count("journey_timers_held") == 3
+        async with connection.transaction():
+            await journey_version_store.move_versions(connection, name, journey, "live",
+                                                      ["paused"], "stopped")
+            stopped = await journey_version_store.stop_instances(
+                connection, name, journey, [version], "the journey was stopped")
+        assert len(stopped) == 3
+        assert (await count("journey_timers_held"), await count("journey_timers")) == (0, 0)
