@@ -466,11 +466,11 @@ async def next_due(connection: asyncpg.Connection | asyncpg.Pool, after: datetim
         after)
 
 
-# The first ``$2`` due timers of instances of live or paused versions, walking the due
-# index: the LATERAL look-up (OFFSET 0 keeps it one, not a join the planner could turn
-# round) costs each timer passed two index probes, so a claim costs what it takes, not
-# the instances of the live versions. A timer of no version's instance (tests' own, or
-# a stopped version's straggler) is left where it is.
+# The first ``$2`` due timers of instances of a version, with the version's state,
+# walking the due index: the LATERAL look-up (OFFSET 0 keeps it one, not a join the
+# planner could turn round) costs each timer passed two index probes, so a claim costs
+# what it takes, not the instances of the live versions. A timer of no version's instance
+# (tests' own) is left where it is.
 _CLAIM = """
 WITH head AS (
     SELECT jt.tenant_id, jt.instance_id, jt.token, s.state, s.journey_id, s.version
@@ -482,7 +482,7 @@ WITH head AS (
                                     AND v.journey_id = i.journey_id AND v.version = i.version
             WHERE i.tenant_id = jt.tenant_id AND i.instance_id = jt.instance_id
            OFFSET 0) s
-     WHERE jt.due_at <= $1 AND s.state IN ('live', 'paused')
+     WHERE jt.due_at <= $1
      ORDER BY jt.due_at LIMIT $2 FOR UPDATE OF jt SKIP LOCKED)
 DELETE FROM journey_timers t USING head h
  WHERE t.tenant_id = h.tenant_id AND t.instance_id = h.instance_id AND t.token = h.token
@@ -503,7 +503,9 @@ async def claim_due(connection: asyncpg.Connection, now: datetime, limit: int, *
     transaction that also hands them on (the caller's), so a crash gives them back.
     ``live_only``: only timers of instances of live versions; a paused version's met on
     the way are set aside in ``journey_timers_held`` until it resumes (``release_held``),
-    so no later claim walks past them again (migration 052)."""
+    so no later claim walks past them again (migration 052); a stopped or finished
+    version's (a move that raced the stop set it after the stop deleted the others) are
+    deleted, fired by no one."""
     rows = await connection.fetch(_CLAIM if live_only else _CLAIM_ANY, now, limit)
     paused = [r for r in rows if r["state"] == "paused"]
     live = [r for r in rows if r["state"] == "live"]

@@ -208,3 +208,28 @@ async def test_a_paused_versions_due_timers_are_set_aside_then_erased_stopped_or
                 connection, name, journey, [version], "the journey was stopped")
         assert len(stopped) == 3
         assert (await count("journey_timers_held"), await count("journey_timers")) == (0, 0)
+
+
+async def test_a_due_timer_of_a_stopped_version_is_claimed_and_dropped(pool: asyncpg.Pool
+                                                                       ) -> None:
+    """A straggler (a move racing the stop set it after the stop deleted the others): no
+    claim fires it, and none walks past it again."""
+    plan, name = plan_of(SEED), tenant()
+    await pool.execute(
+        "INSERT INTO journey_versions (tenant_id, journey_id, version, mode, state, definition)"
+        " VALUES ($1, $2, $3, 'live', 'stopped', '{}')", name, plan.definition.id,
+        plan.version)
+    instance, _ = start(plan, "late", 0, {}, NOW - timedelta(days=2))
+    assert await _create(pool, name, instance, [SetTimer(instance.token, NOW)])
+    async with pool.acquire() as connection:
+        for _ in range(20):  # the stack's engine may drop it first
+            async with connection.transaction():
+                claimed = await journey_store.claim_due(connection, NOW, 500)
+            assert not [t for t in claimed.timers if t.tenant == name]
+            if not await connection.fetchval(
+                    "SELECT count(*) FROM journey_timers WHERE tenant_id = $1", name):
+                break
+    assert await pool.fetchval("SELECT count(*) FROM journey_timers WHERE tenant_id = $1",
+                               name) == 0
+    assert await pool.fetchval("SELECT count(*) FROM journey_timers_held WHERE tenant_id = $1",
+                               name) == 0
