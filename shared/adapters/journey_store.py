@@ -522,16 +522,16 @@ async def _hold(connection: asyncpg.Connection, paused: list[asyncpg.Record]
     resumed since the claim read them. The versions' rows are read again under a share
     lock: a resume committed meanwhile is seen (its timers fire now), and one coming waits
     for this transaction, so its ``release_held`` finds what is set aside here."""
-    keys = {(r["tenant_id"], r["journey_id"], r["version"]) for r in paused}
-    states = {(r["tenant_id"], r["journey_id"], r["version"]): r["state"]
-              for r in await connection.fetch(
-                  "SELECT v.tenant_id, v.journey_id, v.version, v.state"
-                  "  FROM journey_versions v"
-                  "  JOIN unnest($1::text[], $2::text[], $3::int[]) AS k(t, j, n)"
-                  "    ON v.tenant_id = k.t AND v.journey_id = k.j AND v.version = k.n"
-                  " ORDER BY 1, 2, 3 FOR SHARE OF v", *(list(c) for c in zip(*keys, strict=True)))}
-    held = [r for r in paused
-            if states.get((r["tenant_id"], r["journey_id"], r["version"])) == "paused"]
+    def version_of(r: asyncpg.Record) -> tuple[str, str, int]:
+        return r["tenant_id"], r["journey_id"], r["version"]
+
+    keys = {version_of(r) for r in paused}
+    states = {version_of(r): r["state"] for r in await connection.fetch(
+        "SELECT v.tenant_id, v.journey_id, v.version, v.state FROM journey_versions v"
+        "  JOIN unnest($1::text[], $2::text[], $3::int[]) AS k(t, j, n)"
+        "    ON v.tenant_id = k.t AND v.journey_id = k.j AND v.version = k.n"
+        " ORDER BY 1, 2, 3 FOR SHARE OF v", *(list(c) for c in zip(*keys, strict=True)))}
+    held = [r for r in paused if states.get(version_of(r)) == "paused"]
     if held:
         await connection.execute(
             "INSERT INTO journey_timers_held"
@@ -541,8 +541,7 @@ async def _hold(connection: asyncpg.Connection, paused: list[asyncpg.Record]
             *([r[c] for r in held] for c in ("tenant_id", "instance_id", "token", "due_at",
                                              "journey_id", "version")))
     # Stopped meanwhile: its instances ended, their timers are dropped with the claim.
-    return [r for r in paused
-            if states.get((r["tenant_id"], r["journey_id"], r["version"])) == "live"]
+    return [r for r in paused if states.get(version_of(r)) == "live"]
 
 
 async def release_held(connection: asyncpg.Connection, tenant: str, journey_id: str,

@@ -159,6 +159,28 @@ async def test_erasing_a_profile_removes_its_instances_and_timers(pool: asyncpg.
                                name) == 0
 
 
+async def _version_row(pool: asyncpg.Pool, name: str, journey: str, version: int,
+                       state: str) -> None:
+    await pool.execute(
+        "INSERT INTO journey_versions (tenant_id, journey_id, version, mode, state, definition)"
+        " VALUES ($1, $2, $3, 'live', $4, '{}')", name, journey, version, state)
+
+
+async def _count(db: asyncpg.Pool | asyncpg.Connection, table: str, name: str) -> int:
+    return int(await db.fetchval(f"SELECT count(*) FROM {table} WHERE tenant_id = $1", name))
+
+
+async def _claim_until_none_due(connection: asyncpg.Connection, name: str) -> None:
+    """Claim until none of the tenant's timers is left to claim (the stack's engine may
+    claim some too), firing none of them."""
+    for _ in range(20):
+        async with connection.transaction():
+            claimed = await journey_store.claim_due(connection, NOW, 500)
+        assert not [t for t in claimed.timers if t.tenant == name]
+        if not await _count(connection, "journey_timers", name):
+            return
+
+
 async def test_a_paused_versions_due_timers_are_set_aside_then_erased_stopped_or_put_back(
         pool: asyncpg.Pool) -> None:
     """claim_due sets a paused version's due timers aside (journey_timers_held, migration
@@ -166,48 +188,35 @@ async def test_a_paused_versions_due_timers_are_set_aside_then_erased_stopped_or
     them, a resume puts them back in the resuming transaction."""
     plan, name = plan_of(SEED), tenant()
     journey, version = plan.definition.id, plan.version
-    await pool.execute(
-        "INSERT INTO journey_versions (tenant_id, journey_id, version, mode, state, definition)"
-        " VALUES ($1, $2, $3, 'live', 'paused', '{}')", name, journey, version)
+    await _version_row(pool, name, journey, version, "paused")
     for n in range(4):
         instance, _ = start(plan, f"h{n}", 0, {}, NOW - timedelta(days=2))
         assert await _create(pool, name, instance, [SetTimer(instance.token,
                                                              NOW - timedelta(seconds=n))])
 
-    async def count(table: str) -> int:
-        return int(await pool.fetchval(f"SELECT count(*) FROM {table} WHERE tenant_id = $1",
-                                       name))
-
     async with pool.acquire() as connection:
-        for _ in range(20):  # the stack's engine may set some aside too
-            async with connection.transaction():
-                claimed = await journey_store.claim_due(connection, NOW, 500)
-            assert not [t for t in claimed.timers if t.tenant == name]
-            if not await count("journey_timers"):
-                break
-        assert await count("journey_timers_held") == 4
+        await _claim_until_none_due(connection, name)
+        assert await _count(pool, "journey_timers_held", name) == 4
         await personal_data.erase_profile(connection, name, "h0")
-        assert await count("journey_timers_held") == 3
+        assert await _count(pool, "journey_timers_held", name) == 3
         resuming = connection.transaction()  # rolled back: the stop below as well
         await resuming.start()
         try:
             await journey_version_store.move_versions(connection, name, journey, "live",
                                                       ["paused"], "live")
-            back = await connection.fetchval(
-                "SELECT count(*) FROM journey_timers WHERE tenant_id = $1", name)
-            held = await connection.fetchval(
-                "SELECT count(*) FROM journey_timers_held WHERE tenant_id = $1", name)
-            assert (back, held) == (3, 0)
+            assert (await _count(connection, "journey_timers", name),
+                    await _count(connection, "journey_timers_held", name)) == (3, 0)
         finally:
             await resuming.rollback()
-        assert await count("journey_timers_held") == 3
+        assert await _count(pool, "journey_timers_held", name) == 3
         async with connection.transaction():
             await journey_version_store.move_versions(connection, name, journey, "live",
                                                       ["paused"], "stopped")
             stopped = await journey_version_store.stop_instances(
                 connection, name, journey, [version], "the journey was stopped")
         assert len(stopped) == 3
-        assert (await count("journey_timers_held"), await count("journey_timers")) == (0, 0)
+        assert (await _count(pool, "journey_timers_held", name),
+                await _count(pool, "journey_timers", name)) == (0, 0)
 
 
 async def test_a_due_timer_of_a_stopped_version_is_claimed_and_dropped(pool: asyncpg.Pool
@@ -215,21 +224,10 @@ async def test_a_due_timer_of_a_stopped_version_is_claimed_and_dropped(pool: asy
     """A straggler (a move racing the stop set it after the stop deleted the others): no
     claim fires it, and none walks past it again."""
     plan, name = plan_of(SEED), tenant()
-    await pool.execute(
-        "INSERT INTO journey_versions (tenant_id, journey_id, version, mode, state, definition)"
-        " VALUES ($1, $2, $3, 'live', 'stopped', '{}')", name, plan.definition.id,
-        plan.version)
+    await _version_row(pool, name, plan.definition.id, plan.version, "stopped")
     instance, _ = start(plan, "late", 0, {}, NOW - timedelta(days=2))
     assert await _create(pool, name, instance, [SetTimer(instance.token, NOW)])
     async with pool.acquire() as connection:
-        for _ in range(20):  # the stack's engine may drop it first
-            async with connection.transaction():
-                claimed = await journey_store.claim_due(connection, NOW, 500)
-            assert not [t for t in claimed.timers if t.tenant == name]
-            if not await connection.fetchval(
-                    "SELECT count(*) FROM journey_timers WHERE tenant_id = $1", name):
-                break
-    assert await pool.fetchval("SELECT count(*) FROM journey_timers WHERE tenant_id = $1",
-                               name) == 0
-    assert await pool.fetchval("SELECT count(*) FROM journey_timers_held WHERE tenant_id = $1",
-                               name) == 0
+        await _claim_until_none_due(connection, name)
+    assert await _count(pool, "journey_timers", name) == 0
+    assert await _count(pool, "journey_timers_held", name) == 0
