@@ -17,6 +17,8 @@ from typing import Any
 
 import uvicorn
 
+from shared.heap import freeze_startup
+
 log = logging.getLogger(__name__)
 # Kubernetes' default grace period is 30 s; ours is 10 s, minus a margin for the exit.
 STOP_DEADLINE_S = 8.0
@@ -66,4 +68,5 @@ def http_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Confi
 
 
 def serve_http(app: Any, host: str, port: int, **options: Any) -> None:
+    freeze_startup()
     Server(http_config(app, host, port, **options)).run()
