@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from shared.heap import freeze_startup
+from shared import heap
 
 log = logging.getLogger(__name__)
 # Kubernetes' default grace period is 30 s; ours is 10 s, minus a margin for the exit.
@@ -68,5 +68,5 @@ def http_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Confi
 
 
 def serve_http(app: Any, host: str, port: int, **options: Any) -> None:
-    freeze_startup()
+    heap.settle()
     Server(http_config(app, host, port, **options)).run()

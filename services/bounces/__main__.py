@@ -5,12 +5,12 @@ import asyncio
 import logging
 
 from services.bounces.app import serve
-from shared.heap import freeze_startup
+from shared import heap
 from shared.logging_setup import configure_logging
 from shared.settings import get_settings
 
 if __name__ == "__main__":
     configure_logging("bounces")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # a line per SMTP command
-    freeze_startup()
+    heap.settle()
     asyncio.run(serve(get_settings()))

@@ -19,7 +19,7 @@ from services.gateway import (
 from services.gateway.metrics import watch_collections
 from services.gateway.routes import post_event, readiness, router
 from services.gateway.wiring import Gateway
-from shared.heap import freeze_startup
+from shared import heap
 from shared.operations import answer_store_unavailable, operations_router
 from shared.settings import Settings, get_settings
 
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # file's slices allocating, and paused every request (75,000 objects: 135-250 ms
         # a full collection on a loaded machine, ~0 ms frozen). serve_http froze the
         # imports; this freezes what the lifespan opened too.
-        freeze_startup()
+        heap.settle()
         watch_collections()
         try:
             yield

@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 from services.journeys import backlog, effects, entry, goal_sweep, inputs, step_relay, timers
 from services.journeys.loops import repeat
 from services.journeys.wiring import Engine
-from shared.heap import freeze_startup
+from shared import heap
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings
 from shared.shutdown import exit_within
@@ -65,5 +65,5 @@ if __name__ == "__main__":
     if arguments.allow_local_targets:
         settings = settings.model_copy(update={"journeys_allow_local_targets": True})
     start_http_server(settings.journeys_metrics_port, addr=settings.metrics_host)
-    freeze_startup()
+    heap.settle()
     asyncio.run(supervised(settings))

@@ -36,11 +36,11 @@ from services.processor.handlers import (
     release_held,
 )
 from services.processor.wiring import Processor
+from shared import heap
 from shared.adapters.kafka import client_security, manual_consumer
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.rebalance import DrainOnRevoke, OffsetCommits, still_assigned
 from shared.batches import handle_isolating_poison
-from shared.heap import freeze_startup
 from shared.resilience import retry_forever
 from shared.settings import Settings, get_settings
 from shared.shutdown import exit_within
@@ -167,5 +167,5 @@ def main(settings: Settings | None = None) -> None:
             loop.add_signal_handler(sig, stopping)
         await run(settings or get_settings(), stop)
 
-    freeze_startup()
+    heap.settle()
     asyncio.run(supervised())

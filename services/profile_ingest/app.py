@@ -22,10 +22,10 @@ from aiokafka.errors import KafkaError
 
 from services.profile_ingest.handlers import Record, handle_batch, poisoned
 from services.profile_ingest.wiring import BATCH, Ingest
+from shared import heap
 from shared.adapters.kafka import commit_or_redeliver
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.batches import handle_isolating_poison
-from shared.heap import freeze_startup
 from shared.resilience import retry_forever
 from shared.settings import Settings
 from shared.shutdown import exit_within
@@ -71,5 +71,5 @@ def main(settings: Settings) -> None:
             loop.add_signal_handler(sig, stopping)
         await run(settings, stop)
 
-    freeze_startup()
+    heap.settle()
     asyncio.run(supervised())

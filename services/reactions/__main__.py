@@ -9,7 +9,7 @@ from prometheus_client import start_http_server
 
 from services.reactions import lag, relay, retention
 from services.reactions.consumer import run
-from shared.heap import freeze_startup
+from shared import heap
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings
 from shared.shutdown import exit_within
@@ -45,5 +45,5 @@ if __name__ == "__main__":
     configure_logging("reactions")
     settings = get_settings()
     start_http_server(settings.reactions_metrics_port, addr=settings.metrics_host)
-    freeze_startup()
+    heap.settle()
     asyncio.run(supervised(settings))

@@ -10,7 +10,7 @@ import signal
 from prometheus_client import start_http_server
 
 from services.webhooks.service import run
-from shared.heap import freeze_startup
+from shared import heap
 from shared.logging_setup import configure_logging
 from shared.settings import Settings, get_settings
 from shared.shutdown import exit_within
@@ -44,5 +44,5 @@ if __name__ == "__main__":
     if arguments.allow_local_targets:
         settings = settings.model_copy(update={"webhooks_allow_local_targets": True})
     start_http_server(settings.webhooks_metrics_port, addr=settings.metrics_host)
-    freeze_startup()
+    heap.settle()
     asyncio.run(supervised(settings))

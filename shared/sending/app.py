@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from shared import heap
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.rebalance import OffsetCommits, still_assigned
 from shared.batches import handle_isolating_poison
 from shared.domain import timeline
-from shared.heap import freeze_startup
 from shared.resilience import retry_forever
 from shared.sending.handlers import Record, dead_letter, deliver_batch
 from shared.sending.priority import Lane
@@ -123,5 +123,5 @@ def main(spec: SenderSpec, settings: Settings, lane: Lane | None = None) -> None
             loop.add_signal_handler(sig, stopping)
         await run(spec, settings, stop, lane or Lane.tx())
 
-    freeze_startup()
+    heap.settle()
     asyncio.run(supervised())

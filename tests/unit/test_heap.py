@@ -1,6 +1,7 @@
-"""What the garbage collector walks: a service's start-up is frozen once (no full
-collection walks it again), and the tracking service's cache of messages holds nothing
-the collector tracks (100,000 message objects made every full collection walk them)."""
+"""What the garbage collector walks and how often: a service's start-up is frozen once
+(no full collection walks it again), the young are collected every 10,000 allocations,
+and the tracking service's cache of messages holds nothing the collector tracks
+(100,000 message objects made every full collection walk them)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.tracking.wiring import Tracking, _kept, _unkept
+from shared import heap
 from shared.adapters.tracking_store import TrackedMessage
 from shared.domain.tracking_links import parse_keyring
-from shared.heap import freeze_startup
 from shared.settings import Settings
 
 MESSAGE = TrackedMessage("acme", "6f1c2b1e-8a51-4d0f-9a43-0f5b1d7c2e10", "email", "p-1", None,
@@ -21,14 +22,16 @@ MESSAGE = TrackedMessage("acme", "6f1c2b1e-8a51-4d0f-9a43-0f5b1d7c2e10", "email"
                          datetime(2026, 12, 5, 6, 0, tzinfo=UTC))
 
 
-def test_freezing_the_start_up_leaves_it_out_of_every_collection() -> None:
-    before = gc.get_freeze_count()
+def test_settling_freezes_the_start_up_and_collects_the_young_less_often() -> None:
+    before, thresholds = gc.get_freeze_count(), gc.get_threshold()
     try:
-        freeze_startup()
+        heap.settle()
         assert gc.get_freeze_count() > before
         assert gc.get_count()[0] < 10  # collected just before: nothing young left over
+        assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, *thresholds[1:])
     finally:
         gc.unfreeze()  # the test process's own objects go back to the collector
+        gc.set_threshold(*thresholds)
 
 
 def test_a_kept_message_is_the_same_message_and_untracked() -> None:
