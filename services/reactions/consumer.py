@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer
@@ -69,12 +70,16 @@ def read(records: Sequence[tuple[bytes | None, bytes]]) -> tuple[list[Reaction],
 def count_traced(values: Sequence[bytes]) -> None:
     """Count the records the relay produced, read without validating them: each was a
     valid reaction when recorded (validating them was about a tenth of this process under
-    a click flood)."""
+    a click flood). Counted per batch, one increment a series: looking the series up by
+    its labels for each record cost 0.9 µs of this function's 4.3 a record."""
+    counts: Counter[tuple[str, str]] = Counter()
     for value in values:
         fields = unvalidated_fields(value) or {}
         kind = fields.get("kind")
         if kind in _KINDS:
-            REACTIONS.labels(kind, "true" if fields.get("machine") is True else "false").inc()
+            counts[(kind, "true" if fields.get("machine") is True else "false")] += 1
+    for (kind, machine), count in counts.items():
+        REACTIONS.labels(kind, machine).inc(count)
 
 
 async def handle(connection: OwnConnection, producer: RenewingProducer,
