@@ -29,6 +29,7 @@ from services.journeys.wiring import Engine
 from shared.adapters.kafka import (
     client_security,
     commit_or_redeliver,
+    gathered_fetch,
     manual_consumer,
     publish_dead_letters,
 )
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 GROUP = "parcours-journeys"
 STAGE = "journeys"
 BATCH = 500
+FETCH_MAX_WAIT_MS = 100  # see _consume
 
 Letter = tuple[bytes | None, bytes, str, Source]
 _IGNORED_REACTIONS = INPUTS.labels("reaction", "ignored")
@@ -154,7 +156,10 @@ async def _consume(engine: Engine) -> None:
         JOURNEY_EVENTS_KAFKA.name, max_poll_records=BATCH, **client_security(settings),
         # Range, not aiokafka's default round robin: partition n of both topics goes to
         # the same consumer, so a profile's reactions and events meet in one engine.
-        partition_assignment_strategy=(RangePartitionAssignor,))
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        # 100 ms, not the reactions service's 200: P9 (input → next action) at 500/s,
+        # p50 / p99 82 / 196 ms → 119 / 210 ms (200 ms: 212 / 350).
+        **gathered_fetch(FETCH_MAX_WAIT_MS))
     await retry_forever(consumer.start, "starting the journey inputs consumer", (KafkaError,))
     try:
         while True:

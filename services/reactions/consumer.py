@@ -25,6 +25,7 @@ from shared.adapters import tracking_store
 from shared.adapters.kafka import (
     client_security,
     commit_or_redeliver,
+    gathered_fetch,
     manual_consumer,
     publish_dead_letters,
 )
@@ -40,11 +41,7 @@ log = logging.getLogger(__name__)
 GROUP = "parcours-reactions"
 STAGE = "reactions"
 BATCH = 500
-# A fetch is answered once this much is waiting, or after the wait: under a flood of
-# clicks, a few large fetches a second rather than one per produce request (each fetch
-# costs the broker and this process about the same whatever it holds); otherwise a trace
-# row comes at most the wait later.
-FETCH_MIN_BYTES = 256 * 1024
+# Fetched in bulk (kafka.gathered_fetch): a trace row comes at most the wait later.
 FETCH_MAX_WAIT_MS = 200
 
 Letter = tuple[bytes | None, bytes, str]
@@ -115,8 +112,7 @@ async def _consume(settings: Settings) -> None:
     producer.start_in_background()
     consumer: AIOKafkaConsumer = manual_consumer(
         settings.kafka_bootstrap, GROUP, TOPIC.name, max_poll_records=BATCH,
-        fetch_min_bytes=FETCH_MIN_BYTES, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        **client_security(settings))
+        **gathered_fetch(FETCH_MAX_WAIT_MS), **client_security(settings))
     await retry_forever(consumer.start, "starting the reactions consumer", (KafkaError,))
     connection = OwnConnection(settings.pg_dsn)
     try:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from services.webhooks.metrics import SCHEDULED
 from shared.adapters import webhook_store as store
-from shared.adapters.kafka import client_security, commit_or_redeliver
+from shared.adapters.kafka import client_security, commit_or_redeliver, gathered_fetch
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.tenant_cache import TenantCache
 from shared.bounded import BoundedDict
@@ -34,10 +34,7 @@ from shared.topics import REACTIONS
 log = logging.getLogger(__name__)
 GROUP = "parcours-webhooks"
 BATCH = 500
-# As the reactions service fetches (services/reactions/consumer.py): at least this much
-# waiting, or the wait, so a click flood costs a few fetches and commits a second, not
-# one per produce request; a notification is scheduled up to the wait later.
-FETCH_MIN_BYTES = 256 * 1024
+# Fetched in bulk (kafka.gathered_fetch): a notification is scheduled up to the wait later.
 FETCH_MAX_WAIT_MS = 200
 OUTBOX_POLL_S = 0.2
 
@@ -157,8 +154,7 @@ async def _consume(settings: Settings, pool: asyncpg.Pool, matcher: Matcher) -> 
     consumer = AIOKafkaConsumer(
         REACTIONS.name, bootstrap_servers=settings.kafka_bootstrap, group_id=GROUP,
         enable_auto_commit=False, auto_offset_reset="latest", max_poll_records=BATCH,
-        fetch_min_bytes=FETCH_MIN_BYTES, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        **client_security(settings))
+        **gathered_fetch(FETCH_MAX_WAIT_MS), **client_security(settings))
     await retry_forever(consumer.start, "starting the webhooks' reactions consumer",
                         (KafkaError,))
     try:

@@ -56,6 +56,20 @@ def safe_producer(bootstrap: str, request_timeout_ms: int, **options: object) ->
     )
 
 
+# What a consumer of a busy topic fetches at least, or after how long (its max_wait_ms):
+# a fetch wakes as soon as one byte is there by default, so under a flood every produce
+# request costs each group a fetch and a commit — the broker's work a record about the
+# same whatever a fetch holds. Measured on a click flood (bench TRACK): the journey
+# inputs' consumer at 1 byte cost Kafka 49-61 µs of CPU a click, 7-15 with this.
+GATHERED_FETCH_BYTES = 256 * 1024
+
+
+def gathered_fetch(max_wait_ms: int) -> dict[str, int]:
+    """A consumer's options for fetching in bulk: a record waits at most ``max_wait_ms``
+    more for company."""
+    return {"fetch_min_bytes": GATHERED_FETCH_BYTES, "fetch_max_wait_ms": max_wait_ms}
+
+
 def manual_consumer(
     bootstrap: str, group: str, *topics: str, **options: object
 ) -> AIOKafkaConsumer:
