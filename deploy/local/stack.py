@@ -42,6 +42,13 @@ class StackError(Exception):
     pass
 
 
+# Every process the stack starts carries this in its environment (PostgreSQL and Kafka
+# too, through ours), so ``down`` finds what a pid file no longer names — a service a
+# test started again over another, a process left by a run that failed — and stops it.
+STACK_MARK = "PARCOURS_STACK_RUN_DIR"
+os.environ[STACK_MARK] = str(RUN_DIR)
+
+
 def wait_until(check: Callable[[], bool], what: str, deadline_s: float, log: Path | None) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -440,9 +447,66 @@ def up() -> None:
 
 
 def down() -> None:
+    failures = []
     for name in reversed(KNOWN):  # workers started by hand too
-        if stop(name) is not False:
-            print(f"  stopped {name}")
+        try:  # one that will not stop leaves the others to stop
+            if stop(name) is not False:
+                print(f"  stopped {name}")
+        except (StackError, OSError) as error:
+            failures.append(f"{name}: {error}")
+    for pid, command in sweep():
+        print(f"  stopped {pid} left over, no pid file named it: {command[:100]}")
+    if failures:
+        raise StackError("; ".join(failures))
+
+
+def _marked(pid: int, mark: bytes) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or not ours to read (a zombie's reads empty)
+        return False
+    return mark in environ.split(b"\0")
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return pids
+
+
+def sweep(mark: str = f"{STACK_MARK}={RUN_DIR}", deadline_s: float = 10
+          ) -> list[tuple[int, str]]:
+    """Stop every process whose environment holds ``mark`` (this stack's, by default)
+    still running (SIGTERM, then SIGKILL after the deadline), but this one and those
+    that started it; (pid, command) of each."""
+    mine, marked = _ancestors(), mark.encode()
+    left = [int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and int(p.name) not in mine and _marked(int(p.name), marked)]
+    found = []
+    for pid in left:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ProcessLookupError):
+            continue
+        found.append((pid, command.decode(errors="replace").strip()))
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end and any(_marked(pid, marked) for pid, _ in found):
+        for pid, _ in found:
+            _reap(pid)
+        time.sleep(0.1)
+    for pid, _ in found:
+        if _marked(pid, marked):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return found
 
 
 def running(name: str) -> bool:
