@@ -53,6 +53,7 @@ class Load:
     answers: list[Answered] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     stopping: bool = False
+    began: float = field(default_factory=time.monotonic)
 
     async def _post(self, email: str) -> None:
         sent_at = time.monotonic()
@@ -60,7 +61,11 @@ class Load:
             response = await self.client.post(f"{GATEWAY}/v1/events/{self.event_id}",
                                               json={"email": email, "ctx": {"item": "restart"}})
         except httpx.HTTPError as error:  # the gateway must answer, whatever Kafka does
-            self.failures.append(f"{type(error).__name__}: {error}")
+            # when, from the load's start and for how long: to set a failure (seen once in
+            # CI, a ReadError) against the broker's stop and start in the log
+            self.failures.append(
+                f"{type(error).__name__}: {error!r} sent at +{sent_at - self.began:.2f} s,"
+                f" failed after {time.monotonic() - sent_at:.2f} s")
             return
         href = response.json().get("href") if response.status_code == 202 else None
         self.answers.append(Answered(email, sent_at, response.status_code, href))
@@ -98,6 +103,7 @@ async def test_broker_restart_under_load_recovers_by_itself(
         running = asyncio.create_task(load.run())
         try:
             await asyncio.sleep(BEFORE_S)  # pacing the load, not waiting for a state
+            stopped_at = time.monotonic()
             await asyncio.to_thread(stack, how, "kafka")
             await asyncio.sleep(AWAY_S)  # the outage itself: the broker stays away this long
             await asyncio.to_thread(stack, "start", "kafka")  # returns once metadata answers
@@ -107,7 +113,10 @@ async def test_broker_restart_under_load_recovers_by_itself(
             load.stopping = True
             await running
 
-        assert not load.failures, f"requests the gateway did not answer: {load.failures[:3]}"
+        assert not load.failures, (
+            f"{len(load.failures)} requests the gateway did not answer (the broker stopped"
+            f" at +{stopped_at - load.began:.2f} s, back at +{back_at - load.began:.2f} s):"
+            f" {load.failures[:3]}")
         assert {a.status for a in load.answers} <= {202, 503}
         accepted = [a for a in load.answers if a.status == 202]
         refused = [a for a in load.answers if a.status == 503]
