@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.adapters.catalog_store import save_event
 from shared.adapters.kafka import safe_producer
@@ -203,6 +203,20 @@ async def drained(group: str, topic: Topic) -> bool:
         and committed[TopicPartition(topic.name, p)].offset >= end
         for p, end in ends.items()
     )
+
+
+@asynccontextmanager
+async def scratch_topic(label: str, partitions: int) -> AsyncIterator[str]:
+    """A topic of the test's own (``parcours.test.<label>.<random>``), deleted after it."""
+    name = f"parcours.test.{label}.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+        yield name
+    finally:
+        await admin.delete_topics([name])
+        await admin.close()
 
 
 async def end_offsets(topic: Topic) -> dict[int, int]:

@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.adapters.producer import RenewingProducer
 from shared.settings import get_settings
-from tests.integration.conftest import eventually
+from tests.integration.conftest import eventually, scratch_topic
 
 settings = get_settings()
 PARTITIONS = 6
@@ -22,15 +21,8 @@ PARTITIONS = 6
 
 @pytest.fixture
 async def topic() -> AsyncIterator[str]:
-    name = f"parcours.test.batched.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+    async with scratch_topic("batched", PARTITIONS) as name:
         yield name
-    finally:
-        await admin.delete_topics([name])
-        await admin.close()
 
 
 @pytest.fixture

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.adapters.kafka import gathered_fetch
 from shared.adapters.producer import RenewingProducer
 from shared.settings import get_settings
+from tests.integration.conftest import scratch_topic
 
 settings = get_settings()
 PARTITIONS = 6
@@ -28,15 +27,8 @@ VALUE = b"x" * 500
 
 @pytest.fixture
 async def topic() -> AsyncIterator[str]:
-    name = f"parcours.test.gathered.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+    async with scratch_topic("gathered", PARTITIONS) as name:
         yield name
-    finally:
-        await admin.delete_topics([name])
-        await admin.close()
 
 
 async def started(topic: str, **options: Any) -> AIOKafkaConsumer:
