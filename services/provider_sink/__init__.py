@@ -9,6 +9,8 @@ and keeps it readable. HTTP on ``PARCOURS_PROVIDER_SINK_PORT`` (8026), messages 
     GET  /duplicates                        messageIds recorded more than once
     POST /reject?status=503&count=2[&channel=sms][&to=…][&error=UNREGISTERED]
                                             the next matching requests get that status
+                                            (one armed per channel and ``to``: arming
+                                            two recipients keeps both; count=0 disarms)
     POST /receipts?to=…[&error=…]           SMS to ``to`` get failed receipts (none: delivered)
     POST /inbound?tenant=…  {"id", "from", "to", "text"}
                                             an inbound SMS, to the tenant's webhook

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter
 
 from services.provider_sink.callbacks import Callbacks
-from services.provider_sink.store import Answer, Faults, Inbox
+from services.provider_sink.store import Answer, Fault, Faults, Inbox
 from shared.adapters.provider_payloads import PushPayload, SmsPayload
 from shared.operations import operations_router
 from shared.settings import Settings
@@ -36,10 +36,10 @@ def _accept(inbox: Inbox, faults: Faults, channel: str, to: str, payload: dict[s
     injected = faults.take(channel, to)
     if injected is not None:
         REQUESTS.labels(channel, "injected").inc()
-        error = {"error": faults.error} if faults.error else {}
-        headers = {"retry-after": faults.retry_after} if faults.retry_after else None
-        return JSONResponse({"detail": f"injected failure {injected}", **error}, injected,
-                            headers=headers)
+        error = {"error": injected.error} if injected.error else {}
+        headers = {"retry-after": injected.retry_after} if injected.retry_after else None
+        return JSONResponse({"detail": f"injected failure {injected.status}", **error},
+                            injected.status, headers=headers)
     received = inbox.add(channel, to, payload)
     answer = Answer(202, {"id": received.id, "status": "accepted"}, payload)
     if key:
@@ -108,8 +108,7 @@ def http_api(inbox: Inbox, faults: Faults, callbacks: Callbacks | None = None) -
         """``error`` goes in the answer's body, e.g. ``UNREGISTERED`` (FCM) or
         ``Unregistered`` (APNs, with 410): a push to a device that is gone;
         ``retry_after`` in its Retry-After header (a rate limit's 429)."""
-        faults.status, faults.count, faults.channel, faults.to = status, count, channel, to
-        faults.error, faults.retry_after = error, retry_after
+        faults.arm(channel, to, Fault(status, count, error, retry_after))
 
     api.include_router(operations_router())
     return api

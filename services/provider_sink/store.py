@@ -8,6 +8,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
+from shared.bounded import BoundedDict
 from shared.sink_ledger import HandedLog
 
 
@@ -69,18 +70,38 @@ class Inbox:
 
 
 @dataclass
-class Faults:
-    """Failure injection for tests: the next ``count`` matching requests get ``status``."""
+class Fault:
+    """The next ``count`` requests it matches get ``status``."""
 
-    status: int = 0
-    count: int = 0
-    channel: str | None = None
-    to: str | None = None
+    status: int
+    count: int
     error: str | None = None  # in the answer's body
     retry_after: str | None = None  # the answer's Retry-After header (a 429's, say)
 
-    def take(self, channel: str, to: str) -> int | None:
-        if self.count <= 0 or self.channel not in (None, channel) or self.to not in (None, to):
-            return None
-        self.count -= 1
-        return self.status
+
+class Faults:
+    """Failure injection for tests, one armed fault per (channel, recipient) — ``None``
+    for any — so a test can arm two recipients' refusals at once; arming one again
+    replaces it (a count of 0 disarms it). A request takes the most specific fault that
+    matches it. Bounded: the oldest armed go first."""
+
+    MAX_ARMED = 1024
+
+    def __init__(self) -> None:
+        self._armed: BoundedDict[tuple[str | None, str | None], Fault] = \
+            BoundedDict(self.MAX_ARMED)
+
+    def arm(self, channel: str | None, to: str | None, fault: Fault) -> None:
+        self._armed.pop((channel, to), None)
+        if fault.count > 0:
+            self._armed[(channel, to)] = fault
+
+    def take(self, channel: str, to: str) -> Fault | None:
+        for key in ((channel, to), (None, to), (channel, None), (None, None)):
+            fault = self._armed.get(key)
+            if fault is not None:
+                fault.count -= 1
+                if fault.count <= 0:
+                    del self._armed[key]
+                return fault
+        return None

@@ -57,6 +57,31 @@ async def test_injected_failures_only_hit_matching_requests(sink: httpx.AsyncCli
     assert codes == [503, 503, 202]
 
 
+async def test_two_recipients_armed_at_once_each_get_their_own_fault(
+        sink: httpx.AsyncClient) -> None:
+    first, second = SMS["to"], "+15550000001"
+    await sink.post("/reject", params={"status": 429, "count": 1, "to": first,
+                                       "retry_after": "12"})
+    await sink.post("/reject", params={"status": 503, "count": 1, "to": second})
+    refused = await sink.post("/sms", json={**SMS, "to": second, "messageId": "m-4"})
+    throttled = await sink.post("/sms", json=SMS)
+    assert (refused.status_code, throttled.status_code) == (503, 429)
+    assert throttled.headers["retry-after"] == "12" and "retry-after" not in refused.headers
+    again = [await sink.post("/sms", json={**SMS, "to": to, "messageId": f"m-{to}"})
+             for to in (first, second)]
+    assert [a.status_code for a in again] == [202, 202]  # each taken once, then spent
+
+
+async def test_a_count_of_zero_disarms_and_a_recipients_fault_beats_the_channels(
+        sink: httpx.AsyncClient) -> None:
+    await sink.post("/reject", params={"status": 503, "count": 5, "channel": "sms"})
+    await sink.post("/reject", params={"status": 400, "count": 1, "to": SMS["to"]})
+    assert (await sink.post("/sms", json=SMS)).status_code == 400
+    assert (await sink.post("/sms", json=SMS)).status_code == 503
+    await sink.post("/reject", params={"status": 503, "count": 0, "channel": "sms"})
+    assert (await sink.post("/sms", json=SMS)).status_code == 202
+
+
 async def test_refuses_what_is_not_a_provider_payload(sink: httpx.AsyncClient) -> None:
     assert (await sink.post("/sms", json={**SMS, "extra": 1})).status_code == 422
     assert (await sink.post("/push", json={**PUSH, "platform": "wns"})).status_code == 422
