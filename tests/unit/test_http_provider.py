@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from services.provider_sink.app import http_api
-from services.provider_sink.store import Faults, Inbox
+from services.provider_sink.store import Fault, Faults, Inbox
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.http_provider import HttpProvider, failure, provider_id, retry_after_s
 from shared.adapters.provider_payloads import PushPayload, SmsPayload, push_payload, sms_payload
@@ -152,11 +152,11 @@ async def test_injected_failures_map_to_the_split_and_are_not_remembered(
 ) -> None:
     inbox, faults, transport = sink
     provider = HttpProvider("http://sink/sms", 5, transport=transport)
-    faults.status, faults.count = 503, 1
+    faults.arm(None, None, Fault(503, 1))
     with pytest.raises(TransientFailure, match="provider 503"):
         await provider.send(SMS, MESSAGE_ID)
     assert await provider.send(SMS, MESSAGE_ID)  # the retry goes through
-    faults.status, faults.count = 400, 1
+    faults.arm(None, None, Fault(400, 1))
     other = SMS.model_copy(update={"messageId": "other"})
     with pytest.raises(PermanentFailure, match=r"provider 400: .*injected failure 400"):
         await provider.send(other, "other")
