@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from shared.adapters.journey_store import DOCUMENT
 from shared.domain.conditions.sql import SqlFilter
 from shared.domain.journeys.codec import instance_from_json
 from shared.domain.journeys.instance import Instance
@@ -35,7 +36,7 @@ async def meeting(connection: asyncpg.Connection, tenant: str, journey_id: str,
     the goal (for an exit goal, also those that reached it and still wait: their exit is
     redone), whose profile meets ``where`` (numbered from FIRST_PARAM)."""
     rows = await connection.fetch(
-        "SELECT i.document FROM journey_instances i"
+        f"SELECT {DOCUMENT} FROM journey_instances i"
         " WHERE i.tenant_id = $1 AND i.journey_id = $2 AND i.version = $3"
         "   AND i.entered_at >= $4"
         "   AND (($5 AND i.state = 'waiting') OR NOT EXISTS (SELECT 1 FROM journey_steps s"

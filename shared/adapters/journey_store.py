@@ -40,6 +40,13 @@ from shared.domain.journeys.instance import (
     UpdateProfile,
 )
 
+# An instance's document, for a query of ``journey_instances i``: its own, or (entered
+# set-wise and not moved since) its cohort's with its ids added (migration 054).
+DOCUMENT = (
+    "COALESCE(i.document, (SELECT c.document || jsonb_build_object('profileId', i.profile_id,"
+    " 'instanceId', i.instance_id::text) FROM journey_cohorts c"
+    " WHERE c.tenant_id = i.tenant_id AND c.cohort_id = i.cohort_id)) AS document")
+
 
 @dataclass(frozen=True)
 class DueTimer:
@@ -160,7 +167,7 @@ async def _instances_of(connection: asyncpg.Connection, keys: Sequence[tuple[str
     if not keys:
         return found
     rows = await connection.fetch(
-        "SELECT i.tenant_id, i.document FROM journey_instances i"
+        f"SELECT i.tenant_id, {DOCUMENT} FROM journey_instances i"
         " JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, profile_id)"
         "   ON i.tenant_id = k.tenant_id AND i.profile_id = k.profile_id"
         f" WHERE {where} ORDER BY i.entered_at",
@@ -275,16 +282,20 @@ WITH m AS (
                   AND f.profile_id >= (SELECT min(x) FROM unnest($4::text[]) AS x)
                   AND f.profile_id <= (SELECT max(x) FROM unnest($4::text[]) AS x))),
 t AS MATERIALIZED (  -- each template's document parsed once, not once a profile
-  SELECT g - 1 AS g, d::jsonb AS d, s, n, k
-  FROM unnest($7::text[], $8::text[], $9::text[], $10::int[]) WITH ORDINALITY AS t(d, s, n, k, g)),
-ins AS (
+  SELECT g - 1 AS g, d::jsonb AS d, s, n, k, c
+  FROM unnest($7::text[], $8::text[], $9::text[], $10::int[], $19::uuid[])
+    WITH ORDINALITY AS t(d, s, n, k, c, g)),
+ins AS (  -- no document: the cohort's (journey_cohorts, migration 054)
   INSERT INTO journey_instances (tenant_id, instance_id, journey_id, version, profile_id,
-    state, node, token, document, entered_at)
-  SELECT $1, m.i, $2, $3, m.p, t.s, t.n, t.k,
-    t.d || jsonb_build_object('profileId', m.p, 'instanceId', m.i::text), $11
+    state, node, token, cohort_id, entered_at)
+  SELECT $1, m.i, $2, $3, m.p, t.s, t.n, t.k, t.c, $11
   FROM m JOIN t ON t.g = m.g ORDER BY m.o
   ON CONFLICT DO NOTHING RETURNING instance_id),
 kept AS (SELECT m.* FROM ins JOIN m ON m.i = ins.instance_id),
+cohorts AS (  -- those with an instance stored (a chunk entered again stores none)
+  INSERT INTO journey_cohorts (tenant_id, cohort_id, journey_id, version, document)
+  SELECT $1, t.c, $2, $3, t.d FROM t WHERE t.g IN (SELECT g FROM kept)
+  ON CONFLICT DO NOTHING),
 steps AS (
   INSERT INTO journey_steps (tenant_id, journey_id, version, instance_id, profile_id, at,
     kind, node, detail)
@@ -309,6 +320,16 @@ SELECT g, count(*)::int AS n FROM kept GROUP BY g
 ENTER_SET_PLANNING = "SET LOCAL work_mem = '64MB'; SET LOCAL enable_nestloop = off"
 
 
+_COHORTS = uuid.UUID("6f1d8f0c-2a54-5d0e-9b7e-0c6f4a1e7c21")  # the cohort ids' namespace
+
+
+def cohort_ids(chunk: Chunk) -> list[uuid.UUID]:
+    """Each template's cohort in the chunk: named by the chunk's first instance (ids that
+    are the same when the chunk is entered again, so its cohorts are not written twice)."""
+    first = chunk.instance_ids[0]
+    return [uuid.uuid5(_COHORTS, f"{first}/{g}") for g in range(len(chunk.templates))]
+
+
 def enter_set_args(tenant: str, journey_id: str, version: int, chunk: Chunk,
                    at: datetime) -> tuple[Any, ...]:
     """``_ENTER_SET``'s parameters for a chunk."""
@@ -321,7 +342,8 @@ def enter_set_args(tenant: str, journey_id: str, version: int, chunk: Chunk,
             [t.token for t in templates], at,
             [g for g, _ in steps], [s.kind for _, s in steps], [s.node for _, s in steps],
             [s.detail for _, s in steps],
-            [g for g, _, _ in timers], [k for _, k, _ in timers], [d for _, _, d in timers])
+            [g for g, _, _ in timers], [k for _, k, _ in timers], [d for _, _, d in timers],
+            cohort_ids(chunk))
 
 
 async def enter_set(connection: asyncpg.Connection, tenant: str, journey_id: str,
@@ -429,8 +451,8 @@ async def save(connection: asyncpg.Connection, tenant: str, read_token: int,
 async def load(connection: asyncpg.Connection, tenant: str, instance_id: str
                ) -> Instance | None:
     document = await connection.fetchval(
-        "SELECT document FROM journey_instances WHERE tenant_id = $1 AND instance_id = $2",
-        tenant, instance_id)
+        f"SELECT {DOCUMENT} FROM journey_instances i"
+        " WHERE tenant_id = $1 AND instance_id = $2", tenant, instance_id)
     return None if document is None else instance_from_json(document)
 
 
@@ -440,7 +462,7 @@ async def load_many(connection: asyncpg.Connection, keys: Sequence[tuple[str, st
     if not keys:
         return {}
     rows = await connection.fetch(
-        "SELECT i.tenant_id, i.document FROM journey_instances i"
+        f"SELECT i.tenant_id, {DOCUMENT} FROM journey_instances i"
         " JOIN unnest($1::text[], $2::uuid[]) AS k(tenant_id, instance_id)"
         "   ON i.tenant_id = k.tenant_id AND i.instance_id = k.instance_id",
         [t for t, _ in keys], [i for _, i in keys])
@@ -452,8 +474,9 @@ async def live(connection: asyncpg.Connection, tenant: str, journey_id: str,
                profile_id: str) -> Instance | None:
     """The profile's waiting instance of the journey, if any."""
     document = await connection.fetchval(
-        "SELECT document FROM journey_instances WHERE tenant_id = $1 AND journey_id = $2"
-        " AND profile_id = $3 AND state = 'waiting'", tenant, journey_id, profile_id)
+        f"SELECT {DOCUMENT} FROM journey_instances i WHERE tenant_id = $1"
+        " AND journey_id = $2 AND profile_id = $3 AND state = 'waiting'",
+        tenant, journey_id, profile_id)
     return None if document is None else instance_from_json(document)
 
 
@@ -619,8 +642,8 @@ async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
 async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
                   ) -> dict[str, Any]:
     rows = await connection.fetch(
-        "SELECT document FROM journey_instances WHERE tenant_id = $1 AND profile_id = $2"
-        " ORDER BY entered_at", tenant, profile_id)
+        f"SELECT {DOCUMENT} FROM journey_instances i WHERE tenant_id = $1"
+        " AND profile_id = $2 ORDER BY entered_at", tenant, profile_id)
     steps = await connection.fetch(
         "SELECT journey_id, version, instance_id::text, at, kind, node, detail"
         " FROM journey_steps WHERE tenant_id = $1 AND profile_id = $2 ORDER BY id",

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from shared.adapters import journey_store
+from shared.adapters.journey_store import DOCUMENT
 
 _COLUMNS = ("tenant_id, journey_id, version, mode, state, definition, speed, test_profiles,"
             " entry_after, entry_done, entry_started, published_at, updated_at")
@@ -76,7 +77,9 @@ async def save_entry_progress(connection: asyncpg.Connection, tenant: str, journ
 # Every move first locks the journey's row (``lock_journey``), so two moves of one journey
 # (two publishes numbering versions, a pause racing a stop) happen one after the other.
 
-_STOPPED_DOCUMENT = ("document || jsonb_build_object('state', 'stopped', 'reason', $4::text,"
+# the instance's document (its cohort's, if it has none of its own), stopped
+_STOPPED_DOCUMENT = (f"{DOCUMENT.removesuffix(' AS document')}"
+                     " || jsonb_build_object('state', 'stopped', 'reason', $4::text,"
                      " 'waitingSince', NULL, 'seen', '[]'::jsonb)")
 
 
@@ -184,7 +187,7 @@ async def stop_instances(connection: asyncpg.Connection, tenant: str, journey_id
     conditional write changes nothing). The instances stopped (id, profile, version, node)."""
     profile_filter = "" if profile_id is None else " AND profile_id = $5"
     stopped = await connection.fetch(
-        f"UPDATE journey_instances SET state = 'stopped', document = {_STOPPED_DOCUMENT},"
+        f"UPDATE journey_instances i SET state = 'stopped', document = {_STOPPED_DOCUMENT},"
         " updated_at = now()"
         " WHERE tenant_id = $1 AND journey_id = $2 AND version = ANY($3::int[])"
         f" AND state = 'waiting'{profile_filter}"
@@ -238,7 +241,7 @@ async def instances_of(connection: asyncpg.Connection, tenant: str, journey_id: 
     """A profile's instances of the journey, oldest first, each with its version's mode
     and its ``steps`` in the order they were written."""
     rows = await connection.fetch(
-        "SELECT i.instance_id, i.version, i.state, i.node, i.document, i.entered_at,"
+        f"SELECT i.instance_id, i.version, i.state, i.node, {DOCUMENT}, i.entered_at,"
         " i.updated_at, v.mode FROM journey_instances i"
         " LEFT JOIN journey_versions v ON v.tenant_id = i.tenant_id"
         "  AND v.journey_id = i.journey_id AND v.version = i.version"
@@ -271,7 +274,7 @@ async def waiting_instances(connection: asyncpg.Connection, tenant: str, journey
     """The waiting instance (document, version, its version's mode) of each of
     ``profile_ids`` that has one in the journey."""
     rows = await connection.fetch(
-        "SELECT i.profile_id, i.version, i.document, v.mode, v.definition"
+        f"SELECT i.profile_id, i.version, {DOCUMENT}, v.mode, v.definition"
         " FROM journey_instances i JOIN journey_versions v ON v.tenant_id = i.tenant_id"
         "  AND v.journey_id = i.journey_id AND v.version = i.version"
         " WHERE i.tenant_id = $1 AND i.journey_id = $2 AND i.profile_id = ANY($3::text[])"

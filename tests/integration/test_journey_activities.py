@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.journeys import backlog
 from services.journeys.metrics import HELD, HELD_OLDEST
+from shared.adapters.journey_store import DOCUMENT
 from shared.domain.journeys.definition import SplitBranch
 from shared.domain.journeys.holdout import held_out
 from shared.domain.journeys.send_window import DAYS
@@ -146,7 +147,7 @@ def only(steps: list[StepRow], node: str, kind: str) -> StepRow:
 async def instance(pool: asyncpg.Pool, t: Tenant, journey_id: str, profile_id: str
                    ) -> asyncpg.Record | None:
     return await pool.fetchrow(
-        "SELECT instance_id, state, node, document FROM journey_instances"
+        f"SELECT instance_id, state, node, {DOCUMENT} FROM journey_instances i"
         " WHERE tenant_id = $1 AND journey_id = $2 AND profile_id = $3", t.name,
         journey_id, profile_id)
 

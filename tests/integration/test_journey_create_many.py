@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from shared.adapters import journey_store
+from shared.adapters.journey_store import DOCUMENT
 from shared.domain.journeys.advance import start
 from shared.domain.journeys.instance import Step
 from tests.unit.test_journey_advance import SEED, plan_of
@@ -24,7 +25,7 @@ async def _rows(pool: asyncpg.Pool, tenant: str) -> dict[str, Any]:
     return {
         "instances": [dict(r) for r in await pool.fetch(
             "SELECT instance_id, journey_id, version, profile_id, state, node, token,"
-            " document, entered_at FROM journey_instances WHERE tenant_id = $1"
+            f" {DOCUMENT}, entered_at FROM journey_instances i WHERE tenant_id = $1"
             " ORDER BY instance_id", tenant)],
         "timers": [dict(r) for r in await pool.fetch(
             "SELECT instance_id, token, due_at FROM journey_timers WHERE tenant_id = $1"

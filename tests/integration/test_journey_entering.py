@@ -19,11 +19,13 @@ from typing import Any
 
 import asyncpg
 
-from shared.adapters import journey_holdout_store, journey_store, journey_version_store
+from shared.adapters import erasure, journey_holdout_store, journey_store, journey_version_store
 from shared.adapters.audience_store import create_audience
 from shared.adapters.journey_profiles import read_profiles
+from shared.adapters.journey_store import DOCUMENT
 from shared.adapters.key_store import create_tenant
 from shared.domain.journeys.advance import start
+from shared.domain.journeys.codec import instance_from_json, instance_to_json
 from shared.domain.journeys.definition import parse_definition
 from shared.domain.journeys.entering import routes, set_based
 from shared.domain.journeys.holdout import held_out
@@ -50,7 +52,7 @@ async def _rows(pool: asyncpg.Pool, tenant: str) -> dict[str, Any]:
     """What was written, by profile (instance ids are the tenant's)."""
     instances = [dict(r) for r in await pool.fetch(
         "SELECT instance_id, journey_id, version, profile_id, state, node, token,"
-        " document, entered_at FROM journey_instances WHERE tenant_id = $1", tenant)]
+        f" {DOCUMENT}, entered_at FROM journey_instances i WHERE tenant_id = $1", tenant)]
     for row in instances:
         assert row["document"]["instanceId"] == str(row["instance_id"])
         del row["document"]["instanceId"], row["instance_id"]
@@ -84,7 +86,7 @@ async def _set_wise(connection: asyncpg.Connection, plan: Any, tenant: str,
 
 
 async def _forget(pool: asyncpg.Pool, tenant: str) -> None:
-    for table in ("journey_timers", "journey_steps", "journey_instances"):
+    for table in ("journey_timers", "journey_steps", "journey_instances", "journey_cohorts"):
         await pool.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant)
 
 
@@ -106,9 +108,14 @@ async def test_set_wise_entering_writes_what_the_per_profile_path_writes(
             again = await enter(connection, plan, tenant,
                                 ["ghost", *profiles, profiles[7]], 1, holdout)
             found.append(await _rows(pool, tenant))
-            await _forget(pool, tenant)
             if enter is _set_wise:
                 written += [first, again]
+                shape = await _shape(pool, tenant)
+                # the round entered again (a redelivered chunk): nothing more, no cohort
+                assert not any(n for _, n in await enter(
+                    connection, plan, tenant, ["ghost", *profiles, profiles[7]], 1, holdout))
+                assert await _shape(pool, tenant) == shape
+            await _forget(pool, tenant)
     expected, got = found
     assert got == expected
     assert 200 < len(got["instances"]) < 240 and got["timers"] and got["steps"]
@@ -117,6 +124,21 @@ async def test_set_wise_entering_writes_what_the_per_profile_path_writes(
     # what enter_set says it stored, by template: the instances of each round
     assert sum(n for _, n in written[0]) == 40
     assert sum(n for _, n in written[1]) == len(got["instances"]) - 40
+    # set-wise, no instance has a document of its own: each names a cohort of its chunk
+    # and template, and every cohort stored has instances
+    used = sum(1 for _, n in written[0] + written[1] if n)
+    assert shape == {"instances": len(got["instances"]), "slim": len(got["instances"]),
+                     "cohorts": used, "stored": used, "orphans": 0}, shape
+
+
+async def _shape(pool: asyncpg.Pool, tenant: str) -> dict[str, int]:
+    return dict(await pool.fetchrow(
+        "SELECT count(*) AS instances, count(*) FILTER (WHERE document IS NULL) AS slim,"
+        " count(DISTINCT cohort_id) AS cohorts,"
+        " (SELECT count(*) FROM journey_cohorts WHERE tenant_id = $1) AS stored,"
+        " count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM journey_cohorts c"
+        "   WHERE c.tenant_id = i.tenant_id AND c.cohort_id = i.cohort_id)) AS orphans"
+        " FROM journey_instances i WHERE tenant_id = $1", tenant))
 
 
 async def test_a_chunk_is_planned_for_thousands_of_rows(pool: asyncpg.Pool) -> None:
@@ -228,3 +250,41 @@ async def test_an_audience_entered_set_wise_across_an_engine_restart(
     assert await pool.fetchval("SELECT count(*) FROM journey_timers t JOIN journey_instances"
                                " i USING (tenant_id, instance_id) WHERE t.tenant_id = $1",
                                tenant) == 0
+
+
+async def test_instances_of_a_cohort_are_read_loaded_exported_and_stopped_whole(
+        pool: asyncpg.Pool) -> None:
+    """Instances entered set-wise have no document of their own: every reader gets their
+    cohort's with their ids, and stopping one writes its own document, stopped."""
+    profiles = [f"k{i:02d}" for i in range(30)]
+    tenant = await _tenant(pool, profiles)
+    plan = compile_plan(parse_definition(SPLIT), 1, {}, {}, tenant=tenant)
+    async with pool.acquire() as connection:
+        await _set_wise(connection, plan, tenant, profiles, 0, Decimal(0))
+        rows = await connection.fetch(
+            "SELECT profile_id, instance_id::text, document FROM journey_instances"
+            " WHERE tenant_id = $1 AND state = 'waiting' ORDER BY profile_id", tenant)
+        assert rows and all(r["document"] is None for r in rows)
+        profile_id, instance_id = rows[0]["profile_id"], rows[0]["instance_id"]
+
+        loaded = await journey_store.load(connection, tenant, instance_id)
+        live = await journey_store.live(connection, tenant, plan.definition.id, profile_id)
+        assert loaded is not None and loaded == live
+        assert (loaded.profile_id, loaded.instance_id) == (profile_id, instance_id)
+        exported = await erasure.export_profile(connection, tenant, profile_id)
+        assert [d["instanceId"] for d in exported["journeyInstances"]] == [instance_id]
+        assert exported["journeyInstances"][0] == instance_to_json(loaded)
+
+        stopped = await journey_version_store.stop_instances(
+            connection, tenant, plan.definition.id, [1], "stopped by a test", profile_id)
+        assert [str(r["instance_id"]) for r in stopped] == [instance_id]
+        document = await connection.fetchval(
+            "SELECT document FROM journey_instances WHERE tenant_id = $1"
+            " AND instance_id = $2", tenant, instance_id)
+        assert document is not None  # its own now
+        after = instance_from_json(document)
+        assert (after.state.value, after.reason) == ("stopped", "stopped by a test")
+        assert (after.profile_id, after.instance_id, after.node) == (
+            profile_id, instance_id, loaded.node)
+        others = await journey_store.load(connection, tenant, rows[1]["instance_id"])
+        assert others is not None and others.state.value == "waiting"

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.adapters import journey_store
 from shared.adapters import journey_version_store as versions
+from shared.adapters.journey_store import DOCUMENT
 from shared.adapters.key_store import create_key, create_tenant
 from shared.adapters.test_profile_store import put_test_profile
 from shared.domain.api_keys import Scope
@@ -271,7 +272,7 @@ async def test_stop_ends_every_waiting_instance_stopped_as_the_state_machine_wou
     async with t.pool.acquire() as connection:
         for instance in waiting:
             row = await connection.fetchrow(
-                "SELECT state, document FROM journey_instances WHERE tenant_id = $1"
+                f"SELECT state, {DOCUMENT} FROM journey_instances i WHERE tenant_id = $1"
                 " AND instance_id = $2", t.name, instance.instance_id)
             expected, _ = advance(_plan(WAITING, 1), instance,
                                   Stop("the journey was stopped"), datetime.now(UTC))
