@@ -1,4 +1,5 @@
-"""Durable timers: waits and timeouts live in ``journey_timers`` (never in memory), and
+"""Durable timers: waits and timeouts live in ``journey_timers`` (never in memory; a
+cohort's in ``journey_cohort_timers`` until due, then its instances'), and
 this loop claims the due ones — at once again while a batch came full, else when the next
 one is due, at most ``journeys_timer_poll_s`` later — and moves their instances
 (``moves.fire``: claim and move in one transaction, so a timer fires exactly once, even
@@ -25,9 +26,15 @@ BATCH = 500
 
 
 async def fire_once(engine: Engine) -> int:
+    """Timers fired (BATCH: more are due). A cohort's timers come due first, handed to
+    its instances (``expand_cohort_timers``), which fire like any."""
     async def attempt() -> tuple[int, list[effects.Outboxed]]:
         async with engine.pool.acquire() as connection:
-            return await fire(engine, connection, BATCH)
+            cohorts, _ = await journey_store.expand_cohort_timers(connection,
+                                                                  datetime.now(UTC))
+            count, outbox = await fire(engine, connection, BATCH)
+            more = cohorts == journey_store.COHORT_TIMERS_AT_ONCE
+            return (BATCH if more else count), outbox
 
     count, outbox = await retry_forever(attempt, "firing journey timers", DB_UNAVAILABLE,
                                         on_retry=RETRIES.labels("timers").inc)

@@ -292,9 +292,10 @@ ins AS (  -- no document: the cohort's (journey_cohorts, migration 054)
   FROM m JOIN t ON t.g = m.g ORDER BY m.o
   ON CONFLICT DO NOTHING RETURNING instance_id),
 kept AS (SELECT m.* FROM ins JOIN m ON m.i = ins.instance_id),
-cohorts AS (  -- those with an instance stored (a chunk entered again stores none)
+used AS (SELECT DISTINCT g FROM kept),  -- the templates with an instance stored
+cohorts AS (  -- a chunk entered again stores no instance, so no cohort
   INSERT INTO journey_cohorts (tenant_id, cohort_id, journey_id, version, document)
-  SELECT $1, t.c, $2, $3, t.d FROM t WHERE t.g IN (SELECT g FROM kept)
+  SELECT $1, t.c, $2, $3, t.d FROM t JOIN used USING (g)
   ON CONFLICT DO NOTHING),
 steps AS (
   INSERT INTO journey_steps (tenant_id, journey_id, version, instance_id, profile_id, at,
@@ -303,11 +304,11 @@ steps AS (
   FROM kept JOIN unnest($12::int[], $13::text[], $14::text[], $15::text[])
     WITH ORDINALITY AS s(g, kind, node, detail, o) ON s.g = kept.g
   ORDER BY kept.o, s.o),
-timers AS (
-  INSERT INTO journey_timers (tenant_id, instance_id, token, due_at)
-  SELECT $1, kept.i, r.k, r.d
-  FROM kept JOIN unnest($16::int[], $17::int[], $18::timestamptz[]) AS r(g, k, d)
-    ON r.g = kept.g
+timers AS (  -- the cohort's, not one a profile (migration 055)
+  INSERT INTO journey_cohort_timers (tenant_id, cohort_id, token, due_at)
+  SELECT $1, t.c, r.k, r.d
+  FROM t JOIN used USING (g)
+    JOIN unnest($16::int[], $17::int[], $18::timestamptz[]) AS r(g, k, d) ON r.g = t.g
   ON CONFLICT DO NOTHING)
 SELECT g, count(*)::int AS n FROM kept GROUP BY g
 """
@@ -482,11 +483,44 @@ async def live(connection: asyncpg.Connection, tenant: str, journey_id: str,
 
 async def next_due(connection: asyncpg.Connection | asyncpg.Pool, after: datetime
                    ) -> datetime | None:
-    """When the next timer after ``after`` is due (a look at the due index; timers due
-    already but not claimed — a paused version's — are not the next)."""
+    """When the next timer after ``after`` is due, an instance's or a cohort's (a look
+    at the due indexes; timers due already but not claimed — a paused version's — are
+    not the next)."""
     return await connection.fetchval(  # type: ignore[no-any-return]
-        "SELECT due_at FROM journey_timers WHERE due_at > $1 ORDER BY due_at LIMIT 1",
-        after)
+        "SELECT least((SELECT due_at FROM journey_timers WHERE due_at > $1"
+        "              ORDER BY due_at LIMIT 1),"
+        "             (SELECT due_at FROM journey_cohort_timers WHERE due_at > $1"
+        "              ORDER BY due_at LIMIT 1))", after)
+
+
+# The cohort timers due, taken (deleted) and handed to the cohort's instances still
+# waiting on their token as timers of their own, in one statement: a crash undoes both.
+_EXPAND = """
+WITH due AS (
+  DELETE FROM journey_cohort_timers c USING (
+      SELECT tenant_id, cohort_id, token FROM journey_cohort_timers WHERE due_at <= $1
+       ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) d
+   WHERE c.tenant_id = d.tenant_id AND c.cohort_id = d.cohort_id AND c.token = d.token
+  RETURNING c.tenant_id, c.cohort_id, c.token, c.due_at),
+handed AS (
+  INSERT INTO journey_timers (tenant_id, instance_id, token, due_at)
+  SELECT i.tenant_id, i.instance_id, due.token, due.due_at
+    FROM due JOIN journey_instances i
+      ON i.tenant_id = due.tenant_id AND i.cohort_id = due.cohort_id
+     AND i.token = due.token AND i.state = 'waiting'
+  ON CONFLICT DO NOTHING RETURNING 1)
+SELECT (SELECT count(*) FROM due)::int AS cohorts, (SELECT count(*) FROM handed)::int AS timers
+"""
+COHORT_TIMERS_AT_ONCE = 2  # about 20,000 instance timers: a statement of a few tenths of a second
+
+
+async def expand_cohort_timers(connection: asyncpg.Connection | asyncpg.Pool, now: datetime,
+                               limit: int = COHORT_TIMERS_AT_ONCE) -> tuple[int, int]:
+    """Hand up to ``limit`` cohort timers due by ``now`` to their instances (those still
+    waiting on the timer's token: not one stopped, ended or moved on since), as timers of
+    their own, claimed as any are. (cohort timers taken, instance timers written)."""
+    row = await connection.fetchrow(_EXPAND, now, limit)
+    return row["cohorts"], row["timers"]
 
 
 # The first ``$2`` due timers of instances of a version, with the version's state,

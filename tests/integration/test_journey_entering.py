@@ -13,7 +13,7 @@ import asyncio
 import uuid
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -59,10 +59,13 @@ async def _rows(pool: asyncpg.Pool, tenant: str) -> dict[str, Any]:
     return {
         "instances": sorted(instances, key=lambda r: (r["profile_id"], r["entered_at"],
                                                       r["state"])),
-        "timers": sorted(tuple(r) for r in await pool.fetch(
+        "timers": sorted(tuple(r) for r in await pool.fetch(  # its own, or its cohort's
             "SELECT i.profile_id, t.token, t.due_at FROM journey_timers t JOIN"
-            " journey_instances i USING (tenant_id, instance_id) WHERE t.tenant_id = $1",
-            tenant)),
+            " journey_instances i USING (tenant_id, instance_id) WHERE t.tenant_id = $1"
+            " UNION ALL SELECT i.profile_id, c.token, c.due_at FROM journey_cohort_timers c"
+            " JOIN journey_instances i ON i.tenant_id = c.tenant_id"
+            "  AND i.cohort_id = c.cohort_id AND i.token = c.token AND i.state = 'waiting'"
+            " WHERE c.tenant_id = $1", tenant)),
         "steps": [tuple(r) for r in await pool.fetch(
             "SELECT profile_id, journey_id, version, at, kind, node, detail"
             " FROM journey_steps WHERE tenant_id = $1 ORDER BY profile_id, id", tenant)],
@@ -86,7 +89,8 @@ async def _set_wise(connection: asyncpg.Connection, plan: Any, tenant: str,
 
 
 async def _forget(pool: asyncpg.Pool, tenant: str) -> None:
-    for table in ("journey_timers", "journey_steps", "journey_instances", "journey_cohorts"):
+    for table in ("journey_timers", "journey_steps", "journey_instances", "journey_cohorts",
+                  "journey_cohort_timers"):
         await pool.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant)
 
 
@@ -127,8 +131,11 @@ async def test_set_wise_entering_writes_what_the_per_profile_path_writes(
     # set-wise, no instance has a document of its own: each names a cohort of its chunk
     # and template, and every cohort stored has instances
     used = sum(1 for _, n in written[0] + written[1] if n)
+    # and no timer of its own: its cohort's, one a cohort and wait
+    assert shape["cohort_timers"] and shape["cohort_timers"] <= used, shape
     assert shape == {"instances": len(got["instances"]), "slim": len(got["instances"]),
-                     "cohorts": used, "stored": used, "orphans": 0}, shape
+                     "cohorts": used, "stored": used, "orphans": 0, "timers": 0,
+                     "cohort_timers": shape["cohort_timers"]}, shape
 
 
 async def _shape(pool: asyncpg.Pool, tenant: str) -> dict[str, int]:
@@ -136,6 +143,8 @@ async def _shape(pool: asyncpg.Pool, tenant: str) -> dict[str, int]:
         "SELECT count(*) AS instances, count(*) FILTER (WHERE document IS NULL) AS slim,"
         " count(DISTINCT cohort_id) AS cohorts,"
         " (SELECT count(*) FROM journey_cohorts WHERE tenant_id = $1) AS stored,"
+        " (SELECT count(*) FROM journey_timers WHERE tenant_id = $1) AS timers,"
+        " (SELECT count(*) FROM journey_cohort_timers WHERE tenant_id = $1) AS cohort_timers,"
         " count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM journey_cohorts c"
         "   WHERE c.tenant_id = i.tenant_id AND c.cohort_id = i.cohort_id)) AS orphans"
         " FROM journey_instances i WHERE tenant_id = $1", tenant))
@@ -288,3 +297,51 @@ async def test_instances_of_a_cohort_are_read_loaded_exported_and_stopped_whole(
             profile_id, instance_id, loaded.node)
         others = await journey_store.load(connection, tenant, rows[1]["instance_id"])
         assert others is not None and others.state.value == "waiting"
+
+
+async def test_a_cohorts_timer_comes_due_for_its_instances_still_waiting_on_it(
+        pool: asyncpg.Pool) -> None:
+    """A cohort's timer, once due, becomes a timer of each of its instances still waiting
+    on its token — not of one stopped since — and the next due time sees it before."""
+    profiles = [f"w{i:02d}" for i in range(40)]
+    tenant = await _tenant(pool, profiles)
+    plan = compile_plan(parse_definition(SPLIT), 1, {}, {}, tenant=tenant)
+    async with pool.acquire() as connection:
+        await _set_wise(connection, plan, tenant, profiles, 0, Decimal(0))
+        timers = await connection.fetch(
+            "SELECT cohort_id, token, due_at FROM journey_cohort_timers WHERE tenant_id = $1",
+            tenant)
+        waiting = {r["profile_id"]: r["instance_id"] for r in await connection.fetch(
+            "SELECT profile_id, instance_id FROM journey_instances WHERE tenant_id = $1"
+            " AND state = 'waiting'", tenant)}
+        assert timers and waiting
+        late = datetime(2999, 1, 1, tzinfo=UTC)  # no other timer is due that late
+        moved = connection.transaction()  # rolled back
+        await moved.start()
+        try:
+            await connection.execute(
+                "UPDATE journey_cohort_timers SET due_at = $2 WHERE tenant_id = $1"
+                " AND cohort_id = $3 AND token = $4", tenant, late,
+                timers[0]["cohort_id"], timers[0]["token"])
+            assert await journey_store.next_due(connection, late - timedelta(days=1)) == late
+        finally:
+            await moved.rollback()
+        stopped = sorted(waiting)[0]
+        await journey_version_store.stop_instances(
+            connection, tenant, plan.definition.id, [1], "stopped by a test", stopped)
+        assert await journey_store.expand_cohort_timers(connection, NOW) == (0, 0)  # not due
+        handed = (0, 0)
+        while True:  # every tenant's due: ours among them
+            taken = await journey_store.expand_cohort_timers(
+                connection, max(t["due_at"] for t in timers))
+            if taken == (0, 0):
+                break
+            handed = (handed[0] + taken[0], handed[1] + taken[1])
+        own = {(r["instance_id"], r["token"], r["due_at"]) for r in await connection.fetch(
+            "SELECT instance_id, token, due_at FROM journey_timers WHERE tenant_id = $1",
+            tenant)}
+        assert not await connection.fetchval(
+            "SELECT count(*) FROM journey_cohort_timers WHERE tenant_id = $1", tenant)
+    assert handed[0] >= len(timers) and handed[1] >= len(own)
+    assert {i for i, _, _ in own} == {i for p, i in waiting.items() if p != stopped}
+    assert all(due in {t["due_at"] for t in timers} for _, _, due in own)
