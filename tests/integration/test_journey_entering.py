@@ -261,15 +261,24 @@ async def test_an_audience_entered_set_wise_across_an_engine_restart(
                                tenant) == 0
 
 
-async def test_instances_of_a_cohort_are_read_loaded_exported_and_stopped_whole(
-        pool: asyncpg.Pool) -> None:
-    """Instances entered set-wise have no document of their own: every reader gets their
-    cohort's with their ids, and stopping one writes its own document, stopped."""
-    profiles = [f"k{i:02d}" for i in range(30)]
+async def _entered_set_wise(pool: asyncpg.Pool, prefix: str, count: int
+                            ) -> tuple[str, Any, list[str]]:
+    """A tenant of ``count`` profiles, entered set-wise in SPLIT's version 1 (not
+    published: the engine leaves its instances alone)."""
+    profiles = [f"{prefix}{i:02d}" for i in range(count)]
     tenant = await _tenant(pool, profiles)
     plan = compile_plan(parse_definition(SPLIT), 1, {}, {}, tenant=tenant)
     async with pool.acquire() as connection:
         await _set_wise(connection, plan, tenant, profiles, 0, Decimal(0))
+    return tenant, plan, profiles
+
+
+async def test_instances_of_a_cohort_are_read_loaded_exported_and_stopped_whole(
+        pool: asyncpg.Pool) -> None:
+    """Instances entered set-wise have no document of their own: every reader gets their
+    cohort's with their ids, and stopping one writes its own document, stopped."""
+    tenant, plan, _ = await _entered_set_wise(pool, "k", 30)
+    async with pool.acquire() as connection:
         rows = await connection.fetch(
             "SELECT profile_id, instance_id::text, document FROM journey_instances"
             " WHERE tenant_id = $1 AND state = 'waiting' ORDER BY profile_id", tenant)
@@ -303,11 +312,8 @@ async def test_a_cohorts_timer_comes_due_for_its_instances_still_waiting_on_it(
         pool: asyncpg.Pool) -> None:
     """A cohort's timer, once due, becomes a timer of each of its instances still waiting
     on its token — not of one stopped since — and the next due time sees it before."""
-    profiles = [f"w{i:02d}" for i in range(40)]
-    tenant = await _tenant(pool, profiles)
-    plan = compile_plan(parse_definition(SPLIT), 1, {}, {}, tenant=tenant)
+    tenant, plan, _ = await _entered_set_wise(pool, "w", 40)
     async with pool.acquire() as connection:
-        await _set_wise(connection, plan, tenant, profiles, 0, Decimal(0))
         timers = await connection.fetch(
             "SELECT cohort_id, token, due_at FROM journey_cohort_timers WHERE tenant_id = $1",
             tenant)
