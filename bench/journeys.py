@@ -77,8 +77,7 @@ _INSTANCE_COLUMNS = ["tenant_id", "instance_id", "journey_id", "version", "profi
                      "state", "node", "token", "document", "entered_at"]
 _TABLES = ("journey_timers", "journey_timers_held", "journey_outbox", "journey_steps",
            "journey_cohort_timers", "journey_cohorts", "journey_instances", "journey_versions",
-           "audiences",
-           "journey_event_types", "messages", "event_configs", "profiles")
+           "audiences", "journey_event_types", "messages", "event_configs", "profiles")
 
 
 def _wait_journey(journey_id: str, audience_id: str = "bench-none", rate: int = 1

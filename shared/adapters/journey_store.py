@@ -42,10 +42,11 @@ from shared.domain.journeys.instance import (
 
 # An instance's document, for a query of ``journey_instances i``: its own, or (entered
 # set-wise and not moved since) its cohort's with its ids added (migration 054).
-DOCUMENT = (
+DOCUMENT_OF = (
     "COALESCE(i.document, (SELECT c.document || jsonb_build_object('profileId', i.profile_id,"
     " 'instanceId', i.instance_id::text) FROM journey_cohorts c"
-    " WHERE c.tenant_id = i.tenant_id AND c.cohort_id = i.cohort_id)) AS document")
+    " WHERE c.tenant_id = i.tenant_id AND c.cohort_id = i.cohort_id))")
+DOCUMENT = f"{DOCUMENT_OF} AS document"  # as a selected column
 
 
 @dataclass(frozen=True)

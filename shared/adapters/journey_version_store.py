@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from shared.adapters import journey_store
-from shared.adapters.journey_store import DOCUMENT
+from shared.adapters.journey_store import DOCUMENT, DOCUMENT_OF
 
 _COLUMNS = ("tenant_id, journey_id, version, mode, state, definition, speed, test_profiles,"
             " entry_after, entry_done, entry_started, published_at, updated_at")
@@ -78,8 +78,7 @@ async def save_entry_progress(connection: asyncpg.Connection, tenant: str, journ
 # (two publishes numbering versions, a pause racing a stop) happen one after the other.
 
 # the instance's document (its cohort's, if it has none of its own), stopped
-_STOPPED_DOCUMENT = (f"{DOCUMENT.removesuffix(' AS document')}"
-                     " || jsonb_build_object('state', 'stopped', 'reason', $4::text,"
+_STOPPED_DOCUMENT = (f"{DOCUMENT_OF} || jsonb_build_object('state', 'stopped', 'reason', $4::text,"
                      " 'waitingSince', NULL, 'seen', '[]'::jsonb)")
 
 
