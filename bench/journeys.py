@@ -76,6 +76,7 @@ TARGET_P9_MS = 1000  # TARGETS P9: p99 ≤ 1 s
 _INSTANCE_COLUMNS = ["tenant_id", "instance_id", "journey_id", "version", "profile_id",
                      "state", "node", "token", "document", "entered_at"]
 _TABLES = ("journey_timers", "journey_timers_held", "journey_outbox", "journey_steps",
+           "journey_cohort_steps",
            "journey_cohort_timers", "journey_cohorts", "journey_instances", "journey_versions",
            "audiences", "journey_event_types", "messages", "event_configs", "profiles")
 

@@ -4,7 +4,11 @@ kept in ``journey_step_relay`` (migration 029). Only steps of transactions older
 transaction still running are read (``pg_snapshot_xmin``): a step whose move commits late
 is never skipped. The watermark moves after the broker acknowledged the batch, so a crash
 publishes a batch again (same ``stepId``s), never loses one. Several engines take turns
-through an advisory lock."""
+through an advisory lock.
+
+A cohort's steps (profiles entered set-wise: one row a cohort and step in
+``journey_cohort_steps``, migration 056) are published as any step, one event a member:
+the members read from their instances, each with its own ``stepId`` (``member_step_id``)."""
 
 from __future__ import annotations
 
@@ -28,17 +32,41 @@ IDLE_S = 0.2
 BOUND_S = 30.0  # a batch not acknowledged by then is published again
 _LOCK = 7_061_729  # pg_try_advisory_xact_lock: one relay at a time
 
-_READ = (
-    "SELECT id, tx::text AS tx, tenant_id, journey_id, version, instance_id::text,"
-    " profile_id, at, kind, node, detail FROM journey_steps"
-    " WHERE (tx, id) > ($1::xid8, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot())"
-    # the column, not the text alias above: in xid8 order (as text, tx 1000000 came
-    # before 999999, skipping steps past the watermark) and by the (tx, id) index (as
-    # text, every batch sorted the whole table)
-    " ORDER BY journey_steps.tx, id LIMIT $3")
+MEMBERS_AT_ONCE = 20_000  # a batch's cohort members: past this, the rest waits a batch
+# The step ids of a cohort's members, beside the sequence's (below 2^50, a million steps a
+# second for 35 years): 2^50 + the cohort step's id × 2^16 + the member's place among the
+# cohort's instances in id order (a chunk is at most 10,000), all below 2^53, exact in
+# JavaScript's numbers too.
+MEMBER_IDS = 1 << 50
+MEMBER_BITS = 16
+
+# Both tables' steps in one (tx, id) order (one id sequence), each by its relay index.
+_READ = """
+SELECT s.id, s.tx::text AS tx, s.tenant_id, s.journey_id, s.version, s.instance_id::text,
+       s.profile_id, s.at, s.kind, s.node, s.detail, s.cohort_id, s.members
+FROM (
+  (SELECT tx, id, tenant_id, journey_id, version, instance_id, profile_id, at, kind, node,
+          detail, NULL::uuid AS cohort_id, 0 AS members
+     FROM journey_steps
+    WHERE (tx, id) > ($1::xid8, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY tx, id LIMIT $3)
+  UNION ALL
+  (SELECT tx, id, tenant_id, journey_id, version, NULL, NULL, at, kind, node, detail,
+          cohort_id, members
+     FROM journey_cohort_steps
+    WHERE (tx, id) > ($1::xid8, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY tx, id LIMIT $3)
+) s
+-- the columns, not the text alias above: in xid8 order (as text, tx 1000000 came before
+-- 999999, skipping steps past the watermark) and by the (tx, id) indexes
+ORDER BY s.tx, s.id LIMIT $3"""
+
+_MEMBERS = (
+    "SELECT cohort_id, instance_id::text, profile_id FROM journey_instances"
+    " WHERE tenant_id = $1 AND cohort_id = ANY($2::uuid[]) ORDER BY cohort_id, instance_id")
 
 
-def step_event(row: asyncpg.Record) -> dict[str, Any]:
+def step_event(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     """The record of a step, as StepEvent describes it (built as a plain dict: a model
     per step was a fifth of the relay's CPU at 500 inputs/s)."""
     return {"v": 1, "stepId": row["id"], "tenant": row["tenant_id"],
@@ -48,7 +76,57 @@ def step_event(row: asyncpg.Record) -> dict[str, Any]:
             "detail": row["detail"]}
 
 
+def member_step_id(cohort_step_id: int, place: int) -> int:
+    return MEMBER_IDS + (cohort_step_id << MEMBER_BITS) + place
+
+
+def within_budget(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    """The rows to publish in one batch: up to MEMBERS_AT_ONCE cohort members (at least
+    one row, however many members it has)."""
+    members = 0
+    for n, row in enumerate(rows):
+        members += row["members"]
+        if members > MEMBERS_AT_ONCE and n:
+            return rows[:n]
+    return rows
+
+
+async def _members(connection: asyncpg.Connection, rows: list[asyncpg.Record]
+                   ) -> dict[Any, list[tuple[str, str]]]:
+    """Each cohort's members as they are now (instance id, profile id), in id order: an
+    erased profile is gone, one moved on since is still a member."""
+    cohorts: dict[str, set[Any]] = {}
+    for row in rows:
+        if row["cohort_id"] is not None:
+            cohorts.setdefault(row["tenant_id"], set()).add(row["cohort_id"])
+    found: dict[Any, list[tuple[str, str]]] = {}
+    for tenant, ids in cohorts.items():
+        for member in await connection.fetch(_MEMBERS, tenant, list(ids)):
+            found.setdefault((tenant, member["cohort_id"]), []).append(
+                (member["instance_id"], member["profile_id"]))
+    return found
+
+
+def _events(rows: list[asyncpg.Record], members: dict[Any, list[tuple[str, str]]]
+            ) -> list[tuple[str, bytes, bytes]]:
+    """(topic, value, key) of each step: a profile's, or each member's of a cohort's."""
+    out: list[tuple[str, bytes, bytes]] = []
+    for row in rows:
+        if row["cohort_id"] is None:
+            out.append((JOURNEY_STEPS.name, encode(step_event(row)),
+                        row["profile_id"].encode()))
+            continue
+        event = step_event({**dict(row), "instance_id": "", "profile_id": ""})
+        for place, (instance_id, profile_id) in enumerate(
+                members.get((row["tenant_id"], row["cohort_id"]), ())):
+            event.update(stepId=member_step_id(row["id"], place), instanceId=instance_id,
+                         profileId=profile_id)
+            out.append((JOURNEY_STEPS.name, encode(event), profile_id.encode()))
+    return out
+
+
 async def relay_once(engine: Engine) -> int:
+    """Publish the next batch of steps; how many rows it took (steps, cohorts' steps)."""
     async with engine.pool.acquire() as connection, connection.transaction():
         if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK):
             return 0
@@ -57,25 +135,28 @@ async def relay_once(engine: Engine) -> int:
         if mark is None:  # the first run publishes what is there from now on
             await connection.execute(
                 "INSERT INTO journey_step_relay (relay, last_tx, last_id)"
-                " SELECT 'kafka', COALESCE(max(tx), '0'::xid8), COALESCE(max(id), 0)"
-                " FROM journey_steps ON CONFLICT DO NOTHING")
+                " SELECT 'kafka', GREATEST((SELECT max(tx) FROM journey_steps),"
+                "   (SELECT max(tx) FROM journey_cohort_steps), '0'::xid8),"
+                "   GREATEST((SELECT max(id) FROM journey_steps),"
+                "   (SELECT max(id) FROM journey_cohort_steps), 0)"
+                " ON CONFLICT DO NOTHING")
             return 0
-        rows = await connection.fetch(_READ, int(mark["tx"]), mark["last_id"], BATCH)
+        read = await connection.fetch(_READ, int(mark["tx"]), mark["last_id"], BATCH)
+        rows = within_budget(read)
         if not rows:
             return 0
         # In the producer's batches directly (one per partition, partitioned as send()
         # would), not a send() each: the relay's CPU was most of the engine's thread when
         # profiles enter by the thousand (three steps each), on cores PostgreSQL needs.
-        written = await engine.producer.deliver_batched([
-            (JOURNEY_STEPS.name, encode(step_event(r)), r["profile_id"].encode())
-            for r in rows], BOUND_S)
+        events = _events(rows, await _members(connection, rows))
+        written = await engine.producer.deliver_batched(events, BOUND_S)
         if not all(written):  # the watermark stays: the batch is published again
-            raise KafkaError(f"{written.count(False)} of {len(rows)} step events were not"
+            raise KafkaError(f"{written.count(False)} of {len(events)} step events were not"
                              f" written within {BOUND_S:.0f} s")
         await connection.execute(
             "UPDATE journey_step_relay SET last_tx = $1::xid8, last_id = $2"
             " WHERE relay = 'kafka'", int(rows[-1]["tx"]), rows[-1]["id"])
-        return len(rows)
+        return len(read) if len(rows) == len(read) else BATCH  # cut short: more to do
 
 
 async def run(engine: Engine) -> None:

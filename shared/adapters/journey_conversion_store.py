@@ -1,7 +1,9 @@
 """A journey version's conversion counts, from its instances and their steps: the cohort
 is the instances that entered in a window; a goal reached is its ``goal`` step (migration
 034), a branch the instance's ``split`` step, a message its ``actionSent`` steps, and the
-message a conversion is credited to the ``goal`` step's detail (the last one sent)."""
+message a conversion is credited to the ``goal`` step's detail (the last one sent). The
+entered and split steps of profiles entered set-wise are their cohort's (migration 056),
+read through ``journey_instance_steps``."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ async def goal_counts(connection: asyncpg.Connection, tenant: str, journey_id: s
     steps = await connection.fetch(
         _COHORT + "SELECT s.kind, s.node, s.detail, count(DISTINCT s.instance_id) AS n,"
         " count(DISTINCT g.instance_id) AS converted"
-        " FROM journey_steps s JOIN cohort c USING (instance_id)"
+        " FROM journey_instance_steps s JOIN cohort c USING (instance_id)"  # a cohort's too
         " LEFT JOIN goal g USING (instance_id)"
         " WHERE s.tenant_id = $1 AND s.journey_id = $2 AND s.version = $3"
         "   AND s.kind IN ('entered', 'split') AND s.node <> 'entry'"

@@ -270,7 +270,7 @@ async def create_many(connection: asyncpg.Connection, tenant: str,
 # instances from their templates (the document's ids added), skipped as ``create_many``
 # skips (an instance that exists, a profile with a live instance of the journey) and
 # for a profile that no longer exists (erased since the audience was read); then the
-# steps and timers of those stored, from the templates, in each instance's order.
+# cohorts of those stored, each with its steps and timers from its template.
 _ENTER_SET = """
 WITH m AS (
   SELECT m.p, m.i, m.g, m.o FROM unnest($4::text[], $5::uuid[], $6::int[])
@@ -293,25 +293,26 @@ ins AS (  -- no document: the cohort's (journey_cohorts, migration 054)
   FROM m JOIN t ON t.g = m.g ORDER BY m.o
   ON CONFLICT DO NOTHING RETURNING instance_id),
 kept AS (SELECT m.* FROM ins JOIN m ON m.i = ins.instance_id),
-used AS (SELECT DISTINCT g FROM kept),  -- the templates with an instance stored
+used AS (SELECT g, count(*)::int AS n FROM kept GROUP BY g),  -- templates with members
 cohorts AS (  -- a chunk entered again stores no instance, so no cohort
   INSERT INTO journey_cohorts (tenant_id, cohort_id, journey_id, version, document)
   SELECT $1, t.c, $2, $3, t.d FROM t JOIN used USING (g)
   ON CONFLICT DO NOTHING),
-steps AS (
-  INSERT INTO journey_steps (tenant_id, journey_id, version, instance_id, profile_id, at,
-    kind, node, detail)
-  SELECT $1, $2, $3, kept.i, kept.p, $11, s.kind, s.node, s.detail
-  FROM kept JOIN unnest($12::int[], $13::text[], $14::text[], $15::text[])
-    WITH ORDINALITY AS s(g, kind, node, detail, o) ON s.g = kept.g
-  ORDER BY kept.o, s.o),
+steps AS (  -- the cohort's, with its members counted, not one a profile (migration 056)
+  INSERT INTO journey_cohort_steps (tenant_id, cohort_id, journey_id, version, at, kind,
+    node, detail, members)
+  SELECT $1, t.c, $2, $3, $11, s.kind, s.node, s.detail, used.n
+  FROM t JOIN used USING (g)
+    JOIN unnest($12::int[], $13::text[], $14::text[], $15::text[])
+      WITH ORDINALITY AS s(g, kind, node, detail, o) ON s.g = t.g
+  ORDER BY t.g, s.o),
 timers AS (  -- the cohort's, not one a profile (migration 055)
   INSERT INTO journey_cohort_timers (tenant_id, cohort_id, token, due_at)
   SELECT $1, t.c, r.k, r.d
   FROM t JOIN used USING (g)
     JOIN unnest($16::int[], $17::int[], $18::timestamptz[]) AS r(g, k, d) ON r.g = t.g
   ON CONFLICT DO NOTHING)
-SELECT g, count(*)::int AS n FROM kept GROUP BY g
+SELECT g, n FROM used
 """
 
 
@@ -325,11 +326,14 @@ ENTER_SET_PLANNING = "SET LOCAL work_mem = '64MB'; SET LOCAL enable_nestloop = o
 _COHORTS = uuid.UUID("6f1d8f0c-2a54-5d0e-9b7e-0c6f4a1e7c21")  # the cohort ids' namespace
 
 
-def cohort_ids(chunk: Chunk) -> list[uuid.UUID]:
-    """Each template's cohort in the chunk: named by the chunk's first instance (ids that
-    are the same when the chunk is entered again, so its cohorts are not written twice)."""
+def cohort_ids(chunk: Chunk, at: datetime) -> list[uuid.UUID]:
+    """Each template's cohort in the chunk, named by the chunk's first instance and the
+    instant it enters. A cohort's members all entered in one statement: a chunk entered
+    again later stores the profiles it skipped before (one since finished elsewhere) in
+    a cohort of their own, with their own timers and steps, not in the first one's."""
     first = chunk.instance_ids[0]
-    return [uuid.uuid5(_COHORTS, f"{first}/{g}") for g in range(len(chunk.templates))]
+    return [uuid.uuid5(_COHORTS, f"{first}/{g}/{at.isoformat()}")
+            for g in range(len(chunk.templates))]
 
 
 def enter_set_args(tenant: str, journey_id: str, version: int, chunk: Chunk,
@@ -345,7 +349,7 @@ def enter_set_args(tenant: str, journey_id: str, version: int, chunk: Chunk,
             [g for g, _ in steps], [s.kind for _, s in steps], [s.node for _, s in steps],
             [s.detail for _, s in steps],
             [g for g, _, _ in timers], [k for _, k, _ in timers], [d for _, _, d in timers],
-            cohort_ids(chunk))
+            cohort_ids(chunk, at))
 
 
 async def enter_set(connection: asyncpg.Connection, tenant: str, journey_id: str,
@@ -663,7 +667,7 @@ async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
                  ) -> dict[str, int]:
     ids = await connection.fetch(
         "DELETE FROM journey_instances WHERE tenant_id = $1 AND profile_id = $2"
-        " RETURNING instance_id", tenant, profile_id)
+        " RETURNING instance_id, cohort_id", tenant, profile_id)
     if ids:
         for table in ("journey_timers", "journey_timers_held", "journey_outbox"):
             await connection.execute(
@@ -671,7 +675,14 @@ async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
                 tenant, [r["instance_id"] for r in ids])
     steps = await connection.execute(
         "DELETE FROM journey_steps WHERE tenant_id = $1 AND profile_id = $2", tenant, profile_id)
-    return {"journeyInstances": len(ids), "journeySteps": int(steps.split()[-1])}
+    # Its cohorts' steps name no profile: gone from its history with its instance, and
+    # one member fewer in the counts.
+    cohort_steps = await connection.execute(
+        "UPDATE journey_cohort_steps SET members = members - 1"
+        " WHERE tenant_id = $1 AND cohort_id = ANY($2::uuid[])",
+        tenant, [r["cohort_id"] for r in ids if r["cohort_id"] is not None])
+    return {"journeyInstances": len(ids),
+            "journeySteps": int(steps.split()[-1]) + int(cohort_steps.split()[-1])}
 
 
 async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
@@ -681,7 +692,7 @@ async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
         " AND profile_id = $2 ORDER BY entered_at", tenant, profile_id)
     steps = await connection.fetch(
         "SELECT journey_id, version, instance_id::text, at, kind, node, detail"
-        " FROM journey_steps WHERE tenant_id = $1 AND profile_id = $2 ORDER BY id",
+        " FROM journey_instance_steps WHERE tenant_id = $1 AND profile_id = $2 ORDER BY id",
         tenant, profile_id)
     return {"journeyInstances": [r["document"] for r in rows],
             "journeySteps": [{**dict(r), "at": r["at"].isoformat()} for r in steps]}

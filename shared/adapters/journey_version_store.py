@@ -212,20 +212,29 @@ async def stop_instances(connection: asyncpg.Connection, tenant: str, journey_id
     return [dict(r) for r in stopped]
 
 
+# A version's steps by node and ``by``: a profile's own, and its cohort's (one row a
+# cohort and step, with its members counted: migration 056), by their counting indexes.
+_COUNTED = """
+SELECT node, {by}, sum(n)::bigint AS n FROM (
+  SELECT node, {by}, count(*) AS n FROM journey_steps
+   WHERE tenant_id = $1 AND journey_id = $2 AND version = $3{where} GROUP BY node, {by}
+  UNION ALL
+  SELECT node, {by}, sum(members) AS n FROM journey_cohort_steps
+   WHERE tenant_id = $1 AND journey_id = $2 AND version = $3{where} GROUP BY node, {by}
+) counted GROUP BY node, {by}"""
+
+
 async def node_counts(connection: asyncpg.Connection, tenant: str, journey_id: str,
                       version: int) -> tuple[dict[tuple[str, str], int],
                                              dict[tuple[str, str], int], dict[str, int]]:
     """A version's steps counted by (node, kind) (index journey_steps_counts), the
     details of its exclusions and splits by (node, rule or branch), and its waiting
     instances by node."""
-    steps = await connection.fetch(
-        "SELECT node, kind, count(*) AS n FROM journey_steps WHERE tenant_id = $1"
-        " AND journey_id = $2 AND version = $3 GROUP BY node, kind",
-        tenant, journey_id, version)
+    steps = await connection.fetch(_COUNTED.format(by="kind", where=""),
+                                   tenant, journey_id, version)
     excluded = await connection.fetch(
-        "SELECT node, detail, count(*) AS n FROM journey_steps WHERE tenant_id = $1"
-        " AND journey_id = $2 AND version = $3 AND kind IN ('actionExcluded', 'split')"
-        " GROUP BY node, detail", tenant, journey_id, version)
+        _COUNTED.format(by="detail", where=" AND kind IN ('actionExcluded', 'split')"),
+        tenant, journey_id, version)
     waiting = await connection.fetch(
         "SELECT node, count(*) AS n FROM journey_instances WHERE tenant_id = $1"
         " AND journey_id = $2 AND version = $3 AND state = 'waiting' GROUP BY node",
@@ -249,7 +258,7 @@ async def instances_of(connection: asyncpg.Connection, tenant: str, journey_id: 
     if not rows:
         return []
     steps = await connection.fetch(
-        "SELECT instance_id, at, kind, node, detail FROM journey_steps"
+        "SELECT instance_id, at, kind, node, detail FROM journey_instance_steps"
         " WHERE tenant_id = $1 AND instance_id = ANY($2::uuid[]) ORDER BY id",
         tenant, [r["instance_id"] for r in rows])
     by_instance: dict[Any, list[dict[str, Any]]] = {}

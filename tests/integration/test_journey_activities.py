@@ -128,7 +128,7 @@ class StepRow:
 async def steps_of(pool: asyncpg.Pool, t: Tenant, journey_id: str, profile_id: str
                    ) -> list[StepRow]:
     rows = await pool.fetch(
-        "SELECT node, kind, detail, at FROM journey_steps WHERE tenant_id = $1"
+        "SELECT node, kind, detail, at FROM journey_instance_steps WHERE tenant_id = $1"
         " AND journey_id = $2 AND profile_id = $3 ORDER BY id", t.name, journey_id,
         profile_id)
     return [StepRow(r["node"], r["kind"], r["detail"], r["at"]) for r in rows]
@@ -564,7 +564,8 @@ async def test_an_event_before_its_listen_is_taken_when_the_listen_comes_and_str
                                           "item": "book"}
     assert document["seen"] == []
     assert await instance(pool, tenant, "early", "e-outsider") is None
-    assert not await pool.fetchval("SELECT count(*) FROM journey_steps WHERE tenant_id = $1"
+    assert not await pool.fetchval("SELECT count(*) FROM journey_instance_steps"
+                                   " WHERE tenant_id = $1"
                                    " AND profile_id IN ('e-outsider', 'e-nobody')",
                                    tenant.name)
 

@@ -77,8 +77,9 @@ async def _rows(pool: asyncpg.Pool, tenant: str) -> dict[str, Any]:
             "  AND i.cohort_id = c.cohort_id AND i.token = c.token AND i.state = 'waiting'"
             " WHERE c.tenant_id = $1", tenant)),
         "steps": [tuple(r) for r in await pool.fetch(
-            "SELECT profile_id, journey_id, version, at, kind, node, detail"
-            " FROM journey_steps WHERE tenant_id = $1 ORDER BY profile_id, id", tenant)],
+            "SELECT profile_id, journey_id, version, at, kind, node, detail"  # or its cohort's
+            " FROM journey_instance_steps WHERE tenant_id = $1 ORDER BY profile_id, id",
+            tenant)],
     }
 
 
@@ -100,7 +101,7 @@ async def _set_wise(connection: asyncpg.Connection, plan: Any, tenant: str,
 
 async def _forget(pool: asyncpg.Pool, tenant: str) -> None:
     for table in ("journey_timers", "journey_steps", "journey_instances", "journey_cohorts",
-                  "journey_cohort_timers"):
+                  "journey_cohort_timers", "journey_cohort_steps"):
         await pool.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant)
 
 
@@ -141,11 +142,14 @@ async def test_set_wise_entering_writes_what_the_per_profile_path_writes(
     # set-wise, no instance has a document of its own: each names a cohort of its chunk
     # and template, and every cohort stored has instances
     used = sum(1 for _, n in written[0] + written[1] if n)
-    # and no timer of its own: its cohort's, one a cohort and wait
+    # and no timer or step of its own: its cohort's, one a cohort and wait or step, the
+    # step's members counted
     assert shape["cohort_timers"] and shape["cohort_timers"] <= used, shape
+    assert shape["cohort_steps"] >= used and shape["members"] == len(got["steps"]), shape
     assert shape == {"instances": len(got["instances"]), "slim": len(got["instances"]),
                      "cohorts": used, "stored": used, "orphans": 0, "timers": 0,
-                     "cohort_timers": shape["cohort_timers"]}, shape
+                     "cohort_timers": shape["cohort_timers"], "steps": 0,
+                     "cohort_steps": shape["cohort_steps"], "members": len(got["steps"])}, shape
 
 
 async def _shape(pool: asyncpg.Pool, tenant: str) -> dict[str, int]:
@@ -155,6 +159,10 @@ async def _shape(pool: asyncpg.Pool, tenant: str) -> dict[str, int]:
         " (SELECT count(*) FROM journey_cohorts WHERE tenant_id = $1) AS stored,"
         " (SELECT count(*) FROM journey_timers WHERE tenant_id = $1) AS timers,"
         " (SELECT count(*) FROM journey_cohort_timers WHERE tenant_id = $1) AS cohort_timers,"
+        " (SELECT count(*) FROM journey_steps WHERE tenant_id = $1) AS steps,"
+        " (SELECT count(*) FROM journey_cohort_steps WHERE tenant_id = $1) AS cohort_steps,"
+        " (SELECT COALESCE(sum(members), 0)::int FROM journey_cohort_steps WHERE tenant_id = $1)"
+        "   AS members,"
         " count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM journey_cohorts c"
         "   WHERE c.tenant_id = i.tenant_id AND c.cohort_id = i.cohort_id)) AS orphans"
         " FROM journey_instances i WHERE tenant_id = $1", tenant))
@@ -238,7 +246,7 @@ async def test_an_audience_entered_set_wise_across_an_engine_restart(
                         bucket(tenant, "setwise", 1, "ab", p)).name
               for p in people if p not in held}
     rows = await pool.fetch(
-        "SELECT i.profile_id, i.state, s.node, s.kind, s.detail FROM journey_steps s"
+        "SELECT i.profile_id, i.state, s.node, s.kind, s.detail FROM journey_instance_steps s"
         " JOIN journey_instances i USING (tenant_id, instance_id)"
         " WHERE s.tenant_id = $1", tenant)
     steps: dict[str, Counter[tuple[str, str, str]]] = {}
@@ -316,6 +324,43 @@ async def test_instances_of_a_cohort_are_read_loaded_exported_and_stopped_whole(
             profile_id, instance_id, loaded.node)
         others = await journey_store.load(connection, tenant, rows[1]["instance_id"])
         assert others is not None and others.state.value == "waiting"
+
+
+async def test_a_cohorts_steps_are_each_members_history_export_and_count(
+        pool: asyncpg.Pool) -> None:
+    """A cohort's steps are one row a step for all its members: each member's history
+    and export show them as its own, the per-node counts count every member, and erasing
+    one takes its steps out of all three."""
+    tenant, plan, profiles = await _entered_set_wise(pool, "h", 20)
+    journey_id = plan.definition.id
+    async with pool.acquire() as connection:
+        async def history(profile_id: str) -> list[tuple[str, str, str]]:
+            found = await journey_version_store.instances_of(
+                connection, tenant, journey_id, profile_id)
+            return [(s["node"], s["kind"], s["detail"]) for i in found for s in i["steps"]]
+
+        async def entered() -> int:
+            counted, _, _ = await journey_version_store.node_counts(
+                connection, tenant, journey_id, 1)
+            return counted[("entry", "entered")]
+
+        first, second = await history(profiles[0]), await history(profiles[1])
+        assert first and first[0] == ("entry", "entered", ""), first
+        assert not await connection.fetchval(
+            "SELECT count(*) FROM journey_steps WHERE tenant_id = $1", tenant)
+        exported = await erasure.export_profile(connection, tenant, profiles[0])
+        instance_id = exported["journeyInstances"][0]["instanceId"]
+        assert [(s["node"], s["kind"], s["detail"], s["instance_id"])
+                for s in exported["journeySteps"]] == [(*s, instance_id) for s in first]
+        assert await entered() == len(profiles)
+
+        removed = await erasure.erase_profile(connection, tenant, profiles[0])
+        assert (removed["journeyInstances"], removed["journeySteps"]) == (1, len(first))
+        assert await history(profiles[0]) == []
+        assert (await erasure.export_profile(connection, tenant, profiles[0]))[
+            "journeySteps"] == []
+        assert await history(profiles[1]) == second
+        assert await entered() == len(profiles) - 1
 
 
 async def test_a_cohorts_timer_comes_due_for_its_instances_still_waiting_on_it(

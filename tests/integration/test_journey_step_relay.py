@@ -1,15 +1,23 @@
 """The step relay's read (services/journeys/step_relay.py) on the real PostgreSQL: steps
 come in transaction-id order as numbers (9 before 10, 99 before 100; as text they came
 the other way, and the watermark then skipped the smaller), read through the
-(tx, id) index rather than by sorting the table."""
+(tx, id) index rather than by sorting the table, a profile's steps and its cohort's in
+one order. And a cohort's steps as the running engine's relay publishes them: one event
+a member, each with a step id of its own."""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 
 import asyncpg
+import orjson
 
-from services.journeys.step_relay import _READ
+from services.journeys.step_relay import _READ, MEMBER_IDS
+from shared.domain.journeys.step_events import StepEvent
+from shared.topics import JOURNEY_STEPS
+from tests.integration.conftest import end_offsets, eventually, topic_reader
+from tests.integration.test_journey_entering import _entered_set_wise
 
 
 async def test_steps_are_read_in_transaction_id_order_through_the_index(
@@ -25,9 +33,48 @@ async def test_steps_are_read_in_transaction_id_order_through_the_index(
                 "INSERT INTO journey_steps (tenant_id, journey_id, version, instance_id,"
                 " profile_id, at, kind, node, tx) VALUES ($1, 'j', 1, $2, 'p', now(),"
                 " 'entered', 'entry', $3::text::xid8)", tenant, uuid.uuid4(), str(tx))
-        rows = await pool.fetch(_READ, 8, 0, 4)  # after (8, 0): these four, nothing else
-        assert [int(r["tx"]) for r in rows] == [9, 10, 99, 100]
+        await pool.execute(  # a cohort's step, between them
+            "INSERT INTO journey_cohort_steps (tenant_id, cohort_id, journey_id, version,"
+            " at, kind, node, members, tx) VALUES ($1, $2, 'j', 1, now(), 'entered',"
+            " 'entry', 3, '50'::xid8)", tenant, uuid.uuid4())
+        rows = await pool.fetch(_READ, 8, 0, 5)  # after (8, 0): these five, nothing else
+        assert [int(r["tx"]) for r in rows] == [9, 10, 50, 99, 100]
+        assert [r["members"] for r in rows] == [0, 0, 3, 0, 0]
         plan = "\n".join(r[0] for r in await pool.fetch(f"EXPLAIN {_READ}", 8, 0, 2000))
-        assert "journey_steps_relay" in plan and "Sort" not in plan, plan
+        # the profiles' steps through their index, merged with the cohorts' (a small
+        # table may be sorted), never the whole union sorted
+        assert "journey_steps_relay" in plan and "Merge Append" in plan, plan
+        assert plan.index("Merge Append") < plan.index("journey_steps_relay"), plan
+        assert "Sort" not in plan.split("Merge Append")[0], plan
     finally:
         await pool.execute("DELETE FROM journey_steps WHERE tenant_id = $1", tenant)
+        await pool.execute("DELETE FROM journey_cohort_steps WHERE tenant_id = $1", tenant)
+
+
+async def test_a_cohorts_steps_are_published_once_for_each_member(
+        pool: asyncpg.Pool) -> None:
+    before = await end_offsets(JOURNEY_STEPS)
+    tenant, _, profiles = await _entered_set_wise(pool, "r", 30)
+    expected = Counter(
+        (r["instance_id"], r["profile_id"], r["kind"], r["node"], r["detail"])
+        for r in await pool.fetch(
+            "SELECT instance_id::text, profile_id, kind, node, detail"
+            " FROM journey_instance_steps WHERE tenant_id = $1", tenant))
+    assert len(expected) >= 2 * len(profiles)
+    published: Counter[tuple[str, str, str, str, str]] = Counter()
+    ids: list[int] = []
+    async with topic_reader(JOURNEY_STEPS, before) as consumer:
+        async def relayed() -> bool:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    event = orjson.loads(record.value)
+                    if event["tenant"] == tenant:
+                        StepEvent.model_validate(event)  # as its schema says
+                        assert record.key == event["profileId"].encode()
+                        ids.append(event["stepId"])
+                        published[(event["instanceId"], event["profileId"], event["kind"],
+                                   event["node"], event["detail"])] += 1
+            return sum(published.values()) >= sum(expected.values())
+        await eventually(relayed, "the cohort's steps on parcours.journey-steps.v1", 30)
+    assert published == expected
+    assert len(set(ids)) == len(ids) and min(ids) > MEMBER_IDS and max(ids) < 2 ** 53

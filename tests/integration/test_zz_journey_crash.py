@@ -88,7 +88,7 @@ async def test_kill_9_of_the_engine_mid_journey_fires_each_timer_once(
     await eventually(all_done, f"{PEOPLE} instances finished", 90)
 
     rows = await pool.fetch(
-        "SELECT i.profile_id, s.node, s.kind, count(*) AS n FROM journey_steps s"
+        "SELECT i.profile_id, s.node, s.kind, count(*) AS n FROM journey_instance_steps s"
         " JOIN journey_instances i USING (tenant_id, instance_id)"
         " WHERE s.tenant_id = $1 GROUP BY 1, 2, 3", tenant.name)
     steps: dict[str, dict[tuple[str, str], int]] = {}

@@ -20,7 +20,9 @@ class StepEvent(BaseModel):
 
     v: Literal[1] = 1
     stepId: int = Field(description="unique per step, increasing within a transaction;"
-                                    " a redelivered step has the same")
+                                    " a redelivered step has the same. A step of profiles"
+                                    " entered set-wise (a cohort's) has one per member,"
+                                    " from 2^50 up (below 2^53)")
     tenant: str
     journeyId: str
     version: int
