@@ -71,6 +71,7 @@ ENGINE_METRICS = f"http://127.0.0.1:{settings.journeys_metrics_port}/metrics"
 CHUNK = 50_000  # rows per COPY (one progress line each)
 POLL_S = 0.1
 TARGET_ENTER = 50_000  # TARGETS P7: ≥ 50,000 profiles/s
+RELAY_DEADLINE_S = 300.0  # for the entering profiles' step events, after the last entry
 TARGET_LATENESS_MS = 1000  # TARGETS P8: p99 ≤ 1 s, never early
 TARGET_P9_MS = 1000  # TARGETS P9: p99 ≤ 1 s
 _INSTANCE_COLUMNS = ["tenant_id", "instance_id", "journey_id", "version", "profile_id",
@@ -268,7 +269,8 @@ async def _p7_measure(total: int, deadline_s: float) -> dict[str, Any]:
                 first = first or time.monotonic()
                 position, last = at["entry_after"], time.monotonic()
             elapsed = time.monotonic() - published
-            near = _ordinal(position, "p7j-")  # the audience is read in id order
+            # the audience is read in id order (its progress is cleared once done)
+            near = members if at["entry_done"] else _ordinal(position, "p7j-")
             overwrite(f"  P7J entering: about {near:,}/{members:,} after {elapsed:.0f}s "
                       f"({near / elapsed:,.0f}/s)")
             if at["entry_done"]:
@@ -279,6 +281,7 @@ async def _p7_measure(total: int, deadline_s: float) -> dict[str, Any]:
             " AND journey_id = $2 AND version = 1 AND node = 'pause' AND state = 'waiting'",
             P7_TENANT, journey_id))
         seconds = last - published
+        result.update(await _p7_relayed(connection, journey_id, first or published))
         result.update(journey=journey_id, instances=entered, seconds=seconds,
                       engine_restarted=_restarted(started, "P7J"),
                       complete=entered == members,
@@ -291,19 +294,57 @@ async def _p7_measure(total: int, deadline_s: float) -> dict[str, Any]:
     return result
 
 
+async def _p7_relayed(connection: asyncpg.Connection, journey_id: str, began: float
+                      ) -> dict[str, Any]:
+    """The entering profiles' step events published (the relay's watermark past the
+    journey's last step, a cohort's or a profile's), before the rows are deleted (a
+    cohort's step published after its members are gone names nobody): how many, and
+    how fast from the first entry on."""
+    steps = await connection.fetchrow(
+        "SELECT GREATEST((SELECT max(id) FROM journey_steps WHERE tenant_id = $1"
+        "   AND journey_id = $2), (SELECT max(id) FROM journey_cohort_steps"
+        "   WHERE tenant_id = $1 AND journey_id = $2)) AS last,"
+        " (SELECT count(*) FROM journey_steps WHERE tenant_id = $1 AND journey_id = $2)"
+        " + (SELECT COALESCE(sum(members), 0) FROM journey_cohort_steps"
+        "    WHERE tenant_id = $1 AND journey_id = $2) AS events", P7_TENANT, journey_id)
+    events, deadline = int(steps["events"]), time.monotonic() + RELAY_DEADLINE_S
+    while steps["last"] is not None and time.monotonic() < deadline:
+        relayed = await connection.fetchval(
+            "SELECT last_id FROM journey_step_relay WHERE relay = 'kafka'")
+        behind = await connection.fetchval(
+            "SELECT COALESCE(sum(members), 0) FROM journey_cohort_steps WHERE tenant_id = $1"
+            " AND journey_id = $2 AND id > $3", P7_TENANT, journey_id, relayed or 0)
+        overwrite(f"  P7J step events: {events - behind:,}/{events:,} published "
+                  f"{time.monotonic() - began:.0f}s after the first entry")
+        if relayed is not None and relayed >= steps["last"]:
+            progress("")
+            seconds = time.monotonic() - began
+            return {"step_events": events, "relay_seconds": seconds,
+                    "relay_rate": events / seconds}
+        await asyncio.sleep(0.5)
+    progress("")
+    return {"step_events": events, "relay_seconds": None, "relay_rate": None}
+
+
 def run_p7(total: int, deadline_s: float) -> list[Row]:
     progress(f"P7J entering a journey: an audience of {total:,} profiles in {P7_TENANT}, "
              f"entry rate {P7_RATE:,}/s")
     r = asyncio.run(_alone(P7_TENANT, "P7J", lambda: _p7_measure(total, deadline_s)))
     rate = r.get("enter_rate")
     progress(f"  P7J: {r['instances']:,}/{r['members']:,} entered in {r['seconds']:.1f}s = "
-             f"{rate or 0:,.0f}/s; raw COPY {r['raw']:,.0f}/s, keyset {r['keyset']:,.0f}/s")
+             f"{rate or 0:,.0f}/s; raw COPY {r['raw']:,.0f}/s, keyset {r['keyset']:,.0f}/s;"
+             f" their {r['step_events']:,} step events published in "
+             f"{r['relay_seconds'] or float('nan'):.1f}s from the first entry")
     return [Row("P7J", f"profiles entering a journey ({r['instances']:,}/{r['members']:,} "
                        f"of {total:,}; keyset read {r['keyset']:,.0f}/s)",
                 rate, "profiles/s", baseline=f"raw COPY {r['raw']:,.0f}/s",
                 ratio=ratio(rate, r["raw"]), target=f"≥ {TARGET_ENTER:,}/s",
                 met=None if rate is None else rate >= TARGET_ENTER and r["complete"],
-                details=r)]
+                details=r),
+            # no target: how far the step events (parcours.journey-steps.v1) trail
+            Row("P7J-S", f"their {r['step_events']:,} step events published, from the "
+                         f"first entry (entering alone: {r['seconds']:.0f}s)",
+                r["relay_rate"], "events/s")]
 
 
 # --- P8J: timers ----------------------------------------------------------------------------
