@@ -25,10 +25,11 @@ CREATE INDEX IF NOT EXISTS journey_cohort_steps_relay ON journey_cohort_steps (t
 CREATE INDEX IF NOT EXISTS journey_cohort_steps_cohort ON journey_cohort_steps (tenant_id, cohort_id, id);
 CREATE INDEX IF NOT EXISTS journey_cohort_steps_counts
     ON journey_cohort_steps (tenant_id, journey_id, version, node, kind);
--- A cohort's members in any state (the relay names them all, moved on or not); the
--- timer expansion's index, which kept only those waiting, gives way to it.
+-- A cohort's members in any state, in id order (the relay names them all, moved on or
+-- not, each by its place); the timer expansion's index, which kept only those waiting,
+-- gives way to it (it read each instance's row anyway, for its id).
 CREATE INDEX IF NOT EXISTS journey_instances_cohort_members
-    ON journey_instances (tenant_id, cohort_id, token) WHERE cohort_id IS NOT NULL;
+    ON journey_instances (tenant_id, cohort_id, instance_id) WHERE cohort_id IS NOT NULL;
 DROP INDEX IF EXISTS journey_instances_cohort;
 CREATE OR REPLACE VIEW journey_instance_steps AS
     SELECT id, tenant_id, journey_id, version, instance_id, profile_id, at, kind, node, detail
