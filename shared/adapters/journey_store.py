@@ -235,6 +235,15 @@ _STEP_COLUMNS = ["tenant_id", "journey_id", "version", "instance_id", "profile_i
                  "kind", "node", "detail"]
 
 
+# An instance that ends as it enters (held out, a split's branch to the end) is no live
+# instance: the unique index on live ones lets it in beside the profile's live one. So
+# it enters only if the profile has none (a profile in the journey is skipped, whatever
+# its new entry would do).
+_NOT_LIVE = ("({state} = 'waiting' OR NOT EXISTS (SELECT 1 FROM journey_instances live"
+             " WHERE live.tenant_id = {tenant} AND live.journey_id = {journey}"
+             " AND live.profile_id = {profile} AND live.state = 'waiting'))")
+
+
 async def create_many(connection: asyncpg.Connection, tenant: str,
                       moves: Sequence[tuple[Instance, Sequence[Effect]]],
                       at: datetime | None = None
@@ -254,6 +263,7 @@ async def create_many(connection: asyncpg.Connection, tenant: str,
             " SELECT t, i, j, v, p, s, n, k, d::jsonb, e FROM unnest($1::text[],"
             " $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],"
             " $8::int[], $9::text[], $10::timestamptz[]) AS u(t, i, j, v, p, s, n, k, d, e)"
+            f" WHERE {_NOT_LIVE.format(tenant='t', journey='j', profile='p', state='s')}"
             " ON CONFLICT DO NOTHING RETURNING instance_id",
             *columns[:8], [orjson.dumps(d).decode() for d in columns[8]], columns[9])}
         # once each: the same entry twice in the batch is one instance (its effects once)
@@ -290,7 +300,9 @@ ins AS (  -- no document: the cohort's (journey_cohorts, migration 054)
   INSERT INTO journey_instances (tenant_id, instance_id, journey_id, version, profile_id,
     state, node, token, cohort_id, entered_at)
   SELECT $1, m.i, $2, $3, m.p, t.s, t.n, t.k, t.c, $11
-  FROM m JOIN t ON t.g = m.g ORDER BY m.o
+  FROM m JOIN t ON t.g = m.g
+  WHERE {not_live}
+  ORDER BY m.o
   ON CONFLICT DO NOTHING RETURNING instance_id),
 kept AS (SELECT m.* FROM ins JOIN m ON m.i = ins.instance_id),
 used AS (SELECT g, count(*)::int AS n FROM kept GROUP BY g),  -- templates with members
@@ -313,7 +325,8 @@ timers AS (  -- the cohort's, not one a profile (migration 055)
     JOIN unnest($16::int[], $17::int[], $18::timestamptz[]) AS r(g, k, d) ON r.g = t.g
   ON CONFLICT DO NOTHING)
 SELECT g, n FROM used
-"""
+""".replace("{not_live}", _NOT_LIVE.format(tenant="$1", journey="$2", profile="m.p",
+                                           state="t.s"))
 
 
 # The chunk's sorts in memory; and no nested loop: the planner guesses a few rows from

@@ -34,7 +34,7 @@ from shared.domain.journeys.plan import compile_plan
 from shared.domain.journeys.split import bucket, choose
 from tests.integration.conftest import eventually, stack
 from tests.integration.test_journey_engine import publish_version
-from tests.unit.test_journey_entering import SPLIT
+from tests.unit.test_journey_entering import SPLIT, WAIT_END
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # each test's own (below)
 
@@ -361,6 +361,62 @@ async def test_a_cohorts_steps_are_each_members_history_export_and_count(
             "journeySteps"] == []
         assert await history(profiles[1]) == second
         assert await entered() == len(profiles) - 1
+
+
+@pytest.mark.parametrize("enter", [_per_profile, _set_wise])
+async def test_a_profile_in_the_journey_is_skipped_where_its_entry_would_end_at_once(
+        pool: asyncpg.Pool, enter: Any) -> None:
+    """An entry that ends as it enters (held out: the tenant's control group grown to
+    everyone since the last round) is no live instance, so the unique index on live
+    ones let it in beside the profile's live one: the profile counted in the control
+    group while in the journey. It is skipped, as any entry of a profile in the journey."""
+    profiles = [f"s{i:02d}" for i in range(6)]
+    tenant = await _tenant(pool, profiles)
+    plan = compile_plan(parse_definition(WAIT_END), 1, {}, {}, tenant=tenant)
+    async with pool.acquire() as connection:
+        await enter(connection, plan, tenant, profiles[:1], 0, Decimal(0))
+        await enter(connection, plan, tenant, profiles, 1, Decimal(100))
+    states = Counter((r["profile_id"], r["state"]) for r in await pool.fetch(
+        "SELECT profile_id, state FROM journey_instances WHERE tenant_id = $1", tenant))
+    assert states == Counter({(profiles[0], "waiting"): 1,
+                              **{(p, "heldOut"): 1 for p in profiles[1:]}}), states
+
+
+async def test_a_chunk_entered_again_later_puts_a_profile_it_skipped_in_a_cohort_of_its_own(
+        pool: asyncpg.Pool) -> None:
+    """A chunk entered again (its progress not saved before a crash) stores a profile the
+    first time skipped — in the journey then, finished since — in a cohort of its own:
+    not in the first one's, whose steps would then be written again for every member."""
+    profiles = [f"c{i:02d}" for i in range(10)]
+    tenant = await _tenant(pool, profiles)
+    plan = compile_plan(parse_definition(WAIT_END), 1, {}, {}, tenant=tenant)
+    none = Decimal(0)
+    async with pool.acquire() as connection:
+        # in the journey (its first wait) when the chunk comes
+        await _per_profile(connection, plan, tenant, profiles[:1], 0, none)
+        chunk = routes(plan, tenant, profiles, 1, none, NOW)  # one template, one cohort
+        assert set(chunk.groups) == {0}
+        first = await journey_store.enter_set(connection, tenant, plan.definition.id, 1,
+                                              chunk, NOW)
+        assert first == [(0, len(profiles) - 1)]  # all but the one in the journey
+        await connection.execute(
+            "UPDATE journey_instances SET state = 'finished' WHERE tenant_id = $1"
+            " AND cohort_id IS NULL", tenant)
+        later = NOW + timedelta(seconds=1)
+        again = await journey_store.enter_set(
+            connection, tenant, plan.definition.id, 1,
+            routes(plan, tenant, profiles, 1, none, later), later)
+        assert again == [(0, 1)]
+    cohorts = {r["profile_id"]: r["cohort_id"] for r in await pool.fetch(
+        "SELECT profile_id, cohort_id FROM journey_instances WHERE tenant_id = $1"
+        " AND cohort_id IS NOT NULL", tenant)}
+    assert len(cohorts) == len(profiles)
+    assert len(set(cohorts.values())) == 2
+    assert cohorts[profiles[0]] not in {cohorts[p] for p in profiles[1:]}
+    steps = Counter((r["instance_id"], r["kind"], r["node"], r["detail"]) for r in await pool.fetch(
+        "SELECT instance_id, kind, node, detail FROM journey_instance_steps"
+        " WHERE tenant_id = $1", tenant))
+    assert steps and set(steps.values()) == {1}, steps  # no step twice
 
 
 async def test_a_cohorts_timer_comes_due_for_its_instances_still_waiting_on_it(
