@@ -681,21 +681,24 @@ async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
     ids = await connection.fetch(
         "DELETE FROM journey_instances WHERE tenant_id = $1 AND profile_id = $2"
         " RETURNING instance_id, cohort_id", tenant, profile_id)
+    cohort_steps = 0
     if ids:
         for table in ("journey_timers", "journey_timers_held", "journey_outbox"):
             await connection.execute(
                 f"DELETE FROM {table} WHERE tenant_id = $1 AND instance_id = ANY($2::uuid[])",
                 tenant, [r["instance_id"] for r in ids])
+        # Its cohorts' steps name no profile: gone from its history with its instance,
+        # and one member fewer in the counts.
+        cohorts = [r["cohort_id"] for r in ids if r["cohort_id"] is not None]
+        if cohorts:
+            cohort_steps = int((await connection.execute(
+                "UPDATE journey_cohort_steps SET members = members - 1"
+                " WHERE tenant_id = $1 AND cohort_id = ANY($2::uuid[])",
+                tenant, cohorts)).split()[-1])
     steps = await connection.execute(
         "DELETE FROM journey_steps WHERE tenant_id = $1 AND profile_id = $2", tenant, profile_id)
-    # Its cohorts' steps name no profile: gone from its history with its instance, and
-    # one member fewer in the counts.
-    cohort_steps = await connection.execute(
-        "UPDATE journey_cohort_steps SET members = members - 1"
-        " WHERE tenant_id = $1 AND cohort_id = ANY($2::uuid[])",
-        tenant, [r["cohort_id"] for r in ids if r["cohort_id"] is not None])
     return {"journeyInstances": len(ids),
-            "journeySteps": int(steps.split()[-1]) + int(cohort_steps.split()[-1])}
+            "journeySteps": int(steps.split()[-1]) + cohort_steps}
 
 
 async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
