@@ -76,8 +76,7 @@ _COUNTERS: dict[tuple[str, str], Any] = {}  # children by labels: no lookup per 
 async def _answer(tracking: Tracking, scope: Scope, kind: Kind, token: str
                   ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     hit = Hit(kind, token, scope["method"], _user_agent(scope), datetime.now(UTC))
-    answer: Answer = await react(hit, tracking.keys, tracking.lookup, tracking.record,
-                                 tracking.link_keep)
+    answer: Answer = await react(hit, tracking.keys, tracking.record)
     counter = _COUNTERS.get((kind, answer.outcome))
     if counter is None:
         counter = _COUNTERS[(kind, answer.outcome)] = REQUESTS.labels(kind, answer.outcome)

@@ -7,7 +7,6 @@ REQUESTS = Counter(
     "Pixel and click requests, by outcome",
     # route: open, click; outcome: recorded, repeated (already recorded), refused (forged
     # or altered token), unknown (no such message), expired (sent longer ago than links are
-    # kept: retention_tracked_messages_days), unrecorded (the insert failed: answered
-    # anyway), unavailable (the lookup failed: 503)
+    # kept: retention_tracked_messages_days), unavailable (PostgreSQL away: 503)
     ["route", "outcome"],
 )

@@ -1,28 +1,26 @@
-"""An open's or a click's reaction as the outbox row it becomes, built without a pydantic
-model: the record's JSON is written with orjson in exactly the form ``Reaction``'s
-``model_dump_json`` gives (same fields, order and values; tests/unit/test_tracking_rows.py
-holds them equal), since a redirect does nothing else as costly. The stored origin is
-still validated (``Origin``): a malformed one fails the recording, as before."""
+"""An open or a click as the statement that records it takes it (``tracking_store.Hit``):
+the request's side of its reaction, for both verdicts the message's sending time may
+give — a person's, and a scanner's when it came within ``SCANNER_WINDOW_S`` of the
+sending. The statement reads the message and picks one; the record it stores is the
+``Reaction`` these make with the message's columns (tests/integration/
+test_tracking_hits.py holds the two equal)."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
 
-import orjson
-from pydantic import TypeAdapter
-
-from shared.adapters.tracking_store import TrackedMessage
-from shared.domain.machine_signals import Verdict
+from shared.adapters.tracking_store import Hit
+from shared.domain.machine_signals import SCANNER_WINDOW_S, Verdict, classify
 from shared.domain.reactions import _REACTION_NAMESPACE, ReactionKind, trace_reason
-from shared.domain.routing import Origin
+from shared.domain.tracking_links import Tracked
 from shared.domain.uuids import uuid5_text
 
-_ORIGIN: TypeAdapter[Any] = TypeAdapter(Origin)
-_CHANNELS = frozenset(("email", "sms", "push"))
 _NAMESPACE = _REACTION_NAMESPACE.bytes
+# A hit this soon after its message's sending is a scanner's (machine_signals.classify).
+SCANNER_WINDOW = timedelta(seconds=SCANNER_WINDOW_S)
+
+Side = tuple[str, bool, str | None, str | None]
 
 
 def open_or_click_id(tenant: str, message_id: str, kind: ReactionKind, index: int | None,
@@ -34,36 +32,17 @@ def open_or_click_id(tenant: str, message_id: str, kind: ReactionKind, index: in
     return uuid5_text(hashlib.sha1(_NAMESPACE + name.encode()).digest())
 
 
-@dataclass(frozen=True, slots=True)
-class ReactionRow:
-    """One ``reactions`` row: its columns, the record as JSON text, and its trace row's
-    reason."""
-
-    tenant: str
-    reaction_id: str
-    message_id: str  # a UUID's text, as the tracked message's row gave it
-    kind: str
-    at: datetime
-    profile_id: str | None
-    record: str
-    reason: str | None  # of its row in the message's trace (reactions.trace_reason)
+def _side(tracked: Tracked, kind: ReactionKind, verdict: Verdict) -> Side:
+    return (open_or_click_id(tracked.tenant, tracked.message_id, kind, tracked.index,
+                             verdict.machine),
+            verdict.machine, verdict.reason,
+            trace_reason(None, None, verdict.machine, verdict.reason))
 
 
-def row_of(message: TrackedMessage, kind: ReactionKind, index: int | None, at: datetime,
-           verdict: Verdict) -> ReactionRow:
-    if message.channel not in _CHANNELS:
-        raise ValueError(f"unknown channel {message.channel!r}")
-    rid = open_or_click_id(message.tenant, message.message_id, kind, index, verdict.machine)
-    origin = _ORIGIN.validate_python(message.origin).model_dump(mode="json")
-    record = orjson.dumps({
-        "v": 1, "reactionId": rid, "tenant": message.tenant, "messageId": message.message_id,
-        "kind": kind.value, "at": at, "channel": message.channel,
-        "profileId": message.profile_id, "address": message.address, "origin": origin,
-        "link": None if index is None else {"index": index, "url": message.links[index]},
-        "bounce": None, "machine": verdict.machine, "machineReason": verdict.reason,
-        "source": "tracking", "detail": None,
-    }, option=orjson.OPT_UTC_Z).decode()
-    url = None if index is None else message.links[index]
-    return ReactionRow(message.tenant, rid, message.message_id, kind.value, at,
-                       message.profile_id, record,
-                       trace_reason(index, url, verdict.machine, verdict.reason))
+def hit_of(tracked: Tracked, method: str, user_agent: str | None, at: datetime) -> Hit:
+    kind = ReactionKind.OPENED if tracked.index is None else ReactionKind.CLICKED
+    late = classify(method, user_agent, None)  # the sending long enough ago
+    early = classify(method, user_agent, 0.0)  # within the scanner window
+    late_side = _side(tracked, kind, late)
+    return Hit(tracked.tenant, tracked.message_id, kind.value, tracked.index, at, late_side,
+               late_side if early == late else _side(tracked, kind, early))

@@ -1,36 +1,25 @@
-"""Reactions recorded in PostgreSQL before the answer goes (the outbox, migration 015),
-group-committed: one INSERT for the reactions of all the requests arriving while the
-previous one ran."""
+"""Opens and clicks recorded in PostgreSQL before the answer goes, group-committed: one
+statement (``tracking_store.record_hits``: the messages looked up, the reactions, their
+trace rows and outbox rows written) for all the requests arriving while the previous one
+ran."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import asyncpg
 
 from services.tracking.batching import Batched
-from services.tracking.reaction_rows import ReactionRow
-from shared.adapters.reaction_store import _RECORD as INSERT_ROWS  # the same statement
+from services.tracking.reaction_rows import SCANNER_WINDOW
+from shared.adapters.tracking_store import Hit, Recorded, record_hits
 
 
-def recorder(connection: Callable[[], Awaitable[asyncpg.Connection]]
-             ) -> Batched[ReactionRow, bool]:
-    """Each reaction's answer: True when new, False when recorded before (or earlier in
-    the same batch). The rows as reaction_store.record writes them, from rows already
-    made (no model to dump)."""
+def recorder(connection: Callable[[], Awaitable[asyncpg.Connection]],
+             keep: timedelta | None) -> Batched[Hit, Recorded]:
+    """``keep``: a message's links answer that long after its sending (retention)."""
 
-    async def record(rows: list[ReactionRow]) -> list[bool]:
-        unique = list({r.reaction_id: r for r in rows}.values())
-        stored = await (await connection()).fetch(
-            INSERT_ROWS, [r.tenant for r in unique], [r.reaction_id for r in unique],
-            [r.message_id for r in unique], [r.kind for r in unique],
-            [r.at for r in unique], [r.profile_id for r in unique],
-            [r.record for r in unique], [r.reason for r in unique])
-        new = {str(row["reaction_id"]) for row in stored}
-        answers = []
-        for row in rows:
-            answers.append(row.reaction_id in new)
-            new.discard(row.reaction_id)
-        return answers
+    async def record(hits: list[Hit]) -> list[Recorded]:
+        return await record_hits(await connection(), hits, keep, SCANNER_WINDOW)
 
     return Batched(record)

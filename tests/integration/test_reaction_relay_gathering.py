@@ -2,7 +2,7 @@
 takes nothing until the oldest reaction waiting is that old (a flood goes to Kafka in a
 few large batches), the services' own relays still publish every reaction soon, and a
 relay on a connection of its own (the reactions service's) relays like one on a pool.
-The tracked-message lookup answers each key in order, unknown ones None."""
+A click finds the message the email senders remembered by tenant and id."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from services.tracking.reaction_rows import SCANNER_WINDOW, hit_of
 from shared.adapters import reaction_store, tracking_store
 from shared.adapters.postgres import connect
 from shared.adapters.producer import RenewingProducer
 from shared.adapters.tracking_store import TrackedMessage
 from shared.domain.reactions import Reaction, ReactionKind, reaction_id
+from shared.domain.routing import EventOrigin
+from shared.domain.tracking_links import Tracked
 from tests.integration.conftest import eventually, settings
 
 
@@ -65,21 +68,37 @@ async def _none_left(pool: asyncpg.Pool, tenant: str) -> bool:
     return await unpublished(pool, tenant) == 0
 
 
-async def test_lookup_answers_each_key_in_order(pool: asyncpg.Pool):
+async def test_a_hit_finds_a_remembered_message_by_tenant_and_id(pool: asyncpg.Pool):
     tenant = f"lookup-{uuid.uuid4().hex[:8]}"
     first, second, unknown = (str(uuid.uuid4()) for _ in range(3))
     messages = [TrackedMessage(tenant, m, "email", "p-1", None,
                                {"kind": "event", "eventId": "EVT1", "pKey": "k"},
                                (f"https://shop.example/{m}",)) for m in (first, second)]
-    await tracking_store.remember(pool, messages)
+    await tracking_store.remember(pool, messages)  # as the email senders store them
+
+    def click(who: str, message: str) -> tracking_store.Hit:
+        return hit_of(Tracked("click", who, message, 0), "GET", "Firefox/120.0",
+                      datetime.now(UTC))
+
     try:
-        keys = [(tenant, second), (tenant, unknown), ("another-tenant", first),
-                (tenant, first), (tenant, second.upper())]
-        found = await tracking_store.lookup(pool, keys)
-        assert [m and m.message_id for m in found] == [second, None, None, first, second]
-        assert found[3] is not None and found[3].links == (f"https://shop.example/{first}",)
-        assert found[3].origin == {"kind": "event", "eventId": "EVT1", "pKey": "k"}
-        assert found[3].sent_at is not None
-        assert await tracking_store.lookup(pool, []) == []
+        connection = await connect(settings.pg_dsn)
+        try:
+            found = await tracking_store.record_hits(
+                connection, [click(tenant, second), click(tenant, unknown),
+                             click("another-tenant", first), click(tenant, first),
+                             click(tenant, second)], None, SCANNER_WINDOW)
+        finally:
+            await connection.close()
+        assert [a.url for a in found] == [f"https://shop.example/{second}", None, None,
+                                          f"https://shop.example/{first}",
+                                          f"https://shop.example/{second}"]
+        assert [a.refused for a in found] == [None, "unknown", "unknown", None, None]
+        assert [a.new for a in found] == [True, False, False, True, False]
+        record = await pool.fetchval(
+            "SELECT record::text FROM reactions WHERE tenant_id = $1 AND message_id = $2",
+            tenant, uuid.UUID(first))
+        assert Reaction.model_validate_json(record).origin == EventOrigin(eventId="EVT1",
+                                                                           pKey="k")
     finally:
-        await pool.execute("DELETE FROM tracked_messages WHERE tenant_id = $1", tenant)
+        for table in ("reaction_outbox", "message_trace", "reactions", "tracked_messages"):
+            await pool.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant)

@@ -1,6 +1,7 @@
-"""The tracking handler with fakes: it needs a lookup and a recorder, never Kafka, so a
-redirect waits for nothing but the outbox; what it refuses records nothing; tracking off
-leaves a message as rendered."""
+"""The tracking handler with a fake recorder: it needs the one statement that looks a
+message up and records the reaction, never Kafka, so a redirect waits for nothing but the
+outbox; what it refuses records nothing; tracking off leaves a message as rendered. (The
+statement itself, on PostgreSQL: tests/integration/test_tracking_hits.py.)"""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.tracking.app import location
 from services.tracking.handlers import Answer, Request, react
-from services.tracking.reaction_rows import ReactionRow
-from shared.adapters.tracking_store import TrackedMessage
+from shared.adapters.tracking_store import Hit, Recorded, TrackedMessage
 from shared.domain.events import Channel
 from shared.domain.reactions import Reaction
 from shared.domain.rendering import RenderedMessage
@@ -30,19 +30,26 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
 
 
 class Outbox:
+    """The statement's answers for MESSAGE, sent long enough ago: a person's reaction
+    unless the request's own signals make it a machine's."""
+
     def __init__(self) -> None:
         self.reactions: dict[str, Reaction] = {}
 
-    async def lookup(self, tenant: str, message_id: str) -> TrackedMessage | None:
-        return MESSAGE if (tenant, message_id) == (MESSAGE.tenant, MESSAGE.message_id) else None
-
-    async def record(self, row: ReactionRow) -> bool:
-        """As the outbox stores it: the row's record read back as the topic's model."""
-        reaction = Reaction.model_validate_json(row.record)
-        assert reaction.reactionId == row.reaction_id and reaction.kind == row.kind
-        new = reaction.reactionId not in self.reactions
-        self.reactions.setdefault(reaction.reactionId, reaction)
-        return new
+    async def record(self, hit: Hit) -> Recorded:
+        if (hit.tenant, hit.message_id) != (MESSAGE.tenant, MESSAGE.message_id) or (
+                hit.index is not None and hit.index >= len(MESSAGE.links)):
+            return Recorded("unknown")
+        rid, machine, reason, _mark = hit.late
+        url = None if hit.index is None else MESSAGE.links[hit.index]
+        new = rid not in self.reactions
+        self.reactions.setdefault(rid, Reaction(
+            reactionId=rid, tenant=hit.tenant, messageId=hit.message_id, kind=hit.kind,
+            at=hit.at, channel=MESSAGE.channel, profileId=MESSAGE.profile_id,
+            origin=MESSAGE.origin, link=None if url is None else {"index": hit.index,
+                                                                  "url": url},
+            machine=machine, machineReason=reason, source="tracking"))
+        return Recorded(None, url, rid, new)
 
 
 def hit(token: str, kind: str = "click", method: str = "GET", agent: str = BROWSER) -> Request:
@@ -50,7 +57,7 @@ def hit(token: str, kind: str = "click", method: str = "GET", agent: str = BROWS
 
 
 def run(request: Request, outbox: Outbox) -> Answer:
-    return asyncio.run(react(request, KEYS, outbox.lookup, outbox.record))
+    return asyncio.run(react(request, KEYS, outbox.record))
 
 
 def test_a_click_redirects_to_the_stored_link_once_recorded() -> None:
@@ -76,6 +83,36 @@ def test_refused_and_unknown_record_nothing_and_redirect_nowhere() -> None:
     assert outbox.reactions == {}
 
 
+def test_an_expired_message_is_expired_and_redirects_nowhere() -> None:
+    class Old(Outbox):
+        async def record(self, hit: Hit) -> Recorded:
+            return Recorded("expired")
+
+    token = sign(KEYS, "click", "acme", MESSAGE.message_id, 0)
+    answer = run(hit(token), Old())
+    assert answer == Answer("expired") and not answer.found
+
+
+def test_a_hit_carries_a_persons_and_a_scanners_reaction_unless_its_own_signals_decide(
+) -> None:
+    captured: list[Hit] = []
+
+    class Seen(Outbox):
+        async def record(self, hit: Hit) -> Recorded:
+            captured.append(hit)
+            return await super().record(hit)
+
+    outbox = Seen()
+    token = sign(KEYS, "click", "acme", MESSAGE.message_id, 1)
+    run(hit(token), outbox)
+    run(hit(token, agent="GoogleImageProxy"), outbox)
+    person, proxy = captured
+    assert (person.late[1], person.early[1]) == (False, True)  # the timing decides
+    assert person.early[3] == "machine: within 2 s of sending (a link scanner)"
+    assert person.late[0] != person.early[0] and person.late[3] is None
+    assert proxy.late == proxy.early and proxy.late[1]  # the user agent decides
+
+
 def test_a_machine_is_recorded_apart() -> None:
     outbox = Outbox()
     token = sign(KEYS, "open", "acme", MESSAGE.message_id)
@@ -84,18 +121,9 @@ def test_a_machine_is_recorded_apart() -> None:
     assert sorted(r.machine for r in outbox.reactions.values()) == [False, True]
 
 
-def test_an_outbox_failure_still_answers_the_click() -> None:
-    class Broken(Outbox):
-        async def record(self, row: ReactionRow) -> bool:
-            raise OSError("connection refused")
-
-    token = sign(KEYS, "click", "acme", MESSAGE.message_id, 0)
-    assert run(hit(token), Broken()) == Answer("unrecorded", "https://shop.example/a")
-
-
-def test_a_failed_lookup_is_unavailable_and_records_nothing() -> None:
+def test_postgresql_away_is_unavailable_and_records_nothing() -> None:
     class Away(Outbox):
-        async def lookup(self, tenant: str, message_id: str) -> TrackedMessage | None:
+        async def record(self, hit: Hit) -> Recorded:
             raise OSError("connection refused")
 
     outbox = Away()
