@@ -121,62 +121,58 @@ erasure.register(erasure.PersonalData("trackedMessages", _erase, _export))
 # time may make of it (``Hit``): a person's, and a scanner's when it came within the
 # scanner window; which one is this statement's only judgement.
 _HIT = """
-WITH hit AS (
-    SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[],
-                         $6::uuid[], $7::bool[], $8::text[], $9::text[],
-                         $10::uuid[], $11::bool[], $12::text[], $13::text[])
-           WITH ORDINALITY AS h(tenant_id, message_id, kind, idx, at,
-                                late_id, late_machine, late_reason, late_mark,
-                                early_id, early_machine, early_reason, early_mark, i)
-), found AS (
-    SELECT h.*, t.channel, t.profile_id, t.address, t.origin, t.links[h.idx + 1] AS url,
+WITH judged AS (
+    SELECT h.i, h.tenant_id, h.message_id, h.kind, h.idx, h.at, t.channel, t.profile_id,
+           t.address, t.origin, t.links[h.idx + 1] AS url,
            CASE WHEN h.idx IS NOT NULL AND h.idx >= cardinality(t.links) THEN 'unknown'
                 WHEN $14::interval IS NOT NULL AND t.sent_at < h.at - $14::interval
                 THEN 'expired' END AS refused,
-           coalesce(h.at - t.sent_at < $15::interval, false) AS early
-      FROM hit h JOIN tracked_messages t USING (tenant_id, message_id)
-), judged AS (
-    SELECT f.*,
-           CASE WHEN early THEN early_id ELSE late_id END AS reaction_id,
-           CASE WHEN early THEN early_machine ELSE late_machine END AS machine,
-           CASE WHEN early THEN early_reason ELSE late_reason END AS machine_reason,
-           nullif(concat_ws('; ', CASE WHEN idx IS NOT NULL
-                                       THEN left('link ' || idx || ': ' || url, 500) END,
-                            CASE WHEN early THEN early_mark ELSE late_mark END), '') AS reason
-      FROM found f
-     WHERE refused IS NULL
+           e.early,
+           CASE WHEN e.early THEN h.early_id ELSE h.late_id END AS reaction_id,
+           CASE WHEN e.early THEN h.early_machine ELSE h.late_machine END AS machine,
+           CASE WHEN e.early THEN h.early_reason ELSE h.late_reason END AS machine_reason,
+           CASE WHEN e.early THEN h.early_mark ELSE h.late_mark END AS mark
+      FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[],
+                  $6::uuid[], $7::bool[], $8::text[], $9::text[],
+                  $10::uuid[], $11::bool[], $12::text[], $13::text[])
+           WITH ORDINALITY AS h(tenant_id, message_id, kind, idx, at,
+                                late_id, late_machine, late_reason, late_mark,
+                                early_id, early_machine, early_reason, early_mark, i)
+      JOIN tracked_messages t USING (tenant_id, message_id)
+     CROSS JOIN LATERAL (SELECT coalesce(h.at - t.sent_at < $15::interval, false)) AS e(early)
 ), new AS (
     INSERT INTO reactions (tenant_id, reaction_id, message_id, kind, at, profile_id, record)
-    SELECT DISTINCT ON (tenant_id, reaction_id)
-           tenant_id, reaction_id, message_id, kind, at, profile_id,
+    SELECT tenant_id, reaction_id, message_id, kind, at, profile_id,
            json_build_object(
                'v', 1, 'reactionId', reaction_id, 'tenant', tenant_id,
-               'messageId', message_id, 'kind', kind,
-               'at', to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-               'channel', channel, 'profileId', profile_id, 'address', address,
-               'origin', origin,
+               'messageId', message_id, 'kind', kind, 'at', at, 'channel', channel,
+               'profileId', profile_id, 'address', address, 'origin', origin,
                'link', CASE WHEN idx IS NOT NULL
                             THEN json_build_object('index', idx, 'url', url) END,
                'bounce', NULL, 'machine', machine, 'machineReason', machine_reason,
                'source', 'tracking', 'detail', NULL)
-      FROM judged ORDER BY tenant_id, reaction_id, i
+      FROM judged
+     WHERE refused IS NULL
+     ORDER BY i  -- of one reaction twice in the batch, the first is stored
     ON CONFLICT (tenant_id, reaction_id) DO NOTHING
     RETURNING tenant_id, reaction_id, message_id, kind, at
 ), traced AS (
     INSERT INTO message_trace (tenant_id, message_id, at, stage, outcome, reason, verdicts)
-    SELECT n.tenant_id, n.message_id, n.at, 'reaction', n.kind, j.reason,
+    SELECT DISTINCT ON (n.tenant_id, n.reaction_id)
+           n.tenant_id, n.message_id, n.at, 'reaction', n.kind,
+           nullif(concat_ws('; ', CASE WHEN j.idx IS NOT NULL
+                                       THEN left('link ' || j.idx || ': ' || j.url, 500)
+                                  END, j.mark), ''),
            jsonb_build_object('reactionId', n.reaction_id::text)
-      FROM new n JOIN (SELECT DISTINCT ON (tenant_id, reaction_id) * FROM judged
-                        ORDER BY tenant_id, reaction_id, i) j USING (tenant_id, reaction_id)
+      FROM new n JOIN judged j USING (tenant_id, reaction_id)
+     ORDER BY n.tenant_id, n.reaction_id, j.i
 ), outboxed AS (
     INSERT INTO reaction_outbox (tenant_id, reaction_id)
     SELECT tenant_id, reaction_id FROM new
 )
-SELECT h.i, f.i IS NOT NULL AS known, f.refused, f.url, j.reaction_id::text AS reaction_id,
-       n.reaction_id IS NOT NULL AS new
-  FROM hit h LEFT JOIN found f USING (i) LEFT JOIN judged j USING (i)
-       LEFT JOIN new n ON (n.tenant_id, n.reaction_id) = (j.tenant_id, j.reaction_id)
- ORDER BY h.i
+SELECT j.i, j.refused, j.url, j.reaction_id::text AS reaction_id,
+       n.reaction_id IS NOT NULL AND j.refused IS NULL AS new
+  FROM judged j LEFT JOIN new n USING (tenant_id, reaction_id)
 """
 
 
@@ -208,6 +204,9 @@ class Recorded:
     new: bool = False
 
 
+_UNKNOWN = Recorded("unknown")
+
+
 async def record_hits(connection: asyncpg.Connection, hits: Sequence[Hit],
                       keep: timedelta | None, window: timedelta) -> list[Recorded]:
     """One statement for a batch of hits (see ``_HIT``), answers in order. ``keep``: the
@@ -220,15 +219,14 @@ async def record_hits(connection: asyncpg.Connection, hits: Sequence[Hit],
         [h.late[3] for h in hits],
         [h.early[0] for h in hits], [h.early[1] for h in hits], [h.early[2] for h in hits],
         [h.early[3] for h in hits], keep, window)
-    seen: set[str] = set()
-    answers = []
+    answers = [_UNKNOWN] * len(hits)  # a hit whose message is not stored has no row
     for row in rows:
-        if not row["known"]:
-            answers.append(Recorded("unknown"))
-        elif row["refused"] is not None:
-            answers.append(Recorded(row["refused"]))
-        else:
-            rid = row["reaction_id"]
-            answers.append(Recorded(None, row["url"], rid, row["new"] and rid not in seen))
-            seen.add(rid)
+        answers[row["i"] - 1] = (Recorded(row["refused"]) if row["refused"] is not None else
+                                 Recorded(None, row["url"], row["reaction_id"], row["new"]))
+    seen: set[str] = set()  # one reaction twice in the batch: the first is new
+    for n, answer in enumerate(answers):
+        if answer.new and answer.reaction_id in seen:
+            answers[n] = Recorded(None, answer.url, answer.reaction_id, False)
+        if answer.reaction_id is not None:
+            seen.add(answer.reaction_id)
     return answers
