@@ -20,7 +20,7 @@ Record = Callable[[Hit], Awaitable[Recorded]]
 Outcome = Literal["recorded", "repeated", "refused", "unknown", "expired", "unavailable"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 2× (a request each)
 class Request:
     kind: Kind  # the route's: a click token on the pixel's route is refused
     token: str
@@ -29,7 +29,7 @@ class Request:
     now: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     outcome: Outcome
     url: str | None = None  # a click's destination; None for an open, or nothing to answer

@@ -44,5 +44,5 @@ def hit_of(tracked: Tracked, method: str, user_agent: str | None, at: datetime) 
     late = classify(method, user_agent, None)  # the sending long enough ago
     early = classify(method, user_agent, 0.0)  # within the scanner window
     late_side = _side(tracked, kind, late)
-    return Hit(tracked.tenant, tracked.message_id, kind.value, tracked.index, at, late_side,
-               late_side if early == late else _side(tracked, kind, early))
+    return Hit(tracked.tenant, tracked.message_id, kind.value, tracked.index, at, *late_side,
+               *(late_side if early == late else _side(tracked, kind, early)))

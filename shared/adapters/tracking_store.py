@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
 import orjson
@@ -158,41 +159,51 @@ WITH judged AS (
     RETURNING tenant_id, reaction_id, message_id, kind, at
 ), traced AS (
     INSERT INTO message_trace (tenant_id, message_id, at, stage, outcome, reason, verdicts)
-    SELECT DISTINCT ON (n.tenant_id, n.reaction_id)
-           n.tenant_id, n.message_id, n.at, 'reaction', n.kind,
-           nullif(concat_ws('; ', CASE WHEN j.idx IS NOT NULL
-                                       THEN left('link ' || j.idx || ': ' || j.url, 500)
-                                  END, j.mark), ''),
-           jsonb_build_object('reactionId', n.reaction_id::text)
-      FROM new n JOIN judged j USING (tenant_id, reaction_id)
-     ORDER BY n.tenant_id, n.reaction_id, j.i
+    SELECT DISTINCT ON (reaction_id)
+           tenant_id, message_id, at, 'reaction', kind,
+           nullif(concat_ws('; ', CASE WHEN idx IS NOT NULL
+                                       THEN left('link ' || idx || ': ' || url, 500) END,
+                            mark), ''),
+           jsonb_build_object('reactionId', reaction_id::text)
+      FROM judged
+     WHERE refused IS NULL AND reaction_id IN (SELECT reaction_id FROM new)
+     ORDER BY reaction_id, i
 ), outboxed AS (
     INSERT INTO reaction_outbox (tenant_id, reaction_id)
     SELECT tenant_id, reaction_id FROM new
 )
-SELECT j.i, j.refused, j.url, j.reaction_id::text AS reaction_id,
-       n.reaction_id IS NOT NULL AND j.refused IS NULL AS new
-  FROM judged j LEFT JOIN new n USING (tenant_id, reaction_id)
+-- A reaction id names its tenant (reaction_rows.open_or_click_id): compared alone, and
+-- by a hashed subplan rather than a join of the two CTEs (planned as nested loops over
+-- their scans: a batch's rows squared).
+SELECT i, refused, url, reaction_id::text AS reaction_id,
+       refused IS NULL AND reaction_id IN (SELECT reaction_id FROM new) AS new
+  FROM judged
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     """An open (``index`` None) or a click of a link, as the request made it: the
-    reaction a person's (``late``) or a scanner's (``early``, within the scanner window
-    of the message's sending) would be — id, machine flag and reason, and the mark its
-    trace row carries (``reactions.trace_reason`` without the link)."""
+    reaction a person's (``late_*``) or a scanner's (``early_*``, within the scanner
+    window of the message's sending) would be — id, machine flag and reason, and the mark
+    its trace row carries (``reactions.trace_reason`` without the link). The fields are
+    the statement's columns, in order: a batch's columns are ``zip(*hits)``."""
 
     tenant: str
     message_id: str
     kind: str
     index: int | None
     at: datetime
-    late: tuple[str, bool, str | None, str | None]
-    early: tuple[str, bool, str | None, str | None]
+    late_id: str
+    late_machine: bool
+    late_reason: str | None
+    late_mark: str | None
+    early_id: str
+    early_machine: bool
+    early_reason: str | None
+    early_mark: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Recorded:
     """What became of a hit: ``refused`` "unknown" (no such message or link) or
     "expired"; else the link's URL (None for an open), its reaction's id, and whether the
@@ -212,13 +223,7 @@ async def record_hits(connection: asyncpg.Connection, hits: Sequence[Hit],
     """One statement for a batch of hits (see ``_HIT``), answers in order. ``keep``: the
     links of a message sent longer ago are expired; ``window``: a hit that soon after
     the sending is a scanner's."""
-    rows = await connection.fetch(
-        _HIT, [h.tenant for h in hits], [h.message_id for h in hits], [h.kind for h in hits],
-        [h.index for h in hits], [h.at for h in hits],
-        [h.late[0] for h in hits], [h.late[1] for h in hits], [h.late[2] for h in hits],
-        [h.late[3] for h in hits],
-        [h.early[0] for h in hits], [h.early[1] for h in hits], [h.early[2] for h in hits],
-        [h.early[3] for h in hits], keep, window)
+    rows = await connection.fetch(_HIT, *zip(*hits, strict=True), keep, window)
     answers = [_UNKNOWN] * len(hits)  # a hit whose message is not stored has no row
     for row in rows:
         answers[row["i"] - 1] = (Recorded(row["refused"]) if row["refused"] is not None else

@@ -40,7 +40,7 @@ class Outbox:
         if (hit.tenant, hit.message_id) != (MESSAGE.tenant, MESSAGE.message_id) or (
                 hit.index is not None and hit.index >= len(MESSAGE.links)):
             return Recorded("unknown")
-        rid, machine, reason, _mark = hit.late
+        rid, machine, reason = hit.late_id, hit.late_machine, hit.late_reason
         url = None if hit.index is None else MESSAGE.links[hit.index]
         new = rid not in self.reactions
         self.reactions.setdefault(rid, Reaction(
@@ -107,10 +107,10 @@ def test_a_hit_carries_a_persons_and_a_scanners_reaction_unless_its_own_signals_
     run(hit(token), outbox)
     run(hit(token, agent="GoogleImageProxy"), outbox)
     person, proxy = captured
-    assert (person.late[1], person.early[1]) == (False, True)  # the timing decides
-    assert person.early[3] == "machine: within 2 s of sending (a link scanner)"
-    assert person.late[0] != person.early[0] and person.late[3] is None
-    assert proxy.late == proxy.early and proxy.late[1]  # the user agent decides
+    assert (person.late_machine, person.early_machine) == (False, True)  # the timing decides
+    assert person.early_mark == "machine: within 2 s of sending (a link scanner)"
+    assert person.late_id != person.early_id and person.late_mark is None
+    assert proxy[5:9] == proxy[9:] and proxy.late_machine  # the user agent decides
 
 
 def test_a_machine_is_recorded_apart() -> None:
