@@ -5,7 +5,13 @@ recorded, every recorded reaction reaches ``parcours.reactions.v1`` (at least on
 round killed after producing and before committing produces its rows again, and the
 consumers deduplicate by reaction id) and is traced once; nothing stays in the outbox.
 Clicks of messages of a throwaway tenant (tracked messages inserted as the bench does),
-each link clicked once, 200 a second, before, during and after the outage."""
+each link clicked once, 200 a second, before, during and after the outage.
+
+And PostgreSQL stopped while clicks flow (make test-faults): a click is answered only once
+its reaction is committed (the look-up and the record are one statement), so every click
+answered 302 has its reaction, once; the others are 503 and the person may click again;
+the tracking service's connection comes back with PostgreSQL and the clicks after it are
+302 again."""
 
 from __future__ import annotations
 
@@ -44,9 +50,10 @@ async def _seed(pool: asyncpg.Pool, tenant: str, count: int) -> list[str]:
     return [click_url(TRACKING, keys, tenant, str(m), 0) for m in messages]
 
 
-async def _click_steadily(client: httpx.AsyncClient, urls: list[str], until: float
-                          ) -> list[int]:
-    """Click ``urls`` in turn at ``RATE`` a second until ``until``; each answer's status."""
+async def _click_steadily(client: httpx.AsyncClient, urls: list[str], until: float,
+                          answered: dict[str, int] | None = None) -> list[int]:
+    """Click ``urls`` in turn at ``RATE`` a second until ``until``; each answer's status
+    (and, in ``answered``, by URL)."""
     statuses: list[int] = []
     pending: set[asyncio.Task[None]] = set()
     began = time.monotonic()
@@ -54,6 +61,8 @@ async def _click_steadily(client: httpx.AsyncClient, urls: list[str], until: flo
     async def click(url: str) -> None:
         answer = await client.get(url, headers={"User-Agent": BROWSER})
         statuses.append(answer.status_code)
+        if answered is not None:
+            answered[url] = answer.status_code
 
     for n, url in enumerate(urls):
         due = began + n / RATE
@@ -127,3 +136,54 @@ async def test_kill_9_of_the_reactions_relay_while_clicks_flow(pool: asyncpg.Poo
     finally:
         for table in ("message_trace", "reactions", "reaction_outbox", "tracked_messages"):
             await pool.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant)
+
+
+@pytest.mark.faults
+async def test_postgres_stopped_while_clicks_flow(pool: asyncpg.Pool) -> None:
+    tenant = f"pg-fault-{uuid.uuid4().hex[:8]}"
+    seconds = BEFORE_S + AWAY_S + AFTER_S + 4.0  # PostgreSQL's start and the reconnection
+    urls = await _seed(pool, tenant, int(RATE * seconds) + RATE)
+    answered: dict[str, int] = {}
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            clicking = asyncio.create_task(
+                _click_steadily(client, urls, time.monotonic() + seconds, answered))
+            await asyncio.sleep(BEFORE_S)
+            await asyncio.to_thread(stack, "stop", "postgres")
+            await asyncio.sleep(AWAY_S)
+            await asyncio.to_thread(stack, "start", "postgres")
+            statuses = await clicking
+        assert set(statuses) <= {302, 503}, sorted(set(statuses))
+        assert statuses.count(503) > 0, "no click met the outage"
+        clicked = [u for u in urls if u in answered]  # in the order they were sent
+        assert all(answered[u] == 302 for u in clicked[-RATE:]), "not recovered"
+
+        async def stored() -> set[str]:
+            return {str(r["message_id"]) for r in await pool.fetch(
+                "SELECT message_id FROM reactions WHERE tenant_id = $1", tenant)}
+
+        recorded = await stored()
+        keys = parse_keyring(settings.tracking_keys.get_secret_value())
+        by_url = {click_url(TRACKING, keys, tenant, m, 0): m for m in recorded}
+        redirected = [u for u in clicked if answered[u] == 302]
+        missing = [u for u in redirected if u not in by_url]
+        assert not missing, f"{len(missing)} clicks answered 302 with no reaction stored"
+        # A 503 may still have committed (the answer lost with the connection): at most
+        # the clicks in flight when PostgreSQL went.
+        assert len(recorded) - len(redirected) <= 64
+        assert await pool.fetchval(
+            "SELECT count(*) FROM reactions WHERE tenant_id = $1", tenant) == len(recorded)
+        print(f"\npostgres stopped: {len(statuses)} clicks, {len(redirected)} answered 302"
+              f" (each recorded), {statuses.count(503)} answered 503, {len(recorded)}"
+              f" reactions stored")
+    finally:
+        await eventually(lambda: _answers(pool), "PostgreSQL answers again", 30)
+        for table in ("message_trace", "reactions", "reaction_outbox", "tracked_messages"):
+            await pool.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant)
+
+
+async def _answers(pool: asyncpg.Pool) -> bool:
+    try:
+        return await pool.fetchval("SELECT true") is True
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
