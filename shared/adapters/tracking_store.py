@@ -223,6 +223,8 @@ async def record_hits(connection: asyncpg.Connection, hits: Sequence[Hit],
     """One statement for a batch of hits (see ``_HIT``), answers in order. ``keep``: the
     links of a message sent longer ago are expired; ``window``: a hit that soon after
     the sending is a scanner's."""
+    if not hits:
+        return []
     rows = await connection.fetch(_HIT, *zip(*hits, strict=True), keep, window)
     answers = [_UNKNOWN] * len(hits)  # a hit whose message is not stored has no row
     for row in rows:

@@ -112,6 +112,7 @@ async def test_unknown_expired_and_repeated_hits_record_nothing_more(pool: async
             first = await record(click(str(uuid.uuid4()), 0), click(fresh, 2), click(old, 0),
                                  click(fresh, 0), click(fresh, 0))
             again = await record(click(fresh, 0))
+            assert await record() == []
         finally:
             await connection.close()
         assert [a.refused for a in first] == ["unknown", "unknown", "expired", None, None]
