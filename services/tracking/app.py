@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from starlette.types import Receive, Scope, Send
 
 from services.tracking.handlers import Answer, react
-from services.tracking.handlers import Request as Hit
+from services.tracking.handlers import Request as TrackingRequest
 from services.tracking.metrics import REQUESTS
 from services.tracking.unsubscribe_routes import router as unsubscribe_router
 from services.tracking.wiring import Tracking
@@ -75,8 +75,8 @@ _COUNTERS: dict[tuple[str, str], Any] = {}  # children by labels: no lookup per 
 
 async def _answer(tracking: Tracking, scope: Scope, kind: Kind, token: str
                   ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    hit = Hit(kind, token, scope["method"], _user_agent(scope), datetime.now(UTC))
-    answer: Answer = await react(hit, tracking.keys, tracking.record)
+    request = TrackingRequest(kind, token, scope["method"], _user_agent(scope), datetime.now(UTC))
+    answer: Answer = await react(request, tracking.keys, tracking.record)
     counter = _COUNTERS.get((kind, answer.outcome))
     if counter is None:
         counter = _COUNTERS[(kind, answer.outcome)] = REQUESTS.labels(kind, answer.outcome)

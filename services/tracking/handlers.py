@@ -53,8 +53,6 @@ async def react(request: Request, keys: Keyring, record: Record) -> Answer:
     except Exception as error:
         log.warning("a %s could not be recorded (%s)", request.kind, error)
         return Answer("unavailable")
-    if done.refused == "expired":
-        return Answer("expired")
     if done.refused is not None:
-        return Answer("unknown")
+        return Answer(done.refused)
     return Answer("recorded" if done.new else "repeated", done.url)

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import asyncpg
 import orjson
@@ -203,13 +203,12 @@ class Hit(NamedTuple):
     early_mark: str | None
 
 
-@dataclass(slots=True)
-class Recorded:
+class Recorded(NamedTuple):
     """What became of a hit: ``refused`` "unknown" (no such message or link) or
     "expired"; else the link's URL (None for an open), its reaction's id, and whether the
     reaction is new (a repeat, or an earlier hit of the same batch, is not)."""
 
-    refused: str | None
+    refused: Literal["unknown", "expired"] | None
     url: str | None = None
     reaction_id: str | None = None
     new: bool = False
@@ -233,7 +232,7 @@ async def record_hits(connection: asyncpg.Connection, hits: Sequence[Hit],
     seen: set[str] = set()  # one reaction twice in the batch: the first is new
     for n, answer in enumerate(answers):
         if answer.new and answer.reaction_id in seen:
-            answers[n] = Recorded(None, answer.url, answer.reaction_id, False)
+            answers[n] = answer._replace(new=False)
         if answer.reaction_id is not None:
             seen.add(answer.reaction_id)
     return answers

@@ -158,15 +158,12 @@ async def test_postgres_stopped_while_clicks_flow(pool: asyncpg.Pool) -> None:
         clicked = [u for u in urls if u in answered]  # in the order they were sent
         assert all(answered[u] == 302 for u in clicked[-RATE:]), "not recovered"
 
-        async def stored() -> set[str]:
-            return {str(r["message_id"]) for r in await pool.fetch(
-                "SELECT message_id FROM reactions WHERE tenant_id = $1", tenant)}
-
-        recorded = await stored()
+        recorded = {str(r["message_id"]) for r in await pool.fetch(
+            "SELECT message_id FROM reactions WHERE tenant_id = $1", tenant)}
         keys = parse_keyring(settings.tracking_keys.get_secret_value())
-        by_url = {click_url(TRACKING, keys, tenant, m, 0): m for m in recorded}
+        recorded_urls = {click_url(TRACKING, keys, tenant, m, 0) for m in recorded}
         redirected = [u for u in clicked if answered[u] == 302]
-        missing = [u for u in redirected if u not in by_url]
+        missing = [u for u in redirected if u not in recorded_urls]
         assert not missing, f"{len(missing)} clicks answered 302 with no reaction stored"
         # A 503 may still have committed (the answer lost with the connection): at most
         # the clicks in flight when PostgreSQL went.
