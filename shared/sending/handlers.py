@@ -38,7 +38,7 @@ from shared.adapters import delivery_ledger, send_retries
 from shared.adapters.catalog_store import load_message_template
 from shared.adapters.delivery_errors import PermanentFailure, TransientFailure
 from shared.adapters.delivery_ledger import Claimable, Outcome
-from shared.adapters.kafka import publish_dead_letters
+from shared.adapters.kafka import encode, publish_dead_letters
 from shared.adapters.message_outcomes import MessageOutcome, Settled
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.quarantine_store import AddressFailure
@@ -335,7 +335,7 @@ async def _compiled_template(
             return None
         return compile_localised(request.channel, template), published.config, profile_schema
     # Keyed by content too: an event deleted and created again numbers its versions anew.
-    key = (request.tenant, published.config.event_id, orjson.dumps(published.template))
+    key = (request.tenant, published.config.event_id, encode(published.template))
     if key not in sender.templates:
         sender.templates[key] = compile_localised(request.channel, published.template)
     return sender.templates[key], published.config, profile_schema
