@@ -296,10 +296,11 @@ async def _p7_measure(total: int, deadline_s: float) -> dict[str, Any]:
 
 async def _p7_relayed(connection: asyncpg.Connection, journey_id: str, began: float
                       ) -> dict[str, Any]:
-    """The entering profiles' step events published (the relay's watermark past the
-    journey's last step, a cohort's or a profile's), before the rows are deleted (a
-    cohort's step published after its members are gone names nobody): how many, and
-    how fast from the first entry on."""
+    """The entering profiles' steps published (the relay's watermark past the journey's
+    last step, a cohort's or a profile's), before the rows are deleted (a cohort's step
+    published after its members are gone names nobody): how many members' steps (a
+    cohort's are records of up to 1,000 members on parcours.journey-steps.v2), and how
+    fast from the first entry on."""
     steps = await connection.fetchrow(
         "SELECT GREATEST((SELECT max(id) FROM journey_steps WHERE tenant_id = $1"
         "   AND journey_id = $2), (SELECT max(id) FROM journey_cohort_steps"
@@ -314,7 +315,7 @@ async def _p7_relayed(connection: asyncpg.Connection, journey_id: str, began: fl
         behind = await connection.fetchval(
             "SELECT COALESCE(sum(members), 0) FROM journey_cohort_steps WHERE tenant_id = $1"
             " AND journey_id = $2 AND id > $3", P7_TENANT, journey_id, relayed or 0)
-        overwrite(f"  P7J step events: {events - behind:,}/{events:,} published "
+        overwrite(f"  P7J steps: {events - behind:,}/{events:,} published "
                   f"{time.monotonic() - began:.0f}s after the first entry")
         if relayed is not None and relayed >= steps["last"]:
             progress("")
@@ -333,7 +334,7 @@ def run_p7(total: int, deadline_s: float) -> list[Row]:
     rate = r.get("enter_rate")
     progress(f"  P7J: {r['instances']:,}/{r['members']:,} entered in {r['seconds']:.1f}s = "
              f"{rate or 0:,.0f}/s; raw COPY {r['raw']:,.0f}/s, keyset {r['keyset']:,.0f}/s;"
-             f" their {r['step_events']:,} step events published in "
+             f" their {r['step_events']:,} steps published in "
              f"{r['relay_seconds'] or float('nan'):.1f}s from the first entry")
     return [Row("P7J", f"profiles entering a journey ({r['instances']:,}/{r['members']:,} "
                        f"of {total:,}; keyset read {r['keyset']:,.0f}/s)",
@@ -341,10 +342,11 @@ def run_p7(total: int, deadline_s: float) -> list[Row]:
                 ratio=ratio(rate, r["raw"]), target=f"≥ {TARGET_ENTER:,}/s",
                 met=None if rate is None else rate >= TARGET_ENTER and r["complete"],
                 details=r),
-            # no target: how far the step events (parcours.journey-steps.v1) trail
-            Row("P7J-S", f"their {r['step_events']:,} step events published, from the "
+            # no target: how far the step events (parcours.journey-steps.v2) trail
+            Row("P7J-S", f"their {r['step_events']:,} steps published (records of up to "
+                         f"1,000 members), from the "
                          f"first entry (entering alone: {r['seconds']:.0f}s)",
-                r["relay_rate"], "events/s")]
+                r["relay_rate"], "steps/s")]
 
 
 # --- P8J: timers ----------------------------------------------------------------------------

@@ -114,12 +114,16 @@ JOURNEY_EVENTS_KAFKA = Topic(
     "the tenant), typed and identified by the journey engine as the gateway does over HTTP.",
 )
 
-# Every step of every journey instance, in commit order per profile (keyed by profile id).
+# Every step of every journey instance, in commit order per profile: a record is a step of
+# one instance or of up to 1,000 that entered together, all of one partition (keyed by the
+# first one's profile id). Version 1 (a record a profile and step) is no longer written.
 JOURNEY_STEPS = Topic(
-    "parcours.journey-steps.v1", "profile id", 6, "topics/journey-steps.v1.json",
+    "parcours.journey-steps.v2", "profile id (a record's first member's)", 6,
+    "topics/journey-steps.v2.json",
     "Step events of journey instances (entered, transition, actionSent, actionExcluded, "
     "reaction, event, timedOut, finished, stopped, exited, error, ...) for counts and "
-    "analyses downstream.",
+    "analyses downstream; a step of profiles that entered together is one record per "
+    "partition and 1,000 of them.",
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (

@@ -1,4 +1,4 @@
-"""Step events to ``parcours.journey-steps.v1``: the steps the engine stored with its moves
+"""Step events to ``parcours.journey-steps.v2``: the steps the engine stored with its moves
 (``journey_steps``), published in commit order from a watermark (transaction id, step id)
 kept in ``journey_step_relay`` (migration 029). Only steps of transactions older than every
 transaction still running are read (``pg_snapshot_xmin``): a step whose move commits late
@@ -6,9 +6,11 @@ is never skipped. The watermark moves after the broker acknowledged the batch, s
 publishes a batch again (same ``stepId``s), never loses one. Several engines take turns
 through an advisory lock.
 
-A cohort's steps (profiles entered set-wise: one row a cohort and step in
-``journey_cohort_steps``, migration 056) are published as any step, one event a member:
-the members read from their instances, each with its own ``stepId`` (``member_step_id``)."""
+A profile's step is a record of one member. A cohort's step (profiles entered set-wise:
+one row a cohort and step in ``journey_cohort_steps``, migration 056) is a record for
+each partition its members' profile ids go to, and each 1,000 of them, keyed by the
+record's first member: the members read from their instances once a batch, grouped and
+encoded once for all of the cohort's steps in it."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from services.journeys.metrics import RETRIES
 from services.journeys.wiring import Engine
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
+from shared.adapters.producer import key_partition
+from shared.domain.journeys.step_events import MEMBERS_PER_RECORD
 from shared.resilience import retry_forever
 from shared.topics import JOURNEY_STEPS
 
@@ -33,12 +37,6 @@ BOUND_S = 30.0  # a batch not acknowledged by then is published again
 _LOCK = 7_061_729  # pg_try_advisory_xact_lock: one relay at a time
 
 MEMBERS_AT_ONCE = 40_000  # a batch's cohort members: past this, the rest waits a batch
-# The step ids of a cohort's members, beside the sequence's (below 2^50, a million steps a
-# second for 35 years): 2^50 + the cohort step's id × 2^16 + the member's place among the
-# cohort's instances in id order (a chunk is at most 10,000), all below 2^53, exact in
-# JavaScript's numbers too.
-MEMBER_IDS = 1 << 50
-MEMBER_BITS = 16
 
 # Both tables' steps in one (tx, id) order (one id sequence), each by its relay index.
 _READ = """
@@ -69,18 +67,14 @@ _MEMBERS = (  # by journey_instances_cohort_members (tenant, cohort, instance id
     " ORDER BY journey_instances.instance_id")
 
 
-def step_event(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+def step_event(row: asyncpg.Record | dict[str, Any], members: list[dict[str, str]]
+               ) -> dict[str, Any]:
     """The record of a step, as StepEvent describes it (built as a plain dict: a model
     per step was a fifth of the relay's CPU at 500 inputs/s)."""
-    return {"v": 1, "stepId": row["id"], "tenant": row["tenant_id"],
+    return {"v": 2, "stepId": row["id"], "tenant": row["tenant_id"],
             "journeyId": row["journey_id"], "version": row["version"],
-            "instanceId": row["instance_id"], "profileId": row["profile_id"],
             "at": row["at"].isoformat(), "kind": row["kind"], "node": row["node"],
-            "detail": row["detail"]}
-
-
-def member_step_id(cohort_step_id: int, place: int) -> int:
-    return MEMBER_IDS + (cohort_step_id << MEMBER_BITS) + place
+            "detail": row["detail"], "members": members}
 
 
 def within_budget(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
@@ -94,45 +88,59 @@ def within_budget(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
     return rows
 
 
-Member = tuple[bytes, bytes, bytes]  # instance id and profile id as JSON, the record key
+Part = tuple[bytes, bytes]  # a record's members as JSON (comma-joined), its key
 
 
-async def _members(connection: asyncpg.Connection, rows: list[asyncpg.Record]
-                   ) -> dict[Any, list[Member]]:
+def parts(members: list[tuple[str, str]], partitions: int) -> list[Part]:
+    """A cohort's members (instance id, profile id, in id order) as records' member lists:
+    grouped by the partition each profile id goes to, then by MEMBERS_PER_RECORD; each
+    keyed by its first member, so the record lands where its members' own steps do."""
+    grouped: dict[int, list[tuple[bytes, bytes]]] = {}
+    for instance_id, profile_id in members:
+        key = profile_id.encode()
+        grouped.setdefault(key_partition(key, partitions), []).append((b"".join((
+            b'{"instanceId":', encode(instance_id), b',"profileId":', encode(profile_id),
+            b"}")), key))
+    out: list[Part] = []
+    for partition in sorted(grouped):
+        group = grouped[partition]
+        for at in range(0, len(group), MEMBERS_PER_RECORD):
+            piece = group[at:at + MEMBERS_PER_RECORD]
+            out.append((b",".join(m for m, _ in piece), piece[0][1]))
+    return out
+
+
+async def _cohort_parts(connection: asyncpg.Connection, rows: list[asyncpg.Record],
+                        partitions: int) -> dict[Any, list[Part]]:
     """Each cohort's members as they are now, in id order: an erased profile is gone, one
     moved on since is still a member."""
-    found: dict[Any, list[Member]] = {}
+    found: dict[Any, list[Part]] = {}
     for row in rows:
         cohort = (row["tenant_id"], row["cohort_id"])
         if row["cohort_id"] is None or cohort in found:
             continue
-        found[cohort] = [
-            (encode(m["instance_id"]), encode(m["profile_id"]), m["profile_id"].encode())
-            for m in await connection.fetch(_MEMBERS, *cohort)]
+        found[cohort] = parts([(m["instance_id"], m["profile_id"])
+                               for m in await connection.fetch(_MEMBERS, *cohort)],
+                              partitions)
     return found
 
 
-def _events(rows: list[asyncpg.Record], members: dict[Any, list[Member]]
+def _events(rows: list[asyncpg.Record], cohorts: dict[Any, list[Part]]
             ) -> list[tuple[str, bytes, bytes]]:
-    """(topic, value, key) of each step: a profile's, or each member's of a cohort's —
-    the members' records joined from the step's encoded fields and theirs (a dict
-    encoded a member was a tenth of the relay's CPU)."""
+    """(topic, value, key) of each step: a profile's, or a cohort's for each of its
+    parts — the step's encoded fields joined with the part's members (a dict encoded a
+    member was a tenth of the relay's CPU)."""
     topic = JOURNEY_STEPS.name
     out: list[tuple[str, bytes, bytes]] = []
     for row in rows:
         if row["cohort_id"] is None:
-            out.append((topic, encode(step_event(row)), row["profile_id"].encode()))
+            member = {"instanceId": row["instance_id"], "profileId": row["profile_id"]}
+            out.append((topic, encode(step_event(row, [member])),
+                        row["profile_id"].encode()))
             continue
-        shared = step_event({**dict(row), "instance_id": None, "profile_id": None})
-        for field in ("stepId", "instanceId", "profileId"):
-            del shared[field]
-        rest = b"," + encode(shared)[1:]  # the step's own fields, and the closing brace
-        first = member_step_id(row["id"], 0)
-        for place, (instance_id, profile_id, key) in enumerate(
-                members.get((row["tenant_id"], row["cohort_id"]), ())):
-            out.append((topic, b"".join((
-                b'{"stepId":', b"%d" % (first + place), b',"instanceId":', instance_id,
-                b',"profileId":', profile_id, rest)), key))
+        head = encode(step_event(row, []))[:-2]  # up to the members' opening bracket
+        for members, key in cohorts.get((row["tenant_id"], row["cohort_id"]), ()):
+            out.append((topic, b"".join((head, members, b"]}")), key))
     return out
 
 
@@ -159,7 +167,8 @@ async def relay_once(engine: Engine) -> int:
         # In the producer's batches directly (one per partition, partitioned as send()
         # would), not a send() each: the relay's CPU was most of the engine's thread when
         # profiles enter by the thousand (three steps each), on cores PostgreSQL needs.
-        events = _events(rows, await _members(connection, rows))
+        partitions = await engine.producer.partitions(JOURNEY_STEPS.name)
+        events = _events(rows, await _cohort_parts(connection, rows, partitions))
         written = await engine.producer.deliver_batched(events, BOUND_S)
         if not all(written):  # the watermark stays: the batch is published again
             raise KafkaError(f"{written.count(False)} of {len(events)} step events were not"

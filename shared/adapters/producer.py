@@ -250,6 +250,13 @@ class RenewingProducer:
                 submitted.append((await producer.send_batch(builder, topic,
                                                             partition=partition), indexes))
 
+    async def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has (the producer's metadata, fetched if need be):
+        for a caller that groups records by the partition their keys go to."""
+        producer = self._current or await self._wait_current()
+        await producer.client._wait_on_metadata(topic)
+        return len(producer.client.cluster.partitions_for_topic(topic))
+
     async def stop(self) -> None:
         """Flush what is queued, for a bounded time (a broker that is away would make it
         forever), then close: what could not be written fails, and its callers know."""
@@ -354,11 +361,16 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition a key goes to among ``partitions``: murmur2, as the Java client."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 def default_partition(key: bytes | None, every: list[int], available: list[int]) -> int:
     """aiokafka's ``DefaultPartitioner``: a key's partition by murmur2, as the Java client."""
     if key is None:
         return int(DefaultPartitioner()(key, every, available))
-    return every[(murmur2(key) & 0x7FFFFFFF) % len(every)]
+    return every[key_partition(key, len(every))]
 
 
 async def _abandon(producer: AIOKafkaProducer, error: KafkaError) -> None:

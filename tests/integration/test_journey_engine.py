@@ -331,14 +331,14 @@ async def test_every_step_reaches_the_step_events_topic_once_in_order(
         async def relayed() -> bool:
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for record in records:
-                    event = orjson.loads(record.value)
-                    if event["tenant"] == tenant.name:
-                        StepEvent.model_validate(event)  # as its schema says
+                    event = StepEvent.model_validate(orjson.loads(record.value))
+                    if event.tenant == tenant.name:
                         assert record.key == b"s1"
-                        published.append((event["stepId"], event["kind"], event["node"],
-                                           event["detail"]))
+                        assert [m.profileId for m in event.members] == ["s1"]
+                        published.append((event.stepId, event.kind, event.node,
+                                          event.detail))
             return len(published) >= len(steps)
-        await eventually(relayed, "the instance's steps on parcours.journey-steps.v1", 20)
+        await eventually(relayed, "the instance's steps on parcours.journey-steps.v2", 20)
     assert published == steps
 
 

@@ -2,8 +2,8 @@
 come in transaction-id order as numbers (9 before 10, 99 before 100; as text they came
 the other way, and the watermark then skipped the smaller), read through the
 (tx, id) index rather than by sorting the table, a profile's steps and its cohort's in
-one order. And a cohort's steps as the running engine's relay publishes them: one event
-a member, each with a step id of its own."""
+one order. And a cohort's steps as the running engine's relay publishes them: each member
+once a step, in records keyed to the members' own partitions."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from collections import Counter
 import asyncpg
 import orjson
 
-from services.journeys.step_relay import _READ, MEMBER_IDS
+from services.journeys.step_relay import _READ
+from shared.adapters.producer import key_partition
 from shared.domain.journeys.step_events import StepEvent
 from shared.topics import JOURNEY_STEPS
 from tests.integration.conftest import end_offsets, eventually, topic_reader
@@ -56,25 +57,29 @@ async def test_a_cohorts_steps_are_published_once_for_each_member(
     before = await end_offsets(JOURNEY_STEPS)
     tenant, _, profiles = await _entered_set_wise(pool, "r", 30)
     expected = Counter(
-        (r["instance_id"], r["profile_id"], r["kind"], r["node"], r["detail"])
+        (r["id"], r["instance_id"], r["profile_id"], r["kind"], r["node"], r["detail"])
         for r in await pool.fetch(
-            "SELECT instance_id::text, profile_id, kind, node, detail"
+            "SELECT id, instance_id::text, profile_id, kind, node, detail"
             " FROM journey_instance_steps WHERE tenant_id = $1", tenant))
     assert len(expected) >= 2 * len(profiles)
-    published: Counter[tuple[str, str, str, str, str]] = Counter()
-    ids: list[int] = []
+    published: Counter[tuple[int, str, str, str, str, str]] = Counter()
+    records = 0
     async with topic_reader(JOURNEY_STEPS, before) as consumer:
         async def relayed() -> bool:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for record in records:
-                    event = orjson.loads(record.value)
-                    if event["tenant"] == tenant:
-                        StepEvent.model_validate(event)  # as its schema says
-                        assert record.key == event["profileId"].encode()
-                        ids.append(event["stepId"])
-                        published[(event["instanceId"], event["profileId"], event["kind"],
-                                   event["node"], event["detail"])] += 1
+            nonlocal records
+            for tp, batch in (await consumer.getmany(timeout_ms=200)).items():
+                for record in batch:
+                    event = StepEvent.model_validate(orjson.loads(record.value))
+                    if event.tenant != tenant:
+                        continue
+                    records += 1
+                    assert record.key == event.members[0].profileId.encode()
+                    for m in event.members:  # each on its own profile's partition
+                        assert key_partition(m.profileId.encode(), 6) == tp.partition
+                        published[(event.stepId, m.instanceId, m.profileId, event.kind,
+                                   event.node, event.detail)] += 1
             return sum(published.values()) >= sum(expected.values())
-        await eventually(relayed, "the cohort's steps on parcours.journey-steps.v1", 30)
+        await eventually(relayed, "the cohort's steps on parcours.journey-steps.v2", 30)
     assert published == expected
-    assert len(set(ids)) == len(ids) and min(ids) > MEMBER_IDS and max(ids) < 2 ** 53
+    # a record a step and partition, not one a member: 30 profiles over 6 partitions
+    assert records <= 6 * len({k[0] for k in expected}) < sum(expected.values())

@@ -1,6 +1,7 @@
 """The step relay's records (services/journeys/step_relay.py), without I/O: a profile's
-step is one event; a cohort's step one event a member, joined from encoded pieces — each
-as StepEvent reads it, with its member's ids, key and a step id of its own — and a batch
+step is a record of one member; a cohort's step a record for each partition its members
+go to and each MEMBERS_PER_RECORD of them, joined from encoded pieces — each as StepEvent
+reads it, keyed so that every member lands on its own profile's partition — and a batch
 cut at the member budget, never empty."""
 
 from __future__ import annotations
@@ -11,15 +12,9 @@ from typing import Any
 
 import orjson
 
-from services.journeys.step_relay import (
-    MEMBER_IDS,
-    MEMBERS_AT_ONCE,
-    _events,
-    member_step_id,
-    within_budget,
-)
-from shared.adapters.kafka import encode
-from shared.domain.journeys.step_events import StepEvent
+from services.journeys.step_relay import MEMBERS_AT_ONCE, _events, parts, within_budget
+from shared.adapters.producer import key_partition
+from shared.domain.journeys.step_events import MEMBERS_PER_RECORD, StepEvent
 
 AT = datetime(2026, 12, 5, 14, 0, tzinfo=UTC)
 
@@ -32,25 +27,47 @@ def _row(step_id: int, cohort: uuid.UUID | None = None, members: int = 0,
             **fields}
 
 
-def test_a_cohort_step_is_one_event_a_member_as_its_schema_reads_it() -> None:
+def test_a_profiles_step_is_a_record_of_one_member() -> None:
+    plain = _row(7, instance_id="i9", profile_id='so"lo', kind="transition", detail="next")
+    [(topic, value, key)] = _events([plain], {})  # type: ignore[list-item]
+    event = StepEvent.model_validate(orjson.loads(value))
+    assert topic == "parcours.journey-steps.v2" and key == b'so"lo'
+    assert (event.v, event.stepId, event.kind, event.node, event.detail, event.at) == (
+        2, 7, "transition", "entry", "next", AT)
+    assert [(m.instanceId, m.profileId) for m in event.members] == [("i9", 'so"lo')]
+
+
+def test_a_cohorts_step_is_a_record_a_partition_each_member_on_its_own_partition() -> None:
     cohort = uuid.uuid4()
-    names = ['p"1', "p2", "p\u00e93"]  # a quote and a non-ASCII letter, escaped as JSON
-    members = [(encode(f"i{n}"), encode(name), name.encode()) for n, name in enumerate(names)]
-    plain = _row(7, instance_id="i9", profile_id="solo", kind="transition", detail="next")
-    events = _events([plain, _row(8, cohort, 3, detail='a "branch"')],  # type: ignore[list-item]
-                     {("t1", cohort): members})
-    read = [StepEvent.model_validate(orjson.loads(value)) for _, value, _ in events]
-    assert [e.profileId for e in read] == ["solo", *names]
-    assert [key for _, _, key in events] == [b"solo", *(n.encode() for n in names)]
-    assert [e.instanceId for e in read] == ["i9", "i0", "i1", "i2"]
-    assert [e.stepId for e in read] == [7, *(member_step_id(8, p) for p in range(3))]
-    assert all(MEMBER_IDS < e.stepId < 2 ** 53 for e in read[1:])
-    assert {(e.kind, e.node, e.detail, e.version, e.at) for e in read[1:]} == {
-        ("entered", "entry", 'a "branch"', 2, AT)}
+    # a quote and a non-ASCII letter, escaped as JSON; enough to fill several partitions
+    members = [(f"i{n}", f'p"{n}' if n % 2 else f"p\u00e9{n}") for n in range(40)]
+    events = _events([_row(8, cohort, 40, detail='a "branch"')],  # type: ignore[list-item]
+                     {("t1", cohort): parts(members, 6)})
+    seen: list[tuple[str, str]] = []
+    for _, value, key in events:
+        event = StepEvent.model_validate(orjson.loads(value))
+        assert (event.stepId, event.kind, event.node, event.detail, event.version) == (
+            8, "entered", "entry", 'a "branch"', 2)
+        assert key == event.members[0].profileId.encode()
+        assert {key_partition(m.profileId.encode(), 6) for m in event.members} == {
+            key_partition(key, 6)}
+        seen += [(m.instanceId, m.profileId) for m in event.members]
+    assert sorted(seen) == sorted(members) and len(seen) == len(members)
+    assert 1 < len(events) <= 6
+
+
+def test_a_part_holds_at_most_members_per_record_in_id_order() -> None:
+    members = [(f"i{n:05d}", "same") for n in range(MEMBERS_PER_RECORD * 2 + 1)]
+    split = parts(members, 6)
+    assert [len(orjson.loads(b"[" + joined + b"]")) for joined, _ in split] == [
+        MEMBERS_PER_RECORD, MEMBERS_PER_RECORD, 1]
+    assert [m["instanceId"] for joined, _ in split
+            for m in orjson.loads(b"[" + joined + b"]")] == [i for i, _ in members]
 
 
 def test_a_cohort_whose_members_are_all_gone_publishes_nothing() -> None:
     assert _events([_row(3, uuid.uuid4(), 5)], {}) == []  # type: ignore[list-item]
+    assert parts([], 6) == []
 
 
 def test_a_batch_stops_at_the_member_budget_but_takes_at_least_one_row() -> None:
