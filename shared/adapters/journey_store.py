@@ -326,7 +326,16 @@ timers AS (  -- the cohort's, not one a profile (migration 055)
   ON CONFLICT DO NOTHING)
 SELECT g, n FROM used
 """
-_LIVE_PROBE = _NOT_LIVE.format(tenant="$1", journey="$2", profile="m.p", state="t.s")
+# ``_NOT_LIVE`` for a chunk (made for the profiles whose entry ends at once: held out),
+# within the chunk's range of profile ids: the planner makes it a hashed subplan, which
+# read every live instance of the journey a chunk (10,000 more for each chunk entered:
+# 275 → 396 ms a chunk of 10,000 with a control group, from 10,000 to 30,000 in).
+_LIVE_PROBE = (
+    "(t.s = 'waiting' OR NOT EXISTS (SELECT 1 FROM journey_instances live"
+    " WHERE live.tenant_id = $1 AND live.journey_id = $2 AND live.profile_id = m.p"
+    " AND live.state = 'waiting'"
+    " AND live.profile_id >= (SELECT min(x) FROM unnest($4::text[]) AS x)"
+    " AND live.profile_id <= (SELECT max(x) FROM unnest($4::text[]) AS x)))")
 _ENTER_SET = _ENTER_SET_SHAPE.replace("{not_live}", _LIVE_PROBE).replace(
     "{on_conflict}", "ON CONFLICT DO NOTHING ")
 

@@ -187,6 +187,11 @@ async def test_a_chunk_is_planned_for_thousands_of_rows(pool: asyncpg.Pool,
         transaction = connection.transaction()
         await transaction.start()
         try:
+            # the chunk before it entered, and the journey's statistics taken (the first
+            # chunks of a journey have none: see "Not done yet", P7 entering)
+            await journey_store.enter_set(connection, tenant, "ab", 1, routes(
+                plan, tenant, people[5_000:15_000], 0, Decimal(5), NOW), NOW)
+            await connection.execute("ANALYZE journey_instances")
             await connection.execute(journey_store.ENTER_SET_PLANNING)
             explained = [r[0] for r in await connection.fetch(
                 f"EXPLAIN (ANALYZE) {getattr(journey_store, statement)}",
@@ -198,6 +203,10 @@ async def test_a_chunk_is_planned_for_thousands_of_rows(pool: asyncpg.Pool,
     assert "actual" in explained[at] and " rows=10000 " in explained[at], explained
     assert "profile_id >= " in explained[at + 1], explained  # Index Cond: the range
     assert not any("Rows Removed by Filter" in line for line in explained[at:at + 4])
+    # the check of a live instance (held-out profiles: the tenant's control group),
+    # within the chunk's range of ids too, not every live instance of the journey
+    live = [i for i, line in enumerate(explained) if " on journey_instances live " in line]
+    assert live and all("profile_id >= " in explained[i + 1] for i in live), explained
     arbiters = [line for line in explained if "Conflict Arbiter Indexes" in line]
     # the live index the first statement's only arbiter (the primary key's cost an
     # eighth); the other's arbiters are every unique index (none named: no target)
