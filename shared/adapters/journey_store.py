@@ -241,7 +241,7 @@ _STEP_COLUMNS = ["tenant_id", "journey_id", "version", "instance_id", "profile_i
 # its new entry would do).
 _NOT_LIVE = ("({state} = 'waiting' OR NOT EXISTS (SELECT 1 FROM journey_instances live"
              " WHERE live.tenant_id = {tenant} AND live.journey_id = {journey}"
-             " AND live.profile_id = {profile} AND live.state = 'waiting'))")
+             " AND live.profile_id = {profile} AND live.state = 'waiting'{within}))")
 
 
 async def create_many(connection: asyncpg.Connection, tenant: str,
@@ -263,7 +263,7 @@ async def create_many(connection: asyncpg.Connection, tenant: str,
             " SELECT t, i, j, v, p, s, n, k, d::jsonb, e FROM unnest($1::text[],"
             " $2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],"
             " $8::int[], $9::text[], $10::timestamptz[]) AS u(t, i, j, v, p, s, n, k, d, e)"
-            f" WHERE {_NOT_LIVE.format(tenant='t', journey='j', profile='p', state='s')}"
+            f" WHERE {_NOT_LIVE.format(tenant='t', journey='j', profile='p', state='s', within='')}"
             " ON CONFLICT DO NOTHING RETURNING instance_id",
             *columns[:8], [orjson.dumps(d).decode() for d in columns[8]], columns[9])}
         # once each: the same entry twice in the batch is one instance (its effects once)
@@ -330,12 +330,10 @@ SELECT g, n FROM used
 # within the chunk's range of profile ids: the planner makes it a hashed subplan, which
 # read every live instance of the journey a chunk (10,000 more for each chunk entered:
 # 275 → 396 ms a chunk of 10,000 with a control group, from 10,000 to 30,000 in).
-_LIVE_PROBE = (
-    "(t.s = 'waiting' OR NOT EXISTS (SELECT 1 FROM journey_instances live"
-    " WHERE live.tenant_id = $1 AND live.journey_id = $2 AND live.profile_id = m.p"
-    " AND live.state = 'waiting'"
-    " AND live.profile_id >= (SELECT min(x) FROM unnest($4::text[]) AS x)"
-    " AND live.profile_id <= (SELECT max(x) FROM unnest($4::text[]) AS x)))")
+_LIVE_PROBE = _NOT_LIVE.format(
+    tenant="$1", journey="$2", profile="m.p", state="t.s",
+    within=" AND live.profile_id >= (SELECT min(x) FROM unnest($4::text[]) AS x)"
+           " AND live.profile_id <= (SELECT max(x) FROM unnest($4::text[]) AS x)")
 _ENTER_SET = _ENTER_SET_SHAPE.replace("{not_live}", _LIVE_PROBE).replace(
     "{on_conflict}", "ON CONFLICT DO NOTHING ")
 
@@ -396,15 +394,16 @@ async def enter_set(connection: asyncpg.Connection, tenant: str, journey_id: str
     if not chunk.profile_ids:
         return []
     args = enter_set_args(tenant, journey_id, version, chunk, at)
-    try:
+
+    async def run(statement: str) -> list[asyncpg.Record]:
         # a savepoint in the caller's transaction: a conflict undoes this statement only
         async with connection.transaction():  # (SET LOCAL needs one too)
             await connection.execute(ENTER_SET_PLANNING)
-            rows = await connection.fetch(_ENTER_SET_FAST, *args)
+            return await connection.fetch(statement, *args)
+    try:
+        rows = await run(_ENTER_SET_FAST)
     except asyncpg.UniqueViolationError:  # an instance of the chunk exists already
-        async with connection.transaction():
-            await connection.execute(ENTER_SET_PLANNING)
-            rows = await connection.fetch(_ENTER_SET, *args)
+        rows = await run(_ENTER_SET)
     return [(r["g"], r["n"]) for r in rows]
 
 
