@@ -168,14 +168,15 @@ async def _shape(pool: asyncpg.Pool, tenant: str) -> dict[str, int]:
         " FROM journey_instances i WHERE tenant_id = $1", tenant))
 
 
-@pytest.mark.parametrize("statement", ["_ENTER_SET_FAST", "_ENTER_SET"])
+@pytest.mark.parametrize("statement", ["_ENTER_SET_PLAIN", "_ENTER_SET_FAST", "_ENTER_SET"])
 async def test_a_chunk_is_planned_for_thousands_of_rows(pool: asyncpg.Pool,
                                                         statement: str) -> None:
     """A chunk from the middle of a large audience: no nested loop (the planner guesses
     a row or two from the CTEs: a nested loop of the chunk over its stored instances was
     20 s a chunk of 10,000), and the profiles read from the chunk's range of ids only
-    (not the tenant's from its first id on); the statement tried first has the live
-    index alone as its arbiter."""
+    (not the tenant's from its first id on); the statement tried first has no ``ON
+    CONFLICT`` (no arbiter, no speculative insertion), the second the live index alone
+    as its arbiter."""
     people = [f"r{i:06d}" for i in range(30_000)]
     tenant = await _tenant(pool, people)
     await pool.execute("ANALYZE profiles")
@@ -210,10 +211,14 @@ async def test_a_chunk_is_planned_for_thousands_of_rows(pool: asyncpg.Pool,
     live = [i for i, line in enumerate(explained) if " on journey_instances live " in line]
     assert live and all("profile_id >= " in explained[i + 1] for i in live), explained
     arbiters = [line for line in explained if "Conflict Arbiter Indexes" in line]
-    # the live index the first statement's only arbiter (the primary key's cost an
-    # eighth); the other's arbiters are every unique index (none named: no target)
+    # the live index the second statement's only arbiter (the primary key's cost an
+    # eighth); the last one's arbiters are every unique index (none named: no target)
     assert [line.split(": ", 1)[1] for line in arbiters] == (
         ["journey_instances_live"] if statement == "_ENTER_SET_FAST" else []), explained
+    # the instances' insert (the cohorts' and timers' have ON CONFLICT of their own)
+    at = next(i for i, line in enumerate(explained) if "Insert on journey_instances" in line)
+    resolving = "Conflict Resolution" in explained[at + 1]
+    assert resolving == (statement != "_ENTER_SET_PLAIN"), explained
 
 
 async def test_an_audience_entered_set_wise_across_an_engine_restart(
