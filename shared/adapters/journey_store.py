@@ -303,9 +303,12 @@ ins AS (  -- no document: the cohort's (journey_cohorts, migration 054)
   FROM m JOIN t ON t.g = m.g
   WHERE {not_live}
   ORDER BY m.o
-  {on_conflict}RETURNING instance_id),
-kept AS (SELECT m.* FROM ins JOIN m ON m.i = ins.instance_id),
-used AS (SELECT g, count(*)::int AS n FROM kept GROUP BY g),  -- templates with members
+  {on_conflict}RETURNING cohort_id),
+used AS (  -- templates with members, each its own cohort: counted from what the insert
+  -- returns, not joined back to the chunk (m, used once, is then not materialized either:
+  -- 31.5 → 27.5 µs of a backend a profile, twelve rounds)
+  SELECT t.g, k.n FROM (SELECT cohort_id, count(*)::int AS n FROM ins GROUP BY cohort_id) k
+    JOIN t ON t.c = k.cohort_id),
 cohorts AS (  -- a chunk entered again stores no instance, so no cohort
   INSERT INTO journey_cohorts (tenant_id, cohort_id, journey_id, version, document)
   SELECT $1, t.c, $2, $3, t.d FROM t JOIN used USING (g)

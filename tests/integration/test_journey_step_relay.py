@@ -13,7 +13,7 @@ from collections import Counter
 import asyncpg
 import orjson
 
-from services.journeys.step_relay import _READ
+from services.journeys.step_relay import _MEMBERS, _READ
 from shared.adapters.producer import key_partition
 from shared.domain.journeys.step_events import StepEvent
 from shared.topics import JOURNEY_STEPS
@@ -50,6 +50,18 @@ async def test_steps_are_read_in_transaction_id_order_through_the_index(
     finally:
         await pool.execute("DELETE FROM journey_steps WHERE tenant_id = $1", tenant)
         await pool.execute("DELETE FROM journey_cohort_steps WHERE tenant_id = $1", tenant)
+
+
+async def test_a_cohorts_members_are_read_by_its_index_for_a_tenant_new_to_the_statistics(
+        pool: asyncpg.Pool) -> None:
+    """A tenant the statistics do not know yet (its first million entering): its rows
+    estimated a handful, the planner read a cohort's members by an index that starts
+    with the tenant (the primary key, the entered-at index), filtering on the cohort:
+    every instance of the tenant a cohort (16-21 µs a member for P7J's million)."""
+    plan = "\n".join(r[0] for r in await pool.fetch(
+        f"EXPLAIN {_MEMBERS}", f"unseen-{uuid.uuid4().hex}", uuid.uuid4()))
+    scans = [line for line in plan.splitlines() if " on journey_instances" in line]
+    assert len(scans) == 1 and "journey_instances_cohort_of" in scans[0], plan
 
 
 async def test_a_cohorts_steps_are_published_once_for_each_member(

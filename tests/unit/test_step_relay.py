@@ -78,3 +78,13 @@ def test_a_batch_stops_at_the_member_budget_but_takes_at_least_one_row() -> None
     assert within_budget(huge) == huge[:1]  # type: ignore[arg-type]
     small = [_row(n) for n in range(5)]
     assert within_budget(small) == small  # type: ignore[arg-type]
+
+
+def test_a_cohorts_steps_stay_in_one_batch_its_members_counted_once() -> None:
+    """Its members are read once a batch: a step of it cut off to the next batch read
+    them all again."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    size = MEMBERS_AT_ONCE // 2  # three steps: 1.5 budgets of member-steps, half counted
+    rows = ([_row(n, first, size) for n in range(3)]
+            + [_row(n, second, size) for n in range(3, 6)] + [_row(6, uuid.uuid4(), 1)])
+    assert within_budget(rows) == rows[:6]  # type: ignore[arg-type]
