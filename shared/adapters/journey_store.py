@@ -48,6 +48,12 @@ DOCUMENT_OF = (
     " WHERE c.tenant_id = i.tenant_id AND c.cohort_id = i.cohort_id))")
 DOCUMENT = f"{DOCUMENT_OF} AS document"  # as a selected column
 
+# A profile's instances in any state, for a query by (tenant, profile) of
+# ``journey_instances i``: the waiting ones are in the live index, the others in the
+# ended index (migration 058), neither has them all, and a query that does not say so
+# reads the table.
+ANY_STATE = "(i.state = 'waiting' OR i.state <> 'waiting')"
+
 
 @dataclass(frozen=True)
 class DueTimer:
@@ -160,6 +166,9 @@ async def recent_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, st
     return await _instances_of(connection, keys, "i.entered_at > $3", since)
 
 
+_WAITING = "i.state = 'waiting'"
+
+
 async def _instances_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, str]],
                         where: str, *args: Any) -> dict[tuple[str, str], list[Instance]]:
     """The instances of each (tenant, profile id) that ``where`` keeps, oldest entry
@@ -167,10 +176,18 @@ async def _instances_of(connection: asyncpg.Connection, keys: Sequence[tuple[str
     found: dict[tuple[str, str], list[Instance]] = {key: [] for key in keys}
     if not keys:
         return found
-    rows = await connection.fetch(
-        f"SELECT i.tenant_id, {DOCUMENT} FROM journey_instances i"
+    # each state's instances by its own index (migration 058); a join does not make a
+    # BitmapOr of ANY_STATE, so a UNION of the two (the waiting ones only, when that is
+    # all ``where`` keeps)
+    sides = ["i.state = 'waiting'"] if where == _WAITING else [
+        "i.state = 'waiting'", "i.state <> 'waiting'"]
+    union = " UNION ALL ".join(
+        "SELECT i.* FROM journey_instances i"
         " JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, profile_id)"
-        "   ON i.tenant_id = k.tenant_id AND i.profile_id = k.profile_id"
+        f"  ON i.tenant_id = k.tenant_id AND i.profile_id = k.profile_id WHERE {side}"
+        for side in sides)
+    rows = await connection.fetch(
+        f"SELECT i.tenant_id, {DOCUMENT} FROM ({union}) i"
         f" WHERE {where} ORDER BY i.entered_at",
         [t for t, _ in keys], [p for _, p in keys], *args)
     for row in rows:
@@ -678,7 +695,7 @@ async def release_held(connection: asyncpg.Connection, tenant: str, journey_id: 
 async def waiting_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, str]]
                      ) -> dict[tuple[str, str], list[Instance]]:
     """The waiting instances of each (tenant, profile id), oldest entry first."""
-    return await _instances_of(connection, keys, "i.state = 'waiting'")
+    return await _instances_of(connection, keys, _WAITING)
 
 
 @dataclass(frozen=True)
@@ -692,7 +709,8 @@ async def entry_history(connection: asyncpg.Connection, tenant: str, journey_id:
                         profile_id: str) -> EntryHistory:
     row = await connection.fetchrow(
         "SELECT count(*) AS n, max(entered_at) AS last, bool_or(state = 'waiting') AS waiting"
-        " FROM journey_instances WHERE tenant_id = $1 AND profile_id = $2 AND journey_id = $3",
+        " FROM journey_instances i WHERE tenant_id = $1 AND profile_id = $2 AND journey_id = $3"
+        f" AND {ANY_STATE}",
         tenant, profile_id, journey_id)
     return EntryHistory(row["n"], row["last"], bool(row["waiting"]))
 
@@ -722,8 +740,8 @@ async def applied(connection: asyncpg.Connection, done: Sequence[Outboxed]) -> N
 async def _erase(connection: asyncpg.Connection, tenant: str, profile_id: str
                  ) -> dict[str, int]:
     ids = await connection.fetch(
-        "DELETE FROM journey_instances WHERE tenant_id = $1 AND profile_id = $2"
-        " RETURNING instance_id, cohort_id", tenant, profile_id)
+        "DELETE FROM journey_instances i WHERE tenant_id = $1 AND profile_id = $2"
+        f" AND {ANY_STATE} RETURNING instance_id, cohort_id", tenant, profile_id)
     cohort_steps = 0
     if ids:
         for table in ("journey_timers", "journey_timers_held", "journey_outbox"):
@@ -748,7 +766,7 @@ async def _export(connection: asyncpg.Connection, tenant: str, profile_id: str
                   ) -> dict[str, Any]:
     rows = await connection.fetch(
         f"SELECT {DOCUMENT} FROM journey_instances i WHERE tenant_id = $1"
-        " AND profile_id = $2 ORDER BY entered_at", tenant, profile_id)
+        f" AND profile_id = $2 AND {ANY_STATE} ORDER BY entered_at", tenant, profile_id)
     steps = await connection.fetch(
         "SELECT journey_id, version, instance_id::text, at, kind, node, detail"
         " FROM journey_instance_steps WHERE tenant_id = $1 AND profile_id = $2 ORDER BY id",

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from shared.adapters import journey_store
-from shared.adapters.journey_store import DOCUMENT, DOCUMENT_OF
+from shared.adapters.journey_store import ANY_STATE, DOCUMENT, DOCUMENT_OF
 
 _COLUMNS = ("tenant_id, journey_id, version, mode, state, definition, speed, test_profiles,"
             " entry_after, entry_done, entry_started, published_at, updated_at")
@@ -254,7 +254,8 @@ async def instances_of(connection: asyncpg.Connection, tenant: str, journey_id: 
         " LEFT JOIN journey_versions v ON v.tenant_id = i.tenant_id"
         "  AND v.journey_id = i.journey_id AND v.version = i.version"
         " WHERE i.tenant_id = $1 AND i.profile_id = $2 AND i.journey_id = $3"
-        " ORDER BY i.entered_at, i.instance_id", tenant, profile_id, journey_id)
+        f" AND {ANY_STATE} ORDER BY i.entered_at, i.instance_id", tenant, profile_id,
+        journey_id)
     if not rows:
         return []
     steps = await connection.fetch(
