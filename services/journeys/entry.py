@@ -96,8 +96,10 @@ async def _audience(engine: Engine, version: dict[str, Any], entry: AudienceEntr
     # commits and the next is read (IN_FLIGHT at once), on connections of their own.
     in_flight: list[asyncio.Task[None]] = []
     try:
+        # the ids alone: the rest of a member's profile is read when a step needs it (its
+        # other columns were decoded and dropped here, 10,000 rows a chunk)
         async for rows in read_members(engine.pool, query, after=version["entry_after"],
-                                       batch=batch):
+                                       batch=batch, columns="profile_id"):
             state = (await journey_version_store.states(engine.pool, {key})).get(key)
             if state != "live":
                 return  # paused: goes on from here on resume; stopped: nobody else enters

@@ -26,7 +26,8 @@ from shared.domain.conditions import check_condition, compile_sql, parse_conditi
 from shared.domain.conditions.checking import Checked, Test
 from shared.domain.profile_schema import ProfileSchema
 
-# What a journey's entry needs of each member (the profile is read again when it sends).
+# What a reader of an audience's members gets by default (P7's streaming rate reads these;
+# a journey's entry takes the ids alone: the profile is read again when it sends).
 MEMBER_COLUMNS = "profile_id, email, mobile_phone, time_zone, locale"
 BATCH = 5000
 
@@ -73,16 +74,17 @@ async def preview_members(connection: asyncpg.Connection | asyncpg.Pool,
 
 async def read_members(
     connection: asyncpg.Connection | asyncpg.Pool, query: AudienceQuery, *,
-    after: str | None = None, batch: int = BATCH,
+    after: str | None = None, batch: int = BATCH, columns: str = MEMBER_COLUMNS,
 ) -> AsyncIterator[list[asyncpg.Record]]:
     """Every member after ``after`` (a profile id; None: from the start), in batches of at
-    most ``batch`` records (``MEMBER_COLUMNS``) in profile_id order. Save the last id of
-    each batch once it is handled; after a crash, pass it as ``after``: nothing is read
-    twice or missed (a profile written meanwhile is read if its id is still ahead)."""
+    most ``batch`` records (``columns``, profile_id among them) in profile_id order. Save
+    the last id of each batch once it is handled; after a crash, pass it as ``after``:
+    nothing is read twice or missed (a profile written meanwhile is read if its id is
+    still ahead)."""
     last, n = len(query.params) + 1, len(query.params) + 2
-    sql = (f"SELECT {MEMBER_COLUMNS} FROM profiles WHERE {query.where}"
+    sql = (f"SELECT {columns} FROM profiles WHERE {query.where}"
            f" AND profile_id > ${last} ORDER BY profile_id LIMIT ${n}")
-    first = (f"SELECT {MEMBER_COLUMNS} FROM profiles WHERE {query.where}"
+    first = (f"SELECT {columns} FROM profiles WHERE {query.where}"
              f" ORDER BY profile_id LIMIT ${last}")
     while True:
         if after is None:

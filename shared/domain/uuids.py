@@ -11,10 +11,13 @@ def uuid_text(raw: bytes) -> str:
     return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
+# A uuid5's variant digit from the hex digit in its place: the top two bits set to 10.
+_VARIANT = {f"{n:x}": f"{8 | (n & 3):x}" for n in range(16)}
+
+
 def uuid5_text(sha1_digest: bytes) -> str:
     """``str(uuid.uuid5(namespace, name))`` from ``sha1(namespace.bytes + name)``'s digest:
-    its first 16 bytes with the version (5) and variant bits set as ``uuid5`` sets them."""
-    d = bytearray(sha1_digest[:16])
-    d[6] = (d[6] & 0x0F) | 0x50
-    d[8] = (d[8] & 0x3F) | 0x80
-    return uuid_text(bytes(d))
+    its first 16 bytes with the version (5) and variant bits set as ``uuid5`` sets them —
+    on the hex digits (1.16 µs against 2.17 through a bytearray: one a profile entering)."""
+    x = sha1_digest.hex()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
