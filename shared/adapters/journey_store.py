@@ -179,8 +179,7 @@ async def _instances_of(connection: asyncpg.Connection, keys: Sequence[tuple[str
     # each state's instances by its own index (migration 058); a join does not make a
     # BitmapOr of ANY_STATE, so a UNION of the two (the waiting ones only, when that is
     # all ``where`` keeps)
-    sides = ["i.state = 'waiting'"] if where == _WAITING else [
-        "i.state = 'waiting'", "i.state <> 'waiting'"]
+    sides = [_WAITING] if where == _WAITING else [_WAITING, "i.state <> 'waiting'"]
     union = " UNION ALL ".join(
         "SELECT i.* FROM journey_instances i"
         " JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, profile_id)"
