@@ -88,8 +88,8 @@ def test_a_chunk_makes_for_each_profile_what_start_makes(data: dict[str, Any],
     assert chunk.profile_ids == profiles  # a profile twice in a chunk enters once
     assert len(chunk.templates) <= (4 if data is SPLIT else 2)
     counted: dict[int, int] = {}
-    for profile_id, iid, at in zip(chunk.profile_ids, chunk.instance_ids, chunk.groups,
-                                   strict=True):
+    texts = [chunk.instance_id(n) for n in range(len(chunk.profile_ids))]
+    for profile_id, iid, at in zip(chunk.profile_ids, texts, chunk.groups, strict=True):
         counted[at] = counted.get(at, 0) + 1
         held = held_out("t1", profile_id, holdout)
         instance, effects = start(plan, profile_id, 1, {}, NOW, held)

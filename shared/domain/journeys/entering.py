@@ -27,7 +27,7 @@ from shared.domain.journeys.definition import End, Listen, Split, Wait
 from shared.domain.journeys.holdout import held_out
 from shared.domain.journeys.instance import SetTimer, Step
 from shared.domain.journeys.split import bucket, choose
-from shared.domain.uuids import uuid5_text
+from shared.domain.uuids import uuid5_bytes, uuid5_text, uuid_text
 
 HELD_OUT = ("\x00heldOut",)  # the control group's route: ends at the entry
 
@@ -118,21 +118,32 @@ class InstanceIds:
                                   .encode(), usedforsecurity=False)
         self._tail = f"\x00{entry}".encode()
 
-    def __call__(self, profile_id: str) -> str:
+    def _digest(self, profile_id: str) -> bytes:
         h = self._head.copy()
         h.update(profile_id.encode())
         h.update(self._tail)
-        return uuid5_text(h.digest())
+        return h.digest()
+
+    def __call__(self, profile_id: str) -> str:
+        return uuid5_text(self._digest(profile_id))
+
+    def raw(self, profile_id: str) -> bytes:
+        """The id's 16 bytes (what a chunk sends: no text made, none parsed)."""
+        return uuid5_bytes(self._digest(profile_id))
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A chunk of profiles ready to write: their instance ids and each one's template
-    (an index into ``templates``)."""
+    """A chunk of profiles ready to write: their instance ids (each a uuid's 16 bytes)
+    and each one's template (an index into ``templates``)."""
     profile_ids: list[str]
-    instance_ids: list[str]
+    instance_ids: list[bytes]
     groups: list[int]
     templates: list[Template]
+
+    def instance_id(self, at: int) -> str:
+        """The text of the ``at``-th profile's instance id."""
+        return uuid_text(self.instance_ids[at])
 
 
 def routes(plan: Plan, tenant: str, profile_ids: Sequence[str], entry: int,
@@ -153,7 +164,7 @@ def routes(plan: Plan, tenant: str, profile_ids: Sequence[str], entry: int,
             at = index[key] = len(templates)
             templates.append(template(plan, profile_id, entry, now, held))
         groups.append(at)
-    return Chunk(list(profile_ids), [ids(p) for p in profile_ids], groups, templates)
+    return Chunk(list(profile_ids), [ids.raw(p) for p in profile_ids], groups, templates)
 
 
 def step_counts(templates: Sequence[Template], stored: Iterable[tuple[int, int]]
