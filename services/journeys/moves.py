@@ -351,12 +351,12 @@ async def resume(engine: Engine, connection: asyncpg.Connection, tenant: str,
     looked at again (``Resume``), so a reaction that came during the pause resolves the
     listen it was for."""
     now = datetime.now(UTC)
-    rows = await connection.fetch(
-        "SELECT document FROM journey_instances WHERE tenant_id = $1 AND journey_id = $2"
-        " AND version = $3 AND state = 'waiting'"
-        # an instance without a document of its own (its cohort's) has not moved since it
-        # entered: it kept nothing
-        " AND jsonb_array_length(document->'seen') > 0", tenant, journey_id, version)
+    # an instance without a document of its own (its cohort's) has not moved since it
+    # entered: it kept nothing
+    kept = journey_store.of_versions(
+        f"{journey_store.WAITING} AND jsonb_array_length(i.document->'seen') > 0")
+    rows = await connection.fetch(f"SELECT document FROM {kept} i", tenant, journey_id,
+                                  version)
     instances = [instance_from_json(r["document"]) for r in rows]
     profiles = await read_profiles(connection, tenant, [i.profile_id for i in instances])
     outbox: list[Outboxed] = []

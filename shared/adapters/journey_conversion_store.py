@@ -12,19 +12,22 @@ from datetime import datetime
 
 import asyncpg
 
+from shared.adapters.journey_store import of_versions
 from shared.domain.journeys.conversion import GoalCounts, Share
 
 # The cohort: the version's instances that entered in [since, until).
-_COHORT = """
+_COHORT_SHAPE = """
 WITH cohort AS (
-    SELECT instance_id, state FROM journey_instances
-     WHERE tenant_id = $1 AND journey_id = $2 AND version = $3
-       AND entered_at >= $4 AND entered_at < $5),
+    SELECT instance_id, state FROM {entered} i),
 goal AS (
     SELECT s.instance_id, s.detail FROM journey_steps s JOIN cohort c USING (instance_id)
      WHERE s.tenant_id = $1 AND s.journey_id = $2 AND s.version = $3
        AND s.kind = 'goal' AND s.node = $6)
 """
+# (its instances entered one by one and those in the cohorts of the window: migration 059)
+_COHORT = _COHORT_SHAPE.replace("{entered}", of_versions(
+    "i.entered_at >= $4 AND i.entered_at < $5",
+    cohorts="c.entered_at >= $4 AND c.entered_at < $5"))
 
 
 async def goal_counts(connection: asyncpg.Connection, tenant: str, journey_id: str,

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from shared.adapters.journey_store import DOCUMENT
+from shared.adapters.journey_store import DOCUMENT, of_versions
 from shared.domain.conditions.sql import SqlFilter
 from shared.domain.journeys.codec import instance_from_json
 from shared.domain.journeys.instance import Instance
@@ -35,15 +35,14 @@ async def meeting(connection: asyncpg.Connection, tenant: str, journey_id: str,
     """The version's instances that entered after ``entered_after`` and have not reached
     the goal (for an exit goal, also those that reached it and still wait: their exit is
     redone), whose profile meets ``where`` (numbered from FIRST_PARAM)."""
+    meets = ("i.entered_at >= $4"
+             " AND (($5 AND i.state = 'waiting') OR NOT EXISTS (SELECT 1 FROM journey_steps s"
+             "      WHERE s.tenant_id = i.tenant_id AND s.instance_id = i.instance_id"
+             "        AND s.kind = 'goal' AND s.node = $6))"
+             " AND EXISTS (SELECT 1 FROM profiles WHERE profiles.tenant_id = i.tenant_id"
+             f"     AND profiles.profile_id = i.profile_id AND {where.text})")
     rows = await connection.fetch(
-        f"SELECT {DOCUMENT} FROM journey_instances i"
-        " WHERE i.tenant_id = $1 AND i.journey_id = $2 AND i.version = $3"
-        "   AND i.entered_at >= $4"
-        "   AND (($5 AND i.state = 'waiting') OR NOT EXISTS (SELECT 1 FROM journey_steps s"
-        "        WHERE s.tenant_id = i.tenant_id AND s.instance_id = i.instance_id"
-        "          AND s.kind = 'goal' AND s.node = $6))"
-        "   AND EXISTS (SELECT 1 FROM profiles WHERE profiles.tenant_id = i.tenant_id"
-        f"       AND profiles.profile_id = i.profile_id AND {where.text})"
+        f"SELECT {DOCUMENT} FROM {of_versions(meets, cohorts='c.entered_at >= $4')} i"
         f" ORDER BY i.entered_at LIMIT {int(limit)}",
         tenant, journey_id, version, entered_after, exits, goal_id, *where.params)
     return [instance_from_json(r["document"]) for r in rows]

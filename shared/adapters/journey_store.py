@@ -59,6 +59,23 @@ DOCUMENT = f"{DOCUMENT_OF} AS document"  # as a selected column
 ANY_STATE = "(i.state = 'waiting' OR i.state <> 'waiting')"
 
 
+def of_versions(where: str, *, tenant: str = "$1", journey: str = "$2",
+                version: str = "= $3", cohorts: str = "TRUE") -> str:
+    """A journey's instances of the versions ``version`` picks that meet ``where`` (on
+    ``i``), as a subquery to name ``i``: those entered one by one through the version's
+    own indexes (node, entered at), those entered in a cohort through the version's
+    cohorts that meet ``cohorts`` (on ``c``), each cohort's members by its index
+    (migrations 057, 059). Neither side alone has them all."""
+    return (
+        "(SELECT i.* FROM journey_instances i"
+        f" WHERE i.tenant_id = {tenant} AND i.journey_id = {journey} AND i.version {version}"
+        f"   AND i.cohort_id IS NULL AND {where}"
+        " UNION ALL SELECT i.* FROM journey_cohorts c JOIN journey_instances i"
+        "   ON i.cohort_id = c.cohort_id AND i.cohort_id IS NOT NULL"
+        f" WHERE c.tenant_id = {tenant} AND c.journey_id = {journey} AND c.version {version}"
+        f"   AND {cohorts} AND i.tenant_id = {tenant} AND {where})")
+
+
 @dataclass(frozen=True)
 class DueTimer:
     tenant: str
@@ -159,7 +176,9 @@ async def last_held(connection: asyncpg.Connection, tenant: str, journey_id: str
         "SELECT max(t.due_at) FROM journey_instances i JOIN journey_timers t"
         "   ON t.tenant_id = i.tenant_id AND t.instance_id = i.instance_id"
         " WHERE i.tenant_id = $1 AND i.journey_id = $2 AND i.version = $3"
-        "   AND i.node = 'entry' AND i.state = 'waiting'", tenant, journey_id, version)
+        "   AND i.node = 'entry' AND i.state = 'waiting'"
+        # a cohort's members never wait at the entry: set-wise, they enter at a wait
+        "   AND i.cohort_id IS NULL", tenant, journey_id, version)
     return due
 
 
@@ -170,7 +189,7 @@ async def recent_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, st
     return await _instances_of(connection, keys, "i.entered_at > $3", since)
 
 
-_WAITING = "i.state = 'waiting'"
+WAITING = "i.state = 'waiting'"
 
 
 async def _instances_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, str]],
@@ -183,7 +202,7 @@ async def _instances_of(connection: asyncpg.Connection, keys: Sequence[tuple[str
     # each state's instances by its own index (migration 058); a join does not make a
     # BitmapOr of ANY_STATE, so a UNION of the two (the waiting ones only, when that is
     # all ``where`` keeps)
-    sides = [_WAITING] if where == _WAITING else [_WAITING, "i.state <> 'waiting'"]
+    sides = [WAITING] if where == WAITING else [WAITING, "i.state <> 'waiting'"]
     union = " UNION ALL ".join(
         "SELECT i.* FROM journey_instances i"
         " JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, profile_id)"
@@ -329,8 +348,9 @@ used AS (  -- templates with members, each its own cohort: counted from what the
   SELECT t.g, k.n FROM (SELECT cohort_id, count(*)::int AS n FROM ins GROUP BY cohort_id) k
     JOIN t ON t.c = k.cohort_id),
 cohorts AS (  -- a chunk entered again stores no instance, so no cohort
-  INSERT INTO journey_cohorts (tenant_id, cohort_id, journey_id, version, document)
-  SELECT $1, t.c, $2, $3, t.d FROM t JOIN used USING (g)
+  INSERT INTO journey_cohorts (tenant_id, cohort_id, journey_id, version, document,
+    entered_at)
+  SELECT $1, t.c, $2, $3, t.d, $11 FROM t JOIN used USING (g)
   ON CONFLICT DO NOTHING),
 steps AS (  -- the cohort's, with its members counted, not one a profile (migration 056)
   INSERT INTO journey_cohort_steps (tenant_id, cohort_id, journey_id, version, at, kind,
@@ -732,7 +752,7 @@ async def release_held(connection: asyncpg.Connection, tenant: str, journey_id: 
 async def waiting_of(connection: asyncpg.Connection, keys: Sequence[tuple[str, str]]
                      ) -> dict[tuple[str, str], list[Instance]]:
     """The waiting instances of each (tenant, profile id), oldest entry first."""
-    return await _instances_of(connection, keys, _WAITING)
+    return await _instances_of(connection, keys, WAITING)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from shared.adapters import journey_store
-from shared.adapters.journey_store import ANY_STATE, DOCUMENT, DOCUMENT_OF
+from shared.adapters.journey_store import ANY_STATE, DOCUMENT, DOCUMENT_OF, WAITING
 
 _COLUMNS = ("tenant_id, journey_id, version, mode, state, definition, speed, test_profiles,"
             " entry_after, entry_done, entry_started, published_at, updated_at")
@@ -126,12 +126,12 @@ async def settle_finished(connection: asyncpg.Connection, tenant: str, journey_i
                           ) -> None:
     """A live version whose entry is done and on which nothing waits any more is
     finished; a journey whose live-mode versions all ended reads finished too."""
+    waiting = journey_store.of_versions(WAITING, tenant="v.tenant_id",
+                                        journey="v.journey_id", version="= v.version")
     await connection.execute(
         "UPDATE journey_versions v SET state = 'finished', updated_at = now()"
         " WHERE v.tenant_id = $1 AND v.journey_id = $2 AND v.state = 'live' AND v.entry_done"
-        " AND NOT EXISTS (SELECT 1 FROM journey_instances i WHERE i.tenant_id = v.tenant_id"
-        "   AND i.journey_id = v.journey_id AND i.version = v.version"
-        "   AND i.state = 'waiting')", tenant, journey_id)
+        f" AND NOT EXISTS (SELECT 1 FROM {waiting} i)", tenant, journey_id)
     await connection.execute(
         "UPDATE journeys j SET state = 'finished', updated_at = now()"
         " WHERE j.tenant_id = $1 AND j.journey_id = $2 AND j.state = 'live'"
@@ -149,8 +149,9 @@ async def versions_of(connection: asyncpg.Connection, tenant: str, journey_id: s
         " ORDER BY version DESC", tenant, journey_id)
     counts = await connection.fetch(
         "SELECT version, count(*) AS instances,"
-        " count(*) FILTER (WHERE state = 'waiting') AS waiting FROM journey_instances"
-        " WHERE tenant_id = $1 AND journey_id = $2 GROUP BY version", tenant, journey_id)
+        " count(*) FILTER (WHERE state = 'waiting') AS waiting"
+        f" FROM {journey_store.of_versions('TRUE', version='IS NOT NULL')} i"
+        " GROUP BY version", tenant, journey_id)
     by_version = {r["version"]: r for r in counts}
     return [{**dict(r), "waiting": by_version[r["version"]]["waiting"]
              if r["version"] in by_version else 0,
@@ -184,12 +185,15 @@ async def stop_instances(connection: asyncpg.Connection, tenant: str, journey_id
     the instance row and its document, its timers deleted, one ``stopped`` step each at
     the node it waited on. An engine racing it finds the instance no longer waiting (its
     conditional write changes nothing). The instances stopped (id, profile, version, node)."""
-    profile_filter = "" if profile_id is None else " AND profile_id = $5"
+    # one profile's by the live index; all of the versions' by their own rows and cohorts
+    which = (" AND i.profile_id = $5" if profile_id is not None else
+             " AND i.instance_id IN (SELECT w.instance_id FROM"
+             f" {journey_store.of_versions(WAITING, version='= ANY($3::int[])')} w)")
     stopped = await connection.fetch(
         f"UPDATE journey_instances i SET state = 'stopped', document = {_STOPPED_DOCUMENT},"
         " updated_at = now()"
-        " WHERE tenant_id = $1 AND journey_id = $2 AND version = ANY($3::int[])"
-        f" AND state = 'waiting'{profile_filter}"
+        " WHERE i.tenant_id = $1 AND i.journey_id = $2 AND i.version = ANY($3::int[])"
+        f" AND i.state = 'waiting'{which}"
         " RETURNING instance_id, profile_id, version, node",
         tenant, journey_id, versions, reason, *([] if profile_id is None else [profile_id]))
     if not stopped:
@@ -236,9 +240,8 @@ async def node_counts(connection: asyncpg.Connection, tenant: str, journey_id: s
         _COUNTED.format(by="detail", where=" AND kind IN ('actionExcluded', 'split')"),
         tenant, journey_id, version)
     waiting = await connection.fetch(
-        "SELECT node, count(*) AS n FROM journey_instances WHERE tenant_id = $1"
-        " AND journey_id = $2 AND version = $3 AND state = 'waiting' GROUP BY node",
-        tenant, journey_id, version)
+        f"SELECT node, count(*) AS n FROM {journey_store.of_versions(WAITING)} i"
+        " GROUP BY node", tenant, journey_id, version)
     return ({(r["node"], r["kind"]): r["n"] for r in steps},
             {(r["node"], r["detail"]): r["n"] for r in excluded},
             {r["node"]: r["n"] for r in waiting})

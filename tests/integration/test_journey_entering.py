@@ -10,6 +10,7 @@ the instances going on as usual (their waits' timers fire, a listen's timeout pa
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections import Counter
 from dataclasses import replace
@@ -20,11 +21,19 @@ from typing import Any
 import asyncpg
 import pytest
 
-from shared.adapters import erasure, journey_holdout_store, journey_store, journey_version_store
+from shared.adapters import (
+    erasure,
+    journey_conversion_store,
+    journey_goal_store,
+    journey_holdout_store,
+    journey_store,
+    journey_version_store,
+)
 from shared.adapters.audience_store import create_audience
 from shared.adapters.journey_profiles import read_profiles
 from shared.adapters.journey_store import DOCUMENT
 from shared.adapters.key_store import create_tenant
+from shared.domain.conditions.sql import SqlFilter
 from shared.domain.journeys.advance import start
 from shared.domain.journeys.codec import instance_from_json, instance_to_json
 from shared.domain.journeys.definition import parse_definition
@@ -488,3 +497,76 @@ async def test_a_cohorts_timer_comes_due_for_its_instances_still_waiting_on_it(
     assert handed[0] >= len(timers) and handed[1] >= len(own)
     assert {i for i, _, _ in own} == {i for p, i in waiting.items() if p != stopped}
     assert all(due in {t["due_at"] for t in timers} for _, _, due in own)
+
+
+async def test_a_versions_instances_are_read_from_its_own_rows_and_from_its_cohorts(
+        pool: asyncpg.Pool) -> None:
+    """A version's node and entered-at indexes hold only the instances entered one by one
+    (migration 059); its cohorts' members are read through its cohorts. Every reading of
+    a version's instances counts both sides — the waiting by node, the versions' counts,
+    the conversion cohort, the goal sweep, a resume's look, stopping, finishing — and
+    each side is answerable by its index: explained with sequential scans priced out and
+    the other indexes dropped (rolled back), each scan of the instances is by the node,
+    entered-at or cohort index."""
+    profiles = [f"v{i:02d}" for i in range(30)]
+    tenant = await _tenant(pool, profiles)
+    plan = compile_plan(parse_definition(WAIT_END), 1, {}, {}, tenant=tenant)
+    journey, none = plan.definition.id, Decimal(0)
+    sent: list[tuple[str, tuple[object, ...]]] = []
+    async with pool.acquire() as connection:
+        await _per_profile(connection, plan, tenant, profiles[:10], 0, none)
+        assert await _set_wise(connection, plan, tenant, profiles[10:], 0, none) == [(0, 20)]
+        transaction = connection.transaction()  # the version unseen by the stack's engine
+        await transaction.start()
+        try:
+            await journey_version_store.create_version(connection, tenant, journey,
+                                                       mode="live", definition=WAIT_END)
+            await connection.execute("UPDATE journey_versions SET entry_done = true"
+                                     " WHERE tenant_id = $1", tenant)
+            connection.add_query_logger(lambda q: sent.append((q.query, q.args)))
+            _, _, waiting = await journey_version_store.node_counts(connection, tenant,
+                                                                    journey, 1)
+            assert waiting == {"pause": 30}
+            [version] = await journey_version_store.versions_of(connection, tenant, journey)
+            assert (version["instances"], version["waiting"]) == (30, 30)
+            counts = await journey_conversion_store.goal_counts(
+                connection, tenant, journey, 1, "g", NOW - timedelta(hours=1),
+                NOW + timedelta(hours=1))
+            assert counts.entered.out_of == 30 and counts.nodes["pause"].out_of == 30
+            met = await journey_goal_store.meeting(
+                connection, tenant, journey, 1, "g", NOW - timedelta(hours=1),
+                SqlFilter("TRUE", ()), False, 100)
+            assert sorted(i.profile_id for i in met) == profiles
+            stopped = await journey_version_store.stop_instances(connection, tenant, journey,
+                                                                 [1], "test")
+            assert sorted(r["profile_id"] for r in stopped) == profiles
+            await journey_version_store.settle_finished(connection, tenant, journey)
+            assert await connection.fetchval(
+                "SELECT state FROM journey_versions WHERE tenant_id = $1", tenant) == "finished"
+        finally:
+            await transaction.rollback()
+        of_version = [(q, a) for q, a in sent if "journey_cohorts c JOIN journey_instances" in q]
+        assert len(of_version) >= 6, sent
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            # (the primary key's place taken by an index that finds an instance by its id
+            # only: a stop takes each by its id, no query here may take all the tenant's)
+            await connection.execute(
+                "SET LOCAL enable_seqscan = off;"
+                " ALTER TABLE journey_instances DROP CONSTRAINT journey_instances_pkey;"
+                " CREATE INDEX journey_instances_by_id ON journey_instances (instance_id);"
+                " DROP INDEX journey_instances_live, journey_instances_ended,"
+                "  journey_instances_held")
+            for query, args in of_version:
+                explained = "\n".join(r[0] for r in await connection.fetch(
+                    f"EXPLAIN {query}", *args))
+                scans = re.findall(r"(Seq Scan on journey_instances|using (\w+) on "
+                                   r"journey_instances|Bitmap Index Scan on (\w+))", explained)
+                used = {using or bitmap for _, using, bitmap in scans}
+                assert "journey_instances_cohort_of" in used, (query, explained)
+                assert used <= {"journey_instances_node", "journey_instances_entered",
+                                "journey_instances_cohort_of", "journey_instances_by_id"}, (
+                    query, explained)
+        finally:
+            await transaction.rollback()
