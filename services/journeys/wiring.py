@@ -48,7 +48,8 @@ class Engine:
 
     @classmethod
     async def open(cls, settings: Settings) -> Engine:
-        pool = await create_pool(settings.pg_dsn, min_size=2, max_size=6)
+        # (an entry's chunks in flight, entry.IN_FLIGHT, and its reader hold four)
+        pool = await create_pool(settings.pg_dsn, min_size=2, max_size=8)
         producer = RenewingProducer(settings, "journeys")
         producer.start_in_background()
         catalog = CatalogCache(pool, settings.config_cache_ttl_s)
