@@ -10,7 +10,6 @@ the instances going on as usual (their waits' timers fire, a listen's timeout pa
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections import Counter
 from dataclasses import replace
@@ -42,6 +41,7 @@ from shared.domain.journeys.holdout import held_out
 from shared.domain.journeys.plan import compile_plan
 from shared.domain.journeys.split import bucket, choose
 from tests.integration.conftest import eventually, stack
+from tests.integration.instance_plans import indexes_dropped, instance_scans
 from tests.integration.test_journey_engine import publish_version
 from tests.unit.test_journey_entering import SPLIT, WAIT_END
 
@@ -547,26 +547,16 @@ async def test_a_versions_instances_are_read_from_its_own_rows_and_from_its_coho
             await transaction.rollback()
         of_version = [(q, a) for q, a in sent if "journey_cohorts c JOIN journey_instances" in q]
         assert len(of_version) >= 6, sent
-        transaction = connection.transaction()
-        await transaction.start()
-        try:
-            # (the primary key's place taken by an index that finds an instance by its id
-            # only: a stop takes each by its id, no query here may take all the tenant's)
-            await connection.execute(
-                "SET LOCAL enable_seqscan = off;"
-                " ALTER TABLE journey_instances DROP CONSTRAINT journey_instances_pkey;"
+        # (the primary key's place taken by an index that finds an instance by its id
+        # only: a stop takes each by its id, no query here may take all the tenant's)
+        async with indexes_dropped(
+                connection, "ALTER TABLE journey_instances DROP CONSTRAINT journey_instances_pkey;"
                 " CREATE INDEX journey_instances_by_id ON journey_instances (instance_id);"
                 " DROP INDEX journey_instances_live, journey_instances_ended,"
-                "  journey_instances_held")
+                "  journey_instances_held"):
             for query, args in of_version:
-                explained = "\n".join(r[0] for r in await connection.fetch(
-                    f"EXPLAIN {query}", *args))
-                scans = re.findall(r"(Seq Scan on journey_instances|using (\w+) on "
-                                   r"journey_instances|Bitmap Index Scan on (\w+))", explained)
-                used = {using or bitmap for _, using, bitmap in scans}
+                used, explained = await instance_scans(connection, query, args)
                 assert "journey_instances_cohort_of" in used, (query, explained)
                 assert used <= {"journey_instances_node", "journey_instances_entered",
                                 "journey_instances_cohort_of", "journey_instances_by_id"}, (
                     query, explained)
-        finally:
-            await transaction.rollback()

@@ -5,7 +5,6 @@ claimers and never early, one live instance per profile and journey, and erasure
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +20,7 @@ from shared.domain.journeys.instance import (
     State,
     TimerFired,
 )
+from tests.integration.instance_plans import indexes_dropped, instance_scans
 from tests.unit.test_journey_advance import SEED, plan_of
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -193,25 +193,15 @@ async def test_a_profiles_instances_in_any_state_are_found_by_an_index(
         # Which index the planner picks for a tenant its statistics do not know yet (a
         # row estimated whichever index) is a toss-up: the others dropped (rolled back)
         # for the question asked here, whether these two can answer each query.
-        transaction = connection.transaction()
-        await transaction.start()
-        try:
-            await connection.execute(
-                "SET LOCAL enable_seqscan = off;"
-                " ALTER TABLE journey_instances DROP CONSTRAINT journey_instances_pkey;"
+        async with indexes_dropped(
+                connection, "ALTER TABLE journey_instances DROP CONSTRAINT journey_instances_pkey;"
                 " DROP INDEX journey_instances_entered, journey_instances_node,"
-                "  journey_instances_held, journey_instances_cohort_of")
+                "  journey_instances_held, journey_instances_cohort_of"):
             for query, args in by_profile:
-                explained = "\n".join(r[0] for r in await connection.fetch(
-                    f"EXPLAIN {query}", *args))
-                scans = re.findall(r"(Seq Scan on journey_instances|using (\w+) on "
-                                   r"journey_instances|Bitmap Index Scan on (\w+))", explained)
-                assert scans, (query, explained)
-                assert all((using or bitmap) in ("journey_instances_live",
-                                                 "journey_instances_ended")
-                           for _, using, bitmap in scans), (query, explained)
-        finally:
-            await transaction.rollback()
+                used, explained = await instance_scans(connection, query, args)
+                assert used, (query, explained)
+                assert used <= {"journey_instances_live", "journey_instances_ended"}, (
+                    query, explained)
 
 
 async def _version_row(pool: asyncpg.Pool, name: str, journey: str, version: int,
