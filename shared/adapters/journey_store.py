@@ -321,7 +321,10 @@ async def create_many(connection: asyncpg.Connection, tenant: str,
 # for a profile that no longer exists (erased since the audience was read); then the
 # cohorts of those stored, each with its steps and timers from its template.
 _ENTER_SET_SHAPE = """
-WITH m AS (
+WITH b AS MATERIALIZED (  -- the chunk's first and last id, in the database's own order
+  -- (its collation's: Python's order of str is the "C" collation's only)
+  SELECT min(x) AS lo, max(x) AS hi FROM unnest({profiles}) AS x),
+m AS (
   SELECT m.p, m.i, m.g, m.o FROM unnest({profiles}, {instances}, {groups})
     WITH ORDINALITY AS m(p, i, g, o)
   -- the profiles that still exist, read from the chunk's range of ids only (an audience
@@ -329,7 +332,8 @@ WITH m AS (
   -- chunk's, each chunk further than the one before (quadratic in the audience)
   WHERE m.p IN (SELECT f.profile_id FROM profiles f
                 WHERE f.tenant_id = $1 AND f.profile_id = ANY({profiles})
-                  AND f.profile_id >= $21 AND f.profile_id <= $22)),
+                  AND f.profile_id >= (SELECT lo FROM b)
+                  AND f.profile_id <= (SELECT hi FROM b))),
 t AS MATERIALIZED (  -- each template's document parsed once, not once a profile
   SELECT g - 1 AS g, d::jsonb AS d, s, n, k, c
   FROM unnest($7::text[], $8::text[], $9::text[], $10::int[], $19::uuid[])
@@ -374,7 +378,7 @@ SELECT g, n FROM used
 # 275 → 396 ms a chunk of 10,000 with a control group, from 10,000 to 30,000 in).
 _LIVE_PROBE = _NOT_LIVE.format(
     tenant="$1", journey="$2", profile="m.p", state="t.s",
-    within=" AND live.profile_id >= $21 AND live.profile_id <= $22")
+    within=" AND live.profile_id >= (SELECT lo FROM b) AND live.profile_id <= (SELECT hi FROM b)")
 # The chunk's profile ids come as one text, joined by a separator (``string_to_array`` of
 # a parameter folds into a constant array when the plan is made, as an array parameter
 # would), its templates as an array's text: asyncpg encodes an array element by element
@@ -469,7 +473,7 @@ def enter_set_args(tenant: str, journey_id: str, version: int, chunk: Chunk,
             [g for g, _ in steps], [s.kind for _, s in steps], [s.node for _, s in steps],
             [s.detail for _, s in steps],
             [g for g, _, _ in timers], [k for _, k, _ in timers], [d for _, _, d in timers],
-            cohort_ids(chunk, at), separator, min(chunk.profile_ids), max(chunk.profile_ids))
+            cohort_ids(chunk, at), separator)
 
 
 async def enter_set(connection: asyncpg.Connection, tenant: str, journey_id: str,
