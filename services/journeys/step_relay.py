@@ -64,9 +64,9 @@ ORDER BY s.tx, s.id LIMIT $3"""
 # A cohort's members, by journey_instances_cohort_of (migration 057): the cohort alone in
 # the inner query (OFFSET 0 keeps the tenant's check out of it), so no index that starts
 # with the tenant can be chosen — for a tenant new to the statistics the planner read
-# every instance of it a cohort by one (16-21 µs a member for P7J's million). Sorted
-# outside it, by the uuids themselves: sorted here as text, with the records made into
-# tuples first, it was 2 µs of the engine a member.
+# every instance of it a cohort by one (16-21 µs a member for P7J's million). In id
+# order by the outer query, on the uuids (sorting in Python, after making the records
+# into tuples, was 2 µs of the engine a member).
 _MEMBERS = (
     "SELECT instance_id::text, profile_id FROM ("
     "  SELECT tenant_id, instance_id, profile_id FROM journey_instances"

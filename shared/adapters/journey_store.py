@@ -325,7 +325,7 @@ WITH b AS MATERIALIZED (  -- the chunk's first and last id, in the database's ow
   -- (its collation's: Python's order of str is the "C" collation's only)
   SELECT min(x) AS lo, max(x) AS hi FROM unnest({profiles}) AS x),
 m AS (
-  SELECT m.p, m.i, m.g, m.o FROM unnest({profiles}, {instances}, {groups})
+  SELECT m.p, m.i, m.g, m.o FROM unnest({profiles}, $5::uuid[], $6::text::int[])
     WITH ORDINALITY AS m(p, i, g, o)
   -- the profiles that still exist, read from the chunk's range of ids only (an audience
   -- is read in id order): a join read the tenant's profiles from its first id up to the
@@ -373,29 +373,25 @@ timers AS (  -- the cohort's, not one a profile (migration 055)
 SELECT g, n FROM used
 """
 # ``_NOT_LIVE`` for a chunk (made for the profiles whose entry ends at once: held out),
-# within the chunk's range of profile ids: the planner makes it a hashed subplan, which
-# read every live instance of the journey a chunk (10,000 more for each chunk entered:
-# 275 → 396 ms a chunk of 10,000 with a control group, from 10,000 to 30,000 in).
+# within the chunk's range of profile ids: without it the planner made it a hashed
+# subplan of every live instance of the journey, read again each chunk (10,000 more for
+# each chunk entered: 275 → 396 ms a chunk of 10,000 with a control group, from 10,000
+# to 30,000 in). With the range from ``b`` it is an index probe a held-out profile.
 _LIVE_PROBE = _NOT_LIVE.format(
     tenant="$1", journey="$2", profile="m.p", state="t.s",
     within=" AND live.profile_id >= (SELECT lo FROM b) AND live.profile_id <= (SELECT hi FROM b)")
 # The chunk's profile ids come as one text, joined by a separator (``string_to_array`` of
 # a parameter folds into a constant array when the plan is made, as an array parameter
-# would), its templates as an array's text: asyncpg encodes an array element by element
-# (abc ``isinstance`` checks each), 0.61 µs of the engine a profile id and 0.47 a template
-# index, against 0.01 and 0.02 joined (PostgreSQL: +0.1 and +0.06). Its instance ids in
-# binary: uuid_in took PostgreSQL 1.5 µs an id from text.
-_COLUMNS_SPLIT = {"{profiles}": "string_to_array($4, $20)",
-                  "{instances}": "$5::uuid[]",
-                  "{groups}": "$6::text::int[]"}
+# would), its templates as an array's text ($6): asyncpg encodes an array element by
+# element (abc ``isinstance`` checks each), 0.61 µs of the engine a profile id and 0.47 a
+# template index, against 0.01 and 0.02 joined (PostgreSQL: +0.1 and +0.06). Its
+# instance ids ($5) in binary: uuid_in took PostgreSQL 1.5 µs an id from text.
+_PROFILES = "string_to_array($4, $20)"
 
 
 def _shaped(not_live: str, on_conflict: str) -> str:
-    statement = _ENTER_SET_SHAPE.replace("{not_live}", not_live).replace(
-        "{on_conflict}", on_conflict)
-    for name, split in _COLUMNS_SPLIT.items():
-        statement = statement.replace(name, split)
-    return statement
+    return _ENTER_SET_SHAPE.replace("{not_live}", not_live).replace(
+        "{on_conflict}", on_conflict).replace("{profiles}", _PROFILES)
 
 
 _ENTER_SET = _shaped(_LIVE_PROBE, "ON CONFLICT DO NOTHING ")
