@@ -37,7 +37,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "webhooks/notification.v1.json": Notification,
     "journeys/definition.v1.json": JourneyDefinition,
     "topics/journey-events.v1.json": JourneyEventRecord,
-    "topics/journey-steps.v2.json": StepEvent,
+    "topics/journey-steps.v3.json": StepEvent,
     "topics/journey-events.kafka.v1.json": ProducedJourneyEvent,
 }
 

@@ -114,16 +114,17 @@ JOURNEY_EVENTS_KAFKA = Topic(
     "the tenant), typed and identified by the journey engine as the gateway does over HTTP.",
 )
 
-# Every step of every journey instance, in commit order per profile: a record is a step of
-# one instance or of up to 1,000 that entered together, all of one partition (keyed by the
-# first one's profile id). Version 1 (a record a profile and step) is no longer written.
+# Every step of every journey instance, in commit order per profile: a record is one or
+# more consecutive steps of one instance or of up to 1,000 that entered together, all of
+# one partition (keyed by the first one's profile id). Versions 1 (a record a profile and
+# step) and 2 (a record a step) are no longer written.
 JOURNEY_STEPS = Topic(
-    "parcours.journey-steps.v2", "profile id (a record's first member's)", 6,
-    "topics/journey-steps.v2.json",
+    "parcours.journey-steps.v3", "profile id (a record's first member's)", 6,
+    "topics/journey-steps.v3.json",
     "Step events of journey instances (entered, transition, actionSent, actionExcluded, "
     "reaction, event, timedOut, finished, stopped, exited, error, ...) for counts and "
-    "analyses downstream; a step of profiles that entered together is one record per "
-    "partition and 1,000 of them.",
+    "analyses downstream; a record holds consecutive steps of the same members, the "
+    "steps of profiles that entered together one record per partition and 1,000 of them.",
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (

@@ -1,4 +1,4 @@
-"""Step events to ``parcours.journey-steps.v2``: the steps the engine stored with its moves
+"""Step events to ``parcours.journey-steps.v3``: the steps the engine stored with its moves
 (``journey_steps``), published in commit order from a watermark (transaction id, step id)
 kept in ``journey_step_relay`` (migration 029). Only steps of transactions older than every
 transaction still running are read (``pg_snapshot_xmin``): a step whose move commits late
@@ -6,11 +6,12 @@ is never skipped. The watermark moves after the broker acknowledged the batch, s
 publishes a batch again (same ``stepId``s), never loses one. Several engines take turns
 through an advisory lock.
 
-A profile's step is a record of one member. A cohort's step (profiles entered set-wise:
-one row a cohort and step in ``journey_cohort_steps``, migration 056) is a record for
-each partition its members' profile ids go to, and each 1,000 of them, keyed by the
-record's first member: the members read from their instances once a batch, grouped and
-encoded once for all of the cohort's steps in it."""
+A record holds a batch's consecutive steps of the same members (``runs``): a profile's
+steps are a record of one member; a cohort's (profiles entered set-wise: one row a cohort
+and step in ``journey_cohort_steps``, migration 056) a record for each partition its
+members' profile ids go to, and each 1,000 of them, keyed by the record's first member:
+the members read from their instances once a batch, grouped and encoded once, and sent
+once for all of the cohort's steps in it (a record a step sent them three times)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from services.journeys.wiring import Engine
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.producer import key_partition
-from shared.domain.journeys.step_events import MEMBERS_PER_RECORD
+from shared.domain.journeys.step_events import MEMBERS_PER_RECORD, STEPS_PER_RECORD
 from shared.resilience import retry_forever
 from shared.topics import JOURNEY_STEPS
 
@@ -74,14 +75,40 @@ _MEMBERS = (
     " WHERE tenant_id = $1 ORDER BY instance_id")
 
 
-def step_event(row: asyncpg.Record | dict[str, Any], members: list[dict[str, str]]
-               ) -> dict[str, Any]:
-    """The record of a step, as StepEvent describes it (built as a plain dict: a model
-    per step was a fifth of the relay's CPU at 500 inputs/s)."""
-    return {"v": 2, "stepId": row["id"], "tenant": row["tenant_id"],
-            "journeyId": row["journey_id"], "version": row["version"],
-            "at": row["at"].isoformat(), "kind": row["kind"], "node": row["node"],
-            "detail": row["detail"], "members": members}
+def step_event(rows: Sequence[asyncpg.Record | dict[str, Any]],
+               members: list[dict[str, str]]) -> dict[str, Any]:
+    """The record of consecutive steps of the same members, as StepEvent describes it
+    (built as a plain dict: a model per step was a fifth of the relay's CPU at 500 inputs/s);
+    ``members`` last, so that a cohort's records can be joined from encoded pieces."""
+    first = rows[0]
+    return {"v": 3, "tenant": first["tenant_id"], "journeyId": first["journey_id"],
+            "version": first["version"],
+            "steps": [{"stepId": row["id"], "at": row["at"].isoformat(), "kind": row["kind"],
+                       "node": row["node"], "detail": row["detail"]} for row in rows],
+            "members": members}
+
+
+def _subject(row: asyncpg.Record | dict[str, Any]) -> tuple[Any, ...]:
+    """Whose step a row is: a cohort's (all its members) or one instance's."""
+    if row["cohort_id"] is not None:
+        return row["tenant_id"], row["cohort_id"], None
+    return row["tenant_id"], None, row["instance_id"]
+
+
+def runs(rows: Sequence[asyncpg.Record]) -> list[list[asyncpg.Record]]:
+    """The rows cut into runs of consecutive steps of the same subject (a cohort, or one
+    instance), each of at most STEPS_PER_RECORD: a record each (or each part of a
+    cohort's). Consecutive only, so the steps keep their commit order in the records."""
+    out: list[list[asyncpg.Record]] = []
+    last: tuple[Any, ...] | None = None
+    for row in rows:
+        subject = _subject(row)
+        if subject == last and len(out[-1]) < STEPS_PER_RECORD:
+            out[-1].append(row)
+        else:
+            out.append([row])
+        last = subject
+    return out
 
 
 def within_budget(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
@@ -144,19 +171,20 @@ async def _cohort_parts(connection: asyncpg.Connection, rows: list[asyncpg.Recor
 
 def _events(rows: list[asyncpg.Record], cohorts: dict[Any, list[Part]]
             ) -> list[tuple[str, bytes, bytes]]:
-    """(topic, value, key) of each step: a profile's, or a cohort's for each of its
-    parts — the step's encoded fields joined with the part's members (a dict encoded a
-    member was a tenth of the relay's CPU)."""
+    """(topic, value, key) of each run of steps: a profile's, or a cohort's for each of
+    its parts — the steps' encoded fields joined with the part's members (a dict encoded
+    a member was a tenth of the relay's CPU)."""
     topic = JOURNEY_STEPS.name
     out: list[tuple[str, bytes, bytes]] = []
-    for row in rows:
-        if row["cohort_id"] is None:
-            member = {"instanceId": row["instance_id"], "profileId": row["profile_id"]}
-            out.append((topic, encode(step_event(row, [member])),
-                        row["profile_id"].encode()))
+    for run in runs(rows):
+        first = run[0]
+        if first["cohort_id"] is None:
+            member = {"instanceId": first["instance_id"], "profileId": first["profile_id"]}
+            out.append((topic, encode(step_event(run, [member])),
+                        first["profile_id"].encode()))
             continue
-        head = encode(step_event(row, []))[:-2]  # up to the members' opening bracket
-        for members, key in cohorts.get((row["tenant_id"], row["cohort_id"]), ()):
+        head = encode(step_event(run, []))[:-2]  # up to the members' opening bracket
+        for members, key in cohorts.get((first["tenant_id"], first["cohort_id"]), ()):
             out.append((topic, b"".join((head, members, b"]}")), key))
     return out
 

@@ -335,10 +335,10 @@ async def test_every_step_reaches_the_step_events_topic_once_in_order(
                     if event.tenant == tenant.name:
                         assert record.key == b"s1"
                         assert [m.profileId for m in event.members] == ["s1"]
-                        published.append((event.stepId, event.kind, event.node,
-                                          event.detail))
+                        published.extend((s.stepId, s.kind, s.node, s.detail)
+                                         for s in event.steps)
             return len(published) >= len(steps)
-        await eventually(relayed, "the instance's steps on parcours.journey-steps.v2", 20)
+        await eventually(relayed, "the instance's steps on parcours.journey-steps.v3", 20)
     assert published == steps
 
 
