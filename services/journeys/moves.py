@@ -322,11 +322,13 @@ async def enter(engine: Engine, connection: asyncpg.Connection, plan: Plan, tena
     now = datetime.now(UTC)
     if SET_WISE and set_based(plan):  # the same instance for all but its ids: set-wise
         chunk = routes(plan, tenant, profile_ids, entry_round, holdout, now)
-        written = await journey_store.enter_set(connection, tenant, plan.definition.id,
+        entered = await journey_store.enter_set(connection, tenant, plan.definition.id,
                                                 plan.version, chunk, now)
-        for step, n in step_counts(chunk.templates, written).items():
+        for whole in entered.whole:  # the step relay takes them from here, once committed
+            engine.entered[(tenant, whole.cohort_id)] = whole
+        for step, n in step_counts(chunk.templates, entered.written).items():
             count_step(plan.definition.id, step, n)
-        ENTERED.labels(plan.definition.id).inc(sum(n for _, n in written))
+        ENTERED.labels(plan.definition.id).inc(sum(n for _, n in entered.written))
         return []  # no effect on the world before the first wait
     profiles = await read_profiles(connection, tenant, profile_ids)
     started = [start(plan, profile_id, entry_round, profiles[profile_id].record, now,

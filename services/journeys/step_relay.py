@@ -16,7 +16,7 @@ once for all of the cohort's steps in it (a record a step sent them three times)
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from services.journeys.loops import repeat
 from services.journeys.metrics import RETRIES
 from services.journeys.wiring import Engine
+from shared.adapters.journey_store import WholeCohort
 from shared.adapters.kafka import encode
 from shared.adapters.postgres import DB_UNAVAILABLE
 from shared.adapters.producer import key_partition
@@ -65,14 +66,16 @@ ORDER BY s.tx, s.id LIMIT $3"""
 # A cohort's members, by journey_instances_cohort_of (migration 057): the cohort alone in
 # the inner query (OFFSET 0 keeps the tenant's check out of it), so no index that starts
 # with the tenant can be chosen — for a tenant new to the statistics the planner read
-# every instance of it a cohort by one (16-21 µs a member for P7J's million). In id
-# order by the outer query, on the uuids (sorting in Python, after making the records
-# into tuples, was 2 µs of the engine a member).
+# every instance of it a cohort by one (16-21 µs a member for P7J's million). In profile
+# id order by the outer query, the order a cohort's members entered in (an audience is
+# read by profile id) and the order of those the engine kept (``Engine.entered``): the
+# records of a step are the same whichever way its members come (sorting in Python,
+# after making the records into tuples, was 2 µs of the engine a member).
 _MEMBERS = (
     "SELECT instance_id::text, profile_id FROM ("
     "  SELECT tenant_id, instance_id, profile_id FROM journey_instances"
     "   WHERE cohort_id = $2 OFFSET 0) members"
-    " WHERE tenant_id = $1 ORDER BY instance_id")
+    " WHERE tenant_id = $1 ORDER BY profile_id")
 
 
 def step_event(rows: Sequence[asyncpg.Record | dict[str, Any]],
@@ -133,9 +136,10 @@ def within_budget(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
 Part = tuple[bytes, bytes]  # a record's members as JSON (comma-joined), its key
 
 
-def parts(members: Sequence[tuple[str, str]] | list[asyncpg.Record], partitions: int
+def parts(members: Iterable[tuple[str, str]] | list[asyncpg.Record], partitions: int
           ) -> list[Part]:
-    """A cohort's members (instance id, profile id, in id order) as records' member lists:
+    """A cohort's members (instance id, profile id, in profile id order) as records'
+    member lists:
     grouped by the partition each profile id goes to, then by MEMBERS_PER_RECORD; each
     keyed by its first member, so the record lands where its members' own steps do."""
     grouped: dict[int, list[tuple[str, str, bytes]]] = {}
@@ -156,16 +160,22 @@ def parts(members: Sequence[tuple[str, str]] | list[asyncpg.Record], partitions:
 
 
 async def _cohort_parts(connection: asyncpg.Connection, rows: list[asyncpg.Record],
-                        partitions: int) -> dict[Any, list[Part]]:
-    """Each cohort's members as they are now, in id order: an erased profile is gone, one
-    moved on since is still a member."""
+                        partitions: int, kept: dict[tuple[str, Any], WholeCohort]
+                        ) -> dict[Any, list[Part]]:
+    """Each cohort's members: as they entered when this engine entered it whole (kept,
+    taken from ``kept`` once read), else as they are now, read from their instances (an
+    erased profile is gone, one moved on since is still a member)."""
     found: dict[Any, list[Part]] = {}
     for row in rows:
         cohort = (row["tenant_id"], row["cohort_id"])
         if row["cohort_id"] is None or cohort in found:
             continue
-        # in id order; each record unpacks as (instance id, profile id)
-        found[cohort] = parts(await connection.fetch(_MEMBERS, *cohort), partitions)
+        whole = kept.pop(cohort, None)
+        if whole is not None:
+            found[cohort] = parts(zip(map(str, whole.instance_ids), whole.profile_ids,
+                                      strict=True), partitions)
+        else:  # each record unpacks as (instance id, profile id)
+            found[cohort] = parts(await connection.fetch(_MEMBERS, *cohort), partitions)
     return found
 
 
@@ -213,7 +223,8 @@ async def relay_once(engine: Engine) -> int:
         # would), not a send() each: the relay's CPU was most of the engine's thread when
         # profiles enter by the thousand (three steps each), on cores PostgreSQL needs.
         partitions = await engine.producer.partitions(JOURNEY_STEPS.name)
-        events = _events(rows, await _cohort_parts(connection, rows, partitions))
+        events = _events(rows, await _cohort_parts(connection, rows, partitions,
+                                                     engine.entered))
         written = await engine.producer.deliver_batched(events, BOUND_S)
         if not all(written):  # the watermark stays: the batch is published again
             raise KafkaError(f"{written.count(False)} of {len(events)} step events were not"

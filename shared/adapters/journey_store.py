@@ -472,14 +472,47 @@ def enter_set_args(tenant: str, journey_id: str, version: int, chunk: Chunk,
             cohort_ids(chunk, at), separator)
 
 
+@dataclass(frozen=True)
+class WholeCohort:
+    """A cohort of a chunk that stored every profile routed to it: its members as they
+    entered, in the chunk's order (the audience's, by profile id), with their instance
+    ids as sent (asyncpg's ``UUID``, whose ``str`` is compiled)."""
+    cohort_id: uuid.UUID
+    instance_ids: list[UUID]
+    profile_ids: list[str]
+
+
+@dataclass(frozen=True)
+class EnteredSet:
+    """What ``enter_set`` wrote: (template index, instances stored) for each template
+    with members, and the cohorts stored whole (those the step relay need not read)."""
+    written: list[tuple[int, int]]
+    whole: list[WholeCohort]
+
+
+def _whole(chunk: Chunk, args: tuple[Any, ...], written: list[tuple[int, int]]
+           ) -> list[WholeCohort]:
+    instance_ids, cohorts = args[4], args[18]  # the statement's $5 and $19
+    if len(chunk.templates) == 1:  # the usual chunk: one route, one cohort
+        return [WholeCohort(cohorts[0], instance_ids, chunk.profile_ids)
+                for g, n in written if n == len(chunk.profile_ids)]
+    out = []
+    for g, n in written:
+        at = [k for k, x in enumerate(chunk.groups) if x == g]
+        if n == len(at):
+            out.append(WholeCohort(cohorts[g], [instance_ids[k] for k in at],
+                                   [chunk.profile_ids[k] for k in at]))
+    return out
+
+
 async def enter_set(connection: asyncpg.Connection, tenant: str, journey_id: str,
-                    version: int, chunk: Chunk, at: datetime) -> list[tuple[int, int]]:
+                    version: int, chunk: Chunk, at: datetime) -> EnteredSet:
     """Write a chunk of entering profiles set-wise (``entering.routes``), in one
     statement: what ``create_many`` writes for ``start``'s moves of the same profiles
     when the version's way to its first wait is ``entering.set_based``; skipped are the
-    profiles ``enter`` skips. (template index, instances stored) for each template."""
+    profiles ``enter`` skips."""
     if not chunk.profile_ids:
-        return []
+        return EnteredSet([], [])
     args = enter_set_args(tenant, journey_id, version, chunk, at)
 
     async def run(statement: str) -> list[asyncpg.Record]:
@@ -494,7 +527,8 @@ async def enter_set(connection: asyncpg.Connection, tenant: str, journey_id: str
             rows = await run(_ENTER_SET_FAST)
         except asyncpg.UniqueViolationError:  # an instance of the chunk exists already
             rows = await run(_ENTER_SET)
-    return [(r["g"], r["n"]) for r in rows]
+    written = [(r["g"], r["n"]) for r in rows]
+    return EnteredSet(written, _whole(chunk, args, written))
 
 
 async def save_many(connection: asyncpg.Connection, tenant: str,

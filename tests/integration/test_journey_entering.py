@@ -103,9 +103,9 @@ async def _per_profile(connection: asyncpg.Connection, plan: Any, tenant: str,
 
 async def _set_wise(connection: asyncpg.Connection, plan: Any, tenant: str,
                     ids: list[str], entry: int, holdout: Decimal) -> list[tuple[int, int]]:
-    return await journey_store.enter_set(connection, tenant, plan.definition.id,
-                                         plan.version,
-                                         routes(plan, tenant, ids, entry, holdout, NOW), NOW)
+    return (await journey_store.enter_set(
+        connection, tenant, plan.definition.id, plan.version,
+        routes(plan, tenant, ids, entry, holdout, NOW), NOW)).written
 
 
 async def _forget(pool: asyncpg.Pool, tenant: str) -> None:
@@ -431,7 +431,8 @@ async def test_a_chunk_entered_again_later_puts_a_profile_it_skipped_in_a_cohort
         assert set(chunk.groups) == {0}
         first = await journey_store.enter_set(connection, tenant, plan.definition.id, 1,
                                               chunk, NOW)
-        assert first == [(0, len(profiles) - 1)]  # all but the one in the journey
+        # all but the one in the journey: not whole, the relay reads its members back
+        assert (first.written, first.whole) == ([(0, len(profiles) - 1)], [])
         await connection.execute(
             "UPDATE journey_instances SET state = 'finished' WHERE tenant_id = $1"
             " AND cohort_id IS NULL", tenant)
@@ -439,7 +440,7 @@ async def test_a_chunk_entered_again_later_puts_a_profile_it_skipped_in_a_cohort
         again = await journey_store.enter_set(
             connection, tenant, plan.definition.id, 1,
             routes(plan, tenant, profiles, 1, none, later), later)
-        assert again == [(0, 1)]
+        assert (again.written, again.whole) == ([(0, 1)], [])
     cohorts = {r["profile_id"]: r["cohort_id"] for r in await pool.fetch(
         "SELECT profile_id, cohort_id FROM journey_instances WHERE tenant_id = $1"
         " AND cohort_id IS NOT NULL", tenant)}

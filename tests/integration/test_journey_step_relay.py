@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from decimal import Decimal
 
 import asyncpg
 import orjson
 
 from services.journeys.step_relay import _MEMBERS, _READ
+from shared.adapters import journey_store
 from shared.adapters.producer import key_partition
+from shared.domain.journeys.definition import parse_definition
+from shared.domain.journeys.entering import routes
+from shared.domain.journeys.plan import compile_plan
 from shared.domain.journeys.step_events import StepEvent
 from shared.topics import JOURNEY_STEPS
 from tests.integration.conftest import end_offsets, eventually, topic_reader
 from tests.integration.instance_plans import instance_scans
-from tests.integration.test_journey_entering import _entered_set_wise
+from tests.integration.test_journey_entering import NOW, _entered_set_wise, _tenant
+from tests.unit.test_journey_entering import SPLIT
 
 
 async def test_steps_are_read_in_transaction_id_order_through_the_index(
@@ -64,6 +70,30 @@ async def test_a_cohorts_members_are_read_by_its_index_for_a_tenant_new_to_the_s
         scans, plan = await instance_scans(
             connection, _MEMBERS, (f"unseen-{uuid.uuid4().hex}", uuid.uuid4()))
     assert scans == {"journey_instances_cohort_of"}, plan
+
+
+async def test_a_chunk_stored_whole_gives_its_cohorts_members_as_the_relay_reads_them(
+        pool: asyncpg.Pool) -> None:
+    """What the engine keeps for its relay instead of a read of the members back: the
+    cohorts a chunk stored every profile of, each with its members' instance ids and
+    profile ids in the order they entered — the relay's read gives the same, in the same
+    order, so a step's records are the same whichever way its members come."""
+    profiles = [f"w{i:02d}" for i in range(40)]
+    tenant = await _tenant(pool, profiles)
+    plan = compile_plan(parse_definition(SPLIT), 1, {}, {}, tenant=tenant)
+    chunk = routes(plan, tenant, profiles, 0, Decimal(0), NOW)
+    async with pool.acquire() as connection:
+        entered = await journey_store.enter_set(connection, tenant, plan.definition.id, 1,
+                                                chunk, NOW)
+        assert len(entered.whole) == len(entered.written) == len(chunk.templates) > 1
+        for whole, (g, n) in zip(entered.whole, entered.written, strict=True):
+            kept = [(str(i), p) for i, p in zip(whole.instance_ids, whole.profile_ids,
+                                                   strict=True)]
+            read = [tuple(r) for r in await connection.fetch(_MEMBERS, tenant,
+                                                              whole.cohort_id)]
+            assert kept == read and len(kept) == n
+            assert whole.cohort_id == journey_store.cohort_ids(chunk, NOW)[g]
+        assert sorted(p for w in entered.whole for p in w.profile_ids) == profiles
 
 
 async def test_a_cohorts_steps_are_published_once_for_each_member(
