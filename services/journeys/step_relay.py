@@ -67,10 +67,11 @@ ORDER BY s.tx, s.id LIMIT $3"""
 # the inner query (OFFSET 0 keeps the tenant's check out of it), so no index that starts
 # with the tenant can be chosen — for a tenant new to the statistics the planner read
 # every instance of it a cohort by one (16-21 µs a member for P7J's million). In profile
-# id order by the outer query, the order a cohort's members entered in (an audience is
-# read by profile id) and the order of those the engine kept (``Engine.entered``): the
-# records of a step are the same whichever way its members come (sorting in Python,
-# after making the records into tuples, was 2 µs of the engine a member).
+# id order by the outer query: the order an audience's members entered in (it is read by
+# profile id), so the records of its cohorts' steps are the same whether their members
+# were kept by the engine (``Engine.entered``, in the chunk's order) or read here (a test
+# run's chunk is in the order of its list). Sorting in Python, after making the records
+# into tuples, was 2 µs of the engine a member.
 _MEMBERS = (
     "SELECT instance_id::text, profile_id FROM ("
     "  SELECT tenant_id, instance_id, profile_id FROM journey_instances"

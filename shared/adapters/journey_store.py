@@ -475,7 +475,7 @@ def enter_set_args(tenant: str, journey_id: str, version: int, chunk: Chunk,
 @dataclass(frozen=True)
 class WholeCohort:
     """A cohort of a chunk that stored every profile routed to it: its members as they
-    entered, in the chunk's order (the audience's, by profile id), with their instance
+    entered, in the chunk's order (an audience's is by profile id), with their instance
     ids as sent (asyncpg's ``UUID``, whose ``str`` is compiled)."""
     cohort_id: uuid.UUID
     instance_ids: list[UUID]
@@ -492,6 +492,8 @@ class EnteredSet:
 
 def _whole(chunk: Chunk, args: tuple[Any, ...], written: list[tuple[int, int]]
            ) -> list[WholeCohort]:
+    """The chunk's cohorts that stored as many instances as profiles routed to them: all
+    of them, since the statement stores a subset of a cohort's profiles."""
     instance_ids, cohorts = args[4], args[18]  # the statement's $5 and $19
     if len(chunk.templates) == 1:  # the usual chunk: one route, one cohort
         return [WholeCohort(cohorts[0], instance_ids, chunk.profile_ids)
