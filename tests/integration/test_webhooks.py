@@ -494,6 +494,10 @@ async def test_a_restart_gives_back_what_the_service_held(
     # 30 s: the new process's start on a loaded machine, well inside the lease (≥ 70 s)
     # that would otherwise hold them (it once took more than 10 s in a full run)
     await eventually(all_delivered, "every ping delivered by the new process", 30)
-    # the 4 cut short were called again (same id), the 2 queued once
+    # the 4 cut short were called again (same id), the 2 queued once — or twice: on a
+    # loaded machine the SIGTERM may land after a hanging call's timeout (10 s), which
+    # frees its slot for a queued one that the old process then makes too, its outcome
+    # cut short as well (a full CI run once saw 12 calls of 6 ids). A delivery is at
+    # least once, again with the same id, never a new one.
     ids = [c.headers["Parcours-Webhook-Id"] for c in receiver.to("/restart")]
-    assert len(set(ids)) == 6 and len(ids) == 6 + settings.webhooks_per_endpoint
+    assert len(set(ids)) == 6 and len(ids) >= 6 + settings.webhooks_per_endpoint, ids
